@@ -1,0 +1,90 @@
+"""The Python API. The CLI is a thin layer over these functions; nothing here prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+
+from tango_ci.data.synth import SynthRequest, synthesize
+from tango_ci.exceptions import TangoError
+from tango_ci.runners.probe import probe_host, runner_yaml
+from tango_ci.spec import (
+    Problem,
+    ProjectSpec,
+    check_file,
+    display_path,
+    find_repo_root,
+    load_project,
+    spec_files,
+)
+
+__all__ = [
+    "load_project",
+    "probe_runner",
+    "synth_project_data",
+    "synth_data",
+    "validate",
+]
+
+
+def validate(paths: Iterable[Path] = (), repo_root: Path | None = None) -> list[Problem]:
+    """Problems of the given spec files (folders are searched); default every file of the repo."""
+    root = (repo_root or find_repo_root(Path.cwd())).resolve()
+    paths = [Path(p) for p in paths]
+    files = [f for path in paths for f in _expand(path)] if paths else spec_files(root)
+    if not files:
+        raise TangoError(f"no project or runner files under {display_path(root)} "
+                         "(looked for projects/*/project.yaml and runners/*.yaml)")
+    problems: list[Problem] = []
+    for path in files:
+        problems.extend(check_file(path, root if path.resolve().is_relative_to(root) else None))
+    return problems
+
+
+def _expand(path: Path) -> list[Path]:
+    """A file is itself; a folder stands for the spec files in it (or itself, to be reported)."""
+    if not path.is_dir():
+        return [path]
+    if (path / "project.yaml").exists():
+        return [path / "project.yaml"]
+    found = sorted(path.rglob("project.yaml")) + sorted(path.rglob("runners/*.yaml"))
+    if path.name == "runners":
+        found += sorted(path.glob("*.yaml"))
+    return found or [path]
+
+
+def probe_runner(name: str, out: Path | None, *, force: bool = False) -> tuple[dict, dict, str]:
+    """Describe this host as runner ``name``; write it to ``out`` unless None.
+
+    Returns the runner mapping, the engines that are missing (with reasons) and the YAML text.
+    """
+    runner, missing = probe_host(name)
+    text = runner_yaml(runner)
+    if out is not None:
+        out = Path(out)
+        if out.exists() and not force:
+            raise TangoError(f"{display_path(out)} exists; pass --force to replace it")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    return runner, missing, text
+
+
+def synth_data(request: SynthRequest, *, force: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> dict:
+    """Generate a synthetic dataset as ``request`` says."""
+    return synthesize(request, force=force, progress=progress)
+
+
+def synth_project_data(project: ProjectSpec | Path, *, force: bool = False,
+                       progress: Callable[[int, int], None] | None = None) -> dict:
+    """Generate a project's data from its ``data.synth`` section into its ``data.path``."""
+    spec = project if isinstance(project, ProjectSpec) else load_project(Path(project))
+    synth = spec.data.synth
+    if synth is None:
+        raise TangoError(f"{display_path(spec.path)}: data.synth is not set; this project's "
+                         "data is not synthetic")
+    assert spec.data.resolved is not None
+    request = SynthRequest(out=spec.data.resolved, task=spec.task,
+                           images_per_class=synth.images_per_class, size=synth.size,
+                           seed=synth.seed)
+    return synthesize(request, force=force, progress=progress)

@@ -1,0 +1,185 @@
+"""The `tango` command: parses options, calls tango_ci.api, prints. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from tango_ci import __version__, api
+from tango_ci.exceptions import TangoError
+
+out = Console()
+err = Console(stderr=True)
+
+app = typer.Typer(
+    name="tango",
+    help="TANGO-CI: a network for each of your devices, from a project file in git.\n\n"
+         "Typical use: `tango validate`, then `tango run projects/NAME`.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+runner_app = typer.Typer(help="Describe and check device runners (runners/*.yaml).",
+                         no_args_is_help=True)
+data_app = typer.Typer(help="Make and inspect datasets.", no_args_is_help=True)
+app.add_typer(runner_app, name="runner")
+app.add_typer(data_app, name="data")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"tango-ci {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    traceback: bool = typer.Option(False, "--traceback", hidden=True,
+                                   help="Show the Python traceback of errors."),
+) -> None:
+    """TANGO-CI command line."""
+
+
+def progress_bar(description: str) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=err, transient=True)
+
+
+# ----------------------------------------------------------------------------- validate
+@app.command()
+def validate(
+    paths: list[Path] = typer.Argument(None, help="Project or runner files, or folders of them. "
+                                                  "Default: every projects/*/project.yaml and "
+                                                  "runners/*.yaml of the repository."),
+    output_format: str = typer.Option("text", "--format", "-f",
+                                      help="text: one `file:line:col: field: message` line per "
+                                           "problem. json: a JSON object for other tools."),
+) -> None:
+    """Check project and runner files against their schemas and each other.
+
+    Exits 1 when any problem is found. Under GitHub Actions it also prints ::error annotations
+    so the problems show on the pull request's diff.
+    """
+    if output_format not in ("text", "json"):
+        raise typer.BadParameter("use text or json", param_hint="--format")
+    problems = api.validate(paths or [])
+    if output_format == "json":
+        from tango_ci.spec.problems import problems_to_json
+
+        print(problems_to_json(problems))
+    else:
+        for problem in problems:
+            print(problem.format())
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            for problem in problems:
+                print(problem.github_annotation())
+        if problems:
+            err.print(f"[red]{len(problems)} problem(s)[/red]")
+        else:
+            err.print("[green]all spec files are valid[/green]")
+    raise typer.Exit(1 if problems else 0)
+
+
+# ----------------------------------------------------------------------------- runner
+@runner_app.command("probe")
+def runner_probe(
+    name: str = typer.Option("local-cpu", "--name", "-n", help="Runner name (and file name)."),
+    output: Optional[Path] = typer.Option(None, "--out", "-o",
+                                          help="Where to write the file; '-' prints it. "
+                                               "Default: runners/NAME.yaml."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing file."),
+) -> None:
+    """Inspect this host (CPU, memory, engines that import, TVM target, NVIDIA GPU) and write
+    a runner file for it."""
+    target = None if output == Path("-") else (output or Path("runners") / f"{name}.yaml")
+    runner, missing, text = api.probe_runner(name, target, force=force)
+    if target is None:
+        print(text, end="")
+    else:
+        err.print(f"wrote [bold]{target}[/bold]")
+    engines = ", ".join(f"{e['name']} {e.get('version', '')}".strip() for e in runner["engines"])
+    err.print(f"engines: {engines or 'none'}")
+    for engine, reason in missing.items():
+        err.print(f"[yellow]not available:[/yellow] {engine} ({reason})")
+
+
+# ----------------------------------------------------------------------------- data
+@data_app.command("synth")
+def data_synth(
+    project: Optional[Path] = typer.Argument(None, help="A project folder whose data.synth "
+                                                        "section says what to make."),
+    output: Optional[Path] = typer.Option(None, "--out", "-o",
+                                          help="Folder to write (without a project)."),
+    task: str = typer.Option("classification", help="classification"),
+    per_class: int = typer.Option(200, "--per-class", min=2, help="Images per class."),
+    size: int = typer.Option(64, min=16, max=1024, help="Image side in pixels."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same images."),
+    force: bool = typer.Option(False, "--force", help="Replace a folder that holds other data."),
+) -> None:
+    """Generate synthetic shape images (circle, square, triangle) as an ImageFolder.
+
+    With PROJECT, the project's data.synth section gives the parameters and data.path the
+    folder. A folder made earlier with the same parameters is left untouched.
+    """
+    from tango_ci.data.synth import SynthRequest
+
+    if (project is None) == (output is None):
+        raise typer.BadParameter("give a PROJECT or --out, not both", param_hint="PROJECT")
+    with progress_bar("synthesising") as bar:
+        task_id = bar.add_task("synthesising images", total=None)
+        update = lambda done, total: bar.update(task_id, completed=done, total=total)  # noqa: E731
+        if project is not None:
+            result = api.synth_project_data(project, force=force, progress=update)
+        else:
+            request = SynthRequest(out=output, task=task, images_per_class=per_class,
+                                   size=size, seed=seed)
+            result = api.synth_data(request, force=force, progress=update)
+    counts = ", ".join(f"{k} {v}" for k, v in result["images"].items())
+    verb = "wrote" if result["created"] else "up to date:"
+    err.print(f"{verb} [bold]{result['path']}[/bold] ({counts})")
+
+
+# ----------------------------------------------------------------------------- demo
+@app.command()
+def demo(project: Path = typer.Argument(Path("projects/example-shapes"),
+                                        help="The example project folder.")) -> None:
+    """Run the example: synthesise its data, validate the repository, then run the pipeline."""
+    with progress_bar("synthesising") as bar:
+        task_id = bar.add_task("synthesising images", total=None)
+        result = api.synth_project_data(
+            project, progress=lambda d, t: bar.update(task_id, completed=d, total=t))
+    err.print(f"data: {result['path']} ({sum(result['images'].values())} images, "
+              f"{'new' if result['created'] else 'already there'})")
+    problems = api.validate([])
+    for problem in problems:
+        print(problem.format())
+    if problems:
+        raise TangoError(f"{len(problems)} problem(s) in the repository's spec files")
+    err.print("validate: every project and runner file is valid")
+
+
+# ----------------------------------------------------------------------------- entry point
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: TangoError becomes one red line and exit code 1."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    show_traceback = "--traceback" in args
+    try:
+        app(args=args, prog_name="tango", standalone_mode=True)
+    except TangoError as exc:
+        if show_traceback:
+            raise
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/red]")
+        sys.exit(130)

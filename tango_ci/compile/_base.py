@@ -1,0 +1,75 @@
+"""The compile backend interface: a capability table as data, build, and load."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
+
+    from tango_ci.spec import RunnerSpec, TargetSpec
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can build, declared as data so requests are checked before any work.
+
+    ``precisions`` maps an accelerator kind (``none`` is a plain CPU) to the precisions the
+    engine offers there; an accelerator kind missing from it is one the engine cannot use.
+    """
+
+    engine: str
+    precisions: Mapping[str, frozenset[str]]
+    dynamic_batch: bool
+    packages: tuple[str, ...]
+    install_hint: str = ""
+    notes: str = ""
+
+    def refusal(self, precision: str, accelerator: str) -> str | None:
+        """Why ``precision`` on ``accelerator`` can't be served, or None when it can."""
+        if accelerator not in self.precisions:
+            kinds = ", ".join(sorted(self.precisions))
+            return f"{self.engine} runs on accelerator kinds {kinds}, not on '{accelerator}'"
+        offered = self.precisions[accelerator]
+        if precision not in offered:
+            where = "a CPU" if accelerator == "none" else f"'{accelerator}'"
+            return (f"{self.engine} offers {', '.join(sorted(offered))} on {where}, "
+                    f"not {precision}")
+        return None
+
+
+class Predictor(abc.ABC):
+    """A loaded artifact: one batch in, the network's outputs out."""
+
+    @abc.abstractmethod
+    def run(self, batch: "np.ndarray") -> list["np.ndarray"]:
+        """Run one batch (N, C, H, W float32) and return the outputs as numpy arrays."""
+
+    def close(self) -> None:
+        """Release engine resources; optional."""
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    onnx_path: "Path"
+    out_dir: "Path"
+    target: "TargetSpec"
+    runner: "RunnerSpec"
+    calibration: Any = None  # numpy array (N, C, H, W) for int8
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class BaseCompiler(abc.ABC):
+    capabilities: Capabilities
+
+    @abc.abstractmethod
+    def build(self, request: BuildRequest) -> dict:
+        """Build the artifact into ``request.out_dir``; return the manifest's backend fields."""
+
+    @abc.abstractmethod
+    def load(self, artifact_dir: "Path", threads: int | None = None) -> Predictor:
+        """Load a built artifact for inference."""

@@ -1,0 +1,1 @@
+"""Datasets: layouts on disk, synthetic data, loading and fingerprints."""

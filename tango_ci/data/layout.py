@@ -1,0 +1,66 @@
+"""Recognise dataset layouts on disk (cheap checks; the data stage reads every file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
+def class_folders(root: Path) -> list[Path]:
+    """Sub-folders of ``root`` that hold at least one image, sorted by name."""
+    if not root.is_dir():
+        return []
+    return sorted(d for d in root.iterdir()
+                  if d.is_dir() and not d.name.startswith(".") and any(map(is_image, d.iterdir())))
+
+
+def has_split_folders(root: Path) -> bool:
+    return (root / "train").is_dir() and (root / "val").is_dir()
+
+
+def imagefolder_problem(root: Path) -> str | None:
+    """Why ``root`` is not an ImageFolder dataset, or None when it is one."""
+    if not root.is_dir():
+        return "is not a folder (imagefolder data is a folder of class folders)"
+    if has_split_folders(root):
+        train, val = class_folders(root / "train"), class_folders(root / "val")
+        if not train:
+            return "train/ has no class folders with images"
+        if not val:
+            return "val/ has no class folders with images"
+        missing = sorted({d.name for d in train} - {d.name for d in val})
+        if missing:
+            return f"val/ lacks the classes {', '.join(missing)} that train/ has"
+        return None
+    classes = class_folders(root)
+    if len(classes) < 2:
+        return ("needs at least two class folders with images (or train/ and val/ folders "
+                f"of them); found {len(classes)}")
+    return None
+
+
+def yolo_problem(path: Path) -> str | None:
+    """Why ``path`` is not a YOLO dataset description, or None when it looks like one."""
+    data_yaml = path / "data.yaml" if path.is_dir() else path
+    if not data_yaml.is_file():
+        return "is not a YOLO data.yaml file (nor a folder with one)"
+    import yaml
+
+    try:
+        content = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return f"data.yaml cannot be read: {str(exc).splitlines()[0]}"
+    if not isinstance(content, dict):
+        return "data.yaml must be a mapping"
+    missing = [key for key in ("train", "val", "names") if key not in content]
+    if missing:
+        return f"data.yaml lacks {', '.join(missing)}"
+    return None
+
+
+FORMAT_CHECKS = {"imagefolder": imagefolder_problem, "yolo": yolo_problem}

@@ -1,0 +1,125 @@
+"""Synthetic shape images for examples and tests: nothing is downloaded, the seed decides all."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from tango_ci.exceptions import TangoError
+
+SHAPES = ("circle", "square", "triangle")
+STAMP = ".tango-synth.json"
+
+
+@dataclass(frozen=True)
+class SynthRequest:
+    out: Path
+    task: str = "classification"
+    images_per_class: int = 200
+    size: int = 64
+    seed: int = 0
+    classes: tuple[str, ...] = SHAPES
+
+    def stamp(self) -> dict:
+        data = asdict(self)
+        data.pop("out")
+        data["classes"] = list(self.classes)
+        data["generator"] = 1  # bump when the images a seed gives change
+        return data
+
+
+class SynthOutputExists(TangoError):
+    _template = ("{out} already holds other data; pass --force to replace it, or choose "
+                 "another folder")
+
+
+def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    base = rng.uniform(0, 255, size=3)
+    gradient = np.linspace(-30, 30, size)[None, :, None] * rng.uniform(-1, 1, size=3)
+    noise = rng.normal(0, rng.uniform(4, 18), size=(size, size, 3))
+    pixels = np.clip(base + gradient + noise, 0, 255).astype(np.uint8)
+    return pixels, base
+
+
+def _colour_far_from(rng: np.random.Generator, background: np.ndarray) -> tuple[int, ...]:
+    for _ in range(50):
+        colour = rng.uniform(0, 255, size=3)
+        if np.abs(colour - background).sum() > 180:
+            break
+    return tuple(int(c) for c in colour)
+
+
+def polygon(shape: str, cx: float, cy: float, radius: float, angle: float) -> list[tuple]:
+    corners = {"square": 4, "triangle": 3}[shape]
+    return [(cx + radius * math.cos(angle + 2 * math.pi * k / corners),
+             cy + radius * math.sin(angle + 2 * math.pi * k / corners)) for k in range(corners)]
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, radius: float,
+               angle: float, colour: tuple[int, ...]) -> None:
+    if shape == "circle":
+        draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour)
+    else:
+        draw.polygon(polygon(shape, cx, cy, radius, angle), fill=colour)
+
+
+def shape_image(rng: np.random.Generator, shape: str, size: int) -> Image.Image:
+    """One image with one shape of random size, colour, position and rotation."""
+    pixels, background = _background(rng, size)
+    image = Image.fromarray(pixels)
+    radius = rng.uniform(0.15, 0.35) * size
+    cx, cy = rng.uniform(radius, size - radius, size=2)
+    draw_shape(ImageDraw.Draw(image), shape, cx, cy, radius, rng.uniform(0, 2 * math.pi),
+               _colour_far_from(rng, background))
+    return image
+
+
+def synthesize(request: SynthRequest, *, force: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> dict:
+    """Write an ImageFolder of shapes to ``request.out``; returns a summary.
+
+    A folder already made with the same request is left as it is; a folder holding anything
+    else is refused unless ``force``.
+    """
+    if request.task != "classification":
+        raise TangoError(f"synthetic data for task '{request.task}' is not available yet")
+    unknown = sorted(set(request.classes) - set(SHAPES))
+    if unknown:
+        raise TangoError(f"unknown shape class(es) {', '.join(unknown)}; "
+                         f"choose from {', '.join(SHAPES)}")
+    out = Path(request.out)
+    stamp_path = out / STAMP
+    if stamp_path.is_file() and json.loads(stamp_path.read_text()) == request.stamp():
+        return {"path": str(out), "created": False, "images": _count(out, request)}
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise SynthOutputExists(out=out)
+        shutil.rmtree(out)
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    rng = np.random.default_rng(request.seed)
+    total = request.images_per_class * len(request.classes)
+    done = 0
+    for shape in request.classes:
+        folder = staging / shape
+        folder.mkdir(parents=True)
+        for index in range(request.images_per_class):
+            shape_image(rng, shape, request.size).save(folder / f"{shape}_{index:05d}.png")
+            done += 1
+            if progress:
+                progress(done, total)
+    (staging / STAMP).write_text(json.dumps(request.stamp(), indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(out)  # appears whole or not at all
+    return {"path": str(out), "created": True, "images": _count(out, request)}
+
+
+def _count(out: Path, request: SynthRequest) -> dict[str, int]:
+    return {c: sum(1 for _ in (out / c).glob("*.png")) for c in request.classes}

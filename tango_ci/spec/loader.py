@@ -1,0 +1,271 @@
+"""Turn project and runner files into frozen dataclasses, collecting every problem on the way.
+
+Order of checks: YAML syntax, then the JSON Schema (``schemas/``), then semantic checks that need
+the file system or other files (data layout, runner files, engine capabilities).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tango_ci.compile._capabilities import CAPABILITIES
+from tango_ci.data.layout import FORMAT_CHECKS
+from tango_ci.exceptions import SpecError
+from tango_ci.spec import _schema
+from tango_ci.spec._yaml import LocatedDocument, YamlProblem, load_located
+from tango_ci.spec.models import ProjectSpec, RunnerSpec, from_dict
+from tango_ci.spec.problems import Problem, format_field
+
+FAMILIES = {
+    "classification": ("resnet", "densenet", "mobilenetv3"),
+    "detection": ("yolov8", "yolo11", "yolo26"),
+}
+
+
+def find_repo_root(start: Path) -> Path:
+    """The git work tree holding ``start``; else the folder above ``projects/``; else cwd."""
+    start = start.resolve()
+    for folder in [start, *start.parents]:
+        if (folder / ".git").exists():
+            return folder
+    for folder in [start, *start.parents]:
+        if folder.name in ("projects", "runners"):
+            return folder.parent
+    return Path.cwd().resolve()
+
+
+def display_path(path: Path) -> str:
+    try:
+        return os.path.relpath(path, Path.cwd())
+    except ValueError:
+        return str(path)
+
+
+class _Checker:
+    """Collects problems of one file and turns field paths into positions."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        self.path = path
+        self.kind = kind
+        self.display = display_path(path)
+        self.problems: list[Problem] = []
+        self.doc: LocatedDocument | None = None
+
+    def parse(self) -> dict | None:
+        try:
+            self.doc = load_located(self.path, self.display)
+        except YamlProblem as exc:
+            self.problems.append(exc.problem)
+            return None
+        self.problems.extend(_schema.validate(self.kind, self.doc, self.display))
+        if self.problems:
+            return None
+        return _schema.with_defaults(self.kind, self.doc.data)
+
+    def add(self, field_path: tuple, message: str, *, prefer_key: bool = False) -> None:
+        assert self.doc is not None
+        position = self.doc.position(field_path, prefer_key=prefer_key)
+        self.problems.append(Problem(self.display, position.line, position.col,
+                                     format_field(field_path), message))
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise SpecError(sorted(self.problems))
+
+
+# ----------------------------------------------------------------------------- runners
+def load_runner(path: Path) -> RunnerSpec:
+    """Load and check ``runners/<name>.yaml``; raises :class:`SpecError` with every problem."""
+    checker = _Checker(Path(path), "runner")
+    data = checker.parse()
+    checker.raise_if_any()
+    assert data is not None
+    _check_runner(checker, data)
+    checker.raise_if_any()
+    return from_dict(RunnerSpec, data, path=Path(path).resolve())
+
+
+def _check_runner(checker: _Checker, data: dict) -> None:
+    if checker.path.stem != data["name"]:
+        checker.add(("name",), f"'{data['name']}' differs from the file name "
+                               f"'{checker.path.stem}'; targets find runners by file name")
+    accelerator = data["hardware"]["accelerator"]["kind"]
+    seen: dict[str, int] = {}
+    for index, engine in enumerate(data["engines"]):
+        name = engine["name"]
+        if name in seen:
+            checker.add(("engines", index, "name"), f"engine '{name}' is listed twice "
+                                                    f"(also engines[{seen[name]}])")
+            continue
+        seen[name] = index
+        capability = CAPABILITIES[name]
+        if accelerator not in capability.precisions:
+            checker.add(("engines", index, "name"),
+                        capability.refusal("fp32", accelerator) or "")
+        target = engine.get("target", "")
+        if name == "tvm" and (target.split() or [""])[0] == "cuda" and accelerator != "nvidia-gpu":
+            checker.add(("engines", index, "target"),
+                        "a cuda TVM target needs hardware.accelerator.kind: nvidia-gpu")
+    offered = set().union(*(CAPABILITIES[n].precisions.get(accelerator, set()) for n in seen))
+    for index, precision in enumerate(data["precisions"]):
+        if precision not in offered:
+            checker.add(("precisions", index), f"no listed engine offers {precision} on this "
+                                               f"hardware (they offer {', '.join(sorted(offered))})")
+
+
+# ----------------------------------------------------------------------------- projects
+def load_project(path: Path, repo_root: Path | None = None) -> ProjectSpec:
+    """Load and check ``projects/<name>/project.yaml`` with the runner files it names."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "project.yaml"
+    repo_root = (repo_root or find_repo_root(path.parent)).resolve()
+    checker = _Checker(path, "project")
+    data = checker.parse()
+    checker.raise_if_any()
+    assert data is not None
+    runners = _check_project(checker, data, repo_root)
+    checker.raise_if_any()
+    data["data"]["resolved"] = _resolve_inside(data["data"]["path"], path.parent, repo_root)
+    if not data["search"].get("families"):
+        data["search"]["families"] = list(FAMILIES[data["task"]])
+    return from_dict(ProjectSpec, data, path=path.resolve(), runners=runners)
+
+
+def _resolve_inside(relative: str, project_dir: Path, repo_root: Path) -> Path:
+    """Resolve a path from the spec: relative to the project folder, else to the repo root."""
+    candidate = (project_dir / relative).resolve()
+    if not candidate.exists() and not Path(relative).is_absolute():
+        from_root = (repo_root / relative).resolve()
+        if from_root.exists():
+            return from_root
+    return candidate
+
+
+def _escape_problem(relative: str, resolved: Path, repo_root: Path) -> str | None:
+    if resolved.is_relative_to(repo_root):
+        return None
+    if Path(relative).is_absolute():
+        return f"'{relative}' is outside the repository; use a path inside it"
+    return f"'{relative}' leads outside the repository (to {resolved}); use a path inside it"
+
+
+def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, RunnerSpec]:
+    project_dir = checker.path.parent.resolve()
+    _check_data(checker, data["data"], project_dir, repo_root)
+
+    pretrained = data["train"].get("pretrained")
+    if pretrained:
+        resolved = _resolve_inside(pretrained, project_dir, repo_root)
+        escape = _escape_problem(pretrained, resolved, repo_root)
+        if escape:
+            checker.add(("train", "pretrained"), escape)
+        elif not resolved.is_file():
+            checker.add(("train", "pretrained"), f"weights file '{pretrained}' not found "
+                                                 "(weights are never downloaded)")
+
+    for index, family in enumerate(data["search"].get("families", [])):
+        if family not in FAMILIES[data["task"]]:
+            checker.add(("search", "families", index),
+                        f"'{family}' is not a {data['task']} family; use "
+                        f"{', '.join(FAMILIES[data['task']])}")
+    if data["task"] == "classification" and data["gate"]["metric"] in ("map50", "map50_95"):
+        checker.add(("gate", "metric"), f"{data['gate']['metric']} is a detection metric; "
+                                        "classification uses accuracy or latency_ms")
+    if data["task"] == "detection" and data["gate"]["metric"] == "accuracy":
+        checker.add(("gate", "metric"), "detection uses map50, map50_95 or latency_ms")
+
+    runners: dict[str, RunnerSpec] = {}
+    first_index: dict[str, int] = {}
+    for index, target in enumerate(data["targets"]):
+        here = ("targets", index)
+        if target["name"] in first_index:
+            checker.add(here + ("name",), f"target name '{target['name']}' is already used by "
+                                          f"targets[{first_index[target['name']]}]")
+        first_index.setdefault(target["name"], index)
+        runner = _runner_for(checker, target, here, repo_root, runners)
+        if runner is None:
+            continue
+        engine = runner.engine(target["engine"])
+        if engine is None:
+            checker.add(here + ("engine",), f"runner '{runner.name}' does not offer "
+                        f"{target['engine']}; it has {', '.join(e.name for e in runner.engines)}")
+            continue
+        if target["precision"] not in runner.precisions:
+            checker.add(here + ("precision",), f"runner '{runner.name}' does not run "
+                        f"{target['precision']}; it lists {', '.join(runner.precisions)}")
+            continue
+        refusal = CAPABILITIES[target["engine"]].refusal(target["precision"],
+                                                         runner.hardware.accelerator.kind)
+        if refusal:
+            checker.add(here + ("precision",), refusal)
+    return runners
+
+
+def _check_data(checker: _Checker, data: dict, project_dir: Path, repo_root: Path) -> None:
+    resolved = _resolve_inside(data["path"], project_dir, repo_root)
+    escape = _escape_problem(data["path"], resolved, repo_root)
+    if escape:
+        checker.add(("data", "path"), escape)
+        return
+    dvc_pointer = resolved.with_name(resolved.name + ".dvc")
+    if not resolved.exists():
+        if data.get("synth") or dvc_pointer.exists():
+            return  # made by `tango data synth`, or fetched by `dvc pull`
+        checker.add(("data", "path"), f"'{data['path']}' does not exist (relative to "
+                                      f"{display_path(project_dir)} or the repository root)")
+        return
+    problem = FORMAT_CHECKS[data["format"]](resolved)
+    if problem:
+        checker.add(("data", "path"), f"'{data['path']}' {problem}")
+
+
+def _runner_for(checker: _Checker, target: dict, here: tuple, repo_root: Path,
+                cache: dict[str, RunnerSpec]) -> RunnerSpec | None:
+    name = target["runner"]
+    if name in cache:
+        return cache[name]
+    runner_path = repo_root / "runners" / f"{name}.yaml"
+    if not runner_path.is_file():
+        known = sorted(p.stem for p in (repo_root / "runners").glob("*.yaml"))
+        checker.add(here + ("runner",), f"no runner file runners/{name}.yaml; "
+                                        f"known runners: {', '.join(known) or 'none'}")
+        return None
+    try:
+        cache[name] = load_runner(runner_path)
+    except SpecError as exc:
+        checker.add(here + ("runner",), f"runner file runners/{name}.yaml is invalid: "
+                                        f"{exc.problems[0].format()}")
+        return None
+    return cache[name]
+
+
+# ----------------------------------------------------------------------------- validate
+def spec_files(repo_root: Path) -> list[Path]:
+    """Every project and runner file of the repository."""
+    return sorted((repo_root / "projects").glob("*/project.yaml")) + sorted(
+        (repo_root / "runners").glob("*.yaml"))
+
+
+def check_file(path: Path, repo_root: Path | None = None) -> list[Problem]:
+    """All problems of one project or runner file (empty when it is valid)."""
+    path = Path(path)
+    is_runner = path.parent.name == "runners" or (
+        path.is_file() and path.name != "project.yaml" and _looks_like_runner(path))
+    try:
+        if is_runner:
+            load_runner(path)
+        else:
+            load_project(path, repo_root)
+    except SpecError as exc:
+        return exc.problems
+    return []
+
+
+def _looks_like_runner(path: Path) -> bool:
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")[:4096]
+    except OSError:
+        return False
+    return "\nhardware:" in f"\n{head}" and "\ntask:" not in f"\n{head}"
