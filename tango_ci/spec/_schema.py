@@ -61,7 +61,9 @@ def _to_problems(error: jsonschema.ValidationError, doc: LocatedDocument,
             yield at(path + (key,), f"unknown field '{key}'{_did_you_mean(key, allowed)}")
     elif kind == "required":
         missing = error.message.split("'")[1]
-        yield at(path, f"missing required field '{missing}'")
+        present = [k for k in error.instance if k not in schema.get("properties", {})]
+        if not _did_you_mean(missing, present):  # else the unknown key's "did you mean" says it
+            yield at(path, f"missing required field '{missing}'")
     elif kind == "enum":
         options = [str(o) for o in error.validator_value]
         yield at(path, f"{_show(error.instance)} is not one of: {', '.join(options)}"

@@ -109,7 +109,7 @@ def _check_runner(checker: _Checker, data: dict) -> None:
                         "a cuda TVM target needs hardware.accelerator.kind: nvidia-gpu")
     offered = set().union(*(CAPABILITIES[n].precisions.get(accelerator, set()) for n in seen))
     for index, precision in enumerate(data["precisions"]):
-        if precision not in offered:
+        if offered and precision not in offered:  # no usable engine at all is reported above
             checker.add(("precisions", index), f"no listed engine offers {precision} on this "
                                                f"hardware (they offer {', '.join(sorted(offered))})")
 
@@ -118,7 +118,7 @@ def _check_runner(checker: _Checker, data: dict) -> None:
 def load_project(path: Path, repo_root: Path | None = None) -> ProjectSpec:
     """Load and check ``projects/<name>/project.yaml`` with the runner files it names."""
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and (path / "project.yaml").exists():
         path = path / "project.yaml"
     repo_root = (repo_root or find_repo_root(path.parent)).resolve()
     checker = _Checker(path, "project")
@@ -148,7 +148,10 @@ def _escape_problem(relative: str, resolved: Path, repo_root: Path) -> str | Non
         return None
     if Path(relative).is_absolute():
         return f"'{relative}' is outside the repository; use a path inside it"
-    return f"'{relative}' leads outside the repository (to {resolved}); use a path inside it"
+    if ".." in Path(relative).parts:
+        return f"'{relative}' leads outside the repository; use a path inside it"
+    return (f"'{relative}' is a symbolic link out of the repository (to {resolved}); "
+            "use a path inside it")
 
 
 def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, RunnerSpec]:

@@ -1,0 +1,3 @@
+from tango_ci.cli import main
+
+main()

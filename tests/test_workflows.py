@@ -1,0 +1,73 @@
+"""Workflows pass actionlint and zizmor, and never expand untrusted values inside run:."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+BIN = Path(sys.executable).parent
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name, path=str(BIN)) or shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed; `pip install -e '.[test]'` installs it")
+    return path
+
+
+def test_there_are_workflows() -> None:
+    assert {p.name for p in WORKFLOWS} >= {"tests.yml", "validate.yml"}
+
+
+def test_actionlint_is_clean() -> None:
+    result = subprocess.run([_tool("actionlint"), *map(str, WORKFLOWS)], capture_output=True,
+                            text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_is_clean() -> None:
+    result = subprocess.run([_tool("zizmor"), "--offline", "--no-progress", ".github/workflows"],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+_UNTRUSTED = re.compile(r"\$\{\{\s*github\.(event|head_ref)")
+
+
+def _run_scripts(node: object) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["run"]] if isinstance(node.get("run"), str) else []
+        return found + [s for v in node.values() for s in _run_scripts(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _run_scripts(v)]
+    return []
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_no_untrusted_expansion_in_run(workflow: Path) -> None:
+    scripts = _run_scripts(yaml.safe_load(workflow.read_text()))
+    offending = [s for s in scripts if _UNTRUSTED.search(s)]
+    assert not offending, f"pass github.event values through env:, not inline: {offending}"
+
+
+def test_the_untrusted_check_catches_an_inline_expansion() -> None:
+    job = {"steps": [{"run": "echo ${{ github.event.pull_request.title }}"}]}
+    assert [s for s in _run_scripts(job) if _UNTRUSTED.search(s)]
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_third_party_actions_are_pinned_to_full_shas(workflow: Path) -> None:
+    uses = re.findall(r"uses:\s*([^\s#]+)", workflow.read_text())
+    for ref in uses:
+        if ref.startswith("./"):
+            continue
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), ref
