@@ -7,6 +7,8 @@ from typing import Callable, Iterable
 
 from tango_ci.data.synth import SynthRequest, synthesize
 from tango_ci.exceptions import TangoError
+from tango_ci.progress import SILENT, Reporter
+from tango_ci.rundir import RunDir
 from tango_ci.runners.probe import probe_host, runner_yaml
 from tango_ci.spec import (
     Problem,
@@ -21,6 +23,8 @@ from tango_ci.spec import (
 __all__ = [
     "load_project",
     "probe_runner",
+    "run",
+    "run_summary",
     "synth_project_data",
     "synth_data",
     "validate",
@@ -88,3 +92,42 @@ def synth_project_data(project: ProjectSpec | Path, *, force: bool = False,
                            images_per_class=synth.images_per_class, size=synth.size,
                            seed=synth.seed)
     return synthesize(request, force=force, progress=progress)
+
+
+def run(project: Path | ProjectSpec, *, from_stage: str | None = None, until: str | None = None,
+        run_id: str | None = None, resume: bool = False, storage: str | None = None,
+        targets: Iterable[str] = (), bench_seconds: float | None = None,
+        reporter: Reporter = SILENT) -> RunDir:
+    """Run the pipeline (or part of it) for ``project``; see :func:`pipeline.run_stages`."""
+    from tango_ci.pipeline import run_stages
+
+    options: dict = {"targets": list(targets)}
+    if storage:
+        options["storage"] = storage
+    if bench_seconds:
+        options["bench_seconds"] = bench_seconds
+    return run_stages(project, from_stage=from_stage, until=until, run_id=run_id,
+                      resume=resume, options=options, reporter=reporter)
+
+
+def run_summary(run_dir: RunDir) -> dict:
+    """What a person wants after a run: per target the verdict and key numbers, the report."""
+    from tango_ci.rundir import read_json
+
+    summary: dict = {"run": run_dir.id, "path": str(run_dir.root), "targets": {},
+                     "passed": None, "report": None}
+    decision_path = run_dir.stage_dir("gate") / "decision.json"
+    if decision_path.exists():
+        decision = read_json(decision_path)
+        summary["passed"] = decision["passed"]
+        for name, entry in decision["targets"].items():
+            metrics = read_json(run_dir.stage_dir("bench") / name / "metrics.json")
+            summary["targets"][name] = {
+                "engine": entry["engine"], "precision": entry["precision"],
+                "passed": entry["passed"], "accuracy": metrics["accuracy"]["accuracy"],
+                "latency": metrics["latency"], "failed": [
+                    c["check"] for c in entry["checks"] if c["status"] == "fail"]}
+    report = run_dir.stage_dir("report") / "report.md"
+    if report.exists():
+        summary["report"] = str(report)
+    return summary

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -29,7 +30,19 @@ app = typer.Typer(
 )
 runner_app = typer.Typer(help="Describe and check device runners (runners/*.yaml).",
                          no_args_is_help=True)
-data_app = typer.Typer(help="Make and inspect datasets.", no_args_is_help=True)
+
+
+class _DataGroup(TyperGroup):
+    """`tango data PROJECT` is short for `tango data prepare PROJECT`."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["prepare", *args]
+        return super().parse_args(ctx, args)
+
+
+data_app = typer.Typer(cls=_DataGroup, no_args_is_help=True,
+                       help="The data stage (`tango data PROJECT`) and synthetic datasets.")
 app.add_typer(runner_app, name="runner")
 app.add_typer(data_app, name="data")
 
@@ -149,16 +162,150 @@ def data_synth(
     err.print(f"{verb} [bold]{result['path']}[/bold] ({counts})")
 
 
+# ----------------------------------------------------------------------------- pipeline
+_PROJECT = typer.Argument(..., help="Project folder (projects/NAME) or its project.yaml.")
+_RUN = typer.Option(None, "--run", help="Run id under runs/NAME/ (default: the latest run).")
+_TARGET = typer.Option(None, "--target", "-t", help="Only this target (repeatable); CI matrix "
+                                                    "jobs build and measure one target each.")
+
+
+def _pipeline(project: Path, **kwargs) -> None:
+    from tango_ci.cli_progress import RichReporter
+
+    with RichReporter(err) as reporter:
+        run_dir = api.run(project, reporter=reporter, **kwargs)
+    _print_summary(api.run_summary(run_dir))
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.table import Table
+
+    if summary["targets"]:
+        table = Table(title=f"run {summary['run']}", title_justify="left")
+        for column in ("target", "engine", "precision", "accuracy", "p50 ms", "p95 ms",
+                       "result"):
+            table.add_column(column, justify="right" if "ms" in column or column == "accuracy"
+                             else "left")
+        for name, t in summary["targets"].items():
+            verdict = "[green]pass[/]" if t["passed"] else f"[red]fail[/] {', '.join(t['failed'])}"
+            table.add_row(name, t["engine"], t["precision"], f"{t['accuracy']:.4f}",
+                          f"{t['latency']['p50_ms']:.3g}", f"{t['latency']['p95_ms']:.3g}",
+                          verdict)
+        err.print(table)
+    err.print(f"run folder: [bold]{display(summary['path'])}[/]")
+    if summary["report"]:
+        err.print(f"report: [bold]{display(summary['report'])}[/]")
+    if summary["passed"] is False:
+        failed = "; ".join(f"{n}: {', '.join(t['failed'])}"
+                           for n, t in summary["targets"].items() if not t["passed"])
+        raise TangoError(f"gate failed ({failed})")
+
+
+def display(path: str) -> str:
+    from tango_ci.spec import display_path
+
+    return display_path(Path(path))
+
+
+@app.command("run")
+def run_command(
+    project: Path = _PROJECT,
+    until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
+    from_stage: Optional[str] = typer.Option(None, "--from", help="Start at this stage, on "
+                                             "the latest run (earlier results are kept)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the latest run: keep its "
+                                "finished stages, resume an interrupted one."),
+    run_id: Optional[str] = _RUN,
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL for the "
+                                          "search (default: SQLite in the run folder)."),
+    bench_seconds: Optional[float] = typer.Option(None, "--bench-seconds", min=1,
+                                                  help="Time cap of each latency measurement."),
+) -> None:
+    """Run the whole pipeline: data, search, train, export, compile, bench, gate, report.
+
+    Each run gets a new folder runs/NAME/RUN-ID (runs/NAME/latest points at it); nothing of an
+    earlier run is overwritten. Exits 1 when a target fails its gate.
+    """
+    _pipeline(project, from_stage=from_stage, until=until, resume=resume, run_id=run_id,
+              storage=storage, bench_seconds=bench_seconds)
+
+
+@data_app.command("prepare")
+def data_prepare(project: Path = _PROJECT) -> None:
+    """The data stage: start a new run, read and split the images, fingerprint the dataset.
+
+    Synthesises the data first when the project has a data.synth section and the folder is
+    missing.
+    """
+    _pipeline(project, from_stage="data", until="data")
+
+
+@app.command("search")
+def search_command(project: Path = _PROJECT, run_id: Optional[str] = _RUN,
+                   storage: Optional[str] = typer.Option(None, "--storage",
+                                                         help="Optuna storage URL.")) -> None:
+    """Search architectures and hyper-parameters (Optuna).
+
+    Each candidate is built and timed on every target first; one over a budget is rejected
+    without training. An interrupted search resumes where it stopped.
+    """
+    _pipeline(project, from_stage="search", until="search", run_id=run_id, storage=storage)
+
+
+@app.command("train")
+def train_command(project: Path = _PROJECT, run_id: Optional[str] = _RUN) -> None:
+    """Train the search's choice fully, with checkpoints; an interrupted run resumes."""
+    _pipeline(project, from_stage="train", until="train", run_id=run_id)
+
+
+@app.command("export")
+def export_command(project: Path = _PROJECT, run_id: Optional[str] = _RUN) -> None:
+    """Export the trained network to ONNX and check it against PyTorch on real images."""
+    _pipeline(project, from_stage="export", until="export", run_id=run_id)
+
+
+@app.command("compile")
+def compile_command(project: Path = _PROJECT, run_id: Optional[str] = _RUN,
+                    target: Optional[list[str]] = _TARGET) -> None:
+    """Build each target's artifact with its engine and precision."""
+    _pipeline(project, from_stage="compile", until="compile", run_id=run_id,
+              targets=target or [])
+
+
+@app.command("bench")
+def bench_command(project: Path = _PROJECT, run_id: Optional[str] = _RUN,
+                  target: Optional[list[str]] = _TARGET,
+                  seconds: Optional[float] = typer.Option(None, "--seconds", min=1,
+                                                          help="Time cap per measurement.")) -> None:
+    """Measure latency, memory, size and accuracy of each artifact on this host."""
+    _pipeline(project, from_stage="bench", until="bench", run_id=run_id, targets=target or [],
+              bench_seconds=seconds)
+
+
+@app.command("gate")
+def gate_command(project: Path = _PROJECT, run_id: Optional[str] = _RUN,
+                 target: Optional[list[str]] = _TARGET) -> None:
+    """Check every target against its budgets; writes gate/decision.json. Exits 1 on a fail."""
+    _pipeline(project, from_stage="gate", until="gate", run_id=run_id, targets=target or [])
+
+
+@app.command("report")
+def report_command(project: Path = _PROJECT, run_id: Optional[str] = _RUN) -> None:
+    """Write report.md (for the pull request), report.json and the plots."""
+    _pipeline(project, from_stage="report", until="report", run_id=run_id)
+
+
 # ----------------------------------------------------------------------------- demo
 @app.command()
 def demo(project: Path = typer.Argument(Path("projects/example-shapes"),
                                         help="The example project folder.")) -> None:
-    """Run the example: synthesise its data, validate the repository, then run the pipeline."""
+    """Run the example end to end: synthesise its data, validate every spec file, then run
+    the whole pipeline and say where the report is."""
     with progress_bar("synthesising") as bar:
         task_id = bar.add_task("synthesising images", total=None)
         result = api.synth_project_data(
             project, progress=lambda d, t: bar.update(task_id, completed=d, total=t))
-    err.print(f"data: {result['path']} ({sum(result['images'].values())} images, "
+    err.print(f"data: {display(result['path'])} ({sum(result['images'].values())} images, "
               f"{'new' if result['created'] else 'already there'})")
     problems = api.validate([])
     for problem in problems:
@@ -166,6 +313,7 @@ def demo(project: Path = typer.Argument(Path("projects/example-shapes"),
     if problems:
         raise TangoError(f"{len(problems)} problem(s) in the repository's spec files")
     err.print("validate: every project and runner file is valid")
+    _pipeline(project)
 
 
 # ----------------------------------------------------------------------------- entry point

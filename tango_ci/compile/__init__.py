@@ -1,6 +1,54 @@
-"""Compile backends: one module per engine, an explicit registry, capabilities as data."""
+"""Compile backends: one module per engine, an explicit registry, capabilities as data.
 
-from tango_ci.compile._base import BaseCompiler, BuildRequest, Capabilities, Predictor
+Backends never call each other; the pipeline picks one per target with :func:`get_compiler`
+after :func:`check_request` has refused what the backend or the runner cannot serve.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tango_ci.compile._base import ARTIFACT, BaseCompiler, BuildRequest, Capabilities, Predictor
 from tango_ci.compile._capabilities import CAPABILITIES
+from tango_ci.exceptions import UnknownNameError, UnsupportedRequestError
 
-__all__ = ["CAPABILITIES", "BaseCompiler", "BuildRequest", "Capabilities", "Predictor"]
+
+def _onnxruntime() -> BaseCompiler:
+    from tango_ci.compile._onnxruntime import OnnxRuntimeCompiler
+
+    return OnnxRuntimeCompiler()
+
+
+# name -> factory; factories import their engine module only when used.
+COMPILERS = {"onnxruntime": _onnxruntime}
+
+
+def get_compiler(engine: str) -> BaseCompiler:
+    if engine not in COMPILERS:
+        raise UnknownNameError(kind="compile backend", name=engine, valid=", ".join(COMPILERS))
+    return COMPILERS[engine]()
+
+
+def check_request(target, runner) -> None:
+    """Refuse, before any work, what the engine or the runner cannot do."""
+    if target.engine not in COMPILERS:
+        raise UnsupportedRequestError(backend=target.engine, request=f"build target "
+                                      f"'{target.name}'", reason="this version has backends "
+                                      f"for {', '.join(COMPILERS)} only")
+    refusal = CAPABILITIES[target.engine].refusal(target.precision,
+                                                  runner.hardware.accelerator.kind)
+    if refusal:
+        raise UnsupportedRequestError(backend=target.engine, request=f"build target "
+                                      f"'{target.name}' for runner '{runner.name}'",
+                                      reason=refusal)
+
+
+def load_artifact(artifact_dir: Path, threads: int | None = None) -> Predictor:
+    """Load any built artifact, whichever backend made it."""
+    engine = json.loads((Path(artifact_dir) / ARTIFACT).read_text())["engine"]
+    return get_compiler(engine).load(Path(artifact_dir), threads)
+
+
+__all__ = ["CAPABILITIES", "COMPILERS", "BaseCompiler", "BuildRequest", "Capabilities",
+           "Predictor", "check_request", "get_compiler", "load_artifact"]

@@ -6,6 +6,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
+ARTIFACT = "artifact.json"  # every backend writes this manifest beside its files
+
 if TYPE_CHECKING:
     from pathlib import Path
 

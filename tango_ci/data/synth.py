@@ -74,7 +74,7 @@ def shape_image(rng: np.random.Generator, shape: str, size: int) -> Image.Image:
     """One image with one shape of random size, colour, position and rotation."""
     pixels, background = _background(rng, size)
     image = Image.fromarray(pixels)
-    radius = rng.uniform(0.15, 0.35) * size
+    radius = rng.uniform(0.22, 0.42) * size
     cx, cy = rng.uniform(radius, size - radius, size=2)
     draw_shape(ImageDraw.Draw(image), shape, cx, cy, radius, rng.uniform(0, 2 * math.pi),
                _colour_far_from(rng, background))

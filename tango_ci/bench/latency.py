@@ -1,0 +1,70 @@
+"""Latency and peak memory, measured in a fresh process pinned to the runner's threads."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tango_ci.exceptions import TangoError
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TVM_NUM_THREADS")
+
+
+def latency_stats(samples_ms: list[float], batch: int) -> dict:
+    values = np.asarray(samples_ms, dtype=np.float64)
+    p50 = float(np.percentile(values, 50))
+    mean = float(values.mean())
+    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return {
+        "p50_ms": p50, "p90_ms": float(np.percentile(values, 90)),
+        "p95_ms": float(np.percentile(values, 95)), "p99_ms": float(np.percentile(values, 99)),
+        "mean_ms": mean, "std_ms": std, "cv": std / mean if mean else 0.0,
+        "min_ms": float(values.min()), "repeats": int(len(values)),
+        "throughput_per_s": batch * 1000.0 / p50 if p50 else 0.0,
+    }
+
+
+def measure_latency(artifact_dir: Path, *, batch: int, size: int, threads: int,
+                    max_seconds: float = 20.0, min_repeats: int = 200,
+                    min_seconds: float = 2.0, target_ci: float = 0.02) -> dict:
+    """Run the bench worker on ``artifact_dir``; returns statistics, raw samples and memory."""
+    env = dict(os.environ)
+    for name in _THREAD_VARIABLES:
+        env[name] = str(threads)
+    command = [sys.executable, "-m", "tango_ci.bench._worker", str(artifact_dir),
+               "--batch", str(batch), "--size", str(size), "--threads", str(threads),
+               "--max-seconds", str(max_seconds), "--min-repeats", str(min_repeats),
+               "--min-seconds", str(min(min_seconds, max_seconds)),
+               "--target-ci", str(target_ci)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env,
+                            timeout=max_seconds * 3 + 120)
+    if result.returncode != 0:
+        tail = result.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise TangoError(f"measuring {artifact_dir} failed: {tail[0]}")
+    raw = json.loads(result.stdout)
+    return {**latency_stats(raw["latencies_ms"], batch), **{
+        k: raw[k] for k in ("warmup_runs", "stop", "median_ci95_rel", "load_s",
+                            "rss_before_load_mb", "peak_rss_mb", "threads", "batch")},
+        "samples_ms": raw["latencies_ms"]}
+
+
+def host_facts(threads: int) -> dict:
+    """What a reader needs to trust (or doubt) a timing."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    governor_path = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    governor = governor_path.read_text().strip() if governor_path.exists() else "unreadable"
+    return {"cpu": cpu, "machine": platform.machine(), "governor": governor,
+            "threads": threads, "cores": os.cpu_count()}

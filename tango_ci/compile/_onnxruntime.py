@@ -1,0 +1,104 @@
+"""onnxruntime: fp32 with graph optimisations saved to disk, int8 static QDQ quantisation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tango_ci.compile._base import ARTIFACT, BaseCompiler, BuildRequest, Predictor
+from tango_ci.compile._capabilities import ONNXRUNTIME
+from tango_ci.rundir import file_sha256
+
+class _Calibration:
+    """onnxruntime's CalibrationDataReader protocol over a numpy batch array."""
+
+    def __init__(self, input_name: str, images: np.ndarray, batch: int) -> None:
+        self._batches = iter([{input_name: images[i:i + batch]}
+                              for i in range(0, len(images), batch)])
+
+    def get_next(self) -> dict | None:
+        return next(self._batches, None)
+
+
+class OnnxRuntimePredictor(Predictor):
+    def __init__(self, model_path: Path, threads: int | None, providers: list[str]) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        available = set(ort.get_available_providers())
+        chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(model_path), options, providers=chosen)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input_name: batch})
+
+
+class OnnxRuntimeCompiler(BaseCompiler):
+    capabilities = ONNXRUNTIME
+
+    def build(self, request: BuildRequest) -> dict:
+        import onnxruntime as ort
+
+        out = request.out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        precision = request.target.precision
+        source = request.onnx_path
+        details: dict = {}
+        if precision == "int8":
+            source, details = self._quantize(request)
+        model_path = out / "model.onnx"
+        options = ort.SessionOptions()
+        # EXTENDED, not ALL: ALL adds layout changes tied to the exact CPU it ran on.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        options.optimized_model_filepath = str(model_path)
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        engine = request.runner.engine("onnxruntime")
+        providers = list(engine.execution_providers) if engine and engine.execution_providers \
+            else ["CPUExecutionProvider"]
+        manifest = {
+            "engine": "onnxruntime", "precision": precision, "file": model_path.name,
+            "sha256": file_sha256(model_path), "bytes": model_path.stat().st_size,
+            "providers": providers, "onnxruntime": ort.__version__, **details,
+        }
+        (out / ARTIFACT).write_text(json.dumps(manifest, indent=2))
+        return manifest
+
+    def _quantize(self, request: BuildRequest) -> tuple[Path, dict]:
+        from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
+                                              quant_pre_process, quantize_static)
+
+        if request.calibration is None or not len(request.calibration):
+            from tango_ci.exceptions import TangoError
+
+            raise TangoError("int8 needs calibration images; none were given")
+        work = request.out_dir / "quantization"
+        work.mkdir(exist_ok=True)
+        prepared = work / "prepared.onnx"
+        quant_pre_process(str(request.onnx_path), str(prepared), skip_symbolic_shape=True)
+        quantized = work / "quantized.onnx"
+        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[request.target.calibration]
+        import onnx
+
+        input_name = onnx.load(str(prepared), load_external_data=False).graph.input[0].name
+        quantize_static(str(prepared), str(quantized),
+                        _Calibration(input_name, request.calibration, batch=8),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=method)
+        return quantized, {"quantization": {"format": "QDQ", "per_channel": True,
+                                            "method": request.target.calibration,
+                                            "calibration_images": int(len(request.calibration)),
+                                            "activations": "uint8", "weights": "int8"}}
+
+    def load(self, artifact_dir: Path, threads: int | None = None) -> Predictor:
+        manifest = json.loads((artifact_dir / ARTIFACT).read_text())
+        return OnnxRuntimePredictor(artifact_dir / manifest["file"], threads,
+                                    manifest.get("providers", ["CPUExecutionProvider"]))

@@ -1,0 +1,56 @@
+"""The data stage: read the dataset once, split it, fingerprint it, save the arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tango_ci.data.dataset import build_arrays
+from tango_ci.exceptions import TangoError
+from tango_ci.rundir import write_json
+from tango_ci.stage import StageContext
+
+
+def run(ctx: StageContext) -> None:
+    spec = ctx.spec
+    if spec.task != "classification":
+        raise TangoError(f"task '{spec.task}' is not supported by this version's data stage")
+    root = spec.data.resolved
+    if not root.exists() and spec.data.synth is not None:
+        from tango_ci.api import synth_project_data
+
+        ctx.reporter.log(f"data folder {spec.data.path} is missing; synthesising it")
+        synth_project_data(spec)
+    if not root.exists():
+        raise TangoError(f"data folder {root} is missing; fetch it (`dvc pull`) or make it")
+    bar = ctx.reporter.task("reading images")
+    try:
+        built = build_arrays(root, image_size=spec.data.image_size,
+                             val_fraction=spec.data.split.val, seed=spec.data.split.seed,
+                             max_bad_fraction=spec.data.max_bad_fraction,
+                             progress=lambda done, total: bar.update(completed=done, total=total))
+    finally:
+        bar.close()
+    folder = ctx.folder
+    for split, (images, labels) in built["arrays"].items():
+        path = folder / f"{split}.npz"
+        np.savez(path, images=images, labels=labels)
+        ctx.recorder.output_file(split, path)
+    write_json(folder / "classes.json", built["classes"])
+    write_json(folder / "files.json", built["files"])
+    write_json(folder / "bad.json", built["bad"])
+    for name in ("classes", "files", "bad"):
+        ctx.recorder.output_file(name, folder / f"{name}.json")
+    counts = {s: int(len(built["arrays"][s][1])) for s in ("train", "val")}
+    for bad in built["bad"]:
+        ctx.reporter.log(f"unreadable image skipped: {bad['path']} ({bad['reason']})")
+    ctx.recorder.inputs["dataset"] = {"path": str(root), "fingerprint": built["fingerprint"],
+                                      "files": len(built["files"]) + len(built["bad"])}
+    ctx.recorder.summary.update({
+        "classes": built["classes"], "images": counts, "bad_images": len(built["bad"]),
+        "image_size": spec.data.image_size, "fingerprint": built["fingerprint"]})
+
+
+def load_arrays(run, split: str) -> tuple[np.ndarray, np.ndarray]:
+    from tango_ci.data.dataset import load_split
+
+    return load_split(run.stage_dir("data"), split)

@@ -1,0 +1,93 @@
+"""Chains the stages over one run directory. Each stage is also runnable alone (CI jobs)."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+from tango_ci.exceptions import TangoError, UnknownNameError
+from tango_ci.progress import SILENT, Reporter
+from tango_ci.rundir import (
+    STAGES,
+    RunDir,
+    StageRecorder,
+    create_run,
+    file_sha256,
+    find_run,
+    fork_run,
+    runs_root,
+)
+from tango_ci.spec import ProjectSpec, display_path, find_repo_root, load_project, to_dict
+from tango_ci.stage import StageContext
+
+_MODULES = {
+    "data": "tango_ci.data.stage", "search": "tango_ci.search.stage",
+    "train": "tango_ci.train.stage", "export": "tango_ci.export.stage",
+    "compile": "tango_ci.compile.stage", "bench": "tango_ci.bench.stage",
+    "gate": "tango_ci.gate.stage", "report": "tango_ci.report.stage",
+}
+assert tuple(_MODULES) == STAGES
+
+
+class ProjectChanged(TangoError):
+    _template = ("{project} changed since run {run} started; start a new run with "
+                 "`tango run {folder}`")
+
+
+def select_stages(from_stage: str | None, until: str | None) -> list[str]:
+    for name in (from_stage, until):
+        if name is not None and name not in STAGES:
+            raise UnknownNameError(kind="stage", name=name, valid=", ".join(STAGES))
+    first = STAGES.index(from_stage) if from_stage else 0
+    last = STAGES.index(until) if until else len(STAGES) - 1
+    if first > last:
+        raise TangoError(f"--from {from_stage} comes after --until {until}")
+    return list(STAGES[first:last + 1])
+
+
+def _spec_record(spec: ProjectSpec) -> dict:
+    return {"project_file": str(spec.path), "sha256": file_sha256(spec.path),
+            "spec": to_dict(spec)}
+
+
+def open_run(spec: ProjectSpec, stages: list[str], *, run_id: str | None, resume: bool,
+             runs: Path) -> RunDir:
+    """The run to work in: new, the latest (to resume), or a fork that keeps earlier results."""
+    if stages[0] == "data" and run_id is None and not resume:
+        return create_run(runs, spec.name, _spec_record(spec))
+    run = find_run(runs, spec.name, run_id)
+    if run.spec.get("sha256") != file_sha256(spec.path):
+        raise ProjectChanged(project=display_path(spec.path), run=run.id,
+                             folder=display_path(spec.folder))
+    if not resume and any(run.is_complete(stage) for stage in stages):
+        keep = STAGES[:STAGES.index(stages[0])]
+        return fork_run(run, keep)
+    return run
+
+
+def run_stages(project: Path | ProjectSpec, *, from_stage: str | None = None,
+               until: str | None = None, run_id: str | None = None, resume: bool = False,
+               options: dict[str, Any] | None = None, reporter: Reporter = SILENT) -> RunDir:
+    """Run stages ``from_stage``..``until`` of ``project``; returns the run directory.
+
+    A new run starts at the data stage; later stages work on the latest run (or ``run_id``).
+    A stage already complete there is kept: it is skipped with ``resume``, else the work
+    moves to a new run holding copies of the earlier stages, so no result is overwritten.
+    """
+    spec = project if isinstance(project, ProjectSpec) else load_project(Path(project))
+    stages = select_stages(from_stage, until)
+    runs = runs_root(find_repo_root(spec.folder))
+    run = open_run(spec, stages, run_id=run_id, resume=resume, runs=runs)
+    for stage in stages:
+        if run.is_complete(stage):
+            reporter.log(f"{stage}: already complete in run {run.id}, kept")
+            continue
+        recorder = StageRecorder(run, stage)
+        recorder.folder.mkdir(parents=True, exist_ok=True)
+        context = StageContext(run=run, spec=spec, recorder=recorder, reporter=reporter,
+                               options=dict(options or {}))
+        reporter.stage_started(stage, run.id)
+        import_module(_MODULES[stage]).run(context)
+        reporter.stage_finished(stage, recorder.finish())
+    return run

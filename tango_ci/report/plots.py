@@ -1,0 +1,84 @@
+"""Report figures (matplotlib, written as PNG files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(figure, path: Path) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def search_scatter(trials: list[dict], pareto: list[dict], target: str,
+                   budget_ms: float | None, min_accuracy: float | None, path: Path) -> None:
+    """Accuracy against latency of every trial; untrained (over budget) ones along the bottom."""
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    groups = {
+        "trained": [t for t in trials if t["feasible"] and t["state"] == "COMPLETE"],
+        "pruned": [t for t in trials if t["state"] == "PRUNED"],
+        "over budget (not trained)": [t for t in trials if t["feasible"] is False],
+    }
+    styles = {"trained": ("o", "tab:blue"), "pruned": ("s", "tab:gray"),
+              "over budget (not trained)": ("x", "tab:red")}
+    for name, group in groups.items():
+        points = [(t["latency_ms"].get(target), t["accuracy"] or 0.0) for t in group
+                  if t["latency_ms"].get(target) is not None]
+        if points:
+            marker, colour = styles[name]
+            axis.scatter(*zip(*points), marker=marker, color=colour, label=name, alpha=0.8)
+    if pareto:
+        front = sorted((t["latency_ms"][target], t["accuracy"]) for t in pareto)
+        axis.step(*zip(*front), where="post", color="tab:green", marker="*", markersize=12,
+                  label="Pareto front")
+    if budget_ms is not None:
+        axis.axvline(budget_ms, color="tab:red", linestyle="--", label=f"budget {budget_ms} ms")
+    if min_accuracy is not None:
+        axis.axhline(min_accuracy, color="tab:orange", linestyle=":",
+                     label=f"min accuracy {min_accuracy}")
+    axis.set(xlabel=f"latency on {target} (ms)", ylabel="validation accuracy",
+             title="Search: accuracy against latency", ylim=(-0.03, 1.03))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="lower right")
+    _save(figure, path)
+
+
+def latency_histogram(samples: list[float], stats: dict, budget_ms: float | None,
+                      percentile: str, title: str, path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(6.4, 3.2))
+    axis.hist(samples, bins=min(60, max(10, len(samples) // 10)), color="tab:blue", alpha=0.8)
+    for name, style in (("p50", "-"), ("p95", "--"), ("p99", ":")):
+        axis.axvline(stats[f"{name}_ms"], color="black", linestyle=style,
+                     label=f"{name} {stats[f'{name}_ms']:.3g} ms")
+    if budget_ms is not None and budget_ms <= 2 * max(samples):
+        axis.axvline(budget_ms, color="tab:red", linewidth=2,
+                     label=f"budget ({percentile}) {budget_ms} ms")
+    elif budget_ms is not None:  # far to the right: drawing it would squash the histogram
+        axis.plot([], [], color="tab:red", linewidth=2,
+                  label=f"budget ({percentile}) {budget_ms} ms, off scale")
+    axis.set(xlabel="latency (ms)", ylabel="runs", title=title)
+    axis.legend(fontsize=8)
+    _save(figure, path)
+
+
+def confusion_matrix(matrix: list[list[int]], classes: list[str], title: str,
+                     path: Path) -> None:
+    values = np.asarray(matrix)
+    figure, axis = plt.subplots(figsize=(1.2 + 0.6 * len(classes), 1.0 + 0.6 * len(classes)))
+    axis.imshow(values, cmap="Blues")
+    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axis.set_yticks(range(len(classes)), classes)
+    threshold = values.max() / 2 if values.size else 0
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            axis.text(j, i, int(values[i, j]), ha="center", va="center",
+                      color="white" if values[i, j] > threshold else "black", fontsize=8)
+    axis.set(xlabel="predicted", ylabel="true", title=title)
+    _save(figure, path)

@@ -1,0 +1,1 @@
+"""Target-aware architecture and hyper-parameter search with Optuna."""

@@ -1,0 +1,64 @@
+"""Target awareness: export, build and time a candidate on every target before training it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from tango_ci.bench.latency import measure_latency
+from tango_ci.compile import BuildRequest, check_request, get_compiler
+from tango_ci.export import export_onnx
+from tango_ci.spec import ProjectSpec, TargetSpec
+
+# Quick measurements: enough to tell a 2 ms model from a 20 ms one, in a few seconds.
+QUICK = {"max_seconds": 3.0, "min_repeats": 50, "min_seconds": 0.3, "target_ci": 0.05}
+
+
+def budget_violations(target: TargetSpec, *, latency: dict, artifact_bytes: int,
+                      peak_rss_mb: float | None) -> list[dict]:
+    """Each budget of ``target`` the measurement breaks, with value and limit."""
+    limits = target.constraints
+    checks = [
+        ("latency_ms", latency[f"{limits.latency_percentile}_ms"], limits.latency_ms),
+        ("model_size_mb", artifact_bytes / 2**20, limits.model_size_mb),
+        ("memory_mb", peak_rss_mb, limits.memory_mb),
+    ]
+    return [{"budget": name, "value": value, "limit": limit,
+             "excess": (value - limit) / limit}
+            for name, value, limit in checks
+            if limit is not None and value is not None and value > limit]
+
+
+def measure_candidate(model: nn.Module, spec: ProjectSpec, workdir: Path,
+                      calibration: np.ndarray) -> dict[str, dict]:
+    """Per target: latency statistics, artifact size, peak memory and budget violations."""
+    size = spec.data.image_size
+    workdir.mkdir(parents=True, exist_ok=True)
+    onnx_path = workdir / "model.onnx"
+    export_onnx(model, onnx_path, (1, 3, size, size), opset=spec.export.opset,
+                simplify=spec.export.simplify)
+    results = {}
+    try:
+        for target in spec.targets:
+            runner = spec.runners[target.runner]
+            check_request(target, runner)
+            artifact = workdir / target.name
+            built = get_compiler(target.engine).build(BuildRequest(
+                onnx_path=onnx_path, out_dir=artifact, target=target, runner=runner,
+                calibration=calibration))
+            latency = measure_latency(artifact, batch=target.batch, size=size,
+                                      threads=runner.threads, **QUICK)
+            latency.pop("samples_ms")
+            results[target.name] = {
+                "latency": latency, "artifact_bytes": built["bytes"],
+                "peak_rss_mb": latency["peak_rss_mb"],
+                "violations": budget_violations(target, latency=latency,
+                                                artifact_bytes=built["bytes"],
+                                                peak_rss_mb=latency["peak_rss_mb"]),
+            }
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results

@@ -1,0 +1,226 @@
+"""The search stage: Optuna over families, levels and training hyper-parameters.
+
+Every candidate is first built and timed for each target; one that breaks a budget is recorded
+as infeasible and never trained. Trials live in an Optuna storage (SQLite in the run folder by
+default), with heartbeats, so a killed search resumes without losing finished trials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from tango_ci.data.dataset import preprocess
+from tango_ci.data.stage import load_arrays
+from tango_ci.exceptions import TangoError
+from tango_ci.models import build_model, count_parameters, get_family
+from tango_ci.rundir import read_json, write_json
+from tango_ci.search.feasibility import measure_candidate
+from tango_ci.stage import StageContext
+from tango_ci.train.trainer import TrainConfig, set_threads, train_model
+
+BATCH_CHOICES = (16, 32, 64)
+CALIBRATION_IMAGES = 64
+
+
+class NoFeasibleCandidate(TangoError):
+    _template = ("no candidate meets the budgets of every target after {trials} trial(s); "
+                 "closest: {closest}. Relax the budgets or allow smaller levels (xs, s)")
+
+
+def _sampler(name: str, seed: int, startup: int):
+    """Samplers read each trial's budget constraint (set with ``Trial.set_constraint``)."""
+    import optuna
+
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, startup))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+
+
+def _pruner(name: str, epochs: int):
+    import optuna
+
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    return optuna.pruners.NopPruner()
+
+
+def _storage(url: str):
+    import optuna
+
+    if not url.startswith(("sqlite", "postgresql", "mysql")):
+        return url
+    # Heartbeats mark trials of a killed process as failed; the callback retries them.
+    interval = int(os.environ.get("TANGO_SEARCH_HEARTBEAT_S", "10"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=interval, grace_period=2 * interval,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=2))
+
+
+def storage_url(ctx: StageContext) -> str:
+    return (ctx.options.get("storage") or ctx.spec.search.storage
+            or f"sqlite:///{(ctx.folder / 'study.db').resolve()}")
+
+
+def run(ctx: StageContext) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    spec, folder = ctx.spec, ctx.folder
+    set_threads()
+    classes = read_json(ctx.run.stage_dir("data") / "classes.json")
+    train, val = load_arrays(ctx.run, "train"), load_arrays(ctx.run, "val")
+    rng = np.random.default_rng(spec.search.seed)
+    calibration = preprocess(train[0][rng.choice(len(train[0]), min(CALIBRATION_IMAGES,
+                                                                    len(train[0])), False)])
+    multi = spec.search.sampler == "nsga2"
+    url = storage_url(ctx)
+    study = optuna.create_study(
+        study_name=f"{spec.name}-{ctx.run.id}", storage=_storage(url), load_if_exists=True,
+        directions=["maximize", "minimize"] if multi else ["maximize"],
+        sampler=_sampler(spec.search.sampler, spec.search.seed,
+                         startup=min(5, max(1, spec.search.trials // 2))),
+        pruner=_pruner(spec.search.pruner, spec.search.epochs))
+    optuna.storages.fail_stale_trials(study)
+    done = [t for t in study.trials if t.state.is_finished() and t.state.name != "FAIL"]
+    remaining = max(0, spec.search.trials - len(done))
+    if done:
+        ctx.reporter.log(f"resuming search: {len(done)} trial(s) already finished, "
+                         f"{remaining} to go")
+    cache_path = folder / "latency-cache.json"
+    cache: dict = read_json(cache_path) if cache_path.exists() else {}
+    epochs_log = folder / "epochs.jsonl"
+    first_target = spec.targets[0]
+
+    def objective(trial):
+        family = trial.suggest_categorical("family", list(spec.search.families))
+        level = trial.suggest_categorical("level", list(spec.search.levels))
+        lr = trial.suggest_float("lr", 1e-3, 3e-2, log=True)
+        weight_decay = trial.suggest_float("weight_decay", 1e-5, 1e-3, log=True)
+        batch = trial.suggest_categorical("batch", list(BATCH_CHOICES))
+        augment = trial.suggest_float("augment", 0.0, 1.0)
+        model = build_model(family, level, len(classes))
+        trial.set_user_attr("parameters", count_parameters(model))
+        trial.set_user_attr("architecture", get_family(family).describe(level))
+        key = f"{family}-{level}"
+        if key not in cache:
+            cache[key] = measure_candidate(model, spec, folder / "candidates" / key,
+                                           calibration)
+            write_json(cache_path, cache)
+        measured = cache[key]
+        trial.set_user_attr("targets", measured)
+        latency = measured[first_target.name]["latency"][
+            f"{first_target.constraints.latency_percentile}_ms"]
+        violations = [dict(v, target=name) for name, m in measured.items()
+                      for v in m["violations"]]
+        trial.set_user_attr("violations", violations)
+        trial.set_user_attr("feasible", not violations)
+        trial.set_constraint("budget", max((v["excess"] for v in violations), default=-1.0))
+        if violations:
+            trial.set_user_attr("epochs_trained", 0)
+            return (0.0, latency) if multi else 0.0
+
+        def on_epoch(epoch: int, metrics: dict) -> None:
+            with open(epochs_log, "a") as handle:
+                handle.write(json.dumps({"trial": trial.number, **metrics}) + "\n")
+            trial.set_user_attr("epochs_trained", epoch + 1)
+            if not multi:  # Optuna prunes single-objective studies only
+                trial.report(metrics["val_accuracy"], epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+
+        config = TrainConfig(epochs=spec.search.epochs, batch=batch, lr=lr,
+                             weight_decay=weight_decay, augment=augment, seed=spec.search.seed)
+        result = train_model(model, train, val, config, on_epoch=on_epoch,
+                             reporter=ctx.reporter,
+                             description=f"trial {trial.number} {family}-{level}")
+        return (result.best_accuracy, latency) if multi else result.best_accuracy
+
+    bar = ctx.reporter.task("search trials", total=spec.search.trials)
+    bar.update(completed=len(done))
+    try:
+        study.optimize(objective, n_trials=remaining, timeout=spec.search.timeout_s,
+                       callbacks=[lambda s, t: bar.update(
+                           completed=len([x for x in s.trials if x.state.is_finished()]))],
+                       catch=())
+    finally:
+        bar.close()
+    _write_results(ctx, study, multi)
+
+
+def _trial_record(trial, first_target: str, percentile: str) -> dict:
+    measured = trial.user_attrs.get("targets", {})
+    return {
+        "number": trial.number, "state": trial.state.name,
+        "params": trial.params, "accuracy": trial.values[0] if trial.values else None,
+        "feasible": trial.user_attrs.get("feasible"),
+        "violations": trial.user_attrs.get("violations", []),
+        "epochs_trained": trial.user_attrs.get("epochs_trained", 0),
+        "parameters": trial.user_attrs.get("parameters"),
+        "architecture": trial.user_attrs.get("architecture"),
+        "latency_ms": {name: m["latency"][f"{percentile}_ms"] for name, m in measured.items()},
+        "first_target": first_target,
+    }
+
+
+def pareto_front(records: list[dict]) -> list[dict]:
+    """Feasible trials no other feasible trial beats on both accuracy and latency."""
+    points = [r for r in records if r["feasible"] and r["state"] == "COMPLETE"]
+
+    def latency(r):
+        return r["latency_ms"][r["first_target"]]
+
+    return sorted((r for r in points if not any(
+        o["accuracy"] >= r["accuracy"] and latency(o) <= latency(r)
+        and (o["accuracy"] > r["accuracy"] or latency(o) < latency(r)) for o in points)),
+        key=latency)
+
+
+def _write_results(ctx: StageContext, study, multi: bool) -> None:
+    spec, folder = ctx.spec, ctx.folder
+    first = spec.targets[0]
+    records = [_trial_record(t, first.name, first.constraints.latency_percentile)
+               for t in study.trials]
+    write_json(folder / "trials.json", records)
+    front = pareto_front(records)
+    write_json(folder / "pareto.json", front)
+    ctx.recorder.output_file("trials", folder / "trials.json")
+    ctx.recorder.output_file("pareto", folder / "pareto.json")
+    feasible = [r for r in records if r["feasible"] and r["state"] == "COMPLETE"]
+    if not feasible:
+        closest = min((v for r in records for v in r["violations"]),
+                      key=lambda v: v["excess"], default=None)
+        text = (f"{closest['budget']} {closest['value']:.3g} > {closest['limit']:.3g} on "
+                f"target {closest['target']}" if closest else "no trial finished")
+        raise NoFeasibleCandidate(trials=len(records), closest=text)
+    best = max(feasible, key=lambda r: (r["accuracy"], -r["latency_ms"][first.name]))
+    write_json(folder / "best.json", best)
+    ctx.recorder.output_file("best", folder / "best.json")
+    ctx.recorder.summary.update({
+        "trials": len(records), "feasible": len(feasible),
+        "infeasible": sum(1 for r in records if r["feasible"] is False),
+        "pruned": sum(1 for r in records if r["state"] == "PRUNED"),
+        "best": {k: best[k] for k in ("number", "params", "accuracy", "latency_ms",
+                                      "architecture")},
+        "pareto": [r["number"] for r in front], "storage": _redact(storage_url(ctx)),
+        "sampler": spec.search.sampler, "pruner": spec.search.pruner})
+
+
+def _redact(url: str) -> str:
+    """Storage URLs may carry passwords; keep them out of manifests."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,87 @@
+"""The train stage: train the search's winner fully, resumable, with its curves."""
+
+from __future__ import annotations
+
+import torch
+
+from tango_ci.data.stage import load_arrays
+from tango_ci.models import build_model, count_parameters, get_family
+from tango_ci.rundir import read_json, write_json
+from tango_ci.stage import StageContext
+from tango_ci.train.trainer import TrainConfig, evaluate, set_threads, train_model
+
+
+def load_trained(run) -> tuple[torch.nn.Module, dict]:
+    """The trained network of a run (best weights) and its description."""
+    folder = run.stage_dir("train")
+    info = read_json(folder / "model.json")
+    model = build_model(info["family"], info["level"], len(info["classes"]))
+    model.load_state_dict(torch.load(folder / "best.pt", weights_only=True))
+    return model.eval(), info
+
+
+def run(ctx: StageContext) -> None:
+    spec, folder = ctx.spec, ctx.folder
+    set_threads()
+    best = ctx.run.require("train", "search", "the chosen candidate")
+    choice = read_json(ctx.run.stage_dir("search") / "best.json")
+    params = choice["params"]
+    classes = read_json(ctx.run.stage_dir("data") / "classes.json")
+    train, val = load_arrays(ctx.run, "train"), load_arrays(ctx.run, "val")
+    model = build_model(params["family"], params["level"], len(classes))
+    config = TrainConfig(epochs=spec.train.epochs, batch=params.get("batch", spec.train.batch),
+                         lr=params.get("lr", spec.train.lr),
+                         weight_decay=params.get("weight_decay", spec.train.weight_decay),
+                         patience=spec.train.patience, augment=params.get("augment", 0.5),
+                         seed=spec.search.seed)
+    checkpoints = folder / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    result = train_model(model, train, val, config, checkpoint_dir=checkpoints,
+                         reporter=ctx.reporter, description=f"training {params['family']}-"
+                                                            f"{params['level']}")
+    if result.resumed_from is not None:
+        ctx.reporter.log(f"resumed training at epoch {result.resumed_from + 1}")
+    model.load_state_dict(result.best_state)
+    accuracy, loss, _ = evaluate(model, *val)
+    torch.save(result.best_state, folder / "best.pt")
+    info = {"family": params["family"], "level": params["level"], "classes": classes,
+            "image_size": spec.data.image_size, "parameters": count_parameters(model),
+            "architecture": get_family(params["family"]).describe(params["level"]),
+            "trial": choice["number"]}
+    write_json(folder / "model.json", info)
+    write_json(folder / "history.json", result.history)
+    metrics = {"val_accuracy": accuracy, "val_loss": loss, "best_epoch": result.best_epoch,
+               "epochs_run": len(result.history), "stopped_early": result.stopped_early,
+               "resumed_from_epoch": result.resumed_from, "config": config.__dict__}
+    write_json(folder / "metrics.json", metrics)
+    _plot_curves(result.history, folder / "curves.png")
+    for name in ("best.pt", "model.json", "history.json", "metrics.json", "curves.png"):
+        ctx.recorder.output_file(name.split(".")[0], folder / name)
+    ctx.recorder.inputs["search_best"] = {"trial": choice["number"],
+                                          "search_run": best["run"]}
+    ctx.recorder.summary.update({"val_accuracy": accuracy, "epochs": len(result.history),
+                                 "best_epoch": result.best_epoch,
+                                 "architecture": info["architecture"],
+                                 "parameters": info["parameters"]})
+
+
+def _plot_curves(history: list[dict], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] + 1 for h in history]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    left.plot(epochs, [h["train_loss"] for h in history], label="train")
+    left.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    left.set(xlabel="epoch", ylabel="loss", title="Loss")
+    right.plot(epochs, [h["train_accuracy"] for h in history], label="train")
+    right.plot(epochs, [h["val_accuracy"] for h in history], label="validation")
+    right.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1.02))
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,186 @@
+"""One training loop for search trials and the final training.
+
+Checkpoints (``last.pt`` every epoch, ``best.pt`` on improvement) are written atomically, so a
+run killed at any moment resumes from its last finished epoch with nothing lost.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from tango_ci.data.dataset import preprocess
+from tango_ci.progress import SILENT, Reporter
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    batch: int = 32
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    patience: int | None = None  # early stopping; None trains every epoch
+    augment: float = 0.5  # 0 = none, 1 = strongest
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)
+    best_accuracy: float = 0.0
+    best_epoch: int = -1
+    stopped_early: bool = False
+    resumed_from: int | None = None
+    best_state: dict | None = None
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Use the cores we have; importing ultralytics would otherwise leave torch on one."""
+    available = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else os.cpu_count() or 1)
+    count = max(1, threads or available)
+    torch.set_num_threads(count)
+    return count
+
+
+def _augment(x: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flips and translations, scaled by ``strength``."""
+    if strength <= 0:
+        return x
+    n = x.shape[0]
+    flip = torch.rand(n, generator=generator) < 0.5 * strength
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    shift = max(1, int(round(x.shape[-1] * 0.125 * strength)))
+    padded = nn.functional.pad(x, (shift, shift, shift, shift), mode="replicate")
+    dx, dy = torch.randint(0, 2 * shift + 1, (2,), generator=generator).tolist()
+    return padded[:, :, dy:dy + x.shape[2], dx:dx + x.shape[3]]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray,
+             batch: int = 256) -> tuple[float, float, np.ndarray]:
+    """Accuracy, mean loss and predicted labels of ``model`` on uint8 NHWC images."""
+    model.eval()
+    predictions, losses = [], []
+    for start in range(0, len(images), batch):
+        x = torch.from_numpy(preprocess(images[start:start + batch]))
+        y = torch.from_numpy(labels[start:start + batch])
+        logits = model(x)
+        losses.append(nn.functional.cross_entropy(logits, y, reduction="sum").item())
+        predictions.append(logits.argmax(1).numpy())
+    predicted = np.concatenate(predictions)
+    return float((predicted == labels).mean()), float(sum(losses) / len(labels)), predicted
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    partial = path.with_name(path.name + ".partial")
+    torch.save(obj, partial)
+    os.replace(partial, path)
+
+
+def train_model(
+    model: nn.Module,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    config: TrainConfig,
+    *,
+    checkpoint_dir: Path | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    reporter: Reporter = SILENT,
+    description: str = "training",
+) -> TrainResult:
+    """Train ``model`` in place; returns the history and the best state (by val accuracy).
+
+    ``on_epoch(epoch, metrics)`` may raise to stop (search pruning). With ``checkpoint_dir``,
+    an existing ``last.pt`` is resumed.
+    """
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    result = TrainResult()
+    start_epoch = 0
+    last_path = checkpoint_dir / "last.pt" if checkpoint_dir else None
+    if last_path is not None and last_path.exists():
+        state = torch.load(last_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        result.history = state["history"]
+        result.best_accuracy, result.best_epoch = state["best_accuracy"], state["best_epoch"]
+        result.best_state = state["best_state"]
+        start_epoch = result.resumed_from = state["epoch"] + 1
+    images, labels = train
+    x_all = torch.from_numpy(preprocess(images))
+    y_all = torch.from_numpy(labels)
+    steps = math.ceil(len(images) / config.batch)
+    bar = reporter.task(description, total=config.epochs)
+    bar.update(completed=start_epoch)
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            if _early_stop(result, epoch, config.patience):
+                result.stopped_early = True
+                break
+            began = time.perf_counter()
+            model.train()
+            order = torch.randperm(len(images), generator=generator)
+            total_loss, correct = 0.0, 0
+            for step in range(steps):
+                index = order[step * config.batch:(step + 1) * config.batch]
+                if len(index) < 2:  # batch norm cannot train on one sample
+                    continue
+                x = _augment(x_all[index], config.augment, generator)
+                y = y_all[index]
+                optimizer.zero_grad(set_to_none=True)
+                logits = model(x)
+                loss = nn.functional.cross_entropy(logits, y)
+                loss.backward()
+                optimizer.step()
+                total_loss += loss.item() * len(index)
+                correct += int((logits.argmax(1) == y).sum())
+            scheduler.step()
+            val_accuracy, val_loss, _ = evaluate(model, *val)
+            metrics = {"epoch": epoch, "train_loss": total_loss / len(images),
+                       "train_accuracy": correct / len(images), "val_loss": val_loss,
+                       "val_accuracy": val_accuracy, "lr": optimizer.param_groups[0]["lr"],
+                       "seconds": round(time.perf_counter() - began, 3)}
+            result.history.append(metrics)
+            if val_accuracy > result.best_accuracy or result.best_epoch < 0:
+                result.best_accuracy, result.best_epoch = val_accuracy, epoch
+                result.best_state = {k: v.detach().clone() for k, v in
+                                     model.state_dict().items()}
+                if checkpoint_dir is not None:
+                    _atomic_save({"model": result.best_state, "epoch": epoch,
+                                  "val_accuracy": val_accuracy}, checkpoint_dir / "best.pt")
+            if last_path is not None:
+                _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict(),
+                              "generator": generator.get_state(), "epoch": epoch,
+                              "history": result.history, "best_accuracy": result.best_accuracy,
+                              "best_epoch": result.best_epoch,
+                              "best_state": result.best_state}, last_path)
+            bar.update(completed=epoch + 1, loss=metrics["train_loss"], accuracy=val_accuracy)
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
+    finally:
+        bar.close()
+    return result
+
+
+def _early_stop(result: TrainResult, epoch: int, patience: int | None) -> bool:
+    return patience is not None and result.best_epoch >= 0 and \
+        epoch - result.best_epoch > patience
+
+
+def config_dict(config: TrainConfig) -> dict:
+    return asdict(config)
