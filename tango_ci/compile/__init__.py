@@ -20,8 +20,14 @@ def _onnxruntime() -> BaseCompiler:
     return OnnxRuntimeCompiler()
 
 
+def _pytorch() -> BaseCompiler:
+    from tango_ci.compile._pytorch import PyTorchCompiler
+
+    return PyTorchCompiler()
+
+
 # name -> factory; factories import their engine module only when used.
-COMPILERS = {"onnxruntime": _onnxruntime}
+COMPILERS = {"onnxruntime": _onnxruntime, "pytorch": _pytorch}
 
 
 def get_compiler(engine: str) -> BaseCompiler:

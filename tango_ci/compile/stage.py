@@ -38,7 +38,8 @@ def run(ctx: StageContext) -> None:
         out = ctx.folder / target.name
         manifest = get_compiler(target.engine).build(BuildRequest(
             onnx_path=onnx_path, out_dir=out, target=target, runner=spec.runners[target.runner],
-            calibration=calibration if target.precision == "int8" else None))
+            calibration=calibration if target.precision == "int8" else None,
+            options={"model_dir": ctx.run.stage_dir("train")}))
         built[target.name] = manifest
         ctx.recorder.output_file(target.name, out / manifest["file"])
     ctx.recorder.summary["targets"] = built

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -33,10 +34,15 @@ def budget_violations(target: TargetSpec, *, latency: dict, artifact_bytes: int,
 
 
 def measure_candidate(model: nn.Module, spec: ProjectSpec, workdir: Path,
-                      calibration: np.ndarray) -> dict[str, dict]:
+                      calibration: np.ndarray, model_info: dict) -> dict[str, dict]:
     """Per target: latency statistics, artifact size, peak memory and budget violations."""
+    import torch
+
     size = spec.data.image_size
     workdir.mkdir(parents=True, exist_ok=True)
+    # the untrained candidate, saved as the train stage would (for the pytorch backend)
+    torch.save(model.state_dict(), workdir / "best.pt")
+    (workdir / "model.json").write_text(json.dumps({**model_info, "image_size": size}))
     onnx_path = workdir / "model.onnx"
     export_onnx(model, onnx_path, (1, 3, size, size), opset=spec.export.opset,
                 simplify=spec.export.simplify)
@@ -48,7 +54,7 @@ def measure_candidate(model: nn.Module, spec: ProjectSpec, workdir: Path,
             artifact = workdir / target.name
             built = get_compiler(target.engine).build(BuildRequest(
                 onnx_path=onnx_path, out_dir=artifact, target=target, runner=runner,
-                calibration=calibration))
+                calibration=calibration, options={"model_dir": workdir}))
             latency = measure_latency(artifact, batch=target.batch, size=size,
                                       threads=runner.threads, **QUICK)
             latency.pop("samples_ms")

@@ -116,8 +116,9 @@ def run(ctx: StageContext) -> None:
         trial.set_user_attr("architecture", get_family(family).describe(level))
         key = f"{family}-{level}"
         if key not in cache:
-            cache[key] = measure_candidate(model, spec, folder / "candidates" / key,
-                                           calibration)
+            cache[key] = measure_candidate(
+                model, spec, folder / "candidates" / key, calibration,
+                {"family": family, "level": level, "classes": classes})
             write_json(cache_path, cache)
         measured = cache[key]
         trial.set_user_attr("targets", measured)

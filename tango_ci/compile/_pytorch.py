@@ -1,0 +1,89 @@
+"""PyTorch: the reference every report compares against; eager or TorchScript, fp32 on CPU.
+
+PyTorch cannot run an ONNX file, so this backend needs the trained network itself:
+``BuildRequest.options["model_dir"]`` is a folder with ``model.json`` and ``best.pt`` (the train
+stage's folder).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from tango_ci.compile._base import ARTIFACT, BaseCompiler, BuildRequest, Predictor
+from tango_ci.compile._capabilities import PYTORCH
+from tango_ci.exceptions import TangoError
+from tango_ci.rundir import file_sha256
+
+MODES = ("eager", "torchscript")
+
+
+def _rebuild(folder: Path):
+    import torch
+
+    from tango_ci.models import build_model
+
+    info = json.loads((folder / "model.json").read_text())
+    model = build_model(info["family"], info["level"], len(info["classes"]))
+    model.load_state_dict(torch.load(folder / "best.pt", weights_only=True))
+    return model.eval(), info
+
+
+class PyTorchPredictor(Predictor):
+    def __init__(self, module, threads: int | None) -> None:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.module = module
+        self._torch = torch
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        with self._torch.inference_mode():
+            return [self.module(self._torch.from_numpy(batch)).numpy()]
+
+
+class PyTorchCompiler(BaseCompiler):
+    capabilities = PYTORCH
+
+    def build(self, request: BuildRequest) -> dict:
+        import torch
+
+        mode = request.options.get("mode", "eager")
+        if mode not in MODES:
+            raise TangoError(f"pytorch mode '{mode}' is not one of {', '.join(MODES)}")
+        source = request.options.get("model_dir")
+        if source is None:
+            raise TangoError("the pytorch backend needs the trained network (model_dir), "
+                             "not only the ONNX file")
+        out = request.out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        model, info = _rebuild(Path(source))
+        shutil.copy2(Path(source) / "model.json", out / "model.json")
+        if mode == "torchscript":
+            size = info["image_size"]
+            traced = torch.jit.trace(model, torch.zeros(request.target.batch, 3, size, size))
+            traced = torch.jit.freeze(traced)
+            traced.save(str(out / "model.ts"))
+            weights = out / "model.ts"
+        else:
+            shutil.copy2(Path(source) / "best.pt", out / "best.pt")
+            weights = out / "best.pt"
+        manifest = {"engine": "pytorch", "precision": request.target.precision, "mode": mode,
+                    "file": weights.name, "sha256": file_sha256(weights),
+                    "bytes": weights.stat().st_size, "torch": torch.__version__}
+        (out / ARTIFACT).write_text(json.dumps(manifest, indent=2))
+        return manifest
+
+    def load(self, artifact_dir: Path, threads: int | None = None) -> Predictor:
+        import torch
+
+        manifest = json.loads((artifact_dir / ARTIFACT).read_text())
+        if manifest["mode"] == "torchscript":
+            module = torch.jit.load(str(artifact_dir / manifest["file"]))
+        else:
+            module, _ = _rebuild(artifact_dir)
+        return PyTorchPredictor(module, threads)

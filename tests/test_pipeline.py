@@ -1,0 +1,173 @@
+"""The whole classification pipeline on a tiny generated dataset: every file it writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tango_ci import api
+from tango_ci.exceptions import StageInputError
+from tango_ci.pipeline import ProjectChanged
+from tango_ci.rundir import STAGES, file_sha256, read_json
+from tests.pipeline_helpers import make_repo
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, Path]:
+    """One full run of the tiny project: (project folder, run folder)."""
+    project = make_repo(tmp_path_factory.mktemp("pipeline") / "repo")
+    run = api.run(project, bench_seconds=1)
+    return project, run.root
+
+
+def _manifest(run: Path, stage: str) -> dict:
+    return read_json(run / stage / "manifest.json")
+
+
+def test_every_stage_wrote_a_complete_manifest(finished) -> None:
+    project, run = finished
+    assert (run.parent / "latest").resolve() == run
+    for stage in STAGES:
+        manifest = _manifest(run, stage)
+        assert manifest["stage"] == stage and manifest["status"] == "complete"
+        assert manifest["run"] == run.name
+        assert manifest["started"] <= manifest["ended"] and manifest["duration_s"] >= 0
+        assert manifest["tools"]["torch"] == "2.14.1"
+        for entry in manifest["outputs"].values():  # every output exists with its hash
+            assert file_sha256(run / entry["path"]) == entry["sha256"]
+    spec = read_json(run / "spec.json")
+    assert spec["sha256"] == file_sha256(project / "project.yaml")
+
+
+def test_data_stage(finished) -> None:
+    _, run = finished
+    summary = _manifest(run, "data")["summary"]
+    assert summary["classes"] == ["circle", "square", "triangle"]
+    assert summary["images"]["train"] + summary["images"]["val"] == 36
+    assert summary["images"]["val"] == 3 * round(12 * 0.2)
+    assert re.fullmatch(r"[0-9a-f]{64}", summary["fingerprint"])
+    with np.load(run / "data" / "val.npz") as val:
+        assert val["images"].shape == (6, 32, 32, 3) and val["images"].dtype == np.uint8
+        assert sorted(val["labels"].tolist()) == [0, 0, 1, 1, 2, 2]
+
+
+def test_search_stage(finished) -> None:
+    _, run = finished
+    trials = read_json(run / "search" / "trials.json")
+    assert len(trials) == 2
+    for trial in trials:
+        assert trial["params"]["family"] == "resnet" and trial["params"]["level"] == "xs"
+        assert trial["feasible"] is True and trial["epochs_trained"] == 1
+        assert set(trial["latency_ms"]) == {"cpu-fp32", "cpu-int8"}
+    pareto = read_json(run / "search" / "pareto.json")
+    assert pareto and {t["number"] for t in pareto} <= {t["number"] for t in trials}
+    best = read_json(run / "search" / "best.json")
+    assert best["accuracy"] == max(t["accuracy"] for t in trials)
+    assert (run / "search" / "study.db").exists()
+
+
+def test_train_and_export_stages(finished) -> None:
+    _, run = finished
+    history = read_json(run / "train" / "history.json")
+    assert [h["epoch"] for h in history] == [0, 1]
+    metrics = read_json(run / "train" / "metrics.json")
+    assert 0 <= metrics["val_accuracy"] <= 1
+    assert metrics["val_accuracy"] == max(h["val_accuracy"] for h in history)
+    export = _manifest(run, "export")
+    assert export["inputs"]["weights"]["sha256"] == file_sha256(run / "train" / "best.pt")
+    parity = read_json(run / "export" / "parity.json")
+    assert parity["max_abs"] <= parity["tolerance"] and parity["top1_agreement"] == 1.0
+    assert export["summary"]["opset"] == 17
+
+
+def test_compile_stage(finished) -> None:
+    _, run = finished
+    fp32 = read_json(run / "compile" / "cpu-fp32" / "artifact.json")
+    int8 = read_json(run / "compile" / "cpu-int8" / "artifact.json")
+    assert fp32["precision"] == "fp32" and "quantization" not in fp32
+    assert int8["quantization"]["format"] == "QDQ"
+    assert int8["quantization"]["calibration_images"] > 0
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(run / "compile" / "cpu-int8" / "model.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} & ops or "QLinearConv" in ops
+
+
+def test_bench_stage(finished) -> None:
+    _, run = finished
+    reference = read_json(run / "train" / "metrics.json")["val_accuracy"]
+    for target in ("cpu-fp32", "cpu-int8"):
+        metrics = read_json(run / "bench" / target / "metrics.json")
+        latency = metrics["latency"]
+        assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
+        assert latency["repeats"] >= 30 and latency["cv"] >= 0
+        assert latency["throughput_per_s"] == pytest.approx(1000 / latency["p50_ms"])
+        assert 0 < metrics["memory"]["rss_before_load_mb"] <= metrics["memory"]["peak_rss_mb"]
+        accuracy = metrics["accuracy"]
+        assert np.asarray(accuracy["confusion"]).sum() == 6
+        assert accuracy["accuracy"] == pytest.approx(
+            np.trace(accuracy["confusion"]) / 6)
+        assert metrics["reference_accuracy"] == reference
+        assert metrics["accuracy_drop"] == pytest.approx(reference - accuracy["accuracy"])
+        assert len(read_json(run / "bench" / target / "latency_samples.json")) == \
+            latency["repeats"]
+    fp32 = read_json(run / "bench" / "cpu-fp32" / "metrics.json")
+    assert fp32["accuracy_drop"] == pytest.approx(0.0, abs=1e-9)  # same network, fp32
+
+
+def test_gate_and_report(finished) -> None:
+    _, run = finished
+    decision = read_json(run / "gate" / "decision.json")
+    checks = {c["check"]: c for c in decision["targets"]["cpu-fp32"]["checks"]}
+    assert checks["latency p95"]["limit"] == 1000 and checks["latency p95"]["status"] == "pass"
+    assert checks["peak memory"]["status"] == "no limit"
+    assert checks["accuracy vs production"]["status"] == "no production model"
+    assert decision["passed"] is all(t["passed"] for t in decision["targets"].values())
+    report = (run / "report" / "report.md").read_text()
+    assert report.splitlines()[0].startswith("## TANGO-CI report: tiny")
+    assert "- **cpu-fp32** gets resnet-xs" in report and "- **cpu-int8** gets" in report
+    assert "tango run projects/tiny" in report
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
+        assert (run / "report" / image).stat().st_size > 1000, image
+    data = read_json(run / "report" / "report.json")
+    assert data["passed"] == decision["passed"] and data["run"] == run.name
+
+
+def test_rerunning_a_finished_stage_forks_a_new_run(finished) -> None:
+    project, run = finished
+    before = (run / "gate" / "decision.json").read_bytes()
+    forked = api.run(project, from_stage="gate", until="gate")
+    assert forked.root != run
+    assert (run / "gate" / "decision.json").read_bytes() == before  # old result kept
+    assert (forked.root.parent / "latest").resolve() == forked.root
+    assert read_json(forked.root / "forked-from.json") == {"run": run.name}
+    assert (forked.root / "bench" / "cpu-fp32" / "metrics.json").exists()  # inputs copied
+    assert not (forked.root / "report").exists()
+
+
+def test_a_stage_without_its_inputs_names_the_stage_to_run(finished) -> None:
+    project, _ = finished
+    api.run(project, until="data")
+    with pytest.raises(StageInputError) as info:
+        api.run(project, from_stage="train", until="train")
+    assert re.fullmatch(r"stage 'train' needs the chosen candidate from the search stage "
+                        r"\(not found in .*\); run `tango search` first", info.value.message)
+
+
+def test_a_changed_project_file_refuses_to_continue_a_run(finished) -> None:
+    project, _ = finished
+    path = project / "project.yaml"
+    original = path.read_text()
+    try:
+        path.write_text(original + "description: changed\n")
+        with pytest.raises(ProjectChanged, match="changed since run .* start a new run"):
+            api.run(project, from_stage="gate", until="gate")
+    finally:
+        path.write_text(original)

@@ -1,0 +1,105 @@
+"""A search and a training killed part way resume without losing finished work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tango_ci import api
+from tango_ci.rundir import read_json
+from tests.pipeline_helpers import make_repo
+
+pytestmark = pytest.mark.slow
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "TANGO_SEARCH_HEARTBEAT_S": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tango_ci", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(condition, process: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        if process.poll() is not None:
+            pytest.fail(f"finished before it could be killed: {process.stderr.read()[-2000:]}")
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail("timed out waiting")
+
+
+def _finished_trials(db: Path) -> list[tuple]:
+    import optuna
+
+    if not db.exists():
+        return []
+    try:
+        summaries = optuna.get_all_study_summaries(f"sqlite:///{db}")
+        if not summaries:
+            return []
+        study = optuna.load_study(study_name=summaries[0].study_name, storage=f"sqlite:///{db}")
+        return [(t.number, t.state.name, tuple(sorted(t.params.items())))
+                for t in study.trials if t.state.is_finished()]
+    except Exception:  # the database may be mid-creation
+        return []
+
+
+def test_killed_search_and_training_resume(tmp_path: Path) -> None:
+    project = make_repo(tmp_path / "repo", per_class=20, trials=4, search_epochs=2, epochs=30,
+                        extra_targets="")
+    root = project.parent.parent
+    api.run(project, until="data")
+    run = (root / "runs" / "tiny" / "latest").resolve()
+    db = run / "search" / "study.db"
+
+    search = _start(["search", "projects/tiny"], root)
+    _wait_for(lambda: len(_finished_trials(db)) >= 1, search)
+    search.send_signal(signal.SIGKILL)
+    search.wait()
+    before = _finished_trials(db)
+    assert 1 <= len(before) < 4
+    time.sleep(2.5)  # let the killed trial's heartbeat go stale (grace period 2 s)
+
+    resumed = _start(["search", "projects/tiny"], root)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert f"resuming search: {len(before)} trial(s) already finished" in err
+    after = _finished_trials(db)
+    assert after[: len(before)] == before  # nothing finished was lost or redone
+    trials = read_json(run / "search" / "trials.json")
+    assert sum(t["state"] in ("COMPLETE", "PRUNED") for t in trials) == 4
+    assert (run / "search" / "manifest.json").exists()  # same run: resumed, not forked
+
+    last = run / "train" / "checkpoints" / "last.pt"
+
+    def epochs_done() -> int:
+        try:
+            return torch.load(last, weights_only=False)["epoch"] + 1 if last.exists() else 0
+        except Exception:  # being replaced right now
+            return 0
+
+    train = _start(["train", "projects/tiny"], root)
+    _wait_for(lambda: epochs_done() >= 2, train)
+    train.send_signal(signal.SIGKILL)
+    train.wait()
+    checkpoint = torch.load(last, weights_only=False)
+    kept = checkpoint["history"]
+    assert 2 <= len(kept) < 30
+
+    resumed = _start(["train", "projects/tiny"], root)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert f"resumed training at epoch {len(kept) + 1}" in err
+    history = read_json(run / "train" / "history.json")
+    assert [h["epoch"] for h in history] == list(range(30))
+    assert history[: len(kept)] == kept  # finished epochs kept exactly
+    assert read_json(run / "train" / "metrics.json")["resumed_from_epoch"] == len(kept)
