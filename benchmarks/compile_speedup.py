@@ -1,0 +1,155 @@
+"""PyTorch eager against onnxruntime fp32 and int8, batch 1, on this host, in one run.
+
+Models: torchvision's resnet18 at 224x224, and the example project's model (its latest trained
+run when there is one, else the same architecture untrained: latency does not depend on the
+weights). Every artifact is timed by the bench worker in its own process, REPEATS times; the
+table gives the median of the per-process medians, the spread between processes, and the
+speed-up against PyTorch eager.
+
+    python benchmarks/compile_speedup.py [--repeats 3] [--seconds 10] [--threads 2]
+
+Writes benchmarks/results/compile_speedup.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tango_ci.bench.latency import host_facts, measure_latency  # noqa: E402
+from tango_ci.compile import BuildRequest, get_compiler, load_artifact  # noqa: E402
+from tango_ci.data.dataset import preprocess  # noqa: E402
+from tango_ci.data.synth import SHAPES, shape_image  # noqa: E402
+from tango_ci.export import export_onnx  # noqa: E402
+from tango_ci.models import build_model, count_parameters  # noqa: E402
+from tango_ci.rundir import tool_versions  # noqa: E402
+from tango_ci.spec import TargetSpec, load_runner  # noqa: E402
+
+VARIANTS = [("pytorch", "fp32", "PyTorch eager"), ("onnxruntime", "fp32", "onnxruntime fp32"),
+            ("onnxruntime", "int8", "onnxruntime int8")]
+
+
+def example_model() -> tuple[str, Path | None, dict]:
+    """The example's latest trained network, or its architecture untrained."""
+    trained = ROOT / "runs" / "example-shapes" / "latest" / "train"
+    if (trained / "model.json").exists() and (trained / "best.pt").exists():
+        info = json.loads((trained / "model.json").read_text())
+        return f"example-shapes ({info['family']}-{info['level']}, trained)", trained, info
+    info = {"family": "resnet", "level": "s", "classes": list(SHAPES), "image_size": 32}
+    return "example-shapes (resnet-s, untrained)", None, info
+
+
+def calibration_images(size: int, count: int = 32) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    images = [np.asarray(shape_image(rng, SHAPES[i % 3], size)) for i in range(count)]
+    return preprocess(np.stack(images))
+
+
+def prepare(work: Path, info: dict, weights: Path | None) -> tuple[Path, Path]:
+    """A model folder as the train stage writes it, and its ONNX export."""
+    model = build_model(info["family"], info["level"], len(info["classes"]))
+    if weights is not None:
+        model.load_state_dict(torch.load(weights / "best.pt", weights_only=True))
+    model_dir = work / "model"
+    model_dir.mkdir(parents=True)
+    torch.save(model.state_dict(), model_dir / "best.pt")
+    (model_dir / "model.json").write_text(json.dumps(info))
+    size = info["image_size"]
+    onnx_path = work / "model.onnx"
+    export_onnx(model.eval(), onnx_path, (1, 3, size, size))
+    return model_dir, onnx_path
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def bench_model(name: str, info: dict, weights: Path | None, args) -> dict:
+    runner = load_runner(ROOT / "runners" / "local-cpu.yaml")
+    size = info["image_size"]
+    calibration = calibration_images(size)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model_dir, onnx_path = prepare(work, info, weights)
+        outputs = {}
+        for engine, precision, label in VARIANTS:
+            target = TargetSpec(name=f"{engine}-{precision}", runner="local-cpu", engine=engine,
+                                precision=precision)
+            artifact = work / target.name
+            built = get_compiler(engine).build(BuildRequest(
+                onnx_path=onnx_path, out_dir=artifact, target=target, runner=runner,
+                calibration=calibration if precision == "int8" else None,
+                options={"model_dir": model_dir}))
+            outputs[label] = load_artifact(artifact, threads=args.threads).run(calibration[:8])[0]
+            medians, cvs = [], []
+            for _ in range(args.repeats):
+                result = measure_latency(artifact, batch=1, size=size, threads=args.threads,
+                                         max_seconds=args.seconds)
+                medians.append(result["p50_ms"])
+                cvs.append(result["cv"])
+                print(f"  {name:<40} {label:<18} p50 {result['p50_ms']:.3f} ms", flush=True)
+            rows.append({"variant": label, "engine": engine, "precision": precision,
+                         "median_ms": statistics.median(medians), "process_medians_ms": medians,
+                         "spread": (max(medians) - min(medians)) / statistics.median(medians),
+                         "cv_median": statistics.median(cvs), "artifact_bytes": built["bytes"]})
+    eager = rows[0]["median_ms"]
+    reference = outputs["PyTorch eager"]
+    for row in rows:
+        row["speedup_vs_eager"] = eager / row["median_ms"]
+        row["cosine_vs_eager"] = cosine(outputs[row["variant"]], reference)
+    return {"model": name, "input": f"1x3x{size}x{size}",
+            "parameters": count_parameters(build_model(info["family"], info["level"],
+                                                       len(info["classes"]))),
+            "rows": rows}
+
+
+def markdown(results: dict) -> str:
+    host = results["host"]
+    lines = [f"Batch 1, {host['threads']} threads, {host['cpu']}; median of {results['repeats']} "
+             "processes' medians (ms); speed-up against PyTorch eager.", "",
+             "| model | input | variant | median ms | speed-up | spread | CV | cosine |",
+             "|---|---|---|---|---|---|---|---|"]
+    for model in results["models"]:
+        for row in model["rows"]:
+            lines.append(f"| {model['model']} | {model['input']} | {row['variant']} | "
+                         f"{row['median_ms']:.3f} | {row['speedup_vs_eager']:.2f}x | "
+                         f"{row['spread']:.1%} | {row['cv_median']:.1%} | "
+                         f"{row['cosine_vs_eager']:.5f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="measuring processes per variant")
+    parser.add_argument("--seconds", type=float, default=10.0, help="time cap per process")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    resnet18 = {"family": "resnet", "level": "l", "classes": [str(i) for i in range(1000)],
+                "image_size": 224}
+    name, weights, info = example_model()
+    results = {"benchmark": "compile_speedup", "repeats": args.repeats,
+               "host": host_facts(args.threads), "tools": tool_versions(),
+               "models": [bench_model("resnet18", resnet18, None, args),
+                          bench_model(name, info, weights, args)]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "compile_speedup.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    (args.out / "compile_speedup.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
