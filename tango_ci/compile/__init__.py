@@ -38,16 +38,16 @@ def get_compiler(engine: str) -> BaseCompiler:
 
 def check_request(target, runner) -> None:
     """Refuse, before any work, what the engine or the runner cannot do."""
-    if target.engine not in COMPILERS:
-        raise UnsupportedRequestError(backend=target.engine, request=f"build target "
-                                      f"'{target.name}'", reason="this version has backends "
-                                      f"for {', '.join(COMPILERS)} only")
     refusal = CAPABILITIES[target.engine].refusal(target.precision,
                                                   runner.hardware.accelerator.kind)
     if refusal:
         raise UnsupportedRequestError(backend=target.engine, request=f"build target "
                                       f"'{target.name}' for runner '{runner.name}'",
                                       reason=refusal)
+    if target.engine not in COMPILERS:
+        raise UnsupportedRequestError(backend=target.engine, request=f"build target "
+                                      f"'{target.name}'", reason="this version has backends "
+                                      f"for {', '.join(COMPILERS)} only")
 
 
 def load_artifact(artifact_dir: Path, threads: int | None = None) -> Predictor:

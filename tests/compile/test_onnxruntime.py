@@ -1,0 +1,93 @@
+"""onnxruntime artifacts: parity with the ONNX model, reload in a fresh process, refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tango_ci.compile import BuildRequest, check_request, get_compiler, load_artifact
+from tango_ci.exceptions import UnsupportedRequestError
+from tango_ci.export import export_onnx
+from tango_ci.models import build_model
+from tango_ci.spec import TargetSpec, load_runner
+from tests.conftest import REPO
+
+RUNNER = load_runner(REPO / "runners" / "local-cpu.yaml")
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    model = build_model("resnet", "xs", 3).eval()
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_onnx(model, path, (1, 3, 16, 16))
+    return path, model
+
+
+def _build(onnx_path: Path, out: Path, precision: str, calibration=None) -> dict:
+    target = TargetSpec(name="t", runner="local-cpu", engine="onnxruntime", precision=precision)
+    return get_compiler("onnxruntime").build(BuildRequest(
+        onnx_path=onnx_path, out_dir=out, target=target, runner=RUNNER,
+        calibration=calibration))
+
+
+def test_fp32_matches_pytorch_and_reloads_in_a_fresh_process(onnx_model, tmp_path) -> None:
+    path, model = onnx_model
+    manifest = _build(path, tmp_path / "fp32", "fp32")
+    assert manifest["bytes"] == (tmp_path / "fp32" / "model.onnx").stat().st_size
+    batch = np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(batch)).numpy()
+    here = load_artifact(tmp_path / "fp32", threads=1).run(batch)[0]
+    assert np.abs(here - expected).max() < 1e-4
+    np.save(tmp_path / "batch.npy", batch)
+    code = ("import sys, numpy as np; from pathlib import Path; "
+            "from tango_ci.compile import load_artifact; "
+            "out = load_artifact(Path(sys.argv[1])).run(np.load(sys.argv[2]))[0]; "
+            "np.save(sys.argv[3], out)")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "fp32"),
+                    str(tmp_path / "batch.npy"), str(tmp_path / "out.npy")], check=True)
+    assert np.abs(np.load(tmp_path / "out.npy") - here).max() < 1e-6
+
+
+def test_int8_is_quantized_and_close(onnx_model, tmp_path) -> None:
+    path, model = onnx_model
+    rng = np.random.default_rng(1)
+    calibration = rng.standard_normal((16, 3, 16, 16)).astype(np.float32)
+    manifest = _build(path, tmp_path / "int8", "int8", calibration)
+    assert manifest["quantization"]["calibration_images"] == 16
+    fp32 = load_artifact(_build_dir(path, tmp_path)).run(calibration)[0]
+    int8 = load_artifact(tmp_path / "int8").run(calibration)[0]
+    cosine = (fp32 * int8).sum() / np.linalg.norm(fp32) / np.linalg.norm(int8)
+    assert 0.9 < cosine < 1.0  # close, but really quantised
+    artifact = json.loads((tmp_path / "int8" / "artifact.json").read_text())
+    assert artifact["precision"] == "int8"
+
+
+def _build_dir(path: Path, tmp_path: Path) -> Path:
+    _build(path, tmp_path / "ref", "fp32")
+    return tmp_path / "ref"
+
+
+@pytest.mark.parametrize("engine, precision, runner, expected", [
+    ("tensorrt", "fp16", "local-cpu",
+     "tensorrt cannot build target 't' for runner 'local-cpu': tensorrt runs on accelerator "
+     "kinds nvidia-gpu, not on 'none'"),
+    ("onnxruntime", "fp16", "local-cpu",
+     "onnxruntime cannot build target 't' for runner 'local-cpu': onnxruntime offers fp32, "
+     "int8 on a CPU, not fp16"),
+    ("pytorch", "int8", "local-cpu",
+     "pytorch cannot build target 't' for runner 'local-cpu': pytorch offers fp32 on a CPU, "
+     "not int8"),
+])
+def test_unsupported_requests_are_refused_before_work(engine, precision, runner, expected):
+    target = TargetSpec(name="t", runner=runner, engine=engine, precision=precision)
+    with pytest.raises(UnsupportedRequestError) as info:
+        check_request(target, load_runner(REPO / "runners" / f"{runner}.yaml"))
+    assert info.value.message == expected
