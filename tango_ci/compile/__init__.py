@@ -26,8 +26,21 @@ def _pytorch() -> BaseCompiler:
     return PyTorchCompiler()
 
 
+def _tvm() -> BaseCompiler:
+    from tango_ci.compile._tvm import TvmCompiler
+
+    return TvmCompiler()
+
+
+def _tensorrt() -> BaseCompiler:
+    from tango_ci.compile._tensorrt import TensorRtCompiler
+
+    return TensorRtCompiler()
+
+
 # name -> factory; factories import their engine module only when used.
-COMPILERS = {"onnxruntime": _onnxruntime, "pytorch": _pytorch}
+COMPILERS = {"onnxruntime": _onnxruntime, "tvm": _tvm, "tensorrt": _tensorrt,
+             "pytorch": _pytorch}
 
 
 def get_compiler(engine: str) -> BaseCompiler:
@@ -38,16 +51,15 @@ def get_compiler(engine: str) -> BaseCompiler:
 
 def check_request(target, runner) -> None:
     """Refuse, before any work, what the engine or the runner cannot do."""
+    request = f"build target '{target.name}' for runner '{runner.name}'"
     refusal = CAPABILITIES[target.engine].refusal(target.precision,
                                                   runner.hardware.accelerator.kind)
     if refusal:
-        raise UnsupportedRequestError(backend=target.engine, request=f"build target "
-                                      f"'{target.name}' for runner '{runner.name}'",
-                                      reason=refusal)
-    if target.engine not in COMPILERS:
-        raise UnsupportedRequestError(backend=target.engine, request=f"build target "
-                                      f"'{target.name}'", reason="this version has backends "
-                                      f"for {', '.join(COMPILERS)} only")
+        raise UnsupportedRequestError(backend=target.engine, request=request, reason=refusal)
+    if runner.engine(target.engine) is None:
+        raise UnsupportedRequestError(backend=target.engine, request=request, reason=(
+            f"the runner does not have it installed (it has "
+            f"{', '.join(e.name for e in runner.engines)})"))
 
 
 def load_artifact(artifact_dir: Path, threads: int | None = None) -> Predictor:

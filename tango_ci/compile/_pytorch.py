@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +66,11 @@ class PyTorchCompiler(BaseCompiler):
         shutil.copy2(Path(source) / "model.json", out / "model.json")
         if mode == "torchscript":
             size = info["image_size"]
-            traced = torch.jit.trace(model, torch.zeros(request.target.batch, 3, size, size))
-            traced = torch.jit.freeze(traced)
-            traced.save(str(out / "model.ts"))
+            with warnings.catch_warnings():  # TorchScript is deprecated, still the portable form
+                warnings.simplefilter("ignore", FutureWarning)
+                traced = torch.jit.trace(model, torch.zeros(request.target.batch, 3, size, size))
+                traced = torch.jit.freeze(traced)
+                traced.save(str(out / "model.ts"))
             weights = out / "model.ts"
         else:
             shutil.copy2(Path(source) / "best.pt", out / "best.pt")
@@ -83,7 +86,9 @@ class PyTorchCompiler(BaseCompiler):
 
         manifest = json.loads((artifact_dir / ARTIFACT).read_text())
         if manifest["mode"] == "torchscript":
-            module = torch.jit.load(str(artifact_dir / manifest["file"]))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(str(artifact_dir / manifest["file"]))
         else:
             module, _ = _rebuild(artifact_dir)
         return PyTorchPredictor(module, threads)

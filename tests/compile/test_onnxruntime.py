@@ -91,3 +91,23 @@ def test_unsupported_requests_are_refused_before_work(engine, precision, runner,
     with pytest.raises(UnsupportedRequestError) as info:
         check_request(target, load_runner(REPO / "runners" / f"{runner}.yaml"))
     assert info.value.message == expected
+
+
+def test_an_engine_the_runner_lacks_is_refused(tmp_path) -> None:
+    text = (REPO / "runners" / "jetson-orin-nano.yaml").read_text()
+    only_trt = text.split("engines:")[0] + "engines:\n  - name: tensorrt\nprecisions: [fp16]\n"
+    (tmp_path / "runners").mkdir()
+    path = tmp_path / "runners" / "jetson-orin-nano.yaml"
+    path.write_text(only_trt)
+    target = TargetSpec(name="t", runner="jetson-orin-nano", engine="onnxruntime")
+    with pytest.raises(UnsupportedRequestError) as info:
+        check_request(target, load_runner(path))
+    assert info.value.message == ("onnxruntime cannot build target 't' for runner "
+                                  "'jetson-orin-nano': the runner does not have it installed "
+                                  "(it has tensorrt)")
+
+
+def test_tvm_int8_is_refused() -> None:
+    target = TargetSpec(name="t", runner="local-cpu", engine="tvm", precision="int8")
+    with pytest.raises(UnsupportedRequestError, match="tvm offers fp32 on a CPU, not int8"):
+        check_request(target, RUNNER)
