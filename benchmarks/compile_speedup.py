@@ -15,25 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import (ROOT, build, calibration_images, cosine, outputs, prepare,  # noqa: E402
+                     time_artifact)
 
-from tango_ci.bench.latency import host_facts, measure_latency  # noqa: E402
-from tango_ci.compile import BuildRequest, get_compiler, load_artifact  # noqa: E402
-from tango_ci.data.dataset import preprocess  # noqa: E402
-from tango_ci.data.synth import SHAPES, shape_image  # noqa: E402
-from tango_ci.export import export_onnx  # noqa: E402
+from tango_ci.bench.latency import host_facts  # noqa: E402
+from tango_ci.data.synth import SHAPES  # noqa: E402
 from tango_ci.models import build_model, count_parameters  # noqa: E402
 from tango_ci.rundir import tool_versions  # noqa: E402
-from tango_ci.spec import TargetSpec, load_runner  # noqa: E402
 
 VARIANTS = [("pytorch", "fp32", "PyTorch eager"), ("onnxruntime", "fp32", "onnxruntime fp32"),
             ("onnxruntime", "int8", "onnxruntime int8")]
@@ -49,66 +43,27 @@ def example_model() -> tuple[str, Path | None, dict]:
     return "example-shapes (resnet-s, untrained)", None, info
 
 
-def calibration_images(size: int, count: int = 32) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    images = [np.asarray(shape_image(rng, SHAPES[i % 3], size)) for i in range(count)]
-    return preprocess(np.stack(images))
-
-
-def prepare(work: Path, info: dict, weights: Path | None) -> tuple[Path, Path]:
-    """A model folder as the train stage writes it, and its ONNX export."""
-    model = build_model(info["family"], info["level"], len(info["classes"]))
-    if weights is not None:
-        model.load_state_dict(torch.load(weights / "best.pt", weights_only=True))
-    model_dir = work / "model"
-    model_dir.mkdir(parents=True)
-    torch.save(model.state_dict(), model_dir / "best.pt")
-    (model_dir / "model.json").write_text(json.dumps(info))
-    size = info["image_size"]
-    onnx_path = work / "model.onnx"
-    export_onnx(model.eval(), onnx_path, (1, 3, size, size))
-    return model_dir, onnx_path
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
 def bench_model(name: str, info: dict, weights: Path | None, args) -> dict:
-    runner = load_runner(ROOT / "runners" / "local-cpu.yaml")
     size = info["image_size"]
     calibration = calibration_images(size)
-    rows = []
+    rows, produced = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model_dir, onnx_path = prepare(work, info, weights)
-        outputs = {}
         for engine, precision, label in VARIANTS:
-            target = TargetSpec(name=f"{engine}-{precision}", runner="local-cpu", engine=engine,
-                                precision=precision)
-            artifact = work / target.name
-            built = get_compiler(engine).build(BuildRequest(
-                onnx_path=onnx_path, out_dir=artifact, target=target, runner=runner,
-                calibration=calibration if precision == "int8" else None,
-                options={"model_dir": model_dir}))
-            outputs[label] = load_artifact(artifact, threads=args.threads).run(calibration[:8])[0]
-            medians, cvs = [], []
-            for _ in range(args.repeats):
-                result = measure_latency(artifact, batch=1, size=size, threads=args.threads,
-                                         max_seconds=args.seconds)
-                medians.append(result["p50_ms"])
-                cvs.append(result["cv"])
-                print(f"  {name:<40} {label:<18} p50 {result['p50_ms']:.3f} ms", flush=True)
+            artifact, built = build(work, onnx_path, model_dir, engine, precision, 1,
+                                    calibration)
+            produced[label] = outputs(artifact, calibration[:8], args.threads)
+            timing = time_artifact(artifact, batch=1, size=size, threads=args.threads,
+                                   seconds=args.seconds, processes=args.repeats)
+            print(f"  {name:<40} {label:<18} {timing['median_ms']:.3f} ms", flush=True)
             rows.append({"variant": label, "engine": engine, "precision": precision,
-                         "median_ms": statistics.median(medians), "process_medians_ms": medians,
-                         "spread": (max(medians) - min(medians)) / statistics.median(medians),
-                         "cv_median": statistics.median(cvs), "artifact_bytes": built["bytes"]})
+                         "artifact_bytes": built["bytes"], **timing,
+                         "cv_median": timing["cv"]})
     eager = rows[0]["median_ms"]
-    reference = outputs["PyTorch eager"]
     for row in rows:
         row["speedup_vs_eager"] = eager / row["median_ms"]
-        row["cosine_vs_eager"] = cosine(outputs[row["variant"]], reference)
+        row["cosine_vs_eager"] = cosine(produced[row["variant"]], produced["PyTorch eager"])
     return {"model": name, "input": f"1x3x{size}x{size}",
             "parameters": count_parameters(build_model(info["family"], info["level"],
                                                        len(info["classes"]))),

@@ -76,7 +76,11 @@ def main() -> None:
             start = time.perf_counter()
             predictor.run(batch)
             window.append((time.perf_counter() - start) * 1000)
+            if time.perf_counter() > deadline:  # slow models: one run may take seconds
+                break
         warmup += window
+        if len(window) < 5:
+            break
         current = sorted(window)[2]
         if previous is not None and abs(current - previous) / previous < 0.05:
             break
@@ -91,6 +95,8 @@ def main() -> None:
             start = time.perf_counter()
             predictor.run(batch)
             samples.append((time.perf_counter() - start) * 1000)
+            if time.perf_counter() > deadline and len(samples) >= 5:
+                break
         enough = (len(samples) >= args.min_repeats
                   and time.perf_counter() - began_measuring >= args.min_seconds)
         if enough and _median_ci_halfwidth(samples) <= args.target_ci:

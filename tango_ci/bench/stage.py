@@ -1,59 +1,109 @@
-"""The bench stage: latency, memory, size and accuracy of every target's artifact, here."""
+"""The bench stage: latency, memory, size and accuracy of every target's artifact, here.
+
+For ``engine: auto`` every candidate is measured and the fastest (at the target's latency
+percentile) whose accuracy drop is within ``max_accuracy_drop`` is chosen; the whole table is
+kept in the metrics so a reviewer can check the choice.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tango_ci.bench.accuracy import classification_metrics, predict_labels
 from tango_ci.bench.latency import host_facts, measure_latency
-from tango_ci.compile import load_artifact
-from tango_ci.compile.stage import selected_targets
+from tango_ci.compile import AUTO, load_artifact
+from tango_ci.compile.stage import candidate_dirs, selected_targets
 from tango_ci.data.stage import load_arrays
+from tango_ci.exceptions import StageInputError
 from tango_ci.rundir import read_json, write_json
 from tango_ci.stage import StageContext
 
 
-def run(ctx: StageContext) -> None:
+def _measure(ctx: StageContext, target, artifact: Path, val, classes, reference) -> dict:
     spec = ctx.spec
+    runner = spec.runners[target.runner]
+    if not (artifact / "artifact.json").exists():
+        raise StageInputError(stage="bench", what=f"the artifact of target {target.name}",
+                              previous=f"compile projects/{spec.name} --target {target.name}")
+    built = read_json(artifact / "artifact.json")
+    ctx.reporter.log(f"timing {target.name}: {built['engine']} {built['precision']}, "
+                     f"batch {target.batch}, {runner.threads} threads")
+    latency = measure_latency(artifact, batch=target.batch, size=spec.data.image_size,
+                              threads=runner.threads,
+                              max_seconds=float(ctx.options.get("bench_seconds", 20.0)))
+    samples = latency.pop("samples_ms")
+    predictor = load_artifact(artifact, threads=runner.threads)
+    accuracy = classification_metrics(val[1], predict_labels(predictor, val[0], target.batch),
+                                      classes)
+    predictor.close()
+    ctx.recorder.input_file(f"{target.name}/{built['engine']}-{built['precision']}",
+                            artifact / built["file"])
+    return {
+        "target": target.name, "engine": built["engine"], "precision": built["precision"],
+        "batch": target.batch, "runner": runner.name, "artifact": str(artifact),
+        "latency": latency,
+        "memory": {"peak_rss_mb": latency["peak_rss_mb"],
+                   "rss_before_load_mb": latency["rss_before_load_mb"]},
+        "size": {"artifact_bytes": built["bytes"], "artifact_mb": built["bytes"] / 2**20},
+        "accuracy": accuracy, "reference_accuracy": reference,
+        "accuracy_drop": reference - accuracy["accuracy"],
+        "host": host_facts(runner.threads), "build": built,
+    }, samples
+
+
+def choose(rows: list[dict], percentile: str, max_drop: float) -> tuple[int | None, str]:
+    """Index of the fastest row within the accuracy-drop limit, and why."""
+    allowed = [i for i, r in enumerate(rows) if r["accuracy_drop"] <= max_drop]
+    if not allowed:
+        return None, f"no candidate keeps the accuracy drop within {max_drop}"
+    best = min(allowed, key=lambda i: rows[i]["latency"][f"{percentile}_ms"])
+    refused = [f"{rows[i]['engine']} {rows[i]['precision']}" for i in range(len(rows))
+               if i not in allowed]
+    reason = (f"fastest {percentile} latency among candidates with accuracy drop <= {max_drop}")
+    if refused:
+        reason += f"; excluded for accuracy: {', '.join(refused)}"
+    return best, reason
+
+
+def run(ctx: StageContext) -> None:
     ctx.run.require("bench", "compile", "built artifacts")
     reference = read_json(ctx.run.stage_dir("train") / "metrics.json")["val_accuracy"]
     classes = read_json(ctx.run.stage_dir("data") / "classes.json")
-    images, labels = load_arrays(ctx.run, "val")
-    max_seconds = float(ctx.options.get("bench_seconds", 20.0))
+    val = load_arrays(ctx.run, "val")
     results = {}
     for target in selected_targets(ctx):
-        runner = spec.runners[target.runner]
-        artifact = ctx.run.stage_dir("compile") / target.name
-        if not (artifact / "artifact.json").exists():
-            from tango_ci.exceptions import StageInputError
-
-            raise StageInputError(stage="bench", what=f"the artifact of target {target.name}",
-                                  previous=f"compile projects/{spec.name} --target {target.name}")
-        built = read_json(artifact / "artifact.json")
-        ctx.reporter.log(f"timing {target.name} ({target.engine} {target.precision}, "
-                         f"batch {target.batch}, {runner.threads} threads)")
-        latency = measure_latency(artifact, batch=target.batch, size=spec.data.image_size,
-                                  threads=runner.threads, max_seconds=max_seconds)
-        samples = latency.pop("samples_ms")
-        predictor = load_artifact(artifact, threads=runner.threads)
-        accuracy = classification_metrics(labels, predict_labels(predictor, images,
-                                                                 target.batch), classes)
-        predictor.close()
-        metrics = {
-            "target": target.name, "engine": target.engine, "precision": target.precision,
-            "batch": target.batch, "runner": runner.name, "latency": latency,
-            "memory": {"peak_rss_mb": latency["peak_rss_mb"],
-                       "rss_before_load_mb": latency["rss_before_load_mb"]},
-            "size": {"artifact_bytes": built["bytes"], "artifact_mb": built["bytes"] / 2**20},
-            "accuracy": accuracy, "reference_accuracy": reference,
-            "accuracy_drop": reference - accuracy["accuracy"],
-            "host": host_facts(runner.threads),
-            "measured_on_target_hardware": None,  # unknown here; CI runners set it by label
-        }
+        measured = [_measure(ctx, target, artifact, val, classes, reference)
+                    for artifact in candidate_dirs(ctx.run.stage_dir("compile"), target).values()]
+        rows = [m for m, _ in measured]
+        index, reason = 0, "the only artifact"
+        if target.engine == AUTO:
+            limits = target.constraints
+            index, reason = choose(rows, limits.latency_percentile, limits.max_accuracy_drop)
+            if index is None:  # the gate will fail on the drop; report the least bad
+                index = min(range(len(rows)), key=lambda i: rows[i]["accuracy_drop"])
+        metrics, samples = dict(measured[index][0]), measured[index][1]
+        if target.engine == AUTO:
+            metrics["auto"] = {"chosen": f"{metrics['engine']}-{metrics['precision']}",
+                               "reason": reason, "candidates": [_row(r) for r in rows]}
         folder = ctx.folder / target.name
         write_json(folder / "metrics.json", metrics)
         write_json(folder / "latency_samples.json", samples)
-        ctx.recorder.input_file(f"{target.name}_artifact", artifact / built["file"])
         ctx.recorder.output_file(f"{target.name}_metrics", folder / "metrics.json")
-        results[target.name] = {"p50_ms": latency["p50_ms"], "p95_ms": latency["p95_ms"],
-                                "accuracy": accuracy["accuracy"],
-                                "peak_rss_mb": latency["peak_rss_mb"]}
+        results[target.name] = {"engine": metrics["engine"], "precision": metrics["precision"],
+                                "p50_ms": metrics["latency"]["p50_ms"],
+                                "p95_ms": metrics["latency"]["p95_ms"],
+                                "accuracy": metrics["accuracy"]["accuracy"],
+                                "peak_rss_mb": metrics["latency"]["peak_rss_mb"]}
     ctx.recorder.summary["targets"] = results
+
+
+def _row(metrics: dict) -> dict:
+    latency = metrics["latency"]
+    return {"engine": metrics["engine"], "precision": metrics["precision"],
+            "p50_ms": latency["p50_ms"], "p95_ms": latency["p95_ms"],
+            "p99_ms": latency["p99_ms"], "cv": latency["cv"],
+            "accuracy": metrics["accuracy"]["accuracy"],
+            "accuracy_drop": metrics["accuracy_drop"],
+            "peak_rss_mb": metrics["memory"]["peak_rss_mb"],
+            "artifact_mb": metrics["size"]["artifact_mb"],
+            "tuned": bool(metrics["build"].get("tuning", {}).get("trials"))}

@@ -7,6 +7,7 @@ after :func:`check_request` has refused what the backend or the runner cannot se
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from tango_ci.compile._base import ARTIFACT, BaseCompiler, BuildRequest, Capabilities, Predictor
@@ -49,8 +50,28 @@ def get_compiler(engine: str) -> BaseCompiler:
     return COMPILERS[engine]()
 
 
+AUTO = "auto"
+
+
+def auto_candidates(target, runner) -> list:
+    """The concrete targets ``engine: auto`` tries: every engine and precision of the runner
+    that the engine's capability table accepts."""
+    accelerator = runner.hardware.accelerator.kind
+    return [replace(target, engine=engine.name, precision=precision)
+            for engine in runner.engines for precision in runner.precisions
+            if engine.name in COMPILERS
+            and CAPABILITIES[engine.name].refusal(precision, accelerator) is None]
+
+
 def check_request(target, runner) -> None:
     """Refuse, before any work, what the engine or the runner cannot do."""
+    if target.engine == AUTO:
+        if not auto_candidates(target, runner):
+            raise UnsupportedRequestError(backend="auto", request=f"build target "
+                                          f"'{target.name}' for runner '{runner.name}'",
+                                          reason="no engine of the runner offers any of its "
+                                                 "precisions")
+        return
     request = f"build target '{target.name}' for runner '{runner.name}'"
     refusal = CAPABILITIES[target.engine].refusal(target.precision,
                                                   runner.hardware.accelerator.kind)
@@ -68,5 +89,5 @@ def load_artifact(artifact_dir: Path, threads: int | None = None) -> Predictor:
     return get_compiler(engine).load(Path(artifact_dir), threads)
 
 
-__all__ = ["CAPABILITIES", "COMPILERS", "BaseCompiler", "BuildRequest", "Capabilities",
+__all__ = ["AUTO", "CAPABILITIES", "COMPILERS", "auto_candidates", "BaseCompiler", "BuildRequest", "Capabilities",
            "Predictor", "check_request", "get_compiler", "load_artifact"]

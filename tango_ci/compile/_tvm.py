@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +116,3 @@ class TvmCompiler(BaseCompiler):
         return TvmPredictor(artifact_dir / manifest["file"], manifest["device"])
 
 
-def copy_tuning(source: Path, destination: Path) -> None:
-    if source.exists():
-        shutil.copytree(source, destination, dirs_exist_ok=True)

@@ -1,15 +1,23 @@
-"""The compile stage: one artifact per target, built by that target's engine."""
+"""The compile stage: one artifact per target, built by that target's engine.
+
+``engine: auto`` builds one artifact per (engine, precision) the runner offers, in
+``compile/<target>/<engine>-<precision>/``; the bench stage measures them all and picks.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from tango_ci.compile import BuildRequest, check_request, get_compiler
+from tango_ci.compile import AUTO, BuildRequest, auto_candidates, check_request, get_compiler
 from tango_ci.data.dataset import preprocess
 from tango_ci.data.stage import load_arrays
+from tango_ci.rundir import write_json
 from tango_ci.stage import StageContext
 
 CALIBRATION_IMAGES = 128
+CANDIDATES = "candidates.json"
 
 
 def selected_targets(ctx: StageContext):
@@ -18,6 +26,16 @@ def selected_targets(ctx: StageContext):
     if not names:
         return list(ctx.spec.targets)
     return [ctx.spec.target(name) for name in names]
+
+
+def candidate_dirs(compile_dir: Path, target) -> dict[str, Path]:
+    """Artifact folders of ``target``: one, or one per candidate for ``engine: auto``."""
+    if target.engine != AUTO:
+        return {f"{target.engine}-{target.precision}": compile_dir / target.name}
+    from tango_ci.rundir import read_json
+
+    names = read_json(compile_dir / target.name / CANDIDATES)
+    return {name: compile_dir / target.name / name for name in names}
 
 
 def run(ctx: StageContext) -> None:
@@ -34,12 +52,22 @@ def run(ctx: StageContext) -> None:
     ctx.recorder.input_file("onnx", onnx_path)
     built = {}
     for target in targets:
-        ctx.reporter.log(f"building {target.name}: {target.engine} {target.precision}")
-        out = ctx.folder / target.name
-        manifest = get_compiler(target.engine).build(BuildRequest(
-            onnx_path=onnx_path, out_dir=out, target=target, runner=spec.runners[target.runner],
-            calibration=calibration if target.precision == "int8" else None,
-            options={"model_dir": ctx.run.stage_dir("train")}))
-        built[target.name] = manifest
-        ctx.recorder.output_file(target.name, out / manifest["file"])
+        runner = spec.runners[target.runner]
+        concrete = auto_candidates(target, runner) if target.engine == AUTO else [target]
+        folder = ctx.folder / target.name
+        for candidate in concrete:
+            name = f"{candidate.engine}-{candidate.precision}"
+            out = folder / name if target.engine == AUTO else folder
+            ctx.reporter.log(f"building {target.name}: {candidate.engine} {candidate.precision}")
+            manifest = get_compiler(candidate.engine).build(BuildRequest(
+                onnx_path=onnx_path, out_dir=out, target=candidate, runner=runner,
+                calibration=calibration if candidate.precision == "int8" else None,
+                options={"model_dir": ctx.run.stage_dir("train"),
+                         "tvm_trials": target.tuning_trials,
+                         "tuning_cache": ctx.run.project_runs / ".tuning"}))
+            built[f"{target.name}/{name}" if target.engine == AUTO else target.name] = manifest
+            ctx.recorder.output_file(f"{target.name}/{name}", out / manifest["file"])
+        if target.engine == AUTO:
+            write_json(folder / CANDIDATES,
+                       [f"{c.engine}-{c.precision}" for c in concrete])
     ctx.recorder.summary["targets"] = built

@@ -51,7 +51,8 @@ def run(ctx: StageContext) -> None:
         checks = target_checks(target, metrics) + [production_check(ctx)]
         passed = all(c["status"] != "fail" for c in checks)
         targets[target.name] = {"passed": passed, "checks": checks,
-                                "engine": target.engine, "precision": target.precision}
+                                "engine": metrics["engine"], "precision": metrics["precision"],
+                                "auto": target.engine == "auto"}
         ctx.recorder.input_file(f"{target.name}_metrics", path)
     decision = {"passed": all(t["passed"] for t in targets.values()), "targets": targets,
                 "gate_metric": ctx.spec.gate.metric,

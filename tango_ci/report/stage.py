@@ -55,6 +55,27 @@ def _project_arg(ctx: StageContext) -> str:
     return f"projects/{folder.name}" if folder.parent.name == "projects" else str(folder)
 
 
+def _auto_table(metrics: dict) -> list[str]:
+    """For engine: auto, every candidate measured, so the choice can be checked."""
+    auto = metrics.get("auto")
+    if not auto:
+        return []
+    lines = ["", f"`engine: auto` chose **{auto['chosen']}**: {auto['reason']}.", "",
+             "| candidate | p50 ms | p95 ms | CV | accuracy | drop | peak MiB | size MiB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in auto["candidates"]:
+        name = f"{row['engine']} {row['precision']}" + (" (tuned)" if row["tuned"] else "")
+        mark = "**" if f"{row['engine']}-{row['precision']}" == auto["chosen"] else ""
+        lines.append(f"| {mark}{name}{mark} | {row['p50_ms']:.3g} | {row['p95_ms']:.3g} | "
+                     f"{row['cv']:.1%} | {row['accuracy']:.4f} | {row['accuracy_drop']:+.4f} | "
+                     f"{row['peak_rss_mb']:.0f} | {row['artifact_mb']:.3g} |")
+    if any(r["engine"] == "tvm" and not r["tuned"] for r in auto["candidates"]):
+        lines += ["", "TVM ran untuned (`tuning_trials: 0`): untuned TVM code on x86 CPUs is "
+                      "far slower than onnxruntime; set `tuning_trials` to let MetaSchedule "
+                      "tune it on the device."]
+    return lines
+
+
 def render_markdown(report: dict, images: dict[str, str]) -> str:
     verdict = "✅ all targets pass" if report["passed"] else "❌ gate failed"
     model = report["model"]
@@ -80,6 +101,7 @@ def render_markdown(report: dict, images: dict[str, str]) -> str:
                      if check["limit"] is not None else "–")
             lines.append(f"| {check['check']} | {_format(check['value'], check.get('unit', ''))}"
                          f" | {limit} | {check['status']} |")
+        lines += _auto_table(m)
         lines += ["", "| latency | p50 | p90 | p95 | p99 | mean | CV | repeats | throughput |",
                   "|---|---|---|---|---|---|---|---|---|",
                   f"| ms | {lat['p50_ms']:.3g} | {lat['p90_ms']:.3g} | {lat['p95_ms']:.3g} | "

@@ -190,6 +190,11 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
         runner = _runner_for(checker, target, here, repo_root, runners)
         if runner is None:
             continue
+        if target["engine"] == "auto":
+            if not _auto_possible(runner):
+                checker.add(here + ("engine",), f"auto: no engine of runner '{runner.name}' "
+                            f"offers any of its precisions {', '.join(runner.precisions)}")
+            continue
         engine = runner.engine(target["engine"])
         if engine is None:
             checker.add(here + ("engine",), f"runner '{runner.name}' does not offer "
@@ -204,6 +209,12 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
         if refusal:
             checker.add(here + ("precision",), refusal)
     return runners
+
+
+def _auto_possible(runner: RunnerSpec) -> bool:
+    accelerator = runner.hardware.accelerator.kind
+    return any(CAPABILITIES[e.name].refusal(p, accelerator) is None
+               for e in runner.engines for p in runner.precisions)
 
 
 def _check_data(checker: _Checker, data: dict, project_dir: Path, repo_root: Path) -> None:

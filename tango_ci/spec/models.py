@@ -139,6 +139,7 @@ class TargetSpec:
     precision: str = "fp32"
     batch: int = 1
     calibration: str = "minmax"
+    tuning_trials: int = 0
     constraints: Constraints = Constraints()
 
 

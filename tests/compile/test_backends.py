@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +39,30 @@ class TestTvmUntuned(BackendTestSuite):
 class TestTensorRtFp16(BackendTestSuite):
     engine, precision, tolerance, min_cosine = "tensorrt", "fp16", 5e-2, 0.999
     runner_name = "jetson-orin-nano"
+
+
+@pytest.mark.slow
+class TestTvmTuned(BackendTestSuite):
+    """MetaSchedule with a tiny budget; the second build of the same model reuses it."""
+
+    engine, precision, tolerance = "tvm", "fp32", 1e-4
+    options = {"tvm_trials": 4}
+
+    def test_second_build_reuses_the_tuning_database(self, artifact, model_dir, runner,
+                                                     tmp_path) -> None:
+        import time
+
+        from tango_ci.compile import BuildRequest, get_compiler
+        from tango_ci.spec import TargetSpec
+
+        first = artifact[1]["tuning"]
+        assert first["reused"] is False and first["trials"] == 4
+        database = Path(first["database"])
+        began = time.perf_counter()
+        again = get_compiler("tvm").build(BuildRequest(
+            onnx_path=model_dir / "model.onnx", out_dir=tmp_path / "again",
+            target=TargetSpec(name="suite", runner=runner.name, engine="tvm", batch=self.batch),
+            runner=runner, options={"tvm_trials": 4, "tuning_cache": database.parent}))
+        assert again["tuning"]["reused"] is True
+        assert again["tuning"]["database"] == str(database)
+        assert time.perf_counter() - began < 60

@@ -1,0 +1,56 @@
+"""engine: auto measures every engine and precision the runner offers and picks the fastest
+within the accuracy-drop limit; the report shows the whole table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tango_ci import api
+from tango_ci.bench.stage import choose
+from tango_ci.rundir import read_json
+from tests.pipeline_helpers import make_repo
+
+
+def _row(engine, precision, p95, drop):
+    return {"engine": engine, "precision": precision, "latency": {"p95_ms": p95},
+            "accuracy_drop": drop}
+
+
+def test_choose_fastest_within_the_drop_limit() -> None:
+    rows = [_row("onnxruntime", "fp32", 2.0, 0.0), _row("onnxruntime", "int8", 0.5, 0.05),
+            _row("tvm", "fp32", 1.5, 0.0)]
+    assert choose(rows, "p95", 0.02) == (2, "fastest p95 latency among candidates with "
+                                            "accuracy drop <= 0.02; excluded for accuracy: "
+                                            "onnxruntime int8")
+    assert choose(rows, "p95", 0.1)[0] == 1
+    assert choose([_row("a", "int8", 1, 0.5)], "p95", 0.1) == (
+        None, "no candidate keeps the accuracy drop within 0.1")
+
+
+AUTO_TARGET = """\
+  - name: cpu-auto
+    runner: local-cpu
+    engine: auto
+    constraints: {max_accuracy_drop: 1.0}
+"""
+
+
+@pytest.mark.slow
+def test_auto_target_end_to_end(tmp_path: Path) -> None:
+    project = make_repo(tmp_path / "repo", trials=1, extra_targets=AUTO_TARGET)
+    run = api.run(project, bench_seconds=1).root
+    candidates = read_json(run / "compile" / "cpu-auto" / "candidates.json")
+    assert candidates == ["onnxruntime-fp32", "onnxruntime-int8", "tvm-fp32", "pytorch-fp32"]
+    metrics = read_json(run / "bench" / "cpu-auto" / "metrics.json")
+    rows = metrics["auto"]["candidates"]
+    assert [f"{r['engine']}-{r['precision']}" for r in rows] == candidates
+    fastest = min(rows, key=lambda r: r["p95_ms"])  # every drop is within 1.0
+    assert metrics["auto"]["chosen"] == f"{fastest['engine']}-{fastest['precision']}"
+    assert (metrics["engine"], metrics["precision"]) == (fastest["engine"], fastest["precision"])
+    decision = read_json(run / "gate" / "decision.json")["targets"]["cpu-auto"]
+    assert decision["engine"] == fastest["engine"] and decision["auto"] is True
+    report = (run / "report" / "report.md").read_text()
+    assert f"`engine: auto` chose **{metrics['auto']['chosen']}**" in report
+    assert "| candidate | p50 ms |" in report and "TVM ran untuned" in report
