@@ -21,6 +21,7 @@ from tango_ci.spec import (
 )
 
 __all__ = [
+    "check_yolo_dataset",
     "load_project",
     "probe_runner",
     "run",
@@ -71,6 +72,14 @@ def probe_runner(name: str, out: Path | None, *, force: bool = False) -> tuple[d
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
     return runner, missing, text
+
+
+def check_yolo_dataset(path: Path) -> tuple[dict, list[Problem]]:
+    """Statistics and every problem of a YOLO dataset (problems as file:line:col)."""
+    from tango_ci.data.yolo import check_dataset
+
+    _, stats, problems = check_dataset(Path(path))
+    return stats, problems
 
 
 def synth_data(request: SynthRequest, *, force: bool = False,

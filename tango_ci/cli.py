@@ -133,13 +133,17 @@ def data_synth(
                                                         "section says what to make."),
     output: Optional[Path] = typer.Option(None, "--out", "-o",
                                           help="Folder to write (without a project)."),
-    task: str = typer.Option("classification", help="classification"),
+    task: str = typer.Option("classification", help="classification (an ImageFolder) or "
+                                                     "detection (a YOLO dataset with data.yaml)"),
     per_class: int = typer.Option(200, "--per-class", min=2, help="Images per class."),
     size: int = typer.Option(64, min=16, max=1024, help="Image side in pixels."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same images."),
     force: bool = typer.Option(False, "--force", help="Replace a folder that holds other data."),
 ) -> None:
-    """Generate synthetic shape images (circle, square, triangle) as an ImageFolder.
+    """Generate synthetic shape images: circles, squares and triangles on noisy backgrounds.
+
+    classification: one shape per image, an ImageFolder. detection: several shapes per image
+    with their boxes, a YOLO dataset (data.yaml, images/, labels/).
 
     With PROJECT, the project's data.synth section gives the parameters and data.path the
     folder. A folder made earlier with the same parameters is left untouched.
@@ -295,6 +299,23 @@ def report_command(project: Path = _PROJECT, run_id: Optional[str] = _RUN) -> No
     _pipeline(project, from_stage="report", until="report", run_id=run_id)
 
 
+@data_app.command("check")
+def data_check(path: Path = typer.Argument(..., help="A YOLO dataset: its data.yaml or the "
+                                                     "folder holding it.")) -> None:
+    """Check a YOLO dataset: data.yaml, every image and every label line.
+
+    Prints one `file:line:col: message` line per problem (missing label files, boxes out of
+    range, unknown class ids, unreadable images, ...) and exits 1 if there are any.
+    """
+    stats, problems = api.check_yolo_dataset(path)
+    for problem in problems:
+        print(problem.format())
+    if problems:
+        raise typer.Exit(1)
+    err.print(f"[green]valid[/green]: {stats['images']} images, {stats['boxes']} boxes "
+              f"({', '.join(f'{k} {v}' for k, v in stats['per_class'].items())})")
+
+
 # ----------------------------------------------------------------------------- demo
 @app.command()
 def demo(project: Path = typer.Argument(Path("projects/example-shapes"),
@@ -326,7 +347,14 @@ def main(argv: list[str] | None = None) -> None:
     except TangoError as exc:
         if show_traceback:
             raise
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
+        from tango_ci.exceptions import SpecError
+
+        if isinstance(exc, SpecError) and len(exc.problems) > 1:
+            for problem in exc.problems:
+                print(problem.format())
+            err.print(f"[red]error:[/red] {len(exc.problems)} problems", highlight=False)
+        else:
+            err.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")

@@ -28,6 +28,17 @@ _MODULES = {
     "gate": "tango_ci.gate.stage", "report": "tango_ci.report.stage",
 }
 assert tuple(_MODULES) == STAGES
+# stages whose work differs by task; the others are shared
+_TASK_STAGES = {
+    ("data", "detection"): ("tango_ci.detection.data_stage", "run"),
+    ("train", "detection"): ("tango_ci.detection.stages", "train"),
+    ("export", "detection"): ("tango_ci.detection.stages", "export"),
+}
+
+
+def stage_function(stage: str, task: str):
+    module, name = _TASK_STAGES.get((stage, task), (_MODULES[stage], "run"))
+    return getattr(import_module(module), name)
 
 
 class ProjectChanged(TangoError):
@@ -88,6 +99,10 @@ def run_stages(project: Path | ProjectSpec, *, from_stage: str | None = None,
         context = StageContext(run=run, spec=spec, recorder=recorder, reporter=reporter,
                                options=dict(options or {}))
         reporter.stage_started(stage, run.id)
-        import_module(_MODULES[stage]).run(context)
+        if spec.task == "detection":
+            from tango_ci.detection.ultralytics_env import prepare_environment
+
+            prepare_environment(runs / spec.name / ".ultralytics")
+        stage_function(stage, spec.task)(context)
         reporter.stage_finished(stage, recorder.finish())
     return run

@@ -66,5 +66,9 @@ def host_facts(threads: int) -> dict:
         pass
     governor_path = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
     governor = governor_path.read_text().strip() if governor_path.exists() else "unreadable"
+    from tango_ci.rundir import tool_versions
+
     return {"cpu": cpu, "machine": platform.machine(), "governor": governor,
-            "threads": threads, "cores": os.cpu_count()}
+            "threads": threads, "cores": os.cpu_count(),
+            "libraries": tool_versions(("onnxruntime", "apache-tvm", "torch", "tensorrt",
+                                        "numpy"))}

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tango_ci.bench.accuracy import classification_metrics, predict_labels
+from tango_ci.bench.evaluators import make_evaluator
 from tango_ci.bench.latency import host_facts, measure_latency
 from tango_ci.compile import AUTO, load_artifact
 from tango_ci.compile.stage import candidate_dirs, selected_targets
-from tango_ci.data.stage import load_arrays
 from tango_ci.exceptions import StageInputError
 from tango_ci.rundir import read_json, write_json
 from tango_ci.stage import StageContext
 
 
-def _measure(ctx: StageContext, target, artifact: Path, val, classes, reference) -> dict:
+def _measure(ctx: StageContext, target, artifact: Path, evaluator) -> dict:
     spec = ctx.spec
     runner = spec.runners[target.runner]
     if not (artifact / "artifact.json").exists():
@@ -33,9 +32,9 @@ def _measure(ctx: StageContext, target, artifact: Path, val, classes, reference)
                               max_seconds=float(ctx.options.get("bench_seconds", 20.0)))
     samples = latency.pop("samples_ms")
     predictor = load_artifact(artifact, threads=runner.threads)
-    accuracy = classification_metrics(val[1], predict_labels(predictor, val[0], target.batch),
-                                      classes)
+    accuracy = evaluator.evaluate(predictor, target.batch)
     predictor.close()
+    reference = evaluator.reference
     ctx.recorder.input_file(f"{target.name}/{built['engine']}-{built['precision']}",
                             artifact / built["file"])
     return {
@@ -45,6 +44,7 @@ def _measure(ctx: StageContext, target, artifact: Path, val, classes, reference)
         "memory": {"peak_rss_mb": latency["peak_rss_mb"],
                    "rss_before_load_mb": latency["rss_before_load_mb"]},
         "size": {"artifact_bytes": built["bytes"], "artifact_mb": built["bytes"] / 2**20},
+        "quality_name": evaluator.quality_name,
         "accuracy": accuracy, "reference_accuracy": reference,
         "accuracy_drop": reference - accuracy["accuracy"],
         "host": host_facts(runner.threads), "build": built,
@@ -67,12 +67,10 @@ def choose(rows: list[dict], percentile: str, max_drop: float) -> tuple[int | No
 
 def run(ctx: StageContext) -> None:
     ctx.run.require("bench", "compile", "built artifacts")
-    reference = read_json(ctx.run.stage_dir("train") / "metrics.json")["val_accuracy"]
-    classes = read_json(ctx.run.stage_dir("data") / "classes.json")
-    val = load_arrays(ctx.run, "val")
+    evaluator = make_evaluator(ctx)
     results = {}
     for target in selected_targets(ctx):
-        measured = [_measure(ctx, target, artifact, val, classes, reference)
+        measured = [_measure(ctx, target, artifact, evaluator)
                     for artifact in candidate_dirs(ctx.run.stage_dir("compile"), target).values()]
         rows = [m for m, _ in measured]
         index, reason = 0, "the only artifact"

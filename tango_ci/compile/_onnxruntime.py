@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +54,17 @@ class OnnxRuntimeCompiler(BaseCompiler):
         details: dict = {}
         if precision == "int8":
             source, details = self._quantize(request)
+        elif precision == "fp16":
+            source, details = self._to_fp16(request)
         model_path = out / "model.onnx"
-        options = ort.SessionOptions()
-        # EXTENDED, not ALL: ALL adds layout changes tied to the exact CPU it ran on.
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        options.optimized_model_filepath = str(model_path)
-        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        if precision == "fp16":  # optimised by the GPU provider when loaded on the device
+            shutil.copy2(source, model_path)
+        else:
+            options = ort.SessionOptions()
+            # EXTENDED, not ALL: ALL adds layout changes tied to the exact CPU it ran on.
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+            options.optimized_model_filepath = str(model_path)
+            ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
         engine = request.runner.engine("onnxruntime")
         providers = list(engine.execution_providers) if engine and engine.execution_providers \
             else ["CPUExecutionProvider"]
@@ -97,6 +103,19 @@ class OnnxRuntimeCompiler(BaseCompiler):
                                             "method": request.target.calibration,
                                             "calibration_images": int(len(request.calibration)),
                                             "activations": "uint8", "weights": "int8"}}
+
+    def _to_fp16(self, request: BuildRequest) -> tuple[Path, dict]:
+        """fp16 weights and compute, fp32 inputs and outputs (for GPU execution providers)."""
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        work = request.out_dir / "fp16"
+        work.mkdir(exist_ok=True)
+        converted = convert_float_to_float16(onnx.load(str(request.onnx_path)),
+                                             keep_io_types=True)
+        path = work / "fp16.onnx"
+        onnx.save(converted, str(path))
+        return path, {"fp16": {"keep_io_types": True}}
 
     def load(self, artifact_dir: Path, threads: int | None = None) -> Predictor:
         manifest = json.loads((artifact_dir / ARTIFACT).read_text())

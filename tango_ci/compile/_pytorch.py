@@ -1,4 +1,6 @@
-"""PyTorch: the reference every report compares against; eager or TorchScript, fp32 on CPU.
+"""PyTorch: the reference every report compares against. Modes: eager, TorchScript, and
+``torch.compile`` (compiled when loaded, where the device's toolchain supports it); fp32 on
+CPUs, fp16 on CUDA GPUs.
 
 PyTorch cannot run an ONNX file, so this backend needs the trained network itself:
 ``BuildRequest.options["model_dir"]`` is a folder with ``model.json`` and ``best.pt`` (the train
@@ -19,7 +21,7 @@ from tango_ci.compile._capabilities import PYTORCH
 from tango_ci.exceptions import TangoError
 from tango_ci.rundir import file_sha256
 
-MODES = ("eager", "torchscript")
+MODES = ("eager", "torchscript", "compile")
 
 
 def _rebuild(folder: Path):
@@ -28,23 +30,34 @@ def _rebuild(folder: Path):
     from tango_ci.models import build_model
 
     info = json.loads((folder / "model.json").read_text())
+    if info.get("task") == "detection":
+        from tango_ci.detection.stages import load_yolo_module
+
+        return load_yolo_module(folder), info
     model = build_model(info["family"], info["level"], len(info["classes"]))
     model.load_state_dict(torch.load(folder / "best.pt", weights_only=True))
     return model.eval(), info
 
 
 class PyTorchPredictor(Predictor):
-    def __init__(self, module, threads: int | None) -> None:
+    def __init__(self, module, threads: int | None, precision: str = "fp32") -> None:
         import torch
 
         if threads:
             torch.set_num_threads(threads)
-        self.module = module
         self._torch = torch
+        self.device = "cuda" if precision == "fp16" else "cpu"
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.module = module.to(self.device, self.dtype) if precision == "fp16" else module
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        with self._torch.inference_mode():
-            return [self.module(self._torch.from_numpy(batch)).numpy()]
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self.device, self.dtype)
+            output = self.module(x)
+            if isinstance(output, (tuple, list)):  # detection heads: (raw, features)
+                output = output[0]
+            return [output.float().cpu().numpy()]
 
 
 class PyTorchCompiler(BaseCompiler):
@@ -85,10 +98,14 @@ class PyTorchCompiler(BaseCompiler):
         import torch
 
         manifest = json.loads((artifact_dir / ARTIFACT).read_text())
+        if manifest["precision"] == "fp16" and not torch.cuda.is_available():
+            raise TangoError(f"{artifact_dir} is a CUDA fp16 artifact; this host has no CUDA GPU")
         if manifest["mode"] == "torchscript":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
                 module = torch.jit.load(str(artifact_dir / manifest["file"]))
         else:
             module, _ = _rebuild(artifact_dir)
-        return PyTorchPredictor(module, threads)
+            if manifest["mode"] == "compile":
+                module = torch.compile(module)
+        return PyTorchPredictor(module, threads, manifest["precision"])

@@ -38,6 +38,18 @@ def candidate_dirs(compile_dir: Path, target) -> dict[str, Path]:
     return {name: compile_dir / target.name / name for name in names}
 
 
+def calibration_images(ctx: StageContext) -> np.ndarray:
+    """A seeded sample of training images, preprocessed as the network expects them."""
+    if ctx.spec.task == "detection":
+        from tango_ci.detection.stages import calibration_for
+
+        return calibration_for(ctx, CALIBRATION_IMAGES // 2)
+    images, _ = load_arrays(ctx.run, "train")
+    rng = np.random.default_rng(ctx.spec.search.seed)
+    return preprocess(images[rng.choice(len(images), min(CALIBRATION_IMAGES, len(images)),
+                                        replace=False)])
+
+
 def run(ctx: StageContext) -> None:
     spec = ctx.spec
     ctx.run.require("compile", "export", "the ONNX model")
@@ -45,10 +57,7 @@ def run(ctx: StageContext) -> None:
     targets = selected_targets(ctx)
     for target in targets:  # refuse everything unsupported before building anything
         check_request(target, spec.runners[target.runner])
-    images, _ = load_arrays(ctx.run, "train")
-    rng = np.random.default_rng(spec.search.seed)
-    calibration = preprocess(images[rng.choice(len(images), min(CALIBRATION_IMAGES,
-                                                                len(images)), replace=False)])
+    calibration = calibration_images(ctx)
     ctx.recorder.input_file("onnx", onnx_path)
     built = {}
     for target in targets:

@@ -88,8 +88,9 @@ def synthesize(request: SynthRequest, *, force: bool = False,
     A folder already made with the same request is left as it is; a folder holding anything
     else is refused unless ``force``.
     """
-    if request.task != "classification":
-        raise TangoError(f"synthetic data for task '{request.task}' is not available yet")
+    if request.task not in ("classification", "detection"):
+        raise TangoError(f"no synthetic data for task '{request.task}'; "
+                         "use classification or detection")
     unknown = sorted(set(request.classes) - set(SHAPES))
     if unknown:
         raise TangoError(f"unknown shape class(es) {', '.join(unknown)}; "
@@ -104,6 +105,22 @@ def synthesize(request: SynthRequest, *, force: bool = False,
         shutil.rmtree(out)
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
+    if request.task == "detection":
+        from tango_ci.data.synth_detection import write_detection_dataset
+
+        write_detection_dataset(staging, classes=request.classes, size=request.size,
+                                images=request.images_per_class * len(request.classes),
+                                seed=request.seed, progress=progress)
+    else:
+        _write_classification(staging, request, progress)
+    (staging / STAMP).write_text(json.dumps(request.stamp(), indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(out)  # appears whole or not at all
+    return {"path": str(out), "created": True, "images": _count(out, request)}
+
+
+def _write_classification(staging: Path, request: SynthRequest,
+                          progress: Callable[[int, int], None] | None) -> None:
     rng = np.random.default_rng(request.seed)
     total = request.images_per_class * len(request.classes)
     done = 0
@@ -115,11 +132,9 @@ def synthesize(request: SynthRequest, *, force: bool = False,
             done += 1
             if progress:
                 progress(done, total)
-    (staging / STAMP).write_text(json.dumps(request.stamp(), indent=2))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging.rename(out)  # appears whole or not at all
-    return {"path": str(out), "created": True, "images": _count(out, request)}
 
 
 def _count(out: Path, request: SynthRequest) -> dict[str, int]:
+    if request.task == "detection":
+        return {s: sum(1 for _ in (out / "images" / s).glob("*.png")) for s in ("train", "val")}
     return {c: sum(1 for _ in (out / c).glob("*.png")) for c in request.classes}

@@ -21,6 +21,7 @@ def _check(name: str, value: float | None, limit: float | None, *, higher_is_bet
 def target_checks(target: TargetSpec, metrics: dict) -> list[dict]:
     limits = target.constraints
     percentile = limits.latency_percentile
+    quality = metrics.get("quality_name", "accuracy")
     return [
         _check(f"latency {percentile}", metrics["latency"][f"{percentile}_ms"], limits.latency_ms,
                higher_is_better=False, unit="ms"),
@@ -28,9 +29,9 @@ def target_checks(target: TargetSpec, metrics: dict) -> list[dict]:
                higher_is_better=False, unit="MiB"),
         _check("artifact size", metrics["size"]["artifact_mb"], limits.model_size_mb,
                higher_is_better=False, unit="MiB"),
-        _check("accuracy", metrics["accuracy"]["accuracy"], limits.min_accuracy,
+        _check(quality, metrics["accuracy"]["accuracy"], limits.min_accuracy,
                higher_is_better=True),
-        _check("accuracy drop vs PyTorch fp32", metrics["accuracy_drop"],
+        _check(f"{quality} drop vs PyTorch fp32", metrics["accuracy_drop"],
                limits.max_accuracy_drop, higher_is_better=False),
     ]
 

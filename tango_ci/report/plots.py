@@ -82,3 +82,40 @@ def confusion_matrix(matrix: list[list[int]], classes: list[str], title: str,
                       color="white" if values[i, j] > threshold else "black", fontsize=8)
     axis.set(xlabel="predicted", ylabel="true", title=title)
     _save(figure, path)
+
+
+def pr_curves(curves: dict, title: str, path: Path) -> None:
+    """Precision against recall per class (at IoU 0.5)."""
+    figure, axis = plt.subplots(figsize=(5.2, 4.2))
+    recall = curves.get("recall", [])
+    for name, precision in curves.get("precision", {}).items():
+        axis.plot(recall[: len(precision)], precision, label=name)
+    axis.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    _save(figure, path)
+
+
+def detection_grid(images: np.ndarray, samples: list[dict], names: list[str], title: str,
+                   path: Path) -> None:
+    """Each validation image twice: ground truth (left) and the artifact's boxes (right)."""
+    from matplotlib.patches import Rectangle
+
+    rows = len(samples)
+    figure, axes = plt.subplots(rows, 2, figsize=(4.4, 2.2 * rows), squeeze=False)
+    for row, (image, sample) in enumerate(zip(images, samples)):
+        for col, (boxes, colour, label) in enumerate((
+                ([[*b[1:], 1.0, b[0]] for b in sample["truth"]], "lime", "truth"),
+                (sample["predictions"], "red", "predicted"))):
+            axis = axes[row][col]
+            axis.imshow(image)
+            for x1, y1, x2, y2, score, cls in boxes:
+                axis.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False,
+                                         edgecolor=colour, linewidth=1.2))
+                text = names[int(cls)] if col == 0 else f"{names[int(cls)]} {score:.2f}"
+                axis.text(x1, y1 - 1, text, color=colour, fontsize=5)
+            axis.set_axis_off()
+            if row == 0:
+                axis.set_title(label, fontsize=8)
+    figure.suptitle(title, fontsize=9)
+    _save(figure, path)

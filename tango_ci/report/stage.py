@@ -55,6 +55,22 @@ def _project_arg(ctx: StageContext) -> str:
     return f"projects/{folder.name}" if folder.parent.name == "projects" else str(folder)
 
 
+def _per_class(m: dict) -> list[str]:
+    per_class = m["accuracy"]["per_class"]
+    if m.get("quality_name") == "mAP50":
+        timing = m["accuracy"]["timing"]
+        lines = [f"Pre-processing {timing['preprocess_ms_per_image']:.3g} ms and post-processing "
+                 f"(decoding, NMS) {timing['postprocess_ms_per_image']:.3g} ms per image, timed "
+                 f"apart from the network; mAP50-95 {m['accuracy']['map50_95']:.4f}.", "",
+                 "| class | AP50 | AP50-95 | precision | recall | instances |",
+                 "|---|---|---|---|---|---|"]
+        return lines + [f"| {c} | {v['ap50']:.3f} | {v['ap50_95']:.3f} | {v['precision']:.3f} | "
+                        f"{v['recall']:.3f} | {v['instances']} |" for c, v in per_class.items()]
+    return ["| class | precision | recall | images |", "|---|---|---|---|"] + [
+        f"| {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['support']} |"
+        for c, v in per_class.items()]
+
+
 def _auto_table(metrics: dict) -> list[str]:
     """For engine: auto, every candidate measured, so the choice can be checked."""
     auto = metrics.get("auto")
@@ -70,10 +86,13 @@ def _auto_table(metrics: dict) -> list[str]:
                      f"{row['cv']:.1%} | {row['accuracy']:.4f} | {row['accuracy_drop']:+.4f} | "
                      f"{row['peak_rss_mb']:.0f} | {row['artifact_mb']:.3g} |")
     if any(r["engine"] == "tvm" and not r["tuned"] for r in auto["candidates"]):
-        lines += ["", "TVM ran untuned (`tuning_trials: 0`): untuned TVM code on x86 CPUs is "
-                      "far slower than onnxruntime; set `tuning_trials` to let MetaSchedule "
-                      "tune it on the device."]
+        lines += ["", UNTUNED_TVM]
     return lines
+
+
+UNTUNED_TVM = ("TVM ran untuned (`tuning_trials: 0`): untuned TVM code on x86 CPUs is far "
+               "slower than onnxruntime; set `tuning_trials` to let MetaSchedule tune it on "
+               "the device.")
 
 
 def render_markdown(report: dict, images: dict[str, str]) -> str:
@@ -83,9 +102,13 @@ def render_markdown(report: dict, images: dict[str, str]) -> str:
     for name, entry in report["targets"].items():
         m, d = entry["metrics"], entry["decision"]
         failed = [c["check"] for c in d["checks"] if c["status"] == "fail"]
+        network = (f"{model['family']}-{model['level']} ({model['architecture']}, "
+                   if "level" in model else f"{model['architecture']} (")
+        parameters = f"{model['parameters']:,} parameters" if model.get("parameters") \
+            else f"{model['image_size']} px input"
         lines.append(
-            f"- **{name}** gets {model['family']}-{model['level']} ({model['architecture']}, "
-            f"{model['parameters']:,} parameters) as {m['engine']} {m['precision']}: accuracy "
+            f"- **{name}** gets {network}{parameters}) as {m['engine']} {m['precision']}: "
+            f"{m.get('quality_name', 'accuracy')} "
             f"{m['accuracy']['accuracy']:.3f}, p95 {m['latency']['p95_ms']:.3g} ms — "
             + ("**pass**" if d["passed"] else f"**fail** ({', '.join(failed)})"))
     lines += ["", f"Run `{report['run']}`" + (f" at commit `{report['commit']}`"
@@ -102,23 +125,24 @@ def render_markdown(report: dict, images: dict[str, str]) -> str:
             lines.append(f"| {check['check']} | {_format(check['value'], check.get('unit', ''))}"
                          f" | {limit} | {check['status']} |")
         lines += _auto_table(m)
+        if m["engine"] == "tvm" and not m["build"].get("tuning", {}).get("trials"):
+            lines += ["", UNTUNED_TVM]
         lines += ["", "| latency | p50 | p90 | p95 | p99 | mean | CV | repeats | throughput |",
                   "|---|---|---|---|---|---|---|---|---|",
                   f"| ms | {lat['p50_ms']:.3g} | {lat['p90_ms']:.3g} | {lat['p95_ms']:.3g} | "
                   f"{lat['p99_ms']:.3g} | {lat['mean_ms']:.3g} | {lat['cv']:.1%} | "
                   f"{lat['repeats']} | {lat['throughput_per_s']:.0f}/s |", "",
-                  f"Accuracy {m['accuracy']['accuracy']:.4f} on {m['accuracy']['images']} "
-                  f"validation images; PyTorch fp32 {m['reference_accuracy']:.4f} "
+                  f"{m.get('quality_name', 'accuracy')} {m['accuracy']['accuracy']:.4f} on "
+                  f"{m['accuracy']['images']} validation images; PyTorch fp32 "
+                  f"{m['reference_accuracy']:.4f} "
                   f"(drop {m['accuracy_drop']:+.4f}). Peak memory {m['memory']['peak_rss_mb']:.0f} "
                   f"MiB (the interpreter alone: {m['memory']['rss_before_load_mb']:.0f} MiB). "
                   f"Measured on {m['host']['cpu']}, {m['host']['threads']} thread(s), "
-                  f"governor {m['host']['governor']}.", "",
-                  "| class | precision | recall | images |", "|---|---|---|---|"]
-        for cls, values in m["accuracy"]["per_class"].items():
-            lines.append(f"| {cls} | {values['precision']:.3f} | {values['recall']:.3f} | "
-                         f"{values['support']} |")
-        lines += ["", f"![latency]({images[f'latency-{name}']}) "
-                      f"![confusion]({images[f'confusion-{name}']})", ""]
+                  f"governor {m['host']['governor']}."]
+        lines += [""] + _per_class(m)
+        lines += ["", " ".join(f"![{kind}]({images[f'{kind}-{name}']})"
+                               for kind in ("latency", "confusion", "pr", "boxes")
+                               if f"{kind}-{name}" in images), ""]
     search = report["search"]
     if search:
         best = search.get("best", {})
@@ -132,12 +156,31 @@ def render_markdown(report: dict, images: dict[str, str]) -> str:
     training = report["training"]
     lines += ["### Training", "",
               f"{training['epochs_run']} epochs (best {training['best_epoch'] + 1}"
-              f"{', stopped early' if training['stopped_early'] else ''}), validation accuracy "
-              f"{training['val_accuracy']:.4f}. ONNX parity: max |Δ| "
+              f"{', stopped early' if training['stopped_early'] else ''}), validation "
+              + (f"mAP50 {training['val_map50']:.4f}" if "val_map50" in training
+                 else f"accuracy {training['val_accuracy']:.4f}") + ". ONNX parity: max |Δ| "
               f"{_format(report['export'].get('parity', {}).get('max_abs'))}.", "",
               f"![training curves]({images['curves']})", "",
               "### Reproduce", "", "```", report["reproduce"], "```", ""]
     return "\n".join(lines)
+
+
+def _detection_plots(ctx: StageContext, name: str, metrics: dict, title: str,
+                     folder) -> dict[str, str]:
+    from tango_ci.detection.data_stage import load_val
+    from tango_ci.detection.stages import _resize_to
+
+    size = read_json(ctx.run.stage_dir("train") / "model.json")["image_size"]
+    quality = metrics["accuracy"]
+    plots.pr_curves(quality["pr_curves"], f"{title}: precision-recall (IoU 0.5)",
+                    folder / f"pr-{name}.png")
+    images, _, _ = load_val(ctx.run)
+    samples = quality["samples"]
+    plots.detection_grid(_resize_to(images[: len(samples)], size), samples,
+                         read_json(ctx.run.stage_dir("data") / "classes.json"),
+                         f"{title}: truth and predictions (score >= 0.25)",
+                         folder / f"boxes-{name}.png")
+    return {f"pr-{name}": f"pr-{name}.png", f"boxes-{name}": f"boxes-{name}.png"}
 
 
 def run(ctx: StageContext) -> None:
@@ -157,13 +200,17 @@ def run(ctx: StageContext) -> None:
         metrics = report["targets"][target.name]["metrics"]
         samples = read_json(ctx.run.stage_dir("bench") / target.name / "latency_samples.json")
         images[f"latency-{target.name}"] = f"latency-{target.name}.png"
-        images[f"confusion-{target.name}"] = f"confusion-{target.name}.png"
+        title = f"{target.name}: {metrics['engine']} {metrics['precision']}"
         plots.latency_histogram(samples, metrics["latency"], target.constraints.latency_ms,
-                                target.constraints.latency_percentile,
-                                f"{target.name}: {target.engine} {target.precision}",
+                                target.constraints.latency_percentile, title,
                                 folder / images[f"latency-{target.name}"])
-        plots.confusion_matrix(metrics["accuracy"]["confusion"], metrics["accuracy"]["classes"],
-                               f"{target.name}: confusion", folder / images[f"confusion-{target.name}"])
+        if ctx.spec.task == "detection":
+            images.update(_detection_plots(ctx, target.name, metrics, title, folder))
+        else:
+            images[f"confusion-{target.name}"] = f"confusion-{target.name}.png"
+            plots.confusion_matrix(metrics["accuracy"]["confusion"],
+                                   metrics["accuracy"]["classes"], f"{target.name}: confusion",
+                                   folder / images[f"confusion-{target.name}"])
     (folder / "report.md").write_text(render_markdown(report, images), encoding="utf-8")
     write_json(folder / "report.json", report)
     for name in ("report.md", "report.json", *images.values()):

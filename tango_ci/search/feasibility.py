@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
-from torch import nn
-
 from tango_ci.bench.latency import measure_latency
 from tango_ci.compile import AUTO, BuildRequest, auto_candidates, check_request, get_compiler
-from tango_ci.export import export_onnx
 from tango_ci.spec import ProjectSpec, TargetSpec
 
 # Quick measurements: enough to tell a 2 ms model from a 20 ms one, in a few seconds.
@@ -43,12 +39,12 @@ def _concrete(target: TargetSpec, runner) -> list[TargetSpec]:
     return quick or candidates
 
 
-def _measure_one(target: TargetSpec, runner, onnx_path: Path, workdir: Path, size: int,
-                 calibration: np.ndarray) -> dict:
+def _measure_one(target: TargetSpec, runner, onnx_path: Path, model_dir: Path, workdir: Path,
+                 size: int, calibration: np.ndarray) -> dict:
     artifact = workdir / f"{target.name}-{target.engine}-{target.precision}"
     built = get_compiler(target.engine).build(BuildRequest(
         onnx_path=onnx_path, out_dir=artifact, target=target, runner=runner,
-        calibration=calibration, options={"model_dir": workdir}))
+        calibration=calibration, options={"model_dir": model_dir}))
     latency = measure_latency(artifact, batch=target.batch, size=size,
                               threads=runner.threads, **QUICK)
     latency.pop("samples_ms")
@@ -56,25 +52,17 @@ def _measure_one(target: TargetSpec, runner, onnx_path: Path, workdir: Path, siz
             "artifact_bytes": built["bytes"], "peak_rss_mb": latency["peak_rss_mb"]}
 
 
-def measure_candidate(model: nn.Module, spec: ProjectSpec, workdir: Path,
-                      calibration: np.ndarray, model_info: dict) -> dict[str, dict]:
-    """Per target: latency statistics, artifact size, peak memory and budget violations."""
-    import torch
-
-    size = spec.data.image_size
-    workdir.mkdir(parents=True, exist_ok=True)
-    # the untrained candidate, saved as the train stage would (for the pytorch backend)
-    torch.save(model.state_dict(), workdir / "best.pt")
-    (workdir / "model.json").write_text(json.dumps({**model_info, "image_size": size}))
-    onnx_path = workdir / "model.onnx"
-    export_onnx(model, onnx_path, (1, 3, size, size), opset=spec.export.opset,
-                simplify=spec.export.simplify)
+def measure_candidate(onnx_path: Path, model_dir: Path, spec: ProjectSpec, workdir: Path,
+                      calibration: np.ndarray, size: int) -> dict[str, dict]:
+    """Per target: latency statistics, artifact size, peak memory and budget violations of
+    the candidate exported to ``onnx_path`` (``model_dir`` serves the pytorch backend)."""
     results = {}
     try:
         for target in spec.targets:
             runner = spec.runners[target.runner]
             check_request(target, runner)
-            measured = [_measure_one(candidate, runner, onnx_path, workdir, size, calibration)
+            measured = [_measure_one(candidate, runner, onnx_path, model_dir, workdir, size,
+                                     calibration)
                         for candidate in _concrete(target, runner)]
             percentile = f"{target.constraints.latency_percentile}_ms"
             best = min(measured, key=lambda m: m["latency"][percentile])

@@ -12,19 +12,12 @@ import os
 import warnings
 from pathlib import Path
 
-import numpy as np
-
-from tango_ci.data.dataset import preprocess
-from tango_ci.data.stage import load_arrays
 from tango_ci.exceptions import TangoError
-from tango_ci.models import build_model, count_parameters, get_family
 from tango_ci.rundir import read_json, write_json
 from tango_ci.search.feasibility import measure_candidate
+from tango_ci.search.spaces import make_space
 from tango_ci.stage import StageContext
-from tango_ci.train.trainer import TrainConfig, set_threads, train_model
-
-BATCH_CHOICES = (16, 32, 64)
-CALIBRATION_IMAGES = 64
+from tango_ci.train.trainer import set_threads
 
 
 class NoFeasibleCandidate(TangoError):
@@ -80,11 +73,7 @@ def run(ctx: StageContext) -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     spec, folder = ctx.spec, ctx.folder
     set_threads()
-    classes = read_json(ctx.run.stage_dir("data") / "classes.json")
-    train, val = load_arrays(ctx.run, "train"), load_arrays(ctx.run, "val")
-    rng = np.random.default_rng(spec.search.seed)
-    calibration = preprocess(train[0][rng.choice(len(train[0]), min(CALIBRATION_IMAGES,
-                                                                    len(train[0])), False)])
+    space = make_space(ctx)
     multi = spec.search.sampler == "nsga2"
     url = storage_url(ctx)
     study = optuna.create_study(
@@ -105,22 +94,17 @@ def run(ctx: StageContext) -> None:
     first_target = spec.targets[0]
 
     def objective(trial):
-        family = trial.suggest_categorical("family", list(spec.search.families))
-        level = trial.suggest_categorical("level", list(spec.search.levels))
-        lr = trial.suggest_float("lr", 1e-3, 3e-2, log=True)
-        weight_decay = trial.suggest_float("weight_decay", 1e-5, 1e-3, log=True)
-        batch = trial.suggest_categorical("batch", list(BATCH_CHOICES))
-        augment = trial.suggest_float("augment", 0.0, 1.0)
-        model = build_model(family, level, len(classes))
-        trial.set_user_attr("parameters", count_parameters(model))
-        trial.set_user_attr("architecture", get_family(family).describe(level))
-        key = f"{family}-{level}"
+        params = space.suggest(trial)
+        key = space.key(params)
         if key not in cache:
-            cache[key] = measure_candidate(
-                model, spec, folder / "candidates" / key, calibration,
-                {"family": family, "level": level, "classes": classes})
+            workdir = folder / "candidates" / key
+            onnx_path, model_dir, size, about = space.export(params, workdir)
+            cache[key] = {"about": about, "targets": measure_candidate(
+                onnx_path, model_dir, spec, workdir, space.calibration, size)}
             write_json(cache_path, cache)
-        measured = cache[key]
+        measured = cache[key]["targets"]
+        for name, value in cache[key]["about"].items():
+            trial.set_user_attr(name, value)
         trial.set_user_attr("targets", measured)
         latency = measured[first_target.name]["latency"][
             f"{first_target.constraints.latency_percentile}_ms"]
@@ -138,16 +122,12 @@ def run(ctx: StageContext) -> None:
                 handle.write(json.dumps({"trial": trial.number, **metrics}) + "\n")
             trial.set_user_attr("epochs_trained", epoch + 1)
             if not multi:  # Optuna prunes single-objective studies only
-                trial.report(metrics["val_accuracy"], epoch)
+                trial.report(metrics[space.score_name], epoch)
                 if trial.should_prune():
                     raise optuna.TrialPruned()
 
-        config = TrainConfig(epochs=spec.search.epochs, batch=batch, lr=lr,
-                             weight_decay=weight_decay, augment=augment, seed=spec.search.seed)
-        result = train_model(model, train, val, config, on_epoch=on_epoch,
-                             reporter=ctx.reporter,
-                             description=f"trial {trial.number} {family}-{level}")
-        return (result.best_accuracy, latency) if multi else result.best_accuracy
+        score = space.train(params, trial.number, on_epoch, ctx.reporter)
+        return (score, latency) if multi else score
 
     bar = ctx.reporter.task("search trials", total=spec.search.trials)
     bar.update(completed=len(done))

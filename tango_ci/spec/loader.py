@@ -173,6 +173,8 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
             checker.add(("search", "families", index),
                         f"'{family}' is not a {data['task']} family; use "
                         f"{', '.join(FAMILIES[data['task']])}")
+    if data["gate"].get("metric") is None:
+        data["gate"]["metric"] = "map50" if data["task"] == "detection" else "accuracy"
     if data["task"] == "classification" and data["gate"]["metric"] in ("map50", "map50_95"):
         checker.add(("gate", "metric"), f"{data['gate']['metric']} is a detection metric; "
                                         "classification uses accuracy or latency_ms")

@@ -144,8 +144,15 @@ class TargetSpec:
 
 
 @dataclass(frozen=True)
+class DetectionSpec:
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 300
+
+
+@dataclass(frozen=True)
 class GateSpec:
-    metric: str = "accuracy"
+    metric: str | None = None
     min_improvement: float = 0.0
 
 
@@ -158,6 +165,7 @@ class ProjectSpec:
     search: SearchSpec = SearchSpec()
     train: TrainSpec = TrainSpec()
     export: ExportSpec = ExportSpec()
+    detection: DetectionSpec = DetectionSpec()
     gate: GateSpec = GateSpec()
     description: str | None = None
     path: Path | None = None  # the project.yaml

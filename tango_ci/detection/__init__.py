@@ -1,0 +1,1 @@
+"""Object detection: ultralytics YOLO families, one post-processing for every backend, mAP."""

@@ -1,0 +1,76 @@
+"""Box decoding and NMS: one implementation for every backend, so differences in mAP come from
+the artifacts only. Inputs are the raw network outputs of ultralytics detection heads:
+
+- ``(B, 4 + classes, anchors)``: centre x, centre y, width, height in pixels, then class
+  scores (yolov8, yolo11);
+- ``(B, K, 6)``: x1, y1, x2, y2, score, class, already one box per object (end-to-end heads,
+  yolo26).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PRE_NMS_TOP_K = 3000
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 300
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` (N, 4) with every box in ``b`` (M, 4), xyxy."""
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(bottom_right - top_left, 0, None).prod(2)
+    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(1)
+    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression, best first."""
+    order = scores.argsort()[::-1]
+    keep = []
+    while order.size:
+        best = order[0]
+        keep.append(best)
+        if order.size == 1:
+            break
+        overlap = box_iou(boxes[best:best + 1], boxes[order[1:]])[0]
+        order = order[1:][overlap <= iou]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def decode(raw: np.ndarray, thresholds: Thresholds) -> list[np.ndarray]:
+    """Per image an array (D, 6): x1, y1, x2, y2, score, class, by descending score."""
+    if raw.ndim == 3 and raw.shape[-1] == 6 and raw.shape[1] != 6:
+        return [_end_to_end(image, thresholds) for image in raw]
+    return [_dense(image.T, thresholds) for image in raw]
+
+
+def _end_to_end(rows: np.ndarray, t: Thresholds) -> np.ndarray:
+    rows = rows[rows[:, 4] > t.conf]
+    return rows[rows[:, 4].argsort()[::-1]][: t.max_det].astype(np.float32)
+
+
+def _dense(rows: np.ndarray, t: Thresholds) -> np.ndarray:
+    scores_all = rows[:, 4:]
+    classes = scores_all.argmax(1)
+    scores = scores_all[np.arange(len(rows)), classes]
+    keep = scores > t.conf
+    rows, classes, scores = rows[keep], classes[keep], scores[keep]
+    if len(scores) > PRE_NMS_TOP_K:
+        top = scores.argsort()[::-1][:PRE_NMS_TOP_K]
+        rows, classes, scores = rows[top], classes[top], scores[top]
+    xy, wh = rows[:, :2], rows[:, 2:4]
+    boxes = np.concatenate([xy - wh / 2, xy + wh / 2], 1)
+    offset = classes[:, None] * 4096.0  # class-aware NMS in one pass
+    kept = nms(boxes + offset, scores, t.iou)[: t.max_det]
+    return np.concatenate([boxes[kept], scores[kept, None], classes[kept, None]], 1) \
+        .astype(np.float32)

@@ -1,0 +1,148 @@
+"""Train and export stages for detection (data: data_stage.py; search: the shared stage)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+
+from tango_ci.detection.search_space import (LEVEL_TO_SCALE, calibration_images, export_yolo,
+                                             preprocess_detection)
+from tango_ci.rundir import read_json, write_json
+from tango_ci.stage import StageContext
+
+PARITY_IMAGES = 8
+
+
+def train(ctx: StageContext) -> None:
+    from tango_ci.detection.models import model_yaml, write_model_yaml
+    from tango_ci.detection.train import train_yolo
+    from tango_ci.train.trainer import set_threads
+
+    spec, folder = ctx.spec, ctx.folder
+    set_threads()
+    ctx.run.require("train", "search", "the chosen candidate")
+    choice = read_json(ctx.run.stage_dir("search") / "best.json")
+    params = choice["params"]
+    classes = read_json(ctx.run.stage_dir("data") / "classes.json")
+    config = model_yaml(params["family"], LEVEL_TO_SCALE[params["level"]], params["depth"],
+                        params["width"], len(classes))
+    yaml_path = write_model_yaml(folder / "model.yaml", config)
+    result = train_yolo(yaml_path, ctx.run.stage_dir("data") / "data.yaml",
+                        folder / "ultralytics", epochs=spec.train.epochs,
+                        imgsz=params["imgsz"], batch=params.get("batch", spec.train.batch),
+                        lr0=params.get("lr", spec.train.lr), seed=spec.search.seed,
+                        patience=spec.train.patience, reporter=ctx.reporter,
+                        description=f"training {choice['architecture']}")
+    if result["resumed"]:
+        ctx.reporter.log("resumed training from its last checkpoint")
+    shutil.copy2(result["best"], folder / "best.pt")
+    history = result["history"]
+    best = max(history, key=lambda h: h["map50_95"] * 0.9 + h["map50"] * 0.1)
+    info = {"task": "detection", "family": params["family"], "classes": classes,
+            "scale": LEVEL_TO_SCALE[params["level"]], "depth": params["depth"],
+            "width": params["width"], "image_size": params["imgsz"],
+            "architecture": choice["architecture"], "parameters": choice.get("parameters"),
+            "trial": choice["number"]}
+    write_json(folder / "model.json", info)
+    write_json(folder / "history.json", history)
+    metrics = {"val_map50": best["map50"], "val_map50_95": best["map50_95"],
+               "best_epoch": best["epoch"], "epochs_run": len(history),
+               "stopped_early": len(history) < spec.train.epochs,
+               "resumed_from_epoch": None}
+    write_json(folder / "metrics.json", metrics)
+    _plot(history, folder / "curves.png")
+    for name in ("best.pt", "model.json", "history.json", "metrics.json", "curves.png"):
+        ctx.recorder.output_file(name.split(".")[0], folder / name)
+    ctx.recorder.summary.update({"val_map50": best["map50"], "epochs": len(history),
+                                 "architecture": info["architecture"]})
+
+
+def _plot(history: list[dict], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] + 1 for h in history]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    left.plot(epochs, [h["box_loss"] for h in history], label="train box")
+    left.plot(epochs, [h["cls_loss"] for h in history], label="train cls")
+    left.plot(epochs, [h["val_box_loss"] for h in history], label="val box")
+    left.set(xlabel="epoch", ylabel="loss", title="Loss")
+    right.plot(epochs, [h["map50"] for h in history], label="mAP50")
+    right.plot(epochs, [h["map50_95"] for h in history], label="mAP50-95")
+    right.set(xlabel="epoch", ylabel="mAP", title="Validation mAP", ylim=(0, 1.02))
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def load_yolo_module(folder):
+    """The trained network as a torch module whose first output is the raw head output."""
+    from tango_ci.detection.ultralytics_env import ultralytics_module
+
+    model = ultralytics_module().YOLO(str(folder / "best.pt"), task="detect")
+    return model.model.float().eval()
+
+
+def export(ctx: StageContext) -> None:
+    import torch
+
+    from tango_ci.detection.data_stage import load_val
+    from tango_ci.export import ParityError
+
+    spec, folder = ctx.spec, ctx.folder
+    ctx.run.require("export", "train", "trained weights")
+    train_dir = ctx.run.stage_dir("train")
+    info = read_json(train_dir / "model.json")
+    path = export_yolo(train_dir / "best.pt", folder / "model.onnx", info["image_size"],
+                       opset=spec.export.opset, simplify=spec.export.simplify)
+    images, _, _ = load_val(ctx.run)
+    batch = preprocess_detection(_resize_to(images[:PARITY_IMAGES], info["image_size"]))
+    module = load_yolo_module(train_dir)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(batch))
+    expected = (expected[0] if isinstance(expected, (tuple, list)) else expected).numpy()
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    actual = session.run(None, {session.get_inputs()[0].name: batch})[0]
+    difference = np.abs(expected - actual)
+    # boxes are in pixels: compare relative to the output's scale
+    scale = max(1.0, float(np.abs(expected).max()))
+    check = {"max_abs": float(difference.max()), "mean_abs": float(difference.mean()),
+             "relative_max": float(difference.max() / scale), "tolerance": spec.export.tolerance,
+             "images": int(len(batch))}
+    write_json(folder / "parity.json", check)
+    if check["relative_max"] > spec.export.tolerance:
+        raise ParityError(max_abs=check["max_abs"], mean_abs=check["mean_abs"],
+                          tolerance=spec.export.tolerance * scale)
+    ctx.recorder.input_file("weights", train_dir / "best.pt")
+    ctx.recorder.output_file("onnx", path)
+    ctx.recorder.output_file("parity", folder / "parity.json")
+    ctx.recorder.summary.update({"opset": spec.export.opset, "parity": check,
+                                 "input_shape": [1, 3, info["image_size"], info["image_size"]]})
+
+
+def _resize_to(images: np.ndarray, size: int) -> np.ndarray:
+    """Validation images were letterboxed to the data's size; the model may use another."""
+    if images.shape[1] == size:
+        return images
+    from tango_ci.data.yolo import letterbox
+
+    return np.stack([letterbox(image, size)[0] for image in images])
+
+
+def calibration_for(ctx: StageContext, count: int) -> np.ndarray:
+    info = read_json(ctx.run.stage_dir("train") / "model.json")
+    return calibration_images(ctx.run.stage_dir("data") / "data.yaml", info["image_size"],
+                              count, ctx.spec.search.seed)
+
+
+__all__ = ["calibration_for", "export", "load_yolo_module", "train"]

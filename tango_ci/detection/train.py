@@ -1,0 +1,64 @@
+"""Training with ultralytics' trainer (its losses, augmentation and EMA), driven by us:
+offline, on our thread count, into our run folder, with per-epoch callbacks for pruning and
+progress, and resume from ``last.pt`` after a kill."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Callable
+
+from tango_ci.detection.ultralytics_env import ultralytics_module
+from tango_ci.progress import SILENT, Reporter
+
+MAP50 = "metrics/mAP50(B)"
+MAP50_95 = "metrics/mAP50-95(B)"
+
+
+def train_yolo(model_yaml: Path, data_yaml: Path, out_dir: Path, *, epochs: int, imgsz: int,
+               batch: int, lr0: float, seed: int, patience: int = 100,
+               on_epoch: Callable[[int, dict], None] | None = None,
+               reporter: Reporter = SILENT, description: str = "training") -> dict:
+    """Train (or resume) into ``out_dir``; returns the history and best weights path."""
+    YOLO = ultralytics_module().YOLO
+    last = out_dir / "weights" / "last.pt"
+    resumed = last.exists()
+    bar = reporter.task(description, total=epochs)
+
+    def fit_epoch_end(trainer) -> None:
+        metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
+        bar.update(completed=trainer.epoch + 1, mAP50=metrics.get(MAP50, 0.0))
+        if on_epoch is not None:
+            on_epoch(trainer.epoch, metrics)
+
+    try:
+        if resumed:
+            model = YOLO(str(last))
+            model.add_callback("on_fit_epoch_end", fit_epoch_end)
+            model.train(resume=True, workers=0, device="cpu")
+        else:
+            model = YOLO(str(model_yaml), task="detect")
+            model.add_callback("on_fit_epoch_end", fit_epoch_end)
+            model.train(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, lr0=lr0,
+                        optimizer="AdamW", seed=seed, deterministic=True, patience=patience,
+                        device="cpu", workers=0, amp=False, plots=False, verbose=False,
+                        pretrained=False, project=str(out_dir.parent), name=out_dir.name,
+                        exist_ok=True, warmup_epochs=min(3.0, epochs / 5), val=True,
+                        close_mosaic=max(1, epochs // 4))
+    finally:
+        bar.close()
+    return {"history": read_history(out_dir), "best": out_dir / "weights" / "best.pt",
+            "last": last, "resumed": resumed}
+
+
+def read_history(out_dir: Path) -> list[dict]:
+    path = out_dir / "results.csv"
+    if not path.exists():
+        return []
+    with open(path) as handle:
+        rows = [{k.strip(): float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+    return [{"epoch": int(r["epoch"]) - 1, "map50": r.get(MAP50, 0.0),
+             "map50_95": r.get(MAP50_95, 0.0), "box_loss": r.get("train/box_loss", 0.0),
+             "cls_loss": r.get("train/cls_loss", 0.0), "val_box_loss": r.get("val/box_loss", 0.0),
+             "precision": r.get("metrics/precision(B)", 0.0),
+             "recall": r.get("metrics/recall(B)", 0.0)} for r in rows]

@@ -1,0 +1,51 @@
+"""Import ultralytics offline, with its settings inside the run folder and our thread count.
+
+ultralytics reads ``YOLO_CONFIG_DIR`` and ``YOLO_OFFLINE`` when first imported, looks for a
+font in its config folder (and would download one), and sets ``OMP_NUM_THREADS=1`` when it is
+unset, which makes torch single-threaded. All three are handled here, once per process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_configured: Path | None = None
+
+
+def prepare_environment(config_dir: Path | None = None) -> Path:
+    """Point ultralytics at ``config_dir`` (default: a folder in the temp dir), offline."""
+    global _configured
+    if _configured is not None:
+        return _configured  # ultralytics reads these once, at its first import
+    folder = Path(config_dir or Path(tempfile.gettempdir()) / "tango-ultralytics")
+    folder.mkdir(parents=True, exist_ok=True)
+    font = folder / "Arial.ttf"
+    if not font.exists():
+        import matplotlib
+
+        shutil.copy(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", font)
+    os.environ["YOLO_CONFIG_DIR"] = str(folder)
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    _configured = folder
+    return folder
+
+
+def ultralytics_module(name: str = "ultralytics"):
+    """Import an ultralytics module without letting it change our thread count."""
+    prepare_environment()
+    import torch
+
+    threads, omp = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    module = importlib.import_module(name)
+    if omp is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    torch.set_num_threads(threads)
+    settings = importlib.import_module("ultralytics.utils").SETTINGS
+    if settings.get("sync"):
+        settings.update({"sync": False})  # no analytics events
+    return module

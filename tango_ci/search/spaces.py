@@ -1,0 +1,91 @@
+"""What is searched for each task: parameters, candidate export, and candidate training.
+
+The search stage drives Optuna, target awareness and resume the same way for every task; a
+space only knows its task's models.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tango_ci.stage import StageContext
+
+BATCH_CHOICES = (16, 32, 64)
+CALIBRATION_IMAGES = 64
+
+
+class ClassificationSpace:
+    score_name = "val_accuracy"
+
+    def __init__(self, ctx: StageContext) -> None:
+        from tango_ci.data.dataset import preprocess
+        from tango_ci.data.stage import load_arrays
+        from tango_ci.rundir import read_json
+
+        self.spec = ctx.spec
+        self.classes = read_json(ctx.run.stage_dir("data") / "classes.json")
+        self.train, self.val = load_arrays(ctx.run, "train"), load_arrays(ctx.run, "val")
+        rng = np.random.default_rng(self.spec.search.seed)
+        pick = rng.choice(len(self.train[0]), min(CALIBRATION_IMAGES, len(self.train[0])), False)
+        self.calibration = preprocess(self.train[0][pick])
+        self.image_size = self.spec.data.image_size
+
+    def suggest(self, trial) -> dict:
+        search = self.spec.search
+        return {
+            "family": trial.suggest_categorical("family", list(search.families)),
+            "level": trial.suggest_categorical("level", list(search.levels)),
+            "lr": trial.suggest_float("lr", 1e-3, 3e-2, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-5, 1e-3, log=True),
+            "batch": trial.suggest_categorical("batch", list(BATCH_CHOICES)),
+            "augment": trial.suggest_float("augment", 0.0, 1.0),
+        }
+
+    def key(self, params: dict) -> str:
+        """Candidates with the same key have the same latency (architecture and input)."""
+        return f"{params['family']}-{params['level']}"
+
+    def export(self, params: dict, workdir: Path) -> tuple[Path, Path, int, dict]:
+        """The untrained candidate as ONNX (and as the train stage saves it)."""
+        import torch
+
+        from tango_ci.export import export_onnx
+        from tango_ci.models import build_model, count_parameters, get_family
+
+        model = build_model(params["family"], params["level"], len(self.classes))
+        workdir.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), workdir / "best.pt")
+        (workdir / "model.json").write_text(json.dumps({
+            "family": params["family"], "level": params["level"], "classes": self.classes,
+            "image_size": self.image_size}))
+        onnx_path = workdir / "model.onnx"
+        export_onnx(model, onnx_path, (1, 3, self.image_size, self.image_size),
+                    opset=self.spec.export.opset, simplify=self.spec.export.simplify)
+        return onnx_path, workdir, self.image_size, {
+            "parameters": count_parameters(model),
+            "architecture": get_family(params["family"]).describe(params["level"])}
+
+    def train(self, params: dict, number: int, on_epoch: Callable, reporter) -> float:
+        from tango_ci.models import build_model
+        from tango_ci.train.trainer import TrainConfig, train_model
+
+        model = build_model(params["family"], params["level"], len(self.classes))
+        config = TrainConfig(epochs=self.spec.search.epochs, batch=params["batch"],
+                             lr=params["lr"], weight_decay=params["weight_decay"],
+                             augment=params["augment"], seed=self.spec.search.seed)
+        result = train_model(model, self.train, self.val, config, on_epoch=on_epoch,
+                             reporter=reporter, description=f"trial {number} "
+                                                            f"{self.key(params)}")
+        return result.best_accuracy
+
+
+def make_space(ctx: StageContext):
+    if ctx.spec.task == "detection":
+        from tango_ci.detection.search_space import DetectionSpace
+
+        return DetectionSpace(ctx)
+    return ClassificationSpace(ctx)
