@@ -134,6 +134,7 @@ def run_summary(run_dir: RunDir) -> dict:
             summary["targets"][name] = {
                 "engine": entry["engine"], "precision": entry["precision"],
                 "passed": entry["passed"], "accuracy": metrics["accuracy"]["accuracy"],
+                "quality_name": metrics.get("quality_name", "accuracy"),
                 "latency": metrics["latency"], "failed": [
                     c["check"] for c in entry["checks"] if c["status"] == "fail"]}
     report = run_dir.stage_dir("report") / "report.md"

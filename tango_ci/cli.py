@@ -186,13 +186,14 @@ def _print_summary(summary: dict) -> None:
 
     if summary["targets"]:
         table = Table(title=f"run {summary['run']}", title_justify="left")
-        for column in ("target", "engine", "precision", "accuracy", "p50 ms", "p95 ms",
+        for column in ("target", "engine", "precision", "quality", "p50 ms", "p95 ms",
                        "result"):
-            table.add_column(column, justify="right" if "ms" in column or column == "accuracy"
+            table.add_column(column, justify="right" if "ms" in column or column == "quality"
                              else "left")
         for name, t in summary["targets"].items():
             verdict = "[green]pass[/]" if t["passed"] else f"[red]fail[/] {', '.join(t['failed'])}"
-            table.add_row(name, t["engine"], t["precision"], f"{t['accuracy']:.4f}",
+            table.add_row(name, t["engine"], t["precision"],
+                          f"{t['quality_name']} {t['accuracy']:.4f}",
                           f"{t['latency']['p50_ms']:.3g}", f"{t['latency']['p95_ms']:.3g}",
                           verdict)
         err.print(table)

@@ -95,7 +95,7 @@ def main() -> None:
             start = time.perf_counter()
             predictor.run(batch)
             samples.append((time.perf_counter() - start) * 1000)
-            if time.perf_counter() > deadline and len(samples) >= 5:
+            if time.perf_counter() > deadline and len(samples) >= 3:
                 break
         enough = (len(samples) >= args.min_repeats
                   and time.perf_counter() - began_measuring >= args.min_seconds)

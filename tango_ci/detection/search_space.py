@@ -68,7 +68,7 @@ class DetectionSpace:
         self.run = ctx.run
         self.data_yaml = ctx.run.stage_dir("data") / "data.yaml"
         self.classes = read_json(ctx.run.stage_dir("data") / "classes.json")
-        self.sizes = input_sizes(self.spec.data.image_size)
+        self.sizes = list(self.spec.search.image_sizes or input_sizes(self.spec.data.image_size))
         self._calibration: dict[int, np.ndarray] = {}
 
     @property

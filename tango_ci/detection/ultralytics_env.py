@@ -22,12 +22,16 @@ def prepare_environment(config_dir: Path | None = None) -> Path:
     if _configured is not None:
         return _configured  # ultralytics reads these once, at its first import
     folder = Path(config_dir or Path(tempfile.gettempdir()) / "tango-ultralytics")
-    folder.mkdir(parents=True, exist_ok=True)
-    font = folder / "Arial.ttf"
-    if not font.exists():
-        import matplotlib
+    # ultralytics keeps its settings and fonts in YOLO_CONFIG_DIR/Ultralytics, and downloads
+    # Arial.ttf (Arial.Unicode.ttf for non-Latin class names) there when missing
+    settings_dir = folder / "Ultralytics"
+    settings_dir.mkdir(parents=True, exist_ok=True)
+    import matplotlib
 
-        shutil.copy(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", font)
+    dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+        if not (settings_dir / name).exists():
+            shutil.copy(dejavu, settings_dir / name)
     os.environ["YOLO_CONFIG_DIR"] = str(folder)
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ.setdefault("YOLO_VERBOSE", "False")

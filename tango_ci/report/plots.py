@@ -92,7 +92,8 @@ def pr_curves(curves: dict, title: str, path: Path) -> None:
         axis.plot(recall[: len(precision)], precision, label=name)
     axis.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
+    if curves.get("precision"):
+        axis.legend(fontsize=8)
     _save(figure, path)
 
 

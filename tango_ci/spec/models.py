@@ -100,6 +100,7 @@ class SearchSpec:
     seed: int = 0
     sampler: str = "tpe"
     pruner: str = "median"
+    image_sizes: tuple[int, ...] | None = None
     storage: str | None = None
 
 

@@ -1,0 +1,105 @@
+"""Detection through the whole pipeline on a tiny dataset, with the network forbidden."""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from tango_ci import api
+from tango_ci.rundir import read_json
+from tests.conftest import REPO, git
+
+pytestmark = pytest.mark.slow
+
+PROJECT = """\
+name: tiny-det
+task: detection
+data:
+  path: data
+  format: yolo
+  image_size: 32
+  synth: {images_per_class: 4, size: 32, seed: 0}
+search: {families: [yolov8], levels: [xs], trials: 1, epochs: 1, image_sizes: [32]}
+train: {epochs: 1, batch: 8}
+targets:
+  - name: cpu-fp32
+    runner: local-cpu
+    engine: onnxruntime
+    precision: fp32
+    constraints: {max_accuracy_drop: 0.005}
+  - name: cpu-int8
+    runner: local-cpu
+    engine: onnxruntime
+    precision: int8
+    constraints: {max_accuracy_drop: 1.0}
+"""
+
+
+def _loopback(host: str) -> bool:
+    if host in ("localhost", "", None):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every attempt to resolve or reach a non-loopback address is refused and recorded."""
+    attempts: list[str] = []
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _loopback(host if isinstance(host, str) else str(host)):
+            attempts.append(f"resolve {host}")
+            raise OSError(f"network access attempted: {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(self, address):
+        if isinstance(address, tuple) and not _loopback(str(address[0])):
+            attempts.append(f"connect {address[0]}")
+            raise OSError(f"network access attempted: {address[0]}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return attempts
+
+
+def test_detection_pipeline_offline(tmp_path: Path, no_network: list[str]) -> None:
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    shutil.copytree(REPO / "runners", root / "runners")
+    (root / "projects" / "tiny-det").mkdir(parents=True)
+    (root / "projects" / "tiny-det" / "project.yaml").write_text(PROJECT)
+    run = api.run(root / "projects" / "tiny-det", bench_seconds=1).root
+    assert no_network == []  # ultralytics never touched the network
+
+    data = read_json(run / "data" / "manifest.json")["summary"]
+    assert data["classes"] == ["circle", "square", "triangle"]
+    assert data["images"] == {"train": 10, "val": 2}
+    model = read_json(run / "train" / "model.json")
+    assert model["task"] == "detection" and model["image_size"] == 32
+    parity = read_json(run / "export" / "parity.json")
+    assert parity["relative_max"] <= parity["tolerance"]
+    fp32 = read_json(run / "bench" / "cpu-fp32" / "metrics.json")
+    int8 = read_json(run / "bench" / "cpu-int8" / "metrics.json")
+    for metrics in (fp32, int8):
+        quality = metrics["accuracy"]
+        assert metrics["quality_name"] == "mAP50"
+        assert 0.0 <= quality["map50_95"] <= quality["map50"] <= 1.0
+        assert quality["timing"]["postprocess_ms_per_image"] > 0
+        assert metrics["latency"]["p50_ms"] > 0
+        assert "accuracy_drop" in metrics
+    assert abs(fp32["accuracy_drop"]) <= 0.005  # onnxruntime fp32 matches PyTorch's mAP
+    assert int8["build"]["quantization"]["format"] == "QDQ"
+    report = (run / "report" / "report.md").read_text()
+    assert "| class | AP50 | AP50-95 | precision | recall | instances |" in report
+    for image in ("pr-cpu-fp32.png", "boxes-cpu-fp32.png", "latency-cpu-int8.png"):
+        assert (run / "report" / image).stat().st_size > 1000
