@@ -96,13 +96,15 @@ class OnnxRuntimeCompiler(BaseCompiler):
         input_name = onnx.load(str(prepared), load_external_data=False).graph.input[0].name
         quantize_static(str(prepared), str(quantized),
                         _Calibration(input_name, request.calibration, batch=8),
+                        # S8S8 in QDQ: onnxruntime's recommended default; with uint8
+                        # activations the example's small network lost 18% accuracy
                         quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         calibrate_method=method)
         return quantized, {"quantization": {"format": "QDQ", "per_channel": True,
                                             "method": request.target.calibration,
                                             "calibration_images": int(len(request.calibration)),
-                                            "activations": "uint8", "weights": "int8"}}
+                                            "activations": "int8", "weights": "int8"}}
 
     def _to_fp16(self, request: BuildRequest) -> tuple[Path, dict]:
         """fp16 weights and compute, fp32 inputs and outputs (for GPU execution providers)."""

@@ -83,7 +83,9 @@ class DetectionSpace:
             "depth": trial.suggest_float("depth", 0.5, 1.0, step=0.25),
             "width": trial.suggest_float("width", 0.5, 1.0, step=0.25),
             "imgsz": trial.suggest_categorical("imgsz", self.sizes),
-            "lr": trial.suggest_float("lr", 1e-3, 2e-2, log=True),
+            # around the spec's learning rate: YOLO training is sensitive to it
+            "lr": trial.suggest_float("lr", self.spec.train.lr / 2, self.spec.train.lr * 2,
+                                      log=True),
             "batch": trial.suggest_categorical("batch", [8, 16]),
         }
 

@@ -16,7 +16,7 @@ MAP50_95 = "metrics/mAP50-95(B)"
 
 
 def train_yolo(model_yaml: Path, data_yaml: Path, out_dir: Path, *, epochs: int, imgsz: int,
-               batch: int, lr0: float, seed: int, patience: int = 100,
+               batch: int, lr0: float, seed: int, patience: int = 100, mosaic: float = 1.0,
                on_epoch: Callable[[int, dict], None] | None = None,
                reporter: Reporter = SILENT, description: str = "training") -> dict:
     """Train (or resume) into ``out_dir``; returns the history and best weights path."""
@@ -44,7 +44,7 @@ def train_yolo(model_yaml: Path, data_yaml: Path, out_dir: Path, *, epochs: int,
                         device="cpu", workers=0, amp=False, plots=False, verbose=False,
                         pretrained=False, project=str(out_dir.parent), name=out_dir.name,
                         exist_ok=True, warmup_epochs=min(3.0, epochs / 5), val=True,
-                        close_mosaic=max(1, epochs // 4))
+                        close_mosaic=max(1, epochs // 4), mosaic=mosaic)
     finally:
         bar.close()
     return {"history": read_history(out_dir), "best": out_dir / "weights" / "best.pt",

@@ -28,10 +28,12 @@ class ClassificationSpace:
 
         self.spec = ctx.spec
         self.classes = read_json(ctx.run.stage_dir("data") / "classes.json")
-        self.train, self.val = load_arrays(ctx.run, "train"), load_arrays(ctx.run, "val")
+        self.train_data = load_arrays(ctx.run, "train")
+        self.val_data = load_arrays(ctx.run, "val")
+        images = self.train_data[0]
         rng = np.random.default_rng(self.spec.search.seed)
-        pick = rng.choice(len(self.train[0]), min(CALIBRATION_IMAGES, len(self.train[0])), False)
-        self.calibration = preprocess(self.train[0][pick])
+        pick = rng.choice(len(images), min(CALIBRATION_IMAGES, len(images)), False)
+        self.calibration = preprocess(images[pick])
         self.image_size = self.spec.data.image_size
 
     def suggest(self, trial) -> dict:
@@ -77,7 +79,7 @@ class ClassificationSpace:
         config = TrainConfig(epochs=self.spec.search.epochs, batch=params["batch"],
                              lr=params["lr"], weight_decay=params["weight_decay"],
                              augment=params["augment"], seed=self.spec.search.seed)
-        result = train_model(model, self.train, self.val, config, on_epoch=on_epoch,
+        result = train_model(model, self.train_data, self.val_data, config, on_epoch=on_epoch,
                              reporter=reporter, description=f"trial {number} "
                                                             f"{self.key(params)}")
         return result.best_accuracy

@@ -56,7 +56,7 @@ def _schema_defaults(node: dict, root: dict) -> dict:
 @pytest.mark.parametrize("cls, definition", [
     (models.SearchSpec, "search"), (models.TrainSpec, "train"), (models.ExportSpec, "export"),
     (models.Constraints, "constraints"), (models.GateSpec, "gate"), (models.SynthSpec, "synth"),
-    (models.TargetSpec, "target"),
+    (models.TargetSpec, "target"), (models.DetectionSpec, "detection"),
 ])
 def test_dataclass_defaults_match_the_schema(cls: type, definition: str) -> None:
     """The schema is the one definition: a dataclass default that drifts from it is a bug."""
