@@ -137,6 +137,13 @@ def run_summary(run_dir: RunDir) -> dict:
                 "quality_name": metrics.get("quality_name", "accuracy"),
                 "latency": metrics["latency"], "failed": [
                     c["check"] for c in entry["checks"] if c["status"] == "fail"]}
+    elif run_dir.is_complete("bench"):  # measured, not judged yet
+        for path in sorted(run_dir.stage_dir("bench").glob("*/metrics.json")):
+            metrics = read_json(path)
+            summary["targets"][path.parent.name] = {
+                "engine": metrics["engine"], "precision": metrics["precision"], "passed": None,
+                "accuracy": metrics["accuracy"]["accuracy"], "latency": metrics["latency"],
+                "quality_name": metrics.get("quality_name", "accuracy"), "failed": []}
     report = run_dir.stage_dir("report") / "report.md"
     if report.exists():
         summary["report"] = str(report)

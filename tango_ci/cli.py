@@ -191,7 +191,8 @@ def _print_summary(summary: dict) -> None:
             table.add_column(column, justify="right" if "ms" in column or column == "quality"
                              else "left")
         for name, t in summary["targets"].items():
-            verdict = "[green]pass[/]" if t["passed"] else f"[red]fail[/] {', '.join(t['failed'])}"
+            verdict = ("measured" if t["passed"] is None else "[green]pass[/]" if t["passed"]
+                       else f"[red]fail[/] {', '.join(t['failed'])}")
             table.add_row(name, t["engine"], t["precision"],
                           f"{t['quality_name']} {t['accuracy']:.4f}",
                           f"{t['latency']['p50_ms']:.3g}", f"{t['latency']['p95_ms']:.3g}",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from tango_ci.data.layout import class_folders, has_split_folders, is_image
 from tango_ci.exceptions import TangoError
@@ -97,7 +97,7 @@ def build_arrays(root: Path, *, image_size: int, val_fraction: float, seed: int,
             labels[item.split].append(item.label)
             files.append({"path": relative, "sha256": digest, "label": item.label,
                           "split": item.split})
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any decode failure is an unreadable image
             bad.append({"path": relative, "reason": f"{type(exc).__name__}: {exc}"[:200]})
         if progress:
             progress(index, len(items))

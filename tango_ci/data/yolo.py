@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from tango_ci.data.layout import IMAGE_SUFFIXES
 from tango_ci.spec.problems import Problem
@@ -167,7 +167,9 @@ def check_dataset(path: Path) -> tuple[YoloDataset | None, dict, list[Problem]]:
             try:
                 with Image.open(image) as handle:
                     handle.verify()
-            except (UnidentifiedImageError, OSError, SyntaxError):
+            # any failure means unreadable: once ultralytics is imported, a failed open also
+            # tries optional decoders and may raise ImportError instead of PIL's error
+            except Exception:  # noqa: BLE001
                 problems.append(Problem(shown, 0, 0, "", "image cannot be read (empty or "
                                                          "corrupt)"))
                 continue
