@@ -10,10 +10,9 @@ from tango_ci.rundir import write_json
 from tango_ci.stage import StageContext
 
 
-def run(ctx: StageContext) -> None:
+def ensure_data(ctx: StageContext):
+    """The project's data folder; synthesised first when the spec says how and it is missing."""
     spec = ctx.spec
-    if spec.task != "classification":
-        raise TangoError(f"task '{spec.task}' is not supported by this version's data stage")
     root = spec.data.resolved
     if not root.exists() and spec.data.synth is not None:
         from tango_ci.api import synth_project_data
@@ -22,6 +21,14 @@ def run(ctx: StageContext) -> None:
         synth_project_data(spec)
     if not root.exists():
         raise TangoError(f"data folder {root} is missing; fetch it (`dvc pull`) or make it")
+    return root
+
+
+def run(ctx: StageContext) -> None:
+    spec = ctx.spec
+    if spec.task != "classification":
+        raise TangoError(f"task '{spec.task}' is not supported by this version's data stage")
+    root = ensure_data(ctx)
     bar = ctx.reporter.task("reading images")
     try:
         built = build_arrays(root, image_size=spec.data.image_size,

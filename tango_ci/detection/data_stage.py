@@ -8,7 +8,7 @@ import numpy as np
 import yaml
 
 from tango_ci.data.yolo import check_dataset, load_split
-from tango_ci.exceptions import SpecError, TangoError
+from tango_ci.exceptions import SpecError
 from tango_ci.rundir import write_json
 from tango_ci.stage import StageContext
 
@@ -18,15 +18,10 @@ class DatasetError(SpecError):
 
 
 def run(ctx: StageContext) -> None:
-    spec = ctx.spec
-    root = spec.data.resolved
-    if not root.exists() and spec.data.synth is not None:
-        from tango_ci.api import synth_project_data
+    from tango_ci.data.stage import ensure_data
 
-        ctx.reporter.log(f"data folder {spec.data.path} is missing; synthesising it")
-        synth_project_data(spec)
-    if not root.exists():
-        raise TangoError(f"data folder {root} is missing; fetch it (`dvc pull`) or make it")
+    spec = ctx.spec
+    root = ensure_data(ctx)
     dataset, stats, problems = check_dataset(root)
     if problems:
         raise DatasetError(problems)

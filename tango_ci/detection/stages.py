@@ -51,34 +51,16 @@ def train(ctx: StageContext) -> None:
                "stopped_early": len(history) < spec.train.epochs,
                "resumed_from_epoch": None}
     write_json(folder / "metrics.json", metrics)
-    _plot(history, folder / "curves.png")
+    from tango_ci.report.plots import training_curves
+
+    training_curves(history, {"train box": "box_loss", "train cls": "cls_loss",
+                              "val box": "val_box_loss"},
+                    {"mAP50": "map50", "mAP50-95": "map50_95"}, "validation mAP",
+                    folder / "curves.png")
     for name in ("best.pt", "model.json", "history.json", "metrics.json", "curves.png"):
         ctx.recorder.output_file(name.split(".")[0], folder / name)
     ctx.recorder.summary.update({"val_map50": best["map50"], "epochs": len(history),
                                  "architecture": info["architecture"]})
-
-
-def _plot(history: list[dict], path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] + 1 for h in history]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
-    left.plot(epochs, [h["box_loss"] for h in history], label="train box")
-    left.plot(epochs, [h["cls_loss"] for h in history], label="train cls")
-    left.plot(epochs, [h["val_box_loss"] for h in history], label="val box")
-    left.set(xlabel="epoch", ylabel="loss", title="Loss")
-    right.plot(epochs, [h["map50"] for h in history], label="mAP50")
-    right.plot(epochs, [h["map50_95"] for h in history], label="mAP50-95")
-    right.set(xlabel="epoch", ylabel="mAP", title="Validation mAP", ylim=(0, 1.02))
-    for axis in (left, right):
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def load_yolo_module(folder):

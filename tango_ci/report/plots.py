@@ -120,3 +120,20 @@ def detection_grid(images: np.ndarray, samples: list[dict], names: list[str], ti
                 axis.set_title(label, fontsize=8)
     figure.suptitle(title, fontsize=9)
     _save(figure, path)
+
+
+def training_curves(history: list[dict], losses: dict[str, str], scores: dict[str, str],
+                    score_label: str, path: Path) -> None:
+    """Losses (left) and validation scores (right) per epoch; the dicts map labels to keys."""
+    epochs = [h["epoch"] + 1 for h in history]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for label, key in losses.items():
+        left.plot(epochs, [h[key] for h in history], label=label)
+    left.set(xlabel="epoch", ylabel="loss", title="Loss")
+    for label, key in scores.items():
+        right.plot(epochs, [h[key] for h in history], label=label)
+    right.set(xlabel="epoch", ylabel=score_label, title=score_label.capitalize(), ylim=(0, 1.02))
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    _save(figure, path)

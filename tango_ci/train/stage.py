@@ -54,7 +54,11 @@ def run(ctx: StageContext) -> None:
                "epochs_run": len(result.history), "stopped_early": result.stopped_early,
                "resumed_from_epoch": result.resumed_from, "config": config.__dict__}
     write_json(folder / "metrics.json", metrics)
-    _plot_curves(result.history, folder / "curves.png")
+    from tango_ci.report.plots import training_curves
+
+    training_curves(result.history, {"train": "train_loss", "validation": "val_loss"},
+                    {"train": "train_accuracy", "validation": "val_accuracy"}, "accuracy",
+                    folder / "curves.png")
     for name in ("best.pt", "model.json", "history.json", "metrics.json", "curves.png"):
         ctx.recorder.output_file(name.split(".")[0], folder / name)
     ctx.recorder.inputs["search_best"] = {"trial": choice["number"],
@@ -63,25 +67,3 @@ def run(ctx: StageContext) -> None:
                                  "best_epoch": result.best_epoch,
                                  "architecture": info["architecture"],
                                  "parameters": info["parameters"]})
-
-
-def _plot_curves(history: list[dict], path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] + 1 for h in history]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
-    left.plot(epochs, [h["train_loss"] for h in history], label="train")
-    left.plot(epochs, [h["val_loss"] for h in history], label="validation")
-    left.set(xlabel="epoch", ylabel="loss", title="Loss")
-    right.plot(epochs, [h["train_accuracy"] for h in history], label="train")
-    right.plot(epochs, [h["val_accuracy"] for h in history], label="validation")
-    right.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1.02))
-    for axis in (left, right):
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
