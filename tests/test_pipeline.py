@@ -171,3 +171,31 @@ def test_a_changed_project_file_refuses_to_continue_a_run(finished) -> None:
             api.run(project, from_stage="gate", until="gate")
     finally:
         path.write_text(original)
+
+
+def test_training_can_start_from_local_pretrained_weights(tmp_path) -> None:
+    import torch
+
+    from tango_ci.models import build_model
+    from tango_ci.train.stage import load_pretrained
+
+    source = build_model("resnet", "xs", 10)  # another class count: the head must stay new
+    torch.save(source.state_dict(), tmp_path / "weights.pt")
+    target = build_model("resnet", "xs", 3)
+    head_before = target.fc.weight.clone()
+    loaded = load_pretrained(target, tmp_path / "weights.pt")
+    assert loaded == len(source.state_dict()) - 2  # all but fc.weight and fc.bias
+    assert torch.equal(target.conv1.weight, source.conv1.weight)
+    assert torch.equal(target.fc.weight, head_before)
+    other = build_model("densenet", "xs", 3)
+    from tango_ci.exceptions import TangoError
+
+    with pytest.raises(TangoError, match="no tensor matches the chosen network"):
+        load_pretrained(build_model("resnet", "xs", 3), _save(other, tmp_path / "d.pt"))
+
+
+def _save(model, path):
+    import torch
+
+    torch.save(model.state_dict(), path)
+    return path

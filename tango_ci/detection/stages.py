@@ -17,6 +17,7 @@ PARITY_IMAGES = 8
 def train(ctx: StageContext) -> None:
     from tango_ci.detection.models import model_yaml, write_model_yaml
     from tango_ci.detection.train import train_yolo
+    from tango_ci.train.stage import pretrained_path
     from tango_ci.train.trainer import set_threads
 
     spec, folder = ctx.spec, ctx.folder
@@ -33,6 +34,7 @@ def train(ctx: StageContext) -> None:
                         imgsz=params["imgsz"], batch=params.get("batch", spec.train.batch),
                         lr0=params.get("lr", spec.train.lr), seed=spec.search.seed,
                         patience=spec.train.patience, reporter=ctx.reporter,
+                        pretrained=pretrained_path(spec) if spec.train.pretrained else None,
                         description=f"training {choice['architecture']}")
     if result["resumed"]:
         ctx.reporter.log("resumed training from its last checkpoint")

@@ -17,6 +17,7 @@ MAP50_95 = "metrics/mAP50-95(B)"
 
 def train_yolo(model_yaml: Path, data_yaml: Path, out_dir: Path, *, epochs: int, imgsz: int,
                batch: int, lr0: float, seed: int, patience: int = 100, mosaic: float = 1.0,
+               pretrained: Path | None = None,
                on_epoch: Callable[[int, dict], None] | None = None,
                reporter: Reporter = SILENT, description: str = "training") -> dict:
     """Train (or resume) into ``out_dir``; returns the history and best weights path."""
@@ -42,7 +43,8 @@ def train_yolo(model_yaml: Path, data_yaml: Path, out_dir: Path, *, epochs: int,
             model.train(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, lr0=lr0,
                         optimizer="AdamW", seed=seed, deterministic=True, patience=patience,
                         device="cpu", workers=0, amp=False, plots=False, verbose=False,
-                        pretrained=False, project=str(out_dir.parent), name=out_dir.name,
+                        pretrained=str(pretrained) if pretrained else False,
+                        project=str(out_dir.parent), name=out_dir.name,
                         exist_ok=True, warmup_epochs=min(3.0, epochs / 5), val=True,
                         close_mosaic=max(1, epochs // 4), mosaic=mosaic)
     finally:

@@ -20,6 +20,31 @@ def load_trained(run) -> tuple[torch.nn.Module, dict]:
     return model.eval(), info
 
 
+def pretrained_path(spec):
+    """The spec's local weights file (validated to exist inside the repository)."""
+    from tango_ci.spec.loader import _resolve_inside, find_repo_root
+
+    return _resolve_inside(spec.train.pretrained, spec.folder, find_repo_root(spec.folder))
+
+
+def load_pretrained(model: torch.nn.Module, path) -> int:
+    """Copy every tensor of ``path`` whose name and shape match (a new head is kept new)."""
+    from tango_ci.exceptions import TangoError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise TangoError(f"{path}: cannot read pretrained weights ({exc})") from None
+    state = state.get("model", state) if isinstance(state, dict) else state
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matching:
+        raise TangoError(f"{path}: no tensor matches the chosen network "
+                         f"({type(model).__name__}); weights of another architecture?")
+    model.load_state_dict(matching, strict=False)
+    return len(matching)
+
+
 def run(ctx: StageContext) -> None:
     spec, folder = ctx.spec, ctx.folder
     set_threads()
@@ -29,6 +54,10 @@ def run(ctx: StageContext) -> None:
     classes = read_json(ctx.run.stage_dir("data") / "classes.json")
     train, val = load_arrays(ctx.run, "train"), load_arrays(ctx.run, "val")
     model = build_model(params["family"], params["level"], len(classes))
+    if spec.train.pretrained:
+        loaded = load_pretrained(model, pretrained_path(spec))
+        ctx.reporter.log(f"started from {spec.train.pretrained}: {loaded} tensors loaded")
+        ctx.recorder.input_file("pretrained", pretrained_path(spec))
     config = TrainConfig(epochs=spec.train.epochs, batch=params.get("batch", spec.train.batch),
                          lr=params.get("lr", spec.train.lr),
                          weight_decay=params.get("weight_decay", spec.train.weight_decay),
