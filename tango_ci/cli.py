@@ -314,7 +314,9 @@ def data_check(path: Path = typer.Argument(..., help="A YOLO dataset: its data.y
         print(problem.format())
     if problems:
         raise typer.Exit(1)
-    err.print(f"[green]valid[/green]: {stats['images']} images, {stats['boxes']} boxes "
+    images, boxes = stats["images"], stats["boxes"]
+    err.print(f"[green]valid[/green]: {sum(images.values())} images (train {images['train']}, "
+              f"val {images['val']}), {sum(boxes.values())} boxes "
               f"({', '.join(f'{k} {v}' for k, v in stats['per_class'].items())})")
 
 
