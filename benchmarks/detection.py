@@ -28,6 +28,7 @@ from tango_ci.detection.models import model_yaml, write_model_yaml  # noqa: E402
 from tango_ci.detection.postprocess import Thresholds, decode  # noqa: E402
 from tango_ci.detection.search_space import export_yolo, preprocess_detection  # noqa: E402
 from tango_ci.detection.ultralytics_env import prepare_environment, ultralytics_module  # noqa
+from tango_ci.exceptions import TangoError  # noqa: E402
 from tango_ci.rundir import tool_versions  # noqa: E402
 
 MODELS = {"yolov8n": ("yolov8", "n"), "yolo11n": ("yolo11", "n")}
@@ -58,8 +59,14 @@ def run_case(model: str, size: int, args) -> list[dict]:
         onnx_path = export_yolo(model_dir / "best.pt", work / "model.onnx", size, opset=17,
                                 simplify=True)
         for label, engine, precision in VARIANTS:
-            artifact, _ = build(work / label.replace(" ", "_"), onnx_path, model_dir, engine,
-                                precision, 1, calibration)
+            try:
+                artifact, _ = build(work / label.replace(" ", "_"), onnx_path, model_dir, engine,
+                                    precision, 1, calibration)
+            except TangoError as exc:  # reported in the table, not hidden
+                print(f"  {model:<8} {size:>3} {label:<20} cannot build: {exc.message}")
+                rows.append({"model": model, "size": size, "batch": 1, "variant": label,
+                             "error": exc.message})
+                continue
             produced[label] = outputs(artifact, calibration[:1], args.threads)
             timing = time_artifact(artifact, batch=1, size=size, threads=args.threads,
                                    seconds=args.seconds, processes=args.processes)
@@ -73,6 +80,8 @@ def run_case(model: str, size: int, args) -> list[dict]:
     post_ms = (time.perf_counter() - began) / 20 * 1000
     eager = rows[0]["median_ms"]
     for row in rows:
+        if "error" in row:
+            continue
         row["speedup_vs_eager"] = eager / row["median_ms"]
         row["cosine_vs_eager"] = cosine(produced[row["variant"]], produced["PyTorch eager"])
         row["postprocess_ms"] = post_ms
@@ -98,7 +107,9 @@ def main() -> None:
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['size']} | {r['variant']} | {r['median_ms']:.2f} | "
               f"{r['cv']:.1%} | {r['speedup_vs_eager']:.2f}x | {r['cosine_vs_eager']:.4f} | "
-              f"{r['postprocess_ms']:.2f} |" for r in rows]
+              f"{r['postprocess_ms']:.2f} |" if "error" not in r else
+              f"| {r['model']} | {r['size']} | {r['variant']} | cannot build: {r['error']} ||||"
+              for r in rows]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "detection.json").write_text(json.dumps(
         {"benchmark": "detection", "host": host, "tools": tool_versions(),

@@ -81,8 +81,10 @@ def run(ctx: StageContext) -> None:
                 index = min(range(len(rows)), key=lambda i: rows[i]["accuracy_drop"])
         metrics, samples = dict(measured[index][0]), measured[index][1]
         if target.engine == AUTO:
+            failed_path = ctx.run.stage_dir("compile") / target.name / "failed.json"
             metrics["auto"] = {"chosen": f"{metrics['engine']}-{metrics['precision']}",
-                               "reason": reason, "candidates": [_row(r) for r in rows]}
+                               "reason": reason, "candidates": [_row(r) for r in rows],
+                               "failed": read_json(failed_path) if failed_path.exists() else {}}
         folder = ctx.folder / target.name
         write_json(folder / "metrics.json", metrics)
         write_json(folder / "latency_samples.json", samples)

@@ -84,8 +84,13 @@ class TvmCompiler(BaseCompiler):
         input_name = model.graph.input[0].name
         dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
         shape = [batch, *dims[1:]]  # TVM builds for the target's fixed batch
-        # weights become constants of the module, so the library is self-contained
-        mod = from_onnx(model, shape_dict={input_name: shape}, keep_params_in_input=False)
+        try:
+            # weights become constants of the module, so the library is self-contained
+            mod = from_onnx(model, shape_dict={input_name: shape}, keep_params_in_input=False)
+        except Exception as exc:  # noqa: BLE001 - the frontend fails in many ways
+            raise TangoError(f"TVM {tvm.__version__} cannot import "
+                             f"{request.onnx_path.name}: {type(exc).__name__}: "
+                             f"{str(exc).strip().splitlines()[-1][:200]}") from None
         out = request.out_dir
         out.mkdir(parents=True, exist_ok=True)
         target = tvm.target.Target(target_dict)

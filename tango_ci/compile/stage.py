@@ -13,6 +13,7 @@ import numpy as np
 from tango_ci.compile import AUTO, BuildRequest, auto_candidates, check_request, get_compiler
 from tango_ci.data.dataset import preprocess
 from tango_ci.data.stage import load_arrays
+from tango_ci.exceptions import TangoError
 from tango_ci.rundir import write_json
 from tango_ci.stage import StageContext
 
@@ -64,19 +65,32 @@ def run(ctx: StageContext) -> None:
         runner = spec.runners[target.runner]
         concrete = auto_candidates(target, runner) if target.engine == AUTO else [target]
         folder = ctx.folder / target.name
+        made, failed = [], {}
         for candidate in concrete:
             name = f"{candidate.engine}-{candidate.precision}"
             out = folder / name if target.engine == AUTO else folder
             ctx.reporter.log(f"building {target.name}: {candidate.engine} {candidate.precision}")
-            manifest = get_compiler(candidate.engine).build(BuildRequest(
-                onnx_path=onnx_path, out_dir=out, target=candidate, runner=runner,
-                calibration=calibration if candidate.precision == "int8" else None,
-                options={"model_dir": ctx.run.stage_dir("train"),
-                         "tvm_trials": target.tuning_trials,
-                         "tuning_cache": ctx.run.project_runs / ".tuning"}))
+            try:
+                manifest = get_compiler(candidate.engine).build(BuildRequest(
+                    onnx_path=onnx_path, out_dir=out, target=candidate, runner=runner,
+                    calibration=calibration if candidate.precision == "int8" else None,
+                    options={"model_dir": ctx.run.stage_dir("train"),
+                             "tvm_trials": target.tuning_trials,
+                             "tuning_cache": ctx.run.project_runs / ".tuning"}))
+            except TangoError as exc:
+                if target.engine != AUTO:
+                    raise
+                # auto goes on without a candidate its engine cannot build; the report says so
+                failed[name] = exc.message
+                ctx.reporter.log(f"  {name} skipped: {exc.message}")
+                continue
+            made.append(name)
             built[f"{target.name}/{name}" if target.engine == AUTO else target.name] = manifest
             ctx.recorder.output_file(f"{target.name}/{name}", out / manifest["file"])
         if target.engine == AUTO:
-            write_json(folder / CANDIDATES,
-                       [f"{c.engine}-{c.precision}" for c in concrete])
+            if not made:
+                raise TangoError(f"auto: no candidate of target {target.name} could be built: "
+                                 + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+            write_json(folder / CANDIDATES, made)
+            write_json(folder / "failed.json", failed)
     ctx.recorder.summary["targets"] = built

@@ -85,6 +85,8 @@ def _auto_table(metrics: dict) -> list[str]:
         lines.append(f"| {mark}{name}{mark} | {row['p50_ms']:.3g} | {row['p95_ms']:.3g} | "
                      f"{row['cv']:.1%} | {row['accuracy']:.4f} | {row['accuracy_drop']:+.4f} | "
                      f"{row['peak_rss_mb']:.0f} | {row['artifact_mb']:.3g} |")
+    for name, reason in auto.get("failed", {}).items():
+        lines.append(f"| {name.replace('-', ' ')} | could not be built: {reason} |||||||")
     if any(r["engine"] == "tvm" and not r["tuned"] for r in auto["candidates"]):
         lines += ["", UNTUNED_TVM]
     return lines
