@@ -10,15 +10,19 @@ from tango_ci.data.dataset import preprocess
 
 def predict_labels(predictor: Predictor, images: np.ndarray, batch: int) -> np.ndarray:
     """Predicted labels, run at the artifact's batch size (the last batch is padded)."""
-    predicted = []
+    return np.concatenate([np.asarray(predictor.run(preprocess(chunk))[0])[:real].argmax(1)
+                           for chunk, real in fixed_batches(images, batch)])
+
+
+def fixed_batches(images: np.ndarray, batch: int):
+    """Batches of exactly ``batch`` images (the last one padded by repeating its last image),
+    for artifacts built for one batch size; yields each batch and how many images are real."""
     for start in range(0, len(images), batch):
         chunk = images[start:start + batch]
         real = len(chunk)
         if real < batch:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
-        logits = predictor.run(preprocess(chunk))[0]
-        predicted.append(np.asarray(logits)[:real].argmax(1))
-    return np.concatenate(predicted)
+        yield chunk, real
 
 
 def classification_metrics(labels: np.ndarray, predicted: np.ndarray,

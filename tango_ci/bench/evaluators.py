@@ -10,19 +10,10 @@ import time
 
 import numpy as np
 
+from tango_ci.bench.accuracy import fixed_batches
 from tango_ci.compile import Predictor
 from tango_ci.rundir import read_json
 from tango_ci.stage import StageContext
-
-
-def _batches(images: np.ndarray, batch: int):
-    """Fixed-size batches (the last one padded), for artifacts built for one batch size."""
-    for start in range(0, len(images), batch):
-        chunk = images[start:start + batch]
-        real = len(chunk)
-        if real < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
-        yield chunk, real
 
 
 class ClassificationEvaluator:
@@ -79,7 +70,7 @@ class DetectionEvaluator:
         from tango_ci.detection.search_space import preprocess_detection
 
         predictions, pre, post = [], [], []
-        for chunk, real in _batches(self.images, batch):
+        for chunk, real in fixed_batches(self.images, batch):
             began = time.perf_counter()
             x = preprocess_detection(chunk)
             pre.append((time.perf_counter() - began) * 1000 / len(chunk))

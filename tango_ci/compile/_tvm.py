@@ -73,7 +73,6 @@ class TvmCompiler(BaseCompiler):
     def build(self, request: BuildRequest) -> dict:
         import onnx
         import tvm
-        from tvm import relax
         from tvm.relax.frontend.onnx import from_onnx
 
         engine = request.runner.engine("tvm")

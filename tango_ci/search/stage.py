@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from pathlib import Path
 
 from tango_ci.exceptions import TangoError
 from tango_ci.rundir import read_json, write_json

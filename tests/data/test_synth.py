@@ -24,8 +24,8 @@ def _digest(folder: Path) -> str:
 
 def test_same_seed_same_images_other_seed_other_images(tmp_path: Path) -> None:
     a = synthesize(SynthRequest(out=tmp_path / "a", images_per_class=4, size=16, seed=1))
-    b = synthesize(SynthRequest(out=tmp_path / "b", images_per_class=4, size=16, seed=1))
-    c = synthesize(SynthRequest(out=tmp_path / "c", images_per_class=4, size=16, seed=2))
+    synthesize(SynthRequest(out=tmp_path / "b", images_per_class=4, size=16, seed=1))
+    synthesize(SynthRequest(out=tmp_path / "c", images_per_class=4, size=16, seed=2))
     assert a["images"] == {"circle": 4, "square": 4, "triangle": 4}
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b") != _digest(tmp_path / "c")
     assert imagefolder_problem(tmp_path / "a") is None
