@@ -48,12 +48,14 @@ def prepare(work: Path, info: dict, weights: Path | None = None) -> tuple[Path, 
 
 
 def build(work: Path, onnx_path: Path, model_dir: Path, engine: str, precision: str,
-          batch: int, calibration: np.ndarray, options: dict | None = None) -> tuple[Path, dict]:
-    target = TargetSpec(name=f"{engine}-{precision}-b{batch}", runner="local-cpu",
+          batch: int, calibration: np.ndarray, options: dict | None = None,
+          runner=None) -> tuple[Path, dict]:
+    runner = runner or RUNNER
+    target = TargetSpec(name=f"{engine}-{precision}-b{batch}", runner=runner.name,
                         engine=engine, precision=precision, batch=batch)
     artifact = work / target.name / (options or {}).get("mode", "default")
     manifest = get_compiler(engine).build(BuildRequest(
-        onnx_path=onnx_path, out_dir=artifact, target=target, runner=RUNNER,
+        onnx_path=onnx_path, out_dir=artifact, target=target, runner=runner,
         calibration=calibration if precision == "int8" else None,
         options={"model_dir": model_dir, **(options or {})}))
     return artifact, manifest

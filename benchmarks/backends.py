@@ -2,11 +2,13 @@
 
 resnet18 and densenet121 (torchvision's, untrained: latency does not depend on the weights),
 at 224x224 and 64x64, batch 1 and 8: PyTorch eager and TorchScript, onnxruntime fp32 and int8,
-TVM fp32 (untuned, and tuned when --tvm-trials > 0). Each artifact is timed by the bench worker
-in its own process. The table gives medians, the coefficient of variation and the speed-up
-against PyTorch eager at the same model, size and batch.
+TVM fp32 (untuned, and tuned when --tvm-trials > 0). With ``--runner gpu-server`` on a CUDA
+host: PyTorch fp32/fp16/bf16 and onnxruntime fp32/fp16 on the GPU instead. Each artifact is
+timed by the bench worker in its own process. The table gives medians, the coefficient of
+variation and the speed-up against PyTorch eager at the same model, size and batch. A variant
+whose engine cannot load here is listed as skipped, with the reason.
 
-    python benchmarks/backends.py [--seconds 6] [--processes 1] [--tvm-trials 0]
+    python benchmarks/backends.py [--seconds 6] [--processes 1] [--tvm-trials 0] [--runner R]
 
 Writes benchmarks/results/backends.json and .md.
 """
@@ -25,6 +27,9 @@ from _common import (ROOT, build, calibration_images, cosine, outputs, prepare, 
                      time_artifact)
 
 from tango_ci.bench.latency import host_facts  # noqa: E402
+from tango_ci.compile import check_request  # noqa: E402
+from tango_ci.exceptions import TangoError  # noqa: E402
+from tango_ci.spec import TargetSpec, load_runner  # noqa: E402
 from tango_ci.rundir import tool_versions  # noqa: E402
 
 MODELS = {"resnet18": ("resnet", "l"), "densenet121": ("densenet", "xl")}
@@ -36,6 +41,34 @@ VARIANTS = [
     ("onnxruntime int8", "onnxruntime", "int8", {}, False),
     ("TVM fp32 untuned", "tvm", "fp32", {}, True),
 ]
+GPU_VARIANTS = [
+    ("PyTorch eager", "pytorch", "fp32", {"mode": "eager"}, False),
+    ("PyTorch TorchScript", "pytorch", "fp32", {"mode": "torchscript"}, True),
+    ("PyTorch eager fp16", "pytorch", "fp16", {"mode": "eager"}, False),
+    ("PyTorch eager bf16", "pytorch", "bf16", {"mode": "eager"}, False),
+    ("onnxruntime fp32", "onnxruntime", "fp32", {}, False),
+    ("onnxruntime fp16", "onnxruntime", "fp16", {}, False),
+]
+
+
+def usable(engine: str, precision: str, runner) -> str | None:
+    """Why this variant cannot run here, or None."""
+    import importlib.util
+
+    try:
+        check_request(TargetSpec(name="probe", runner=runner.name, engine=engine,
+                                 precision=precision), runner)
+    except TangoError as error:
+        return str(error)
+    package = {"pytorch": "torch"}.get(engine, engine)
+    if importlib.util.find_spec(package) is None:
+        return f"{package} is not installed"
+    if engine == "onnxruntime" and runner.hardware.accelerator.kind == "nvidia-gpu":
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            return "onnxruntime has no CUDAExecutionProvider here"
+    return None
 
 
 def run_case(model: str, size: int, batches: list[int], args) -> list[dict]:
@@ -43,7 +76,15 @@ def run_case(model: str, size: int, batches: list[int], args) -> list[dict]:
     info = {"family": family, "level": level, "classes": [str(i) for i in range(1000)],
             "image_size": size}
     calibration = calibration_images(size, 16)
-    variants = list(VARIANTS)
+    runner = args.runner_spec
+    gpu = runner.hardware.accelerator.kind == "nvidia-gpu"
+    variants = []
+    for variant in GPU_VARIANTS if gpu else VARIANTS:
+        reason = usable(variant[1], variant[2], runner)
+        if reason:
+            args.skipped[variant[0]] = reason
+        else:
+            variants.append(variant)
     if args.tvm_trials:
         variants.append((f"TVM fp32 tuned ({args.tvm_trials} trials)", "tvm", "fp32",
                          {"tvm_trials": args.tvm_trials,
@@ -60,7 +101,8 @@ def run_case(model: str, size: int, batches: list[int], args) -> list[dict]:
                 key = f"{label}-{batch if per_batch else 'any'}"
                 if key not in shared:
                     shared[key], _ = build(work / key.replace(" ", "_"), onnx_path, model_dir,
-                                           engine, precision, batch, calibration, options)
+                                           engine, precision, batch, calibration, options,
+                                           runner)
                 artifact = shared[key]
                 produced[label] = outputs(artifact, probe, args.threads)
                 timing = time_artifact(artifact, batch=batch, size=size, threads=args.threads,
@@ -81,7 +123,8 @@ def run_case(model: str, size: int, batches: list[int], args) -> list[dict]:
 
 def markdown(results: dict) -> str:
     host = results["host"]
-    lines = [f"{host['cpu']}, {host['threads']} threads; median latency of one batch (ms), "
+    device = results.get("gpu") or f"{host['cpu']}, {host['threads']} threads"
+    lines = [f"{device}; median latency of one batch (ms), "
              "CV, and speed-up against PyTorch eager at the same model, size and batch.", "",
              "| model | input | batch | variant | median ms | CV | vs eager | cosine |",
              "|---|---|---|---|---|---|---|---|"]
@@ -89,6 +132,8 @@ def markdown(results: dict) -> str:
         lines.append(f"| {r['model']} | {r['size']} | {r['batch']} | {r['variant']} | "
                      f"{r['median_ms']:.3f} | {r['cv']:.1%} | {r['speedup_vs_eager']:.2f}x | "
                      f"{r['cosine_vs_eager']:.4f} |")
+    for label, reason in results.get("skipped", {}).items():
+        lines.append(f"\nSkipped: {label}: {reason}")
     return "\n".join(lines) + "\n"
 
 
@@ -101,17 +146,29 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--sizes", nargs="+", type=int, default=[224, 64])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--runner", default="local-cpu",
+                        help="runners/<RUNNER>.yaml: the device the variants are built for")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    rows = [row for model in args.models for size in args.sizes
-            for row in run_case(model, size, args.batches, args)]
+    args.runner_spec = load_runner(ROOT / "runners" / f"{args.runner}.yaml")
+    args.skipped = {}
+    settings = {k: v for k, v in vars(args).items() if k not in ("runner_spec", "skipped")}
     results = {"benchmark": "backends", "host": host_facts(args.threads),
-               "tools": tool_versions(), "settings": vars(args) | {"out": str(args.out)},
-               "rows": rows}
+               "tools": tool_versions(), "settings": settings | {"out": str(args.out)},
+               "skipped": args.skipped, "rows": []}
+    if args.runner_spec.hardware.accelerator.kind == "nvidia-gpu":
+        import torch
+
+        results["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    stem = "backends" if args.runner == "local-cpu" else f"backends-{args.runner}"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "backends.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown(results)
-    (args.out / "backends.md").write_text(table)
+    for model in args.models:  # written after every case: a cut-off run keeps what it measured
+        for size in args.sizes:
+            results["rows"] += run_case(model, size, args.batches, args)
+            results["complete"] = model == args.models[-1] and size == args.sizes[-1]
+            (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+            table = markdown(results)
+            (args.out / f"{stem}.md").write_text(table)
     print(table)
 
 

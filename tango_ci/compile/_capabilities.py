@@ -30,7 +30,7 @@ TENSORRT = Capabilities(
 )
 PYTORCH = Capabilities(
     engine="pytorch",
-    precisions={_CPU: frozenset({"fp32"}), _NVIDIA: frozenset({"fp32", "fp16"})},
+    precisions={_CPU: frozenset({"fp32"}), _NVIDIA: frozenset({"fp32", "fp16", "bf16"})},
     dynamic_batch=True,
     packages=("torch",),
     install_hint="pip install torch",

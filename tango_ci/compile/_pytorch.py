@@ -1,6 +1,6 @@
 """PyTorch: the reference every report compares against. Modes: eager, TorchScript, and
 ``torch.compile`` (compiled when loaded, where the device's toolchain supports it); fp32 on
-CPUs, fp16 on CUDA GPUs.
+CPUs; fp32, fp16 and bf16 on CUDA GPUs (a runner whose accelerator is an NVIDIA GPU).
 
 PyTorch cannot run an ONNX file, so this backend needs the trained network itself:
 ``BuildRequest.options["model_dir"]`` is a folder with ``model.json`` and ``best.pt`` (the train
@@ -40,15 +40,17 @@ def _rebuild(folder: Path):
 
 
 class PyTorchPredictor(Predictor):
-    def __init__(self, module, threads: int | None, precision: str = "fp32") -> None:
+    def __init__(self, module, threads: int | None, precision: str = "fp32",
+                 device: str = "cpu") -> None:
         import torch
 
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch
-        self.device = "cuda" if precision == "fp16" else "cpu"
-        self.dtype = torch.float16 if precision == "fp16" else torch.float32
-        self.module = module.to(self.device, self.dtype) if precision == "fp16" else module
+        self.device = device
+        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision,
+                                                                        torch.float32)
+        self.module = module.to(self.device, self.dtype)
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         torch = self._torch
@@ -57,6 +59,8 @@ class PyTorchPredictor(Predictor):
             output = self.module(x)
             if isinstance(output, (tuple, list)):  # detection heads: (raw, features)
                 output = output[0]
+            if self.device == "cuda":
+                torch.cuda.synchronize()  # latency covers the work, not only its launch
             return [output.float().cpu().numpy()]
 
 
@@ -69,6 +73,9 @@ class PyTorchCompiler(BaseCompiler):
         mode = request.options.get("mode", "eager")
         if mode not in MODES:
             raise TangoError(f"pytorch mode '{mode}' is not one of {', '.join(MODES)}")
+        if mode == "torchscript" and request.target.precision != "fp32":
+            raise TangoError(f"pytorch torchscript artifacts are fp32 (frozen weights); use mode "
+                             f"eager for {request.target.precision}")
         source = request.options.get("model_dir")
         if source is None:
             raise TangoError("the pytorch backend needs the trained network (model_dir), "
@@ -88,7 +95,9 @@ class PyTorchCompiler(BaseCompiler):
         else:
             shutil.copy2(Path(source) / "best.pt", out / "best.pt")
             weights = out / "best.pt"
+        device = "cuda" if request.runner.hardware.accelerator.kind == "nvidia-gpu" else "cpu"
         manifest = {"engine": "pytorch", "precision": request.target.precision, "mode": mode,
+                    "device": device,
                     "file": weights.name, "sha256": file_sha256(weights),
                     "bytes": weights.stat().st_size, "torch": torch.__version__}
         (out / ARTIFACT).write_text(json.dumps(manifest, indent=2))
@@ -98,14 +107,16 @@ class PyTorchCompiler(BaseCompiler):
         import torch
 
         manifest = json.loads((artifact_dir / ARTIFACT).read_text())
-        if manifest["precision"] == "fp16" and not torch.cuda.is_available():
-            raise TangoError(f"{artifact_dir} is a CUDA fp16 artifact; this host has no CUDA GPU")
+        device = manifest.get("device", "cpu")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise TangoError(f"{artifact_dir} is a CUDA {manifest['precision']} artifact; "
+                             "this host has no CUDA GPU")
         if manifest["mode"] == "torchscript":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
-                module = torch.jit.load(str(artifact_dir / manifest["file"]))
+                module = torch.jit.load(str(artifact_dir / manifest["file"]), map_location=device)
         else:
             module, _ = _rebuild(artifact_dir)
             if manifest["mode"] == "compile":
                 module = torch.compile(module)
-        return PyTorchPredictor(module, threads, manifest["precision"])
+        return PyTorchPredictor(module, threads, manifest["precision"], device)

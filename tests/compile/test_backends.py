@@ -66,3 +66,57 @@ class TestTvmTuned(BackendTestSuite):
         assert again["tuning"]["reused"] is True
         assert again["tuning"]["database"] == str(database)
         assert time.perf_counter() - began < 60
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _ort_cuda_available() -> bool:
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+_NO_CUDA = "no CUDA GPU on this host (scripts/gpu-check.sh runs these on a GPU machine)"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_available(), reason=_NO_CUDA)
+class TestPyTorchCudaFp32(BackendTestSuite):
+    # TF32 matmuls on Ampere and later: a little looser than on the CPU
+    engine, precision, tolerance = "pytorch", "fp32", 1e-2
+    runner_name = "gpu-server"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_available(), reason=_NO_CUDA)
+class TestPyTorchCudaTorchScript(BackendTestSuite):
+    engine, precision, tolerance = "pytorch", "fp32", 1e-2
+    options = {"mode": "torchscript"}
+    runner_name = "gpu-server"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_available(), reason=_NO_CUDA)
+class TestPyTorchCudaFp16(BackendTestSuite):
+    engine, precision, tolerance, min_cosine = "pytorch", "fp16", 5e-2, 0.999
+    runner_name = "gpu-server"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_available(), reason=_NO_CUDA)
+class TestPyTorchCudaBf16(BackendTestSuite):
+    engine, precision, tolerance, min_cosine = "pytorch", "bf16", 0.25, 0.99
+    runner_name = "gpu-server"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _ort_cuda_available(),
+                    reason="onnxruntime has no CUDAExecutionProvider here (onnxruntime-gpu "
+                           "on a CUDA host has)")
+class TestOnnxRuntimeCudaFp16(BackendTestSuite):
+    engine, precision, tolerance, min_cosine = "onnxruntime", "fp16", 5e-2, 0.999
+    runner_name = "gpu-server"
