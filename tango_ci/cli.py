@@ -340,6 +340,9 @@ def demo(project: Path = typer.Argument(Path("projects/example-shapes"),
     _pipeline(project)
 
 
+import tango_ci.cli_gitops  # noqa: E402,F401  (registers ci, registry, gitops, pull, ...)
+
+
 # ----------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: TangoError becomes one red line and exit code 1."""

@@ -126,7 +126,7 @@ def probe_host(name: str = "local-cpu") -> tuple[dict, dict[str, str]]:
     engines, missing = probe_engines(accelerator)
     precisions = sorted(set().union(*(
         CAPABILITIES[e["name"]].precisions[accelerator["kind"]] for e in engines)) or {"fp32"},
-        key=["fp32", "fp16", "int8"].index)
+        key=["fp32", "fp16", "bf16", "int8"].index)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     labels = ["self-hosted", platform.system().lower(), _ARCH_LABEL.get(arch, arch),
               f"tango-{name}"]

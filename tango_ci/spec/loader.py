@@ -168,6 +168,12 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
             checker.add(("train", "pretrained"), f"weights file '{pretrained}' not found "
                                                  "(weights are never downloaded)")
 
+    train_runner = data["train"].get("runner", "gpu-server")
+    if not (repo_root / "runners" / f"{train_runner}.yaml").is_file():
+        known = sorted(p.stem for p in (repo_root / "runners").glob("*.yaml"))
+        checker.add(("train", "runner"), f"no runner file runners/{train_runner}.yaml; "
+                                         f"known runners: {', '.join(known) or 'none'}")
+
     for index, family in enumerate(data["search"].get("families", [])):
         if family not in FAMILIES[data["task"]]:
             checker.add(("search", "families", index),

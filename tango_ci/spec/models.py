@@ -113,6 +113,7 @@ class TrainSpec:
     patience: int = 5
     pretrained: str | None = None
     workers: int = 0
+    runner: str = "gpu-server"
 
 
 @dataclass(frozen=True)

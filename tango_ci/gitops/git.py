@@ -1,0 +1,96 @@
+"""The few git operations the GitOps side needs, on the real ``git`` command.
+
+Reports are committed to their branch with plumbing (a private index), so the working tree
+and the checked-out branch of the repository are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tango_ci.exceptions import TangoError
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+ZERO = "0" * 40
+BOT = {"GIT_AUTHOR_NAME": "tango-ci", "GIT_AUTHOR_EMAIL": "tango-ci@localhost",
+       "GIT_COMMITTER_NAME": "tango-ci", "GIT_COMMITTER_EMAIL": "tango-ci@localhost"}
+# set by git for hooks; a hook's children must not inherit them
+_HOOK_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_QUARANTINE_PATH",
+                   "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+                   "GIT_PUSH_OPTION_COUNT", "GIT_PROTOCOL")
+
+
+def clean_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _HOOK_VARIABLES}
+    for key, value in BOT.items():
+        env.setdefault(key, value)
+    return env | (extra or {})
+
+
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None, check: bool = True,
+        input: str | None = None) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                            env=clean_environment(env), input=input)
+    if check and result.returncode != 0:
+        message = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        raise TangoError(f"git {' '.join(args[:3])} failed in {cwd}: "
+                         f"{message[-1] if message else 'exit ' + str(result.returncode)}")
+    return result.stdout.strip()
+
+
+def rev_parse(cwd: Path, rev: str) -> str | None:
+    out = git(cwd, "rev-parse", "--verify", "--quiet", rev + "^{commit}", check=False)
+    return out or None
+
+
+def is_ancestor(cwd: Path, ancestor: str, descendant: str) -> bool:
+    return subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, descendant],
+                          cwd=cwd, capture_output=True, env=clean_environment()).returncode == 0
+
+
+def changed_files(cwd: Path, base: str | None, head: str) -> list[str]:
+    """Files that differ between ``base`` (its merge base with ``head``) and ``head``."""
+    if base is None or base == ZERO or rev_parse(cwd, base) is None:
+        base = EMPTY_TREE
+    elif rev_parse(cwd, head):
+        base = git(cwd, "merge-base", base, head, check=False) or base
+    out = git(cwd, "diff", "--name-only", "--no-renames", base, head)
+    return [line for line in out.splitlines() if line]
+
+
+def show_file(cwd: Path, rev: str, path: str) -> str | None:
+    result = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=cwd, capture_output=True,
+                            text=True, env=clean_environment())
+    return result.stdout if result.returncode == 0 else None
+
+
+def commit_files(cwd: Path, branch: str, files: dict[str, bytes], message: str) -> str:
+    """Commit ``files`` (path -> content) as the whole tree of a new commit on ``branch``.
+
+    The branch is created (without a parent) when missing. Returns the commit id.
+    """
+    parent = rev_parse(cwd, f"refs/heads/{branch}")
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        git(cwd, "read-tree", "--empty", env=env)
+        for path, content in sorted(files.items()):
+            blob = _hash_blob(cwd, content)
+            git(cwd, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+        tree = git(cwd, "write-tree", env=env)
+    args = ["commit-tree", tree, "-m", message] + (["-p", parent] if parent else [])
+    commit = git(cwd, *args)
+    git(cwd, "update-ref", f"refs/heads/{branch}", commit, parent or ZERO)
+    return commit
+
+
+def _hash_blob(cwd: Path, content: bytes) -> str:
+    result = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=cwd, input=content,
+                            capture_output=True, env=clean_environment(), check=True)
+    return result.stdout.decode().strip()
+
+
+def has_remote(cwd: Path, remote: str = "origin") -> bool:
+    return remote in git(cwd, "remote").split()

@@ -1,0 +1,252 @@
+"""`tango gitops local`: the GitOps loop on one machine, without a forge.
+
+A bare repository gets a ``post-receive`` hook that queues one job per pushed branch and
+returns at once; a background worker (one at a time, under a file lock) takes the jobs in
+order and does on this host what the workflows do:
+
+- a push to a branch other than main: plan the change against main, run the pipeline of
+  each planned project, store its artifacts in the DVC remote and commit its report to the
+  ``reports/<project>`` branch of the bare repository;
+- a push to main: find the report of each changed project, and register and promote the
+  targets that passed; the registry tags are pushed into the bare repository.
+
+Everything lives under ``<bare>/tango/``: ``queue/`` (jobs as JSON, with their state),
+``work/`` (a clone per job), ``dvc-storage/`` (the DVC remote) and ``worker.log``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tango_ci.exceptions import TangoError
+from tango_ci.gitops.git import ZERO, clean_environment, git, rev_parse
+
+MAIN = "main"
+STATES = ("queued", "running", "done", "failed")
+
+
+def _home(bare: Path) -> Path:
+    return Path(bare) / "tango"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _write(path: Path, data: dict) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+def create(bare: Path, *, python: str = sys.executable,
+           run_args: tuple[str, ...] = ()) -> Path:
+    """Create the bare repository with its hook and folders; refuses an existing path."""
+    bare = Path(bare).resolve()
+    if bare.exists() and any(bare.iterdir()):
+        raise TangoError(f"{bare} exists and is not empty; choose a new path")
+    bare.mkdir(parents=True, exist_ok=True)
+    git(bare, "init", "--quiet", "--bare", f"--initial-branch={MAIN}")
+    home = _home(bare)
+    for sub in ("queue", "work", "dvc-storage"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    hook = bare / "hooks" / "post-receive"
+    hook.write_text("#!/bin/sh\n# TANGO-CI: queue the pushed refs and return at once.\n"
+                    f"exec {shlex.quote(python)} -m tango_ci.gitops.local hook "
+                    f"{shlex.quote(str(bare))}\n")
+    hook.chmod(0o755)
+    (home / "config.json").write_text(json.dumps({"python": python, "run_args": list(run_args)},
+                                                 indent=2) + "\n")
+    return bare
+
+
+def queue_push(bare: Path, lines: list[str]) -> list[Path]:
+    """The hook's work: one job per updated branch (reports/* and deletions are ignored)."""
+    home = _home(bare)
+    jobs = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 3:
+            continue
+        old, new, ref = parts
+        if not ref.startswith("refs/heads/") or new == ZERO:
+            continue
+        branch = ref[len("refs/heads/"):]
+        if branch.startswith("reports/"):
+            continue
+        kind = "promote" if branch == MAIN else "report"
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+        job = {"id": f"{stamp}-{kind}", "kind": kind, "branch": branch, "before": old,
+               "after": new, "state": "queued", "queued_at": _now(), "log": [],
+               "results": []}
+        path = home / "queue" / f"{job['id']}.json"
+        _write(path, job)
+        jobs.append(path)
+    return jobs
+
+
+def start_worker(bare: Path) -> None:
+    """Start the background worker, detached; it exits at once if one is running."""
+    home = _home(bare)
+    python = json.loads((home / "config.json").read_text())["python"]
+    log = open(home / "worker.log", "a")
+    subprocess.Popen([python, "-m", "tango_ci.gitops.local", "work", str(bare)],
+                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=home,
+                     env=clean_environment(), start_new_session=True)
+
+
+def _next_job(home: Path) -> Path | None:
+    for path in sorted((home / "queue").glob("*.json")):
+        if json.loads(path.read_text())["state"] == "queued":
+            return path
+    return None
+
+
+def work(bare: Path) -> None:
+    """Take queued jobs until none is left; one worker at a time."""
+    bare = Path(bare).resolve()
+    home = _home(bare)
+    with open(home / "worker.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # the running worker takes the new job
+        while (path := _next_job(home)) is not None:
+            job = json.loads(path.read_text())
+            job.update(state="running", started_at=_now())
+            _write(path, job)
+            print(f"{_now()} job {job['id']}: {job['kind']} {job['branch']} "
+                  f"{job['after'][:10]}", flush=True)
+            try:
+                job["results"] = run_job(bare, job, lambda m: _log(path, job, m))
+                job["state"] = "done"
+            except Exception as error:  # noqa: BLE001 - recorded in the job, worker goes on
+                job["state"] = "failed"
+                job["error"] = f"{type(error).__name__}: {error}"
+                print(f"{_now()} job {job['id']} failed: {job['error']}", flush=True)
+            job["finished_at"] = _now()
+            _write(path, job)
+    if _next_job(home) is not None:  # queued while this worker was letting go
+        work(bare)
+
+
+def _log(path: Path, job: dict, message: str) -> None:
+    job["log"].append(f"{_now()} {message}")
+    _write(path, job)
+    print(f"{_now()} {message}", flush=True)
+
+
+def _checkout(bare: Path, job: dict) -> Path:
+    folder = _home(bare) / "work" / job["id"]
+    git(bare.parent, "clone", "--quiet", "--no-checkout", str(bare), str(folder))
+    git(folder, "checkout", "--quiet", "--detach", job["after"])
+    if (folder / ".dvc").is_dir():  # every job shares the bare repository's DVC remote
+        (folder / ".dvc" / "config.local").write_text(
+            f"[core]\n    remote = local\n['remote \"local\"']\n    url = "
+            f"{_home(bare) / 'dvc-storage'}\n")
+    return folder
+
+
+def run_job(bare: Path, job: dict, log) -> list[dict]:
+    from tango_ci.gitops.flow import find_report, promote_results
+    from tango_ci.gitops.plan import make_plan
+
+    folder = _checkout(bare, job)
+    base = rev_parse(folder, f"origin/{MAIN}") if job["kind"] == "report" else job["before"]
+    plan = make_plan(folder, base, "HEAD")
+    if not plan.projects:
+        log("nothing to do: no project, data pointer or used runner file changed")
+        return []
+    results = []
+    for entry in plan.projects:
+        project = entry["project"]
+        log(f"{project}: {'; '.join(plan.reasons[project])}")
+        if job["kind"] == "promote":
+            found = find_report(folder, project, job["after"])
+            if found is None:
+                log(f"{project}: no report for a commit of this push; running the pipeline")
+                found = _pipeline(folder, entry, job, log)
+            report_commit, outcome = found
+            if not outcome["passed"]:
+                log(f"{project}: the report's gate failed; promoting the targets that passed")
+            done = promote_results(folder, outcome, job["after"], report_commit)
+            for item in done:
+                log(f"{item['name']}: " + (f"skipped ({item['skipped']})" if "skipped" in item
+                                           else f"{item['version']} ({item['why']}) -> prod"))
+            results.append({"project": project, "report": report_commit, "promoted": done})
+        else:
+            report_commit, outcome = _pipeline(folder, entry, job, log)
+            results.append({"project": project, "report": report_commit,
+                            "run": outcome["run"], "passed": outcome["passed"]})
+    return results
+
+
+def _pipeline(folder: Path, entry: dict, job: dict, log) -> tuple[str, dict]:
+    """Run the project's pipeline in the job's clone, store and publish its report."""
+    from tango_ci.dvcstore import remote_url
+    from tango_ci.gitops.flow import collect, publish_report, store_artifacts
+    from tango_ci.rundir import find_run
+
+    project = entry["project"]
+    log(f"{project}: tango run {entry['path']}")
+    env = clean_environment({"TANGO_RUNS_DIR": str(folder / "runs")})
+    config = json.loads((folder.parents[1] / "config.json").read_text())
+    result = subprocess.run([sys.executable, "-m", "tango_ci", "run", entry["path"],
+                             *config.get("run_args", [])],
+                            cwd=folder, capture_output=True, text=True, env=env)
+    (folder / f"run-{project}.log").write_text(result.stdout + result.stderr)
+    run_dir = find_run(folder / "runs", project, None)
+    if not (run_dir.stage_dir("gate") / "decision.json").is_file():
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise TangoError(f"{project}: the pipeline stopped before the gate: {tail}")
+    outcome = collect(run_dir)
+    store_artifacts(outcome, remote_url(folder))
+    log(f"{project}: artifacts stored in the DVC remote")
+    commit = publish_report(folder, outcome, run_dir, job["after"])
+    branch = f"reports/{project}"
+    git(folder, "push", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{branch}")
+    log(f"{project}: report {commit[:10]} pushed to {branch} (gate "
+        f"{'pass' if outcome['passed'] else 'fail'})")
+    return commit, outcome
+
+
+def status(bare: Path) -> list[dict]:
+    """Every job, oldest first: id, kind, branch, state, times, results, error."""
+    home = _home(Path(bare))
+    if not (home / "queue").is_dir():
+        raise TangoError(f"{bare} is not a `tango gitops local` repository (no tango/queue)")
+    return [json.loads(p.read_text()) for p in sorted((home / "queue").glob("*.json"))]
+
+
+def wait(bare: Path, timeout: float = 1800.0) -> list[dict]:
+    """Until no job is queued or running (for tests and scripts)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = status(bare)
+        if all(j["state"] in ("done", "failed") for j in jobs):
+            return jobs
+        time.sleep(1.0)
+    raise TangoError(f"jobs of {bare} still running after {timeout:.0f} s")
+
+
+def _main(argv: list[str]) -> None:
+    command, bare = argv[0], Path(argv[1])
+    if command == "hook":
+        lines = sys.stdin.read().splitlines()
+        if queue_push(bare, lines):
+            start_worker(bare)
+            print("tango-ci: queued; `tango gitops status` shows progress")
+    elif command == "work":
+        work(bare)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -1,0 +1,280 @@
+"""The model registry: git tags in GTO's formats, written and read with GTO.
+
+Each (project, target) pair is one artifact named ``<project>-<target>``: every device gets its
+own network. Versions are annotated tags ``NAME@vX.Y.Z``; stage assignments are
+``NAME#STAGE#N``. A version tag's message is ``tango-ci/1`` followed by a JSON record: where
+the artifact lives in the DVC remote (directory hash and each file's sha256), its metrics, its
+architecture and the run id, so a device fetches exactly what was promoted.
+
+Nothing is ever deleted or moved: a rollback is a new assignment of an earlier version.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tango_ci.exceptions import TangoError
+from tango_ci.gitops.git import git, has_remote
+
+RECORD_HEADER = "tango-ci/1"
+_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+
+
+class PromotionConflict(TangoError):
+    _template = ("{name}: another promotion was pushed to {remote} meanwhile ({tags} already "
+                 "there with other contents); {remote} was not changed and this promotion was "
+                 "withdrawn. Run `git fetch --tags {remote}`, look at `tango registry show "
+                 "{name}`, and promote again if it is still wanted")
+
+
+def _quiet():
+    """GTO's writing functions echo what they did; the CLI says it its own way."""
+    import contextlib
+    import io
+
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def artifact_name(project: str, target: str) -> str:
+    return f"{project}-{target}"
+
+
+def parse_reference(text: str) -> tuple[str, str | None, str | None]:
+    """``NAME``, ``NAME@v1.2.3`` or ``NAME#stage`` -> (name, version, stage)."""
+    if "@" in text:
+        name, version = text.split("@", 1)
+        if not _VERSION.match(version):
+            raise TangoError(f"'{version}' in '{text}' is not a version like v1.2.3")
+        return name, version, None
+    if "#" in text:
+        name, stage = text.split("#", 1)
+        return name, None, stage
+    return text, None, None
+
+
+def encode_record(record: dict) -> str:
+    return f"{RECORD_HEADER}\n{json.dumps(record, indent=1, sort_keys=True)}"
+
+
+def decode_record(message: str | None) -> dict | None:
+    if not message or not message.startswith(RECORD_HEADER):
+        return None
+    try:
+        return json.loads(message[len(RECORD_HEADER):])
+    except json.JSONDecodeError:
+        return None
+
+
+def bump(previous: dict | None, record: dict) -> tuple[str, str]:
+    """The next version and why: task or classes changed -> major; another architecture ->
+    minor; a retrain of the same architecture -> patch. The first version is v1.0.0."""
+    if previous is None:
+        return "v1.0.0", "first version"
+    major, minor, patch = (int(x) for x in _VERSION.match(previous["version"]).groups())
+    old = previous.get("record") or {}
+    if old.get("task") != record.get("task") or old.get("classes") != record.get("classes"):
+        return f"v{major + 1}.0.0", "task or classes changed (major)"
+    if old.get("architecture") != record.get("architecture"):
+        return f"v{major}.{minor + 1}.0", (f"architecture {old.get('architecture')} -> "
+                                           f"{record.get('architecture')} (minor)")
+    return f"v{major}.{minor}.{patch + 1}", "retrain of the same architecture (patch)"
+
+
+@dataclass
+class Registry:
+    root: Path
+    remote: str = "origin"
+
+    # ------------------------------------------------------------------ reading (GTO)
+    def _show(self, name: str | None = None):
+        import gto.api
+
+        try:  # GTO's defaults: what `gto show` prints
+            return gto.api.show(self.root, name)
+        except Exception as error:  # GTO raises its own types for unknown names etc.
+            raise TangoError(f"registry: {error}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._show())
+
+    def overview(self) -> list[dict]:
+        """One row per artifact: its latest version and the version(s) in each stage."""
+        return [{"name": name, "latest": row["version"], "stages": row["stage"]}
+                for name, row in sorted(self._show().items())]
+
+    def versions(self, name: str) -> list[dict]:
+        """Every version of ``name``, newest first, with its current stages and its record."""
+        if name not in self.names():
+            known = ", ".join(self.names()) or "none"
+            raise TangoError(f"no artifact '{name}' in the registry; artifacts: {known}")
+        current = self.stages(name)
+        out = []
+        for version in self._show(name):
+            registration = (version.get("registrations") or [{}])[0]
+            out.append({
+                "version": version["version"], "commit": version["commit_hexsha"],
+                "created_at": str(version["created_at"]), "tag": version.get("ref"),
+                "stages": sorted(s for s, v in current.items() if v == version["version"]),
+                "record": decode_record(registration.get("message")),
+            })
+        return out
+
+    def stages(self, name: str) -> dict[str, str]:
+        """stage -> the version assigned to it last (what `gto show` lists as #stage)."""
+        latest: dict[str, str] = {}
+        for event in self.history(name):
+            if event["event"] == "assignment":
+                latest[event["stage"]] = event["version"]
+            elif event["event"] == "unassignment" and latest.get(event["stage"]) == \
+                    event["version"]:
+                del latest[event["stage"]]
+        return latest
+
+    def stage_version(self, name: str, stage: str) -> str | None:
+        return self.stages(name).get(stage)
+
+    def history(self, name: str) -> list[dict]:
+        """Registrations and assignments in the order they happened (tag number breaks ties)."""
+        import gto.api
+
+        def order(event: dict) -> tuple:
+            number = event.get("ref", "").rsplit("#", 1)[-1]
+            return (event["timestamp"], int(number) if number.isdigit() else 0)
+
+        events = sorted(gto.api.history(self.root, name, ascending=True), key=order)
+        return [{"event": e["event"], "version": e["version"], "stage": e.get("stage"),
+                 "tag": e.get("ref"), "created_at": str(e["timestamp"]),
+                 "author": e.get("author"), "message": (e.get("message") or "").split("\n")[0]}
+                for e in events]
+
+    def resolve(self, reference: str) -> dict:
+        """``NAME#stage`` / ``NAME@vX.Y.Z`` / ``NAME`` (latest) -> that version's entry."""
+        name, version, stage = parse_reference(reference)
+        versions = self.versions(name)
+        if stage:
+            version = self.stage_version(name, stage)
+            if version is None:
+                raise TangoError(f"{name} has no version in stage '{stage}'")
+        chosen = next((v for v in versions if version in (None, v["version"])), None)
+        if chosen is None:
+            raise TangoError(f"{name} has no version {version}; versions: "
+                             f"{', '.join(v['version'] for v in versions)}")
+        if chosen["record"] is None:
+            raise TangoError(f"{name}@{chosen['version']} was not registered by TANGO-CI "
+                             "(its tag message holds no artifact record)")
+        return {"name": name, **chosen}
+
+    # ------------------------------------------------------------------ writing (GTO)
+    def fetch(self) -> None:
+        if has_remote(self.root, self.remote):
+            git(self.root, "fetch", "--quiet", self.remote, "refs/tags/*:refs/tags/*")
+
+    def _new_tags(self, before: set[str]) -> list[str]:
+        return sorted(set(git(self.root, "tag", "--list").splitlines()) - before)
+
+    def register(self, name: str, record: dict, ref: str = "HEAD",
+                 version: str | None = None) -> tuple[str, str]:
+        """Register a new version of ``name`` at ``ref``; returns (version, why)."""
+        import gto.api
+
+        try:
+            previous = self.versions(name)[0] if name in self.names() else None
+        except TangoError:
+            previous = None
+        why = "given"
+        if version is None:
+            version, why = bump(previous, record)
+        try:
+            self._after_last_tag(name)
+            with _quiet():
+                gto.api.register(self.root, name, ref=ref, version=version,
+                                 message=encode_record(record | {"version": version}))
+        except Exception as error:
+            raise TangoError(f"registry: cannot register {name}@{version}: {error}") from None
+        return version, why
+
+    def _after_last_tag(self, name: str) -> None:
+        """GTO orders events by their tags' times, to the second: make this one later."""
+        import time
+
+        stamps = git(self.root, "for-each-ref", "--format=%(creatordate:unix)",
+                     f"refs/tags/{name}@*", f"refs/tags/{name}#*").split()
+        last = max((int(s) for s in stamps), default=0)
+        while time.time() < last + 1:
+            time.sleep(0.05)
+
+    def assign(self, name: str, version: str, stage: str, message: str) -> str:
+        import gto.api
+
+        before = set(git(self.root, "tag", "--list").splitlines())
+        self._after_last_tag(name)
+        try:
+            with _quiet():  # force: a rollback assigns a version that held the stage before
+                gto.api.assign(self.root, name, stage, version=version, message=message,
+                               force=True)
+        except Exception as error:
+            raise TangoError(f"registry: cannot assign {name}@{version} to {stage}: "
+                             f"{error}") from None
+        created = self._new_tags(before)
+        return created[0] if created else ""
+
+    def publish(self, name: str, tags: list[str]) -> None:
+        """Push ``tags`` atomically. A tag already on the remote is a lost race: the local
+        tags of this attempt were never published and are withdrawn."""
+        if not tags or not has_remote(self.root, self.remote):
+            return
+        refs = [f"refs/tags/{t}" for t in tags]
+        result = git(self.root, "push", "--atomic", "--porcelain", self.remote, *refs,
+                     check=False)
+        rejected = [t for t in tags if f"refs/tags/{t}" in result and "[rejected]" in
+                    next((line for line in result.splitlines() if f"refs/tags/{t}" in line), "")]
+        pushed = git(self.root, "ls-remote", "--tags", self.remote, *refs, check=False)
+        missing = [t for t in tags if f"refs/tags/{t}" not in pushed]
+        if rejected or missing:
+            for tag in tags:  # never published: withdraw, so a fetch brings the winners
+                git(self.root, "tag", "-d", tag, check=False)
+            raise PromotionConflict(name=name, remote=self.remote,
+                                    tags=", ".join(rejected or missing))
+
+    def promote(self, name: str, version: str, stage: str = "prod", *, message: str = "",
+                push: bool = True, fetch: bool = True) -> str:
+        """Assign ``version`` to ``stage`` and publish the tag; returns the new tag."""
+        if fetch:
+            self.fetch()
+        versions = {v["version"] for v in self.versions(name)}
+        if version not in versions:
+            raise TangoError(f"{name} has no version {version}; versions: "
+                             f"{', '.join(sorted(versions))}")
+        if self.stage_version(name, stage) == version:
+            raise TangoError(f"{name}@{version} is already in stage {stage}")
+        tag = self.assign(name, version, stage, message or f"promote {version} to {stage}")
+        if push:
+            self.publish(name, [tag])
+        return tag
+
+    def rollback(self, name: str, stage: str = "prod", *, push: bool = True,
+                 fetch: bool = True) -> tuple[str, str, str]:
+        """Assign again the version that held ``stage`` before the current one.
+
+        Returns (from version, to version, new tag); nothing is deleted.
+        """
+        if fetch:
+            self.fetch()
+        current = self.stage_version(name, stage)
+        if current is None:
+            raise TangoError(f"{name} has no version in stage {stage}; nothing to roll back")
+        assigned = [e["version"] for e in self.history(name)
+                    if e["event"] == "assignment" and e["stage"] == stage]
+        earlier = [v for v in assigned if v != current]
+        if not earlier:
+            raise TangoError(f"{name}: {current} is the only version ever in stage {stage}; "
+                             "there is nothing to roll back to")
+        previous = earlier[-1]
+        tag = self.assign(name, previous, stage, f"rollback {stage} from {current} to "
+                                                 f"{previous}")
+        if push:
+            self.publish(name, [tag])
+        return current, previous, tag
