@@ -29,7 +29,7 @@ class HashMismatch(TangoError):
 
 
 def _dvc(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", COLUMNS="1000")  # no wrapped lines
     command = [sys.executable, "-m", "dvc", *args]
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
     if result.returncode != 0:
@@ -47,14 +47,13 @@ def remote_url(repo_root: Path, remote: str | None = None) -> str:
     if not name:
         raise TangoError("the repository has no default DVC remote; add one with "
                          "`dvc remote add -d local /path/to/storage`")
-    for line in _dvc(repo_root, "remote", "list").splitlines():
-        parts = line.split()
-        if parts and parts[0] == name:
-            url = parts[1]
-            if "://" not in url and not os.path.isabs(url):  # relative to .dvc/
-                url = str((repo_root / ".dvc" / url).resolve())
-            return url
-    raise TangoError(f"DVC remote '{name}' is not configured in {repo_root}/.dvc/config")
+    try:
+        url = _dvc(repo_root, "config", f"remote.{name}.url").strip()
+    except TangoError:
+        raise TangoError(f"DVC remote '{name}' has no url in {repo_root}/.dvc/config") from None
+    if "://" not in url and not os.path.isabs(url):  # relative to .dvc/
+        url = str((repo_root / ".dvc" / url).resolve())
+    return url
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:
