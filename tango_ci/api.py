@@ -106,7 +106,7 @@ def synth_project_data(project: ProjectSpec | Path, *, force: bool = False,
 def run(project: Path | ProjectSpec, *, from_stage: str | None = None, until: str | None = None,
         run_id: str | None = None, resume: bool = False, storage: str | None = None,
         targets: Iterable[str] = (), bench_seconds: float | None = None,
-        reporter: Reporter = SILENT) -> RunDir:
+        bench_repeat: int = 1, reporter: Reporter = SILENT) -> RunDir:
     """Run the pipeline (or part of it) for ``project``; see :func:`pipeline.run_stages`."""
     from tango_ci.pipeline import run_stages
 
@@ -115,6 +115,8 @@ def run(project: Path | ProjectSpec, *, from_stage: str | None = None, until: st
         options["storage"] = storage
     if bench_seconds:
         options["bench_seconds"] = bench_seconds
+    if bench_repeat > 1:
+        options["bench_repeat"] = bench_repeat
     return run_stages(project, from_stage=from_stage, until=until, run_id=run_id,
                       resume=resume, options=options, reporter=reporter)
 

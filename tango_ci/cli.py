@@ -281,10 +281,14 @@ def compile_command(project: Path = _PROJECT, run_id: Optional[str] = _RUN,
 def bench_command(project: Path = _PROJECT, run_id: Optional[str] = _RUN,
                   target: Optional[list[str]] = _TARGET,
                   seconds: Optional[float] = typer.Option(None, "--seconds", min=1,
-                                                          help="Time cap per measurement.")) -> None:
+                                                          help="Time cap per measurement."),
+                  repeat: int = typer.Option(1, "--repeat", min=1, max=20,
+                                             help="Measure each artifact N times, each in a "
+                                                  "fresh process; the median run is reported "
+                                                  "with the run-to-run variation.")) -> None:
     """Measure latency, memory, size and accuracy of each artifact on this host."""
     _pipeline(project, from_stage="bench", until="bench", run_id=run_id, targets=target or [],
-              bench_seconds=seconds)
+              bench_seconds=seconds, bench_repeat=repeat)
 
 
 @app.command("gate")
@@ -298,6 +302,35 @@ def gate_command(project: Path = _PROJECT, run_id: Optional[str] = _RUN,
 def report_command(project: Path = _PROJECT, run_id: Optional[str] = _RUN) -> None:
     """Write report.md (for the pull request), report.json and the plots."""
     _pipeline(project, from_stage="report", until="report", run_id=run_id)
+
+
+@data_app.command("track")
+def data_track(project: Path = _PROJECT) -> None:
+    """Track the project's data with DVC (`dvc add`) and push it to the default DVC remote.
+
+    Commit the pointer file it writes (e.g. projects/NAME/data.dvc): a change of it is what
+    makes `tango ci plan` retrain the project, and the pipeline pulls the data from it.
+    """
+    from tango_ci.dvcstore import track
+    from tango_ci.spec import find_repo_root, load_project
+
+    spec = load_project(project)
+    pointer = track(find_repo_root(spec.folder), spec.data.resolved)
+    err.print(f"tracked {display(str(spec.data.resolved))}; commit {display(str(pointer))} "
+              "(and the .gitignore next to it)")
+
+
+@data_app.command("pull")
+def data_pull(project: Path = _PROJECT) -> None:
+    """Fetch the project's DVC-tracked data (every *.dvc pointer in its folder) from the
+    DVC remote. The pipeline workflow runs it before training."""
+    from tango_ci.dvcstore import pull_pointers
+    from tango_ci.spec import find_repo_root, load_project
+
+    spec = load_project(project)
+    pulled = pull_pointers(find_repo_root(spec.folder), spec.folder)
+    err.print(f"pulled {len(pulled)} pointer(s): " + (", ".join(display(str(p)) for p in pulled)
+                                                       or "none (the data is not under DVC)"))
 
 
 @data_app.command("check")

@@ -114,3 +114,23 @@ def pull_dir(record: dict, destination: Path, *, name: str = "artifact") -> dict
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(work / "artifact" / path, target)
     return got
+
+
+def track(repo_root: Path, data: Path) -> Path:
+    """`dvc add` a project's data folder and push it; returns the pointer file to commit."""
+    data = Path(data).resolve()
+    if not data.exists():
+        raise TangoError(f"{data} does not exist; nothing to track")
+    remote_url(repo_root)  # a clear error when no remote is configured
+    _dvc(repo_root, "add", "-q", str(data))
+    pointer = data.with_name(data.name + ".dvc")
+    _dvc(repo_root, "push", "-q", str(pointer))
+    return pointer
+
+
+def pull_pointers(repo_root: Path, folder: Path) -> list[Path]:
+    """`dvc pull` every pointer file (``*.dvc``) under ``folder``; returns them."""
+    pointers = sorted(Path(folder).rglob("*.dvc"))
+    for pointer in pointers:
+        _dvc(repo_root, "pull", "-q", str(pointer))
+    return pointers

@@ -36,11 +36,41 @@ def target_checks(target: TargetSpec, metrics: dict) -> list[dict]:
     ]
 
 
-def production_check(ctx: StageContext) -> dict:
-    """Compare with the registered production model (the registry comes in a later release)."""
-    return {"check": f"{ctx.spec.gate.metric} vs production", "status": "no production model",
-            "value": None, "limit": None,
-            "note": "no production model is registered, so there is nothing to beat"}
+def production_check(ctx: StageContext, target: TargetSpec, metrics: dict) -> dict:
+    """The gate metric against the version of this target in the registry's prod stage.
+
+    Higher is better for accuracy and mAP, lower for latency; the new model must beat
+    production by ``gate.min_improvement``.
+    """
+    from tango_ci.exceptions import TangoError
+    from tango_ci.registry import Registry, artifact_name
+    from tango_ci.spec import find_repo_root
+
+    metric = ctx.spec.gate.metric or "accuracy"
+    name = artifact_name(ctx.spec.name, target.name)
+    check = {"check": f"{metric} vs production", "value": None, "limit": None}
+    try:
+        entry = Registry(find_repo_root(ctx.spec.folder)).resolve(f"{name}#prod")
+    except TangoError as error:
+        return check | {"status": "no production model", "note": str(error)}
+    old = entry["record"].get("metrics", {})
+    improvement = ctx.spec.gate.min_improvement
+    if metric == "latency_ms":
+        key = f"{target.constraints.latency_percentile}_ms"
+        value, previous = metrics["latency"][key], old.get(key)
+        limit = None if previous is None else previous - improvement
+        passed = limit is not None and value <= limit
+    else:
+        value = metrics["accuracy"].get(metric, metrics["accuracy"]["accuracy"])
+        previous = old.get(metric)
+        limit = None if previous is None else previous + improvement
+        passed = limit is not None and value >= limit
+    if previous is None:
+        return check | {"status": "no production model",
+                        "note": f"{name}@{entry['version']} records no {metric}"}
+    return check | {"value": value, "limit": limit, "production": f"{name}@{entry['version']}",
+                    "comparison": "<=" if metric == "latency_ms" else ">=",
+                    "status": "pass" if passed else "fail"}
 
 
 def run(ctx: StageContext) -> None:
@@ -49,7 +79,7 @@ def run(ctx: StageContext) -> None:
     for target in selected_targets(ctx):
         path = ctx.run.stage_dir("bench") / target.name / "metrics.json"
         metrics = read_json(path)
-        checks = target_checks(target, metrics) + [production_check(ctx)]
+        checks = target_checks(target, metrics) + [production_check(ctx, target, metrics)]
         passed = all(c["status"] != "fail" for c in checks)
         targets[target.name] = {"passed": passed, "checks": checks,
                                 "engine": metrics["engine"], "precision": metrics["precision"],

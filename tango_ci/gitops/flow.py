@@ -39,14 +39,15 @@ def collect(run_dir: RunDir) -> dict:
     for name, verdict in decision["targets"].items():
         metrics = read_json(run_dir.stage_dir("bench") / name / "metrics.json")
         latency = metrics["latency"]
-        quality = metrics.get("quality_name", "accuracy")
+        quality = metrics["accuracy"]
         targets[name] = {
             "passed": verdict["passed"], "engine": metrics["engine"],
             "precision": metrics["precision"], "runner": metrics["runner"],
             "artifact_dir": metrics["artifact"],
-            "metrics": {quality: metrics["accuracy"][quality] if quality in metrics["accuracy"]
-                        else metrics["accuracy"].get("accuracy"),
-                        "p50_ms": latency["p50_ms"], "p95_ms": latency["p95_ms"],
+            # named as gate.metric names them, so the next gate compares like with like
+            "metrics": {"accuracy": quality["accuracy"],
+                        **{k: quality[k] for k in ("map50", "map50_95") if k in quality},
+                        **{f"{p}_ms": latency[f"{p}_ms"] for p in ("p50", "p90", "p95", "p99")},
                         "peak_rss_mb": latency.get("peak_rss_mb")},
             "failed": [c["check"] for c in verdict["checks"] if c["status"] == "fail"],
         }
@@ -79,7 +80,45 @@ def publish_report(repo: Path, results: dict, run_dir: RunDir, source_commit: st
     verdict = "pass" if results["passed"] else "fail"
     message = (f"report {results['project']} run {results['run']}: gate {verdict}\n\n"
                f"source commit {source_commit}\n")
-    return commit_files(repo, REPORT_BRANCH.format(project=results["project"]), files, message)
+    branch = REPORT_BRANCH.format(project=results["project"])
+    commit = commit_files(repo, branch, files, message)
+    baseline = production_report(repo, results)
+    if baseline and "report.md" in files:  # the same commit, with the diff in its report
+        diff = metrics_diff(repo, baseline[1], commit)
+        files["report.md"] += (f"\n## Against production ({baseline[0]})\n\n"
+                               f"`dvc metrics diff {baseline[1][:10]} {commit[:10]}`:\n\n"
+                               f"{diff}\n").encode()
+        commit = commit_files(repo, branch, files, message, amend=True)
+    return commit
+
+
+def production_report(repo: Path, results: dict) -> tuple[str, str] | None:
+    """(version, report commit) of the project's production model, when there is one."""
+    registry = Registry(repo)
+    for target in sorted(results["targets"]):
+        try:
+            entry = registry.resolve(f"{artifact_name(results['project'], target)}#prod")
+        except TangoError:
+            continue
+        commit = entry["record"].get("report_commit")
+        if commit and rev_parse(repo, commit):
+            return f"{entry['name']}@{entry['version']}", commit
+    return None
+
+
+def metrics_diff(repo: Path, old: str, new: str) -> str:
+    """`dvc metrics diff` of two report commits, as a Markdown table."""
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "dvc", "metrics", "diff", old[:10],
+                             new[:10], "--md", "--all"], cwd=repo, capture_output=True, text=True,
+                            env=dict(os.environ, DVC_NO_ANALYTICS="1", COLUMNS="1000"))
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines()
+        return f"(dvc metrics diff failed: {lines[-1] if lines else 'no output'})"
+    return result.stdout.strip()
 
 
 def find_report(repo: Path, project: str, head: str) -> tuple[str, dict] | None:

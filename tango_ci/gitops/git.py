@@ -67,12 +67,17 @@ def show_file(cwd: Path, rev: str, path: str) -> str | None:
     return result.stdout if result.returncode == 0 else None
 
 
-def commit_files(cwd: Path, branch: str, files: dict[str, bytes], message: str) -> str:
+def commit_files(cwd: Path, branch: str, files: dict[str, bytes], message: str, *,
+                 amend: bool = False) -> str:
     """Commit ``files`` (path -> content) as the whole tree of a new commit on ``branch``.
 
-    The branch is created (without a parent) when missing. Returns the commit id.
+    The branch continues origin's branch of that name when there is no local one, and is
+    created without a parent when neither exists; ``amend`` replaces its tip (a commit this
+    process just made). Returns the commit id.
     """
-    parent = rev_parse(cwd, f"refs/heads/{branch}")
+    local = rev_parse(cwd, f"refs/heads/{branch}")
+    tip = local or rev_parse(cwd, f"refs/remotes/origin/{branch}")  # a fresh clone's view
+    parent = rev_parse(cwd, f"{tip}^") if amend and tip else tip
     with tempfile.TemporaryDirectory() as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         git(cwd, "read-tree", "--empty", env=env)
@@ -82,7 +87,7 @@ def commit_files(cwd: Path, branch: str, files: dict[str, bytes], message: str) 
         tree = git(cwd, "write-tree", env=env)
     args = ["commit-tree", tree, "-m", message] + (["-p", parent] if parent else [])
     commit = git(cwd, *args)
-    git(cwd, "update-ref", f"refs/heads/{branch}", commit, parent or ZERO)
+    git(cwd, "update-ref", f"refs/heads/{branch}", commit, local or ZERO)
     return commit
 
 

@@ -191,11 +191,14 @@ def run_job(bare: Path, job: dict, log) -> list[dict]:
 
 def _pipeline(folder: Path, entry: dict, job: dict, log) -> tuple[str, dict]:
     """Run the project's pipeline in the job's clone, store and publish its report."""
-    from tango_ci.dvcstore import remote_url
+    from tango_ci.dvcstore import pull_pointers, remote_url
     from tango_ci.gitops.flow import collect, publish_report, store_artifacts
     from tango_ci.rundir import find_run
 
     project = entry["project"]
+    pulled = pull_pointers(folder, folder / entry["path"])
+    if pulled:
+        log(f"{project}: pulled {', '.join(p.name for p in pulled)} from the DVC remote")
     log(f"{project}: tango run {entry['path']}")
     env = clean_environment({"TANGO_RUNS_DIR": str(folder / "runs")})
     config = json.loads((folder.parents[1] / "config.json").read_text())

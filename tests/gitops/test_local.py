@@ -4,6 +4,7 @@ get the registry tags; pull the promoted artifact. Real git, hooks, DVC, GTO and
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -104,5 +105,27 @@ def test_push_report_merge_promote_pull(tmp_path: Path) -> None:
             copy = tmp_path / "device" / path.relative_to(compiled)
             assert file_sha256(copy) == file_sha256(path)
 
+    # a retrain of the same architecture: its report holds `dvc metrics diff` against
+    # production, and its merge makes a patch version
+    git(work, "checkout", "-qb", "retrain")
+    spec = work / "projects" / "shapes" / "project.yaml"
+    spec.write_text(spec.read_text().replace("train:\n  epochs: 1\n", "train:\n  epochs: 2\n"))
+    git(work, *identity, "commit", "-qam", "Train longer")
+    git(work, "push", "-q", "origin", "retrain")
+    assert local.wait(bare, timeout=900)[-1]["state"] == "done"
+    git(work, "fetch", "-q", "origin")
+    report = git(work, "show", "origin/reports/shapes:report.md")
+    assert "## Against production (shapes-cpu-fp32@v1.0.0)" in report
+    assert re.search(r"\| metrics.json \| cpu-fp32.accuracy +\|", report)
+    git(work, "checkout", "-q", "main")
+    git(work, *identity, "merge", "-q", "--no-ff", "retrain", "-m", "Merge retrain")
+    git(work, "push", "-q", "origin", "main")
+    jobs = local.wait(bare, timeout=600)
+    assert jobs[-1]["state"] == "done", jobs[-1].get("error")
+    second = jobs[-1]["results"][0]["promoted"][0]
+    assert (second["version"], second["why"]) == \
+        ("v1.0.1", "retrain of the same architecture (patch)")
+
     status = tango(work, "gitops", "status", str(bare))
-    assert status.returncode == 0 and "v1.0.0" in status.stdout
+    assert status.returncode == 0 and "v1.0.1" in status.stdout
+    assert [j["state"] for j in jobs] == ["done"] * 5
