@@ -306,7 +306,7 @@ def report_command(project: Path = _PROJECT, run_id: Optional[str] = _RUN) -> No
 
 @data_app.command("track")
 def data_track(project: Path = _PROJECT) -> None:
-    """Track the project's data with DVC (`dvc add`) and push it to the default DVC remote.
+    """Track the project's data with DVC (`dvc add`) and push it to the DVC remote.
 
     Commit the pointer file it writes (e.g. projects/NAME/data.dvc): a change of it is what
     makes `tango ci plan` retrain the project, and the pipeline pulls the data from it.
@@ -322,8 +322,11 @@ def data_track(project: Path = _PROJECT) -> None:
 
 @data_app.command("pull")
 def data_pull(project: Path = _PROJECT) -> None:
-    """Fetch the project's DVC-tracked data (every *.dvc pointer in its folder) from the
-    DVC remote. The pipeline workflow runs it before training."""
+    """Fetch the project's DVC-tracked data from the DVC remote.
+
+    Pulls every *.dvc pointer in the project folder; the pipeline workflow runs it before
+    training.
+    """
     from tango_ci.dvcstore import pull_pointers
     from tango_ci.spec import find_repo_root, load_project
 
@@ -356,8 +359,10 @@ def data_check(path: Path = typer.Argument(..., help="A YOLO dataset: its data.y
 @app.command()
 def demo(project: Path = typer.Argument(Path("projects/example-shapes"),
                                         help="The example project folder.")) -> None:
-    """Run the example end to end: synthesise its data, validate every spec file, then run
-    the whole pipeline and say where the report is."""
+    """Run the example end to end and say where the report is.
+
+    Synthesises its data, validates every spec file, then runs the whole pipeline.
+    """
     with progress_bar("synthesising") as bar:
         task_id = bar.add_task("synthesising images", total=None)
         result = api.synth_project_data(

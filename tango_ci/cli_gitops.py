@@ -39,9 +39,12 @@ def _root() -> Path:
 @runner_app.command("check")
 def runner_check(path: Path = typer.Argument(..., help="runners/<device>.yaml to compare "
                                                         "with this host.")) -> None:
-    """Compare a runner file with this host: architecture, accelerator, engines and their
-    versions and execution providers. Exits 1 on a mismatch, so a mislabelled runner cannot
-    produce benchmark numbers for a device it is not. The compile-bench job runs it first."""
+    """Compare a runner file with this host; exit 1 on a mismatch.
+
+    Checks the architecture, the accelerator, and each engine: importable, of the declared
+    version, with its execution providers. A mislabelled runner would produce benchmark
+    numbers for a device it is not; the compile-bench job runs this first.
+    """
     from tango_ci.runners.check import check_runner
     from tango_ci.spec import load_runner
 
@@ -101,8 +104,12 @@ def ci_publish(
     source: str = typer.Option("HEAD", "--source", help="The commit the run was made from."),
     push: bool = _PUSH,
 ) -> None:
-    """Store a finished run's artifacts in the DVC remote and commit its report, metrics and
-    results to the reports/<project> branch (what the report job and promotion read)."""
+    """Store a run's artifacts in DVC and commit its report to reports/<project>.
+
+    The report commit holds report.md, the plots, results.json (per target: verdict, metrics,
+    DVC hash of the artifact) and metrics.json with a dvc.yaml, so `dvc metrics diff` works
+    between reports. Promotion reads it.
+    """
     from tango_ci.dvcstore import remote_url
     from tango_ci.gitops.flow import collect, publish_report, store_artifacts
     from tango_ci.gitops.git import git, has_remote, rev_parse
@@ -127,8 +134,12 @@ def ci_promote(
     head: str = typer.Option("HEAD", "--head", help="main after the push."),
     push: bool = _PUSH,
 ) -> None:
-    """On a merge to main: for each changed project, find its report (reports/<project>) and
-    register and promote to prod every target that passed its gate."""
+    """Register and promote to prod what passed, after a merge to main.
+
+    For each project changed between BASE and HEAD, finds the newest report on
+    reports/<project> made from a commit HEAD contains, registers a new version of every
+    target that passed its gate (at HEAD) and assigns it to prod.
+    """
     from tango_ci.gitops.flow import find_report, promote_results
     from tango_ci.gitops.git import rev_parse
     from tango_ci.gitops.plan import make_plan
@@ -216,8 +227,10 @@ def promote_command(
     stage: str = typer.Option("prod", "--stage", help="The stage to assign."),
     push: bool = _PUSH,
 ) -> None:
-    """Assign a registered version to a stage (a new NAME#STAGE#N tag) and push it. A
-    promotion pushed by someone else meanwhile makes this one fail, with nothing changed."""
+    """Assign a registered version to a stage (a new NAME#STAGE#N tag) and push it.
+
+    A promotion pushed by someone else meanwhile makes this one fail, with nothing changed.
+    """
     from tango_ci.registry import Registry
 
     tag = Registry(_root()).promote(name, version, stage, push=push)
@@ -230,8 +243,10 @@ def rollback_command(
     stage: str = typer.Option("prod", "--stage", help="The stage to roll back."),
     push: bool = _PUSH,
 ) -> None:
-    """Assign again the version that held STAGE before the current one. Recorded as a new
-    tag; no tag is deleted or moved."""
+    """Assign again the version that held STAGE before the current one.
+
+    Recorded as a new tag; no tag is deleted or moved.
+    """
     from tango_ci.registry import Registry
 
     current, previous, tag = Registry(_root()).rollback(name, stage, push=push)
@@ -243,8 +258,10 @@ def pull_command(
     reference: str = typer.Argument(..., help="NAME#STAGE, NAME@vX.Y.Z or NAME (latest)."),
     to: Path = typer.Option(..., "--to", help="New or empty folder to write the artifact to."),
 ) -> None:
-    """Fetch exactly the registered artifact from the DVC remote and verify every file's
-    sha256 against the registry; nothing is written when a hash differs."""
+    """Fetch a registered artifact from the DVC remote, every file's sha256 verified.
+
+    Nothing is written when a hash differs from the registry's record.
+    """
     from tango_ci.dvcstore import pull_dir
     from tango_ci.registry import Registry
 
