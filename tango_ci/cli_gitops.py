@@ -111,8 +111,8 @@ def ci_publish(
     between reports. Promotion reads it.
     """
     from tango_ci.dvcstore import remote_url
-    from tango_ci.gitops.flow import collect, publish_report, store_artifacts
-    from tango_ci.gitops.git import git, has_remote, rev_parse
+    from tango_ci.gitops.flow import collect, publish_report, push_report, store_artifacts
+    from tango_ci.gitops.git import has_remote, rev_parse
     from tango_ci.rundir import find_run, runs_root
     from tango_ci.spec import load_project
 
@@ -120,10 +120,12 @@ def ci_publish(
     spec = load_project(project)
     run_dir = find_run(runs_root(root), spec.name, run_id)
     results = store_artifacts(collect(run_dir), remote_url(root))
-    commit = publish_report(root, results, run_dir, rev_parse(root, source) or source)
-    branch = f"reports/{spec.name}"
+    source_commit = rev_parse(root, source) or source
     if push and has_remote(root):
-        git(root, "push", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{branch}")
+        commit = push_report(root, results, run_dir, source_commit)
+    else:
+        commit = publish_report(root, results, run_dir, source_commit)
+    branch = f"reports/{spec.name}"
     err.print(f"report {commit[:10]} on {branch}; gate "
               f"{'pass' if results['passed'] else 'fail'}")
 
@@ -150,7 +152,7 @@ def ci_promote(
     if not plan.projects:
         err.print("nothing to promote: no project changed")
     for entry in plan.projects:
-        found = find_report(root, entry["project"], head_commit)
+        found = find_report(root, entry["project"], head_commit, base)
         if found is None:
             err.print(f"[yellow]{entry['project']}: no report made from a commit of this "
                       "push; nothing promoted[/]")

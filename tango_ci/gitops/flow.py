@@ -27,23 +27,47 @@ def _architecture(model: dict) -> str:
     return str(model.get("family", "unknown"))
 
 
+def _local_artifact(run_dir: RunDir, recorded: str) -> Path:
+    """The artifact folder in this copy of the run (a CI job may have measured it elsewhere)."""
+    parts = Path(recorded).parts
+    if "compile" not in parts:
+        raise TangoError(f"run {run_dir.id}: artifact path {recorded} is not under compile/")
+    index = len(parts) - 1 - parts[::-1].index("compile")
+    return run_dir.root.joinpath(*parts[index:])
+
+
 def collect(run_dir: RunDir) -> dict:
     """What a report branch and the registry keep of a finished run."""
-    spec = read_json(run_dir.root / "spec.json")["spec"]
-    decision_path = run_dir.stage_dir("gate") / "decision.json"
-    if not decision_path.is_file():
-        raise TangoError(f"run {run_dir.id} has no gate decision; run `tango gate` first")
-    decision = read_json(decision_path)
-    model = read_json(run_dir.stage_dir("train") / "model.json")
+    needed = [run_dir.root / "spec.json", run_dir.stage_dir("gate") / "decision.json",
+              run_dir.stage_dir("train") / "model.json"]
+    missing = [p for p in needed if not p.is_file()]
+    if missing:
+        raise TangoError(f"run {run_dir.id} is not finished: {missing[0]} is missing; run "
+                         "the pipeline up to the gate first")
+    recorded = read_json(needed[0])
+    spec = recorded["spec"]
+    project_dir = Path(recorded["project_file"]).parent
+    try:
+        from tango_ci.spec import find_repo_root
+
+        folder = project_dir.relative_to(find_repo_root(project_dir)).as_posix()
+    except (TangoError, ValueError):
+        folder = f"projects/{spec['name']}"
+    decision = read_json(needed[1])
+    model = read_json(needed[2])
     targets = {}
     for name, verdict in decision["targets"].items():
-        metrics = read_json(run_dir.stage_dir("bench") / name / "metrics.json")
+        metrics_path = run_dir.stage_dir("bench") / name / "metrics.json"
+        if not metrics_path.is_file():
+            raise TangoError(f"run {run_dir.id}: target {name} was not measured "
+                             f"({metrics_path} is missing)")
+        metrics = read_json(metrics_path)
         latency = metrics["latency"]
         quality = metrics["accuracy"]
         targets[name] = {
             "passed": verdict["passed"], "engine": metrics["engine"],
             "precision": metrics["precision"], "runner": metrics["runner"],
-            "artifact_dir": metrics["artifact"],
+            "artifact_dir": str(_local_artifact(run_dir, metrics["artifact"])),
             # named as gate.metric names them, so the next gate compares like with like
             "metrics": {"accuracy": quality["accuracy"],
                         **{k: quality[k] for k in ("map50", "map50_95") if k in quality},
@@ -51,7 +75,7 @@ def collect(run_dir: RunDir) -> dict:
                         "peak_rss_mb": latency.get("peak_rss_mb")},
             "failed": [c["check"] for c in verdict["checks"] if c["status"] == "fail"],
         }
-    return {"project": spec["name"], "run": run_dir.id, "task": spec["task"],
+    return {"project": spec["name"], "path": folder, "run": run_dir.id, "task": spec["task"],
             "classes": model.get("classes"), "architecture": _architecture(model),
             "passed": decision["passed"], "targets": targets}
 
@@ -72,7 +96,7 @@ def publish_report(repo: Path, results: dict, run_dir: RunDir, source_commit: st
     for path in sorted(report.glob("*")):
         if path.suffix in (".md", ".png") or path.name == "report.json":
             files[path.name] = path.read_bytes()
-    stored = {k: v for k, v in results.items()} | {"source_commit": source_commit}
+    stored = dict(results) | {"source_commit": source_commit}
     files["results.json"] = (json.dumps(stored, indent=2) + "\n").encode()
     metrics = {name: t["metrics"] for name, t in results["targets"].items()}
     files["metrics.json"] = (json.dumps(metrics, indent=2) + "\n").encode()
@@ -121,23 +145,55 @@ def metrics_diff(repo: Path, old: str, new: str) -> str:
     return result.stdout.strip()
 
 
-def find_report(repo: Path, project: str, head: str) -> tuple[str, dict] | None:
-    """The newest report of ``project`` made from a commit that ``head`` contains."""
+def find_report(repo: Path, project: str, head: str, base: str | None = None
+                ) -> tuple[str, dict] | None:
+    """The newest report of ``project`` made from a commit of this push: its source is in
+    ``head`` but not in ``base``, or (squash and rebase merges) its project folder is the
+    same tree as in ``head``."""
     branch = REPORT_BRANCH.format(project=project)
     for ref in (f"refs/remotes/origin/{branch}", f"refs/heads/{branch}"):
         if rev_parse(repo, ref):
             break
     else:
         return None
+    base = base if base and rev_parse(repo, base) else None
     for commit in git(repo, "log", "--format=%H", ref).splitlines():
-        text = show_file(repo, commit, "results.json")
-        if text is None:
+        try:
+            results = json.loads(show_file(repo, commit, "results.json") or "null")
+        except json.JSONDecodeError:
             continue
-        results = json.loads(text)
-        source = results.get("source_commit")
-        if source and rev_parse(repo, source) and is_ancestor(repo, source, head):
+        source = (results or {}).get("source_commit")
+        if not source or not rev_parse(repo, source):
+            continue
+        if base and is_ancestor(repo, source, base):
+            return None  # reports older than this are of earlier pushes
+        if is_ancestor(repo, source, head) or _same_project(repo, results, source, head):
             return commit, results
     return None
+
+
+def _same_project(repo: Path, results: dict, source: str, head: str) -> bool:
+    folder = results.get("path") or f"projects/{results['project']}"
+    here = git(repo, "rev-parse", f"{head}:{folder}", check=False)
+    there = git(repo, "rev-parse", f"{source}:{folder}", check=False)
+    return bool(here) and here == there
+
+
+def push_report(repo: Path, results: dict, run_dir: RunDir, source_commit: str,
+                attempts: int = 3) -> str:
+    """Publish and push the report; when another report was pushed meanwhile, rebuild on it."""
+    branch = REPORT_BRANCH.format(project=results["project"])
+    for attempt in range(attempts):
+        commit = publish_report(repo, results, run_dir, source_commit)
+        refspec = f"refs/heads/{branch}"
+        git(repo, "push", "--quiet", "origin", f"{refspec}:{refspec}", check=False)
+        if git(repo, "ls-remote", "origin", refspec, check=False).startswith(commit):
+            return commit
+        git(repo, "fetch", "--quiet", "origin", f"+{refspec}:refs/remotes/origin/{branch}",
+            check=False)
+        git(repo, "update-ref", "-d", f"refs/heads/{branch}")  # rebuild on origin's tip
+    raise TangoError(f"could not push {branch} after {attempts} attempts (another report was "
+                     "pushed each time, or origin refuses pushes)")
 
 
 def promote_results(repo: Path, results: dict, head: str, report_commit: str, *,

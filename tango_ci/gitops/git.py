@@ -17,14 +17,16 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 ZERO = "0" * 40
 BOT = {"GIT_AUTHOR_NAME": "tango-ci", "GIT_AUTHOR_EMAIL": "tango-ci@localhost",
        "GIT_COMMITTER_NAME": "tango-ci", "GIT_COMMITTER_EMAIL": "tango-ci@localhost"}
-# set by git for hooks; a hook's children must not inherit them
-_HOOK_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_QUARANTINE_PATH",
-                   "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-                   "GIT_PUSH_OPTION_COUNT", "GIT_PROTOCOL")
+# git sets many GIT_* variables for hooks (GIT_DIR, GIT_QUARANTINE_PATH, push options, ...);
+# a hook's children keep only these
+_KEPT_GIT_VARIABLES = ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
+                       "GIT_COMMITTER_EMAIL", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_ASKPASS",
+                       "GIT_TERMINAL_PROMPT")
 
 
 def clean_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _HOOK_VARIABLES}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("GIT_") or k in _KEPT_GIT_VARIABLES}
     for key, value in BOT.items():
         env.setdefault(key, value)
     return env | (extra or {})
@@ -53,9 +55,14 @@ def is_ancestor(cwd: Path, ancestor: str, descendant: str) -> bool:
 
 def changed_files(cwd: Path, base: str | None, head: str) -> list[str]:
     """Files that differ between ``base`` (its merge base with ``head``) and ``head``."""
-    if base is None or base == ZERO or rev_parse(cwd, base) is None:
+    if rev_parse(cwd, head) is None:
+        raise TangoError(f"unknown head revision '{head}'")
+    if base is None or base == ZERO:
         base = EMPTY_TREE
-    elif rev_parse(cwd, head):
+    elif rev_parse(cwd, base) is None:
+        raise TangoError(f"unknown base revision '{base}' (a shallow clone? check out with "
+                         "fetch-depth: 0)")
+    else:
         base = git(cwd, "merge-base", base, head, check=False) or base
     out = git(cwd, "diff", "--name-only", "--no-renames", base, head)
     return [line for line in out.splitlines() if line]
@@ -93,7 +100,9 @@ def commit_files(cwd: Path, branch: str, files: dict[str, bytes], message: str, 
 
 def _hash_blob(cwd: Path, content: bytes) -> str:
     result = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=cwd, input=content,
-                            capture_output=True, env=clean_environment(), check=True)
+                            capture_output=True, env=clean_environment())
+    if result.returncode != 0:
+        raise TangoError(f"git hash-object failed in {cwd}: {result.stderr.decode().strip()}")
     return result.stdout.decode().strip()
 
 

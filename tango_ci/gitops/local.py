@@ -170,7 +170,7 @@ def run_job(bare: Path, job: dict, log) -> list[dict]:
         project = entry["project"]
         log(f"{project}: {'; '.join(plan.reasons[project])}")
         if job["kind"] == "promote":
-            found = find_report(folder, project, job["after"])
+            found = find_report(folder, project, job["after"], job["before"])
             if found is None:
                 log(f"{project}: no report for a commit of this push; running the pipeline")
                 found = _pipeline(folder, entry, job, log)
@@ -192,7 +192,7 @@ def run_job(bare: Path, job: dict, log) -> list[dict]:
 def _pipeline(folder: Path, entry: dict, job: dict, log) -> tuple[str, dict]:
     """Run the project's pipeline in the job's clone, store and publish its report."""
     from tango_ci.dvcstore import pull_pointers, remote_url
-    from tango_ci.gitops.flow import collect, publish_report, store_artifacts
+    from tango_ci.gitops.flow import collect, push_report, store_artifacts
     from tango_ci.rundir import find_run
 
     project = entry["project"]
@@ -213,20 +213,36 @@ def _pipeline(folder: Path, entry: dict, job: dict, log) -> tuple[str, dict]:
     outcome = collect(run_dir)
     store_artifacts(outcome, remote_url(folder))
     log(f"{project}: artifacts stored in the DVC remote")
-    commit = publish_report(folder, outcome, run_dir, job["after"])
+    commit = push_report(folder, outcome, run_dir, job["after"])
     branch = f"reports/{project}"
-    git(folder, "push", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{branch}")
     log(f"{project}: report {commit[:10]} pushed to {branch} (gate "
         f"{'pass' if outcome['passed'] else 'fail'})")
     return commit, outcome
 
 
 def status(bare: Path) -> list[dict]:
-    """Every job, oldest first: id, kind, branch, state, times, results, error."""
+    """Every job, oldest first: id, kind, branch, state, times, results, error.
+
+    A job left "running" by a worker that died (no worker holds the lock) is marked failed.
+    """
     home = _home(Path(bare))
     if not (home / "queue").is_dir():
         raise TangoError(f"{bare} is not a `tango gitops local` repository (no tango/queue)")
-    return [json.loads(p.read_text()) for p in sorted((home / "queue").glob("*.json"))]
+    paths = sorted((home / "queue").glob("*.json"))
+    jobs = [json.loads(p.read_text()) for p in paths]
+    if any(j["state"] == "running" for j in jobs):
+        with open(home / "worker.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return jobs  # a worker is at it
+            for path, job in zip(paths, jobs):
+                if job["state"] == "running":
+                    job.update(state="failed", finished_at=_now(),
+                               error="the worker stopped before finishing this job")
+                    _write(path, job)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return jobs
 
 
 def wait(bare: Path, timeout: float = 1800.0) -> list[dict]:

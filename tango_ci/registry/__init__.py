@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tango_ci.exceptions import TangoError
-from tango_ci.gitops.git import git, has_remote
+import subprocess
+
+from tango_ci.gitops.git import clean_environment, git, has_remote
 
 RECORD_HEADER = "tango-ci/1"
 _VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
@@ -203,7 +205,8 @@ class Registry:
         stamps = git(self.root, "for-each-ref", "--format=%(creatordate:unix)",
                      f"refs/tags/{name}@*", f"refs/tags/{name}#*").split()
         last = max((int(s) for s in stamps), default=0)
-        while time.time() < last + 1:
+        deadline = time.time() + 2  # a tag from a clock ahead of ours must not hang us
+        while time.time() < last + 1 and time.time() < deadline:
             time.sleep(0.05)
 
     def assign(self, name: str, version: str, stage: str, message: str) -> str:
@@ -222,22 +225,30 @@ class Registry:
         return created[0] if created else ""
 
     def publish(self, name: str, tags: list[str]) -> None:
-        """Push ``tags`` atomically. A tag already on the remote is a lost race: the local
-        tags of this attempt were never published and are withdrawn."""
+        """Push ``tags`` atomically; on failure the local tags of this attempt (never
+        published) are withdrawn. A tag already on the remote with other contents is a lost
+        race (:class:`PromotionConflict`); any other failure gives git's own message."""
         if not tags or not has_remote(self.root, self.remote):
             return
         refs = [f"refs/tags/{t}" for t in tags]
-        result = git(self.root, "push", "--atomic", "--porcelain", self.remote, *refs,
-                     check=False)
-        rejected = [t for t in tags if f"refs/tags/{t}" in result and "[rejected]" in
-                    next((line for line in result.splitlines() if f"refs/tags/{t}" in line), "")]
-        pushed = git(self.root, "ls-remote", "--tags", self.remote, *refs, check=False)
-        missing = [t for t in tags if f"refs/tags/{t}" not in pushed]
-        if rejected or missing:
-            for tag in tags:  # never published: withdraw, so a fetch brings the winners
-                git(self.root, "tag", "-d", tag, check=False)
-            raise PromotionConflict(name=name, remote=self.remote,
-                                    tags=", ".join(rejected or missing))
+        result = subprocess.run(["git", "push", "--atomic", "--porcelain", self.remote, *refs],
+                                cwd=self.root, capture_output=True, text=True,
+                                env=clean_environment())
+        if result.returncode == 0:
+            return
+        ours = {t: git(self.root, "rev-parse", f"refs/tags/{t}") for t in tags}
+        listed = git(self.root, "ls-remote", "--tags", self.remote, *refs, check=False)
+        theirs = {line.split()[1][len("refs/tags/"):]: line.split()[0]
+                  for line in listed.splitlines() if len(line.split()) == 2}
+        taken = [t for t in tags if t in theirs and theirs[t] != ours[t]]
+        for tag in tags:
+            git(self.root, "tag", "-d", tag, check=False)
+        if taken:
+            raise PromotionConflict(name=name, remote=self.remote, tags=", ".join(taken))
+        lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
+        raise TangoError(f"{name}: pushing {', '.join(tags)} to {self.remote} failed "
+                         f"({lines[-1] if lines else 'no output'}); the local tags were "
+                         "withdrawn, nothing was published")
 
     def promote(self, name: str, version: str, stage: str = "prod", *, message: str = "",
                 push: bool = True, fetch: bool = True) -> str:
@@ -266,13 +277,24 @@ class Registry:
         current = self.stage_version(name, stage)
         if current is None:
             raise TangoError(f"{name} has no version in stage {stage}; nothing to roll back")
-        assigned = [e["version"] for e in self.history(name)
-                    if e["event"] == "assignment" and e["stage"] == stage]
-        earlier = [v for v in assigned if v != current]
-        if not earlier:
-            raise TangoError(f"{name}: {current} is the only version ever in stage {stage}; "
-                             "there is nothing to roll back to")
-        previous = earlier[-1]
+        # the stage's history as a stack: a promotion pushes, a rollback pops, so rolling
+        # back twice goes two versions back
+        stack: list[str] = []
+        for event in self.history(name):
+            if event["event"] != "assignment" or event["stage"] != stage:
+                continue
+            if event["message"].startswith("rollback") and stack:
+                stack.pop()
+                while stack and stack[-1] != event["version"]:
+                    stack.pop()
+                if not stack:
+                    stack.append(event["version"])
+            elif not stack or stack[-1] != event["version"]:
+                stack.append(event["version"])
+        if len(stack) < 2:
+            raise TangoError(f"{name}: {current} is the only version left in the history of "
+                             f"stage {stage}; there is nothing to roll back to")
+        previous = stack[-2]
         tag = self.assign(name, previous, stage, f"rollback {stage} from {current} to "
                                                  f"{previous}")
         if push:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tango_ci.dvcstore import HashMismatch, pull_dir, push_dir
+from tango_ci.exceptions import TangoError
 from tango_ci.registry import PromotionConflict, Registry, bump
 from tests.conftest import git
 
@@ -139,3 +140,16 @@ def test_pull_verifies_hashes_and_refuses_a_tampered_copy(origin, tmp_path: Path
     assert not (tmp_path / "bad").exists()
     with pytest.raises(HashMismatch):
         pull_dir(stored, tmp_path / "bad2")
+
+
+def test_rolling_back_twice_goes_two_versions_back(origin) -> None:
+    _, clone, stored = origin
+    registry = Registry(clone)
+    for ref, version in (("HEAD~2", "v1.0.0"), ("HEAD~1", "v1.0.1"), ("HEAD", "v1.0.2")):
+        registry.register(NAME, record(stored), ref=ref)
+        registry.promote(NAME, version, push=False)
+    assert registry.rollback(NAME, push=False)[:2] == ("v1.0.2", "v1.0.1")
+    assert registry.rollback(NAME, push=False)[:2] == ("v1.0.1", "v1.0.0")
+    with pytest.raises(TangoError, match="nothing to roll back to"):
+        registry.rollback(NAME, push=False)
+    assert registry.stage_version(NAME, "prod") == "v1.0.0"
