@@ -166,7 +166,7 @@ def find_report(repo: Path, project: str, head: str, base: str | None = None
         if not source or not rev_parse(repo, source):
             continue
         if base and is_ancestor(repo, source, base):
-            return None  # reports older than this are of earlier pushes
+            continue  # made from what main already had: an earlier push's report
         if is_ancestor(repo, source, head) or _same_project(repo, results, source, head):
             return commit, results
     return None
