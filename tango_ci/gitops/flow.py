@@ -214,11 +214,10 @@ def promote_results(repo: Path, results: dict, head: str, report_commit: str, *,
                   "precision": entry["precision"], "runner": entry["runner"],
                   "metrics": entry["metrics"], "artifact": entry["artifact"],
                   "report_commit": report_commit}
-        before = set(git(repo, "tag", "--list").splitlines())
         version, why = registry.register(name, record, ref=head)
-        registry.assign(name, version, stage, f"promote {version} to {stage}: gate passed in "
-                                              f"run {results['run']}")
-        tags = sorted(set(git(repo, "tag", "--list").splitlines()) - before)
+        stage_tag = registry.assign(name, version, stage, f"promote {version} to {stage}: gate "
+                                                          f"passed in run {results['run']}")
+        tags = sorted([f"{name}@{version}", stage_tag])
         if push:
             registry.publish(name, tags)
         done.append({"name": name, "version": version, "why": why, "tags": tags})
