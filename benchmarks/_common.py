@@ -4,7 +4,6 @@ variants with the real backends, and timing them with the bench worker."""
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tango_ci.bench.latency import measure_latency  # noqa: E402
+from tango_ci.bench.latency import measure_repeated  # noqa: E402
 from tango_ci.compile import BuildRequest, get_compiler, load_artifact  # noqa: E402
 from tango_ci.data.dataset import preprocess  # noqa: E402
 from tango_ci.data.synth import SHAPES, shape_image  # noqa: E402
@@ -73,14 +72,8 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 def time_artifact(artifact: Path, *, batch: int, size: int, threads: int, seconds: float,
                   processes: int) -> dict:
     """Median over ``processes`` measuring processes of their median latency."""
-    medians, cvs, repeats = [], [], []
-    for _ in range(processes):
-        result = measure_latency(artifact, batch=batch, size=size, threads=threads,
-                                 max_seconds=seconds, min_seconds=min(2.0, seconds))
-        medians.append(result["p50_ms"])
-        cvs.append(result["cv"])
-        repeats.append(result["repeats"])
-    median = statistics.median(medians)
-    return {"median_ms": median, "process_medians_ms": medians,
-            "spread": (max(medians) - min(medians)) / median if median else 0.0,
-            "cv": statistics.median(cvs), "repeats": repeats}
+    runs = measure_repeated(artifact, repeat=processes, batch=batch, size=size,
+                            threads=threads, max_seconds=seconds,
+                            min_seconds=min(2.0, seconds))["runs"]
+    return {"median_ms": runs["median_p50_ms"], "process_medians_ms": runs["p50_ms"],
+            "spread": runs["spread"], "cv": runs["cv_median"], "repeats": runs["repeats"]}

@@ -28,7 +28,8 @@ class HashMismatch(TangoError):
                  "{destination}")
 
 
-def _dvc(cwd: Path, *args: str) -> str:
+def run_dvc(cwd: Path, *args: str) -> str:
+    """``dvc ARGS`` in ``cwd``; its stdout, or a TangoError with DVC's last line."""
     env = dict(os.environ, DVC_NO_ANALYTICS="1", COLUMNS="1000")  # no wrapped lines
     command = [sys.executable, "-m", "dvc", *args]
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
@@ -43,12 +44,12 @@ def remote_url(repo_root: Path, remote: str | None = None) -> str:
     if not (repo_root / ".dvc").is_dir():
         raise TangoError(f"{repo_root} is not a DVC repository (no .dvc folder); run `dvc init` "
                          "and `dvc remote add -d NAME URL`")
-    name = remote or _dvc(repo_root, "remote", "default").strip()
+    name = remote or run_dvc(repo_root, "remote", "default").strip()
     if not name:
         raise TangoError("the repository has no default DVC remote; add one with "
                          "`dvc remote add -d local /path/to/storage`")
     try:
-        url = _dvc(repo_root, "config", f"remote.{name}.url").strip()
+        url = run_dvc(repo_root, "config", f"remote.{name}.url").strip()
     except TangoError:
         raise TangoError(f"DVC remote '{name}' has no url in {repo_root}/.dvc/config") from None
     if "://" not in url and not os.path.isabs(url):  # relative to .dvc/
@@ -67,8 +68,8 @@ def tree_digest(files: dict[str, str]) -> str:
 
 
 def _scratch(work: Path, url: str) -> None:
-    _dvc(work, "init", "--no-scm", "-q")
-    _dvc(work, "remote", "add", "-d", "store", url)
+    run_dvc(work, "init", "--no-scm", "-q")
+    run_dvc(work, "remote", "add", "-d", "store", url)
 
 
 def push_dir(folder: Path, url: str) -> dict:
@@ -80,8 +81,8 @@ def push_dir(folder: Path, url: str) -> dict:
         work = Path(tmp)
         _scratch(work, url)
         shutil.copytree(folder, work / "artifact")
-        _dvc(work, "add", "-q", "artifact")
-        _dvc(work, "push", "-q")
+        run_dvc(work, "add", "-q", "artifact")
+        run_dvc(work, "push", "-q")
         out = yaml.safe_load((work / "artifact.dvc").read_text())["outs"][0]
     return {"remote": url, "md5": out["md5"], "size": out.get("size"),
             "nfiles": out.get("nfiles"), "files": files, "sha256": tree_digest(files)}
@@ -97,7 +98,7 @@ def pull_dir(record: dict, destination: Path, *, name: str = "artifact") -> dict
         _scratch(work, record["remote"])
         pointer = {"outs": [{"md5": record["md5"], "path": "artifact", "hash": "md5"}]}
         (work / "artifact.dvc").write_text(yaml.safe_dump(pointer))
-        _dvc(work, "pull", "-q", "artifact.dvc")
+        run_dvc(work, "pull", "-q", "artifact.dvc")
         got = tree_hashes(work / "artifact")
         for path, expected in sorted(record["files"].items()):
             actual = got.get(path)
@@ -122,9 +123,9 @@ def track(repo_root: Path, data: Path) -> Path:
     if not data.exists():
         raise TangoError(f"{data} does not exist; nothing to track")
     remote_url(repo_root)  # a clear error when no remote is configured
-    _dvc(repo_root, "add", "-q", str(data))
+    run_dvc(repo_root, "add", "-q", str(data))
     pointer = data.with_name(data.name + ".dvc")
-    _dvc(repo_root, "push", "-q", str(pointer))
+    run_dvc(repo_root, "push", "-q", str(pointer))
     return pointer
 
 
@@ -132,5 +133,5 @@ def pull_pointers(repo_root: Path, folder: Path) -> list[Path]:
     """`dvc pull` every pointer file (``*.dvc``) under ``folder``; returns them."""
     pointers = sorted(Path(folder).rglob("*.dvc"))
     for pointer in pointers:
-        _dvc(repo_root, "pull", "-q", str(pointer))
+        run_dvc(repo_root, "pull", "-q", str(pointer))
     return pointers

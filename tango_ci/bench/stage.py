@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tango_ci.bench.evaluators import make_evaluator
-from tango_ci.bench.latency import host_facts, measure_latency
+from tango_ci.bench.latency import host_facts, measure_repeated
 from tango_ci.compile import AUTO, load_artifact
 from tango_ci.compile.stage import candidate_dirs, selected_targets
 from tango_ci.exceptions import StageInputError
@@ -52,23 +52,6 @@ def _measure(ctx: StageContext, target, artifact: Path, evaluator) -> dict:
     }, samples
 
 
-def measure_repeated(artifact: Path, *, repeat: int, **kwargs) -> dict:
-    """``repeat`` measurements, each in a fresh process; the one with the median p50 is
-    reported, with the run-to-run variation of all of them under ``runs``."""
-    import statistics
-
-    measured = [measure_latency(artifact, **kwargs) for _ in range(max(1, repeat))]
-    if len(measured) == 1:
-        return measured[0]
-    p50s = [m["p50_ms"] for m in measured]
-    median = statistics.median(p50s)
-    chosen = min(measured, key=lambda m: abs(m["p50_ms"] - median))
-    return chosen | {"runs": {
-        "count": len(measured), "p50_ms": p50s, "p95_ms": [m["p95_ms"] for m in measured],
-        "median_p50_ms": median, "spread": (max(p50s) - min(p50s)) / median if median else 0.0,
-        "cv": statistics.stdev(p50s) / statistics.mean(p50s)}}
-
-
 def choose(rows: list[dict], percentile: str, max_drop: float) -> tuple[int | None, str]:
     """Index of the fastest row within the accuracy-drop limit, and why."""
     allowed = [i for i, r in enumerate(rows) if r["accuracy_drop"] <= max_drop]
@@ -107,8 +90,8 @@ def run(ctx: StageContext) -> None:
         write_json(folder / "metrics.json", metrics)
         write_json(folder / "latency_samples.json", samples)
         ctx.recorder.output_file(f"{target.name}_metrics", folder / "metrics.json")
-        if "runs" in metrics["latency"]:
-            runs = metrics["latency"]["runs"]
+        runs = metrics["latency"]["runs"]
+        if runs["count"] > 1:
             ctx.reporter.log(f"{target.name}: p50 of {runs['count']} runs "
                              f"{', '.join(f'{v:.4g}' for v in runs['p50_ms'])} ms, "
                              f"spread {runs['spread']:.1%}")

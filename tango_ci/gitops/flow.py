@@ -132,17 +132,12 @@ def production_report(repo: Path, results: dict) -> tuple[str, str] | None:
 
 def metrics_diff(repo: Path, old: str, new: str) -> str:
     """`dvc metrics diff` of two report commits, as a Markdown table."""
-    import os
-    import subprocess
-    import sys
+    from tango_ci.dvcstore import run_dvc
 
-    result = subprocess.run([sys.executable, "-m", "dvc", "metrics", "diff", old[:10],
-                             new[:10], "--md", "--all"], cwd=repo, capture_output=True, text=True,
-                            env=dict(os.environ, DVC_NO_ANALYTICS="1", COLUMNS="1000"))
-    if result.returncode != 0:
-        lines = result.stderr.strip().splitlines()
-        return f"(dvc metrics diff failed: {lines[-1] if lines else 'no output'})"
-    return result.stdout.strip()
+    try:
+        return run_dvc(repo, "metrics", "diff", old[:10], new[:10], "--md", "--all").strip()
+    except TangoError as error:  # the report is still worth publishing without it
+        return f"({error})"
 
 
 def find_report(repo: Path, project: str, head: str, base: str | None = None

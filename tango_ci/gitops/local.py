@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from tango_ci.exceptions import TangoError
 from tango_ci.gitops.git import ZERO, clean_environment, git, rev_parse
+from tango_ci.rundir import write_json
 
 MAIN = "main"
 STATES = ("queued", "running", "done", "failed")
@@ -39,12 +39,6 @@ def _home(bare: Path) -> Path:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _write(path: Path, data: dict) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(partial, path)
 
 
 def create(bare: Path, *, python: str = sys.executable,
@@ -88,7 +82,7 @@ def queue_push(bare: Path, lines: list[str]) -> list[Path]:
                "after": new, "state": "queued", "queued_at": _now(), "log": [],
                "results": []}
         path = home / "queue" / f"{job['id']}.json"
-        _write(path, job)
+        write_json(path, job)
         jobs.append(path)
     return jobs
 
@@ -122,7 +116,7 @@ def work(bare: Path) -> None:
         while (path := _next_job(home)) is not None:
             job = json.loads(path.read_text())
             job.update(state="running", started_at=_now())
-            _write(path, job)
+            write_json(path, job)
             print(f"{_now()} job {job['id']}: {job['kind']} {job['branch']} "
                   f"{job['after'][:10]}", flush=True)
             try:
@@ -133,14 +127,14 @@ def work(bare: Path) -> None:
                 job["error"] = f"{type(error).__name__}: {error}"
                 print(f"{_now()} job {job['id']} failed: {job['error']}", flush=True)
             job["finished_at"] = _now()
-            _write(path, job)
+            write_json(path, job)
     if _next_job(home) is not None:  # queued while this worker was letting go
         work(bare)
 
 
 def _log(path: Path, job: dict, message: str) -> None:
     job["log"].append(f"{_now()} {message}")
-    _write(path, job)
+    write_json(path, job)
     print(f"{_now()} {message}", flush=True)
 
 
@@ -240,7 +234,7 @@ def status(bare: Path) -> list[dict]:
                 if job["state"] == "running":
                     job.update(state="failed", finished_at=_now(),
                                error="the worker stopped before finishing this job")
-                    _write(path, job)
+                    write_json(path, job)
             fcntl.flock(lock, fcntl.LOCK_UN)
     return jobs
 

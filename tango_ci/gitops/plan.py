@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tango_ci.exceptions import TangoError
 from tango_ci.gitops.git import changed_files
 from tango_ci.spec import load_project, load_runner
 
@@ -78,8 +79,6 @@ def make_plan(root: Path, base: str | None, head: str = "HEAD", *, everything: b
                                  "runner": runner.name, "runs-on": list(runner.labels)})
     unknown = set(only) - set(plan.reasons)
     if unknown:
-        from tango_ci.exceptions import TangoError
-
         known = sorted(p.parent.name for p in (root / "projects").glob("*/project.yaml"))
         raise TangoError(f"no project named {', '.join(sorted(unknown))}; projects: "
                          f"{', '.join(known) or 'none'}")

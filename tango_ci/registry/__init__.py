@@ -182,10 +182,7 @@ class Registry:
         """Register a new version of ``name`` at ``ref``; returns (version, why)."""
         import gto.api
 
-        try:
-            previous = self.versions(name)[0] if name in self.names() else None
-        except TangoError:
-            previous = None
+        previous = self.versions(name)[0] if name in self.names() else None
         why = "given"
         if version is None:
             version, why = bump(previous, record)

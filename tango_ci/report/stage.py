@@ -134,8 +134,8 @@ def render_markdown(report: dict, images: dict[str, str]) -> str:
                   f"| ms | {lat['p50_ms']:.3g} | {lat['p90_ms']:.3g} | {lat['p95_ms']:.3g} | "
                   f"{lat['p99_ms']:.3g} | {lat['mean_ms']:.3g} | {lat['cv']:.1%} | "
                   f"{lat['repeats']} | {lat['throughput_per_s']:.0f}/s |", ""]
-        if "runs" in lat:
-            runs = lat["runs"]
+        runs = lat.get("runs", {"count": 1})
+        if runs["count"] > 1:
             lines += [f"Run to run ({runs['count']} measuring processes): p50 "
                       f"{', '.join(f'{v:.4g}' for v in runs['p50_ms'])} ms, spread "
                       f"{runs['spread']:.1%} of the median, CV {runs['cv']:.1%}; the median "
