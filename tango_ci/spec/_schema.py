@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
@@ -33,9 +34,35 @@ def load_schema(kind: str) -> dict:
     return json.loads(schema_path(kind).read_text(encoding="utf-8"))
 
 
+def _is_integer(checker: Any, instance: Any) -> bool:
+    """JSON Schema calls 16.0 an integer; the pipeline would then get a float. We do not."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _full_match(validator: Any, pattern: str, instance: Any, schema: dict) -> Iterator:
+    """``pattern`` with a final ``$`` that really ends the text.
+
+    Python's ``$`` also matches before a trailing newline, so ``name: "x\\n"`` would pass
+    ``^[a-z]+$`` and become a folder name with a newline in it.
+    """
+    if not validator.is_type(instance, "string"):
+        return
+    strict = pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith(r"\$") \
+        else pattern
+    if re.search(strict, instance) is None:
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_StrictValidator = jsonschema.validators.extend(
+    Draft202012Validator,
+    validators={"pattern": _full_match},
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+
 @lru_cache(maxsize=None)
-def _validator(kind: str) -> Draft202012Validator:
-    return Draft202012Validator(load_schema(kind))
+def _validator(kind: str) -> Any:
+    return _StrictValidator(load_schema(kind))
 
 
 def validate(kind: str, doc: LocatedDocument, display: str) -> list[Problem]:

@@ -2,11 +2,15 @@
 
 PyYAML composes the document into nodes (which carry line and column); we construct the values
 ourselves so that duplicate keys, unsupported tags and documents that expand without bound (the
-"billion laughs") are refused with a position instead of a traceback or an exhausted machine.
+"billion laughs", or one large string repeated through aliases) are refused with a position
+instead of a traceback or an exhausted machine. The budgets count values and text *after* alias
+expansion, because that is what validation, error messages and the pipeline would otherwise
+build. Numbers must be finite: NaN compares false with every bound a schema sets.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,7 @@ from tango_ci.spec.problems import Position, Problem
 
 MAX_BYTES = 1024 * 1024
 MAX_VALUES = 20_000
+MAX_EXPANDED_BYTES = 4 * MAX_BYTES
 MAX_DEPTH = 40
 
 Path_ = tuple[str | int, ...]
@@ -60,6 +65,7 @@ class _Builder:
     def __init__(self) -> None:
         self.doc = LocatedDocument(data=None)
         self.count = 0
+        self.text_bytes = 0
         self._scalars = yaml.constructor.SafeConstructor()
 
     def build(self, node: yaml.Node, path: Path_, depth: int) -> Any:
@@ -86,31 +92,52 @@ class _Builder:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise _Refused(key_node.start_mark, "mapping keys must be plain words")
             key = str(key_node.value)
+            self.text_bytes += len(key)
             key_position = _position(key_node.start_mark)
             if key in first_seen:
                 raise _Refused(key_node.start_mark,
-                               f"duplicate key '{key}' (first set on line {first_seen[key].line})")
+                               f"duplicate key {_short(key)} (first set on line {first_seen[key].line})")
             first_seen[key] = key_position
             self.doc.keys[path + (key,)] = key_position
             result[key] = self.build(value_node, path + (key,), depth + 1)
         return result
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
+        self.text_bytes += len(node.value)
+        if self.text_bytes > MAX_EXPANDED_BYTES:
+            raise _Refused(node.start_mark, f"document expands to more than "
+                                            f"{MAX_EXPANDED_BYTES} bytes of text (an alias "
+                                            "repeating a large value?); refusing to load it")
         constructor = self._scalars.yaml_constructors.get(node.tag)
         if constructor is None:
-            raise _Refused(node.start_mark, f"unsupported YAML tag '{node.tag}'")
+            raise _Refused(node.start_mark, f"unsupported YAML tag {_short(node.tag)}")
         try:
-            return constructor(self._scalars, node)
-        except (yaml.YAMLError, ValueError) as exc:
-            raise _Refused(node.start_mark, f"invalid value {node.value!r}: {exc}") from None
+            value = constructor(self._scalars, node)
+        except (yaml.YAMLError, ValueError, OverflowError) as exc:
+            raise _Refused(node.start_mark,
+                           f"invalid value {_short(node.value)}: {_short(str(exc))}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _Refused(node.start_mark, f"{_short(node.value)} is not a finite number")
+        return value
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """A value quoted for a message, cut so a huge value never floods the one error line."""
+    text = repr(text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def load_located(path: Path, display: str) -> LocatedDocument:
     """Read ``path`` as one YAML document; raise :class:`YamlProblem` for anything malformed."""
+    if path.is_symlink():
+        raise YamlProblem(Problem(display, 0, 0, "", "is a symbolic link; spec files must be "
+                                                     "regular files in the repository"))
     if not path.exists():
         raise YamlProblem(Problem(display, 0, 0, "", "file not found"))
     if path.is_dir():
         raise YamlProblem(Problem(display, 0, 0, "", "is a directory, expected a YAML file"))
+    if not path.is_file():
+        raise YamlProblem(Problem(display, 0, 0, "", "is not a regular file"))
     size = path.stat().st_size
     if size > MAX_BYTES:
         raise YamlProblem(Problem(display, 1, 1, "",
@@ -136,6 +163,9 @@ def load_located(path: Path, display: str) -> LocatedDocument:
                                   f"invalid YAML: {reason}")) from None
     except yaml.YAMLError as exc:  # unmarked errors are rare; still no traceback
         raise YamlProblem(Problem(display, 1, 1, "", f"invalid YAML: {exc}")) from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise YamlProblem(Problem(display, 1, 1, "", f"nesting deeper than {MAX_DEPTH} "
+                                                     "levels")) from None
     if len(nodes) != 1:
         position = _position(nodes[1].start_mark) if len(nodes) > 1 else Position(1, 1)
         raise YamlProblem(Problem(display, position.line, position.col, "",
@@ -147,9 +177,10 @@ def load_located(path: Path, display: str) -> LocatedDocument:
         raise YamlProblem(Problem(display, exc.position.line, exc.position.col, "",
                                   exc.message)) from None
     except RecursionError:
-        raise YamlProblem(Problem(display, 1, 1, "", "document nests too deeply")) from None
+        raise YamlProblem(Problem(display, 1, 1, "", f"nesting deeper than {MAX_DEPTH} "
+                                                     "levels")) from None
     if not isinstance(data, dict):
-        kind = "a list" if isinstance(data, list) else f"the value {data!r}"
+        kind = "a list" if isinstance(data, list) else f"the value {_short(str(data))}"
         raise YamlProblem(Problem(display, 1, 1, "", f"top level must be a mapping, got {kind}"))
     builder.doc.data = data
     return builder.doc
