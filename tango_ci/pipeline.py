@@ -90,14 +90,26 @@ def run_stages(project: Path | ProjectSpec, *, from_stage: str | None = None,
     stages = select_stages(from_stage, until)
     runs = runs_root(find_repo_root(spec.folder))
     run = open_run(spec, stages, run_id=run_id, resume=resume, runs=runs)
+    with run.lock():
+        _run_locked(run, spec, stages, runs, options or {}, reporter)
+    return run
+
+
+def _run_locked(run: RunDir, spec: ProjectSpec, stages: list[str], runs: Path,
+                options: dict[str, Any], reporter: Reporter) -> None:
+    verified: set[str] = set()  # stages whose files this process wrote or checked
     for stage in stages:
         if run.is_complete(stage):
             reporter.log(f"{stage}: already complete in run {run.id}, kept")
             continue
+        for earlier in STAGES[:STAGES.index(stage)]:
+            if earlier not in verified and run.verify(earlier):
+                reporter.log(f"{earlier}: files match their manifest")
+            verified.add(earlier)
         recorder = StageRecorder(run, stage)
         recorder.folder.mkdir(parents=True, exist_ok=True)
         context = StageContext(run=run, spec=spec, recorder=recorder, reporter=reporter,
-                               options=dict(options or {}))
+                               options=dict(options))
         reporter.stage_started(stage, run.id)
         if spec.task == "detection":
             from tango_ci.detection.ultralytics_env import prepare_environment
@@ -105,4 +117,4 @@ def run_stages(project: Path | ProjectSpec, *, from_stage: str | None = None,
             prepare_environment(runs / spec.name / ".ultralytics")
         stage_function(stage, spec.task)(context)
         reporter.stage_finished(stage, recorder.finish())
-    return run
+        verified.add(stage)

@@ -3,24 +3,34 @@
 Rules that keep results safe:
 - a stage whose folder has a complete manifest is never run again in that run: re-running it
   forks a new run (earlier stages' folders are copied), and ``latest`` points at the new one;
-- a stage folder without a complete manifest was interrupted: running it again resumes there.
+- a stage folder without a complete manifest was interrupted: running it again resumes there;
+- one process at a time works in a run: ``lock()`` refuses a second with the holder's PID;
+- run folders travel between CI jobs and machines, so they are data: JSON is size-limited and
+  must be strict JSON (no NaN), run ids are plain names inside ``runs/<project>/``, and a stage
+  uses an earlier stage's files only after ``verify()`` matched each file's sha256 with the
+  manifest that the producing stage wrote.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
+import math
 import os
+import re
 import platform
 import secrets
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from tango_ci.exceptions import StageInputError, TangoError
 
@@ -52,16 +62,70 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
+MAX_JSON_BYTES = 64 * 1024 * 1024
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+class RunFileError(TangoError):
+    """A file of a run folder is unreadable, too large, not JSON, or not what a stage wrote."""
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinity become null: strict JSON has neither, and other tools reject them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically, so a kill never leaves half a file behind."""
+    """Write strict JSON atomically, so a kill never leaves half a file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    partial.write_text(json.dumps(_finite(data), indent=2, sort_keys=False, default=str,
+                                  allow_nan=False) + "\n")
     os.replace(partial, path)
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_json(path: Path, *, limit: int = MAX_JSON_BYTES) -> Any:
+    """Strict JSON from a file that may come from elsewhere; one clear error for anything off."""
+    path = Path(path)
+    shown = display(path)
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise RunFileError(f"{shown}: not a regular file")
+        if size > limit:
+            raise RunFileError(f"{shown}: {size} bytes, more than the {limit} a run file may have")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunFileError(f"{shown}: missing") from None
+    except UnicodeDecodeError:
+        raise RunFileError(f"{shown}: not UTF-8 text") from None
+    except OSError as exc:
+        raise RunFileError(f"{shown}: cannot read ({exc.strerror})") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise RunFileError(f"{shown}: not valid JSON ({exc.msg} at line {exc.lineno} column "
+                           f"{exc.colno})") from None
+    except (ValueError, RecursionError) as exc:
+        raise RunFileError(f"{shown}: not valid JSON ({str(exc)[:80]})") from None
+
+
+def display(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it."""
+    try:
+        return str(Path(path).absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 @dataclass(frozen=True)
@@ -84,7 +148,70 @@ class RunDir:
         if not path.is_file():
             return None
         data = read_json(path)
+        if not isinstance(data, dict):
+            raise RunFileError(f"{display(path)}: expected a JSON object")
         return data if data.get("status") == "complete" else None
+
+    def verify(self, stage: str) -> int:
+        """Check every output the manifest of ``stage`` records against its sha256.
+
+        Returns how many files were checked; raises naming the file and both hashes.
+        """
+        manifest = self.manifest(stage)
+        if manifest is None:
+            return 0
+        outputs = manifest.get("outputs")
+        if not isinstance(outputs, dict):
+            raise RunFileError(f"{display(self.stage_dir(stage) / MANIFEST)}: 'outputs' must "
+                               "be a JSON object")
+        root = self.root.resolve()
+        for name, entry in outputs.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or \
+                    not isinstance(entry.get("sha256"), str):
+                raise RunFileError(f"{display(self.stage_dir(stage) / MANIFEST)}: output "
+                                   f"{name[:60]!r} needs a path and a sha256")
+            path = self.root / entry["path"]
+            if Path(entry["path"]).is_absolute() or not path.resolve().is_relative_to(root):
+                raise RunFileError(f"{display(self.stage_dir(stage) / MANIFEST)}: output "
+                                   f"{entry['path'][:80]!r} is outside the run folder")
+            if not path.is_file():
+                raise RunFileError(f"{display(path)}: missing, although the {stage} stage "
+                                   "recorded it; re-run that stage")
+            actual = file_sha256(path)
+            if actual != entry["sha256"]:
+                raise RunFileError(f"{display(path)}: sha256 {actual[:16]}… differs from "
+                                   f"{entry['sha256'][:16]}… recorded by the {stage} stage; "
+                                   f"the file changed after it was written (re-run `tango "
+                                   f"{stage}` or start a new run)")
+        return len(outputs)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run for this process; a second writer is refused with the holder's PID."""
+        path = self.root / ".lock"
+        try:
+            handle = open(path, "a+")
+        except OSError as exc:
+            raise RunFileError(f"{display(path)}: cannot open the run's lock file "
+                               f"({exc.strerror})") from None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise RunBusy(run=self.id, pid=holder) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                handle.truncate()
 
     def is_complete(self, stage: str) -> bool:
         return self.manifest(stage) is not None
@@ -99,7 +226,10 @@ class RunDir:
 
     @property
     def spec(self) -> dict:
-        return read_json(self.root / "spec.json")
+        data = read_json(self.root / "spec.json")
+        if not isinstance(data, dict):
+            raise RunFileError(f"{display(self.root / 'spec.json')}: expected a JSON object")
+        return data
 
 
 def runs_root(repo_root: Path) -> Path:
@@ -134,25 +264,38 @@ def _point_latest(root: Path) -> None:
     os.replace(temporary, link)
 
 
+class RunBusy(TangoError):
+    _template = ("run {run} is in use by process {pid}; wait for it to finish, or start a new "
+                 "run")
+
+
 def latest_run(runs: Path, project: str) -> RunDir | None:
     link = runs / project / "latest"
     if not link.exists():
         return None
-    return RunDir(link.resolve())
+    target = link.resolve()
+    if target.parent != (runs / project).resolve() or not RUN_ID.fullmatch(target.name):
+        raise RunFileError(f"{display(link)}: points outside {display(runs / project)}; "
+                           "remove the link and pass --run")
+    return RunDir(target)
 
 
 def find_run(runs: Path, project: str, run_id: str | None) -> RunDir:
     if run_id:
+        if not RUN_ID.fullmatch(run_id) or ".." in run_id:
+            raise TangoError(f"--run {run_id[:80]!r} is not a run id (letters, digits, dots, "
+                             f"dashes and underscores, a folder of runs/{project}/)")
         root = runs / project / run_id
-        if not (root / "spec.json").is_file():
-            known = sorted(p.name for p in (runs / project).glob("*/spec.json"))
+        if root.is_symlink() or not (root / "spec.json").is_file():
+            known = sorted(p.parent.name for p in (runs / project).glob("*/spec.json")
+                           if not p.parent.is_symlink())
             raise TangoError(f"no run '{run_id}' of project {project}; runs: "
-                             f"{', '.join(p.split('/')[0] for p in known) or 'none'}")
+                             f"{', '.join(known) or 'none'}")
         return RunDir(root)
     run = latest_run(runs, project)
     if run is None:
-        raise StageInputError(stage="this stage", what=f"a run of project {project}",
-                              previous=f"data projects/{project}` or `tango run projects/{project}")
+        raise TangoError(f"project {project} has no run yet; start one with "
+                         f"`tango run projects/{project}`")
     return run
 
 
