@@ -1,6 +1,7 @@
 """Training with ultralytics' trainer (its losses, augmentation and EMA), driven by us:
 offline, on our thread count, into our run folder, with per-epoch callbacks for pruning and
-progress, and resume from ``last.pt`` after a kill."""
+progress, and resume from ``last.pt`` after a kill, only when its sha256 is the one recorded
+when ultralytics saved it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 from tango_ci.detection.ultralytics_env import ultralytics_module
+from tango_ci.detection.weights import check_pretrained
 from tango_ci.progress import SILENT, Reporter
+from tango_ci.train import checkpoints
 
 MAP50 = "metrics/mAP50(B)"
 MAP50_95 = "metrics/mAP50-95(B)"
@@ -32,14 +35,24 @@ def train_yolo(model_yaml: Path, data_yaml: Path, out_dir: Path, *, epochs: int,
         if on_epoch is not None:
             on_epoch(trainer.epoch, metrics)
 
+    def model_saved(trainer) -> None:  # record what ultralytics wrote, for a later resume
+        for path in (trainer.last, trainer.best):
+            if Path(path).is_file():
+                checkpoints.record(Path(path))
+
+    if pretrained is not None:
+        check_pretrained(pretrained)  # refuse a bad file before any work, with its name
     try:
         if resumed:
+            checkpoints.verify(last)  # a planted last.pt is refused before ultralytics reads it
             model = YOLO(str(last))
             model.add_callback("on_fit_epoch_end", fit_epoch_end)
+            model.add_callback("on_model_save", model_saved)
             model.train(resume=True, workers=0, device="cpu")
         else:
             model = YOLO(str(model_yaml), task="detect")
             model.add_callback("on_fit_epoch_end", fit_epoch_end)
+            model.add_callback("on_model_save", model_saved)
             model.train(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, lr0=lr0,
                         optimizer="AdamW", seed=seed, deterministic=True, patience=patience,
                         device="cpu", workers=0, amp=False, plots=False, verbose=False,

@@ -2,7 +2,8 @@
 
 ultralytics reads ``YOLO_CONFIG_DIR`` and ``YOLO_OFFLINE`` when first imported, looks for a
 font in its config folder (and would download one), and sets ``OMP_NUM_THREADS=1`` when it is
-unset, which makes torch single-threaded. All three are handled here, once per process.
+unset, which makes torch single-threaded. All three are handled here, once per process, and
+its checkpoint loader is replaced by a restricted one (``weights.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def prepare_environment(config_dir: Path | None = None) -> Path:
             shutil.copy(dejavu, settings_dir / name)
     os.environ["YOLO_CONFIG_DIR"] = str(folder)
     os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"  # no eval() of a checkpoint's model YAML
     os.environ.setdefault("YOLO_VERBOSE", "False")
     _configured = folder
     return folder
@@ -46,6 +48,9 @@ def ultralytics_module(name: str = "ultralytics"):
 
     threads, omp = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     module = importlib.import_module(name)
+    from tango_ci.detection.weights import install
+
+    install()  # every checkpoint ultralytics loads goes through our allow-list
     if omp is None:
         os.environ.pop("OMP_NUM_THREADS", None)
     torch.set_num_threads(threads)

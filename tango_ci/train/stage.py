@@ -6,7 +6,8 @@ import torch
 
 from tango_ci.data.stage import load_arrays
 from tango_ci.models import build_model, count_parameters, get_family
-from tango_ci.rundir import read_json, write_json
+from tango_ci.rundir import display, read_json, write_json
+from tango_ci.train import checkpoints
 from tango_ci.stage import StageContext
 from tango_ci.train.trainer import TrainConfig, evaluate, set_threads, train_model
 
@@ -31,11 +32,11 @@ def load_pretrained(model: torch.nn.Module, path) -> int:
     """Copy every tensor of ``path`` whose name and shape match (a new head is kept new)."""
     from tango_ci.exceptions import TangoError
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise TangoError(f"{path}: cannot read pretrained weights ({exc})") from None
+    state = checkpoints.load(path, check=False)  # the user's file: no hash of ours to match
     state = state.get("model", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise TangoError(f"{display(path)}: expected a state dict (tensor names to tensors), "
+                         "as torch.save(model.state_dict()) writes")
     own = model.state_dict()
     matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not matching:

@@ -1,7 +1,8 @@
 """One training loop for search trials and the final training.
 
 Checkpoints (``last.pt`` every epoch, ``best.pt`` on improvement) are written atomically, so a
-run killed at any moment resumes from its last finished epoch with nothing lost.
+run killed at any moment resumes from its last finished epoch with nothing lost; they are read
+back only as plain tensors and only when their recorded sha256 matches (``checkpoints.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 
 from tango_ci.data.dataset import preprocess
 from tango_ci.progress import SILENT, Reporter
+from tango_ci.train import checkpoints
 
 
 @dataclass(frozen=True)
@@ -80,11 +82,6 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray,
     return float((predicted == labels).mean()), float(sum(losses) / len(labels)), predicted
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    partial = path.with_name(path.name + ".partial")
-    torch.save(obj, partial)
-    os.replace(partial, path)
-
 
 def train_model(
     model: nn.Module,
@@ -111,7 +108,7 @@ def train_model(
     start_epoch = 0
     last_path = checkpoint_dir / "last.pt" if checkpoint_dir else None
     if last_path is not None and last_path.exists():
-        state = torch.load(last_path, weights_only=False)
+        state = checkpoints.load(last_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -160,15 +157,17 @@ def train_model(
                 result.best_state = {k: v.detach().clone() for k, v in
                                      model.state_dict().items()}
                 if checkpoint_dir is not None:
-                    _atomic_save({"model": result.best_state, "epoch": epoch,
-                                  "val_accuracy": val_accuracy}, checkpoint_dir / "best.pt")
+                    checkpoints.save({"model": result.best_state, "epoch": epoch,
+                                      "val_accuracy": val_accuracy}, checkpoint_dir / "best.pt")
             if last_path is not None:
-                _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "scheduler": scheduler.state_dict(),
-                              "generator": generator.get_state(), "epoch": epoch,
-                              "history": result.history, "best_accuracy": result.best_accuracy,
-                              "best_epoch": result.best_epoch,
-                              "best_state": result.best_state}, last_path)
+                checkpoints.save({"model": model.state_dict(),
+                                  "optimizer": optimizer.state_dict(),
+                                  "scheduler": scheduler.state_dict(),
+                                  "generator": generator.get_state(), "epoch": epoch,
+                                  "history": result.history,
+                                  "best_accuracy": result.best_accuracy,
+                                  "best_epoch": result.best_epoch,
+                                  "best_state": result.best_state}, last_path)
             bar.update(completed=epoch + 1, loss=metrics["train_loss"], accuracy=val_accuracy)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)

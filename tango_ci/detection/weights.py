@@ -1,0 +1,146 @@
+"""ultralytics checkpoints, loaded without ever running code from them.
+
+An ultralytics ``.pt`` file is a pickle of whole model objects, and ultralytics loads it with
+``torch.load(weights_only=False)``: a file whose pickle calls ``os.system`` runs it. Here every
+ultralytics load goes through :func:`restricted_load` instead: torch's restricted unpickler
+with an allow-list of exactly the globals a checkpoint may name (the torch and ultralytics
+layer classes, a few data classes), checked against the file before anything is unpickled.
+Official checkpoints keep working as ``train.pretrained``; a global outside the list is
+refused by name. ``install()`` swaps ultralytics' loader for ours once per process;
+``ULTRALYTICS_SAFE_LOAD`` (set by ``prepare_environment``) turns on ultralytics' own restricted
+model building where it has it (no ``eval`` of a checkpoint's YAML).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import types
+from pathlib import Path
+from typing import Any
+
+from tango_ci.exceptions import TangoError
+from tango_ci.rundir import display
+
+# modules whose nn.Module classes a checkpoint may name
+_LAYER_MODULES = ("torch.nn.modules.", "ultralytics.nn.modules.")
+_LAYER_EXACT = ("torch.nn.modules", "ultralytics.nn.modules", "ultralytics.nn.tasks")
+# plain data a checkpoint may hold besides tensors, by the name the pickle uses
+_DATA = {
+    "ultralytics.utils.IterableSimpleNamespace": ("ultralytics.utils", "IterableSimpleNamespace"),
+    "types.SimpleNamespace": ("types", "SimpleNamespace"),
+    "pathlib.PosixPath": ("pathlib", "PosixPath"),
+    "pathlib.WindowsPath": ("pathlib", "PosixPath"),
+    "numpy.dtype": ("numpy", "dtype"),
+    "numpy.core.multiarray.scalar": None,  # resolved below: numpy's scalar reconstructor
+    "numpy._core.multiarray.scalar": None,
+}
+
+
+class UnsafeWeights(TangoError):
+    """A weights file names something a checkpoint may not hold, or is not a checkpoint."""
+
+
+def _restricted_getattr(obj: Any, name: str) -> Any:
+    """``getattr`` as official checkpoints use it (``Detect.forward``), and nothing more."""
+    import torch
+
+    if isinstance(obj, type) and issubclass(obj, torch.nn.Module) and not name.startswith("_"):
+        return getattr(obj, name)
+    if isinstance(obj, torch.nn.Module) and name in ("forward", "forward_fuse"):
+        return getattr(type(obj), name).__get__(obj)
+    raise pickle.UnpicklingError(f"getattr({type(obj).__name__}, {name!r}) is not allowed")
+
+
+def _allowed(name: str) -> Any | None:
+    """The object a checkpoint may name as ``name``, or None when it may not."""
+    import numpy as np
+    import torch
+
+    if name == "builtins.getattr":
+        return _restricted_getattr
+    if name in _DATA:
+        where = _DATA[name]
+        if where is None:
+            return np.float64(0).__reduce__()[0]
+        return getattr(importlib.import_module(where[0]), where[1])
+    module, _, attribute = name.rpartition(".")
+    if not (module in _LAYER_EXACT or module.startswith(_LAYER_MODULES)):
+        return None
+    from tango_ci.detection.ultralytics_env import ultralytics_module
+
+    try:  # only modules of installed torch and ultralytics, never a path from the file
+        found = getattr(ultralytics_module(module), attribute, None)
+    except ImportError:
+        return None
+    if isinstance(found, type) and issubclass(found, torch.nn.Module):
+        return found
+    return None
+
+
+def _globals_in(path: Path) -> list[str]:
+    import torch
+
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except (ValueError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
+        raise UnsafeWeights(f"{display(path)}: not a PyTorch checkpoint (zip) file "
+                            f"({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+def restricted_load(path: Path | str, map_location: Any = "cpu", **_: Any) -> Any:
+    """Load a (ultralytics) checkpoint with only allow-listed globals; never runs its code."""
+    import torch
+
+    path = Path(path)
+    names = _globals_in(path)
+    entries = []
+    for name in names:
+        allowed = _allowed(name)
+        if allowed is None:
+            raise UnsafeWeights(f"{display(path)}: refers to '{name[:100]}', which a weights file "
+                                "may not hold; it was not loaded")
+        entries.append((allowed, name))
+    try:
+        with torch.serialization.safe_globals(entries):
+            return torch.load(str(path), map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise UnsafeWeights(f"{display(path)}: not loadable as restricted weights "
+                            f"({_first_line(exc)})") from None
+
+
+_installed = False
+
+
+def install() -> None:
+    """Route every ultralytics checkpoint load of this process through :func:`restricted_load`.
+
+    Called by ``ultralytics_module()`` right after ultralytics is imported.
+    """
+    global _installed
+    if _installed:
+        return
+    for module_name in ("ultralytics.utils.patches", "ultralytics.nn.tasks",
+                        "ultralytics.utils.torch_utils"):
+        module = importlib.import_module(module_name)
+        if hasattr(module, "torch_load"):
+            module.torch_load = restricted_load
+    _installed = True
+
+
+def check_pretrained(path: Path) -> types.SimpleNamespace:
+    """Load a user's pretrained file once, restricted, before training starts; what it holds."""
+    checkpoint = restricted_load(path)
+    model = checkpoint.get("model") if isinstance(checkpoint, dict) else checkpoint
+    model = model or (checkpoint.get("ema") if isinstance(checkpoint, dict) else None)
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise UnsafeWeights(f"{display(path)}: holds no ultralytics model (expected the "
+                            "'model' entry of a checkpoint that ultralytics saved)")
+    return types.SimpleNamespace(model=model, tensors=len(model.state_dict()))
