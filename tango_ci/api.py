@@ -78,7 +78,12 @@ def check_yolo_dataset(path: Path) -> tuple[dict, list[Problem]]:
     """Statistics and every problem of a YOLO dataset (problems as file:line:col)."""
     from tango_ci.data.yolo import check_dataset
 
-    _, stats, problems = check_dataset(Path(path))
+    path = Path(path)
+    repo = find_repo_root(path)
+    # data stays inside its repository; a dataset outside any stays inside its own folder
+    limit = repo if path.resolve().is_relative_to(repo) else \
+        (path if path.is_dir() else path.parent).resolve()
+    _, stats, problems = check_dataset(path, limit)
     return stats, problems
 
 

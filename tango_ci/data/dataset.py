@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from tango_ci.data.layout import class_folders, has_split_folders, is_image
+from tango_ci.data.layout import class_folders, confined, has_split_folders, is_image
 from tango_ci.exceptions import TangoError
 
 MEAN = 0.5
@@ -33,25 +33,42 @@ class Item:
     split: str
 
 
-def scan_imagefolder(root: Path, val_fraction: float, seed: int) -> tuple[list[str], list[Item]]:
-    """Classes and items; one folder is split per class by a seeded ratio."""
+def scan_imagefolder(root: Path, val_fraction: float, seed: int,
+                     limit: Path | None = None) -> tuple[list[str], list[Item]]:
+    """Classes and items; one folder is split per class by a seeded ratio.
+
+    With ``limit``, every folder and image must stay inside it through any symbolic link.
+    """
+    confined(root, limit)
     if has_split_folders(root):
+        for split in ("train", "val"):
+            confined(root / split, limit)
         classes = [d.name for d in class_folders(root / "train")]
-        items = [Item(p, label, split)
+        items = [Item(confined(p, limit), label, split)
                  for split in ("train", "val")
                  for label, name in enumerate(classes)
-                 for p in sorted(filter(is_image, (root / split / name).iterdir()))]
+                 for p in _images(root / split / name, limit)]
         return classes, items
     classes = [d.name for d in class_folders(root)]
     rng = np.random.default_rng(seed)
     items: list[Item] = []
     for label, name in enumerate(classes):
-        files = sorted(filter(is_image, (root / name).iterdir()))
+        files = [confined(p, limit) for p in _images(root / name, limit)]
         order = rng.permutation(len(files))
         n_val = max(1, int(round(len(files) * val_fraction)))
         val = set(order[:n_val].tolist())
         items += [Item(f, label, "val" if i in val else "train") for i, f in enumerate(files)]
     return classes, items
+
+
+def _images(folder: Path, limit: Path | None) -> list[Path]:
+    """The images of a class folder, sorted; links that lead out or loop are refused."""
+    confined(folder, limit)
+    entries = sorted(folder.iterdir())
+    for entry in entries:
+        if entry.is_symlink():
+            confined(entry, limit)
+    return [entry for entry in entries if is_image(entry)]
 
 
 def decode(path: Path, size: int) -> np.ndarray:
@@ -76,10 +93,13 @@ def load_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_arrays(root: Path, *, image_size: int, val_fraction: float, seed: int,
-                 max_bad_fraction: float,
+                 max_bad_fraction: float, limit: Path | None = None,
                  progress: Callable[[int, int], None] | None = None) -> dict:
-    """Read every image; returns classes, arrays per split, bad files and the fingerprint."""
-    classes, items = scan_imagefolder(root, val_fraction, seed)
+    """Read every image; returns classes, arrays per split, bad files and the fingerprint.
+
+    ``limit`` (the repository) is the folder no image may lead out of.
+    """
+    classes, items = scan_imagefolder(root, val_fraction, seed, limit)
     if len(classes) < 2:
         raise TangoError(f"{root}: need at least two classes with images, found {len(classes)}")
     arrays: dict[str, list] = {"train": [], "val": []}

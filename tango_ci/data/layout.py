@@ -1,8 +1,14 @@
-"""Recognise dataset layouts on disk (cheap checks; the data stage reads every file)."""
+"""Recognise dataset layouts on disk (cheap checks; the data stage reads every file).
+
+Data stays inside the repository: ``confined()`` follows every symbolic link of a dataset and
+refuses one that leads out (or loops), so a class folder linked to ``/home`` is never read.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from tango_ci.exceptions import TangoError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -64,3 +70,24 @@ def yolo_problem(path: Path) -> str | None:
 
 
 FORMAT_CHECKS = {"imagefolder": imagefolder_problem, "yolo": yolo_problem}
+
+
+class DataOutside(TangoError):
+    """A dataset file or folder leads out of the repository, or is a link loop."""
+
+
+def confined(path: Path, limit: Path | None) -> Path:
+    """``path`` when it stays inside ``limit`` through every link; raises otherwise."""
+    if limit is None:
+        return path
+    from tango_ci.rundir import display
+
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise DataOutside(f"{display(path)}: a broken symbolic link or a link loop; data must "
+                          "be real files inside the repository") from None
+    if not real.is_relative_to(limit.resolve()):
+        raise DataOutside(f"{display(path)}: a symbolic link out of the repository (to {real}); "
+                          "data must stay inside it")
+    return path

@@ -7,6 +7,7 @@ import numpy as np
 from tango_ci.data.dataset import build_arrays
 from tango_ci.exceptions import TangoError
 from tango_ci.rundir import write_json
+from tango_ci.spec import find_repo_root
 from tango_ci.stage import StageContext
 
 
@@ -34,6 +35,7 @@ def run(ctx: StageContext) -> None:
         built = build_arrays(root, image_size=spec.data.image_size,
                              val_fraction=spec.data.split.val, seed=spec.data.split.seed,
                              max_bad_fraction=spec.data.max_bad_fraction,
+                             limit=find_repo_root(spec.folder),
                              progress=lambda done, total: bar.update(completed=done, total=total))
     finally:
         bar.close()

@@ -56,8 +56,13 @@ def _display(path: Path, base: Path) -> str:
         return str(path)
 
 
-def read_dataset(path: Path) -> tuple[YoloDataset | None, list[Problem]]:
-    """Parse data.yaml and list the split images; problems instead of exceptions."""
+def read_dataset(path: Path, limit: Path | None = None
+                 ) -> tuple[YoloDataset | None, list[Problem]]:
+    """Parse data.yaml and list the split images; problems instead of exceptions.
+
+    With ``limit`` (the repository), ``path:`` and every split folder and image must stay
+    inside it, through any symbolic link.
+    """
     data_yaml = path / "data.yaml" if path.is_dir() else path
     base = data_yaml.parent
     name = _display(data_yaml, base)
@@ -80,22 +85,46 @@ def read_dataset(path: Path) -> tuple[YoloDataset | None, list[Problem]]:
     if names is None or not names:
         return None, [Problem(name, 1, 1, "names", "must be a list of class names, or a "
                               "mapping 0: name, 1: name, ... without gaps")]
-    root = (base / str(content.get("path", "."))).resolve()
+    root = _inside(base / str(content.get("path", ".")), limit)
+    if root is None:
+        return None, [Problem(name, 1, 1, "path", f"'{str(content.get('path'))[:100]}' leads "
+                                                  "out of the repository; data must stay "
+                                                  "inside it")]
     images: dict[str, tuple[Path, ...]] = {}
     for split in SPLITS:
-        folder = (root / str(content[split])).resolve()
+        folder = _inside(root / str(content[split]), limit)
+        if folder is None:
+            problems.append(Problem(name, 1, 1, split, f"'{str(content[split])[:100]}' leads "
+                                                       "out of the repository; data must stay "
+                                                       "inside it"))
+            continue
         if not folder.is_dir():
             problems.append(Problem(name, 1, 1, split, f"folder '{content[split]}' does not "
                                                        "exist"))
             continue
-        images[split] = tuple(sorted(p for p in folder.rglob("*")
-                                     if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        outside = [p for p in found if _inside(p, limit) is None]
+        problems += [Problem(_display(p, base), 0, 0, "", "a symbolic link out of the "
+                             "repository (or a link loop); data must stay inside it")
+                     for p in outside]
+        images[split] = tuple(p for p in found if p not in outside and p.is_file())
         if not images[split]:
             problems.append(Problem(name, 1, 1, split, f"folder '{content[split]}' has no "
                                                        "images"))
     if problems:
         return None, problems
     return YoloDataset(root=root, data_yaml=data_yaml, names=names, images=images), []
+
+
+def _inside(path: Path, limit: Path | None) -> Path | None:
+    """``path`` resolved, or None when it leads out of ``limit`` or loops."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):
+        return None
+    if limit is not None and not real.is_relative_to(limit.resolve()):
+        return None
+    return real
 
 
 def parse_labels(path: Path, classes: int, display: str) -> tuple[np.ndarray, list[Problem]]:
@@ -150,9 +179,10 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def check_dataset(path: Path) -> tuple[YoloDataset | None, dict, list[Problem]]:
+def check_dataset(path: Path, limit: Path | None = None
+                  ) -> tuple[YoloDataset | None, dict, list[Problem]]:
     """Every problem of a YOLO dataset; statistics and a fingerprint when it can be read."""
-    dataset, problems = read_dataset(path)
+    dataset, problems = read_dataset(path, limit)
     if dataset is None:
         return None, {}, problems
     base = dataset.data_yaml.parent
@@ -174,6 +204,11 @@ def check_dataset(path: Path) -> tuple[YoloDataset | None, dict, list[Problem]]:
                                                          "corrupt)"))
                 continue
             labels = label_path(image)
+            if labels.is_symlink() and _inside(labels, limit) is None:
+                problems.append(Problem(_display(labels, base), 0, 0, "", "a symbolic link out "
+                                        "of the repository (or a link loop); data must stay "
+                                        "inside it"))
+                continue
             if not labels.exists():
                 problems.append(Problem(shown, 0, 0, "", f"no label file "
                                         f"{_display(labels, base)} (write an empty one for an "

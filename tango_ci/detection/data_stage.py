@@ -10,6 +10,7 @@ import yaml
 from tango_ci.data.yolo import check_dataset, load_split
 from tango_ci.exceptions import SpecError
 from tango_ci.rundir import write_json
+from tango_ci.spec import find_repo_root
 from tango_ci.stage import StageContext
 
 
@@ -22,7 +23,7 @@ def run(ctx: StageContext) -> None:
 
     spec = ctx.spec
     root = ensure_data(ctx)
-    dataset, stats, problems = check_dataset(root)
+    dataset, stats, problems = check_dataset(root, find_repo_root(spec.folder))
     if problems:
         raise DatasetError(problems)
     folder = ctx.folder
