@@ -1,0 +1,90 @@
+"""The hostile corpus: inputs a stranger can write, each refused with one line and exit 1.
+
+Every case asserts the exit code, the exact message, that no traceback was printed, and that
+nothing was written outside where the command may write (``Tree`` snapshots a folder).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, git, spec_repo, write_project  # noqa: F401  (fixtures)
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def error_line(self) -> str:
+        """The single `error: ...` line; fails the test if stderr holds anything else."""
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, f"expected one line on stderr, got:\n{self.stderr}"
+        assert lines[0].startswith("error: "), lines[0]
+        return lines[0][len("error: "):]
+
+
+def tango(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300,
+          stdin: str | None = None) -> Result:
+    """Run the installed `tango` in a fresh interpreter, isolated from the working directory.
+
+    ``python -I`` keeps the working directory (a possibly hostile checkout) off sys.path.
+    """
+    environment = {**os.environ, "COLUMNS": "400", "NO_COLOR": "1", **(env or {})}
+    completed = subprocess.run([sys.executable, "-I", "-m", "tango_ci", *args], cwd=cwd,
+                               capture_output=True, text=True, env=environment, timeout=timeout,
+                               input=stdin)
+    result = Result(completed.returncode, completed.stdout, completed.stderr)
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    return result
+
+
+def refused(result: Result, message: str, *, code: int = 1) -> None:
+    """Exit ``code`` and exactly one stderr line ``error: <message>``."""
+    assert result.code == code, (result.code, result.stdout, result.stderr)
+    assert result.error_line == message
+
+
+class Tree:
+    """A snapshot of every path under ``root`` (with sizes and mtimes) to compare later."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.before = self._scan()
+
+    def _scan(self) -> dict[str, tuple[int, int]]:
+        found: dict[str, tuple[int, int]] = {}
+        for folder, dirs, files in os.walk(self.root, followlinks=False):
+            for name in dirs + files:
+                path = Path(folder) / name
+                stat = path.lstat()
+                found[str(path.relative_to(self.root))] = (stat.st_size, stat.st_mtime_ns)
+        return found
+
+    def changes(self, allowed: tuple[str, ...] = ()) -> list[str]:
+        """Paths added, removed or modified since the snapshot, except under ``allowed``."""
+        after = self._scan()
+        changed = [p for p in set(self.before) | set(after)
+                   if self.before.get(p) != after.get(p)]
+        return sorted(p for p in changed
+                      if not any(p == a or p.startswith(a.rstrip("/") + "/") for a in allowed))
+
+    def assert_unchanged(self, allowed: tuple[str, ...] = ()) -> None:
+        assert self.changes(allowed) == []
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder beside the repository that no command may ever write into."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("precious\n")
+    return folder
