@@ -400,6 +400,13 @@ def main(argv: list[str] | None = None) -> None:
         else:
             err.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
         sys.exit(1)
+    except OSError as exc:  # a read-only or full disk, a folder where a file should be, ...
+        if show_traceback:
+            raise
+        where = f": {display(str(exc.filename))}" if exc.filename else ""
+        err.print(f"[red]error:[/red] {exc.strerror or exc}{where}", highlight=False,
+                  soft_wrap=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]")
         sys.exit(130)

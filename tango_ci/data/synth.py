@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -96,15 +98,36 @@ def synthesize(request: SynthRequest, *, force: bool = False,
         raise TangoError(f"unknown shape class(es) {', '.join(unknown)}; "
                          f"choose from {', '.join(SHAPES)}")
     out = Path(request.out)
-    stamp_path = out / STAMP
-    if stamp_path.is_file() and json.loads(stamp_path.read_text()) == request.stamp():
-        return {"path": str(out), "created": False, "images": _count(out, request)}
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise SynthOutputExists(out=out)
-        shutil.rmtree(out)
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # two runs may synthesise the same folder at once: one makes it, the other then finds it
+    with open(out.with_name(f".{out.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _stamp(out / STAMP) == request.stamp():
+            return {"path": str(out), "created": False, "images": _count(out, request)}
+        if out.exists() and any(out.iterdir()):
+            if not force:
+                raise SynthOutputExists(out=out)
+            shutil.rmtree(out)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        try:
+            _write(staging, request, progress)
+            if out.exists():
+                out.rmdir()  # empty (checked above)
+            staging.rename(out)  # appears whole or not at all
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return {"path": str(out), "created": True, "images": _count(out, request)}
+
+
+def _stamp(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _write(staging: Path, request: SynthRequest,
+           progress: Callable[[int, int], None] | None) -> None:
     if request.task == "detection":
         from tango_ci.data.synth_detection import write_detection_dataset
 
@@ -114,9 +137,6 @@ def synthesize(request: SynthRequest, *, force: bool = False,
     else:
         _write_classification(staging, request, progress)
     (staging / STAMP).write_text(json.dumps(request.stamp(), indent=2))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging.rename(out)  # appears whole or not at all
-    return {"path": str(out), "created": True, "images": _count(out, request)}
 
 
 def _write_classification(staging: Path, request: SynthRequest,

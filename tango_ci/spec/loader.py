@@ -122,28 +122,45 @@ def load_project(path: Path, repo_root: Path | None = None) -> ProjectSpec:
         path = path / "project.yaml"
     repo_root = (repo_root or find_repo_root(path.parent)).resolve()
     checker = _Checker(path, "project")
+    if path.parent.is_symlink():  # a project folder linked in from elsewhere
+        checker.problems.append(Problem(checker.display, 0, 0, "", "its folder is a symbolic "
+                                        "link; project folders must be real folders of the "
+                                        "repository"))
+        checker.raise_if_any()
     data = checker.parse()
     checker.raise_if_any()
     assert data is not None
     runners = _check_project(checker, data, repo_root)
     checker.raise_if_any()
-    data["data"]["resolved"] = _resolve_inside(data["data"]["path"], path.parent, repo_root)
+    data["data"]["resolved"] = resolve_inside(data["data"]["path"], path.parent, repo_root)
     if not data["search"].get("families"):
         data["search"]["families"] = list(FAMILIES[data["task"]])
     return from_dict(ProjectSpec, data, path=path.resolve(), runners=runners)
 
 
-def _resolve_inside(relative: str, project_dir: Path, repo_root: Path) -> Path:
-    """Resolve a path from the spec: relative to the project folder, else to the repo root."""
-    candidate = (project_dir / relative).resolve()
+def resolve_inside(relative: str, project_dir: Path, repo_root: Path) -> Path:
+    """Resolve a path from the spec: relative to the project folder, else to the repo root.
+
+    A link loop resolves to the unresolved path, which ``_escape_problem`` then reports.
+    """
+    candidate = _resolve(project_dir / relative)
     if not candidate.exists() and not Path(relative).is_absolute():
-        from_root = (repo_root / relative).resolve()
+        from_root = _resolve(repo_root / relative)
         if from_root.exists():
             return from_root
     return candidate
 
 
+def _resolve(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop
+        return path
+
+
 def _escape_problem(relative: str, resolved: Path, repo_root: Path) -> str | None:
+    if resolved.is_symlink() or _resolve(resolved) != resolved:
+        return f"'{relative}' is a symbolic link loop"
     if resolved.is_relative_to(repo_root):
         return None
     if Path(relative).is_absolute():
@@ -160,7 +177,7 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
 
     pretrained = data["train"].get("pretrained")
     if pretrained:
-        resolved = _resolve_inside(pretrained, project_dir, repo_root)
+        resolved = resolve_inside(pretrained, project_dir, repo_root)
         escape = _escape_problem(pretrained, resolved, repo_root)
         if escape:
             checker.add(("train", "pretrained"), escape)
@@ -226,7 +243,7 @@ def _auto_possible(runner: RunnerSpec) -> bool:
 
 
 def _check_data(checker: _Checker, data: dict, project_dir: Path, repo_root: Path) -> None:
-    resolved = _resolve_inside(data["path"], project_dir, repo_root)
+    resolved = resolve_inside(data["path"], project_dir, repo_root)
     escape = _escape_problem(data["path"], resolved, repo_root)
     if escape:
         checker.add(("data", "path"), escape)

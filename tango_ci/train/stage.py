@@ -23,9 +23,9 @@ def load_trained(run) -> tuple[torch.nn.Module, dict]:
 
 def pretrained_path(spec):
     """The spec's local weights file (validated to exist inside the repository)."""
-    from tango_ci.spec.loader import _resolve_inside, find_repo_root
+    from tango_ci.spec.loader import resolve_inside, find_repo_root
 
-    return _resolve_inside(spec.train.pretrained, spec.folder, find_repo_root(spec.folder))
+    return resolve_inside(spec.train.pretrained, spec.folder, find_repo_root(spec.folder))
 
 
 def load_pretrained(model: torch.nn.Module, path) -> int:
