@@ -112,8 +112,13 @@ def _to_problems(error: jsonschema.ValidationError, doc: LocatedDocument,
         yield at(path, "has duplicate items")
     elif kind == "minLength":
         yield at(path, "must not be empty", prefer_key=False)
-    else:
-        yield at(path, error.message)
+    elif kind == "maxLength":
+        yield at(path, f"is longer than the {error.validator_value} characters allowed",
+                 prefer_key=False)
+    elif kind == "maxItems":
+        yield at(path, f"has more than the {error.validator_value} items allowed")
+    else:  # never echo a whole (possibly huge) value back
+        yield at(path, _show(error.message) if len(error.message) > 200 else error.message)
 
 
 _BOUNDS = {

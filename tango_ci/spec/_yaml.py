@@ -25,6 +25,7 @@ MAX_EXPANDED_BYTES = 4 * MAX_BYTES
 MAX_DEPTH = 40
 
 Path_ = tuple[str | int, ...]
+_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 @dataclass
@@ -76,6 +77,8 @@ class _Builder:
         if depth > MAX_DEPTH:
             raise _Refused(node.start_mark, f"nesting deeper than {MAX_DEPTH} levels")
         self.doc.values.setdefault(path, _position(node.start_mark))
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _COLLECTION_TAGS:
+            raise _Refused(node.start_mark, f"unsupported YAML tag {_short(node.tag)}")
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
