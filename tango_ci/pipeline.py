@@ -73,6 +73,8 @@ def open_run(spec: ProjectSpec, stages: list[str], *, run_id: str | None, resume
                              folder=display_path(spec.folder))
     if not resume and any(run.is_complete(stage) for stage in stages):
         keep = STAGES[:STAGES.index(stages[0])]
+        for stage in keep:  # never copy a tampered file into a new run
+            run.verify(stage)
         return fork_run(run, keep)
     return run
 
@@ -102,10 +104,11 @@ def _run_locked(run: RunDir, spec: ProjectSpec, stages: list[str], runs: Path,
         if run.is_complete(stage):
             reporter.log(f"{stage}: already complete in run {run.id}, kept")
             continue
-        for earlier in STAGES[:STAGES.index(stage)]:
-            if earlier not in verified and run.verify(earlier):
-                reporter.log(f"{earlier}: files match their manifest")
-            verified.add(earlier)
+        checked = [earlier for earlier in STAGES[:STAGES.index(stage)]
+                   if earlier not in verified and run.verify(earlier)]
+        verified.update(STAGES[:STAGES.index(stage)])
+        if checked:
+            reporter.log(f"checked the files of {', '.join(checked)} against their manifests")
         recorder = StageRecorder(run, stage)
         recorder.folder.mkdir(parents=True, exist_ok=True)
         context = StageContext(run=run, spec=spec, recorder=recorder, reporter=reporter,

@@ -21,6 +21,7 @@ from typing import Any
 
 from tango_ci.exceptions import TangoError
 from tango_ci.rundir import display
+from tango_ci.train.checkpoints import refusal_reason
 
 # modules whose nn.Module classes a checkpoint may name
 _LAYER_MODULES = ("torch.nn.modules.", "ultralytics.nn.modules.")
@@ -111,7 +112,7 @@ def restricted_load(path: Path | str, map_location: Any = "cpu", **_: Any) -> An
             return torch.load(str(path), map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
         raise UnsafeWeights(f"{display(path)}: not loadable as restricted weights "
-                            f"({_first_line(exc)})") from None
+                            f"({refusal_reason(exc)})") from None
 
 
 _installed = False

@@ -13,6 +13,7 @@ planted ``last.pt`` must neither run code nor be trained on silently:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,14 @@ def load(path: Path, *, check: bool = True) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{display(path)}: not loadable as plain weights ({reason})") \
-            from None
+        raise CheckpointError(f"{display(path)}: not loadable as plain weights "
+                              f"({refusal_reason(exc)})") from None
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """torch's long weights-only message, cut to the global it refused (or its first line)."""
+    found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(exc))
+    if found:
+        return f"it names {found.group(1)}, which plain weights never hold"
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__

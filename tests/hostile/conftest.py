@@ -25,11 +25,12 @@ class Result:
 
     @property
     def error_line(self) -> str:
-        """The single `error: ...` line; fails the test if stderr holds anything else."""
+        """The one `error: ...` line, which must end stderr (stage logs may come before it)."""
         lines = [line for line in self.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1, f"expected one line on stderr, got:\n{self.stderr}"
-        assert lines[0].startswith("error: "), lines[0]
-        return lines[0][len("error: "):]
+        errors = [line for line in lines if line.startswith("error: ")]
+        assert len(errors) == 1, f"expected one error line on stderr, got:\n{self.stderr}"
+        assert lines[-1] == errors[0], f"the error line is not the last one:\n{self.stderr}"
+        return errors[0][len("error: "):]
 
 
 def tango(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300,
