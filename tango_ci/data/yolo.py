@@ -185,7 +185,7 @@ def check_dataset(path: Path, limit: Path | None = None
     dataset, problems = read_dataset(path, limit)
     if dataset is None:
         return None, {}, problems
-    base = dataset.data_yaml.parent
+    base = dataset.data_yaml.parent.resolve()  # image paths are resolved ones
     fingerprint = hashlib.sha256()
     stats = {"images": {}, "boxes": {}, "per_class": {n: 0 for n in dataset.names},
              "background_images": 0}

@@ -48,11 +48,13 @@ def train_yolo(model_yaml: Path, data_yaml: Path, out_dir: Path, *, epochs: int,
             model = YOLO(str(last))
             model.add_callback("on_fit_epoch_end", fit_epoch_end)
             model.add_callback("on_model_save", model_saved)
+            model.add_callback("on_train_end", model_saved)  # after its final rewrite
             model.train(resume=True, workers=0, device="cpu")
         else:
             model = YOLO(str(model_yaml), task="detect")
             model.add_callback("on_fit_epoch_end", fit_epoch_end)
             model.add_callback("on_model_save", model_saved)
+            model.add_callback("on_train_end", model_saved)  # after its final rewrite
             model.train(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, lr0=lr0,
                         optimizer="AdamW", seed=seed, deterministic=True, patience=patience,
                         device="cpu", workers=0, amp=False, plots=False, verbose=False,

@@ -67,7 +67,10 @@ class Tree:
             for name in dirs + files:
                 path = Path(folder) / name
                 stat = path.lstat()
-                found[str(path.relative_to(self.root))] = (stat.st_size, stat.st_mtime_ns)
+                # a folder changes when something is added inside it; that entry is reported
+                mark = (0, 0) if path.is_dir() and not path.is_symlink() else \
+                    (stat.st_size, stat.st_mtime_ns)
+                found[str(path.relative_to(self.root))] = mark
         return found
 
     def changes(self, allowed: tuple[str, ...] = ()) -> list[str]:
