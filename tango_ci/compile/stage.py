@@ -14,7 +14,7 @@ from tango_ci.compile import AUTO, BuildRequest, auto_candidates, check_request,
 from tango_ci.data.dataset import preprocess
 from tango_ci.data.stage import load_arrays
 from tango_ci.exceptions import TangoError
-from tango_ci.rundir import write_json
+from tango_ci.rundir import display, write_json
 from tango_ci.stage import StageContext
 
 CALIBRATION_IMAGES = 128
@@ -51,10 +51,23 @@ def calibration_images(ctx: StageContext) -> np.ndarray:
                                         replace=False)])
 
 
+def check_onnx(path: Path) -> None:
+    """Refuse a file the engines could not parse, before any of them is handed it."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(onnx.load(str(path), load_external_data=False))
+    except Exception as exc:  # noqa: BLE001 - protobuf, checker and OS errors all mean "unreadable"
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else \
+            type(exc).__name__
+        raise TangoError(f"{display(path)}: not a readable ONNX model ({reason})") from None
+
+
 def run(ctx: StageContext) -> None:
     spec = ctx.spec
     ctx.run.require("compile", "export", "the ONNX model")
     onnx_path = ctx.run.stage_dir("export") / "model.onnx"
+    check_onnx(onnx_path)
     targets = selected_targets(ctx)
     for target in targets:  # refuse everything unsupported before building anything
         check_request(target, spec.runners[target.runner])

@@ -214,3 +214,17 @@ def test_stage_without_a_run_names_the_command(repo: Path) -> None:
     shutil.rmtree(repo / "runs")
     result = tango("train", "projects/tiny", cwd=repo)
     refused(result, "project tiny has no run yet; start one with `tango run projects/tiny`")
+
+
+def test_garbage_onnx_with_a_matching_manifest_is_one_line(repo: Path) -> None:
+    """issue 10: random bytes in export/model.onnx gave a traceback (here the manifest was
+    forged to match, so only the engine can tell)."""
+    onnx = _run(repo) / "export" / "model.onnx"
+    onnx.write_bytes(os.urandom(3000))
+    manifest = _run(repo) / "export" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["outputs"]["onnx"]["sha256"] = _sha(onnx)
+    manifest.write_text(json.dumps(data))
+    result = tango("compile", "projects/tiny", cwd=repo)
+    assert result.code == 1
+    assert result.error_line.startswith(f"{_shown(onnx, repo)}: not a readable ONNX model (")
