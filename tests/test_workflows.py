@@ -1,4 +1,5 @@
-"""Workflows pass actionlint and zizmor, and never expand untrusted values inside run:."""
+"""Workflows pass actionlint and zizmor, never expand untrusted values inside run:, and install
+the pinned versions of constraints/workflows.txt."""
 
 from __future__ import annotations
 
@@ -71,3 +72,26 @@ def test_third_party_actions_are_pinned_to_full_shas(workflow: Path) -> None:
         if ref.startswith("./"):
             continue
         assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), ref
+
+
+def test_the_constraints_pin_every_dependency_within_its_range() -> None:
+    """constraints/workflows.txt (what CI installs) must keep up with pyproject.toml."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    def key(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name.lower())
+
+    pins = dict(line.split("==", 1) for line in
+                (REPO / "constraints" / "workflows.txt").read_text().splitlines()
+                if line.strip() and not line.startswith("#"))
+    pins = {key(name): version.strip() for name, version in pins.items()}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["test"]
+    wanted += tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    for text in wanted:
+        requirement = Requirement(text)
+        assert key(requirement.name) in pins, f"{requirement.name} is not in the constraints"
+        assert requirement.specifier.contains(pins[key(requirement.name)], prereleases=True), \
+            f"{requirement.name}=={pins[key(requirement.name)]} is outside {requirement}"
