@@ -4,7 +4,6 @@ and nothing is written anywhere."""
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -184,8 +183,7 @@ def test_alias_bomb_is_refused_fast_and_small(spec_repo: Path) -> None:
     assert message == ("projects/bomb/project.yaml:1:4: document expands to more than 4194304 "
                        "bytes of text (an alias repeating a large value?); refusing to load it")
     assert elapsed < 2.0
-    assert peak_mb < 300
-    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 < 300
+    assert peak_mb < 300  # of the whole interpreter, imports included
 
 
 def test_every_number_and_count_has_a_bound() -> None:
