@@ -20,6 +20,7 @@ from tango_ci.rundir import (
 )
 from tango_ci.spec import ProjectSpec, display_path, find_repo_root, load_project, to_dict
 from tango_ci.stage import StageContext
+from tango_ci.train.device import device_for
 
 _MODULES = {
     "data": "tango_ci.data.stage", "search": "tango_ci.search.stage",
@@ -90,6 +91,8 @@ def run_stages(project: Path | ProjectSpec, *, from_stage: str | None = None,
     """
     spec = project if isinstance(project, ProjectSpec) else load_project(Path(project))
     stages = select_stages(from_stage, until)
+    if {"search", "train"} & set(stages):
+        device_for(spec)  # a GPU this host lacks is refused before any work
     runs = runs_root(find_repo_root(spec.folder))
     run = open_run(spec, stages, run_id=run_id, resume=resume, runs=runs)
     with run.lock():

@@ -61,10 +61,11 @@ def export_yolo(weights_or_yaml: Path, out: Path, imgsz: int, *, opset: int,
 class DetectionSpace:
     score_name = "map50"
 
-    def __init__(self, ctx: StageContext) -> None:
+    def __init__(self, ctx: StageContext, device) -> None:
         from tango_ci.rundir import read_json
 
         self.spec = ctx.spec
+        self.device = device
         self.run = ctx.run
         self.data_yaml = ctx.run.stage_dir("data") / "data.yaml"
         self.classes = read_json(ctx.run.stage_dir("data") / "classes.json")
@@ -124,6 +125,7 @@ class DetectionSpace:
         result = train_yolo(yaml_path, self.data_yaml, folder / "ultralytics",
                             epochs=self.spec.search.epochs, imgsz=params["imgsz"],
                             batch=params["batch"], lr0=params["lr"], seed=self.spec.search.seed,
+                            device=self.device,
                             on_epoch=lambda e, m: on_epoch(e, {"map50": m.get(MAP50, 0.0)}),
                             reporter=reporter, description=f"trial {number} {self.key(params)}")
         return max((h["map50"] for h in result["history"]), default=0.0)

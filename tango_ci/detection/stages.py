@@ -18,10 +18,13 @@ def train(ctx: StageContext) -> None:
     from tango_ci.detection.models import model_yaml, write_model_yaml
     from tango_ci.detection.train import train_yolo
     from tango_ci.train.stage import pretrained_path
+    from tango_ci.train.device import device_for
     from tango_ci.train.trainer import set_threads
 
     spec, folder = ctx.spec, ctx.folder
     set_threads()
+    device = device_for(spec)
+    ctx.reporter.log(f"training on {device.name} ({device.precision})")
     ctx.run.require("train", "search", "the chosen candidate")
     choice = read_json(ctx.run.stage_dir("search") / "best.json")
     params = choice["params"]
@@ -35,7 +38,7 @@ def train(ctx: StageContext) -> None:
                         lr0=params.get("lr", spec.train.lr), seed=spec.search.seed,
                         patience=spec.train.patience, reporter=ctx.reporter,
                         pretrained=pretrained_path(spec) if spec.train.pretrained else None,
-                        description=f"training {choice['architecture']}")
+                        device=device, description=f"training {choice['architecture']}")
     if result["resumed"]:
         ctx.reporter.log("resumed training from its last checkpoint")
     shutil.copy2(result["best"], folder / "best.pt")
@@ -62,7 +65,8 @@ def train(ctx: StageContext) -> None:
     for name in ("best.pt", "model.json", "history.json", "metrics.json", "curves.png"):
         ctx.recorder.output_file(name.split(".")[0], folder / name)
     ctx.recorder.summary.update({"val_map50": best["map50"], "epochs": len(history),
-                                 "architecture": info["architecture"]})
+                                 "architecture": info["architecture"],
+                                 "device": device.describe()})
 
 
 def load_yolo_module(folder):

@@ -51,6 +51,8 @@ def ultralytics_module(name: str = "ultralytics"):
     from tango_ci.detection.weights import install
 
     install()  # every checkpoint ultralytics loads goes through our allow-list
+    trainer = importlib.import_module("ultralytics.engine.trainer")
+    trainer.check_amp = offline_amp_check  # its own check downloads yolo26n.pt
     if omp is None:
         os.environ.pop("OMP_NUM_THREADS", None)
     torch.set_num_threads(threads)
@@ -58,3 +60,28 @@ def ultralytics_module(name: str = "ultralytics"):
     if settings.get("sync"):
         settings.update({"sync": False})  # no analytics events
     return module
+
+
+def offline_amp_check(model) -> bool:
+    """ultralytics' AMP check without its download: the model being trained, on a random
+    batch, in fp32 and under autocast; AMP is used when both agree (and never on a CPU)."""
+    import torch
+
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return False
+    was_training = model.training
+    model.eval()
+    try:
+        x = torch.rand(2, 3, 64, 64, device=device)
+        with torch.no_grad():
+            full = model(x)
+            with torch.autocast("cuda"):
+                mixed = model(x)
+    finally:
+        model.train(was_training)
+    full = full[0] if isinstance(full, (list, tuple)) else full
+    mixed = mixed[0] if isinstance(mixed, (list, tuple)) else mixed
+    scale = float(full.abs().max()) or 1.0
+    return bool(torch.isfinite(mixed).all()) and \
+        float((full - mixed.float()).abs().max()) <= 0.05 * scale

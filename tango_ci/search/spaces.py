@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from tango_ci.stage import StageContext
+from tango_ci.train.device import TrainDevice
 
 BATCH_CHOICES = (16, 32, 64)
 CALIBRATION_IMAGES = 64
@@ -21,12 +22,13 @@ CALIBRATION_IMAGES = 64
 class ClassificationSpace:
     score_name = "val_accuracy"
 
-    def __init__(self, ctx: StageContext) -> None:
+    def __init__(self, ctx: StageContext, device: TrainDevice) -> None:
         from tango_ci.data.dataset import preprocess
         from tango_ci.data.stage import load_arrays
         from tango_ci.rundir import read_json
 
         self.spec = ctx.spec
+        self.device = device
         self.classes = read_json(ctx.run.stage_dir("data") / "classes.json")
         self.train_data = load_arrays(ctx.run, "train")
         self.val_data = load_arrays(ctx.run, "val")
@@ -80,14 +82,14 @@ class ClassificationSpace:
                              lr=params["lr"], weight_decay=params["weight_decay"],
                              augment=params["augment"], seed=self.spec.search.seed)
         result = train_model(model, self.train_data, self.val_data, config, on_epoch=on_epoch,
-                             reporter=reporter, description=f"trial {number} "
+                             device=self.device, reporter=reporter, description=f"trial {number} "
                                                             f"{self.key(params)}")
         return result.best_accuracy
 
 
-def make_space(ctx: StageContext):
+def make_space(ctx: StageContext, device: TrainDevice):
     if ctx.spec.task == "detection":
         from tango_ci.detection.search_space import DetectionSpace
 
-        return DetectionSpace(ctx)
-    return ClassificationSpace(ctx)
+        return DetectionSpace(ctx, device)
+    return ClassificationSpace(ctx, device)

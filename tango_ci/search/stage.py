@@ -16,6 +16,7 @@ from tango_ci.rundir import read_json, write_json
 from tango_ci.search.feasibility import measure_candidate
 from tango_ci.search.spaces import make_space
 from tango_ci.stage import StageContext
+from tango_ci.train.device import device_for
 from tango_ci.train.trainer import set_threads
 
 
@@ -72,7 +73,10 @@ def run(ctx: StageContext) -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     spec, folder = ctx.spec, ctx.folder
     set_threads()
-    space = make_space(ctx)
+    device = device_for(spec)
+    ctx.reporter.log(f"search trials train on {device.name} ({device.precision})")
+    ctx.recorder.summary["device"] = device.describe()
+    space = make_space(ctx, device)
     multi = spec.search.sampler == "nsga2"
     url = storage_url(ctx)
     study = optuna.create_study(

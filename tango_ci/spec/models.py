@@ -112,8 +112,9 @@ class TrainSpec:
     weight_decay: float = 1e-4
     patience: int = 5
     pretrained: str | None = None
-    workers: int = 0
+    workers: int | None = None
     runner: str = "gpu-server"
+    device: str = "auto"
 
 
 @dataclass(frozen=True)

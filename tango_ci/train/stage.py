@@ -9,6 +9,7 @@ from tango_ci.models import build_model, count_parameters, get_family
 from tango_ci.rundir import display, read_json, write_json
 from tango_ci.train import checkpoints
 from tango_ci.stage import StageContext
+from tango_ci.train.device import device_for
 from tango_ci.train.trainer import TrainConfig, evaluate, set_threads, train_model
 
 
@@ -49,6 +50,8 @@ def load_pretrained(model: torch.nn.Module, path) -> int:
 def run(ctx: StageContext) -> None:
     spec, folder = ctx.spec, ctx.folder
     set_threads()
+    device = device_for(spec)
+    ctx.reporter.log(f"training on {device.name} ({device.precision})")
     best = ctx.run.require("train", "search", "the chosen candidate")
     choice = read_json(ctx.run.stage_dir("search") / "best.json")
     params = choice["params"]
@@ -64,15 +67,16 @@ def run(ctx: StageContext) -> None:
                          weight_decay=params.get("weight_decay", spec.train.weight_decay),
                          patience=spec.train.patience, augment=params.get("augment", 0.5),
                          seed=spec.search.seed)
-    checkpoints = folder / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    result = train_model(model, train, val, config, checkpoint_dir=checkpoints,
-                         reporter=ctx.reporter, description=f"training {params['family']}-"
+    checkpoint_dir = folder / "checkpoints"
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    result = train_model(model, train, val, config, checkpoint_dir=checkpoint_dir,
+                         device=device, reporter=ctx.reporter, description=f"training {params['family']}-"
                                                             f"{params['level']}")
     if result.resumed_from is not None:
         ctx.reporter.log(f"resumed training at epoch {result.resumed_from + 1}")
     model.load_state_dict(result.best_state)
-    accuracy, loss, _ = evaluate(model, *val)
+    accuracy, loss, _ = evaluate(model.to(device.torch), *val)
+    model.to("cpu")
     torch.save(result.best_state, folder / "best.pt")
     info = {"family": params["family"], "level": params["level"], "classes": classes,
             "image_size": spec.data.image_size, "parameters": count_parameters(model),
@@ -96,4 +100,5 @@ def run(ctx: StageContext) -> None:
     ctx.recorder.summary.update({"val_accuracy": accuracy, "epochs": len(result.history),
                                  "best_epoch": result.best_epoch,
                                  "architecture": info["architecture"],
-                                 "parameters": info["parameters"]})
+                                 "parameters": info["parameters"],
+                                 "device": device.describe()})

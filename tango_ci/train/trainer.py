@@ -7,8 +7,6 @@ back only as plain tensors and only when their recorded sha256 matches (``checkp
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +19,8 @@ from torch import nn
 from tango_ci.data.dataset import preprocess
 from tango_ci.progress import SILENT, Reporter
 from tango_ci.train import checkpoints
+from tango_ci.train.device import TrainDevice, available_cores
+from tango_ci.train.loader import BatchLoader
 
 
 @dataclass(frozen=True)
@@ -46,41 +46,33 @@ class TrainResult:
 
 def set_threads(threads: int | None = None) -> int:
     """Use the cores we have; importing ultralytics would otherwise leave torch on one."""
-    available = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                 else os.cpu_count() or 1)
-    count = max(1, threads or available)
+    count = max(1, threads or available_cores())
     torch.set_num_threads(count)
     return count
 
 
-def _augment(x: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
-    """Random horizontal flips and translations, scaled by ``strength``."""
-    if strength <= 0:
-        return x
-    n = x.shape[0]
-    flip = torch.rand(n, generator=generator) < 0.5 * strength
-    x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    shift = max(1, int(round(x.shape[-1] * 0.125 * strength)))
-    padded = nn.functional.pad(x, (shift, shift, shift, shift), mode="replicate")
-    dx, dy = torch.randint(0, 2 * shift + 1, (2,), generator=generator).tolist()
-    return padded[:, :, dy:dy + x.shape[2], dx:dx + x.shape[3]]
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray,
              batch: int = 256) -> tuple[float, float, np.ndarray]:
-    """Accuracy, mean loss and predicted labels of ``model`` on uint8 NHWC images."""
+    """Accuracy, mean loss and predicted labels of ``model`` on uint8 NHWC images.
+
+    Runs where the model is, in fp32 (the accuracy that the gate compares against).
+    """
     model.eval()
+    device = _device_of(model)
     predictions, losses = [], []
     for start in range(0, len(images), batch):
-        x = torch.from_numpy(preprocess(images[start:start + batch]))
-        y = torch.from_numpy(labels[start:start + batch])
-        logits = model(x)
+        x = torch.from_numpy(preprocess(images[start:start + batch])).to(device)
+        y = torch.from_numpy(labels[start:start + batch]).to(device)
+        logits = model(x).float()
         losses.append(nn.functional.cross_entropy(logits, y, reduction="sum").item())
-        predictions.append(logits.argmax(1).numpy())
+        predictions.append(logits.argmax(1).cpu().numpy())
     predicted = np.concatenate(predictions)
     return float((predicted == labels).mean()), float(sum(losses) / len(labels)), predicted
-
 
 
 def train_model(
@@ -89,21 +81,25 @@ def train_model(
     val: tuple[np.ndarray, np.ndarray],
     config: TrainConfig,
     *,
+    device: TrainDevice | None = None,
     checkpoint_dir: Path | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
     reporter: Reporter = SILENT,
     description: str = "training",
 ) -> TrainResult:
-    """Train ``model`` in place; returns the history and the best state (by val accuracy).
+    """Train ``model`` in place on ``device`` (default: the CPU); returns the history and the
+    best state (by val accuracy), on the CPU, with ``model`` back on the CPU.
 
     ``on_epoch(epoch, metrics)`` may raise to stop (search pruning). With ``checkpoint_dir``,
     an existing ``last.pt`` is resumed.
     """
+    device = device or TrainDevice(kind="cpu", threads=torch.get_num_threads())
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    model.to(device.torch)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.precision == "fp16")
     result = TrainResult()
     start_epoch = 0
     last_path = checkpoint_dir / "last.pt" if checkpoint_dir else None
@@ -112,15 +108,17 @@ def train_model(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         result.history = state["history"]
         result.best_accuracy, result.best_epoch = state["best_accuracy"], state["best_epoch"]
         result.best_state = state["best_state"]
         start_epoch = result.resumed_from = state["epoch"] + 1
     images, labels = train
-    x_all = torch.from_numpy(preprocess(images))
-    y_all = torch.from_numpy(labels)
-    steps = math.ceil(len(images) / config.batch)
+    loader = BatchLoader(images, labels, batch=config.batch, augment=config.augment,
+                         seed=config.seed, workers=device.loader_workers(
+                             -(-len(images) // config.batch)),
+                         pin_memory=device.kind == "cuda")
     bar = reporter.task(description, total=config.epochs)
     bar.update(completed=start_epoch)
     try:
@@ -130,31 +128,38 @@ def train_model(
                 break
             began = time.perf_counter()
             model.train()
-            order = torch.randperm(len(images), generator=generator)
-            total_loss, correct = 0.0, 0
-            for step in range(steps):
-                index = order[step * config.batch:(step + 1) * config.batch]
-                if len(index) < 2:  # batch norm cannot train on one sample
+            # summed on the device: one synchronisation per epoch, not per step
+            total_loss = torch.zeros((), device=device.torch)
+            correct = torch.zeros((), dtype=torch.long, device=device.torch)
+            seen = 0
+            for x, y in loader.epoch(epoch):
+                if len(y) < 2:  # batch norm cannot train on one sample
                     continue
-                x = _augment(x_all[index], config.augment, generator)
-                y = y_all[index]
+                x = x.to(device.torch, non_blocking=True)
+                y = y.to(device.torch, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
-                logits = model(x)
-                loss = nn.functional.cross_entropy(logits, y)
-                loss.backward()
-                optimizer.step()
-                total_loss += loss.item() * len(index)
-                correct += int((logits.argmax(1) == y).sum())
+                with torch.autocast(device_type=device.kind, dtype=device.amp_dtype,
+                                    enabled=device.amp_dtype is not None):
+                    logits = model(x)
+                    loss = nn.functional.cross_entropy(logits.float(), y)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                total_loss += loss.detach() * len(y)
+                correct += (logits.argmax(1) == y).sum()
+                seen += len(y)
             scheduler.step()
+            trained = time.perf_counter() - began
             val_accuracy, val_loss, _ = evaluate(model, *val)
-            metrics = {"epoch": epoch, "train_loss": total_loss / len(images),
-                       "train_accuracy": correct / len(images), "val_loss": val_loss,
+            metrics = {"epoch": epoch, "train_loss": total_loss.item() / len(images),
+                       "train_accuracy": correct.item() / len(images), "val_loss": val_loss,
                        "val_accuracy": val_accuracy, "lr": optimizer.param_groups[0]["lr"],
-                       "seconds": round(time.perf_counter() - began, 3)}
+                       "seconds": round(time.perf_counter() - began, 3),
+                       "images_per_s": round(seen / max(trained, 1e-9), 1)}
             result.history.append(metrics)
             if val_accuracy > result.best_accuracy or result.best_epoch < 0:
                 result.best_accuracy, result.best_epoch = val_accuracy, epoch
-                result.best_state = {k: v.detach().clone() for k, v in
+                result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in
                                      model.state_dict().items()}
                 if checkpoint_dir is not None:
                     checkpoints.save({"model": result.best_state, "epoch": epoch,
@@ -163,7 +168,7 @@ def train_model(
                 checkpoints.save({"model": model.state_dict(),
                                   "optimizer": optimizer.state_dict(),
                                   "scheduler": scheduler.state_dict(),
-                                  "generator": generator.get_state(), "epoch": epoch,
+                                  "scaler": scaler.state_dict(), "epoch": epoch,
                                   "history": result.history,
                                   "best_accuracy": result.best_accuracy,
                                   "best_epoch": result.best_epoch,
@@ -173,6 +178,7 @@ def train_model(
                 on_epoch(epoch, metrics)
     finally:
         bar.close()
+        model.to("cpu")
     return result
 
 
