@@ -113,9 +113,12 @@ def ci_publish(
     from tango_ci.dvcstore import remote_url
     from tango_ci.gitops.flow import collect, publish_report, push_report, store_artifacts
     from tango_ci.gitops.git import has_remote, rev_parse
+    from tango_ci.registry.records import NAME
     from tango_ci.rundir import find_run, runs_root
     from tango_ci.spec import load_project
 
+    if run_id is not None and not NAME.match(run_id):
+        raise TangoError(f"--run '{run_id}' is not a run id (letters, digits, '.', '_', '-')")
     root = _root()
     spec = load_project(project)
     run_dir = find_run(runs_root(root), spec.name, run_id)
@@ -132,32 +135,25 @@ def ci_publish(
 
 @ci_app.command("promote")
 def ci_promote(
-    base: str = typer.Option(..., "--base", help="main before the push."),
+    base: Optional[str] = typer.Option(None, "--base", help="main before the push (its "
+                                       "reports' failed gates are told)."),
     head: str = typer.Option("HEAD", "--head", help="main after the push."),
     push: bool = _PUSH,
 ) -> None:
-    """Register and promote to prod what passed, after a merge to main.
+    """Register and promote to prod what passed, after a push to main.
 
-    For each project changed between BASE and HEAD, finds the newest report on
-    reports/<project> made from a commit HEAD contains, registers a new version of every
-    target that passed its gate (at HEAD) and assigns it to prod.
+    For each project, takes the newest report on reports/<project> made from a commit HEAD
+    contains (with the project folder as in HEAD); every target of it that passed its gate
+    and is not registered yet gets a new version (at HEAD) assigned to prod. So a promotion
+    that failed is made by the next push, and running it twice promotes nothing more.
     """
-    from tango_ci.gitops.flow import find_report, promote_results
-    from tango_ci.gitops.git import rev_parse
-    from tango_ci.gitops.plan import make_plan
+    from tango_ci.gitops.flow import promote_pending
 
-    root = _root()
-    head_commit = rev_parse(root, head) or head
-    plan = make_plan(root, base, head_commit)
-    if not plan.projects:
-        err.print("nothing to promote: no project changed")
-    for entry in plan.projects:
-        found = find_report(root, entry["project"], head_commit, base)
-        if found is None:
-            err.print(f"[yellow]{entry['project']}: no report made from a commit of this "
-                      "push; nothing promoted[/]")
-            continue
-        for item in promote_results(root, found[1], head_commit, found[0], push=push):
+    done = promote_pending(_root(), head, base=base, push=push)
+    if not done:
+        err.print("nothing to promote: every merged report is registered already")
+    for entry in done:
+        for item in entry["promoted"]:
             if "skipped" in item:
                 err.print(f"{item['name']}: skipped ({item['skipped']})")
             else:
@@ -195,12 +191,14 @@ def registry_show(name: str = typer.Argument(..., help="Artifact: PROJECT-TARGET
                   title=name, title_justify="left")
     for v in versions:
         record = v["record"] or {}
-        metrics = ", ".join(f"{k} {val:.4g}" for k, val in (record.get("metrics") or {}).items()
-                            if isinstance(val, (int, float)))
+        metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else {}
+        shown = ", ".join(f"{k} {val:.4g}" for k, val in metrics.items()
+                          if isinstance(val, (int, float)) and not isinstance(val, bool))
+        artifact = record.get("artifact") if isinstance(record.get("artifact"), dict) else {}
         table.add_row(v["version"], ", ".join(v["stages"]) or "-",
-                      record.get("architecture", "-"),
-                      f"{record.get('engine', '-')} {record.get('precision', '')}", metrics,
-                      record.get("run", "-"), (record.get("artifact") or {}).get("md5", "-"))
+                      str(record.get("architecture", "-")),
+                      f"{record.get('engine', '-')} {record.get('precision', '')}", shown,
+                      str(record.get("run", "-")), str(artifact.get("md5", "-")))
     out.print(table)
 
 
@@ -260,18 +258,23 @@ def pull_command(
     reference: str = typer.Argument(..., help="NAME#STAGE, NAME@vX.Y.Z or NAME (latest)."),
     to: Path = typer.Option(..., "--to", help="New or empty folder to write the artifact to."),
 ) -> None:
-    """Fetch a registered artifact from the DVC remote, every file's sha256 verified.
+    """Fetch a registered artifact from the DVC remote, every file verified first.
 
-    Nothing is written when a hash differs from the registry's record.
+    The DVC listing and every file's sha256 are compared with the registry's record before
+    anything is written; the files then move into TO at once. Nothing is written to TO when
+    anything differs.
     """
     from tango_ci.dvcstore import pull_dir
     from tango_ci.registry import Registry
+    from tango_ci.registry.records import check_record
 
     entry = Registry(_root()).resolve(reference)
-    record = entry["record"]
-    files = pull_dir(record["artifact"], to, name=f"{entry['name']}@{entry['version']}")
-    err.print(f"{entry['name']}@{entry['version']} ({record['engine']} {record['precision']}, "
-              f"run {record['run']}): {len(files)} file(s) in {to}, sha256 verified")
+    name = f"{entry['name']}@{entry['version']}"
+    record = check_record(entry["record"], f"{name}: the record in its tag", artifact=True)
+    files = pull_dir(record["artifact"], to, name=name)
+    err.print(f"{entry['name']}@{entry['version']} ({record.get('engine', '?')} "
+              f"{record.get('precision', '?')}, run {record.get('run', '?')}): {len(files)} "
+              f"file(s) in {to}, sha256 verified")
 
 
 # ----------------------------------------------------------------------------- gitops local

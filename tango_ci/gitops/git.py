@@ -74,6 +74,46 @@ def show_file(cwd: Path, rev: str, path: str) -> str | None:
     return result.stdout if result.returncode == 0 else None
 
 
+def blob_size(cwd: Path, rev: str, path: str) -> int | None:
+    """The size of ``path`` at ``rev`` without reading it; None when there is no such blob."""
+    kind = git(cwd, "cat-file", "-t", f"{rev}:{path}", check=False)
+    if kind != "blob":
+        return None
+    return int(git(cwd, "cat-file", "-s", f"{rev}:{path}"))
+
+
+def read_blob(cwd: Path, rev: str, path: str, limit: int) -> bytes | None:
+    """The bytes of ``path`` at ``rev``, or None when absent; a larger blob is refused unread."""
+    size = blob_size(cwd, rev, path)
+    if size is None:
+        return None
+    if size > limit:
+        raise TangoError(f"{path} at {rev[:10]} is {size} bytes, more than the {limit} "
+                         "allowed; it was not read")
+    result = subprocess.run(["git", "cat-file", "blob", f"{rev}:{path}"], cwd=cwd,
+                            capture_output=True, env=clean_environment())
+    return result.stdout if result.returncode == 0 else None
+
+
+def tree_id(cwd: Path, rev: str, path: str = "") -> str:
+    """The tree (or blob) id of ``path`` at ``rev``; '' when it is absent."""
+    return git(cwd, "rev-parse", "--verify", "--quiet", f"{rev}:{path}", check=False)
+
+
+def first_parent_trees(cwd: Path, head: str, depth: int = 1000) -> set[str]:
+    """The root trees of ``head`` and its first parents: what main looked like after each
+    merge (a squash or rebase merge of a branch has the branch's tree when nothing else
+    landed meanwhile)."""
+    out = git(cwd, "log", "--first-parent", f"-n{depth}", "--format=%T", head, check=False)
+    return set(out.split())
+
+
+def ref_names(cwd: Path, *prefixes: str) -> list[str]:
+    """Full names of the refs under ``prefixes`` (e.g. ``refs/heads/reports/``)."""
+    out = git(cwd, "for-each-ref", "--format=%(refname)", *prefixes)
+    return [line for line in out.splitlines() if line]
+
+
 def commit_files(cwd: Path, branch: str, files: dict[str, bytes], message: str, *,
                  amend: bool = False) -> str:
     """Commit ``files`` (path -> content) as the whole tree of a new commit on ``branch``.

@@ -7,17 +7,27 @@ order and does on this host what the workflows do:
 - a push to a branch other than main: plan the change against main, run the pipeline of
   each planned project, store its artifacts in the DVC remote and commit its report to the
   ``reports/<project>`` branch of the bare repository;
-- a push to main: find the report of each changed project, and register and promote the
-  targets that passed; the registry tags are pushed into the bare repository.
+- a push to main: run the pipeline of each changed project that has no report of this push,
+  then register and promote what every merged report passed and is not registered yet
+  (:func:`tango_ci.gitops.flow.promote_pending`); the registry tags are pushed into the bare
+  repository.
+
+A pushed branch is untrusted: its clone is data. The hook, the worker and each pipeline run
+the installed tool as ``python -I`` (the working directory and ``PYTHON*`` variables never
+reach ``sys.path``), from a folder outside the clone, with the project given by its absolute
+path; the run folders and logs are written outside the clone too, and the one file written
+into it (``.dvc/config.local``) is never written through a link.
 
 Everything lives under ``<bare>/tango/``: ``queue/`` (jobs as JSON, with their state),
-``work/`` (a clone per job), ``dvc-storage/`` (the DVC remote) and ``worker.log``.
+``work/`` (a clone per job), ``runs/`` (a run folder and log per job), ``dvc-storage/`` (the
+DVC remote) and ``worker.log``.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -50,16 +60,22 @@ def create(bare: Path, *, python: str = sys.executable,
     bare.mkdir(parents=True, exist_ok=True)
     git(bare, "init", "--quiet", "--bare", f"--initial-branch={MAIN}")
     home = _home(bare)
-    for sub in ("queue", "work", "dvc-storage"):
+    for sub in ("queue", "work", "runs", "dvc-storage"):
         (home / sub).mkdir(parents=True, exist_ok=True)
     hook = bare / "hooks" / "post-receive"
     hook.write_text("#!/bin/sh\n# TANGO-CI: queue the pushed refs and return at once.\n"
-                    f"exec {shlex.quote(python)} -m tango_ci.gitops.local hook "
+                    f"exec {shlex.quote(python)} -I -m tango_ci.gitops.local hook "
                     f"{shlex.quote(str(bare))}\n")
     hook.chmod(0o755)
     (home / "config.json").write_text(json.dumps({"python": python, "run_args": list(run_args)},
                                                  indent=2) + "\n")
     return bare
+
+
+def tool_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of the tool's own processes: no GIT_* of the hook, no PYTHON*."""
+    env = {k: v for k, v in clean_environment().items() if not k.startswith("PYTHON")}
+    return env | (extra or {})
 
 
 def queue_push(bare: Path, lines: list[str]) -> list[Path]:
@@ -92,9 +108,9 @@ def start_worker(bare: Path) -> None:
     home = _home(bare)
     python = json.loads((home / "config.json").read_text())["python"]
     log = open(home / "worker.log", "a")
-    subprocess.Popen([python, "-m", "tango_ci.gitops.local", "work", str(bare)],
+    subprocess.Popen([python, "-I", "-m", "tango_ci.gitops.local", "work", str(bare)],
                      stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=home,
-                     env=clean_environment(), start_new_session=True)
+                     env=tool_environment(), start_new_session=True)
 
 
 def _next_job(home: Path) -> Path | None:
@@ -142,21 +158,32 @@ def _checkout(bare: Path, job: dict) -> Path:
     folder = _home(bare) / "work" / job["id"]
     git(bare.parent, "clone", "--quiet", "--no-checkout", str(bare), str(folder))
     git(folder, "checkout", "--quiet", "--detach", job["after"])
-    if (folder / ".dvc").is_dir():  # every job shares the bare repository's DVC remote
-        (folder / ".dvc" / "config.local").write_text(
-            f"[core]\n    remote = local\n['remote \"local\"']\n    url = "
-            f"{_home(bare) / 'dvc-storage'}\n")
+    dvc = folder / ".dvc"
+    if dvc.is_dir() and not dvc.is_symlink():  # every job shares the bare repository's remote
+        # and keeps its cache in its clone, whatever the branch's .dvc/config says
+        _write_new(dvc / "config.local",
+                   f"[core]\n    remote = local\n['remote \"local\"']\n    url = "
+                   f"{_home(bare) / 'dvc-storage'}\n[cache]\n    dir = {dvc / 'cache'}\n")
     return folder
 
 
+def _write_new(path: Path, text: str) -> None:
+    """Replace whatever the branch put at ``path`` (a link too) with a new file."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
 def run_job(bare: Path, job: dict, log) -> list[dict]:
-    from tango_ci.gitops.flow import find_report, promote_results
+    from tango_ci.gitops.flow import find_report, promote_pending
     from tango_ci.gitops.plan import make_plan
 
     folder = _checkout(bare, job)
     base = rev_parse(folder, f"origin/{MAIN}") if job["kind"] == "report" else job["before"]
     plan = make_plan(folder, base, "HEAD")
-    if not plan.projects:
+    if not plan.projects and job["kind"] == "report":
         log("nothing to do: no project, data pointer or used runner file changed")
         return []
     results = []
@@ -164,27 +191,33 @@ def run_job(bare: Path, job: dict, log) -> list[dict]:
         project = entry["project"]
         log(f"{project}: {'; '.join(plan.reasons[project])}")
         if job["kind"] == "promote":
-            found = find_report(folder, project, job["after"], job["before"])
-            if found is None:
+            if find_report(folder, project, job["after"], job["before"]) is None:
                 log(f"{project}: no report for a commit of this push; running the pipeline")
-                found = _pipeline(folder, entry, job, log)
-            report_commit, outcome = found
-            if not outcome["passed"]:
-                log(f"{project}: the report's gate failed; promoting the targets that passed")
-            done = promote_results(folder, outcome, job["after"], report_commit)
-            for item in done:
-                log(f"{item['name']}: " + (f"skipped ({item['skipped']})" if "skipped" in item
-                                           else f"{item['version']} ({item['why']}) -> prod"))
-            results.append({"project": project, "report": report_commit, "promoted": done})
+                _pipeline(bare, folder, entry, job, log)
         else:
-            report_commit, outcome = _pipeline(folder, entry, job, log)
+            report_commit, outcome = _pipeline(bare, folder, entry, job, log)
             results.append({"project": project, "report": report_commit,
                             "run": outcome["run"], "passed": outcome["passed"]})
+    if job["kind"] == "promote":
+        for item in promote_pending(folder, job["after"], base=job["before"]):
+            if not item["passed"]:
+                log(f"{item['project']}: the report's gate failed; promoting the targets "
+                    "that passed")
+            for done in item["promoted"]:
+                log(f"{done['name']}: " + (f"skipped ({done['skipped']})" if "skipped" in done
+                                           else f"{done['version']} ({done['why']}) -> prod"))
+            results.append(item)
+        if not results:
+            log("nothing to promote: every merged report is registered already")
     return results
 
 
-def _pipeline(folder: Path, entry: dict, job: dict, log) -> tuple[str, dict]:
-    """Run the project's pipeline in the job's clone, store and publish its report."""
+def _pipeline(bare: Path, folder: Path, entry: dict, job: dict, log) -> tuple[str, dict]:
+    """Run the project's pipeline on the job's clone, store and publish its report.
+
+    The installed tool runs (``python -I``, from the job's runs folder, outside the clone),
+    so nothing the branch holds is imported: the clone is only read as a project.
+    """
     from tango_ci.dvcstore import pull_pointers, remote_url
     from tango_ci.gitops.flow import collect, push_report, store_artifacts
     from tango_ci.rundir import find_run
@@ -194,14 +227,21 @@ def _pipeline(folder: Path, entry: dict, job: dict, log) -> tuple[str, dict]:
     if pulled:
         log(f"{project}: pulled {', '.join(p.name for p in pulled)} from the DVC remote")
     log(f"{project}: tango run {entry['path']}")
-    env = clean_environment({"TANGO_RUNS_DIR": str(folder / "runs")})
-    config = json.loads((folder.parents[1] / "config.json").read_text())
-    result = subprocess.run([sys.executable, "-m", "tango_ci", "run", entry["path"],
-                             *config.get("run_args", [])],
-                            cwd=folder, capture_output=True, text=True, env=env)
-    (folder / f"run-{project}.log").write_text(result.stdout + result.stderr)
-    run_dir = find_run(folder / "runs", project, None)
-    if not (run_dir.stage_dir("gate") / "decision.json").is_file():
+    home = _home(bare)
+    runs = home / "runs" / job["id"]
+    runs.mkdir(parents=True, exist_ok=True)
+    config = json.loads((home / "config.json").read_text())
+    python = config.get("python") or sys.executable
+    result = subprocess.run([python, "-I", "-m", "tango_ci", "run",
+                             str(folder / entry["path"]), *config.get("run_args", [])],
+                            cwd=runs, capture_output=True, text=True,
+                            env=tool_environment({"TANGO_RUNS_DIR": str(runs)}))
+    (runs / f"run-{project}.log").write_text(result.stdout + result.stderr)
+    try:
+        run_dir = find_run(runs, project, None)
+    except TangoError:
+        run_dir = None
+    if run_dir is None or not (run_dir.stage_dir("gate") / "decision.json").is_file():
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise TangoError(f"{project}: the pipeline stopped before the gate: {tail}")
     outcome = collect(run_dir)

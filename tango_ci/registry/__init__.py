@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from tango_ci.exceptions import TangoError
-import subprocess
-
 from tango_ci.gitops.git import clean_environment, git, has_remote
+from tango_ci.registry.records import UntrustedDataError, check_record, parse_json
 
 RECORD_HEADER = "tango-ci/1"
 _VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
@@ -53,7 +53,11 @@ def parse_reference(text: str) -> tuple[str, str | None, str | None]:
         return name, version, None
     if "#" in text:
         name, stage = text.split("#", 1)
+        if not stage or not name:
+            raise TangoError(f"'{text}' is not NAME#STAGE, NAME@vX.Y.Z or NAME")
         return name, None, stage
+    if not text:
+        raise TangoError("an empty artifact name; give NAME#STAGE, NAME@vX.Y.Z or NAME")
     return text, None, None
 
 
@@ -62,12 +66,14 @@ def encode_record(record: dict) -> str:
 
 
 def decode_record(message: str | None) -> dict | None:
+    """The record in a tag message; None when there is none, or it is not a JSON object."""
     if not message or not message.startswith(RECORD_HEADER):
         return None
     try:
-        return json.loads(message[len(RECORD_HEADER):])
-    except json.JSONDecodeError:
+        record = parse_json(message[len(RECORD_HEADER):], "a tag message")
+    except UntrustedDataError:
         return None
+    return record if isinstance(record, dict) else None
 
 
 def bump(previous: dict | None, record: dict) -> tuple[str, str]:
@@ -107,12 +113,17 @@ class Registry:
         return [{"name": name, "latest": row["version"], "stages": row["stage"]}
                 for name, row in sorted(self._show().items())]
 
+    def require(self, name: str) -> None:
+        """An error listing the known artifacts when ``name`` is not one of them."""
+        names = self.names()
+        if name not in names:
+            raise TangoError(f"no artifact '{name}' in the registry; artifacts: "
+                             f"{', '.join(names) or 'none'}")
+
     def versions(self, name: str) -> list[dict]:
         """Every version of ``name``, newest first, with its current stages and its record."""
-        if name not in self.names():
-            known = ", ".join(self.names()) or "none"
-            raise TangoError(f"no artifact '{name}' in the registry; artifacts: {known}")
-        current = self.stages(name)
+        self.require(name)
+        current = self._stages(name)
         out = []
         for version in self._show(name):
             registration = (version.get("registrations") or [{}])[0]
@@ -126,8 +137,12 @@ class Registry:
 
     def stages(self, name: str) -> dict[str, str]:
         """stage -> the version assigned to it last (what `gto show` lists as #stage)."""
+        self.require(name)
+        return self._stages(name)
+
+    def _stages(self, name: str) -> dict[str, str]:
         latest: dict[str, str] = {}
-        for event in self.history(name):
+        for event in self._history(name):
             if event["event"] == "assignment":
                 latest[event["stage"]] = event["version"]
             elif event["event"] == "unassignment" and latest.get(event["stage"]) == \
@@ -140,6 +155,10 @@ class Registry:
 
     def history(self, name: str) -> list[dict]:
         """Registrations and assignments in the order they happened (tag number breaks ties)."""
+        self.require(name)
+        return self._history(name)
+
+    def _history(self, name: str) -> list[dict]:
         import gto.api
 
         def order(event: dict) -> tuple:
@@ -157,7 +176,7 @@ class Registry:
         name, version, stage = parse_reference(reference)
         versions = self.versions(name)
         if stage:
-            version = self.stage_version(name, stage)
+            version = self._stages(name).get(stage)
             if version is None:
                 raise TangoError(f"{name} has no version in stage '{stage}'")
         chosen = next((v for v in versions if version in (None, v["version"])), None)
@@ -167,6 +186,7 @@ class Registry:
         if chosen["record"] is None:
             raise TangoError(f"{name}@{chosen['version']} was not registered by TANGO-CI "
                              "(its tag message holds no artifact record)")
+        check_record(chosen["record"], f"{name}@{chosen['version']}: the record in its tag")
         return {"name": name, **chosen}
 
     # ------------------------------------------------------------------ writing (GTO)

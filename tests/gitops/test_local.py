@@ -67,7 +67,7 @@ def test_push_report_merge_promote_pull(tmp_path: Path) -> None:
     git(work, "fetch", "-q", "origin")
     results = json.loads(git(work, "show", "origin/reports/shapes:results.json"))
     assert results["source_commit"] == branch_head
-    run_root = bare / "tango" / "work" / report_job["id"] / "runs" / "shapes" / results["run"]
+    run_root = bare / "tango" / "runs" / report_job["id"] / "shapes" / results["run"]
     measured = read_json(run_root / "bench" / "cpu-fp32" / "metrics.json")
     metrics = json.loads(git(work, "show", "origin/reports/shapes:metrics.json"))
     assert metrics["cpu-fp32"]["p95_ms"] == measured["latency"]["p95_ms"]
