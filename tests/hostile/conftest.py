@@ -40,7 +40,10 @@ def tango(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300,
     ``python -I`` keeps the working directory (a possibly hostile checkout) off sys.path.
     """
     environment = {**os.environ, "COLUMNS": "400", "NO_COLOR": "1", **(env or {})}
-    completed = subprocess.run([sys.executable, "-I", "-m", "tango_ci", *args], cwd=cwd,
+    # -P where the package comes from PYTHONPATH (a GPU machine without an install): the
+    # working directory stays off sys.path either way
+    isolation = "-P" if environment.get("PYTHONPATH") else "-I"
+    completed = subprocess.run([sys.executable, isolation, "-m", "tango_ci", *args], cwd=cwd,
                                capture_output=True, text=True, env=environment, timeout=timeout,
                                input=stdin)
     result = Result(completed.returncode, completed.stdout, completed.stderr)
