@@ -3,9 +3,10 @@
 ``train.device`` says what the project wants: ``auto`` (CUDA when this host has it, else the
 CPU), ``cpu``, ``cuda`` or ``cuda:N``. A request this host cannot meet is refused before any
 work, naming the field and the training runner. On CUDA, training uses mixed precision:
-bf16 where the GPU supports it, else fp16 with a gradient scaler. Loader workers default to
-the cores left after the one that trains (``train.workers`` overrides), so on a 2-core host
-one core prepares the next batch while the other computes.
+bf16 where the GPU supports it, else fp16 with a gradient scaler, and loader workers on the
+cores left after the one that feeds the GPU. On a CPU every core runs the training threads
+(ultralytics would leave one of two idle) and batches are made in the training process
+(``train.workers`` overrides both defaults).
 
 Latency is never measured here: candidates are timed for their targets, whatever trains them.
 """
@@ -59,13 +60,17 @@ class TrainDevice:
         return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
 
     def loader_workers(self, batches_per_epoch: int) -> int:
-        """Worker processes for a loader of this many batches per epoch."""
+        """Worker processes for a loader of this many batches per epoch.
+
+        On a CPU, none: measured on 2 cores (benchmarks/training.py), a worker process took a
+        core from the training threads and cost 11-21% of the throughput; the threads are
+        the gain there. On CUDA, the cores but one, so the GPU never waits for a batch.
+        """
         if self.workers is not None:
             return self.workers
-        if batches_per_epoch < MIN_BATCHES_FOR_WORKERS:
+        if self.kind == "cpu" or batches_per_epoch < MIN_BATCHES_FOR_WORKERS:
             return 0
-        return min(4, max(0, self.threads - 1)) if self.kind == "cpu" else \
-            min(8, max(1, self.threads - 1))
+        return min(8, max(1, self.threads - 1))
 
     def describe(self) -> dict:
         return asdict(self)

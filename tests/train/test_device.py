@@ -62,11 +62,12 @@ def test_spec_refuses_a_device_name(spec_repo: Path) -> None:
         "cuda:N"]
 
 
-def test_workers_follow_the_cores_and_the_dataset() -> None:
-    two_cores = TrainDevice(kind="cpu", threads=2)
-    assert two_cores.loader_workers(batches_per_epoch=4) == 0  # too small to pay for a process
-    assert two_cores.loader_workers(batches_per_epoch=100) == 1  # one core loads, one trains
-    assert TrainDevice(kind="cpu", threads=16).loader_workers(100) == 4
+def test_workers_follow_the_device_the_cores_and_the_dataset() -> None:
+    assert TrainDevice(kind="cpu", threads=16).loader_workers(1000) == 0  # threads train
+    gpu = TrainDevice(kind="cuda", index=0, threads=16)
+    assert gpu.loader_workers(batches_per_epoch=4) == 0  # too small to pay for a process
+    assert gpu.loader_workers(batches_per_epoch=100) == 8
+    assert TrainDevice(kind="cuda", index=0, threads=2).loader_workers(100) == 1
     assert TrainDevice(kind="cpu", threads=2, workers=3).loader_workers(4) == 3  # the spec's
 
 
