@@ -153,7 +153,7 @@ def main() -> None:
     args = parser.parse_args()
     cases = {**CASES, **(CUDA_CASES if args.cuda else {})}
     if args.case:  # a child process: one case, JSON on the last line
-        task, device, threads, workers = cases[args.case]
+        task, device, threads, workers = {**CASES, **CUDA_CASES}[args.case]
         print(json.dumps(run_case(task, device, threads, workers, args.work, args.epochs,
                                   args.images, args.size)))
         return

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$OUT"
 PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
-if [ -d .gpu-wheels ] && ! "$PY" -c "import tango_ci" 2>/dev/null; then
+if [ -d .gpu-wheels ] && ! "$PY" -c "import ultralytics, optuna, jsonschema" 2>/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
         --target /tmp/tango-gpu-site .gpu-wheels/*.whl 2>&1 | tail -3
     export PYTHONPATH=/tmp/tango-gpu-site:$PWD
