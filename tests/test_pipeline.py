@@ -78,6 +78,10 @@ def test_train_and_export_stages(finished) -> None:
     metrics = read_json(run / "train" / "metrics.json")
     assert 0 <= metrics["val_accuracy"] <= 1
     assert metrics["val_accuracy"] == max(h["val_accuracy"] for h in history)
+    device = _manifest(run, "train")["summary"]["device"]  # where it trained, and how
+    assert device["requested"] == "auto" and device["precision"] in ("fp32", "bf16", "fp16")
+    assert device["kind"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert _manifest(run, "search")["summary"]["device"] == device
     export = _manifest(run, "export")
     assert export["inputs"]["weights"]["sha256"] == file_sha256(run / "train" / "best.pt")
     parity = read_json(run / "export" / "parity.json")

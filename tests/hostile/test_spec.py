@@ -152,14 +152,17 @@ def test_data_link_loop_is_refused(spec_repo: Path) -> None:
         "projects/demo/project.yaml:4:9: data.path: 'data' is a symbolic link loop"]
 
 
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec, so
+# a child of a large pytest process would report the parent's peak
 ALIAS_BOMB_SCRIPT = """
-import resource, sys, time
+import re, sys, time
 from pathlib import Path
 from tango_ci import api
 started = time.perf_counter()
 problems = api.validate([Path(sys.argv[1])], repo_root=Path(sys.argv[2]))
 elapsed = time.perf_counter() - started
-peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+status = Path("/proc/self/status").read_text()
+peak_mb = int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) / 1024
 print(f"{elapsed:.3f} {peak_mb:.1f}")
 print(problems[0].format())
 """
