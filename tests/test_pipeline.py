@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tango_ci import api
 from tango_ci.exceptions import StageInputError
