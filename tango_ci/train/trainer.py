@@ -102,6 +102,11 @@ def train_model(
     scaler = torch.amp.GradScaler("cuda", enabled=device.precision == "fp16")
     result = TrainResult()
     start_epoch = 0
+    images, labels = train
+    loader = BatchLoader(images, labels, batch=config.batch, augment=config.augment,
+                         seed=config.seed, workers=device.loader_workers(
+                             -(-len(images) // config.batch)),
+                         pin_memory=device.kind == "cuda")
     last_path = checkpoint_dir / "last.pt" if checkpoint_dir else None
     if last_path is not None and last_path.exists():
         state = checkpoints.load(last_path)
@@ -110,15 +115,11 @@ def train_model(
         scheduler.load_state_dict(state["scheduler"])
         if "scaler" in state:
             scaler.load_state_dict(state["scaler"])
+        loader.generator.set_state(state["generator"])
         result.history = state["history"]
         result.best_accuracy, result.best_epoch = state["best_accuracy"], state["best_epoch"]
         result.best_state = state["best_state"]
         start_epoch = result.resumed_from = state["epoch"] + 1
-    images, labels = train
-    loader = BatchLoader(images, labels, batch=config.batch, augment=config.augment,
-                         seed=config.seed, workers=device.loader_workers(
-                             -(-len(images) // config.batch)),
-                         pin_memory=device.kind == "cuda")
     bar = reporter.task(description, total=config.epochs)
     bar.update(completed=start_epoch)
     try:
@@ -132,9 +133,7 @@ def train_model(
             total_loss = torch.zeros((), device=device.torch)
             correct = torch.zeros((), dtype=torch.long, device=device.torch)
             seen = 0
-            for x, y in loader.epoch(epoch):
-                if len(y) < 2:  # batch norm cannot train on one sample
-                    continue
+            for x, y in loader.epoch():
                 x = x.to(device.torch, non_blocking=True)
                 y = y.to(device.torch, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
@@ -168,7 +167,8 @@ def train_model(
                 checkpoints.save({"model": model.state_dict(),
                                   "optimizer": optimizer.state_dict(),
                                   "scheduler": scheduler.state_dict(),
-                                  "scaler": scaler.state_dict(), "epoch": epoch,
+                                  "scaler": scaler.state_dict(),
+                                  "generator": loader.generator.get_state(), "epoch": epoch,
                                   "history": result.history,
                                   "best_accuracy": result.best_accuracy,
                                   "best_epoch": result.best_epoch,
