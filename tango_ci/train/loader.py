@@ -106,7 +106,10 @@ class BatchLoader:
                                  batch_size=None, num_workers=workers,
                                  persistent_workers=workers > 0, pin_memory=pin_memory,
                                  worker_init_fn=_single_thread,
-                                 prefetch_factor=4 if workers else None)
+                                 prefetch_factor=4 if workers else None,
+                                 # its own generator: iterating must not draw from torch's
+                                 # global one, which builds the next candidate's weights
+                                 generator=torch.Generator().manual_seed(seed))
 
     @property
     def steps(self) -> int:
