@@ -155,6 +155,19 @@ def test_rerunning_a_finished_stage_forks_a_new_run(finished) -> None:
     assert not (forked.root / "report").exists()
 
 
+def test_training_again_in_a_new_process_gives_the_same_weights(finished) -> None:
+    """Same seeds, same weights: torch seeds itself randomly per process unless told."""
+    import subprocess
+    import sys
+
+    project, run = finished
+    subprocess.run([sys.executable, "-m", "tango_ci", "train", str(project), "--run", run.name],
+                   check=True, capture_output=True, cwd=project.parent.parent)
+    again = (project.parent.parent / "runs" / "tiny" / "latest").resolve()
+    assert again != run
+    assert file_sha256(again / "train" / "best.pt") == file_sha256(run / "train" / "best.pt")
+
+
 def test_a_stage_without_its_inputs_names_the_stage_to_run(finished) -> None:
     project, _ = finished
     api.run(project, until="data")

@@ -73,6 +73,9 @@ def run(ctx: StageContext) -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     spec, folder = ctx.spec, ctx.folder
     set_threads()
+    import torch
+
+    torch.manual_seed(spec.search.seed)  # torch seeds itself randomly per process otherwise
     device = device_for(spec)
     ctx.reporter.log(f"search trials train on {device.name} ({device.precision})")
     ctx.recorder.summary["device"] = device.describe()

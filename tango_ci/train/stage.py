@@ -57,6 +57,7 @@ def run(ctx: StageContext) -> None:
     params = choice["params"]
     classes = read_json(ctx.run.stage_dir("data") / "classes.json")
     train, val = load_arrays(ctx.run, "train"), load_arrays(ctx.run, "val")
+    torch.manual_seed(spec.search.seed)  # the initial weights too: torch's own seed is random
     model = build_model(params["family"], params["level"], len(classes))
     if spec.train.pretrained:
         loaded = load_pretrained(model, pretrained_path(spec))
