@@ -90,8 +90,26 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(partial, path)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def strict_json(data: str | bytes) -> Any:
+    """JSON as the standard has it: no NaN or Infinity, no overflowing numbers, bounded
+    nesting. Raises ``ValueError`` with a one-line reason; callers name the source."""
+    try:
+        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def read_json(path: Path, *, limit: int = MAX_JSON_BYTES) -> Any:
@@ -112,12 +130,9 @@ def read_json(path: Path, *, limit: int = MAX_JSON_BYTES) -> Any:
     except OSError as exc:
         raise RunFileError(f"{shown}: cannot read ({exc.strerror})") from None
     try:
-        return json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise RunFileError(f"{shown}: not valid JSON ({exc.msg} at line {exc.lineno} column "
-                           f"{exc.colno})") from None
-    except (ValueError, RecursionError) as exc:
-        raise RunFileError(f"{shown}: not valid JSON ({str(exc)[:80]})") from None
+        return strict_json(text)
+    except ValueError as exc:
+        raise RunFileError(f"{shown}: not valid JSON ({str(exc)[:120]})") from None
 
 
 def display(path: Path) -> str:

@@ -9,8 +9,6 @@ a malformed file gives one line that names it instead of a ``KeyError`` further 
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 import stat
@@ -18,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tango_ci.exceptions import TangoError
+from tango_ci.rundir import strict_json
 
 MAX_JSON_BYTES = 4 * 2**20       # a metrics.json or results.json is a few KiB
 MAX_LISTING_BYTES = 8 * 2**20    # a DVC .dir listing: ~100 bytes per file
@@ -39,17 +38,6 @@ def _kind(value: Any) -> str:
             type(None): "null"}.get(type(value), "a number")
 
 
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range")
-    return value
-
-
 def parse_json(data: bytes | str, what: str, limit: int = MAX_JSON_BYTES) -> Any:
     """Strict JSON of at most ``limit`` bytes; ``what`` names the source in errors."""
     size = len(data.encode() if isinstance(data, str) else data)
@@ -57,14 +45,9 @@ def parse_json(data: bytes | str, what: str, limit: int = MAX_JSON_BYTES) -> Any
         raise UntrustedDataError(f"{what} is {size} bytes, more than the {limit} allowed; "
                                  "it was not read")
     try:
-        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite)
-    except json.JSONDecodeError as error:
-        raise UntrustedDataError(f"{what} is not valid JSON ({error.msg} at line "
-                                 f"{error.lineno} column {error.colno})") from None
+        return strict_json(data)
     except ValueError as error:
         raise UntrustedDataError(f"{what} is not valid JSON ({error})") from None
-    except RecursionError:
-        raise UntrustedDataError(f"{what} is not valid JSON (nested too deeply)") from None
 
 
 def read_json_file(path: Path, what: str, limit: int = MAX_JSON_BYTES) -> Any:
