@@ -135,6 +135,12 @@ def read_json(path: Path, *, limit: int = MAX_JSON_BYTES) -> Any:
         raise RunFileError(f"{shown}: not valid JSON ({str(exc)[:120]})") from None
 
 
+def one_line_reason(exc: BaseException, limit: int = 160) -> str:
+    """An exception as the reason part of one error line: its first line, cut."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 def display(path: Path) -> str:
     """``path`` relative to the working directory when it is below it."""
     try:

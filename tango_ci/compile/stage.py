@@ -14,7 +14,7 @@ from tango_ci.compile import AUTO, BuildRequest, auto_candidates, check_request,
 from tango_ci.data.dataset import preprocess
 from tango_ci.data.stage import load_arrays
 from tango_ci.exceptions import TangoError
-from tango_ci.rundir import display, write_json
+from tango_ci.rundir import display, one_line_reason, write_json
 from tango_ci.stage import StageContext
 
 CALIBRATION_IMAGES = 128
@@ -58,9 +58,8 @@ def check_onnx(path: Path) -> None:
     try:
         onnx.checker.check_model(onnx.load(str(path), load_external_data=False))
     except Exception as exc:  # noqa: BLE001 - protobuf, checker and OS errors all mean "unreadable"
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else \
-            type(exc).__name__
-        raise TangoError(f"{display(path)}: not a readable ONNX model ({reason})") from None
+        raise TangoError(f"{display(path)}: not a readable ONNX model "
+                         f"({one_line_reason(exc)})") from None
 
 
 def run(ctx: StageContext) -> None:

@@ -76,18 +76,27 @@ class DataOutside(TangoError):
     """A dataset file or folder leads out of the repository, or is a link loop."""
 
 
+def inside(path: Path, limit: Path | None, *, strict: bool = False) -> Path | None:
+    """``path`` resolved through every link, or None when it leads out of ``limit`` or loops
+    (with ``strict``, also when it is a broken link)."""
+    try:
+        real = path.resolve(strict=strict)
+    except (OSError, RuntimeError):
+        return None
+    if limit is not None and not real.is_relative_to(limit.resolve()):
+        return None
+    return real
+
+
 def confined(path: Path, limit: Path | None) -> Path:
     """``path`` when it stays inside ``limit`` through every link; raises otherwise."""
-    if limit is None:
+    if limit is None or inside(path, limit, strict=True) is not None:
         return path
     from tango_ci.rundir import display
 
-    try:
-        real = path.resolve(strict=True)
-    except (OSError, RuntimeError):
+    real = inside(path, None, strict=True)
+    if real is None:
         raise DataOutside(f"{display(path)}: a broken symbolic link or a link loop; data must "
-                          "be real files inside the repository") from None
-    if not real.is_relative_to(limit.resolve()):
-        raise DataOutside(f"{display(path)}: a symbolic link out of the repository (to {real}); "
-                          "data must stay inside it")
-    return path
+                          "be real files inside the repository")
+    raise DataOutside(f"{display(path)}: a symbolic link out of the repository (to {real}); "
+                      "data must stay inside it")

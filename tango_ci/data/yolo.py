@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from tango_ci.data.layout import IMAGE_SUFFIXES
+from tango_ci.data.layout import IMAGE_SUFFIXES, inside
 from tango_ci.spec.problems import Problem
 
 SPLITS = ("train", "val")
@@ -85,14 +85,14 @@ def read_dataset(path: Path, limit: Path | None = None
     if names is None or not names:
         return None, [Problem(name, 1, 1, "names", "must be a list of class names, or a "
                               "mapping 0: name, 1: name, ... without gaps")]
-    root = _inside(base / str(content.get("path", ".")), limit)
+    root = inside(base / str(content.get("path", ".")), limit)
     if root is None:
         return None, [Problem(name, 1, 1, "path", f"'{str(content.get('path'))[:100]}' leads "
                                                   "out of the repository; data must stay "
                                                   "inside it")]
     images: dict[str, tuple[Path, ...]] = {}
     for split in SPLITS:
-        folder = _inside(root / str(content[split]), limit)
+        folder = inside(root / str(content[split]), limit)
         if folder is None:
             problems.append(Problem(name, 1, 1, split, f"'{str(content[split])[:100]}' leads "
                                                        "out of the repository; data must stay "
@@ -103,7 +103,7 @@ def read_dataset(path: Path, limit: Path | None = None
                                                        "exist"))
             continue
         found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        outside = [p for p in found if _inside(p, limit) is None]
+        outside = [p for p in found if inside(p, limit) is None]
         problems += [Problem(_display(p, base), 0, 0, "", "a symbolic link out of the "
                              "repository (or a link loop); data must stay inside it")
                      for p in outside]
@@ -114,17 +114,6 @@ def read_dataset(path: Path, limit: Path | None = None
     if problems:
         return None, problems
     return YoloDataset(root=root, data_yaml=data_yaml, names=names, images=images), []
-
-
-def _inside(path: Path, limit: Path | None) -> Path | None:
-    """``path`` resolved, or None when it leads out of ``limit`` or loops."""
-    try:
-        real = path.resolve()
-    except (OSError, RuntimeError):
-        return None
-    if limit is not None and not real.is_relative_to(limit.resolve()):
-        return None
-    return real
 
 
 def parse_labels(path: Path, classes: int, display: str) -> tuple[np.ndarray, list[Problem]]:
@@ -204,7 +193,7 @@ def check_dataset(path: Path, limit: Path | None = None
                                                          "corrupt)"))
                 continue
             labels = label_path(image)
-            if labels.is_symlink() and _inside(labels, limit) is None:
+            if labels.is_symlink() and inside(labels, limit) is None:
                 problems.append(Problem(_display(labels, base), 0, 0, "", "a symbolic link out "
                                         "of the repository (or a link loop); data must stay "
                                         "inside it"))

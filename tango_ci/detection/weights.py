@@ -86,12 +86,7 @@ def _globals_in(path: Path) -> list[str]:
         return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except (ValueError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
         raise UnsafeWeights(f"{display(path)}: not a PyTorch checkpoint (zip) file "
-                            f"({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:160] if text else type(exc).__name__
+                            f"({refusal_reason(exc)})") from None
 
 
 def restricted_load(path: Path | str, map_location: Any = "cpu", **_: Any) -> Any:
@@ -136,10 +131,13 @@ def install() -> None:
 
 def check_pretrained(path: Path) -> types.SimpleNamespace:
     """Load a user's pretrained file once, restricted, before training starts; what it holds."""
-    checkpoint = restricted_load(path)
-    model = checkpoint.get("model") if isinstance(checkpoint, dict) else checkpoint
-    model = model or (checkpoint.get("ema") if isinstance(checkpoint, dict) else None)
     import torch
+
+    checkpoint = restricted_load(path)
+    model = checkpoint
+    if isinstance(checkpoint, dict):  # an empty container module is falsy: test for None
+        model = checkpoint.get("model")
+        model = checkpoint.get("ema") if model is None else model
 
     if not isinstance(model, torch.nn.Module):
         raise UnsafeWeights(f"{display(path)}: holds no ultralytics model (expected the "

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tango_ci.exceptions import TangoError
-from tango_ci.rundir import display, file_sha256
+from tango_ci.rundir import display, file_sha256, one_line_reason
 
 
 class CheckpointError(TangoError):
@@ -98,5 +98,4 @@ def refusal_reason(exc: BaseException) -> str:
     found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(exc))
     if found:
         return f"it names {found.group(1)}, which plain weights never hold"
-    text = str(exc).strip()
-    return text.splitlines()[0][:160] if text else type(exc).__name__
+    return one_line_reason(exc)

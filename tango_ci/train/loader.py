@@ -101,7 +101,6 @@ class BatchLoader:
                  seed: int, workers: int, pin_memory: bool = False) -> None:
         self.generator = torch.Generator().manual_seed(seed)
         self.sampler = _Plans(len(images), batch, images.shape[2], augment, self.generator)
-        self.workers = workers
         self.loader = DataLoader(_Batches(images, labels), sampler=self.sampler,
                                  batch_size=None, num_workers=workers,
                                  persistent_workers=workers > 0, pin_memory=pin_memory,
@@ -110,10 +109,6 @@ class BatchLoader:
                                  # its own generator: iterating must not draw from torch's
                                  # global one, which builds the next candidate's weights
                                  generator=torch.Generator().manual_seed(seed))
-
-    @property
-    def steps(self) -> int:
-        return len(self.sampler)
 
     def epoch(self):
         return iter(self.loader)
