@@ -228,3 +228,17 @@ def test_garbage_onnx_with_a_matching_manifest_is_one_line(repo: Path) -> None:
     result = tango("compile", "projects/tiny", cwd=repo)
     assert result.code == 1
     assert result.error_line.startswith(f"{_shown(onnx, repo)}: not a readable ONNX model (")
+
+
+def test_huge_planted_hash_record_is_not_read_whole(repo: Path, tmp_path: Path) -> None:
+    marker = tmp_path / MARKER
+    last = _interrupt_training(repo)
+    _evil_pickle(last, marker)
+    record = last.parent / "last.pt.sha256"
+    with open(record, "wb") as handle:
+        handle.write(b"\xff" * 10)
+        handle.truncate(4 * 1024**3)  # sparse: 4 GiB to a reader, nothing on disk
+    result = tango("train", "projects/tiny", cwd=repo)
+    refused(result, f"{_shown(last, repo)}: no recorded sha256 beside it, so it was not written "
+                    "by this run; delete it to train from the start")
+    assert not marker.exists()
