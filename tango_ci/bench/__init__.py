@@ -1,6 +1,7 @@
 """On-device measurement: latency and memory in a separate process, accuracy of artifacts."""
 
 from tango_ci.bench.accuracy import classification_metrics, predict_labels
-from tango_ci.bench.latency import latency_stats, measure_latency
+from tango_ci.bench.latency import instability, latency_stats, measure_latency, stability_note
 
-__all__ = ["classification_metrics", "latency_stats", "measure_latency", "predict_labels"]
+__all__ = ["classification_metrics", "instability", "latency_stats", "measure_latency",
+           "predict_labels", "stability_note"]

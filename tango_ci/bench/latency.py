@@ -16,19 +16,63 @@ from tango_ci.exceptions import TangoError
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TVM_NUM_THREADS")
 
+# Beyond these limits a measurement describes the machine's interruptions (preemption, page
+# faults, frequency changes) as much as the artifact: a quiet CPU runner gives a CV under 15%
+# and a p99 within 1.5x the p50.
+UNSTABLE_CV = 0.20
+UNSTABLE_TAIL = 2.0  # p99 / p50
+UNSTABLE_SPREAD = 0.20  # (max - min) / median of the p50s of repeated measuring processes
+SLOW_RUN = 3.0  # a run this many times the p50 is counted as an outlier
+
 
 def latency_stats(samples_ms: list[float], batch: int) -> dict:
+    """Percentiles, mean, CV and throughput of ``samples_ms``, with a stability judgement."""
     values = np.asarray(samples_ms, dtype=np.float64)
     p50 = float(np.percentile(values, 50))
     mean = float(values.mean())
     std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    return {
+    stats = {
         "p50_ms": p50, "p90_ms": float(np.percentile(values, 90)),
         "p95_ms": float(np.percentile(values, 95)), "p99_ms": float(np.percentile(values, 99)),
         "mean_ms": mean, "std_ms": std, "cv": std / mean if mean else 0.0,
-        "min_ms": float(values.min()), "repeats": int(len(values)),
+        "min_ms": float(values.min()), "max_ms": float(values.max()),
+        "outliers": int((values > SLOW_RUN * p50).sum()), "repeats": int(len(values)),
         "throughput_per_s": batch * 1000.0 / p50 if p50 else 0.0,
     }
+    reason = instability(stats)
+    return stats | {"unstable": reason is not None, "unstable_reason": reason}
+
+
+def instability(stats: dict) -> str | None:
+    """Why the latency statistics ``stats`` cannot be trusted, or None when they can.
+
+    Reads only what every stored ``latency`` dict has (plus ``outliers``, ``max_ms`` and
+    ``runs`` when present), so it also judges measurements made before it existed.
+    """
+    reasons = []
+    if stats["cv"] > UNSTABLE_CV:
+        reasons.append(f"CV {stats['cv']:.0%} (over {UNSTABLE_CV:.0%})")
+    p50 = stats["p50_ms"]
+    if p50 and stats["p99_ms"] / p50 > UNSTABLE_TAIL:
+        reasons.append(f"p99 {stats['p99_ms'] / p50:.1f}x the p50 (over {UNSTABLE_TAIL:g}x)")
+    if reasons and stats.get("outliers"):
+        reasons.append(f"{stats['outliers']} of {stats['repeats']} runs over {SLOW_RUN:g}x "
+                       f"the p50, up to {stats['max_ms']:.3g} ms")
+    runs = stats.get("runs", {})
+    if runs.get("count", 1) > 1 and runs["spread"] > UNSTABLE_SPREAD:
+        reasons.append(f"p50 differs by {runs['spread']:.0%} between {runs['count']} "
+                       "measuring processes")
+    return "; ".join(reasons) or None
+
+
+def stability_note(stats: dict) -> str | None:
+    """The one-line warning a report prints under unstable latency statistics, or None."""
+    reason = instability(stats)
+    if reason is None:
+        return None
+    return (f"Unstable measurement: {reason}. Its mean, CV and tail percentiles describe the "
+            "machine's interruptions as much as the artifact; rerun on an idle runner or with "
+            "--repeat before trusting them.")
 
 
 def measure_latency(artifact_dir: Path, *, batch: int, size: int, threads: int,
@@ -70,12 +114,14 @@ def measure_repeated(artifact_dir: Path, *, repeat: int, **kwargs) -> dict:
     p50s = [m["p50_ms"] for m in measured]
     median = statistics.median(p50s)
     chosen = min(measured, key=lambda m: abs(m["p50_ms"] - median))
-    return chosen | {"runs": {
+    result = chosen | {"runs": {
         "count": len(measured), "p50_ms": p50s, "p95_ms": [m["p95_ms"] for m in measured],
         "repeats": [m["repeats"] for m in measured], "median_p50_ms": median,
         "spread": (max(p50s) - min(p50s)) / median if median else 0.0,
         "cv": statistics.pstdev(p50s) / statistics.mean(p50s) if len(p50s) > 1 else 0.0,
         "cv_median": statistics.median(m["cv"] for m in measured)}}
+    reason = instability(result)  # judged again: the runs' spread counts too
+    return result | {"unstable": reason is not None, "unstable_reason": reason}
 
 
 def host_facts(threads: int) -> dict:

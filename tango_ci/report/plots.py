@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _save(figure, path: Path) -> None:
-    figure.tight_layout()
+def _save(figure: Figure, path: Path, footer: float = 0.0) -> Figure:
+    """Write ``figure`` and close it; returns it, so tests can read its texts and limits.
+
+    ``footer`` is the fraction of the height kept free below the axes for notes.
+    """
+    if figure.get_layout_engine() is None:
+        figure.tight_layout(rect=(0, footer, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
+    return figure
 
 
 def search_scatter(trials: list[dict], pareto: list[dict], target: str,
-                   budget_ms: float | None, min_accuracy: float | None, path: Path) -> None:
+                   budget_ms: float | None, min_accuracy: float | None, path: Path) -> Figure:
     """Accuracy against latency of every trial; untrained (over budget) ones along the bottom."""
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     groups = {
@@ -47,29 +55,50 @@ def search_scatter(trials: list[dict], pareto: list[dict], target: str,
              title="Search: accuracy against latency", ylim=(-0.03, 1.03))
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="lower right")
-    _save(figure, path)
+    return _save(figure, path)
 
 
 def latency_histogram(samples: list[float], stats: dict, budget_ms: float | None,
-                      percentile: str, title: str, path: Path) -> None:
-    figure, axis = plt.subplots(figsize=(6.4, 3.2))
-    axis.hist(samples, bins=min(60, max(10, len(samples) // 10)), color="tab:blue", alpha=0.8)
+                      percentile: str, title: str, path: Path) -> Figure:
+    """Runs per latency, up to a little beyond the p99 (and the budget when it is near).
+
+    A few interrupted runs can be hundreds of times the p50; drawn to scale they would squash
+    every other run into one bin, so they are counted in a note instead.
+    """
+    values = np.asarray(samples, dtype=np.float64)
+    right = 1.1 * stats["p99_ms"]
+    # a budget far to the right is only named: drawing it would squash the histogram
+    near_budget = budget_ms if budget_ms is not None and budget_ms <= 2 * right else None
+    if near_budget is not None:
+        right = max(right, 1.05 * near_budget)
+    shown = values[values <= right]
+    figure, axis = plt.subplots(figsize=(6.4, 3.4))
+    axis.hist(shown, bins=min(60, max(10, len(shown) // 10)), color="tab:blue", alpha=0.8)
     for name, style in (("p50", "-"), ("p95", "--"), ("p99", ":")):
         axis.axvline(stats[f"{name}_ms"], color="black", linestyle=style,
                      label=f"{name} {stats[f'{name}_ms']:.3g} ms")
-    if budget_ms is not None and budget_ms <= 2 * max(samples):
-        axis.axvline(budget_ms, color="tab:red", linewidth=2,
-                     label=f"budget ({percentile}) {budget_ms} ms")
-    elif budget_ms is not None:  # far to the right: drawing it would squash the histogram
+    if near_budget is not None:
+        axis.axvline(near_budget, color="tab:red", linewidth=2,
+                     label=f"budget ({percentile}) {near_budget} ms")
+    elif budget_ms is not None:
         axis.plot([], [], color="tab:red", linewidth=2,
                   label=f"budget ({percentile}) {budget_ms} ms, off scale")
+    axis.set_xlim(right=right)
     axis.set(xlabel="latency (ms)", ylabel="runs", title=title)
     axis.legend(fontsize=8)
-    _save(figure, path)
+    notes = []
+    if beyond := len(values) - len(shown):
+        notes.append((f"{beyond} of {len(values)} runs beyond {right:.3g} ms, not shown "
+                      f"(max {values.max():.3g} ms)", "black"))
+    if stats.get("unstable_reason"):
+        notes.append((f"Unstable measurement: {stats['unstable_reason']}", "tab:red"))
+    for line, (text, colour) in enumerate(reversed(notes)):
+        figure.text(0.01, 0.01 + 0.055 * line, text, fontsize=7, color=colour)
+    return _save(figure, path, footer=0.055 * len(notes) + 0.01 if notes else 0.0)
 
 
 def confusion_matrix(matrix: list[list[int]], classes: list[str], title: str,
-                     path: Path) -> None:
+                     path: Path) -> Figure:
     values = np.asarray(matrix)
     figure, axis = plt.subplots(figsize=(1.2 + 0.6 * len(classes), 1.0 + 0.6 * len(classes)))
     axis.imshow(values, cmap="Blues")
@@ -78,13 +107,13 @@ def confusion_matrix(matrix: list[list[int]], classes: list[str], title: str,
     threshold = values.max() / 2 if values.size else 0
     for i in range(len(classes)):
         for j in range(len(classes)):
-            axis.text(j, i, int(values[i, j]), ha="center", va="center",
+            axis.text(j, i, str(int(values[i, j])), ha="center", va="center",
                       color="white" if values[i, j] > threshold else "black", fontsize=8)
     axis.set(xlabel="predicted", ylabel="true", title=title)
-    _save(figure, path)
+    return _save(figure, path)
 
 
-def pr_curves(curves: dict, title: str, path: Path) -> None:
+def pr_curves(curves: dict, title: str, path: Path) -> Figure:
     """Precision against recall per class (at IoU 0.5)."""
     figure, axis = plt.subplots(figsize=(5.2, 4.2))
     recall = curves.get("recall", [])
@@ -94,16 +123,24 @@ def pr_curves(curves: dict, title: str, path: Path) -> None:
     axis.grid(alpha=0.3)
     if curves.get("precision"):
         axis.legend(fontsize=8)
-    _save(figure, path)
+    return _save(figure, path)
 
 
 def detection_grid(images: np.ndarray, samples: list[dict], names: list[str], title: str,
-                   path: Path) -> None:
-    """Each validation image twice: ground truth (left) and the artifact's boxes (right)."""
+                   path: Path, threshold: float | None = None) -> Figure:
+    """Each validation image twice: ground truth (left) and the artifact's boxes (right).
+
+    ``samples`` hold only the boxes to draw; ``threshold`` is the score they had to reach,
+    named in the note on a panel where no box reached it.
+    """
     from matplotlib.patches import Rectangle
 
     rows = len(samples)
-    figure, axes = plt.subplots(rows, 2, figsize=(4.4, 2.2 * rows), squeeze=False)
+    # constrained layout reserves room for the suptitle; tight_layout let it cover the headers
+    figure, axes = plt.subplots(rows, 2, figsize=(4.4, 2.2 * rows + 0.4), squeeze=False,
+                                layout="constrained")
+    empty = f"no box with score >= {threshold:g}" if threshold is not None \
+        else "no box reaches the drawing threshold"
     for row, (image, sample) in enumerate(zip(images, samples)):
         for col, (boxes, colour, label) in enumerate((
                 ([[*b[1:], 1.0, b[0]] for b in sample["truth"]], "lime", "truth"),
@@ -115,15 +152,19 @@ def detection_grid(images: np.ndarray, samples: list[dict], names: list[str], ti
                                          edgecolor=colour, linewidth=1.2))
                 text = names[int(cls)] if col == 0 else f"{names[int(cls)]} {score:.2f}"
                 axis.text(x1, y1 - 1, text, color=colour, fontsize=5)
+            if col == 1 and not boxes:
+                axis.text(0.5, 0.5, empty, transform=axis.transAxes, ha="center",
+                          va="center", fontsize=6, color="white",
+                          bbox={"facecolor": "black", "alpha": 0.6, "linewidth": 0})
             axis.set_axis_off()
             if row == 0:
                 axis.set_title(label, fontsize=8)
-    figure.suptitle(title, fontsize=9)
-    _save(figure, path)
+    figure.suptitle(textwrap.fill(title, 50), fontsize=9)
+    return _save(figure, path)
 
 
 def training_curves(history: list[dict], losses: dict[str, str], scores: dict[str, str],
-                    score_label: str, path: Path) -> None:
+                    score_label: str, path: Path) -> Figure:
     """Losses (left) and validation scores (right) per epoch; the dicts map labels to keys."""
     epochs = [h["epoch"] + 1 for h in history]
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -136,4 +177,4 @@ def training_curves(history: list[dict], losses: dict[str, str], scores: dict[st
     for axis in (left, right):
         axis.grid(alpha=0.3)
         axis.legend()
-    _save(figure, path)
+    return _save(figure, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,38 @@ def test_int8_is_quantized_and_close(onnx_model, tmp_path) -> None:
     assert 0.9 < cosine < 1.0  # close, but really quantised
     artifact = json.loads((tmp_path / "int8" / "artifact.json").read_text())
     assert artifact["precision"] == "int8"
+
+
+def test_int8_densenet_keeps_batch_norm_in_float_without_warnings(tmp_path, caplog) -> None:
+    # DenseNet's norm -> relu -> conv leaves BatchNormalization nodes no pass can fold; asked
+    # to quantise them per channel, onnxruntime logged "Axis 1 is out-of-range" for each
+    import onnx
+
+    torch.manual_seed(0)
+    model = build_model("densenet", "xs", 3).eval()
+    for norm in model.modules():  # trained-looking statistics (fresh ones are 0s and 1s)
+        if isinstance(norm, torch.nn.BatchNorm2d):
+            norm.weight.data.uniform_(0.5, 1.5)
+            norm.bias.data.normal_(0, 0.3)
+            norm.running_mean.normal_(0, 0.3)
+            norm.running_var.uniform_(0.5, 1.5)
+    export_onnx(model, tmp_path / "model.onnx", (1, 3, 16, 16))
+    calibration = np.random.default_rng(1).standard_normal((16, 3, 16, 16)).astype(np.float32)
+    with caplog.at_level(logging.WARNING):
+        manifest = _build(tmp_path / "model.onnx", tmp_path / "int8", "int8", calibration)
+    assert [r.getMessage() for r in caplog.records if "out-of-range" in r.getMessage()] == []
+    assert manifest["quantization"]["float_op_types"] == ["BatchNormalization"]
+    graph = onnx.load(str(tmp_path / "int8" / "quantization" / "quantized.onnx")).graph
+    produced_by = {output: node.op_type for node in graph.node for output in node.output}
+    norms = [node for node in graph.node if node.op_type == "BatchNormalization"]
+    assert norms and all(produced_by.get(name) != "DequantizeLinear"
+                         for node in norms for name in node.input[1:])
+    assert any(node.op_type == "QuantizeLinear" for node in graph.node)  # still int8
+    with torch.no_grad():
+        expected = model(torch.from_numpy(calibration)).numpy()
+    int8 = load_artifact(tmp_path / "int8", threads=1).run(calibration)[0]
+    cosine = (expected * int8).sum() / np.linalg.norm(expected) / np.linalg.norm(int8)
+    assert cosine > 0.95
 
 
 def _build_dir(path: Path, tmp_path: Path) -> Path:
