@@ -27,7 +27,8 @@ from tango_ci.data.synth_detection import detection_image  # noqa: E402
 from tango_ci.detection.models import model_yaml, write_model_yaml  # noqa: E402
 from tango_ci.detection.postprocess import Thresholds, decode  # noqa: E402
 from tango_ci.detection.search_space import export_yolo, preprocess_detection  # noqa: E402
-from tango_ci.detection.ultralytics_env import prepare_environment, ultralytics_module  # noqa
+from tango_ci.detection.ultralytics_env import prepare_environment  # noqa
+from tango_ci.detection.weights import ultralytics_module  # noqa
 from tango_ci.exceptions import TangoError  # noqa: E402
 from tango_ci.rundir import tool_versions  # noqa: E402
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +18,27 @@ from tango_ci.rundir import (
     runs_root,
 )
 from tango_ci.spec import ProjectSpec, display_path, find_repo_root, load_project, to_dict
-from tango_ci.stage import StageContext
+from tango_ci.context import StageContext
+from tango_ci.plugins import get_task
+from tango_ci.stages import bench, gate, report, search
+from tango_ci.stages import compile as compile_stage
+from tango_ci.tasks import BaseTask, StageFunction
 from tango_ci.train.device import device_for
 
-_MODULES = {
-    "data": "tango_ci.data.stage", "search": "tango_ci.search.stage",
-    "train": "tango_ci.train.stage", "export": "tango_ci.export.stage",
-    "compile": "tango_ci.compile.stage", "bench": "tango_ci.bench.stage",
-    "gate": "tango_ci.gate.stage", "report": "tango_ci.report.stage",
-}
-assert tuple(_MODULES) == STAGES
-# stages whose work differs by task; the others are shared
-_TASK_STAGES = {
-    ("data", "detection"): ("tango_ci.detection.data_stage", "run"),
-    ("train", "detection"): ("tango_ci.detection.stages", "train"),
-    ("export", "detection"): ("tango_ci.detection.stages", "export"),
+#: the stages every task shares; the task gives the others (data, train, export)
+SHARED_STAGES: dict[str, StageFunction] = {
+    "search": search.run, "compile": compile_stage.run, "bench": bench.run, "gate": gate.run,
+    "report": report.run,
 }
 
 
-def stage_function(stage: str, task: str):
-    module, name = _TASK_STAGES.get((stage, task), (_MODULES[stage], "run"))
-    return getattr(import_module(module), name)
+def stage_function(stage: str, task: BaseTask) -> StageFunction:
+    own = task.stages()
+    if stage in own:
+        return own[stage]
+    if stage in SHARED_STAGES:
+        return SHARED_STAGES[stage]
+    raise TangoError(f"task '{task.name}' gives no {stage} stage")
 
 
 class ProjectChanged(TangoError):
@@ -96,12 +95,13 @@ def run_stages(project: Path | ProjectSpec, *, from_stage: str | None = None,
     runs = runs_root(find_repo_root(spec.folder))
     run = open_run(spec, stages, run_id=run_id, resume=resume, runs=runs)
     with run.lock():
-        _run_locked(run, spec, stages, runs, options or {}, reporter)
+        _run_locked(run, spec, stages, options or {}, reporter)
     return run
 
 
-def _run_locked(run: RunDir, spec: ProjectSpec, stages: list[str], runs: Path,
+def _run_locked(run: RunDir, spec: ProjectSpec, stages: list[str],
                 options: dict[str, Any], reporter: Reporter) -> None:
+    task = get_task(spec.task)
     verified: set[str] = set()  # stages whose files this process wrote or checked
     for stage in stages:
         if run.is_complete(stage):
@@ -117,10 +117,7 @@ def _run_locked(run: RunDir, spec: ProjectSpec, stages: list[str], runs: Path,
         context = StageContext(run=run, spec=spec, recorder=recorder, reporter=reporter,
                                options=dict(options))
         reporter.stage_started(stage, run.id)
-        if spec.task == "detection":
-            from tango_ci.detection.ultralytics_env import prepare_environment
-
-            prepare_environment(runs / spec.name / ".ultralytics")
-        stage_function(stage, spec.task)(context)
+        task.prepare(context)
+        stage_function(stage, task)(context)
         reporter.stage_finished(stage, recorder.finish())
         verified.add(stage)

@@ -32,12 +32,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from tango_ci.contracts import R, Record
 from tango_ci.exceptions import StageInputError, TangoError
 
 STAGES = ("data", "search", "train", "export", "compile", "bench", "gate", "report")
 MANIFEST = "manifest.json"
-_TOOLS = ("tango-ci", "torch", "torchvision", "onnx", "onnxruntime", "apache-tvm", "optuna",
-          "ultralytics", "numpy")
+# recorded in every manifest, beside the engines' own distributions
+_TOOLS = ("tango-ci", "torch", "torchvision", "onnx", "optuna", "ultralytics", "numpy")
 
 
 def file_sha256(path: Path) -> str:
@@ -48,7 +49,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tool_versions(names: Iterable[str] = _TOOLS) -> dict[str, str]:
+def engine_distributions() -> list[str]:
+    """The distributions of every engine in the engine table (installed or not)."""
+    from tango_ci.plugins import ENGINES
+
+    return list(dict.fromkeys(d for engine in ENGINES.all().values()
+                              for d in engine.capabilities.distributions))
+
+
+def tool_versions(names: Iterable[str] | None = None) -> dict[str, str]:
+    """Versions of ``names`` that are installed (default: the tools and every engine)."""
+    names = [*_TOOLS, *engine_distributions()] if names is None else names
     found = {"python": platform.python_version()}
     for name in names:
         try:
@@ -133,6 +144,19 @@ def read_json(path: Path, *, limit: int = MAX_JSON_BYTES) -> Any:
         return strict_json(text)
     except ValueError as exc:
         raise RunFileError(f"{shown}: not valid JSON ({str(exc)[:120]})") from None
+
+
+def write_record(folder: Path, record: "Record") -> Path:
+    """Write a stage record (:mod:`tango_ci.contracts`) as ``folder / record.FILE``."""
+    path = folder / record.FILE
+    write_json(path, record.to_json())
+    return path
+
+
+def read_record(kind: "type[R]", folder: Path) -> "R":
+    """Read and check the ``kind`` record in ``folder`` (strict, size-limited, schema-checked)."""
+    path = folder / kind.FILE
+    return kind.from_json(read_json(path), display(path))
 
 
 def one_line_reason(exc: BaseException, limit: int = 160) -> str:

@@ -113,16 +113,18 @@ def test_bench_stage(finished) -> None:
         assert latency["repeats"] >= 30 and latency["cv"] >= 0
         assert latency["throughput_per_s"] == pytest.approx(1000 / latency["p50_ms"])
         assert 0 < metrics["memory"]["rss_before_load_mb"] <= metrics["memory"]["peak_rss_mb"]
-        accuracy = metrics["accuracy"]
+        accuracy, quality = metrics["task_metrics"], metrics["quality"]
         assert np.asarray(accuracy["confusion"]).sum() == 6
         assert accuracy["accuracy"] == pytest.approx(
             np.trace(accuracy["confusion"]) / 6)
-        assert metrics["reference_accuracy"] == reference
-        assert metrics["accuracy_drop"] == pytest.approx(reference - accuracy["accuracy"])
+        assert (quality["name"], quality["label"]) == ("accuracy", "accuracy")
+        assert quality["value"] == accuracy["accuracy"]
+        assert quality["reference"] == reference
+        assert quality["drop"] == pytest.approx(reference - accuracy["accuracy"])
         assert len(read_json(run / "bench" / target / "latency_samples.json")) == \
             latency["repeats"]
     fp32 = read_json(run / "bench" / "cpu-fp32" / "metrics.json")
-    assert fp32["accuracy_drop"] == pytest.approx(0.0, abs=1e-9)  # same network, fp32
+    assert fp32["quality"]["drop"] == pytest.approx(0.0, abs=1e-9)  # same network, fp32
 
 
 def test_gate_and_report(finished) -> None:

@@ -11,43 +11,18 @@ from dataclasses import replace
 from pathlib import Path
 
 from tango_ci.compile._base import ARTIFACT, BaseCompiler, BuildRequest, Capabilities, Predictor
-from tango_ci.compile._capabilities import CAPABILITIES
-from tango_ci.exceptions import UnknownNameError, UnsupportedRequestError
-
-
-def _onnxruntime() -> BaseCompiler:
-    from tango_ci.compile._onnxruntime import OnnxRuntimeCompiler
-
-    return OnnxRuntimeCompiler()
-
-
-def _pytorch() -> BaseCompiler:
-    from tango_ci.compile._pytorch import PyTorchCompiler
-
-    return PyTorchCompiler()
-
-
-def _tvm() -> BaseCompiler:
-    from tango_ci.compile._tvm import TvmCompiler
-
-    return TvmCompiler()
-
-
-def _tensorrt() -> BaseCompiler:
-    from tango_ci.compile._tensorrt import TensorRtCompiler
-
-    return TensorRtCompiler()
-
-
-# name -> factory; factories import their engine module only when used.
-COMPILERS = {"onnxruntime": _onnxruntime, "tvm": _tvm, "tensorrt": _tensorrt,
-             "pytorch": _pytorch}
+from tango_ci.compile._pytorch import PyTorchPredictor
+from tango_ci.exceptions import UnsupportedRequestError
+from tango_ci.plugins import ENGINES
 
 
 def get_compiler(engine: str) -> BaseCompiler:
-    if engine not in COMPILERS:
-        raise UnknownNameError(kind="compile backend", name=engine, valid=", ".join(COMPILERS))
-    return COMPILERS[engine]()
+    """The backend of ``engine``, from the one engine table (:data:`tango_ci.plugins.ENGINES`)."""
+    return ENGINES.get(engine)
+
+
+def capabilities(engine: str) -> Capabilities:
+    return ENGINES.get(engine).capabilities
 
 
 AUTO = "auto"
@@ -59,8 +34,8 @@ def auto_candidates(target, runner) -> list:
     accelerator = runner.hardware.accelerator.kind
     return [replace(target, engine=engine.name, precision=precision)
             for engine in runner.engines for precision in runner.precisions
-            if engine.name in COMPILERS
-            and CAPABILITIES[engine.name].refusal(precision, accelerator) is None]
+            if engine.name in ENGINES
+            and capabilities(engine.name).refusal(precision, accelerator) is None]
 
 
 def check_request(target, runner) -> None:
@@ -73,7 +48,7 @@ def check_request(target, runner) -> None:
                                                  "precisions")
         return
     request = f"build target '{target.name}' for runner '{runner.name}'"
-    refusal = CAPABILITIES[target.engine].refusal(target.precision,
+    refusal = capabilities(target.engine).refusal(target.precision,
                                                   runner.hardware.accelerator.kind)
     if refusal:
         raise UnsupportedRequestError(backend=target.engine, request=request, reason=refusal)
@@ -89,5 +64,5 @@ def load_artifact(artifact_dir: Path, threads: int | None = None) -> Predictor:
     return get_compiler(engine).load(Path(artifact_dir), threads)
 
 
-__all__ = ["AUTO", "CAPABILITIES", "COMPILERS", "auto_candidates", "BaseCompiler", "BuildRequest", "Capabilities",
-           "Predictor", "check_request", "get_compiler", "load_artifact"]
+__all__ = ["AUTO", "ARTIFACT", "BaseCompiler", "BuildRequest", "Capabilities", "Predictor", "PyTorchPredictor",
+           "auto_candidates", "capabilities", "check_request", "get_compiler", "load_artifact"]

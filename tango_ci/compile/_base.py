@@ -30,6 +30,11 @@ class Capabilities:
     packages: tuple[str, ...]
     install_hint: str = ""
     notes: str = ""
+    #: False where a build takes minutes and an untuned one never wins (TVM on CPUs): the
+    #: search then times such an engine only when a target offers nothing else
+    quick_build: bool = True
+    #: distributions to ask for the engine's version (the first one installed answers)
+    distributions: tuple[str, ...] = ()
 
     def refusal(self, precision: str, accelerator: str) -> str | None:
         """Why ``precision`` on ``accelerator`` can't be served, or None when it can."""
@@ -75,3 +80,12 @@ class BaseCompiler(abc.ABC):
     @abc.abstractmethod
     def load(self, artifact_dir: "Path", threads: int | None = None) -> Predictor:
         """Load a built artifact for inference."""
+
+    def runner_problem(self, entry: Mapping[str, Any], accelerator: str) -> tuple[str, str] | None:
+        """What is wrong with this engine's entry in a runner file, as (field, message)."""
+        return None
+
+    def probe(self, accelerator: Mapping[str, Any]) -> dict[str, Any]:
+        """Facts about this host's install that a runner file records (``tango runner
+        probe``), beyond name and version; the engine is importable when this is called."""
+        return {}

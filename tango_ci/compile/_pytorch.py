@@ -19,24 +19,18 @@ import numpy as np
 from tango_ci.compile._base import ARTIFACT, BaseCompiler, BuildRequest, Predictor
 from tango_ci.compile._capabilities import PYTORCH
 from tango_ci.exceptions import TangoError
-from tango_ci.rundir import file_sha256
+from tango_ci.rundir import file_sha256, read_record, write_json
 
 MODES = ("eager", "torchscript", "compile")
 
 
 def _rebuild(folder: Path):
-    import torch
+    """The trained network in ``folder``, rebuilt by the task that trained it."""
+    from tango_ci.contracts import TrainedModel
+    from tango_ci.plugins import get_task
 
-    from tango_ci.models import build_model
-
-    info = json.loads((folder / "model.json").read_text())
-    if info.get("task") == "detection":
-        from tango_ci.detection.stages import load_yolo_module
-
-        return load_yolo_module(folder), info
-    model = build_model(info["family"], info["level"], len(info["classes"]))
-    model.load_state_dict(torch.load(folder / "best.pt", weights_only=True))
-    return model.eval(), info
+    info = read_record(TrainedModel, folder)
+    return get_task(info.task).load_trained(folder), info
 
 
 class PyTorchPredictor(Predictor):
@@ -85,7 +79,7 @@ class PyTorchCompiler(BaseCompiler):
         model, info = _rebuild(Path(source))
         shutil.copy2(Path(source) / "model.json", out / "model.json")
         if mode == "torchscript":
-            size = info["image_size"]
+            size = info.image_size
             with warnings.catch_warnings():  # TorchScript is deprecated, still the portable form
                 warnings.simplefilter("ignore", FutureWarning)
                 traced = torch.jit.trace(model, torch.zeros(request.target.batch, 3, size, size))
@@ -100,7 +94,7 @@ class PyTorchCompiler(BaseCompiler):
                     "device": device,
                     "file": weights.name, "sha256": file_sha256(weights),
                     "bytes": weights.stat().st_size, "torch": torch.__version__}
-        (out / ARTIFACT).write_text(json.dumps(manifest, indent=2))
+        write_json(out / ARTIFACT, manifest)
         return manifest
 
     def load(self, artifact_dir: Path, threads: int | None = None) -> Predictor:

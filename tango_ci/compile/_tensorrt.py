@@ -17,7 +17,7 @@ import numpy as np
 from tango_ci.compile._base import ARTIFACT, BaseCompiler, BuildRequest, Predictor
 from tango_ci.compile._capabilities import TENSORRT
 from tango_ci.exceptions import MissingDependencyError, TangoError
-from tango_ci.rundir import file_sha256
+from tango_ci.rundir import file_sha256, write_json
 
 ENGINE_FILE = "model.engine"
 TIMING_CACHE = "timing.cache"
@@ -154,7 +154,7 @@ class TensorRtCompiler(BaseCompiler):
             "calibration": "entropy" if precision == "int8" else None,
             "timing_cache": str(cache_path),
         }
-        (out / ARTIFACT).write_text(json.dumps(manifest, indent=2))
+        write_json(out / ARTIFACT, manifest)
         return manifest
 
     def load(self, artifact_dir: Path, threads: int | None = None) -> Predictor:

@@ -16,7 +16,7 @@ import numpy as np
 from tango_ci.compile._base import ARTIFACT, BaseCompiler, BuildRequest, Predictor
 from tango_ci.compile._capabilities import TVM
 from tango_ci.exceptions import TangoError
-from tango_ci.rundir import file_sha256
+from tango_ci.rundir import file_sha256, write_json
 
 LIBRARY = "model.so"
 
@@ -67,8 +67,27 @@ class TvmPredictor(Predictor):
         return [o.numpy() for o in result]
 
 
+UNTUNED_ADVICE = ("TVM ran untuned (`tuning_trials: 0`): untuned TVM code on x86 CPUs is far "
+                  "slower than onnxruntime; set `tuning_trials` to let MetaSchedule tune it "
+                  "on the device.")
+
+
 class TvmCompiler(BaseCompiler):
     capabilities = TVM
+
+    def runner_problem(self, entry, accelerator: str) -> tuple[str, str] | None:
+        if (entry.get("target", "").split() or [""])[0] == "cuda" and accelerator != "nvidia-gpu":
+            return "target", "a cuda TVM target needs hardware.accelerator.kind: nvidia-gpu"
+        return None
+
+    def probe(self, accelerator) -> dict:
+        """The TVM target of this host: its GPU's architecture, else LLVM for its CPU."""
+        if accelerator["kind"] == "nvidia-gpu":
+            return {"target": f"cuda -arch=sm_"
+                              f"{accelerator['compute_capability'].replace('.', '')}"}
+        from tvm.target import codegen
+
+        return {"target": f"llvm -mcpu={codegen.llvm_get_system_cpu()}"}
 
     def build(self, request: BuildRequest) -> dict:
         import onnx
@@ -112,7 +131,9 @@ class TvmCompiler(BaseCompiler):
             "input_shape": shape, "device": "cuda" if target_dict["kind"] == "cuda" else "cpu",
             "tvm": tvm.__version__, "tuning": tuning,
         }
-        (out / ARTIFACT).write_text(json.dumps(manifest, indent=2))
+        if not trials and target_dict["kind"] != "cuda":
+            manifest["advice"] = UNTUNED_ADVICE
+        write_json(out / ARTIFACT, manifest)
         return manifest
 
     def load(self, artifact_dir: Path, threads: int | None = None) -> Predictor:

@@ -20,9 +20,7 @@ import numpy as np
 import pytest
 
 from tango_ci.compile import BuildRequest, check_request, get_compiler, load_artifact
-from tango_ci.spec import RunnerSpec, TargetSpec, load_runner
-
-_RUNNERS = Path(__file__).resolve().parents[2] / "runners"
+from tango_ci.spec import RunnerSpec, TargetSpec, find_repo_root, load_runner
 
 
 class BackendTestSuite:
@@ -38,25 +36,26 @@ class BackendTestSuite:
     # ------------------------------------------------------------------ fixtures
     @pytest.fixture(scope="class")
     def runner(self) -> RunnerSpec:
-        return load_runner(_RUNNERS / f"{self.runner_name}.yaml")
+        # the runner files of the repository the tests run in (a fork has its own)
+        return load_runner(find_repo_root(Path.cwd()) / "runners" / f"{self.runner_name}.yaml")
 
     @pytest.fixture(scope="class")
     def model_dir(self, tmp_path_factory) -> Path:
         """A tiny trained-looking network as the train stage writes it, plus its ONNX file."""
-        import json
-
         import torch
 
+        from tango_ci.contracts import TrainedModel
         from tango_ci.export import export_onnx
         from tango_ci.models import build_model
+        from tango_ci.rundir import write_record
 
         folder = tmp_path_factory.mktemp("model")
         torch.manual_seed(0)
         model = build_model("resnet", "xs", 4).eval()
         torch.save(model.state_dict(), folder / "best.pt")
-        (folder / "model.json").write_text(json.dumps({
-            "family": "resnet", "level": "xs", "classes": ["a", "b", "c", "d"],
-            "image_size": self.image_size}))
+        write_record(folder, TrainedModel(
+            task="classification", family="resnet", name="resnet-xs", architecture="resnet-xs",
+            image_size=self.image_size, classes=("a", "b", "c", "d"), shape={"level": "xs"}))
         export_onnx(model, folder / "model.onnx", (1, 3, self.image_size, self.image_size))
         return folder
 

@@ -8,7 +8,7 @@ from tango_ci.data.dataset import build_arrays
 from tango_ci.exceptions import TangoError
 from tango_ci.rundir import write_json
 from tango_ci.spec import find_repo_root
-from tango_ci.stage import StageContext
+from tango_ci.context import StageContext
 
 
 def ensure_data(ctx: StageContext):
@@ -16,10 +16,10 @@ def ensure_data(ctx: StageContext):
     spec = ctx.spec
     root = spec.data.resolved
     if not root.exists() and spec.data.synth is not None:
-        from tango_ci.api import synth_project_data
+        from tango_ci.data.synth import synthesize_project
 
         ctx.reporter.log(f"data folder {spec.data.path} is missing; synthesising it")
-        synth_project_data(spec)
+        synthesize_project(spec)
     if not root.exists():
         raise TangoError(f"data folder {root} is missing; fetch it (`dvc pull`) or make it")
     return root
@@ -27,8 +27,6 @@ def ensure_data(ctx: StageContext):
 
 def run(ctx: StageContext) -> None:
     spec = ctx.spec
-    if spec.task != "classification":
-        raise TangoError(f"task '{spec.task}' is not supported by this version's data stage")
     root = ensure_data(ctx)
     bar = ctx.reporter.task("reading images")
     try:
@@ -57,9 +55,3 @@ def run(ctx: StageContext) -> None:
     ctx.recorder.summary.update({
         "classes": built["classes"], "images": counts, "bad_images": len(built["bad"]),
         "image_size": spec.data.image_size, "fingerprint": built["fingerprint"]})
-
-
-def load_arrays(run, split: str) -> tuple[np.ndarray, np.ndarray]:
-    from tango_ci.data.dataset import load_split
-
-    return load_split(run.stage_dir("data"), split)

@@ -15,6 +15,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from tango_ci.exceptions import TangoError
+from tango_ci.plugins import get_task
+from tango_ci.rundir import display
 
 SHAPES = ("circle", "square", "triangle")
 STAMP = ".tango-synth.json"
@@ -90,9 +92,7 @@ def synthesize(request: SynthRequest, *, force: bool = False,
     A folder already made with the same request is left as it is; a folder holding anything
     else is refused unless ``force``.
     """
-    if request.task not in ("classification", "detection"):
-        raise TangoError(f"no synthetic data for task '{request.task}'; "
-                         "use classification or detection")
+    task = get_task(request.task)  # an unknown task is refused with the valid names
     unknown = sorted(set(request.classes) - set(SHAPES))
     if unknown:
         raise TangoError(f"unknown shape class(es) {', '.join(unknown)}; "
@@ -103,20 +103,35 @@ def synthesize(request: SynthRequest, *, force: bool = False,
     with open(out.with_name(f".{out.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _stamp(out / STAMP) == request.stamp():
-            return {"path": str(out), "created": False, "images": _count(out, request)}
+            return {"path": str(out), "created": False,
+                    "images": task.count_synthetic(out, request)}
         if out.exists() and any(out.iterdir()):
             if not force:
                 raise SynthOutputExists(out=out)
             shutil.rmtree(out)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
         try:
-            _write(staging, request, progress)
+            task.synthesize(staging, request, progress)
+            (staging / STAMP).write_text(json.dumps(request.stamp(), indent=2))
             if out.exists():
                 out.rmdir()  # empty (checked above)
             staging.rename(out)  # appears whole or not at all
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return {"path": str(out), "created": True, "images": _count(out, request)}
+    return {"path": str(out), "created": True, "images": task.count_synthetic(out, request)}
+
+
+def synthesize_project(spec, *, force: bool = False,
+                       progress: Callable[[int, int], None] | None = None) -> dict:
+    """Generate a project's data from its ``data.synth`` section into its ``data.path``."""
+    synth = spec.data.synth
+    if synth is None:
+        raise TangoError(f"{display(spec.path)}: data.synth is not set; this project's "
+                         "data is not synthetic")
+    request = SynthRequest(out=spec.data.resolved, task=spec.task,
+                           images_per_class=synth.images_per_class, size=synth.size,
+                           seed=synth.seed)
+    return synthesize(request, force=force, progress=progress)
 
 
 def _stamp(path: Path) -> dict | None:
@@ -126,21 +141,9 @@ def _stamp(path: Path) -> dict | None:
         return None
 
 
-def _write(staging: Path, request: SynthRequest,
-           progress: Callable[[int, int], None] | None) -> None:
-    if request.task == "detection":
-        from tango_ci.data.synth_detection import write_detection_dataset
-
-        write_detection_dataset(staging, classes=request.classes, size=request.size,
-                                images=request.images_per_class * len(request.classes),
-                                seed=request.seed, progress=progress)
-    else:
-        _write_classification(staging, request, progress)
-    (staging / STAMP).write_text(json.dumps(request.stamp(), indent=2))
-
-
-def _write_classification(staging: Path, request: SynthRequest,
-                          progress: Callable[[int, int], None] | None) -> None:
+def write_shapes(staging: Path, request: SynthRequest,
+                 progress: Callable[[int, int], None] | None) -> None:
+    """An ImageFolder of coloured shapes, one class folder per shape."""
     rng = np.random.default_rng(request.seed)
     total = request.images_per_class * len(request.classes)
     done = 0
@@ -152,9 +155,3 @@ def _write_classification(staging: Path, request: SynthRequest,
             done += 1
             if progress:
                 progress(done, total)
-
-
-def _count(out: Path, request: SynthRequest) -> dict[str, int]:
-    if request.task == "detection":
-        return {s: sum(1 for _ in (out / "images" / s).glob("*.png")) for s in ("train", "val")}
-    return {c: sum(1 for _ in (out / c).glob("*.png")) for c in request.classes}

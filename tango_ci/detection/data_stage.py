@@ -11,7 +11,7 @@ from tango_ci.data.yolo import check_dataset, load_split
 from tango_ci.exceptions import SpecError
 from tango_ci.rundir import write_json
 from tango_ci.spec import find_repo_root
-from tango_ci.stage import StageContext
+from tango_ci.context import StageContext
 
 
 class DatasetError(SpecError):

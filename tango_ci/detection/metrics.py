@@ -1,4 +1,9 @@
-"""mAP50 and mAP50-95 with ultralytics' AP computation, on the shared post-processing."""
+"""mAP50 and mAP50-95 with ultralytics' AP computation, on the shared post-processing.
+
+The matching and the AP (101-point interpolation, as COCO) are those of ultralytics' validator:
+given the same detections both give the same mAP. Where training's mAP and the bench's differ,
+the inputs and the NMS differ (see ``detection/train.py``).
+"""
 
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ def match(predictions: np.ndarray, truth: np.ndarray) -> np.ndarray:
 def detection_metrics(predictions: list[np.ndarray], truths: list[np.ndarray],
                       names: list[str]) -> dict:
     """mAP50, mAP50-95, precision and recall, overall and per class, plus PR curves."""
-    from tango_ci.detection.ultralytics_env import ultralytics_module
+    from tango_ci.detection.weights import ultralytics_module
 
     ap_per_class = ultralytics_module("ultralytics.utils.metrics").ap_per_class
     tp = np.concatenate([match(p, t) for p, t in zip(predictions, truths)]) \
@@ -39,7 +44,7 @@ def detection_metrics(predictions: list[np.ndarray], truths: list[np.ndarray],
     target_cls = np.concatenate([t[:, 0] for t in truths]) if truths else np.zeros(0)
     empty = {"map50": 0.0, "map50_95": 0.0, "precision": 0.0, "recall": 0.0,
              "per_class": {}, "pr_curves": {}, "images": len(truths),
-             "instances": int(len(target_cls))}
+             "instances": len(target_cls)}
     if not len(target_cls) or not len(tp):
         return empty
     (_, _, p, r, _, ap, classes, _, _, _, x, prec_values) = ap_per_class(
@@ -54,4 +59,4 @@ def detection_metrics(predictions: list[np.ndarray], truths: list[np.ndarray],
     return {"map50": float(ap[:, 0].mean()), "map50_95": float(ap.mean()),
             "precision": float(p.mean()), "recall": float(r.mean()), "per_class": per_class,
             "pr_curves": {"recall": recall_axis.tolist()[::10], "precision": curves},
-            "images": len(truths), "instances": int(len(target_cls))}
+            "images": len(truths), "instances": len(target_cls)}

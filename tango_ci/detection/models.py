@@ -16,7 +16,7 @@ SCALES = ("n", "s", "m", "l", "x")
 def model_yaml(family: str, scale: str, depth: float = 1.0, width: float = 1.0,
                classes: int = 80) -> dict:
     """The family's YAML with one scale picked and its depth and width multiplied."""
-    from tango_ci.detection.ultralytics_env import ultralytics_module
+    from tango_ci.detection.weights import ultralytics_module
 
     if family not in FAMILIES:
         raise UnknownNameError(kind="detection family", name=family, valid=", ".join(FAMILIES))
@@ -42,6 +42,6 @@ def write_model_yaml(path: Path, config: dict) -> Path:
 
 def build(config_path: Path):
     """An ultralytics YOLO object for the YAML at ``config_path``."""
-    from tango_ci.detection.ultralytics_env import ultralytics_module
+    from tango_ci.detection.weights import ultralytics_module
 
     return ultralytics_module().YOLO(str(config_path), task="detect")

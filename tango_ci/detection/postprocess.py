@@ -49,9 +49,25 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
 
 def decode(raw: np.ndarray, thresholds: Thresholds) -> list[np.ndarray]:
     """Per image an array (D, 6): x1, y1, x2, y2, score, class, by descending score."""
-    if raw.ndim == 3 and raw.shape[-1] == 6 and raw.shape[1] != 6:
+    if _is_end_to_end(raw):
         return [_end_to_end(image, thresholds) for image in raw]
     return [_dense(image.T, thresholds) for image in raw]
+
+
+def normalise_boxes(raw: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A copy of ``raw`` (either layout) with box coordinates as fractions of the input's
+    width and height, so that one absolute tolerance means the same at every input size."""
+    out = np.array(raw, dtype=np.float64)
+    scale = np.array([width, height, width, height], np.float64)
+    if _is_end_to_end(out):
+        out[..., :4] /= scale
+    else:
+        out[:, :4] /= scale[None, :, None]
+    return out
+
+
+def _is_end_to_end(raw: np.ndarray) -> bool:
+    return raw.ndim == 3 and raw.shape[-1] == 6 and raw.shape[1] != 6
 
 
 def _end_to_end(rows: np.ndarray, t: Thresholds) -> np.ndarray:

@@ -11,7 +11,9 @@ from typing import Callable
 import numpy as np
 
 from tango_ci.detection.models import model_yaml, write_model_yaml
-from tango_ci.stage import StageContext
+from tango_ci.context import StageContext
+from tango_ci.contracts import TrainedModel
+from tango_ci.rundir import write_record
 
 LEVEL_TO_SCALE = {"xs": "n", "s": "s", "m": "m", "l": "l", "xl": "x"}
 CALIBRATION_IMAGES = 32
@@ -48,7 +50,7 @@ def calibration_images(data_yaml: Path, size: int, count: int = CALIBRATION_IMAG
 def export_yolo(weights_or_yaml: Path, out: Path, imgsz: int, *, opset: int,
                 simplify: bool) -> Path:
     """ONNX export through ultralytics, dynamic batch, moved to ``out``."""
-    from tango_ci.detection.ultralytics_env import ultralytics_module
+    from tango_ci.detection.weights import ultralytics_module
 
     model = ultralytics_module().YOLO(str(weights_or_yaml), task="detect")
     produced = Path(model.export(format="onnx", imgsz=imgsz, dynamic=True, simplify=simplify,
@@ -99,15 +101,18 @@ class DetectionSpace:
                           params["width"], len(self.classes))
 
     def export(self, params: dict, workdir: Path) -> tuple[Path, Path, int, dict]:
-        from tango_ci.detection.ultralytics_env import ultralytics_module
+        from tango_ci.detection.weights import ultralytics_module
 
         workdir.mkdir(parents=True, exist_ok=True)
         yaml_path = write_model_yaml(workdir / "model.yaml", self.config(params))
         model = ultralytics_module().YOLO(str(yaml_path), task="detect")
         model.save(str(workdir / "best.pt"))
-        (workdir / "model.json").write_text(json.dumps({
-            "task": "detection", "family": params["family"], "classes": self.classes,
-            "image_size": params["imgsz"]}))
+        write_record(workdir, TrainedModel(
+            task=self.spec.task, family=params["family"], name=self.key(params),
+            architecture=self.key(params),
+            image_size=params["imgsz"], classes=tuple(self.classes),
+            shape={"scale": LEVEL_TO_SCALE[params["level"]], "depth": params["depth"],
+                   "width": params["width"]}))
         onnx_path = export_yolo(workdir / "best.pt", workdir / "model.onnx", params["imgsz"],
                                 opset=self.spec.export.opset, simplify=self.spec.export.simplify)
         self._size = params["imgsz"]

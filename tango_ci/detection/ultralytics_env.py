@@ -3,7 +3,7 @@
 ultralytics reads ``YOLO_CONFIG_DIR`` and ``YOLO_OFFLINE`` when first imported, looks for a
 font in its config folder (and would download one), and sets ``OMP_NUM_THREADS=1`` when it is
 unset, which makes torch single-threaded. All three are handled here, once per process, and
-its checkpoint loader is replaced by a restricted one (``weights.py``).
+``weights.ultralytics_module`` then replaces its checkpoint loader by a restricted one.
 """
 
 from __future__ import annotations
@@ -41,16 +41,17 @@ def prepare_environment(config_dir: Path | None = None) -> Path:
     return folder
 
 
-def ultralytics_module(name: str = "ultralytics"):
-    """Import an ultralytics module without letting it change our thread count."""
+def import_configured(name: str = "ultralytics"):
+    """Import an ultralytics module offline, without letting it change our thread count.
+
+    Use :func:`tango_ci.detection.weights.ultralytics_module`, which also restricts the
+    checkpoint loader; this is its first half.
+    """
     prepare_environment()
     import torch
 
     threads, omp = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     module = importlib.import_module(name)
-    from tango_ci.detection.weights import install
-
-    install()  # every checkpoint ultralytics loads goes through our allow-list
     trainer = importlib.import_module("ultralytics.engine.trainer")
     trainer.check_amp = offline_amp_check  # its own check downloads yolo26n.pt
     if omp is None:

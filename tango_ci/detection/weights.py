@@ -19,6 +19,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+from tango_ci.detection.ultralytics_env import import_configured
 from tango_ci.exceptions import TangoError
 from tango_ci.rundir import display
 from tango_ci.train.checkpoints import refusal_reason
@@ -68,10 +69,8 @@ def _allowed(name: str) -> Any | None:
     module, _, attribute = name.rpartition(".")
     if not (module in _LAYER_EXACT or module.startswith(_LAYER_MODULES)):
         return None
-    from tango_ci.detection.ultralytics_env import ultralytics_module
-
     try:  # only modules of installed torch and ultralytics, never a path from the file
-        found = getattr(ultralytics_module(module), attribute, None)
+        found = getattr(import_configured(module), attribute, None)
     except ImportError:
         return None
     if isinstance(found, type) and issubclass(found, torch.nn.Module):
@@ -116,7 +115,7 @@ _installed = False
 def install() -> None:
     """Route every ultralytics checkpoint load of this process through :func:`restricted_load`.
 
-    Called by ``ultralytics_module()`` right after ultralytics is imported.
+    Called by :func:`ultralytics_module` right after ultralytics is imported.
     """
     global _installed
     if _installed:
@@ -127,6 +126,14 @@ def install() -> None:
         if hasattr(module, "torch_load"):
             module.torch_load = restricted_load
     _installed = True
+
+
+def ultralytics_module(name: str = "ultralytics") -> Any:
+    """An ultralytics module, imported offline, with every checkpoint it loads going through
+    :func:`restricted_load`. The one way tango_ci imports ultralytics."""
+    module = import_configured(name)
+    install()
+    return module
 
 
 def check_pretrained(path: Path) -> types.SimpleNamespace:

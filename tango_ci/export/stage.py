@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from tango_ci.data.dataset import preprocess
-from tango_ci.data.stage import load_arrays
+from tango_ci.contracts import TrainedModel
+from tango_ci.data.dataset import load_split, preprocess
 from tango_ci.export.onnx_export import export_onnx, parity
-from tango_ci.rundir import write_json
-from tango_ci.stage import StageContext
-from tango_ci.train.stage import load_trained
+from tango_ci.rundir import read_record, write_json
+from tango_ci.context import StageContext
+from tango_ci.train.stage import load_network
 
 PARITY_IMAGES = 32
 
@@ -15,12 +15,12 @@ PARITY_IMAGES = 32
 def run(ctx: StageContext) -> None:
     spec, folder = ctx.spec, ctx.folder
     ctx.run.require("export", "train", "trained weights")
-    model, info = load_trained(ctx.run)
-    size = info["image_size"]
+    model = load_network(ctx.run.stage_dir("train"))
+    size = read_record(TrainedModel, ctx.run.stage_dir("train")).image_size
     path = folder / "model.onnx"
     details = export_onnx(model, path, (1, 3, size, size), opset=spec.export.opset,
                           simplify=spec.export.simplify)
-    images, _ = load_arrays(ctx.run, "val")
+    images, _ = load_split(ctx.run.stage_dir("data"), "val")
     check = parity(model, path, preprocess(images[:PARITY_IMAGES]), spec.export.tolerance)
     write_json(folder / "parity.json", check)
     ctx.recorder.input_file("weights", ctx.run.stage_dir("train") / "best.pt")

@@ -13,7 +13,6 @@ LEVELS = ("xs", "s", "m", "l", "xl")
 
 class BaseFamily(abc.ABC):
     name: str
-    task: str = "classification"
 
     @abc.abstractmethod
     def build(self, level: str, num_classes: int) -> "nn.Module":

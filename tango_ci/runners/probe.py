@@ -9,19 +9,11 @@ import subprocess
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-from tango_ci.compile._capabilities import CAPABILITIES
-
-# engine -> (module to import, distribution names to ask for a version)
-_ENGINE_MODULES = {
-    "onnxruntime": ("onnxruntime", ("onnxruntime", "onnxruntime-gpu")),
-    "tvm": ("tvm", ("apache-tvm", "tvm")),
-    "tensorrt": ("tensorrt", ("tensorrt",)),
-    "pytorch": ("torch", ("torch",)),
-}
+from tango_ci.plugins import ENGINES, PRECISIONS
 _ARCH_LABEL = {"x86_64": "x64", "aarch64": "arm64", "armv7l": "arm"}
 
 
@@ -78,43 +70,25 @@ def _nvidia_gpu() -> dict | None:
             "memory_mb": int(float(parts[2]))}
 
 
-def _tvm_target(accelerator: dict) -> str:
-    if accelerator["kind"] == "nvidia-gpu":
-        return f"cuda -arch=sm_{accelerator['compute_capability'].replace('.', '')}"
-    from tvm.target import codegen
-
-    return f"llvm -mcpu={codegen.llvm_get_system_cpu()}"
-
-
-def _onnxruntime_providers() -> list[str]:
-    import onnxruntime
-
-    return list(onnxruntime.get_available_providers())
-
-
-_ENGINE_EXTRAS: dict[str, Callable[[dict], dict]] = {
-    "tvm": lambda acc: {"target": _tvm_target(acc)},
-    "onnxruntime": lambda acc: {"execution_providers": _onnxruntime_providers()},
-}
-
-
 def probe_engines(accelerator: dict) -> tuple[list[dict], dict[str, str]]:
     """Engines that import here, and for the others why not."""
     engines, missing = [], {}
-    for name, (module, distributions) in _ENGINE_MODULES.items():
-        if accelerator["kind"] not in CAPABILITIES[name].precisions:
-            missing[name] = f"needs {', '.join(CAPABILITIES[name].precisions)}"
+    for name, engine in ENGINES.all().items():
+        capabilities = engine.capabilities
+        if accelerator["kind"] not in capabilities.precisions:
+            missing[name] = f"needs {', '.join(capabilities.precisions)}"
             continue
         try:
-            import_module(module)
+            for module in capabilities.packages:
+                import_module(module)
         except Exception as exc:  # an engine's import can fail in many ways (OSError, ...)
             missing[name] = f"import {module} failed: {type(exc).__name__}: {exc}"[:200]
             continue
         entry: dict[str, Any] = {"name": name}
-        found = _distribution_version(distributions)
+        found = _distribution_version(capabilities.distributions)
         if found:
             entry["version"] = found
-        entry.update(_ENGINE_EXTRAS.get(name, lambda _: {})(accelerator))
+        entry.update(engine.probe(accelerator))
         engines.append(entry)
     return engines, missing
 
@@ -125,8 +99,8 @@ def probe_host(name: str = "local-cpu") -> tuple[dict, dict[str, str]]:
     accelerator = _nvidia_gpu() or {"kind": "none"}
     engines, missing = probe_engines(accelerator)
     precisions = sorted(set().union(*(
-        CAPABILITIES[e["name"]].precisions[accelerator["kind"]] for e in engines)) or {"fp32"},
-        key=["fp32", "fp16", "bf16", "int8"].index)
+        ENGINES.get(e["name"]).capabilities.precisions[accelerator["kind"]] for e in engines))
+        or {"fp32"}, key=PRECISIONS.index)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     labels = ["self-hosted", platform.system().lower(), _ARCH_LABEL.get(arch, arch),
               f"tango-{name}"]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 from tango_ci.bench.latency import measure_latency
-from tango_ci.compile import AUTO, BuildRequest, auto_candidates, check_request, get_compiler
+from tango_ci.compile import (AUTO, BuildRequest, auto_candidates, capabilities, check_request,
+                              get_compiler)
 from tango_ci.spec import ProjectSpec, TargetSpec
 
 # Quick measurements: enough to tell a 2 ms model from a 20 ms one, in a few seconds.
@@ -35,7 +36,7 @@ def _concrete(target: TargetSpec, runner) -> list[TargetSpec]:
     if target.engine != AUTO:
         return [target]
     candidates = auto_candidates(target, runner)
-    quick = [c for c in candidates if c.engine != "tvm"]
+    quick = [c for c in candidates if capabilities(c.engine).quick_build]
     return quick or candidates
 
 

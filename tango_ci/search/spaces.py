@@ -6,13 +6,14 @@ space only knows its task's models.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from tango_ci.stage import StageContext
+from tango_ci.context import StageContext
+from tango_ci.contracts import TrainedModel
+from tango_ci.rundir import write_record
 from tango_ci.train.device import TrainDevice
 
 BATCH_CHOICES = (16, 32, 64)
@@ -23,15 +24,14 @@ class ClassificationSpace:
     score_name = "val_accuracy"
 
     def __init__(self, ctx: StageContext, device: TrainDevice) -> None:
-        from tango_ci.data.dataset import preprocess
-        from tango_ci.data.stage import load_arrays
+        from tango_ci.data.dataset import load_split, preprocess
         from tango_ci.rundir import read_json
 
         self.spec = ctx.spec
         self.device = device
         self.classes = read_json(ctx.run.stage_dir("data") / "classes.json")
-        self.train_data = load_arrays(ctx.run, "train")
-        self.val_data = load_arrays(ctx.run, "val")
+        self.train_data = load_split(ctx.run.stage_dir("data"), "train")
+        self.val_data = load_split(ctx.run.stage_dir("data"), "val")
         images = self.train_data[0]
         rng = np.random.default_rng(self.spec.search.seed)
         pick = rng.choice(len(images), min(CALIBRATION_IMAGES, len(images)), False)
@@ -63,9 +63,11 @@ class ClassificationSpace:
         model = build_model(params["family"], params["level"], len(self.classes))
         workdir.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), workdir / "best.pt")
-        (workdir / "model.json").write_text(json.dumps({
-            "family": params["family"], "level": params["level"], "classes": self.classes,
-            "image_size": self.image_size}))
+        write_record(workdir, TrainedModel(
+            task=self.spec.task, family=params["family"], name=self.key(params),
+            architecture=get_family(params["family"]).describe(params["level"]),
+            image_size=self.image_size, classes=tuple(self.classes),
+            shape={"level": params["level"]}))
         onnx_path = workdir / "model.onnx"
         export_onnx(model, onnx_path, (1, 3, self.image_size, self.image_size),
                     opset=self.spec.export.opset, simplify=self.spec.export.simplify)
@@ -85,11 +87,3 @@ class ClassificationSpace:
                              device=self.device, reporter=reporter, description=f"trial {number} "
                                                             f"{self.key(params)}")
         return result.best_accuracy
-
-
-def make_space(ctx: StageContext, device: TrainDevice):
-    if ctx.spec.task == "detection":
-        from tango_ci.detection.search_space import DetectionSpace
-
-        return DetectionSpace(ctx, device)
-    return ClassificationSpace(ctx, device)

@@ -1,7 +1,6 @@
 """Project and runner specs: YAML in, frozen dataclasses out, problems with file and line."""
 
 from tango_ci.spec.loader import (
-    FAMILIES,
     check_file,
     display_path,
     find_repo_root,
@@ -21,7 +20,6 @@ from tango_ci.spec.models import (
 from tango_ci.spec.problems import Problem
 
 __all__ = [
-    "FAMILIES",
     "Constraints",
     "DataSpec",
     "EngineInfo",

@@ -14,6 +14,7 @@ import jsonschema
 from jsonschema import Draft202012Validator
 
 from tango_ci.spec._yaml import LocatedDocument
+from tango_ci.spec.enums import registry_enums, with_registry_enums
 from tango_ci.spec.problems import Problem, format_field
 
 _PACKAGED = Path(__file__).resolve().parents[1] / "_schemas"
@@ -60,14 +61,15 @@ _StrictValidator = jsonschema.validators.extend(
 )
 
 
-@lru_cache(maxsize=None)
-def _validator(kind: str) -> Any:
-    return _StrictValidator(load_schema(kind))
+@lru_cache(maxsize=16)
+def _validator(kind: str, enums: str) -> Any:
+    return _StrictValidator(with_registry_enums(kind, load_schema(kind)))
 
 
 def validate(kind: str, doc: LocatedDocument, display: str) -> list[Problem]:
     problems: list[Problem] = []
-    for error in _validator(kind).iter_errors(doc.data):
+    enums = repr(sorted(registry_enums(kind).items(), key=repr))  # plug-ins change them
+    for error in _validator(kind, enums).iter_errors(doc.data):
         problems.extend(_to_problems(error, doc, display))
     return sorted(set(problems))
 

@@ -9,18 +9,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tango_ci.compile._capabilities import CAPABILITIES
-from tango_ci.data.layout import FORMAT_CHECKS
 from tango_ci.exceptions import SpecError
+from tango_ci.plugins import ENGINES, TASKS
 from tango_ci.spec import _schema
 from tango_ci.spec._yaml import LocatedDocument, YamlProblem, load_located
+from tango_ci.spec.enums import LATENCY_METRIC
 from tango_ci.spec.models import ProjectSpec, RunnerSpec, from_dict
 from tango_ci.spec.problems import Problem, format_field
 
-FAMILIES = {
-    "classification": ("resnet", "densenet", "mobilenetv3"),
-    "detection": ("yolov8", "yolo11", "yolo26"),
-}
+
+
 
 
 def find_repo_root(start: Path) -> Path:
@@ -99,15 +97,16 @@ def _check_runner(checker: _Checker, data: dict) -> None:
                                                     f"(also engines[{seen[name]}])")
             continue
         seen[name] = index
-        capability = CAPABILITIES[name]
+        engine_plugin = ENGINES.get(name)
+        capability = engine_plugin.capabilities
         if accelerator not in capability.precisions:
             checker.add(("engines", index, "name"),
                         capability.refusal("fp32", accelerator) or "")
-        target = engine.get("target", "")
-        if name == "tvm" and (target.split() or [""])[0] == "cuda" and accelerator != "nvidia-gpu":
-            checker.add(("engines", index, "target"),
-                        "a cuda TVM target needs hardware.accelerator.kind: nvidia-gpu")
-    offered = set().union(*(CAPABILITIES[n].precisions.get(accelerator, set()) for n in seen))
+        problem = engine_plugin.runner_problem(engine, accelerator)
+        if problem:
+            checker.add(("engines", index, problem[0]), problem[1])
+    offered = set().union(*(ENGINES.get(n).capabilities.precisions.get(accelerator, set())
+                            for n in seen))
     for index, precision in enumerate(data["precisions"]):
         if offered and precision not in offered:  # no usable engine at all is reported above
             checker.add(("precisions", index), f"no listed engine offers {precision} on this "
@@ -134,7 +133,7 @@ def load_project(path: Path, repo_root: Path | None = None) -> ProjectSpec:
     checker.raise_if_any()
     data["data"]["resolved"] = resolve_inside(data["data"]["path"], path.parent, repo_root)
     if not data["search"].get("families"):
-        data["search"]["families"] = list(FAMILIES[data["task"]])
+        data["search"]["families"] = list(TASKS.get(data["task"]).families)
     return from_dict(ProjectSpec, data, path=path.resolve(), runners=runners)
 
 
@@ -173,7 +172,7 @@ def _escape_problem(relative: str, resolved: Path, repo_root: Path) -> str | Non
 
 def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, RunnerSpec]:
     project_dir = checker.path.parent.resolve()
-    _check_data(checker, data["data"], project_dir, repo_root)
+    _check_data(checker, data["data"], project_dir, repo_root, data["task"])
 
     pretrained = data["train"].get("pretrained")
     if pretrained:
@@ -191,18 +190,18 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
         checker.add(("train", "runner"), f"no runner file runners/{train_runner}.yaml; "
                                          f"known runners: {', '.join(known) or 'none'}")
 
+    task = TASKS.get(data["task"])
     for index, family in enumerate(data["search"].get("families", [])):
-        if family not in FAMILIES[data["task"]]:
+        if family not in task.families:
             checker.add(("search", "families", index),
-                        f"'{family}' is not a {data['task']} family; use "
-                        f"{', '.join(FAMILIES[data['task']])}")
+                        f"'{family}' is not a {task.name} family; use {', '.join(task.families)}")
     if data["gate"].get("metric") is None:
-        data["gate"]["metric"] = "map50" if data["task"] == "detection" else "accuracy"
-    if data["task"] == "classification" and data["gate"]["metric"] in ("map50", "map50_95"):
-        checker.add(("gate", "metric"), f"{data['gate']['metric']} is a detection metric; "
-                                        "classification uses accuracy or latency_ms")
-    if data["task"] == "detection" and data["gate"]["metric"] == "accuracy":
-        checker.add(("gate", "metric"), "detection uses map50, map50_95 or latency_ms")
+        data["gate"]["metric"] = task.gate_metrics[0]
+    if data["gate"]["metric"] not in (*task.gate_metrics, LATENCY_METRIC):
+        owners = [t.name for t in TASKS.all().values() if data["gate"]["metric"] in t.gate_metrics]
+        checker.add(("gate", "metric"), f"{data['gate']['metric']} is a "
+                    f"{' or '.join(owners) or 'unknown'} metric; {task.name} uses "
+                    f"{', '.join(task.gate_metrics)} or {LATENCY_METRIC}")
 
     runners: dict[str, RunnerSpec] = {}
     first_index: dict[str, int] = {}
@@ -229,8 +228,8 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
             checker.add(here + ("precision",), f"runner '{runner.name}' does not run "
                         f"{target['precision']}; it lists {', '.join(runner.precisions)}")
             continue
-        refusal = CAPABILITIES[target["engine"]].refusal(target["precision"],
-                                                         runner.hardware.accelerator.kind)
+        refusal = ENGINES.get(target["engine"]).capabilities.refusal(
+            target["precision"], runner.hardware.accelerator.kind)
         if refusal:
             checker.add(here + ("precision",), refusal)
     return runners
@@ -238,11 +237,12 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
 
 def _auto_possible(runner: RunnerSpec) -> bool:
     accelerator = runner.hardware.accelerator.kind
-    return any(CAPABILITIES[e.name].refusal(p, accelerator) is None
+    return any(ENGINES.get(e.name).capabilities.refusal(p, accelerator) is None
                for e in runner.engines for p in runner.precisions)
 
 
-def _check_data(checker: _Checker, data: dict, project_dir: Path, repo_root: Path) -> None:
+def _check_data(checker: _Checker, data: dict, project_dir: Path, repo_root: Path,
+                task: str) -> None:
     resolved = resolve_inside(data["path"], project_dir, repo_root)
     escape = _escape_problem(data["path"], resolved, repo_root)
     if escape:
@@ -255,7 +255,12 @@ def _check_data(checker: _Checker, data: dict, project_dir: Path, repo_root: Pat
         checker.add(("data", "path"), f"'{data['path']}' does not exist (relative to "
                                       f"{display_path(project_dir)} or the repository root)")
         return
-    problem = FORMAT_CHECKS[data["format"]](resolved)
+    owner = TASKS.get(task)
+    if data["format"] not in owner.data_formats:
+        checker.add(("data", "format"), f"{task} reads {', '.join(owner.data_formats)} data, "
+                                        f"not {data['format']}")
+        return
+    problem = owner.data_problem(data["format"], resolved)
     if problem:
         checker.add(("data", "path"), f"'{data['path']}' {problem}")
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tango_ci.bench.evaluators import make_evaluator
 from tango_ci.bench.latency import host_facts, measure_repeated
 from tango_ci.compile import AUTO, load_artifact
-from tango_ci.compile.stage import candidate_dirs, selected_targets
+from tango_ci.stages.compile import candidate_dirs, selected_targets
+from tango_ci.contracts import Quality
 from tango_ci.exceptions import StageInputError
+from tango_ci.plugins import get_task
 from tango_ci.rundir import read_json, write_json
-from tango_ci.stage import StageContext
+from tango_ci.context import StageContext
 
 
 def _measure(ctx: StageContext, target, artifact: Path, evaluator) -> dict:
@@ -33,9 +34,12 @@ def _measure(ctx: StageContext, target, artifact: Path, evaluator) -> dict:
                                repeat=int(ctx.options.get("bench_repeat", 1)))
     samples = latency.pop("samples_ms")
     predictor = load_artifact(artifact, threads=runner.threads)
-    accuracy = evaluator.evaluate(predictor, target.batch)
+    scores = evaluator.evaluate(predictor, target.batch)
     predictor.close()
-    reference = evaluator.reference
+    name = evaluator.quality.name
+    quality = Quality(name=name, label=evaluator.quality.label, value=float(scores[name]),
+                      reference=float(evaluator.reference),
+                      higher_is_better=evaluator.quality.higher_is_better)
     ctx.recorder.input_file(f"{target.name}/{built['engine']}-{built['precision']}",
                             artifact / built["file"])
     return {
@@ -45,16 +49,15 @@ def _measure(ctx: StageContext, target, artifact: Path, evaluator) -> dict:
         "memory": {"peak_rss_mb": latency["peak_rss_mb"],
                    "rss_before_load_mb": latency["rss_before_load_mb"]},
         "size": {"artifact_bytes": built["bytes"], "artifact_mb": built["bytes"] / 2**20},
-        "quality_name": evaluator.quality_name,
-        "accuracy": accuracy, "reference_accuracy": reference,
-        "accuracy_drop": reference - accuracy["accuracy"],
+        "quality": quality.to_json(), "task_metrics": scores,
+        "reference_metrics": evaluator.reference_metrics,
         "host": host_facts(runner.threads), "build": built,
     }, samples
 
 
 def choose(rows: list[dict], percentile: str, max_drop: float) -> tuple[int | None, str]:
     """Index of the fastest row within the accuracy-drop limit, and why."""
-    allowed = [i for i, r in enumerate(rows) if r["accuracy_drop"] <= max_drop]
+    allowed = [i for i, r in enumerate(rows) if r["quality"]["drop"] <= max_drop]
     if not allowed:
         return None, f"no candidate keeps the accuracy drop within {max_drop}"
     best = min(allowed, key=lambda i: rows[i]["latency"][f"{percentile}_ms"])
@@ -68,7 +71,7 @@ def choose(rows: list[dict], percentile: str, max_drop: float) -> tuple[int | No
 
 def run(ctx: StageContext) -> None:
     ctx.run.require("bench", "compile", "built artifacts")
-    evaluator = make_evaluator(ctx)
+    evaluator = get_task(ctx.spec.task).evaluator(ctx)
     results = {}
     for target in selected_targets(ctx):
         measured = [_measure(ctx, target, artifact, evaluator)
@@ -79,7 +82,7 @@ def run(ctx: StageContext) -> None:
             limits = target.constraints
             index, reason = choose(rows, limits.latency_percentile, limits.max_accuracy_drop)
             if index is None:  # the gate will fail on the drop; report the least bad
-                index = min(range(len(rows)), key=lambda i: rows[i]["accuracy_drop"])
+                index = min(range(len(rows)), key=lambda i: rows[i]["quality"]["drop"])
         metrics, samples = dict(measured[index][0]), measured[index][1]
         if target.engine == AUTO:
             failed_path = ctx.run.stage_dir("compile") / target.name / "failed.json"
@@ -98,7 +101,8 @@ def run(ctx: StageContext) -> None:
         results[target.name] = {"engine": metrics["engine"], "precision": metrics["precision"],
                                 "p50_ms": metrics["latency"]["p50_ms"],
                                 "p95_ms": metrics["latency"]["p95_ms"],
-                                "accuracy": metrics["accuracy"]["accuracy"],
+                                "quality": metrics["quality"]["value"],
+                                "quality_name": metrics["quality"]["label"],
                                 "peak_rss_mb": metrics["latency"]["peak_rss_mb"]}
     ctx.recorder.summary["targets"] = results
 
@@ -108,8 +112,8 @@ def _row(metrics: dict) -> dict:
     return {"engine": metrics["engine"], "precision": metrics["precision"],
             "p50_ms": latency["p50_ms"], "p95_ms": latency["p95_ms"],
             "p99_ms": latency["p99_ms"], "cv": latency["cv"],
-            "accuracy": metrics["accuracy"]["accuracy"],
-            "accuracy_drop": metrics["accuracy_drop"],
+            "quality": metrics["quality"]["value"], "drop": metrics["quality"]["drop"],
             "peak_rss_mb": metrics["memory"]["peak_rss_mb"],
             "artifact_mb": metrics["size"]["artifact_mb"],
-            "tuned": bool(metrics["build"].get("tuning", {}).get("trials"))}
+            "tuned": bool(metrics["build"].get("tuning", {}).get("trials")),
+            "advice": metrics["build"].get("advice")}

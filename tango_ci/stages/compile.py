@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from tango_ci.compile import AUTO, BuildRequest, auto_candidates, check_request, get_compiler
-from tango_ci.data.dataset import preprocess
-from tango_ci.data.stage import load_arrays
 from tango_ci.exceptions import TangoError
+from tango_ci.plugins import get_task
 from tango_ci.rundir import display, one_line_reason, write_json
-from tango_ci.stage import StageContext
+from tango_ci.context import StageContext
 
 CALIBRATION_IMAGES = 128
 CANDIDATES = "candidates.json"
@@ -40,15 +39,8 @@ def candidate_dirs(compile_dir: Path, target) -> dict[str, Path]:
 
 
 def calibration_images(ctx: StageContext) -> np.ndarray:
-    """A seeded sample of training images, preprocessed as the network expects them."""
-    if ctx.spec.task == "detection":
-        from tango_ci.detection.stages import calibration_for
-
-        return calibration_for(ctx, CALIBRATION_IMAGES // 2)
-    images, _ = load_arrays(ctx.run, "train")
-    rng = np.random.default_rng(ctx.spec.search.seed)
-    return preprocess(images[rng.choice(len(images), min(CALIBRATION_IMAGES, len(images)),
-                                        replace=False)])
+    """A seeded sample of training inputs, preprocessed as the network expects them."""
+    return get_task(ctx.spec.task).calibration(ctx, CALIBRATION_IMAGES)
 
 
 def check_onnx(path: Path) -> None:

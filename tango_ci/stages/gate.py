@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from tango_ci.compile.stage import selected_targets
-from tango_ci.rundir import read_json, write_json
+from tango_ci.stages.compile import selected_targets
+from tango_ci.contracts import GateDecision
+from tango_ci.rundir import read_json, write_record
 from tango_ci.spec import TargetSpec
-from tango_ci.stage import StageContext
+from tango_ci.context import StageContext
 
 
 def _check(name: str, value: float | None, limit: float | None, *, higher_is_better: bool,
@@ -21,7 +22,8 @@ def _check(name: str, value: float | None, limit: float | None, *, higher_is_bet
 def target_checks(target: TargetSpec, metrics: dict) -> list[dict]:
     limits = target.constraints
     percentile = limits.latency_percentile
-    quality = metrics.get("quality_name", "accuracy")
+    quality = metrics["quality"]
+    label = quality["label"]
     return [
         _check(f"latency {percentile}", metrics["latency"][f"{percentile}_ms"], limits.latency_ms,
                higher_is_better=False, unit="ms"),
@@ -29,10 +31,10 @@ def target_checks(target: TargetSpec, metrics: dict) -> list[dict]:
                higher_is_better=False, unit="MiB"),
         _check("artifact size", metrics["size"]["artifact_mb"], limits.model_size_mb,
                higher_is_better=False, unit="MiB"),
-        _check(quality, metrics["accuracy"]["accuracy"], limits.min_accuracy,
-               higher_is_better=True),
-        _check(f"{quality} drop vs PyTorch fp32", metrics["accuracy_drop"],
-               limits.max_accuracy_drop, higher_is_better=False),
+        _check(label, quality["value"], limits.min_accuracy,
+               higher_is_better=quality["higher_is_better"]),
+        _check(f"{label} drop vs PyTorch fp32", quality["drop"], limits.max_accuracy_drop,
+               higher_is_better=False),
     ]
 
 
@@ -46,7 +48,7 @@ def production_check(ctx: StageContext, target: TargetSpec, metrics: dict) -> di
     from tango_ci.registry import Registry, artifact_name
     from tango_ci.spec import find_repo_root
 
-    metric = ctx.spec.gate.metric or "accuracy"
+    metric = ctx.spec.gate.metric or metrics["quality"]["name"]
     name = artifact_name(ctx.spec.name, target.name)
     check = {"check": f"{metric} vs production", "value": None, "limit": None}
     try:
@@ -61,7 +63,7 @@ def production_check(ctx: StageContext, target: TargetSpec, metrics: dict) -> di
         limit = None if previous is None else previous - improvement
         passed = limit is not None and value <= limit
     else:
-        value = metrics["accuracy"].get(metric, metrics["accuracy"]["accuracy"])
+        value = metrics["task_metrics"].get(metric, metrics["quality"]["value"])
         previous = old.get(metric)
         limit = None if previous is None else previous + improvement
         passed = limit is not None and value >= limit
@@ -85,10 +87,10 @@ def run(ctx: StageContext) -> None:
                                 "engine": metrics["engine"], "precision": metrics["precision"],
                                 "auto": target.engine == "auto"}
         ctx.recorder.input_file(f"{target.name}_metrics", path)
-    decision = {"passed": all(t["passed"] for t in targets.values()), "targets": targets,
-                "gate_metric": ctx.spec.gate.metric,
-                "min_improvement": ctx.spec.gate.min_improvement}
-    write_json(ctx.folder / "decision.json", decision)
-    ctx.recorder.output_file("decision", ctx.folder / "decision.json")
-    ctx.recorder.summary.update({"passed": decision["passed"],
+    decision = GateDecision(passed=all(t["passed"] for t in targets.values()), targets=targets,
+                            gate_metric=ctx.spec.gate.metric,
+                            min_improvement=ctx.spec.gate.min_improvement)
+    path = write_record(ctx.folder, decision)
+    ctx.recorder.output_file("decision", path)
+    ctx.recorder.summary.update({"passed": decision.passed,
                                  "targets": {k: v["passed"] for k, v in targets.items()}})

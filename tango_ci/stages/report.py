@@ -5,10 +5,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from tango_ci.compile.stage import selected_targets
+from tango_ci.stages.compile import selected_targets
 from tango_ci.report import plots
-from tango_ci.rundir import read_json, write_json
-from tango_ci.stage import StageContext
+from tango_ci.bench import stability_note
+from tango_ci.contracts import GateDecision, TrainedModel
+from tango_ci.plugins import get_task
+from tango_ci.rundir import read_json, read_record, write_json
+from tango_ci.context import StageContext
 
 
 def _git_commit(folder) -> str | None:
@@ -32,20 +35,22 @@ def _format(value, unit: str = "") -> str:
 def build_report(ctx: StageContext) -> dict:
     """Everything the report shows, as data (``report.json``)."""
     run = ctx.run
-    decision = read_json(run.stage_dir("gate") / "decision.json")
-    model = read_json(run.stage_dir("train") / "model.json")
+    decision = read_record(GateDecision, run.stage_dir("gate"))
+    model = read_record(TrainedModel, run.stage_dir("train")).to_json()
     train_metrics = read_json(run.stage_dir("train") / "metrics.json")
     search = run.manifest("search") or {}
     targets = {}
     for target in selected_targets(ctx):
         metrics = read_json(run.stage_dir("bench") / target.name / "metrics.json")
-        targets[target.name] = {"decision": decision["targets"][target.name],
+        targets[target.name] = {"decision": decision.targets[target.name],
                                 "metrics": metrics}
     return {
-        "project": ctx.spec.name, "run": run.id, "passed": decision["passed"],
+        "project": ctx.spec.name, "run": run.id, "passed": decision.passed,
         "model": model, "training": train_metrics, "search": search.get("summary", {}),
         "export": (run.manifest("export") or {}).get("summary", {}),
         "targets": targets, "commit": _git_commit(ctx.spec.folder),
+        "training_summary": get_task(ctx.spec.task).training_summary(train_metrics),
+        "search_label": get_task(ctx.spec.task).quality.label,
         "reproduce": f"tango run {_project_arg(ctx)}",
     }
 
@@ -55,63 +60,46 @@ def _project_arg(ctx: StageContext) -> str:
     return f"projects/{folder.name}" if folder.parent.name == "projects" else str(folder)
 
 
-def _per_class(m: dict) -> list[str]:
-    per_class = m["accuracy"]["per_class"]
-    if m.get("quality_name") == "mAP50":
-        timing = m["accuracy"]["timing"]
-        lines = [f"Pre-processing {timing['preprocess_ms_per_image']:.3g} ms and post-processing "
-                 f"(decoding, NMS) {timing['postprocess_ms_per_image']:.3g} ms per image, timed "
-                 f"apart from the network; mAP50-95 {m['accuracy']['map50_95']:.4f}.", "",
-                 "| class | AP50 | AP50-95 | precision | recall | instances |",
-                 "|---|---|---|---|---|---|"]
-        return lines + [f"| {c} | {v['ap50']:.3f} | {v['ap50_95']:.3f} | {v['precision']:.3f} | "
-                        f"{v['recall']:.3f} | {v['instances']} |" for c, v in per_class.items()]
-    return ["| class | precision | recall | images |", "|---|---|---|---|"] + [
-        f"| {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['support']} |"
-        for c, v in per_class.items()]
-
-
 def _auto_table(metrics: dict) -> list[str]:
     """For engine: auto, every candidate measured, so the choice can be checked."""
     auto = metrics.get("auto")
     if not auto:
         return []
     lines = ["", f"`engine: auto` chose **{auto['chosen']}**: {auto['reason']}.", "",
-             "| candidate | p50 ms | p95 ms | CV | accuracy | drop | peak MiB | size MiB |",
+             f"| candidate | p50 ms | p95 ms | CV | {metrics['quality']['label']} | drop | "
+             "peak MiB | size MiB |",
              "|---|---|---|---|---|---|---|---|"]
     for row in auto["candidates"]:
         name = f"{row['engine']} {row['precision']}" + (" (tuned)" if row["tuned"] else "")
         mark = "**" if f"{row['engine']}-{row['precision']}" == auto["chosen"] else ""
         lines.append(f"| {mark}{name}{mark} | {row['p50_ms']:.3g} | {row['p95_ms']:.3g} | "
-                     f"{row['cv']:.1%} | {row['accuracy']:.4f} | {row['accuracy_drop']:+.4f} | "
+                     f"{row['cv']:.1%} | {row['quality']:.4f} | {row['drop']:+.4f} | "
                      f"{row['peak_rss_mb']:.0f} | {row['artifact_mb']:.3g} |")
     for name, reason in auto.get("failed", {}).items():
         lines.append(f"| {name.replace('-', ' ')} | could not be built: {reason} |||||||")
-    if any(r["engine"] == "tvm" and not r["tuned"] for r in auto["candidates"]):
-        lines += ["", UNTUNED_TVM]
+    for advice in dict.fromkeys(r["advice"] for r in auto["candidates"] if r.get("advice")):
+        lines += ["", advice]
     return lines
 
 
-UNTUNED_TVM = ("TVM ran untuned (`tuning_trials: 0`): untuned TVM code on x86 CPUs is far "
-               "slower than onnxruntime; set `tuning_trials` to let MetaSchedule tune it on "
-               "the device.")
-
-
-def render_markdown(report: dict, images: dict[str, str]) -> str:
+def render_markdown(report: dict, images: dict[str, str],
+                    details: dict[str, dict]) -> str:
+    """The pull-request comment; ``details`` holds each target's task lines and plot names."""
     verdict = "✅ all targets pass" if report["passed"] else "❌ gate failed"
     model = report["model"]
     lines = [f"## TANGO-CI report: {report['project']} — {verdict}", ""]
     for name, entry in report["targets"].items():
         m, d = entry["metrics"], entry["decision"]
         failed = [c["check"] for c in d["checks"] if c["status"] == "fail"]
-        network = (f"{model['family']}-{model['level']} ({model['architecture']}, "
-                   if "level" in model else f"{model['architecture']} (")
-        parameters = f"{model['parameters']:,} parameters" if model.get("parameters") \
-            else f"{model['image_size']} px input"
+        size = (f"{model['parameters']:,} parameters, " if model.get("parameters") else "") \
+            + f"{model['image_size']} px input"
+        quality = m["quality"]
         lines.append(
-            f"- **{name}** gets {network}{parameters}) as {m['engine']} {m['precision']}: "
-            f"{m.get('quality_name', 'accuracy')} "
-            f"{m['accuracy']['accuracy']:.3f}, p95 {m['latency']['p95_ms']:.3g} ms — "
+            f"- **{name}** gets {model['name']} ("
+            + (f"{model['architecture']}, " if model["architecture"] != model["name"] else "")
+            + f"{size}) as {m['engine']} "
+            f"{m['precision']}: {quality['label']} {quality['value']:.3f}, "
+            f"p95 {m['latency']['p95_ms']:.3g} ms — "
             + ("**pass**" if d["passed"] else f"**fail** ({', '.join(failed)})"))
     lines += ["", f"Run `{report['run']}`" + (f" at commit `{report['commit']}`"
                                               if report["commit"] else "") + ".", ""]
@@ -127,31 +115,36 @@ def render_markdown(report: dict, images: dict[str, str]) -> str:
             lines.append(f"| {check['check']} | {_format(check['value'], check.get('unit', ''))}"
                          f" | {limit} | {check['status']} |")
         lines += _auto_table(m)
-        if m["engine"] == "tvm" and not m["build"].get("tuning", {}).get("trials"):
-            lines += ["", UNTUNED_TVM]
+        if m["build"].get("advice") and not m.get("auto"):
+            lines += ["", m["build"]["advice"]]
         lines += ["", "| latency | p50 | p90 | p95 | p99 | mean | CV | repeats | throughput |",
                   "|---|---|---|---|---|---|---|---|---|",
                   f"| ms | {lat['p50_ms']:.3g} | {lat['p90_ms']:.3g} | {lat['p95_ms']:.3g} | "
                   f"{lat['p99_ms']:.3g} | {lat['mean_ms']:.3g} | {lat['cv']:.1%} | "
                   f"{lat['repeats']} | {lat['throughput_per_s']:.0f}/s |", ""]
+        note = stability_note(lat)
+        if note:
+            lines += [f"> ⚠ {note}", ""]
         runs = lat.get("runs", {"count": 1})
         if runs["count"] > 1:
             lines += [f"Run to run ({runs['count']} measuring processes): p50 "
                       f"{', '.join(f'{v:.4g}' for v in runs['p50_ms'])} ms, spread "
                       f"{runs['spread']:.1%} of the median, CV {runs['cv']:.1%}; the median "
                       "run is the one above.", ""]
+        quality = m["quality"]
         lines += [
-                  f"{m.get('quality_name', 'accuracy')} {m['accuracy']['accuracy']:.4f} on "
-                  f"{m['accuracy']['images']} validation images; PyTorch fp32 "
-                  f"{m['reference_accuracy']:.4f} "
-                  f"(drop {m['accuracy_drop']:+.4f}). Peak memory {m['memory']['peak_rss_mb']:.0f} "
+                  f"{quality['label']} {quality['value']:.4f} on "
+                  f"{m['task_metrics']['images']} validation images; PyTorch fp32 "
+                  f"{quality['reference']:.4f} (drop {quality['drop']:+.4f}). "
+                  f"Peak memory {m['memory']['peak_rss_mb']:.0f} "
                   f"MiB (the interpreter alone: {m['memory']['rss_before_load_mb']:.0f} MiB). "
                   f"Measured on {m['host']['cpu']}, {m['host']['threads']} thread(s), "
                   f"governor {m['host']['governor']}."]
-        lines += [""] + _per_class(m)
-        lines += ["", " ".join(f"![{kind}]({images[f'{kind}-{name}']})"
-                               for kind in ("latency", "confusion", "pr", "boxes")
-                               if f"{kind}-{name}" in images), ""]
+        own = details.get(name, {"lines": [], "images": []})
+        lines += [""] + own["lines"]
+        lines += ["", " ".join(f"![{kind.removesuffix(f'-{name}')}]({images[kind]})"
+                               for kind in [f"latency-{name}", *own["images"]]
+                               if kind in images), ""]
     search = report["search"]
     if search:
         best = search.get("best", {})
@@ -160,36 +153,18 @@ def render_markdown(report: dict, images: dict[str, str]) -> str:
                   f"{search.get('pruner')} pruner): {search.get('feasible')} trained within "
                   f"budget, {search.get('infeasible')} rejected over budget without training, "
                   f"{search.get('pruned')} pruned. Chosen: trial {best.get('number')}, "
-                  f"{best.get('architecture')}, accuracy {_format(best.get('accuracy'))}.", "",
+                  f"{best.get('architecture')}, search {report['search_label']} "
+                  f"{_format(best.get('accuracy'))}.", "",
                   f"![search]({images['search']})", ""]
     training = report["training"]
     lines += ["### Training", "",
               f"{training['epochs_run']} epochs (best {training['best_epoch'] + 1}"
-              f"{', stopped early' if training['stopped_early'] else ''}), validation "
-              + (f"mAP50 {training['val_map50']:.4f}" if "val_map50" in training
-                 else f"accuracy {training['val_accuracy']:.4f}") + ". ONNX parity: max |Δ| "
+              f"{', stopped early' if training['stopped_early'] else ''}), "
+              + report["training_summary"] + ". ONNX parity: max |Δ| "
               f"{_format(report['export'].get('parity', {}).get('max_abs'))}.", "",
-              f"![training curves]({images['curves']})", "",
+              *([f"![training curves]({images['curves']})", ""] if "curves" in images else []),
               "### Reproduce", "", "```", report["reproduce"], "```", ""]
     return "\n".join(lines)
-
-
-def _detection_plots(ctx: StageContext, name: str, metrics: dict, title: str,
-                     folder) -> dict[str, str]:
-    from tango_ci.detection.data_stage import load_val
-    from tango_ci.detection.stages import _resize_to
-
-    size = read_json(ctx.run.stage_dir("train") / "model.json")["image_size"]
-    quality = metrics["accuracy"]
-    plots.pr_curves(quality["pr_curves"], f"{title}: precision-recall (IoU 0.5)",
-                    folder / f"pr-{name}.png")
-    images, _, _ = load_val(ctx.run)
-    samples = quality["samples"]
-    plots.detection_grid(_resize_to(images[: len(samples)], size), samples,
-                         read_json(ctx.run.stage_dir("data") / "classes.json"),
-                         f"{title}: truth and predictions (score >= 0.25)",
-                         folder / f"boxes-{name}.png")
-    return {f"pr-{name}": f"pr-{name}.png", f"boxes-{name}": f"boxes-{name}.png"}
 
 
 def run(ctx: StageContext) -> None:
@@ -197,6 +172,8 @@ def run(ctx: StageContext) -> None:
     folder = ctx.folder
     report = build_report(ctx)
     images = {"search": "search.png", "curves": "curves.png"}
+    task = get_task(ctx.spec.task)
+    details: dict[str, dict] = {}
     trials_path = ctx.run.stage_dir("search") / "trials.json"
     first = ctx.spec.targets[0]
     if trials_path.exists():
@@ -204,7 +181,11 @@ def run(ctx: StageContext) -> None:
                              read_json(ctx.run.stage_dir("search") / "pareto.json"),
                              first.name, first.constraints.latency_ms,
                              first.constraints.min_accuracy, folder / "search.png")
-    shutil.copy2(ctx.run.stage_dir("train") / "curves.png", folder / "curves.png")
+    curves = ctx.run.stage_dir("train") / "curves.png"
+    if curves.is_file():  # a task's train stage may draw none
+        shutil.copy2(curves, folder / "curves.png")
+    else:
+        images.pop("curves")
     for target in selected_targets(ctx):
         metrics = report["targets"][target.name]["metrics"]
         samples = read_json(ctx.run.stage_dir("bench") / target.name / "latency_samples.json")
@@ -213,14 +194,11 @@ def run(ctx: StageContext) -> None:
         plots.latency_histogram(samples, metrics["latency"], target.constraints.latency_ms,
                                 target.constraints.latency_percentile, title,
                                 folder / images[f"latency-{target.name}"])
-        if ctx.spec.task == "detection":
-            images.update(_detection_plots(ctx, target.name, metrics, title, folder))
-        else:
-            images[f"confusion-{target.name}"] = f"confusion-{target.name}.png"
-            plots.confusion_matrix(metrics["accuracy"]["confusion"],
-                                   metrics["accuracy"]["classes"], f"{target.name}: confusion",
-                                   folder / images[f"confusion-{target.name}"])
-    (folder / "report.md").write_text(render_markdown(report, images), encoding="utf-8")
+        lines, made = task.report_details(ctx, target.name, metrics, title, folder)
+        details[target.name] = {"lines": lines, "images": list(made)}
+        images.update(made)
+    (folder / "report.md").write_text(render_markdown(report, images, details),
+                                      encoding="utf-8")
     write_json(folder / "report.json", report)
     for name in ("report.md", "report.json", *images.values()):
         if (folder / name).exists():

@@ -14,8 +14,8 @@ import warnings
 from tango_ci.exceptions import TangoError
 from tango_ci.rundir import read_json, write_json
 from tango_ci.search.feasibility import measure_candidate
-from tango_ci.search.spaces import make_space
-from tango_ci.stage import StageContext
+from tango_ci.context import StageContext
+from tango_ci.plugins import get_task
 from tango_ci.train.device import device_for
 from tango_ci.train.trainer import set_threads
 
@@ -79,7 +79,7 @@ def run(ctx: StageContext) -> None:
     device = device_for(spec)
     ctx.reporter.log(f"search trials train on {device.name} ({device.precision})")
     ctx.recorder.summary["device"] = device.describe()
-    space = make_space(ctx, device)
+    space = get_task(ctx.spec.task).search_space(ctx, device)
     multi = spec.search.sampler == "nsga2"
     url = storage_url(ctx)
     study = optuna.create_study(

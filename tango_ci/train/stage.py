@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import torch
 
-from tango_ci.data.stage import load_arrays
+from pathlib import Path
+
+from tango_ci.contracts import TrainedModel
+from tango_ci.data.dataset import load_split
 from tango_ci.models import build_model, count_parameters, get_family
-from tango_ci.rundir import display, read_json, write_json
+from tango_ci.rundir import display, read_json, read_record, write_json, write_record
 from tango_ci.train import checkpoints
-from tango_ci.stage import StageContext
+from tango_ci.context import StageContext
 from tango_ci.train.device import device_for
+from tango_ci.report.plots import training_curves
 from tango_ci.train.trainer import TrainConfig, evaluate, set_threads, train_model
 
 
-def load_trained(run) -> tuple[torch.nn.Module, dict]:
-    """The trained network of a run (best weights) and its description."""
-    folder = run.stage_dir("train")
-    info = read_json(folder / "model.json")
-    model = build_model(info["family"], info["level"], len(info["classes"]))
+def load_network(folder: Path) -> torch.nn.Module:
+    """The network saved in ``folder`` (``model.json`` and ``best.pt``), in eval mode."""
+    info = read_record(TrainedModel, folder)
+    model = build_model(info.family, info.shape["level"], len(info.classes))
     model.load_state_dict(torch.load(folder / "best.pt", weights_only=True))
-    return model.eval(), info
+    return model.eval()
 
 
 def pretrained_path(spec):
@@ -56,7 +59,8 @@ def run(ctx: StageContext) -> None:
     choice = read_json(ctx.run.stage_dir("search") / "best.json")
     params = choice["params"]
     classes = read_json(ctx.run.stage_dir("data") / "classes.json")
-    train, val = load_arrays(ctx.run, "train"), load_arrays(ctx.run, "val")
+    data = ctx.run.stage_dir("data")
+    train, val = load_split(data, "train"), load_split(data, "val")
     torch.manual_seed(spec.search.seed)  # the initial weights too: torch's own seed is random
     model = build_model(params["family"], params["level"], len(classes))
     if spec.train.pretrained:
@@ -79,18 +83,18 @@ def run(ctx: StageContext) -> None:
     accuracy, loss, _ = evaluate(model.to(device.torch), *val)
     model.to("cpu")
     torch.save(result.best_state, folder / "best.pt")
-    info = {"family": params["family"], "level": params["level"], "classes": classes,
-            "image_size": spec.data.image_size, "parameters": count_parameters(model),
-            "architecture": get_family(params["family"]).describe(params["level"]),
-            "trial": choice["number"]}
-    write_json(folder / "model.json", info)
+    info = TrainedModel(task=spec.task, family=params["family"],
+                        name=f"{params['family']}-{params['level']}",
+                        architecture=get_family(params["family"]).describe(params["level"]),
+                        image_size=spec.data.image_size, classes=tuple(classes),
+                        shape={"level": params["level"]}, parameters=count_parameters(model),
+                        trial=choice["number"])
+    write_record(folder, info)
     write_json(folder / "history.json", result.history)
     metrics = {"val_accuracy": accuracy, "val_loss": loss, "best_epoch": result.best_epoch,
                "epochs_run": len(result.history), "stopped_early": result.stopped_early,
                "resumed_from_epoch": result.resumed_from, "config": config.__dict__}
     write_json(folder / "metrics.json", metrics)
-    from tango_ci.report.plots import training_curves
-
     training_curves(result.history, {"train": "train_loss", "validation": "val_loss"},
                     {"train": "train_accuracy", "validation": "val_accuracy"}, "accuracy",
                     folder / "curves.png")
@@ -100,6 +104,6 @@ def run(ctx: StageContext) -> None:
                                           "search_run": best["run"]}
     ctx.recorder.summary.update({"val_accuracy": accuracy, "epochs": len(result.history),
                                  "best_epoch": result.best_epoch,
-                                 "architecture": info["architecture"],
-                                 "parameters": info["parameters"],
+                                 "architecture": info.architecture,
+                                 "parameters": info.parameters,
                                  "device": device.describe()})

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from tango_ci import api
-from tango_ci.bench.stage import choose
+from tango_ci.stages.bench import choose
 from tango_ci.rundir import read_json
 from tests.pipeline_helpers import make_repo
 
 
 def _row(engine, precision, p95, drop):
     return {"engine": engine, "precision": precision, "latency": {"p95_ms": p95},
-            "accuracy_drop": drop}
+            "quality": {"drop": drop}}
 
 
 def test_choose_fastest_within_the_drop_limit() -> None:

@@ -63,3 +63,30 @@ def test_match_claims_each_truth_once() -> None:
     twice = np.array([[0, 0, 10, 10, 0.9, 0], [0, 0, 10, 10, 0.8, 0]], np.float32)
     correct = match(twice, truth)
     assert correct[:, 0].tolist() == [True, False]
+
+
+def test_match_is_ultralytics_validator_matching() -> None:
+    """Same detections, same true positives as ultralytics' validator: a gap between training's
+    mAP and the bench's comes from inputs and NMS, not from the metric."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from tango_ci.detection.weights import ultralytics_module
+
+    validator = ultralytics_module("ultralytics.engine.validator").BaseValidator
+    rng = np.random.default_rng(0)
+    corners = rng.uniform(0, 60, (12, 2))
+    truth = np.concatenate([rng.integers(0, 2, (12, 1)), corners,
+                            corners + rng.uniform(5, 30, (12, 2))], 1).astype(np.float32)
+    near = np.repeat(truth, 3, 0)[rng.permutation(36), 1:] + rng.normal(0, 3, (36, 4))
+    scores = np.sort(rng.uniform(0, 1, (36, 1)), 0)[::-1]  # by descending score, as decoded
+    predictions = np.concatenate([near, scores, rng.integers(0, 2, (36, 1))], 1) \
+        .astype(np.float32)
+    iou = box_iou(truth[:, 1:], predictions[:, :4])
+    theirs = validator.match_predictions(
+        SimpleNamespace(iouv=torch.linspace(0.5, 0.95, 10)),
+        torch.from_numpy(predictions[:, 5]), torch.from_numpy(truth[:, 0]),
+        torch.from_numpy(iou)).numpy()
+    assert theirs.any() and not theirs.all()
+    assert (match(predictions, truth) == theirs).all()

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from tango_ci.gate.stage import target_checks
+from tango_ci.stages.gate import target_checks
 from tango_ci.spec.models import Constraints, TargetSpec
 
 
 def _metrics(quality_name: str, value: float, drop: float) -> dict:
     return {"latency": {"p95_ms": 1.0}, "memory": {"peak_rss_mb": 100.0},
-            "size": {"artifact_mb": 1.0}, "accuracy": {"accuracy": value},
-            "accuracy_drop": drop, "quality_name": quality_name}
+            "size": {"artifact_mb": 1.0},
+            "quality": {"name": quality_name.lower(), "label": quality_name, "value": value,
+                        "reference": value + drop, "drop": drop, "higher_is_better": True}}
 
 
 def test_int8_detection_target_over_its_drop_limit_fails() -> None:

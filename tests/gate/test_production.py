@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from tango_ci.gate.stage import production_check
+from tango_ci.stages.gate import production_check
 from tango_ci.registry import Registry
 from tango_ci.spec import load_project
 from tests.conftest import git, write_project
 
 
 def metrics(accuracy: float, p95: float) -> dict:
-    return {"accuracy": {"accuracy": accuracy}, "latency": {"p95_ms": p95}}
+    return {"quality": {"name": "accuracy", "label": "accuracy", "value": accuracy},
+            "task_metrics": {"accuracy": accuracy}, "latency": {"p95_ms": p95}}
 
 
 def test_the_gate_metric_must_beat_production(spec_repo: Path) -> None:

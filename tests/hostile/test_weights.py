@@ -66,7 +66,7 @@ def test_evil_pretrained_is_refused_by_name(tmp_path: Path) -> None:
 
 def test_ultralytics_own_loader_is_restricted(tmp_path: Path) -> None:
     """YOLO('evil.pt') inside our process goes through the allow-list too."""
-    from tango_ci.detection.ultralytics_env import ultralytics_module
+    from tango_ci.detection.weights import ultralytics_module
 
     marker = tmp_path / "PWNED"
     path = _evil(tmp_path / "evil.pt", marker)

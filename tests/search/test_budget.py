@@ -9,7 +9,7 @@ import pytest
 
 from tango_ci import api
 from tango_ci.rundir import read_json
-from tango_ci.search.stage import NoFeasibleCandidate, pareto_front
+from tango_ci.stages.search import NoFeasibleCandidate, pareto_front
 from tests.pipeline_helpers import make_repo
 
 pytestmark = pytest.mark.slow

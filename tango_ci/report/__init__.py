@@ -1,0 +1,1 @@
+"""Report helpers: the plots every stage and task draws with."""

@@ -1,0 +1,115 @@
+"""A task (classification, detection, ...): what differs by task, behind one interface.
+
+Stages, engines and reports ask the task instead of comparing its name. Abstract methods are
+what every task must give; the others are hooks with a sensible default.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
+
+    from tango_ci.context import StageContext
+
+#: A stage function: does its work in ``ctx.folder`` and records it in ``ctx.recorder``.
+StageFunction = Callable[["StageContext"], None]
+
+
+@dataclass(frozen=True)
+class QualityMetric:
+    """The task's headline metric: its key in the evaluator's results and how people read it."""
+
+    name: str  # accuracy, map50
+    label: str  # accuracy, mAP50
+    higher_is_better: bool = True
+
+
+class Evaluator(abc.ABC):
+    """Scores an artifact on the validation split in the task's metrics."""
+
+    quality: QualityMetric
+
+    @property
+    @abc.abstractmethod
+    def reference(self) -> float:
+        """The quality of the trained network in PyTorch fp32 on the same images."""
+
+    @abc.abstractmethod
+    def evaluate(self, predictor: Any, batch: int) -> dict:
+        """Every metric of the task; ``quality.name`` among them."""
+
+    @property
+    def reference_metrics(self) -> dict[str, float]:
+        """The reference's headline metrics (the report shows them beside each artifact's)."""
+        return {self.quality.name: self.reference}
+
+
+class BaseTask(abc.ABC):
+    name: ClassVar[str]
+    #: model families this task's search can draw from (first is the default order)
+    families: ClassVar[tuple[str, ...]]
+    #: data formats the task reads (``data.format`` in the project file)
+    data_formats: ClassVar[tuple[str, ...]]
+    quality: ClassVar[QualityMetric]
+    #: task metrics the gate can compare with production, besides latency_ms; first = default
+    gate_metrics: ClassVar[tuple[str, ...]]
+
+    # ------------------------------------------------------------------ declarations
+    def data_problem(self, data_format: str, path: Path) -> str | None:
+        """Why ``path`` is not a dataset of ``data_format``, or None."""
+        return None
+
+    # ------------------------------------------------------------------ stages
+    @abc.abstractmethod
+    def stages(self) -> Mapping[str, StageFunction]:
+        """The task's own stage functions: ``data``, ``train`` and ``export``."""
+
+    def prepare(self, ctx: "StageContext") -> None:
+        """Set up what the task's libraries need before any of its stages (a no-op here)."""
+
+    @abc.abstractmethod
+    def search_space(self, ctx: "StageContext", device: Any) -> Any:
+        """The search space of this task (see :mod:`tango_ci.search.spaces`)."""
+
+    @abc.abstractmethod
+    def calibration(self, ctx: "StageContext", count: int) -> "np.ndarray":
+        """A seeded sample of training inputs, preprocessed as the network takes them."""
+
+    @abc.abstractmethod
+    def evaluator(self, ctx: "StageContext") -> Evaluator:
+        """Scores artifacts on the validation split."""
+
+    @abc.abstractmethod
+    def load_trained(self, folder: Path) -> "nn.Module":
+        """The network saved in ``folder`` (``model.json`` and ``best.pt``), in eval mode."""
+
+    # ------------------------------------------------------------------ reports
+    def training_summary(self, training: Mapping[str, Any]) -> str:
+        """One phrase for the report: the trained network's validation quality."""
+        value = training.get(f"val_{self.quality.name}")
+        return f"validation {self.quality.label} {value:.4f}" if value is not None else ""
+
+    def report_details(self, ctx: "StageContext", target: str, metrics: Mapping[str, Any],
+                       title: str, folder: Path) -> tuple[list[str], dict[str, str]]:
+        """Markdown lines and plots (name -> file in ``folder``) of one target's quality."""
+        return [], {}
+
+    # ------------------------------------------------------------------ synthetic data
+    def synthesize(self, out: Path, request: Any,
+                   progress: Callable[[int, int], None] | None) -> None:
+        """Write a synthetic dataset of this task to ``out`` (a fresh folder)."""
+        from tango_ci.exceptions import TangoError
+
+        raise TangoError(f"no synthetic data for task '{self.name}'")
+
+    def count_synthetic(self, out: Path, request: Any) -> dict[str, int]:
+        return {}
+
+
+__all__ = ["BaseTask", "Evaluator", "QualityMetric", "StageFunction"]

@@ -1,0 +1,102 @@
+"""Image classification: ImageFolder data, torchvision-style families, top-1 accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from tango_ci.tasks._base import BaseTask, Evaluator, QualityMetric, StageFunction
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
+
+    from tango_ci.context import StageContext
+
+
+class ClassificationTask(BaseTask):
+    name = "classification"
+    families = ("resnet", "densenet", "mobilenetv3")
+    data_formats = ("imagefolder",)
+    quality = QualityMetric("accuracy", "accuracy")
+    gate_metrics = ("accuracy",)
+
+    def data_problem(self, data_format: str, path: Path) -> str | None:
+        from tango_ci.data.layout import imagefolder_problem
+
+        return imagefolder_problem(path)
+
+    def stages(self) -> Mapping[str, StageFunction]:
+        from tango_ci.data import stage as data_stage
+        from tango_ci.export import stage as export_stage
+        from tango_ci.train import stage as train_stage
+
+        return {"data": data_stage.run, "train": train_stage.run, "export": export_stage.run}
+
+    def search_space(self, ctx: "StageContext", device: Any) -> Any:
+        from tango_ci.search.spaces import ClassificationSpace
+
+        return ClassificationSpace(ctx, device)
+
+    def calibration(self, ctx: "StageContext", count: int) -> "np.ndarray":
+        import numpy as np
+
+        from tango_ci.data.dataset import load_split, preprocess
+
+        images, _ = load_split(ctx.run.stage_dir("data"), "train")
+        rng = np.random.default_rng(ctx.spec.search.seed)
+        return preprocess(images[rng.choice(len(images), min(count, len(images)),
+                                            replace=False)])
+
+    def evaluator(self, ctx: "StageContext") -> Evaluator:
+        return ClassificationEvaluator(ctx, self.quality)
+
+    def load_trained(self, folder: Path) -> "nn.Module":
+        from tango_ci.train.stage import load_network
+
+        return load_network(folder)
+
+    def report_details(self, ctx: "StageContext", target: str, metrics: Mapping[str, Any],
+                       title: str, folder: Path) -> tuple[list[str], dict[str, str]]:
+        from tango_ci.report import plots
+
+        scores = metrics["task_metrics"]
+        lines = ["| class | precision | recall | images |", "|---|---|---|---|"] + [
+            f"| {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['support']} |"
+            for c, v in scores["per_class"].items()]
+        image = f"confusion-{target}.png"
+        plots.confusion_matrix(scores["confusion"], scores["classes"], f"{target}: confusion",
+                               folder / image)
+        return lines, {f"confusion-{target}": image}
+
+    def synthesize(self, out: Path, request: Any,
+                   progress: Callable[[int, int], None] | None) -> None:
+        from tango_ci.data.synth import write_shapes
+
+        write_shapes(out, request, progress)
+
+    def count_synthetic(self, out: Path, request: Any) -> dict[str, int]:
+        return {c: sum(1 for _ in (out / c).glob("*.png")) for c in request.classes}
+
+
+class ClassificationEvaluator(Evaluator):
+    """Top-1 accuracy (with per-class precision, recall and the confusion matrix)."""
+
+    def __init__(self, ctx: "StageContext", quality: QualityMetric) -> None:
+        from tango_ci.data.dataset import load_split
+        from tango_ci.rundir import read_json
+
+        self.quality = quality
+        self.classes = read_json(ctx.run.stage_dir("data") / "classes.json")
+        self.images, self.labels = load_split(ctx.run.stage_dir("data"), "val")
+        self._reference = read_json(ctx.run.stage_dir("train") / "metrics.json")["val_accuracy"]
+
+    @property
+    def reference(self) -> float:
+        return self._reference
+
+    def evaluate(self, predictor: Any, batch: int) -> dict:
+        from tango_ci.bench.accuracy import classification_metrics, predict_labels
+
+        return classification_metrics(self.labels, predict_labels(predictor, self.images, batch),
+                                      self.classes)
