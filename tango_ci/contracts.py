@@ -132,8 +132,14 @@ def schema_path(name: str) -> Path:
 @cache
 def _validator(name: str) -> Any:
     from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
 
-    return Draft202012Validator(json.loads(schema_path(name).read_text(encoding="utf-8")))
+    folder = schema_path(name).parent
+    schemas = [json.loads(p.read_text(encoding="utf-8")) for p in folder.glob("*.schema.json")]
+    registry = Registry().with_resources(  # bench results refer to the artifact schema
+        (s["$id"], Resource.from_contents(s)) for s in schemas)
+    return Draft202012Validator(json.loads(schema_path(name).read_text(encoding="utf-8")),
+                                registry=registry)
 
 
 def schema_problem(name: str, data: Any) -> str | None:
@@ -147,5 +153,39 @@ def schema_problem(name: str, data: Any) -> str | None:
 
 RECORDS: tuple[type[Record], ...] = (TrainedModel, GateDecision)
 
-__all__ = ["RECORDS", "SCHEMA_VERSION", "GateDecision", "Quality", "Record", "RecordError",
+#: the hand-off files of a run folder and the schema each must meet
+RUN_FILES = (
+    ("search/best.json", "search-result"),
+    ("train/model.json", "trained-model"),
+    ("compile/*/artifact.json", "artifact"),
+    ("compile/*/*/artifact.json", "artifact"),
+    ("bench/*/metrics.json", "bench-result"),
+    ("gate/decision.json", "gate-decision"),
+)
+MAX_RECORD_BYTES = 32 * 2**20
+
+
+def check_run_folder(root: Path) -> list[str]:
+    """Every way the hand-off files of the run folder ``root`` break their schemas
+    (``schemas/run/``); empty when they all hold. Files a stage has not written yet are not
+    problems."""
+    problems = []
+    for pattern, schema in RUN_FILES:
+        for path in sorted(Path(root).glob(pattern)):
+            relative = path.relative_to(root).as_posix()
+            if not path.is_file() or path.is_symlink() or \
+                    path.stat().st_size > MAX_RECORD_BYTES:
+                problems.append(f"{relative}: not a regular file of at most 32 MiB")
+                continue
+            try:
+                data = json.loads(path.read_bytes())
+            except ValueError as exc:
+                problems.append(f"{relative}: not JSON ({str(exc)[:100]})")
+                continue
+            problem = schema_problem(schema, data)
+            if problem:
+                problems.append(f"{relative}: {problem}")
+    return problems
+
+__all__ = ["RECORDS", "RUN_FILES", "SCHEMA_VERSION", "check_run_folder", "GateDecision", "Quality", "Record", "RecordError",
            "TrainedModel", "schema_problem"]

@@ -57,8 +57,16 @@ def select_stages(from_stage: str | None, until: str | None) -> list[str]:
     return list(STAGES[first:last + 1])
 
 
+def _project_file(spec: ProjectSpec) -> Path:
+    """The project.yaml ``spec`` was loaded from."""
+    if spec.path is None:
+        raise RuntimeError(f"project {spec.name} was not loaded from a file")
+    return spec.path
+
+
 def _spec_record(spec: ProjectSpec) -> dict:
-    return {"project_file": str(spec.path), "sha256": file_sha256(spec.path),
+    path = _project_file(spec)
+    return {"project_file": str(path), "sha256": file_sha256(path),
             "spec": to_dict(spec)}
 
 
@@ -68,8 +76,9 @@ def open_run(spec: ProjectSpec, stages: list[str], *, run_id: str | None, resume
     if stages[0] == "data" and run_id is None and not resume:
         return create_run(runs, spec.name, _spec_record(spec))
     run = find_run(runs, spec.name, run_id)
-    if run.spec.get("sha256") != file_sha256(spec.path):
-        raise ProjectChanged(project=display_path(spec.path), run=run.id,
+    path = _project_file(spec)
+    if run.spec.get("sha256") != file_sha256(path):
+        raise ProjectChanged(project=display_path(path), run=run.id,
                              folder=display_path(spec.folder))
     if not resume and any(run.is_complete(stage) for stage in stages):
         keep = STAGES[:STAGES.index(stages[0])]

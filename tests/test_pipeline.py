@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +70,7 @@ def test_search_stage(finished) -> None:
     pareto = read_json(run / "search" / "pareto.json")
     assert pareto and {t["number"] for t in pareto} <= {t["number"] for t in trials}
     best = read_json(run / "search" / "best.json")
-    assert best["accuracy"] == max(t["accuracy"] for t in trials)
+    assert best["score"] == max(t["score"] for t in trials) and best["score_name"] == "accuracy"
     assert (run / "search" / "study.db").exists()
 
 
@@ -125,6 +127,22 @@ def test_bench_stage(finished) -> None:
             latency["repeats"]
     fp32 = read_json(run / "bench" / "cpu-fp32" / "metrics.json")
     assert fp32["quality"]["drop"] == pytest.approx(0.0, abs=1e-9)  # same network, fp32
+
+
+def test_every_hand_off_file_meets_its_schema(finished, tmp_path) -> None:
+    from tango_ci.contracts import check_run_folder
+
+    _, run = finished
+    assert check_run_folder(run) == []
+    assert len(list(run.glob("compile/*/artifact.json"))) == 2
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    broken = read_json(copy / "bench" / "cpu-fp32" / "metrics.json")
+    del broken["quality"]["reference"]
+    (copy / "bench" / "cpu-fp32" / "metrics.json").write_text(json.dumps(broken))
+    [problem] = check_run_folder(copy)
+    assert problem.startswith("bench/cpu-fp32/metrics.json: at quality: 'reference' is a "
+                              "required property")
 
 
 def test_gate_and_report(finished) -> None:

@@ -44,14 +44,14 @@ def scan_imagefolder(root: Path, val_fraction: float, seed: int,
         for split in ("train", "val"):
             confined(root / split, limit)
         classes = [d.name for d in class_folders(root / "train")]
-        items = [Item(confined(p, limit), label, split)
+        items: list[Item] = [Item(confined(p, limit), label, split)
                  for split in ("train", "val")
                  for label, name in enumerate(classes)
                  for p in _images(root / split / name, limit)]
         return classes, items
     classes = [d.name for d in class_folders(root)]
     rng = np.random.default_rng(seed)
-    items: list[Item] = []
+    items = []
     for label, name in enumerate(classes):
         files = [confined(p, limit) for p in _images(root / name, limit)]
         order = rng.permutation(len(files))
@@ -77,7 +77,7 @@ def decode(path: Path, size: int) -> np.ndarray:
         image.load()
         rgb = image.convert("RGB")
         if rgb.size != (size, size):
-            rgb = rgb.resize((size, size), Image.BILINEAR)
+            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(rgb, dtype=np.uint8)
 
 

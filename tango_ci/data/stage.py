@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from tango_ci.data.dataset import build_arrays
@@ -11,10 +13,12 @@ from tango_ci.spec import find_repo_root
 from tango_ci.context import StageContext
 
 
-def ensure_data(ctx: StageContext):
+def ensure_data(ctx: StageContext) -> Path:
     """The project's data folder; synthesised first when the spec says how and it is missing."""
     spec = ctx.spec
     root = spec.data.resolved
+    if root is None:
+        raise RuntimeError("data.resolved is not set; load the project with load_project")
     if not root.exists() and spec.data.synth is not None:
         from tango_ci.data.synth import synthesize_project
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -176,7 +177,7 @@ def check_dataset(path: Path, limit: Path | None = None
         return None, {}, problems
     base = dataset.data_yaml.parent.resolve()  # image paths are resolved ones
     fingerprint = hashlib.sha256()
-    stats = {"images": {}, "boxes": {}, "per_class": {n: 0 for n in dataset.names},
+    stats: dict[str, Any] = {"images": {}, "boxes": {}, "per_class": {n: 0 for n in dataset.names},
              "background_images": 0}
     for split, images in dataset.images.items():
         boxes = 0
@@ -225,7 +226,8 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[in
     height, width = image.shape[:2]
     scale = min(size / height, size / width)
     new_w, new_h = round(width * scale), round(height * scale)
-    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR)) \
+    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h),
+                                                       Image.Resampling.BILINEAR)) \
         if (new_w, new_h) != (width, height) else image
     canvas = np.full((size, size, 3), 114, np.uint8)
     top, left = (size - new_h) // 2, (size - new_w) // 2

@@ -24,7 +24,7 @@ def run(ctx: StageContext) -> None:
     spec = ctx.spec
     root = ensure_data(ctx)
     dataset, stats, problems = check_dataset(root, find_repo_root(spec.folder))
-    if problems:
+    if problems or dataset is None:  # check_dataset gives no dataset without problems
         raise DatasetError(problems)
     folder = ctx.folder
     data_yaml = folder / "data.yaml"

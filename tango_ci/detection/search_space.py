@@ -37,7 +37,11 @@ def calibration_images(data_yaml: Path, size: int, count: int = CALIBRATION_IMAG
 
     from tango_ci.data.yolo import letterbox, read_dataset
 
-    dataset, _ = read_dataset(data_yaml)
+    dataset, problems = read_dataset(data_yaml)
+    if dataset is None:
+        from tango_ci.detection.data_stage import DatasetError
+
+        raise DatasetError(problems)
     images = dataset.images["train"]
     pick = np.random.default_rng(seed).choice(len(images), min(count, len(images)), False)
     boxed = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 import numpy as np
 
@@ -132,11 +133,12 @@ def parity_check(expected: np.ndarray, actual: np.ndarray, height: int, width: i
 
     difference = np.abs(normalise_boxes(expected, height, width)
                         - normalise_boxes(actual, height, width))
-    check = {"max_abs": float(difference.max()), "mean_abs": float(difference.mean()),
-             "max_abs_raw": float(np.abs(expected.astype(np.float64) - actual).max()),
-             "tolerance": tolerance, "images": len(expected),
-             "compared": "box coordinates as fractions of the input width and height, "
-                         "class scores as they are"}
+    check: dict[str, Any] = {
+        "max_abs": float(difference.max()), "mean_abs": float(difference.mean()),
+        "max_abs_raw": float(np.abs(expected.astype(np.float64) - actual).max()),
+        "tolerance": tolerance, "images": len(expected),
+        "compared": "box coordinates as fractions of the input width and height, "
+                    "class scores as they are"}
     if check["max_abs"] > tolerance:
         raise ParityError(
             f"the ONNX model differs from PyTorch by up to {check['max_abs']:.3g} (mean "

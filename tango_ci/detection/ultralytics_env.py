@@ -53,7 +53,8 @@ def import_configured(name: str = "ultralytics"):
     threads, omp = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     module = importlib.import_module(name)
     trainer = importlib.import_module("ultralytics.engine.trainer")
-    trainer.check_amp = offline_amp_check  # its own check downloads yolo26n.pt
+    # its own check downloads yolo26n.pt; a module attribute patched at runtime
+    trainer.check_amp = offline_amp_check  # type: ignore[attr-defined]
     if omp is None:
         os.environ.pop("OMP_NUM_THREADS", None)
     torch.set_num_threads(threads)

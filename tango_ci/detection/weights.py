@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import pickle
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def restricted_load(path: Path | str, map_location: Any = "cpu", **_: Any) -> An
 
     path = Path(path)
     names = _globals_in(path)
-    entries = []
+    entries: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = []
     for name in names:
         allowed = _allowed(name)
         if allowed is None:
@@ -124,7 +125,7 @@ def install() -> None:
                         "ultralytics.utils.torch_utils"):
         module = importlib.import_module(module_name)
         if hasattr(module, "torch_load"):
-            module.torch_load = restricted_load
+            module.torch_load = restricted_load  # type: ignore[attr-defined]  # checked above
     _installed = True
 
 

@@ -6,6 +6,7 @@ import io
 import warnings
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,9 +70,10 @@ def parity(model: nn.Module, onnx_path: Path, batch: np.ndarray, tolerance: floa
         expected = model.eval()(torch.from_numpy(batch)).numpy()
     actual = session.run(None, {session.get_inputs()[0].name: batch})[0]
     difference = np.abs(expected - actual)
-    result = {"max_abs": float(difference.max()), "mean_abs": float(difference.mean()),
-              "tolerance": tolerance, "images": int(len(batch)),
-              "top1_agreement": float((expected.argmax(1) == actual.argmax(1)).mean())}
+    result: dict[str, Any] = {
+        "max_abs": float(difference.max()), "mean_abs": float(difference.mean()),
+        "tolerance": tolerance, "images": int(len(batch)),
+        "top1_agreement": float((expected.argmax(1) == actual.argmax(1)).mean())}
     if result["max_abs"] > tolerance:
         raise ParityError(**result)
     return result

@@ -26,8 +26,10 @@ def _save(figure: Figure, path: Path, footer: float = 0.0) -> Figure:
 
 
 def search_scatter(trials: list[dict], pareto: list[dict], target: str,
-                   budget_ms: float | None, min_accuracy: float | None, path: Path) -> Figure:
-    """Accuracy against latency of every trial; untrained (over budget) ones along the bottom."""
+                   budget_ms: float | None, min_accuracy: float | None, path: Path,
+                   score: str = "accuracy") -> Figure:
+    """Search score (``score`` names it) against latency of every trial; untrained (over
+    budget) ones along the bottom."""
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     groups = {
         "trained": [t for t in trials if t["feasible"] and t["state"] == "COMPLETE"],
@@ -37,22 +39,22 @@ def search_scatter(trials: list[dict], pareto: list[dict], target: str,
     styles = {"trained": ("o", "tab:blue"), "pruned": ("s", "tab:gray"),
               "over budget (not trained)": ("x", "tab:red")}
     for name, group in groups.items():
-        points = [(t["latency_ms"].get(target), t["accuracy"] or 0.0) for t in group
+        points = [(t["latency_ms"].get(target), t["score"] or 0.0) for t in group
                   if t["latency_ms"].get(target) is not None]
         if points:
             marker, colour = styles[name]
             axis.scatter(*zip(*points), marker=marker, color=colour, label=name, alpha=0.8)
     if pareto:
-        front = sorted((t["latency_ms"][target], t["accuracy"]) for t in pareto)
+        front = sorted((t["latency_ms"][target], t["score"]) for t in pareto)
         axis.step(*zip(*front), where="post", color="tab:green", marker="*", markersize=12,
                   label="Pareto front")
     if budget_ms is not None:
         axis.axvline(budget_ms, color="tab:red", linestyle="--", label=f"budget {budget_ms} ms")
     if min_accuracy is not None:
         axis.axhline(min_accuracy, color="tab:orange", linestyle=":",
-                     label=f"min accuracy {min_accuracy}")
-    axis.set(xlabel=f"latency on {target} (ms)", ylabel="validation accuracy",
-             title="Search: accuracy against latency", ylim=(-0.03, 1.03))
+                     label=f"minimum {min_accuracy}")
+    axis.set(xlabel=f"latency on {target} (ms)", ylabel=f"validation {score}",
+             title=f"Search: {score} against latency", ylim=(-0.03, 1.03))
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="lower right")
     return _save(figure, path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tango_ci.bench.latency import measure_latency
@@ -12,7 +13,8 @@ from tango_ci.compile import (AUTO, BuildRequest, auto_candidates, capabilities,
 from tango_ci.spec import ProjectSpec, TargetSpec
 
 # Quick measurements: enough to tell a 2 ms model from a 20 ms one, in a few seconds.
-QUICK = {"max_seconds": 3.0, "min_repeats": 50, "min_seconds": 0.3, "target_ci": 0.05}
+QUICK: dict[str, Any] = {"max_seconds": 3.0, "min_repeats": 50, "min_seconds": 0.3,
+                         "target_ci": 0.05}
 
 
 def budget_violations(target: TargetSpec, *, latency: dict, artifact_bytes: int,

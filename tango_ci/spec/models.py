@@ -209,7 +209,7 @@ def _convert(hint: Any, value: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in typing.get_args(hint) if a is not type(None)]
         return _convert(inner[0], value) if len(inner) == 1 else value
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_dict(hint, value)
     if origin is tuple:
         item = typing.get_args(hint)[0]

@@ -19,7 +19,8 @@ from tango_ci.rundir import read_json, write_json
 from tango_ci.context import StageContext
 
 
-def _measure(ctx: StageContext, target, artifact: Path, evaluator) -> dict:
+def _measure(ctx: StageContext, target, artifact: Path, evaluator
+             ) -> tuple[dict, list[float]]:
     spec = ctx.spec
     runner = spec.runners[target.runner]
     if not (artifact / "artifact.json").exists():
@@ -80,9 +81,10 @@ def run(ctx: StageContext) -> None:
         index, reason = 0, "the only artifact"
         if target.engine == AUTO:
             limits = target.constraints
-            index, reason = choose(rows, limits.latency_percentile, limits.max_accuracy_drop)
-            if index is None:  # the gate will fail on the drop; report the least bad
-                index = min(range(len(rows)), key=lambda i: rows[i]["quality"]["drop"])
+            chosen, reason = choose(rows, limits.latency_percentile, limits.max_accuracy_drop)
+            if chosen is None:  # the gate will fail on the drop; report the least bad
+                chosen = min(range(len(rows)), key=lambda i: rows[i]["quality"]["drop"])
+            index = chosen
         metrics, samples = dict(measured[index][0]), measured[index][1]
         if target.engine == AUTO:
             failed_path = ctx.run.stage_dir("compile") / target.name / "failed.json"

@@ -154,7 +154,7 @@ def render_markdown(report: dict, images: dict[str, str],
                   f"budget, {search.get('infeasible')} rejected over budget without training, "
                   f"{search.get('pruned')} pruned. Chosen: trial {best.get('number')}, "
                   f"{best.get('architecture')}, search {report['search_label']} "
-                  f"{_format(best.get('accuracy'))}.", "",
+                  f"{_format(best.get('score'))}.", "",
                   f"![search]({images['search']})", ""]
     training = report["training"]
     lines += ["### Training", "",
@@ -180,7 +180,8 @@ def run(ctx: StageContext) -> None:
         plots.search_scatter(read_json(trials_path),
                              read_json(ctx.run.stage_dir("search") / "pareto.json"),
                              first.name, first.constraints.latency_ms,
-                             first.constraints.min_accuracy, folder / "search.png")
+                             first.constraints.min_accuracy, folder / "search.png",
+                             score=task.quality.label)
     curves = ctx.run.stage_dir("train") / "curves.png"
     if curves.is_file():  # a task's train stage may draw none
         shutil.copy2(curves, folder / "curves.png")

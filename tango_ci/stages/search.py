@@ -147,11 +147,13 @@ def run(ctx: StageContext) -> None:
     _write_results(ctx, study, multi)
 
 
-def _trial_record(trial, first_target: str, percentile: str) -> dict:
+def _trial_record(trial, first_target: str, percentile: str, score_name: str) -> dict:
+    """One trial as data; ``score`` is the task's validation quality (``score_name``)."""
     measured = trial.user_attrs.get("targets", {})
     return {
         "number": trial.number, "state": trial.state.name,
-        "params": trial.params, "accuracy": trial.values[0] if trial.values else None,
+        "params": trial.params, "score": trial.values[0] if trial.values else None,
+        "score_name": score_name,
         "feasible": trial.user_attrs.get("feasible"),
         "violations": trial.user_attrs.get("violations", []),
         "epochs_trained": trial.user_attrs.get("epochs_trained", 0),
@@ -170,15 +172,16 @@ def pareto_front(records: list[dict]) -> list[dict]:
         return r["latency_ms"][r["first_target"]]
 
     return sorted((r for r in points if not any(
-        o["accuracy"] >= r["accuracy"] and latency(o) <= latency(r)
-        and (o["accuracy"] > r["accuracy"] or latency(o) < latency(r)) for o in points)),
+        o["score"] >= r["score"] and latency(o) <= latency(r)
+        and (o["score"] > r["score"] or latency(o) < latency(r)) for o in points)),
         key=latency)
 
 
 def _write_results(ctx: StageContext, study, multi: bool) -> None:
     spec, folder = ctx.spec, ctx.folder
     first = spec.targets[0]
-    records = [_trial_record(t, first.name, first.constraints.latency_percentile)
+    label = get_task(spec.task).quality.label
+    records = [_trial_record(t, first.name, first.constraints.latency_percentile, label)
                for t in study.trials]
     write_json(folder / "trials.json", records)
     front = pareto_front(records)
@@ -192,14 +195,14 @@ def _write_results(ctx: StageContext, study, multi: bool) -> None:
         text = (f"{closest['budget']} {closest['value']:.3g} > {closest['limit']:.3g} on "
                 f"target {closest['target']}" if closest else "no trial finished")
         raise NoFeasibleCandidate(trials=len(records), closest=text)
-    best = max(feasible, key=lambda r: (r["accuracy"], -r["latency_ms"][first.name]))
+    best = max(feasible, key=lambda r: (r["score"], -r["latency_ms"][first.name]))
     write_json(folder / "best.json", best)
     ctx.recorder.output_file("best", folder / "best.json")
     ctx.recorder.summary.update({
         "trials": len(records), "feasible": len(feasible),
         "infeasible": sum(1 for r in records if r["feasible"] is False),
         "pruned": sum(1 for r in records if r["state"] == "PRUNED"),
-        "best": {k: best[k] for k in ("number", "params", "accuracy", "latency_ms",
+        "best": {k: best[k] for k in ("number", "params", "score", "score_name", "latency_ms",
                                       "architecture")},
         "pareto": [r["number"] for r in front], "storage": _redact(storage_url(ctx)),
         "sampler": spec.search.sampler, "pruner": spec.search.pruner})

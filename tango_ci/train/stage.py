@@ -79,6 +79,8 @@ def run(ctx: StageContext) -> None:
                                                             f"{params['level']}")
     if result.resumed_from is not None:
         ctx.reporter.log(f"resumed training at epoch {result.resumed_from + 1}")
+    if result.best_state is None:  # train.epochs >= 1, so the first epoch sets it
+        raise RuntimeError("training ended without best weights")
     model.load_state_dict(result.best_state)
     accuracy, loss, _ = evaluate(model.to(device.torch), *val)
     model.to("cpu")

@@ -36,7 +36,7 @@ def test_infeasible_candidates_are_never_trained(tmp_path: Path) -> None:
 
 def test_pareto_front_keeps_only_undominated_feasible_trials() -> None:
     def trial(number, accuracy, latency, feasible=True, state="COMPLETE"):
-        return {"number": number, "accuracy": accuracy, "latency_ms": {"t": latency},
+        return {"number": number, "score": accuracy, "latency_ms": {"t": latency},
                 "first_target": "t", "feasible": feasible, "state": state}
 
     trials = [trial(0, 0.9, 2.0), trial(1, 0.8, 1.0), trial(2, 0.7, 1.5),  # 2 is dominated
