@@ -5,8 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from tango_ci.progress import Reporter, Task
 
@@ -15,10 +22,12 @@ class _RichTask(Task):
     def __init__(self, progress: Progress, task_id: Any) -> None:
         self.progress, self.task_id = progress, task_id
 
-    def update(self, completed: float | None = None, total: float | None = None,
-               **fields: Any) -> None:
-        info = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                         for k, v in fields.items())
+    def update(
+        self, completed: float | None = None, total: float | None = None, **fields: Any
+    ) -> None:
+        info = "  ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items()
+        )
         kwargs: dict[str, Any] = {"info": info} if fields else {}
         if completed is not None:
             kwargs["completed"] = completed
@@ -34,11 +43,19 @@ class RichReporter(Reporter):
     def __init__(self, console: Console) -> None:
         self.console = console
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-            MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-            TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True)
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
 
-    def __enter__(self) -> "RichReporter":
+    def __enter__(self) -> RichReporter:
         self.progress.start()
         return self
 
@@ -50,12 +67,12 @@ class RichReporter(Reporter):
 
     def stage_finished(self, stage: str, manifest: dict) -> None:
         outputs = ", ".join(sorted(manifest["outputs"])) or "nothing"
-        self.console.print(f"[green]✓ {stage}[/] in {manifest['duration_s']:.1f} s  "
-                           f"[dim]wrote {outputs}[/]")
+        self.console.print(
+            f"[green]✓ {stage}[/] in {manifest['duration_s']:.1f} s  [dim]wrote {outputs}[/]"
+        )
 
     def task(self, description: str, total: float | None = None) -> Task:
-        return _RichTask(self.progress, self.progress.add_task(description, total=total,
-                                                               info=""))
+        return _RichTask(self.progress, self.progress.add_task(description, total=total, info=""))
 
     def log(self, message: str) -> None:
         self.console.print(f"  {message}", highlight=False)

@@ -5,12 +5,16 @@ returns at once; a background worker (one at a time, under a file lock) takes th
 order and does on this host what the workflows do:
 
 - a push to a branch other than main: plan the change against main, run the pipeline of
-  each planned project, store its artifacts in the DVC remote and commit its report to the
-  ``reports/<project>`` branch of the bare repository;
-- a push to main: run the pipeline of each changed project that has no report of this push,
+  each planned project and publish it (:func:`tango_ci.gitops.publish.publish_run`): its
+  artifacts to the DVC remote, its report to the ``reports/<project>`` branch of the bare
+  repository;
+- a push to main: run and publish each changed project that has no report of this push,
   then register and promote what every merged report passed and is not registered yet
-  (:func:`tango_ci.gitops.flow.promote_pending`); the registry tags are pushed into the bare
-  repository.
+  (:func:`tango_ci.gitops.promote.promote_pending`); the registry tags are pushed into the
+  bare repository.
+
+The publishing and the promotion are the ones `tango ci publish` and `tango ci promote` run;
+only the running of the pipeline is this module's own.
 
 A pushed branch is untrusted: its clone is data. The hook, the worker and each pipeline run
 the installed tool as ``python -I`` (the working directory and ``PYTHON*`` variables never
@@ -32,12 +36,17 @@ import shlex
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tango_ci.exceptions import TangoError
-from tango_ci.gitops.git import ZERO, clean_environment, git, rev_parse
+from tango_ci.gitrepo import ZERO, clean_environment, git, rev_parse
 from tango_ci.rundir import write_json
+
+if TYPE_CHECKING:
+    from tango_ci.gitops.publish import Publication
 
 MAIN = "main"
 STATES = ("queued", "running", "done", "failed")
@@ -48,11 +57,10 @@ def _home(bare: Path) -> Path:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def create(bare: Path, *, python: str = sys.executable,
-           run_args: tuple[str, ...] = ()) -> Path:
+def create(bare: Path, *, python: str = sys.executable, run_args: tuple[str, ...] = ()) -> Path:
     """Create the bare repository with its hook and folders; refuses an existing path."""
     bare = Path(bare).resolve()
     if bare.exists() and any(bare.iterdir()):
@@ -63,12 +71,15 @@ def create(bare: Path, *, python: str = sys.executable,
     for sub in ("queue", "work", "runs", "dvc-storage"):
         (home / sub).mkdir(parents=True, exist_ok=True)
     hook = bare / "hooks" / "post-receive"
-    hook.write_text("#!/bin/sh\n# TANGO-CI: queue the pushed refs and return at once.\n"
-                    f"exec {shlex.quote(python)} -I -m tango_ci.gitops.local hook "
-                    f"{shlex.quote(str(bare))}\n")
+    hook.write_text(
+        "#!/bin/sh\n# TANGO-CI: queue the pushed refs and return at once.\n"
+        f"exec {shlex.quote(python)} -I -m tango_ci.gitops.local hook "
+        f"{shlex.quote(str(bare))}\n"
+    )
     hook.chmod(0o755)
-    (home / "config.json").write_text(json.dumps({"python": python, "run_args": list(run_args)},
-                                                 indent=2) + "\n")
+    (home / "config.json").write_text(
+        json.dumps({"python": python, "run_args": list(run_args)}, indent=2) + "\n"
+    )
     return bare
 
 
@@ -89,14 +100,22 @@ def queue_push(bare: Path, lines: list[str]) -> list[Path]:
         old, new, ref = parts
         if not ref.startswith("refs/heads/") or new == ZERO:
             continue
-        branch = ref[len("refs/heads/"):]
+        branch = ref[len("refs/heads/") :]
         if branch.startswith("reports/"):
             continue
         kind = "promote" if branch == MAIN else "report"
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
-        job = {"id": f"{stamp}-{kind}", "kind": kind, "branch": branch, "before": old,
-               "after": new, "state": "queued", "queued_at": _now(), "log": [],
-               "results": []}
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+        job = {
+            "id": f"{stamp}-{kind}",
+            "kind": kind,
+            "branch": branch,
+            "before": old,
+            "after": new,
+            "state": "queued",
+            "queued_at": _now(),
+            "log": [],
+            "results": [],
+        }
         path = home / "queue" / f"{job['id']}.json"
         write_json(path, job)
         jobs.append(path)
@@ -107,10 +126,16 @@ def start_worker(bare: Path) -> None:
     """Start the background worker, detached; it exits at once if one is running."""
     home = _home(bare)
     python = json.loads((home / "config.json").read_text())["python"]
-    log = open(home / "worker.log", "a")
-    subprocess.Popen([python, "-I", "-m", "tango_ci.gitops.local", "work", str(bare)],
-                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=home,
-                     env=tool_environment(), start_new_session=True)
+    with open(home / "worker.log", "a") as log:  # the worker keeps its own copy
+        subprocess.Popen(
+            [python, "-I", "-m", "tango_ci.gitops.local", "work", str(bare)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd=home,
+            env=tool_environment(),
+            start_new_session=True,
+        )
 
 
 def _next_job(home: Path) -> Path | None:
@@ -133,12 +158,14 @@ def work(bare: Path) -> None:
             job = json.loads(path.read_text())
             job.update(state="running", started_at=_now())
             write_json(path, job)
-            print(f"{_now()} job {job['id']}: {job['kind']} {job['branch']} "
-                  f"{job['after'][:10]}", flush=True)
+            print(
+                f"{_now()} job {job['id']}: {job['kind']} {job['branch']} {job['after'][:10]}",
+                flush=True,
+            )
             try:
-                job["results"] = run_job(bare, job, lambda m: _log(path, job, m))
+                job["results"] = run_job(bare, job, partial(_log, path, job))
                 job["state"] = "done"
-            except Exception as error:  # noqa: BLE001 - recorded in the job, worker goes on
+            except Exception as error:
                 job["state"] = "failed"
                 job["error"] = f"{type(error).__name__}: {error}"
                 print(f"{_now()} job {job['id']} failed: {job['error']}", flush=True)
@@ -161,9 +188,11 @@ def _checkout(bare: Path, job: dict) -> Path:
     dvc = folder / ".dvc"
     if dvc.is_dir() and not dvc.is_symlink():  # every job shares the bare repository's remote
         # and keeps its cache in its clone, whatever the branch's .dvc/config says
-        _write_new(dvc / "config.local",
-                   f"[core]\n    remote = local\n['remote \"local\"']\n    url = "
-                   f"{_home(bare) / 'dvc-storage'}\n[cache]\n    dir = {dvc / 'cache'}\n")
+        _write_new(
+            dvc / "config.local",
+            f"[core]\n    remote = local\n['remote \"local\"']\n    url = "
+            f"{_home(bare) / 'dvc-storage'}\n[cache]\n    dir = {dvc / 'cache'}\n",
+        )
     return folder
 
 
@@ -177,8 +206,9 @@ def _write_new(path: Path, text: str) -> None:
 
 
 def run_job(bare: Path, job: dict, log) -> list[dict]:
-    from tango_ci.gitops.flow import find_report, promote_pending
     from tango_ci.gitops.plan import make_plan
+    from tango_ci.gitops.promote import promote_pending, promotion_lines
+    from tango_ci.gitops.reports import find_report
 
     folder = _checkout(bare, job)
     base = rev_parse(folder, f"origin/{MAIN}") if job["kind"] == "report" else job["before"]
@@ -193,33 +223,32 @@ def run_job(bare: Path, job: dict, log) -> list[dict]:
         if job["kind"] == "promote":
             if find_report(folder, project, job["after"], job["before"]) is None:
                 log(f"{project}: no report for a commit of this push; running the pipeline")
-                _pipeline(bare, folder, entry, job, log)
+                _run_and_publish(bare, folder, entry, job, log)
         else:
-            report_commit, outcome = _pipeline(bare, folder, entry, job, log)
-            results.append({"project": project, "report": report_commit,
-                            "run": outcome["run"], "passed": outcome["passed"]})
+            published = _run_and_publish(bare, folder, entry, job, log)
+            results.append(
+                {
+                    "project": project,
+                    "report": published.commit,
+                    "run": published.results["run"],
+                    "passed": published.passed,
+                }
+            )
     if job["kind"] == "promote":
-        for item in promote_pending(folder, job["after"], base=job["before"]):
-            if not item["passed"]:
-                log(f"{item['project']}: the report's gate failed; promoting the targets "
-                    "that passed")
-            for done in item["promoted"]:
-                log(f"{done['name']}: " + (f"skipped ({done['skipped']})" if "skipped" in done
-                                           else f"{done['version']} ({done['why']}) -> prod"))
-            results.append(item)
-        if not results:
-            log("nothing to promote: every merged report is registered already")
+        results = promote_pending(folder, job["after"], base=job["before"])
+        for line in promotion_lines(results):
+            log(line)
     return results
 
 
-def _pipeline(bare: Path, folder: Path, entry: dict, job: dict, log) -> tuple[str, dict]:
-    """Run the project's pipeline on the job's clone, store and publish its report.
+def _run_and_publish(bare: Path, folder: Path, entry: dict, job: dict, log) -> Publication:
+    """Run the project's pipeline on the job's clone, then publish the run.
 
     The installed tool runs (``python -I``, from the job's runs folder, outside the clone),
     so nothing the branch holds is imported: the clone is only read as a project.
     """
-    from tango_ci.dvcstore import pull_pointers, remote_url
-    from tango_ci.gitops.flow import collect, push_report, store_artifacts
+    from tango_ci.dvcstore import pull_pointers
+    from tango_ci.gitops.publish import publish_run
     from tango_ci.rundir import find_run
 
     project = entry["project"]
@@ -232,10 +261,21 @@ def _pipeline(bare: Path, folder: Path, entry: dict, job: dict, log) -> tuple[st
     runs.mkdir(parents=True, exist_ok=True)
     config = json.loads((home / "config.json").read_text())
     python = config.get("python") or sys.executable
-    result = subprocess.run([python, "-I", "-m", "tango_ci", "run",
-                             str(folder / entry["path"]), *config.get("run_args", [])],
-                            cwd=runs, capture_output=True, text=True,
-                            env=tool_environment({"TANGO_RUNS_DIR": str(runs)}))
+    result = subprocess.run(
+        [
+            python,
+            "-I",
+            "-m",
+            "tango_ci",
+            "run",
+            str(folder / entry["path"]),
+            *config.get("run_args", []),
+        ],
+        cwd=runs,
+        capture_output=True,
+        text=True,
+        env=tool_environment({"TANGO_RUNS_DIR": str(runs)}),
+    )
     (runs / f"run-{project}.log").write_text(result.stdout + result.stderr)
     try:
         run_dir = find_run(runs, project, None)
@@ -244,14 +284,12 @@ def _pipeline(bare: Path, folder: Path, entry: dict, job: dict, log) -> tuple[st
     if run_dir is None or not (run_dir.stage_dir("gate") / "decision.json").is_file():
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise TangoError(f"{project}: the pipeline stopped before the gate: {tail}")
-    outcome = collect(run_dir)
-    store_artifacts(outcome, remote_url(folder))
-    log(f"{project}: artifacts stored in the DVC remote")
-    commit = push_report(folder, outcome, run_dir, job["after"])
-    branch = f"reports/{project}"
-    log(f"{project}: report {commit[:10]} pushed to {branch} (gate "
-        f"{'pass' if outcome['passed'] else 'fail'})")
-    return commit, outcome
+    published = publish_run(folder, run_dir, job["after"])
+    log(
+        f"{project}: artifacts stored in the DVC remote; report {published.commit[:10]} "
+        f"pushed to {published.branch} (gate {'pass' if published.passed else 'fail'})"
+    )
+    return published
 
 
 def status(bare: Path) -> list[dict]:
@@ -270,10 +308,13 @@ def status(bare: Path) -> list[dict]:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return jobs  # a worker is at it
-            for path, job in zip(paths, jobs):
+            for path, job in zip(paths, jobs, strict=True):
                 if job["state"] == "running":
-                    job.update(state="failed", finished_at=_now(),
-                               error="the worker stopped before finishing this job")
+                    job.update(
+                        state="failed",
+                        finished_at=_now(),
+                        error="the worker stopped before finishing this job",
+                    )
                     write_json(path, job)
             fcntl.flock(lock, fcntl.LOCK_UN)
     return jobs

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tango_ci.exceptions import TangoError
-from tango_ci.gitops.git import changed_files
+from tango_ci.gitrepo import changed_files
 from tango_ci.spec import load_project, load_runner
 
 
 @dataclass
 class Plan:
     projects: list[dict] = field(default_factory=list)  # one search/train job each
-    targets: list[dict] = field(default_factory=list)   # one compile/bench job each
+    targets: list[dict] = field(default_factory=list)  # one compile/bench job each
     reasons: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -28,9 +28,11 @@ class Plan:
 
     def github_output(self) -> str:
         """Lines for $GITHUB_OUTPUT: matrices as compact JSON, and whether there is work."""
-        return (f"projects={json.dumps({'include': self.projects}, separators=(',', ':'))}\n"
-                f"targets={json.dumps({'include': self.targets}, separators=(',', ':'))}\n"
-                f"any={'true' if self.projects else 'false'}\n")
+        return (
+            f"projects={json.dumps({'include': self.projects}, separators=(',', ':'))}\n"
+            f"targets={json.dumps({'include': self.targets}, separators=(',', ':'))}\n"
+            f"any={'true' if self.projects else 'false'}\n"
+        )
 
 
 def _reasons(root: Path, project_yaml: Path, spec, changed: set[str]) -> list[str]:
@@ -51,8 +53,14 @@ def _reasons(root: Path, project_yaml: Path, spec, changed: set[str]) -> list[st
     return reasons
 
 
-def make_plan(root: Path, base: str | None, head: str = "HEAD", *, everything: bool = False,
-              only: tuple[str, ...] = ()) -> Plan:
+def make_plan(
+    root: Path,
+    base: str | None,
+    head: str = "HEAD",
+    *,
+    everything: bool = False,
+    only: tuple[str, ...] = (),
+) -> Plan:
     """The plan for ``base..head`` of the repository at ``root`` (its working tree is head)."""
     root = root.resolve()
     changed = set(changed_files(root, base, head)) if not (everything or only) else set()
@@ -70,18 +78,31 @@ def make_plan(root: Path, base: str | None, head: str = "HEAD", *, everything: b
         folder = spec.folder.relative_to(root).as_posix()
         train_runner = load_runner(root / "runners" / f"{spec.train.runner}.yaml")
         plan.reasons[spec.name] = reasons
-        plan.projects.append({"project": spec.name, "path": folder,
-                              "runner": train_runner.name,
-                              "runs-on": list(train_runner.labels)})
+        plan.projects.append(
+            {
+                "project": spec.name,
+                "path": folder,
+                "runner": train_runner.name,
+                "runs-on": list(train_runner.labels),
+            }
+        )
         for target in spec.targets:
             runner = spec.runners[target.runner]
-            plan.targets.append({"project": spec.name, "path": folder, "target": target.name,
-                                 "runner": runner.name, "runs-on": list(runner.labels)})
+            plan.targets.append(
+                {
+                    "project": spec.name,
+                    "path": folder,
+                    "target": target.name,
+                    "runner": runner.name,
+                    "runs-on": list(runner.labels),
+                }
+            )
     unknown = set(only) - set(plan.reasons)
     if unknown:
         known = sorted(p.parent.name for p in (root / "projects").glob("*/project.yaml"))
-        raise TangoError(f"no project named {', '.join(sorted(unknown))}; projects: "
-                         f"{', '.join(known) or 'none'}")
+        raise TangoError(
+            f"no project named {', '.join(sorted(unknown))}; projects: {', '.join(known) or 'none'}"
+        )
     return plan
 
 

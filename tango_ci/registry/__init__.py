@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tango_ci.exceptions import TangoError
-from tango_ci.gitops.git import clean_environment, git, has_remote
+from tango_ci.gitrepo import clean_environment, git, has_remote
 from tango_ci.registry.records import UntrustedDataError, check_record, parse_json
 
 RECORD_HEADER = "tango-ci/1"
@@ -26,10 +26,12 @@ _VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 
 
 class PromotionConflict(TangoError):
-    _template = ("{name}: another promotion was pushed to {remote} meanwhile ({tags} already "
-                 "there with other contents); {remote} was not changed and this promotion was "
-                 "withdrawn. Run `git fetch --tags {remote}`, look at `tango registry show "
-                 "{name}`, and promote again if it is still wanted")
+    _template = (
+        "{name}: another promotion was pushed to {remote} meanwhile ({tags} already "
+        "there with other contents); {remote} was not changed and this promotion was "
+        "withdrawn. Run `git fetch --tags {remote}`, look at `tango registry show "
+        "{name}`, and promote again if it is still wanted"
+    )
 
 
 def _quiet():
@@ -70,7 +72,7 @@ def decode_record(message: str | None) -> dict | None:
     if not message or not message.startswith(RECORD_HEADER):
         return None
     try:
-        record = parse_json(message[len(RECORD_HEADER):], "a tag message")
+        record = parse_json(message[len(RECORD_HEADER) :], "a tag message")
     except UntrustedDataError:
         return None
     return record if isinstance(record, dict) else None
@@ -81,13 +83,20 @@ def bump(previous: dict | None, record: dict) -> tuple[str, str]:
     minor; a retrain of the same architecture -> patch. The first version is v1.0.0."""
     if previous is None:
         return "v1.0.0", "first version"
-    major, minor, patch = (int(x) for x in _VERSION.match(previous["version"]).groups())
+    match = _VERSION.match(previous["version"])
+    if match is None:
+        raise TangoError(
+            f"the latest version '{previous['version']}' is not like v1.2.3; "
+            "the next version cannot be derived from it"
+        )
+    major, minor, patch = (int(x) for x in match.groups())
     old = previous.get("record") or {}
     if old.get("task") != record.get("task") or old.get("classes") != record.get("classes"):
         return f"v{major + 1}.0.0", "task or classes changed (major)"
     if old.get("architecture") != record.get("architecture"):
-        return f"v{major}.{minor + 1}.0", (f"architecture {old.get('architecture')} -> "
-                                           f"{record.get('architecture')} (minor)")
+        return f"v{major}.{minor + 1}.0", (
+            f"architecture {old.get('architecture')} -> {record.get('architecture')} (minor)"
+        )
     return f"v{major}.{minor}.{patch + 1}", "retrain of the same architecture (patch)"
 
 
@@ -110,15 +119,18 @@ class Registry:
 
     def overview(self) -> list[dict]:
         """One row per artifact: its latest version and the version(s) in each stage."""
-        return [{"name": name, "latest": row["version"], "stages": row["stage"]}
-                for name, row in sorted(self._show().items())]
+        return [
+            {"name": name, "latest": row["version"], "stages": row["stage"]}
+            for name, row in sorted(self._show().items())
+        ]
 
     def require(self, name: str) -> None:
         """An error listing the known artifacts when ``name`` is not one of them."""
         names = self.names()
         if name not in names:
-            raise TangoError(f"no artifact '{name}' in the registry; artifacts: "
-                             f"{', '.join(names) or 'none'}")
+            raise TangoError(
+                f"no artifact '{name}' in the registry; artifacts: {', '.join(names) or 'none'}"
+            )
 
     def versions(self, name: str) -> list[dict]:
         """Every version of ``name``, newest first, with its current stages and its record."""
@@ -127,12 +139,16 @@ class Registry:
         out = []
         for version in self._show(name):
             registration = (version.get("registrations") or [{}])[0]
-            out.append({
-                "version": version["version"], "commit": version["commit_hexsha"],
-                "created_at": str(version["created_at"]), "tag": version.get("ref"),
-                "stages": sorted(s for s, v in current.items() if v == version["version"]),
-                "record": decode_record(registration.get("message")),
-            })
+            out.append(
+                {
+                    "version": version["version"],
+                    "commit": version["commit_hexsha"],
+                    "created_at": str(version["created_at"]),
+                    "tag": version.get("ref"),
+                    "stages": sorted(s for s, v in current.items() if v == version["version"]),
+                    "record": decode_record(registration.get("message")),
+                }
+            )
         return out
 
     def stages(self, name: str) -> dict[str, str]:
@@ -145,8 +161,9 @@ class Registry:
         for event in self._history(name):
             if event["event"] == "assignment":
                 latest[event["stage"]] = event["version"]
-            elif event["event"] == "unassignment" and latest.get(event["stage"]) == \
-                    event["version"]:
+            elif (
+                event["event"] == "unassignment" and latest.get(event["stage"]) == event["version"]
+            ):
                 del latest[event["stage"]]
         return latest
 
@@ -166,10 +183,18 @@ class Registry:
             return (event["timestamp"], int(number) if number.isdigit() else 0)
 
         events = sorted(gto.api.history(self.root, name, ascending=True), key=order)
-        return [{"event": e["event"], "version": e["version"], "stage": e.get("stage"),
-                 "tag": e.get("ref"), "created_at": str(e["timestamp"]),
-                 "author": e.get("author"), "message": (e.get("message") or "").split("\n")[0]}
-                for e in events]
+        return [
+            {
+                "event": e["event"],
+                "version": e["version"],
+                "stage": e.get("stage"),
+                "tag": e.get("ref"),
+                "created_at": str(e["timestamp"]),
+                "author": e.get("author"),
+                "message": (e.get("message") or "").split("\n")[0],
+            }
+            for e in events
+        ]
 
     def resolve(self, reference: str) -> dict:
         """``NAME#stage`` / ``NAME@vX.Y.Z`` / ``NAME`` (latest) -> that version's entry."""
@@ -181,11 +206,15 @@ class Registry:
                 raise TangoError(f"{name} has no version in stage '{stage}'")
         chosen = next((v for v in versions if version in (None, v["version"])), None)
         if chosen is None:
-            raise TangoError(f"{name} has no version {version}; versions: "
-                             f"{', '.join(v['version'] for v in versions)}")
+            raise TangoError(
+                f"{name} has no version {version}; versions: "
+                f"{', '.join(v['version'] for v in versions)}"
+            )
         if chosen["record"] is None:
-            raise TangoError(f"{name}@{chosen['version']} was not registered by TANGO-CI "
-                             "(its tag message holds no artifact record)")
+            raise TangoError(
+                f"{name}@{chosen['version']} was not registered by TANGO-CI "
+                "(its tag message holds no artifact record)"
+            )
         check_record(chosen["record"], f"{name}@{chosen['version']}: the record in its tag")
         return {"name": name, **chosen}
 
@@ -197,8 +226,9 @@ class Registry:
     def _new_tags(self, before: set[str]) -> list[str]:
         return sorted(set(git(self.root, "tag", "--list").splitlines()) - before)
 
-    def register(self, name: str, record: dict, ref: str = "HEAD",
-                 version: str | None = None) -> tuple[str, str]:
+    def register(
+        self, name: str, record: dict, ref: str = "HEAD", version: str | None = None
+    ) -> tuple[str, str]:
         """Register a new version of ``name`` at ``ref``; returns (version, why)."""
         import gto.api
 
@@ -209,8 +239,13 @@ class Registry:
         try:
             self._after_last_tag(name)
             with _quiet():
-                gto.api.register(self.root, name, ref=ref, version=version,
-                                 message=encode_record(record | {"version": version}))
+                gto.api.register(
+                    self.root,
+                    name,
+                    ref=ref,
+                    version=version,
+                    message=encode_record(record | {"version": version}),
+                )
         except Exception as error:
             raise TangoError(f"registry: cannot register {name}@{version}: {error}") from None
         return version, why
@@ -219,8 +254,13 @@ class Registry:
         """GTO orders events by their tags' times, to the second: make this one later."""
         import time
 
-        stamps = git(self.root, "for-each-ref", "--format=%(creatordate:unix)",
-                     f"refs/tags/{name}@*", f"refs/tags/{name}#*").split()
+        stamps = git(
+            self.root,
+            "for-each-ref",
+            "--format=%(creatordate:unix)",
+            f"refs/tags/{name}@*",
+            f"refs/tags/{name}#*",
+        ).split()
         last = max((int(s) for s in stamps), default=0)
         deadline = time.time() + 2  # a tag from a clock ahead of ours must not hang us
         while time.time() < last + 1 and time.time() < deadline:
@@ -233,11 +273,11 @@ class Registry:
         self._after_last_tag(name)
         try:
             with _quiet():  # force: a rollback assigns a version that held the stage before
-                gto.api.assign(self.root, name, stage, version=version, message=message,
-                               force=True)
+                gto.api.assign(self.root, name, stage, version=version, message=message, force=True)
         except Exception as error:
-            raise TangoError(f"registry: cannot assign {name}@{version} to {stage}: "
-                             f"{error}") from None
+            raise TangoError(
+                f"registry: cannot assign {name}@{version} to {stage}: {error}"
+            ) from None
         created = self._new_tags(before)
         return created[0] if created else ""
 
@@ -248,34 +288,52 @@ class Registry:
         if not tags or not has_remote(self.root, self.remote):
             return
         refs = [f"refs/tags/{t}" for t in tags]
-        result = subprocess.run(["git", "push", "--atomic", "--porcelain", self.remote, *refs],
-                                cwd=self.root, capture_output=True, text=True,
-                                env=clean_environment())
+        result = subprocess.run(
+            ["git", "push", "--atomic", "--porcelain", self.remote, *refs],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            env=clean_environment(),
+        )
         if result.returncode == 0:
             return
         ours = {t: git(self.root, "rev-parse", f"refs/tags/{t}") for t in tags}
         listed = git(self.root, "ls-remote", "--tags", self.remote, *refs, check=False)
-        theirs = {line.split()[1][len("refs/tags/"):]: line.split()[0]
-                  for line in listed.splitlines() if len(line.split()) == 2}
+        theirs = {
+            line.split()[1][len("refs/tags/") :]: line.split()[0]
+            for line in listed.splitlines()
+            if len(line.split()) == 2
+        }
         taken = [t for t in tags if t in theirs and theirs[t] != ours[t]]
         for tag in tags:
             git(self.root, "tag", "-d", tag, check=False)
         if taken:
             raise PromotionConflict(name=name, remote=self.remote, tags=", ".join(taken))
         lines = (result.stderr.strip() or result.stdout.strip()).splitlines()
-        raise TangoError(f"{name}: pushing {', '.join(tags)} to {self.remote} failed "
-                         f"({lines[-1] if lines else 'no output'}); the local tags were "
-                         "withdrawn, nothing was published")
+        raise TangoError(
+            f"{name}: pushing {', '.join(tags)} to {self.remote} failed "
+            f"({lines[-1] if lines else 'no output'}); the local tags were "
+            "withdrawn, nothing was published"
+        )
 
-    def promote(self, name: str, version: str, stage: str = "prod", *, message: str = "",
-                push: bool = True, fetch: bool = True) -> str:
+    def promote(
+        self,
+        name: str,
+        version: str,
+        stage: str = "prod",
+        *,
+        message: str = "",
+        push: bool = True,
+        fetch: bool = True,
+    ) -> str:
         """Assign ``version`` to ``stage`` and publish the tag; returns the new tag."""
         if fetch:
             self.fetch()
         versions = {v["version"] for v in self.versions(name)}
         if version not in versions:
-            raise TangoError(f"{name} has no version {version}; versions: "
-                             f"{', '.join(sorted(versions))}")
+            raise TangoError(
+                f"{name} has no version {version}; versions: {', '.join(sorted(versions))}"
+            )
         if self.stage_version(name, stage) == version:
             raise TangoError(f"{name}@{version} is already in stage {stage}")
         tag = self.assign(name, version, stage, message or f"promote {version} to {stage}")
@@ -283,8 +341,9 @@ class Registry:
             self.publish(name, [tag])
         return tag
 
-    def rollback(self, name: str, stage: str = "prod", *, push: bool = True,
-                 fetch: bool = True) -> tuple[str, str, str]:
+    def rollback(
+        self, name: str, stage: str = "prod", *, push: bool = True, fetch: bool = True
+    ) -> tuple[str, str, str]:
         """Assign again the version that held ``stage`` before the current one.
 
         Returns (from version, to version, new tag); nothing is deleted.
@@ -309,11 +368,12 @@ class Registry:
             elif not stack or stack[-1] != event["version"]:
                 stack.append(event["version"])
         if len(stack) < 2:
-            raise TangoError(f"{name}: {current} is the only version left in the history of "
-                             f"stage {stage}; there is nothing to roll back to")
+            raise TangoError(
+                f"{name}: {current} is the only version left in the history of "
+                f"stage {stage}; there is nothing to roll back to"
+            )
         previous = stack[-2]
-        tag = self.assign(name, previous, stage, f"rollback {stage} from {current} to "
-                                                 f"{previous}")
+        tag = self.assign(name, previous, stage, f"rollback {stage} from {current} to {previous}")
         if push:
             self.publish(name, [tag])
         return current, previous, tag

@@ -18,9 +18,9 @@ from typing import Any
 from tango_ci.exceptions import TangoError
 from tango_ci.rundir import strict_json
 
-MAX_JSON_BYTES = 4 * 2**20       # a metrics.json or results.json is a few KiB
-MAX_LISTING_BYTES = 8 * 2**20    # a DVC .dir listing: ~100 bytes per file
-MAX_FILES = 10_000               # files in one artifact
+MAX_JSON_BYTES = 4 * 2**20  # a metrics.json or results.json is a few KiB
+MAX_LISTING_BYTES = 8 * 2**20  # a DVC .dir listing: ~100 bytes per file
+MAX_FILES = 10_000  # files in one artifact
 MAX_PATH_CHARS = 1024
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MD5 = re.compile(r"^[0-9a-f]{32}$")
@@ -34,16 +34,22 @@ class UntrustedDataError(TangoError):
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-            type(None): "null"}.get(type(value), "a number")
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+    }.get(type(value), "a number")
 
 
 def parse_json(data: bytes | str, what: str, limit: int = MAX_JSON_BYTES) -> Any:
     """Strict JSON of at most ``limit`` bytes; ``what`` names the source in errors."""
     size = len(data.encode() if isinstance(data, str) else data)
     if size > limit:
-        raise UntrustedDataError(f"{what} is {size} bytes, more than the {limit} allowed; "
-                                 "it was not read")
+        raise UntrustedDataError(
+            f"{what} is {size} bytes, more than the {limit} allowed; it was not read"
+        )
     try:
         return strict_json(data)
     except ValueError as error:
@@ -61,8 +67,9 @@ def read_json_file(path: Path, what: str, limit: int = MAX_JSON_BYTES) -> Any:
     if not stat.S_ISREG(info.st_mode):
         raise UntrustedDataError(f"{what} is not a regular file")
     if info.st_size > limit:
-        raise UntrustedDataError(f"{what} is {info.st_size} bytes, more than the {limit} "
-                                 "allowed; it was not read")
+        raise UntrustedDataError(
+            f"{what} is {info.st_size} bytes, more than the {limit} allowed; it was not read"
+        )
     with open(path, "rb") as handle:
         return parse_json(handle.read(limit + 1), what, limit)
 
@@ -70,16 +77,20 @@ def read_json_file(path: Path, what: str, limit: int = MAX_JSON_BYTES) -> Any:
 def safe_relpath(text: Any, what: str) -> str:
     """``text`` if it is a normalised relative POSIX path that stays where it is put."""
     if not isinstance(text, str) or not text:
-        raise UntrustedDataError(f"{what}: a path must be a non-empty string, not "
-                                 f"{_kind(text)}")
+        raise UntrustedDataError(f"{what}: a path must be a non-empty string, not {_kind(text)}")
     shown = text if len(text) <= 80 else text[:77] + "..."
     if len(text) > MAX_PATH_CHARS or "\0" in text or "\\" in text:
         raise UntrustedDataError(f"{what}: unsafe path '{shown}'")
     path = PurePosixPath(text)
-    if (path.is_absolute() or path.as_posix() != text
-            or any(part in ("", ".", "..") for part in text.split("/"))):
-        raise UntrustedDataError(f"{what}: unsafe path '{shown}' (absolute, '..' or not "
-                                 "normalised); nothing is written outside its folder")
+    if (
+        path.is_absolute()
+        or path.as_posix() != text
+        or any(part in ("", ".", "..") for part in text.split("/"))
+    ):
+        raise UntrustedDataError(
+            f"{what}: unsafe path '{shown}' (absolute, '..' or not "
+            "normalised); nothing is written outside its folder"
+        )
     return text
 
 
@@ -97,20 +108,21 @@ class Shape:
         return f"field '{self.path}'" if self.path else "the document"
 
     def _fail(self, expected: str) -> UntrustedDataError:
-        return UntrustedDataError(f"{self.what}: {self.where} must be {expected}, not "
-                                  f"{_kind(self.value)}")
+        return UntrustedDataError(
+            f"{self.what}: {self.where} must be {expected}, not {_kind(self.value)}"
+        )
 
     def _join(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
-    def field(self, key: str) -> "Shape":
+    def field(self, key: str) -> Shape:
         data = self.object()
         path = self._join(key)
         if key not in data:
             raise UntrustedDataError(f"{self.what}: field '{path}' is missing")
         return Shape(data[key], self.what, path)
 
-    def optional(self, key: str) -> "Shape | None":
+    def optional(self, key: str) -> Shape | None:
         data = self.object()
         if data.get(key) is None:
             return None
@@ -121,19 +133,22 @@ class Shape:
             raise self._fail("an object")
         return self.value
 
-    def items(self, limit: int = MAX_FILES) -> list[tuple[str, "Shape"]]:
+    def items(self, limit: int = MAX_FILES) -> list[tuple[str, Shape]]:
         data = self.object()
         if len(data) > limit:
-            raise UntrustedDataError(f"{self.what}: {self.where} has {len(data)} entries, "
-                                     f"more than the {limit} allowed")
+            raise UntrustedDataError(
+                f"{self.what}: {self.where} has {len(data)} entries, more than the {limit} allowed"
+            )
         return [(key, Shape(value, self.what, self._join(key))) for key, value in data.items()]
 
-    def list(self, limit: int = MAX_FILES) -> list["Shape"]:
+    def list(self, limit: int = MAX_FILES) -> list[Shape]:
         if not isinstance(self.value, list):
             raise self._fail("a list")
         if len(self.value) > limit:
-            raise UntrustedDataError(f"{self.what}: {self.where} has {len(self.value)} "
-                                     f"entries, more than the {limit} allowed")
+            raise UntrustedDataError(
+                f"{self.what}: {self.where} has {len(self.value)} "
+                f"entries, more than the {limit} allowed"
+            )
         return [Shape(v, self.what, f"{self.path}[{i}]") for i, v in enumerate(self.value)]
 
     def string(self, pattern: re.Pattern | None = None, expected: str = "") -> str:
@@ -141,8 +156,9 @@ class Shape:
             raise self._fail("a string")
         if pattern is not None and not pattern.match(self.value):
             shown = self.value if len(self.value) <= 80 else self.value[:77] + "..."
-            raise UntrustedDataError(f"{self.what}: {self.where} must be "
-                                     f"{expected or 'a name'}, not '{shown}'")
+            raise UntrustedDataError(
+                f"{self.what}: {self.where} must be {expected or 'a name'}, not '{shown}'"
+            )
         return self.value
 
     def name(self) -> str:
@@ -227,7 +243,7 @@ def check_target_results(shape: Shape, *, stored: bool) -> dict:
     shape.field("passed").boolean()
     for key in ("engine", "precision", "runner"):
         shape.field(key).string()
-    for name, metric in shape.field("metrics").items(64):
+    for _, metric in shape.field("metrics").items(64):
         if metric.value is not None:
             metric.number()
     failed = shape.optional("failed")
@@ -293,18 +309,23 @@ def check_decision(value: Any, what: str) -> dict:
 
 
 def check_model(value: Any, what: str) -> dict:
-    """train/model.json: the architecture's family and size, and the classes."""
-    shape = Shape(value, what)
-    shape.object()
-    if (family := shape.optional("family")) is not None:
-        family.string()
-    for key in ("level", "scale"):
-        if (field := shape.optional(key)) is not None and not isinstance(field.value, str):
-            field.number()
-    if (classes := shape.optional("classes")) is not None:
-        for item in classes.list(100_000):
-            item.string()
+    """train/model.json: a TrainedModel record, as its schema (schemas/run/) defines it."""
+    from tango_ci.contracts import schema_problem
+
+    problem = schema_problem("trained-model", value)
+    if problem:
+        raise UntrustedDataError(f"{what}: {problem}")
     return value
+
+
+MAX_TASK_METRICS = 32  # numbers of a task's metrics a registry record keeps
+
+
+def task_numbers(task_metrics: dict) -> dict[str, float]:
+    """The named numbers of a task's (checked) metrics: what gate.metric can compare."""
+    numbers = {k: float(v) for k, v in task_metrics.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and NAME.match(k)}
+    return dict(list(numbers.items())[:MAX_TASK_METRICS])
 
 
 def check_metrics(value: Any, what: str) -> dict:
@@ -317,11 +338,16 @@ def check_metrics(value: Any, what: str) -> dict:
         latency.field(key).number()
     if (rss := latency.optional("peak_rss_mb")) is not None:
         rss.number()
-    quality = shape.field("accuracy")
-    quality.field("accuracy").number()
-    for key in ("map50", "map50_95"):
-        if (field := quality.optional(key)) is not None:
-            field.number()
+    quality = shape.field("quality")
+    quality.field("name").string(NAME, "a metric name")
+    quality.field("label").string()
+    quality.field("value").number()
+    for key, field in shape.field("task_metrics").items(MAX_TASK_METRICS * 8):
+        if isinstance(field.value, (int, float)) and not isinstance(field.value, bool):
+            field.number()  # finite; the registry keeps these (named as gate.metric names)
+        elif not isinstance(field.value, (dict, list, str)):
+            raise UntrustedDataError(f"{what}: field 'task_metrics.{key[:40]}' must be a "
+                                     "number, an object, a list or a string")
     if (build := shape.optional("build")) is not None:
         safe_relpath(build.field("file").string(), f"{what}: field 'build.file'")
         build.field("sha256").string(SHA256, "a sha256 (64 hex digits)")

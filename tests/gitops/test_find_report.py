@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tango_ci.gitops.flow import find_report
-from tango_ci.gitops.git import commit_files
+from tango_ci.gitops.reports import find_report
+from tango_ci.gitrepo import commit_files
 from tests.conftest import git
 
 ID = ["-c", "user.name=t", "-c", "user.email=t@t"]

@@ -71,7 +71,7 @@ def test_push_report_merge_promote_pull(tmp_path: Path) -> None:
     measured = read_json(run_root / "bench" / "cpu-fp32" / "metrics.json")
     metrics = json.loads(git(work, "show", "origin/reports/shapes:metrics.json"))
     assert metrics["cpu-fp32"]["p95_ms"] == measured["latency"]["p95_ms"]
-    assert metrics["cpu-fp32"]["accuracy"] == measured["accuracy"]["accuracy"]
+    assert metrics["cpu-fp32"]["accuracy"] == measured["quality"]["value"]
     report = git(work, "show", "origin/reports/shapes:report.md")
     assert f"{measured['latency']['p95_ms']:.3g}" in report
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tango_ci.dvcstore import push_dir
-from tango_ci.gitops.flow import promote_pending
-from tango_ci.gitops.git import commit_files
+from tango_ci.gitops.promote import promote_pending
+from tango_ci.gitrepo import commit_files
 from tango_ci.registry import Registry
 from tests.conftest import git
 

@@ -18,7 +18,7 @@ import pytest
 
 from tango_ci.dvcstore import run_dvc
 from tango_ci.gitops import local
-from tango_ci.gitops.git import commit_files
+from tango_ci.gitrepo import commit_files
 from tests.conftest import REPO, git, write_project
 from tests.hostile.conftest import Tree, refused, tango
 
@@ -106,7 +106,10 @@ def fabricate_run(root: Path) -> Path:
                                "targets": [{"name": "cpu"}]}},
         "gate/decision.json": {"passed": True, "targets": {"cpu": {"passed": True, "checks": [
             {"check": "latency p95", "status": "pass"}]}}},
-        "train/model.json": {"family": "resnet", "level": "xs", "classes": ["a", "b"]},
+        "train/model.json": {"schema_version": 1, "task": "classification",
+                             "family": "resnet", "name": "resnet-xs",
+                             "architecture": "resnet-xs", "image_size": 16,
+                             "classes": ["a", "b"], "shape": {"level": "xs"}},
         "compile/cpu/artifact.json": {"engine": "onnxruntime", "precision": "fp32",
                                       "file": "model.onnx", "sha256": digest, "bytes": 3000},
         "compile/manifest.json": {"stage": "compile", "status": "complete", "outputs": {
@@ -117,7 +120,8 @@ def fabricate_run(root: Path) -> Path:
             "runner": "local-cpu", "artifact": "/elsewhere/runs/demo/x/compile/cpu",
             "latency": {"p50_ms": 1.0, "p90_ms": 1.5, "p95_ms": 2.0, "p99_ms": 3.0,
                         "peak_rss_mb": 50.0},
-            "accuracy": {"accuracy": 0.9},
+            "quality": {"name": "accuracy", "label": "accuracy", "value": 0.9},
+            "task_metrics": {"accuracy": 0.9},
             "build": {"file": "model.onnx", "sha256": digest}},
     }
     for relative, content in files.items():

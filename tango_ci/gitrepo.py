@@ -1,5 +1,6 @@
-"""The few git operations the GitOps side needs, on the real ``git`` command.
+"""The few git operations the registry and the GitOps side need, on the real ``git`` command.
 
+Below both :mod:`tango_ci.registry` and :mod:`tango_ci.gitops`, it knows nothing of either.
 Reports are committed to their branch with plumbing (a private index), so the working tree
 and the checked-out branch of the repository are never touched.
 """
@@ -15,31 +16,56 @@ from tango_ci.exceptions import TangoError
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 ZERO = "0" * 40
-BOT = {"GIT_AUTHOR_NAME": "tango-ci", "GIT_AUTHOR_EMAIL": "tango-ci@localhost",
-       "GIT_COMMITTER_NAME": "tango-ci", "GIT_COMMITTER_EMAIL": "tango-ci@localhost"}
+BOT = {
+    "GIT_AUTHOR_NAME": "tango-ci",
+    "GIT_AUTHOR_EMAIL": "tango-ci@localhost",
+    "GIT_COMMITTER_NAME": "tango-ci",
+    "GIT_COMMITTER_EMAIL": "tango-ci@localhost",
+}
 # git sets many GIT_* variables for hooks (GIT_DIR, GIT_QUARANTINE_PATH, push options, ...);
 # a hook's children keep only these
-_KEPT_GIT_VARIABLES = ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
-                       "GIT_COMMITTER_EMAIL", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_ASKPASS",
-                       "GIT_TERMINAL_PROMPT")
+_KEPT_GIT_VARIABLES = (
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_ASKPASS",
+    "GIT_TERMINAL_PROMPT",
+)
 
 
 def clean_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("GIT_") or k in _KEPT_GIT_VARIABLES}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _KEPT_GIT_VARIABLES
+    }
     for key, value in BOT.items():
         env.setdefault(key, value)
     return env | (extra or {})
 
 
-def git(cwd: Path, *args: str, env: dict[str, str] | None = None, check: bool = True,
-        input: str | None = None) -> str:
-    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                            env=clean_environment(env), input=input)
+def git(
+    cwd: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    input: str | None = None,
+) -> str:
+    result = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=clean_environment(env),
+        input=input,
+    )
     if check and result.returncode != 0:
         message = (result.stderr.strip() or result.stdout.strip()).splitlines()
-        raise TangoError(f"git {' '.join(args[:3])} failed in {cwd}: "
-                         f"{message[-1] if message else 'exit ' + str(result.returncode)}")
+        raise TangoError(
+            f"git {' '.join(args[:3])} failed in {cwd}: "
+            f"{message[-1] if message else 'exit ' + str(result.returncode)}"
+        )
     return result.stdout.strip()
 
 
@@ -49,8 +75,15 @@ def rev_parse(cwd: Path, rev: str) -> str | None:
 
 
 def is_ancestor(cwd: Path, ancestor: str, descendant: str) -> bool:
-    return subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, descendant],
-                          cwd=cwd, capture_output=True, env=clean_environment()).returncode == 0
+    return (
+        subprocess.run(
+            ["git", "merge-base", "--is-ancestor", ancestor, descendant],
+            cwd=cwd,
+            capture_output=True,
+            env=clean_environment(),
+        ).returncode
+        == 0
+    )
 
 
 def changed_files(cwd: Path, base: str | None, head: str) -> list[str]:
@@ -60,8 +93,9 @@ def changed_files(cwd: Path, base: str | None, head: str) -> list[str]:
     if base is None or base == ZERO:
         base = EMPTY_TREE
     elif rev_parse(cwd, base) is None:
-        raise TangoError(f"unknown base revision '{base}' (a shallow clone? check out with "
-                         "fetch-depth: 0)")
+        raise TangoError(
+            f"unknown base revision '{base}' (a shallow clone? check out with fetch-depth: 0)"
+        )
     else:
         base = git(cwd, "merge-base", base, head, check=False) or base
     out = git(cwd, "diff", "--name-only", "--no-renames", base, head)
@@ -69,8 +103,13 @@ def changed_files(cwd: Path, base: str | None, head: str) -> list[str]:
 
 
 def show_file(cwd: Path, rev: str, path: str) -> str | None:
-    result = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=cwd, capture_output=True,
-                            text=True, env=clean_environment())
+    result = subprocess.run(
+        ["git", "show", f"{rev}:{path}"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=clean_environment(),
+    )
     return result.stdout if result.returncode == 0 else None
 
 
@@ -88,10 +127,15 @@ def read_blob(cwd: Path, rev: str, path: str, limit: int) -> bytes | None:
     if size is None:
         return None
     if size > limit:
-        raise TangoError(f"{path} at {rev[:10]} is {size} bytes, more than the {limit} "
-                         "allowed; it was not read")
-    result = subprocess.run(["git", "cat-file", "blob", f"{rev}:{path}"], cwd=cwd,
-                            capture_output=True, env=clean_environment())
+        raise TangoError(
+            f"{path} at {rev[:10]} is {size} bytes, more than the {limit} allowed; it was not read"
+        )
+    result = subprocess.run(
+        ["git", "cat-file", "blob", f"{rev}:{path}"],
+        cwd=cwd,
+        capture_output=True,
+        env=clean_environment(),
+    )
     return result.stdout if result.returncode == 0 else None
 
 
@@ -114,8 +158,9 @@ def ref_names(cwd: Path, *prefixes: str) -> list[str]:
     return [line for line in out.splitlines() if line]
 
 
-def commit_files(cwd: Path, branch: str, files: dict[str, bytes], message: str, *,
-                 amend: bool = False) -> str:
+def commit_files(
+    cwd: Path, branch: str, files: dict[str, bytes], message: str, *, amend: bool = False
+) -> str:
     """Commit ``files`` (path -> content) as the whole tree of a new commit on ``branch``.
 
     The branch continues origin's branch of that name when there is no local one, and is
@@ -139,8 +184,13 @@ def commit_files(cwd: Path, branch: str, files: dict[str, bytes], message: str, 
 
 
 def _hash_blob(cwd: Path, content: bytes) -> str:
-    result = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=cwd, input=content,
-                            capture_output=True, env=clean_environment())
+    result = subprocess.run(
+        ["git", "hash-object", "-w", "--stdin"],
+        cwd=cwd,
+        input=content,
+        capture_output=True,
+        env=clean_environment(),
+    )
     if result.returncode != 0:
         raise TangoError(f"git hash-object failed in {cwd}: {result.stderr.decode().strip()}")
     return result.stdout.decode().strip()

@@ -1,0 +1,250 @@
+"""A project on this machine: check its files, make its data, run its pipeline, judge the run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tango_ci.data.synth import SynthRequest, synthesize
+from tango_ci.exceptions import TangoError
+from tango_ci.progress import SILENT, Reporter
+from tango_ci.rundir import RunDir
+from tango_ci.runners.probe import probe_host, runner_yaml
+from tango_ci.spec import (
+    Problem,
+    ProjectSpec,
+    check_file,
+    display_path,
+    find_repo_root,
+    load_project,
+    spec_files,
+)
+
+if TYPE_CHECKING:
+    from tango_ci.runners.check import Finding
+
+
+def validate(paths: Iterable[Path] = (), repo_root: Path | None = None) -> list[Problem]:
+    """Problems of the given spec files (folders are searched); default every file of the repo."""
+    root = (repo_root or find_repo_root(Path.cwd())).resolve()
+    paths = [Path(p) for p in paths]
+    files = [f for path in paths for f in _expand(path)] if paths else spec_files(root)
+    if not files:
+        raise TangoError(
+            f"no project or runner files under {display_path(root)} "
+            "(looked for projects/*/project.yaml and runners/*.yaml)"
+        )
+    problems: list[Problem] = []
+    for path in files:
+        problems.extend(check_file(path, root if path.resolve().is_relative_to(root) else None))
+    return problems
+
+
+def _expand(path: Path) -> list[Path]:
+    """A file is itself; a folder stands for the spec files in it (or itself, to be reported)."""
+    if not path.is_dir():
+        return [path]
+    if (path / "project.yaml").exists():
+        return [path / "project.yaml"]
+    found = sorted(path.rglob("project.yaml")) + sorted(path.rglob("runners/*.yaml"))
+    if path.name == "runners":
+        found += sorted(path.glob("*.yaml"))
+    return found or [path]
+
+
+def probe_runner(name: str, out: Path | None, *, force: bool = False) -> tuple[dict, dict, str]:
+    """Describe this host as runner ``name``; write it to ``out`` unless None.
+
+    Returns the runner mapping, the engines that are missing (with reasons) and the YAML text.
+    """
+    runner, missing = probe_host(name)
+    text = runner_yaml(runner)
+    if out is not None:
+        out = Path(out)
+        if out.exists() and not force:
+            raise TangoError(f"{display_path(out)} exists; pass --force to replace it")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    return runner, missing, text
+
+
+def check_yolo_dataset(path: Path) -> tuple[dict, list[Problem]]:
+    """Statistics and every problem of a YOLO dataset (problems as file:line:col)."""
+    from tango_ci.data.yolo import check_dataset
+
+    path = Path(path)
+    repo = find_repo_root(path)
+    # data stays inside its repository; a dataset outside any stays inside its own folder
+    limit = (
+        repo
+        if path.resolve().is_relative_to(repo)
+        else (path if path.is_dir() else path.parent).resolve()
+    )
+    _, stats, problems = check_dataset(path, limit)
+    return stats, problems
+
+
+def synth_data(
+    request: SynthRequest,
+    *,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Generate a synthetic dataset as ``request`` says."""
+    return synthesize(request, force=force, progress=progress)
+
+
+def synth_project_data(
+    project: ProjectSpec | Path,
+    *,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Generate a project's data from its ``data.synth`` section into its ``data.path``."""
+    spec = project if isinstance(project, ProjectSpec) else load_project(Path(project))
+    synth = spec.data.synth
+    if synth is None:
+        where = display_path(spec.path) if spec.path else spec.name
+        raise TangoError(f"{where}: data.synth is not set; this project's data is not synthetic")
+    assert spec.data.resolved is not None
+    request = SynthRequest(
+        out=spec.data.resolved,
+        task=spec.task,
+        images_per_class=synth.images_per_class,
+        size=synth.size,
+        seed=synth.seed,
+    )
+    return synthesize(request, force=force, progress=progress)
+
+
+def run(
+    project: Path | ProjectSpec,
+    *,
+    from_stage: str | None = None,
+    until: str | None = None,
+    run_id: str | None = None,
+    resume: bool = False,
+    storage: str | None = None,
+    targets: Iterable[str] = (),
+    bench_seconds: float | None = None,
+    bench_repeat: int = 1,
+    reporter: Reporter = SILENT,
+) -> RunDir:
+    """Run the pipeline (or part of it) for ``project``; see :func:`pipeline.run_stages`."""
+    from tango_ci.pipeline import run_stages
+
+    options: dict = {"targets": list(targets)}
+    if storage:
+        options["storage"] = storage
+    if bench_seconds:
+        options["bench_seconds"] = bench_seconds
+    if bench_repeat > 1:
+        options["bench_repeat"] = bench_repeat
+    return run_stages(
+        project,
+        from_stage=from_stage,
+        until=until,
+        run_id=run_id,
+        resume=resume,
+        options=options,
+        reporter=reporter,
+    )
+
+
+def run_summary(run_dir: RunDir) -> dict:
+    """What a person wants after a run: per target the verdict and key numbers, the report.
+
+    A target's ``quality`` is its task's metric (``quality_name`` as people read it: accuracy,
+    mAP50), from bench's ``metrics.json``.
+    """
+    from tango_ci.rundir import read_json
+
+    summary: dict = {
+        "run": run_dir.id,
+        "path": str(run_dir.root),
+        "targets": {},
+        "passed": None,
+        "report": None,
+    }
+    decision_path = run_dir.stage_dir("gate") / "decision.json"
+    if decision_path.exists():
+        decision = read_json(decision_path)
+        summary["passed"] = decision["passed"]
+        for name, entry in decision["targets"].items():
+            metrics = read_json(run_dir.stage_dir("bench") / name / "metrics.json")
+            summary["targets"][name] = {
+                "engine": entry["engine"],
+                "precision": entry["precision"],
+                "passed": entry["passed"],
+                "quality": metrics["quality"]["value"],
+                "quality_name": metrics["quality"]["label"],
+                "latency": metrics["latency"],
+                "failed": [c["check"] for c in entry["checks"] if c["status"] == "fail"],
+            }
+    elif run_dir.is_complete("bench"):  # measured, not judged yet
+        for path in sorted(run_dir.stage_dir("bench").glob("*/metrics.json")):
+            metrics = read_json(path)
+            summary["targets"][path.parent.name] = {
+                "engine": metrics["engine"],
+                "precision": metrics["precision"],
+                "passed": None,
+                "quality": metrics["quality"]["value"],
+                "latency": metrics["latency"],
+                "quality_name": metrics["quality"]["label"],
+                "failed": [],
+            }
+    report = run_dir.stage_dir("report") / "report.md"
+    if report.exists():
+        summary["report"] = str(report)
+    return summary
+
+
+class GateFailed(TangoError):
+    """The gate judged the run and a target failed it."""
+
+    _template = "gate failed ({failed})"
+
+
+def check_gate(summary: dict) -> None:
+    """Raise :class:`GateFailed` when the gate of :func:`run_summary`'s run failed a target.
+
+    The exit-code rule of `tango run` and of each stage command: a run stopped before the gate
+    has nothing judged yet, and is not a failure.
+    """
+    if summary["passed"] is False:
+        raise GateFailed(
+            failed="; ".join(
+                f"{name}: {', '.join(target['failed'])}"
+                for name, target in summary["targets"].items()
+                if not target["passed"]
+            )
+        )
+
+
+def check_runner(path: Path) -> list[Finding]:
+    """How this host compares with the runner file ``path``: one finding per check."""
+    from tango_ci.runners.check import check_runner as compare
+    from tango_ci.spec import load_runner
+
+    return compare(load_runner(path))
+
+
+def track_data(project: Path | ProjectSpec) -> tuple[Path, Path]:
+    """Track the project's data with DVC and push it to the DVC remote.
+
+    Returns the data folder and the pointer file written next to it, to be committed.
+    """
+    from tango_ci.dvcstore import track
+
+    spec = project if isinstance(project, ProjectSpec) else load_project(Path(project))
+    assert spec.data.resolved is not None
+    return spec.data.resolved, track(find_repo_root(spec.folder), spec.data.resolved)
+
+
+def pull_data(project: Path | ProjectSpec) -> list[Path]:
+    """Fetch the data of every DVC pointer (``*.dvc``) of the project folder; returns them."""
+    from tango_ci.dvcstore import pull_pointers
+
+    spec = project if isinstance(project, ProjectSpec) else load_project(Path(project))
+    return pull_pointers(find_repo_root(spec.folder), spec.folder)

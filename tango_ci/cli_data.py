@@ -1,0 +1,135 @@
+"""`tango data`: the data stage, synthetic datasets, DVC tracking of a project's data.
+
+Each command parses its options, calls :mod:`tango_ci.api` and prints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from typer.core import TyperGroup
+
+from tango_ci import api
+from tango_ci.cli_common import PROJECT, display, err, progress_bar, run_pipeline
+
+
+class _DataGroup(TyperGroup):
+    """`tango data PROJECT` is short for `tango data prepare PROJECT`."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["prepare", *args]
+        return super().parse_args(ctx, args)
+
+
+data_app = typer.Typer(
+    cls=_DataGroup,
+    no_args_is_help=True,
+    help="The data stage (`tango data PROJECT`) and synthetic datasets.",
+)
+
+
+@data_app.command("synth")
+def data_synth(
+    project: Path | None = typer.Argument(
+        None, help="A project folder whose data.synth section says what to make."
+    ),
+    output: Path | None = typer.Option(
+        None, "--out", "-o", help="Folder to write (without a project)."
+    ),
+    task: str = typer.Option(
+        "classification",
+        help="classification (an ImageFolder) or detection (a YOLO dataset with data.yaml)",
+    ),
+    per_class: int = typer.Option(200, "--per-class", min=2, help="Images per class."),
+    size: int = typer.Option(64, min=16, max=1024, help="Image side in pixels."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same images."),
+    force: bool = typer.Option(False, "--force", help="Replace a folder that holds other data."),
+) -> None:
+    """Generate synthetic shape images: circles, squares and triangles on noisy backgrounds.
+
+    classification: one shape per image, an ImageFolder. detection: several shapes per image
+    with their boxes, a YOLO dataset (data.yaml, images/, labels/).
+
+    With PROJECT, the project's data.synth section gives the parameters and data.path the
+    folder. A folder made earlier with the same parameters is left untouched.
+    """
+    if (project is None) == (output is None):
+        raise typer.BadParameter("give a PROJECT or --out, not both", param_hint="PROJECT")
+    with progress_bar("synthesising") as bar:
+        task_id = bar.add_task("synthesising images", total=None)
+        update = lambda done, total: bar.update(task_id, completed=done, total=total)  # noqa: E731
+        if project is not None:
+            result = api.synth_project_data(project, force=force, progress=update)
+        else:
+            assert output is not None  # one of the two, checked above
+            request = api.SynthRequest(
+                out=output, task=task, images_per_class=per_class, size=size, seed=seed
+            )
+            result = api.synth_data(request, force=force, progress=update)
+    counts = ", ".join(f"{k} {v}" for k, v in result["images"].items())
+    verb = "wrote" if result["created"] else "up to date:"
+    err.print(f"{verb} [bold]{result['path']}[/bold] ({counts})")
+
+
+@data_app.command("prepare")
+def data_prepare(project: Path = PROJECT) -> None:
+    """The data stage: start a new run, read and split the images, fingerprint the dataset.
+
+    Synthesises the data first when the project has a data.synth section and the folder is
+    missing.
+    """
+    run_pipeline(project, from_stage="data", until="data")
+
+
+@data_app.command("track")
+def data_track(project: Path = PROJECT) -> None:
+    """Track the project's data with DVC (`dvc add`) and push it to the DVC remote.
+
+    Commit the pointer file it writes (e.g. projects/NAME/data.dvc): a change of it is what
+    makes `tango ci plan` retrain the project, and the pipeline pulls the data from it.
+    """
+    data, pointer = api.track_data(project)
+    err.print(
+        f"tracked {display(str(data))}; commit {display(str(pointer))} "
+        "(and the .gitignore next to it)"
+    )
+
+
+@data_app.command("pull")
+def data_pull(project: Path = PROJECT) -> None:
+    """Fetch the project's DVC-tracked data from the DVC remote.
+
+    Pulls every *.dvc pointer in the project folder; the pipeline workflow runs it before
+    training.
+    """
+    pulled = api.pull_data(project)
+    err.print(
+        f"pulled {len(pulled)} pointer(s): "
+        + (", ".join(display(str(p)) for p in pulled) or "none (the data is not under DVC)")
+    )
+
+
+@data_app.command("check")
+def data_check(
+    path: Path = typer.Argument(
+        ..., help="A YOLO dataset: its data.yaml or the folder holding it."
+    ),
+) -> None:
+    """Check a YOLO dataset: data.yaml, every image and every label line.
+
+    Prints one `file:line:col: message` line per problem (missing label files, boxes out of
+    range, unknown class ids, unreadable images, ...) and exits 1 if there are any.
+    """
+    stats, problems = api.check_yolo_dataset(path)
+    for problem in problems:
+        print(problem.format())
+    if problems:
+        raise typer.Exit(1)
+    images, boxes = stats["images"], stats["boxes"]
+    err.print(
+        f"[green]valid[/green]: {sum(images.values())} images (train {images['train']}, "
+        f"val {images['val']}), {sum(boxes.values())} boxes "
+        f"({', '.join(f'{k} {v}' for k, v in stats['per_class'].items())})"
+    )
