@@ -27,8 +27,9 @@ RUNNER = load_runner(ROOT / "runners" / "local-cpu.yaml")
 def calibration_images(size: int, count: int = 32) -> np.ndarray:
     """Shape images at ``size``: real-looking pixels for int8 calibration, nothing downloaded."""
     rng = np.random.default_rng(0)
-    return preprocess(np.stack([np.asarray(shape_image(rng, SHAPES[i % 3], size))
-                                for i in range(count)]))
+    return preprocess(
+        np.stack([np.asarray(shape_image(rng, SHAPES[i % 3], size)) for i in range(count)])
+    )
 
 
 def prepare(work: Path, info: dict, weights: Path | None = None) -> tuple[Path, Path]:
@@ -46,17 +47,36 @@ def prepare(work: Path, info: dict, weights: Path | None = None) -> tuple[Path, 
     return model_dir, onnx_path
 
 
-def build(work: Path, onnx_path: Path, model_dir: Path, engine: str, precision: str,
-          batch: int, calibration: np.ndarray, options: dict | None = None,
-          runner=None) -> tuple[Path, dict]:
+def build(
+    work: Path,
+    onnx_path: Path,
+    model_dir: Path,
+    engine: str,
+    precision: str,
+    batch: int,
+    calibration: np.ndarray,
+    options: dict | None = None,
+    runner=None,
+) -> tuple[Path, dict]:
     runner = runner or RUNNER
-    target = TargetSpec(name=f"{engine}-{precision}-b{batch}", runner=runner.name,
-                        engine=engine, precision=precision, batch=batch)
+    target = TargetSpec(
+        name=f"{engine}-{precision}-b{batch}",
+        runner=runner.name,
+        engine=engine,
+        precision=precision,
+        batch=batch,
+    )
     artifact = work / target.name / (options or {}).get("mode", "default")
-    manifest = get_compiler(engine).build(BuildRequest(
-        onnx_path=onnx_path, out_dir=artifact, target=target, runner=runner,
-        calibration=calibration if precision == "int8" else None,
-        options={"model_dir": model_dir, **(options or {})}))
+    manifest = get_compiler(engine).build(
+        BuildRequest(
+            onnx_path=onnx_path,
+            out_dir=artifact,
+            target=target,
+            runner=runner,
+            calibration=calibration if precision == "int8" else None,
+            options={"model_dir": model_dir, **(options or {})},
+        )
+    )
     return artifact, manifest
 
 
@@ -69,11 +89,23 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def time_artifact(artifact: Path, *, batch: int, size: int, threads: int, seconds: float,
-                  processes: int) -> dict:
+def time_artifact(
+    artifact: Path, *, batch: int, size: int, threads: int, seconds: float, processes: int
+) -> dict:
     """Median over ``processes`` measuring processes of their median latency."""
-    runs = measure_repeated(artifact, repeat=processes, batch=batch, size=size,
-                            threads=threads, max_seconds=seconds,
-                            min_seconds=min(2.0, seconds))["runs"]
-    return {"median_ms": runs["median_p50_ms"], "process_medians_ms": runs["p50_ms"],
-            "spread": runs["spread"], "cv": runs["cv_median"], "repeats": runs["repeats"]}
+    runs = measure_repeated(
+        artifact,
+        repeat=processes,
+        batch=batch,
+        size=size,
+        threads=threads,
+        max_seconds=seconds,
+        min_seconds=min(2.0, seconds),
+    )["runs"]
+    return {
+        "median_ms": runs["median_p50_ms"],
+        "process_medians_ms": runs["p50_ms"],
+        "spread": runs["spread"],
+        "cv": runs["cv_median"],
+        "repeats": runs["repeats"],
+    }

@@ -23,14 +23,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (ROOT, build, calibration_images, cosine, outputs, prepare,  # noqa: E402
-                     time_artifact)
+from _common import (
+    ROOT,
+    build,
+    calibration_images,
+    cosine,
+    outputs,
+    prepare,
+    time_artifact,
+)
 
-from tango_ci.bench.latency import host_facts  # noqa: E402
-from tango_ci.compile import check_request  # noqa: E402
-from tango_ci.exceptions import TangoError  # noqa: E402
-from tango_ci.spec import TargetSpec, load_runner  # noqa: E402
-from tango_ci.rundir import tool_versions  # noqa: E402
+from tango_ci.bench.latency import host_facts
+from tango_ci.compile import check_request
+from tango_ci.exceptions import TangoError
+from tango_ci.rundir import tool_versions
+from tango_ci.spec import TargetSpec, load_runner
 
 MODELS = {"resnet18": ("resnet", "l"), "densenet121": ("densenet", "xl")}
 # (label, engine, precision, options, built per batch?)
@@ -56,8 +63,9 @@ def usable(engine: str, precision: str, runner) -> str | None:
     import importlib.util
 
     try:
-        check_request(TargetSpec(name="probe", runner=runner.name, engine=engine,
-                                 precision=precision), runner)
+        check_request(
+            TargetSpec(name="probe", runner=runner.name, engine=engine, precision=precision), runner
+        )
     except TangoError as error:
         return str(error)
     package = {"pytorch": "torch"}.get(engine, engine)
@@ -73,8 +81,12 @@ def usable(engine: str, precision: str, runner) -> str | None:
 
 def run_case(model: str, size: int, batches: list[int], args) -> list[dict]:
     family, level = MODELS[model]
-    info = {"family": family, "level": level, "classes": [str(i) for i in range(1000)],
-            "image_size": size}
+    info = {
+        "family": family,
+        "level": level,
+        "classes": [str(i) for i in range(1000)],
+        "image_size": size,
+    }
     calibration = calibration_images(size, 16)
     runner = args.runner_spec
     gpu = runner.hardware.accelerator.kind == "nvidia-gpu"
@@ -86,9 +98,15 @@ def run_case(model: str, size: int, batches: list[int], args) -> list[dict]:
         else:
             variants.append(variant)
     if args.tvm_trials:
-        variants.append((f"TVM fp32 tuned ({args.tvm_trials} trials)", "tvm", "fp32",
-                         {"tvm_trials": args.tvm_trials,
-                          "tuning_cache": ROOT / "benchmarks" / ".tuning"}, True))
+        variants.append(
+            (
+                f"TVM fp32 tuned ({args.tvm_trials} trials)",
+                "tvm",
+                "fp32",
+                {"tvm_trials": args.tvm_trials, "tuning_cache": ROOT / "benchmarks" / ".tuning"},
+                True,
+            )
+        )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -100,38 +118,76 @@ def run_case(model: str, size: int, batches: list[int], args) -> list[dict]:
             for label, engine, precision, options, per_batch in variants:
                 key = f"{label}-{batch if per_batch else 'any'}"
                 if key not in shared:
-                    shared[key], _ = build(work / key.replace(" ", "_"), onnx_path, model_dir,
-                                           engine, precision, batch, calibration, options,
-                                           runner)
+                    shared[key], _ = build(
+                        work / key.replace(" ", "_"),
+                        onnx_path,
+                        model_dir,
+                        engine,
+                        precision,
+                        batch,
+                        calibration,
+                        options,
+                        runner,
+                    )
                 artifact = shared[key]
                 produced[label] = outputs(artifact, probe, args.threads)
-                timing = time_artifact(artifact, batch=batch, size=size, threads=args.threads,
-                                       seconds=args.seconds, processes=args.processes)
-                print(f"  {model:<12} {size:>3} b{batch} {label:<28} "
-                      f"{timing['median_ms']:9.3f} ms  cv {timing['cv']:.1%}", flush=True)
-                rows.append({"model": model, "size": size, "batch": batch, "variant": label,
-                             "engine": engine, "precision": precision, **timing})
-            eager = next(r for r in rows if r["batch"] == batch and r["size"] == size
-                         and r["model"] == model and r["variant"] == "PyTorch eager")
+                timing = time_artifact(
+                    artifact,
+                    batch=batch,
+                    size=size,
+                    threads=args.threads,
+                    seconds=args.seconds,
+                    processes=args.processes,
+                )
+                print(
+                    f"  {model:<12} {size:>3} b{batch} {label:<28} "
+                    f"{timing['median_ms']:9.3f} ms  cv {timing['cv']:.1%}",
+                    flush=True,
+                )
+                rows.append(
+                    {
+                        "model": model,
+                        "size": size,
+                        "batch": batch,
+                        "variant": label,
+                        "engine": engine,
+                        "precision": precision,
+                        **timing,
+                    }
+                )
+            eager = next(
+                r
+                for r in rows
+                if r["batch"] == batch
+                and r["size"] == size
+                and r["model"] == model
+                and r["variant"] == "PyTorch eager"
+            )
             for row in rows:
                 if row["batch"] == batch and row["size"] == size and row["model"] == model:
                     row["speedup_vs_eager"] = eager["median_ms"] / row["median_ms"]
-                    row["cosine_vs_eager"] = cosine(produced[row["variant"]],
-                                                    produced["PyTorch eager"])
+                    row["cosine_vs_eager"] = cosine(
+                        produced[row["variant"]], produced["PyTorch eager"]
+                    )
     return rows
 
 
 def markdown(results: dict) -> str:
     host = results["host"]
     device = results.get("gpu") or f"{host['cpu']}, {host['threads']} threads"
-    lines = [f"{device}; median latency of one batch (ms), "
-             "CV, and speed-up against PyTorch eager at the same model, size and batch.", "",
-             "| model | input | batch | variant | median ms | CV | vs eager | cosine |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{device}; median latency of one batch (ms), "
+        "CV, and speed-up against PyTorch eager at the same model, size and batch.",
+        "",
+        "| model | input | batch | variant | median ms | CV | vs eager | cosine |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results["rows"]:
-        lines.append(f"| {r['model']} | {r['size']} | {r['batch']} | {r['variant']} | "
-                     f"{r['median_ms']:.3f} | {r['cv']:.1%} | {r['speedup_vs_eager']:.2f}x | "
-                     f"{r['cosine_vs_eager']:.4f} |")
+        lines.append(
+            f"| {r['model']} | {r['size']} | {r['batch']} | {r['variant']} | "
+            f"{r['median_ms']:.3f} | {r['cv']:.1%} | {r['speedup_vs_eager']:.2f}x | "
+            f"{r['cosine_vs_eager']:.4f} |"
+        )
     for label, reason in results.get("skipped", {}).items():
         lines.append(f"\nSkipped: {label}: {reason}")
     return "\n".join(lines) + "\n"
@@ -146,16 +202,24 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--sizes", nargs="+", type=int, default=[224, 64])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--runner", default="local-cpu",
-                        help="runners/<RUNNER>.yaml: the device the variants are built for")
+    parser.add_argument(
+        "--runner",
+        default="local-cpu",
+        help="runners/<RUNNER>.yaml: the device the variants are built for",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     args.runner_spec = load_runner(ROOT / "runners" / f"{args.runner}.yaml")
     args.skipped = {}
     settings = {k: v for k, v in vars(args).items() if k not in ("runner_spec", "skipped")}
-    results = {"benchmark": "backends", "host": host_facts(args.threads),
-               "tools": tool_versions(), "settings": settings | {"out": str(args.out)},
-               "skipped": args.skipped, "rows": []}
+    results = {
+        "benchmark": "backends",
+        "host": host_facts(args.threads),
+        "tools": tool_versions(),
+        "settings": settings | {"out": str(args.out)},
+        "skipped": args.skipped,
+        "rows": [],
+    }
     if args.runner_spec.hardware.accelerator.kind == "nvidia-gpu":
         import torch
 

@@ -21,16 +21,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (ROOT, build, calibration_images, cosine, outputs, prepare,  # noqa: E402
-                     time_artifact)
+from _common import (
+    ROOT,
+    build,
+    calibration_images,
+    cosine,
+    outputs,
+    prepare,
+    time_artifact,
+)
 
-from tango_ci.bench.latency import host_facts  # noqa: E402
-from tango_ci.data.synth import SHAPES  # noqa: E402
-from tango_ci.models import build_model, count_parameters  # noqa: E402
-from tango_ci.rundir import tool_versions  # noqa: E402
+from tango_ci.bench.latency import host_facts
+from tango_ci.data.synth import SHAPES
+from tango_ci.models import build_model, count_parameters
+from tango_ci.rundir import tool_versions
 
-VARIANTS = [("pytorch", "fp32", "PyTorch eager"), ("onnxruntime", "fp32", "onnxruntime fp32"),
-            ("onnxruntime", "int8", "onnxruntime int8")]
+VARIANTS = [
+    ("pytorch", "fp32", "PyTorch eager"),
+    ("onnxruntime", "fp32", "onnxruntime fp32"),
+    ("onnxruntime", "int8", "onnxruntime int8"),
+]
 
 
 def example_model() -> tuple[str, Path | None, dict]:
@@ -51,37 +61,58 @@ def bench_model(name: str, info: dict, weights: Path | None, args) -> dict:
         work = Path(tmp)
         model_dir, onnx_path = prepare(work, info, weights)
         for engine, precision, label in VARIANTS:
-            artifact, built = build(work, onnx_path, model_dir, engine, precision, 1,
-                                    calibration)
+            artifact, built = build(work, onnx_path, model_dir, engine, precision, 1, calibration)
             produced[label] = outputs(artifact, calibration[:8], args.threads)
-            timing = time_artifact(artifact, batch=1, size=size, threads=args.threads,
-                                   seconds=args.seconds, processes=args.repeats)
+            timing = time_artifact(
+                artifact,
+                batch=1,
+                size=size,
+                threads=args.threads,
+                seconds=args.seconds,
+                processes=args.repeats,
+            )
             print(f"  {name:<40} {label:<18} {timing['median_ms']:.3f} ms", flush=True)
-            rows.append({"variant": label, "engine": engine, "precision": precision,
-                         "artifact_bytes": built["bytes"], **timing,
-                         "cv_median": timing["cv"]})
+            rows.append(
+                {
+                    "variant": label,
+                    "engine": engine,
+                    "precision": precision,
+                    "artifact_bytes": built["bytes"],
+                    **timing,
+                    "cv_median": timing["cv"],
+                }
+            )
     eager = rows[0]["median_ms"]
     for row in rows:
         row["speedup_vs_eager"] = eager / row["median_ms"]
         row["cosine_vs_eager"] = cosine(produced[row["variant"]], produced["PyTorch eager"])
-    return {"model": name, "input": f"1x3x{size}x{size}",
-            "parameters": count_parameters(build_model(info["family"], info["level"],
-                                                       len(info["classes"]))),
-            "rows": rows}
+    return {
+        "model": name,
+        "input": f"1x3x{size}x{size}",
+        "parameters": count_parameters(
+            build_model(info["family"], info["level"], len(info["classes"]))
+        ),
+        "rows": rows,
+    }
 
 
 def markdown(results: dict) -> str:
     host = results["host"]
-    lines = [f"Batch 1, {host['threads']} threads, {host['cpu']}; median of {results['repeats']} "
-             "processes' medians (ms); speed-up against PyTorch eager.", "",
-             "| model | input | variant | median ms | speed-up | spread | CV | cosine |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Batch 1, {host['threads']} threads, {host['cpu']}; median of {results['repeats']} "
+        "processes' medians (ms); speed-up against PyTorch eager.",
+        "",
+        "| model | input | variant | median ms | speed-up | spread | CV | cosine |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for model in results["models"]:
         for row in model["rows"]:
-            lines.append(f"| {model['model']} | {model['input']} | {row['variant']} | "
-                         f"{row['median_ms']:.3f} | {row['speedup_vs_eager']:.2f}x | "
-                         f"{row['spread']:.1%} | {row['cv_median']:.1%} | "
-                         f"{row['cosine_vs_eager']:.5f} |")
+            lines.append(
+                f"| {model['model']} | {model['input']} | {row['variant']} | "
+                f"{row['median_ms']:.3f} | {row['speedup_vs_eager']:.2f}x | "
+                f"{row['spread']:.1%} | {row['cv_median']:.1%} | "
+                f"{row['cosine_vs_eager']:.5f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -92,13 +123,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    resnet18 = {"family": "resnet", "level": "l", "classes": [str(i) for i in range(1000)],
-                "image_size": 224}
+    resnet18 = {
+        "family": "resnet",
+        "level": "l",
+        "classes": [str(i) for i in range(1000)],
+        "image_size": 224,
+    }
     name, weights, info = example_model()
-    results = {"benchmark": "compile_speedup", "repeats": args.repeats,
-               "host": host_facts(args.threads), "tools": tool_versions(),
-               "models": [bench_model("resnet18", resnet18, None, args),
-                          bench_model(name, info, weights, args)]}
+    results = {
+        "benchmark": "compile_speedup",
+        "repeats": args.repeats,
+        "host": host_facts(args.threads),
+        "tools": tool_versions(),
+        "models": [
+            bench_model("resnet18", resnet18, None, args),
+            bench_model(name, info, weights, args),
+        ],
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compile_speedup.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)

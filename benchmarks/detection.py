@@ -20,28 +20,33 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, build, cosine, outputs, time_artifact  # noqa: E402
+from _common import ROOT, build, cosine, outputs, time_artifact
 
-from tango_ci.bench.latency import host_facts  # noqa: E402
-from tango_ci.data.synth_detection import detection_image  # noqa: E402
-from tango_ci.detection.models import model_yaml, write_model_yaml  # noqa: E402
-from tango_ci.detection.postprocess import Thresholds, decode  # noqa: E402
-from tango_ci.detection.search_space import export_yolo, preprocess_detection  # noqa: E402
-from tango_ci.detection.ultralytics_env import prepare_environment  # noqa
-from tango_ci.detection.weights import ultralytics_module  # noqa
-from tango_ci.exceptions import TangoError  # noqa: E402
-from tango_ci.rundir import tool_versions  # noqa: E402
+from tango_ci.bench.latency import host_facts
+from tango_ci.data.synth_detection import detection_image
+from tango_ci.detection.models import model_yaml, write_model_yaml
+from tango_ci.detection.postprocess import Thresholds, decode
+from tango_ci.detection.search_space import export_yolo, preprocess_detection
+from tango_ci.detection.ultralytics_env import prepare_environment
+from tango_ci.detection.weights import ultralytics_module
+from tango_ci.exceptions import TangoError
+from tango_ci.rundir import tool_versions
 
 MODELS = {"yolov8n": ("yolov8", "n"), "yolo11n": ("yolo11", "n")}
-VARIANTS = [("PyTorch eager", "pytorch", "fp32"), ("onnxruntime fp32", "onnxruntime", "fp32"),
-            ("onnxruntime int8", "onnxruntime", "int8"), ("TVM fp32 untuned", "tvm", "fp32")]
+VARIANTS = [
+    ("PyTorch eager", "pytorch", "fp32"),
+    ("onnxruntime fp32", "onnxruntime", "fp32"),
+    ("onnxruntime int8", "onnxruntime", "int8"),
+    ("TVM fp32 untuned", "tvm", "fp32"),
+]
 CLASSES = ("circle", "square", "triangle")
 
 
 def images(size: int, count: int) -> np.ndarray:
     rng = np.random.default_rng(0)
-    return preprocess_detection(np.stack([np.asarray(detection_image(rng, CLASSES, size, 4)[0])
-                                          for _ in range(count)]))
+    return preprocess_detection(
+        np.stack([np.asarray(detection_image(rng, CLASSES, size, 4)[0]) for _ in range(count)])
+    )
 
 
 def run_case(model: str, size: int, args) -> list[dict]:
@@ -54,25 +59,56 @@ def run_case(model: str, size: int, args) -> list[dict]:
         model_dir = work / "model"
         model_dir.mkdir()
         ultralytics_module().YOLO(str(config), task="detect").save(str(model_dir / "best.pt"))
-        (model_dir / "model.json").write_text(json.dumps({
-            "task": "detection", "family": family, "classes": [str(i) for i in range(80)],
-            "image_size": size}))
-        onnx_path = export_yolo(model_dir / "best.pt", work / "model.onnx", size, opset=17,
-                                simplify=True)
+        (model_dir / "model.json").write_text(
+            json.dumps(
+                {
+                    "task": "detection",
+                    "family": family,
+                    "classes": [str(i) for i in range(80)],
+                    "image_size": size,
+                }
+            )
+        )
+        onnx_path = export_yolo(
+            model_dir / "best.pt", work / "model.onnx", size, opset=17, simplify=True
+        )
         for label, engine, precision in VARIANTS:
             try:
-                artifact, _ = build(work / label.replace(" ", "_"), onnx_path, model_dir, engine,
-                                    precision, 1, calibration)
+                artifact, _ = build(
+                    work / label.replace(" ", "_"),
+                    onnx_path,
+                    model_dir,
+                    engine,
+                    precision,
+                    1,
+                    calibration,
+                )
             except TangoError as exc:  # reported in the table, not hidden
                 print(f"  {model:<8} {size:>3} {label:<20} cannot build: {exc.message}")
-                rows.append({"model": model, "size": size, "batch": 1, "variant": label,
-                             "error": exc.message})
+                rows.append(
+                    {
+                        "model": model,
+                        "size": size,
+                        "batch": 1,
+                        "variant": label,
+                        "error": exc.message,
+                    }
+                )
                 continue
             produced[label] = outputs(artifact, calibration[:1], args.threads)
-            timing = time_artifact(artifact, batch=1, size=size, threads=args.threads,
-                                   seconds=args.seconds, processes=args.processes)
-            print(f"  {model:<8} {size:>3} {label:<20} {timing['median_ms']:9.2f} ms "
-                  f"cv {timing['cv']:.1%}", flush=True)
+            timing = time_artifact(
+                artifact,
+                batch=1,
+                size=size,
+                threads=args.threads,
+                seconds=args.seconds,
+                processes=args.processes,
+            )
+            print(
+                f"  {model:<8} {size:>3} {label:<20} {timing['median_ms']:9.2f} ms "
+                f"cv {timing['cv']:.1%}",
+                flush=True,
+            )
             rows.append({"model": model, "size": size, "batch": 1, "variant": label, **timing})
     raw = produced["onnxruntime fp32"]
     began = time.perf_counter()
@@ -101,20 +137,36 @@ def main() -> None:
         prepare_environment(Path(config))
         rows = [r for model in MODELS for size in args.sizes for r in run_case(model, size, args)]
     host = host_facts(args.threads)
-    lines = [f"{host['cpu']}, {host['threads']} threads, batch 1; network latency (ms, median), "
-             "CV, speed-up against PyTorch eager; post-processing (decode + NMS at conf 0.25) "
-             "is shared by all and timed apart.", "",
-             "| model | input | variant | median ms | CV | vs eager | cosine | post-proc ms |",
-             "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['size']} | {r['variant']} | {r['median_ms']:.2f} | "
-              f"{r['cv']:.1%} | {r['speedup_vs_eager']:.2f}x | {r['cosine_vs_eager']:.4f} | "
-              f"{r['postprocess_ms']:.2f} |" if "error" not in r else
-              f"| {r['model']} | {r['size']} | {r['variant']} | cannot build: {r['error']} ||||"
-              for r in rows]
+    lines = [
+        f"{host['cpu']}, {host['threads']} threads, batch 1; network latency (ms, median), "
+        "CV, speed-up against PyTorch eager; post-processing (decode + NMS at conf 0.25) "
+        "is shared by all and timed apart.",
+        "",
+        "| model | input | variant | median ms | CV | vs eager | cosine | post-proc ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | {r['size']} | {r['variant']} | {r['median_ms']:.2f} | "
+        f"{r['cv']:.1%} | {r['speedup_vs_eager']:.2f}x | {r['cosine_vs_eager']:.4f} | "
+        f"{r['postprocess_ms']:.2f} |"
+        if "error" not in r
+        else f"| {r['model']} | {r['size']} | {r['variant']} | cannot build: {r['error']} ||||"
+        for r in rows
+    ]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "detection.json").write_text(json.dumps(
-        {"benchmark": "detection", "host": host, "tools": tool_versions(),
-         "settings": vars(args) | {"out": str(args.out)}, "rows": rows}, indent=2) + "\n")
+    (args.out / "detection.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "detection",
+                "host": host,
+                "tools": tool_versions(),
+                "settings": vars(args) | {"out": str(args.out)},
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     (args.out / "detection.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

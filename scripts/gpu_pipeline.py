@@ -47,12 +47,18 @@ def main(work: Path, device: str = "cuda") -> None:
         run = api.run(folder, until="train")
         manifest = read_json(run.stage_dir("train") / "manifest.json")
         search = read_json(run.stage_dir("search") / "manifest.json")
-        print(name, json.dumps({"train_device": manifest["summary"]["device"],
-                                "search_device": search["summary"]["device"],
-                                "train_seconds": manifest["duration_s"],
-                                "search_seconds": search["duration_s"],
-                                "summary": {k: v for k, v in manifest["summary"].items()
-                                            if k != "device"}}))
+        print(
+            name,
+            json.dumps(
+                {
+                    "train_device": manifest["summary"]["device"],
+                    "search_device": search["summary"]["device"],
+                    "train_seconds": manifest["duration_s"],
+                    "search_seconds": search["duration_s"],
+                    "summary": {k: v for k, v in manifest["summary"].items() if k != "device"},
+                }
+            ),
+        )
 
 
 if __name__ == "__main__":

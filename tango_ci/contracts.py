@@ -9,10 +9,11 @@ definition. Readers never guess a file's shape from which keys are present.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from tango_ci.exceptions import TangoError
 
@@ -93,8 +94,11 @@ class Quality:
     @property
     def drop(self) -> float:
         """How much worse than the reference (positive is worse, whichever the direction)."""
-        return (self.reference - self.value) if self.higher_is_better \
+        return (
+            (self.reference - self.value)
+            if self.higher_is_better
             else (self.value - self.reference)
+        )
 
     def to_json(self) -> dict:
         return {**asdict(self), "drop": self.drop}
@@ -137,9 +141,11 @@ def _validator(name: str) -> Any:
     folder = schema_path(name).parent
     schemas = [json.loads(p.read_text(encoding="utf-8")) for p in folder.glob("*.schema.json")]
     registry = Registry().with_resources(  # bench results refer to the artifact schema
-        (s["$id"], Resource.from_contents(s)) for s in schemas)
-    return Draft202012Validator(json.loads(schema_path(name).read_text(encoding="utf-8")),
-                                registry=registry)
+        (s["$id"], Resource.from_contents(s)) for s in schemas
+    )
+    return Draft202012Validator(
+        json.loads(schema_path(name).read_text(encoding="utf-8")), registry=registry
+    )
 
 
 def schema_problem(name: str, data: Any) -> str | None:
@@ -173,8 +179,7 @@ def check_run_folder(root: Path) -> list[str]:
     for pattern, schema in RUN_FILES:
         for path in sorted(Path(root).glob(pattern)):
             relative = path.relative_to(root).as_posix()
-            if not path.is_file() or path.is_symlink() or \
-                    path.stat().st_size > MAX_RECORD_BYTES:
+            if not path.is_file() or path.is_symlink() or path.stat().st_size > MAX_RECORD_BYTES:
                 problems.append(f"{relative}: not a regular file of at most 32 MiB")
                 continue
             try:
@@ -187,5 +192,16 @@ def check_run_folder(root: Path) -> list[str]:
                 problems.append(f"{relative}: {problem}")
     return problems
 
-__all__ = ["RECORDS", "RUN_FILES", "SCHEMA_VERSION", "check_run_folder", "GateDecision", "Quality", "Record", "RecordError",
-           "TrainedModel", "schema_problem"]
+
+__all__ = [
+    "RECORDS",
+    "RUN_FILES",
+    "SCHEMA_VERSION",
+    "GateDecision",
+    "Quality",
+    "Record",
+    "RecordError",
+    "TrainedModel",
+    "check_run_folder",
+    "schema_problem",
+]

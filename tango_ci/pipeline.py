@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tango_ci.context import StageContext
 from tango_ci.exceptions import TangoError, UnknownNameError
+from tango_ci.plugins import get_task
 from tango_ci.progress import SILENT, Reporter
 from tango_ci.rundir import (
     STAGES,
@@ -18,8 +20,6 @@ from tango_ci.rundir import (
     runs_root,
 )
 from tango_ci.spec import ProjectSpec, display_path, find_repo_root, load_project, to_dict
-from tango_ci.context import StageContext
-from tango_ci.plugins import get_task
 from tango_ci.stages import bench, gate, report, search
 from tango_ci.stages import compile as compile_stage
 from tango_ci.tasks import BaseTask, StageFunction
@@ -27,7 +27,10 @@ from tango_ci.train.device import device_for
 
 #: the stages every task shares; the task gives the others (data, train, export)
 SHARED_STAGES: dict[str, StageFunction] = {
-    "search": search.run, "compile": compile_stage.run, "bench": bench.run, "gate": gate.run,
+    "search": search.run,
+    "compile": compile_stage.run,
+    "bench": bench.run,
+    "gate": gate.run,
     "report": report.run,
 }
 
@@ -42,8 +45,9 @@ def stage_function(stage: str, task: BaseTask) -> StageFunction:
 
 
 class ProjectChanged(TangoError):
-    _template = ("{project} changed since run {run} started; start a new run with "
-                 "`tango run {folder}`")
+    _template = (
+        "{project} changed since run {run} started; start a new run with `tango run {folder}`"
+    )
 
 
 def select_stages(from_stage: str | None, until: str | None) -> list[str]:
@@ -54,7 +58,7 @@ def select_stages(from_stage: str | None, until: str | None) -> list[str]:
     last = STAGES.index(until) if until else len(STAGES) - 1
     if first > last:
         raise TangoError(f"--from {from_stage} comes after --until {until}")
-    return list(STAGES[first:last + 1])
+    return list(STAGES[first : last + 1])
 
 
 def _project_file(spec: ProjectSpec) -> Path:
@@ -66,31 +70,39 @@ def _project_file(spec: ProjectSpec) -> Path:
 
 def _spec_record(spec: ProjectSpec) -> dict:
     path = _project_file(spec)
-    return {"project_file": str(path), "sha256": file_sha256(path),
-            "spec": to_dict(spec)}
+    return {"project_file": str(path), "sha256": file_sha256(path), "spec": to_dict(spec)}
 
 
-def open_run(spec: ProjectSpec, stages: list[str], *, run_id: str | None, resume: bool,
-             runs: Path) -> RunDir:
+def open_run(
+    spec: ProjectSpec, stages: list[str], *, run_id: str | None, resume: bool, runs: Path
+) -> RunDir:
     """The run to work in: new, the latest (to resume), or a fork that keeps earlier results."""
     if stages[0] == "data" and run_id is None and not resume:
         return create_run(runs, spec.name, _spec_record(spec))
     run = find_run(runs, spec.name, run_id)
     path = _project_file(spec)
     if run.spec.get("sha256") != file_sha256(path):
-        raise ProjectChanged(project=display_path(path), run=run.id,
-                             folder=display_path(spec.folder))
+        raise ProjectChanged(
+            project=display_path(path), run=run.id, folder=display_path(spec.folder)
+        )
     if not resume and any(run.is_complete(stage) for stage in stages):
-        keep = STAGES[:STAGES.index(stages[0])]
+        keep = STAGES[: STAGES.index(stages[0])]
         for stage in keep:  # never copy a tampered file into a new run
             run.verify(stage)
         return fork_run(run, keep)
     return run
 
 
-def run_stages(project: Path | ProjectSpec, *, from_stage: str | None = None,
-               until: str | None = None, run_id: str | None = None, resume: bool = False,
-               options: dict[str, Any] | None = None, reporter: Reporter = SILENT) -> RunDir:
+def run_stages(
+    project: Path | ProjectSpec,
+    *,
+    from_stage: str | None = None,
+    until: str | None = None,
+    run_id: str | None = None,
+    resume: bool = False,
+    options: dict[str, Any] | None = None,
+    reporter: Reporter = SILENT,
+) -> RunDir:
     """Run stages ``from_stage``..``until`` of ``project``; returns the run directory.
 
     A new run starts at the data stage; later stages work on the latest run (or ``run_id``).
@@ -108,23 +120,28 @@ def run_stages(project: Path | ProjectSpec, *, from_stage: str | None = None,
     return run
 
 
-def _run_locked(run: RunDir, spec: ProjectSpec, stages: list[str],
-                options: dict[str, Any], reporter: Reporter) -> None:
+def _run_locked(
+    run: RunDir, spec: ProjectSpec, stages: list[str], options: dict[str, Any], reporter: Reporter
+) -> None:
     task = get_task(spec.task)
     verified: set[str] = set()  # stages whose files this process wrote or checked
     for stage in stages:
         if run.is_complete(stage):
             reporter.log(f"{stage}: already complete in run {run.id}, kept")
             continue
-        checked = [earlier for earlier in STAGES[:STAGES.index(stage)]
-                   if earlier not in verified and run.verify(earlier)]
-        verified.update(STAGES[:STAGES.index(stage)])
+        checked = [
+            earlier
+            for earlier in STAGES[: STAGES.index(stage)]
+            if earlier not in verified and run.verify(earlier)
+        ]
+        verified.update(STAGES[: STAGES.index(stage)])
         if checked:
             reporter.log(f"checked the files of {', '.join(checked)} against their manifests")
         recorder = StageRecorder(run, stage)
         recorder.folder.mkdir(parents=True, exist_ok=True)
-        context = StageContext(run=run, spec=spec, recorder=recorder, reporter=reporter,
-                               options=dict(options))
+        context = StageContext(
+            run=run, spec=spec, recorder=recorder, reporter=reporter, options=dict(options)
+        )
         reporter.stage_started(stage, run.id)
         task.prepare(context)
         stage_function(stage, task)(context)

@@ -93,17 +93,23 @@ class Table(Generic[T]):
         self._entries.pop(name, None)
 
 
-TASKS: Table[BaseTask] = Table("task", {
-    "classification": "tango_ci.tasks.classification:ClassificationTask",
-    "detection": "tango_ci.tasks.detection:DetectionTask",
-})
+TASKS: Table[BaseTask] = Table(
+    "task",
+    {
+        "classification": "tango_ci.tasks.classification:ClassificationTask",
+        "detection": "tango_ci.tasks.detection:DetectionTask",
+    },
+)
 
-ENGINES: Table[BaseCompiler] = Table("engine", {
-    "onnxruntime": "tango_ci.compile._onnxruntime:OnnxRuntimeCompiler",
-    "tvm": "tango_ci.compile._tvm:TvmCompiler",
-    "tensorrt": "tango_ci.compile._tensorrt:TensorRtCompiler",
-    "pytorch": "tango_ci.compile._pytorch:PyTorchCompiler",
-})
+ENGINES: Table[BaseCompiler] = Table(
+    "engine",
+    {
+        "onnxruntime": "tango_ci.compile._onnxruntime:OnnxRuntimeCompiler",
+        "tvm": "tango_ci.compile._tvm:TvmCompiler",
+        "tensorrt": "tango_ci.compile._tensorrt:TensorRtCompiler",
+        "pytorch": "tango_ci.compile._pytorch:PyTorchCompiler",
+    },
+)
 
 
 def get_task(name: str) -> BaseTask:
@@ -122,5 +128,16 @@ def register_engine(engine: BaseCompiler) -> None:
     ENGINES.register(engine.capabilities.engine, engine)
 
 
-__all__ = ["ENGINES", "ENTRY_POINT_GROUP", "PLUGINS_ENV", "PRECISIONS", "TASKS", "Table",
-           "get_engine", "get_task", "load_plugins", "register_engine", "register_task"]
+__all__ = [
+    "ENGINES",
+    "ENTRY_POINT_GROUP",
+    "PLUGINS_ENV",
+    "PRECISIONS",
+    "TASKS",
+    "Table",
+    "get_engine",
+    "get_task",
+    "load_plugins",
+    "register_engine",
+    "register_task",
+]

@@ -9,8 +9,9 @@ from typing import Any
 class Task:
     """One bar: ``update`` sets how far it is, plus fields shown beside it."""
 
-    def update(self, completed: float | None = None, total: float | None = None,
-               **fields: Any) -> None:
+    def update(
+        self, completed: float | None = None, total: float | None = None, **fields: Any
+    ) -> None:
         """Set progress; optional."""
 
     def close(self) -> None:

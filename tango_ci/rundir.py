@@ -1,5 +1,7 @@
 """Run directories: ``runs/<project>/<run-id>/`` with one folder and manifest per stage.
 
+JSON and record files are read and written by :mod:`tango_ci.jsonfiles` (re-exported here).
+
 Rules that keep results safe:
 - a stage whose folder has a complete manifest is never run again in that run: re-running it
   forks a new run (earlier stages' folders are copied), and ``latest`` points at the new one;
@@ -15,25 +17,34 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
-import json
-import math
 import os
-import re
 import platform
+import re
 import secrets
 import shutil
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-from tango_ci.contracts import R, Record
 from tango_ci.exceptions import StageInputError, TangoError
+from tango_ci.jsonfiles import (
+    MAX_JSON_BYTES,
+    RunFileError,
+    display,
+    file_sha256,
+    one_line_reason,
+    read_json,
+    read_record,
+    strict_json,
+    write_json,
+    write_record,
+)
 
 STAGES = ("data", "search", "train", "export", "compile", "bench", "gate", "report")
 MANIFEST = "manifest.json"
@@ -41,20 +52,15 @@ MANIFEST = "manifest.json"
 _TOOLS = ("tango-ci", "torch", "torchvision", "onnx", "optuna", "ultralytics", "numpy")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def engine_distributions() -> list[str]:
     """The distributions of every engine in the engine table (installed or not)."""
     from tango_ci.plugins import ENGINES
 
-    return list(dict.fromkeys(d for engine in ENGINES.all().values()
-                              for d in engine.capabilities.distributions))
+    return list(
+        dict.fromkeys(
+            d for engine in ENGINES.all().values() for d in engine.capabilities.distributions
+        )
+    )
 
 
 def tool_versions(names: Iterable[str] | None = None) -> dict[str, str]:
@@ -70,107 +76,10 @@ def tool_versions(names: Iterable[str] | None = None) -> dict[str, str]:
 
 
 def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
-MAX_JSON_BYTES = 64 * 1024 * 1024
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
-
-class RunFileError(TangoError):
-    """A file of a run folder is unreadable, too large, not JSON, or not what a stage wrote."""
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinity become null: strict JSON has neither, and other tools reject them."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write strict JSON atomically, so a kill never leaves half a file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(_finite(data), indent=2, sort_keys=False, default=str,
-                                  allow_nan=False) + "\n")
-    os.replace(partial, path)
-
-
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range")
-    return value
-
-
-def strict_json(data: str | bytes) -> Any:
-    """JSON as the standard has it: no NaN or Infinity, no overflowing numbers, bounded
-    nesting. Raises ``ValueError`` with a one-line reason; callers name the source."""
-    try:
-        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-
-
-def read_json(path: Path, *, limit: int = MAX_JSON_BYTES) -> Any:
-    """Strict JSON from a file that may come from elsewhere; one clear error for anything off."""
-    path = Path(path)
-    shown = display(path)
-    try:
-        size = path.stat().st_size
-        if not path.is_file():
-            raise RunFileError(f"{shown}: not a regular file")
-        if size > limit:
-            raise RunFileError(f"{shown}: {size} bytes, more than the {limit} a run file may have")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RunFileError(f"{shown}: missing") from None
-    except UnicodeDecodeError:
-        raise RunFileError(f"{shown}: not UTF-8 text") from None
-    except OSError as exc:
-        raise RunFileError(f"{shown}: cannot read ({exc.strerror})") from None
-    try:
-        return strict_json(text)
-    except ValueError as exc:
-        raise RunFileError(f"{shown}: not valid JSON ({str(exc)[:120]})") from None
-
-
-def write_record(folder: Path, record: "Record") -> Path:
-    """Write a stage record (:mod:`tango_ci.contracts`) as ``folder / record.FILE``."""
-    path = folder / record.FILE
-    write_json(path, record.to_json())
-    return path
-
-
-def read_record(kind: "type[R]", folder: Path) -> "R":
-    """Read and check the ``kind`` record in ``folder`` (strict, size-limited, schema-checked)."""
-    path = folder / kind.FILE
-    return kind.from_json(read_json(path), display(path))
-
-
-def one_line_reason(exc: BaseException, limit: int = 160) -> str:
-    """An exception as the reason part of one error line: its first line, cut."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
-
-
-def display(path: Path) -> str:
-    """``path`` relative to the working directory when it is below it."""
-    try:
-        return str(Path(path).absolute().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 @dataclass(frozen=True)
@@ -207,27 +116,39 @@ class RunDir:
             return 0
         outputs = manifest.get("outputs")
         if not isinstance(outputs, dict):
-            raise RunFileError(f"{display(self.stage_dir(stage) / MANIFEST)}: 'outputs' must "
-                               "be a JSON object")
+            raise RunFileError(
+                f"{display(self.stage_dir(stage) / MANIFEST)}: 'outputs' must be a JSON object"
+            )
         root = self.root.resolve()
         for name, entry in outputs.items():
-            if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or \
-                    not isinstance(entry.get("sha256"), str):
-                raise RunFileError(f"{display(self.stage_dir(stage) / MANIFEST)}: output "
-                                   f"{name[:60]!r} needs a path and a sha256")
+            if (
+                not isinstance(entry, dict)
+                or not isinstance(entry.get("path"), str)
+                or not isinstance(entry.get("sha256"), str)
+            ):
+                raise RunFileError(
+                    f"{display(self.stage_dir(stage) / MANIFEST)}: output "
+                    f"{name[:60]!r} needs a path and a sha256"
+                )
             path = self.root / entry["path"]
             if Path(entry["path"]).is_absolute() or not path.resolve().is_relative_to(root):
-                raise RunFileError(f"{display(self.stage_dir(stage) / MANIFEST)}: output "
-                                   f"{entry['path'][:80]!r} is outside the run folder")
+                raise RunFileError(
+                    f"{display(self.stage_dir(stage) / MANIFEST)}: output "
+                    f"{entry['path'][:80]!r} is outside the run folder"
+                )
             if not path.is_file():
-                raise RunFileError(f"{display(path)}: missing, although the {stage} stage "
-                                   "recorded it; re-run that stage")
+                raise RunFileError(
+                    f"{display(path)}: missing, although the {stage} stage "
+                    "recorded it; re-run that stage"
+                )
             actual = file_sha256(path)
             if actual != entry["sha256"]:
-                raise RunFileError(f"{display(path)}: sha256 {actual[:16]}… differs from "
-                                   f"{entry['sha256'][:16]}… recorded by the {stage} stage; "
-                                   f"the file changed after it was written (re-run `tango "
-                                   f"{stage}` or start a new run)")
+                raise RunFileError(
+                    f"{display(path)}: sha256 {actual[:16]}… differs from "
+                    f"{entry['sha256'][:16]}… recorded by the {stage} stage; "
+                    f"the file changed after it was written (re-run `tango "
+                    f"{stage}` or start a new run)"
+                )
         return len(outputs)
 
     @contextmanager
@@ -235,10 +156,11 @@ class RunDir:
         """Hold the run for this process; a second writer is refused with the holder's PID."""
         path = self.root / ".lock"
         try:
-            handle = open(path, "a+")
+            handle = open(path, "a+")  # noqa: SIM115 - entered below, after the error check
         except OSError as exc:
-            raise RunFileError(f"{display(path)}: cannot open the run's lock file "
-                               f"({exc.strerror})") from None
+            raise RunFileError(
+                f"{display(path)}: cannot open the run's lock file ({exc.strerror})"
+            ) from None
         with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -265,8 +187,11 @@ class RunDir:
         """The manifest of ``needed``; a clear error naming the stage to run when missing."""
         manifest = self.manifest(needed)
         if manifest is None:
-            raise StageInputError(stage=stage, what=f"{what} from the {needed} stage "
-                                  f"(not found in {self.root})", previous=needed)
+            raise StageInputError(
+                stage=stage,
+                what=f"{what} from the {needed} stage (not found in {self.root})",
+                previous=needed,
+            )
         return manifest
 
     @property
@@ -310,8 +235,7 @@ def _point_latest(root: Path) -> None:
 
 
 class RunBusy(TangoError):
-    _template = ("run {run} is in use by process {pid}; wait for it to finish, or start a new "
-                 "run")
+    _template = "run {run} is in use by process {pid}; wait for it to finish, or start a new run"
 
 
 def latest_run(runs: Path, project: str) -> RunDir | None:
@@ -320,27 +244,36 @@ def latest_run(runs: Path, project: str) -> RunDir | None:
         return None
     target = link.resolve()
     if target.parent != (runs / project).resolve() or not RUN_ID.fullmatch(target.name):
-        raise RunFileError(f"{display(link)}: points outside {display(runs / project)}; "
-                           "remove the link and pass --run")
+        raise RunFileError(
+            f"{display(link)}: points outside {display(runs / project)}; "
+            "remove the link and pass --run"
+        )
     return RunDir(target)
 
 
 def find_run(runs: Path, project: str, run_id: str | None) -> RunDir:
     if run_id:
         if not RUN_ID.fullmatch(run_id) or ".." in run_id:
-            raise TangoError(f"--run {run_id[:80]!r} is not a run id (letters, digits, dots, "
-                             f"dashes and underscores, a folder of runs/{project}/)")
+            raise TangoError(
+                f"--run {run_id[:80]!r} is not a run id (letters, digits, dots, "
+                f"dashes and underscores, a folder of runs/{project}/)"
+            )
         root = runs / project / run_id
         if root.is_symlink() or not (root / "spec.json").is_file():
-            known = sorted(p.parent.name for p in (runs / project).glob("*/spec.json")
-                           if not p.parent.is_symlink())
-            raise TangoError(f"no run '{run_id}' of project {project}; runs: "
-                             f"{', '.join(known) or 'none'}")
+            known = sorted(
+                p.parent.name
+                for p in (runs / project).glob("*/spec.json")
+                if not p.parent.is_symlink()
+            )
+            raise TangoError(
+                f"no run '{run_id}' of project {project}; runs: {', '.join(known) or 'none'}"
+            )
         return RunDir(root)
     run = latest_run(runs, project)
     if run is None:
-        raise TangoError(f"project {project} has no run yet; start one with "
-                         f"`tango run projects/{project}`")
+        raise TangoError(
+            f"project {project} has no run yet; start one with `tango run projects/{project}`"
+        )
     return run
 
 
@@ -360,8 +293,11 @@ class StageRecorder:
         self.inputs[name] = {"path": self._relative(path), "sha256": file_sha256(path)}
 
     def output_file(self, name: str, path: Path) -> None:
-        self.outputs[name] = {"path": self._relative(path), "sha256": file_sha256(path),
-                              "bytes": path.stat().st_size}
+        self.outputs[name] = {
+            "path": self._relative(path),
+            "sha256": file_sha256(path),
+            "bytes": path.stat().st_size,
+        }
 
     def _relative(self, path: Path) -> str:
         try:
@@ -375,15 +311,47 @@ class StageRecorder:
             "stage": self.stage,
             "status": "complete",
             "run": self.run.id,
-            "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
-            "ended": datetime.fromtimestamp(ended, timezone.utc).isoformat(),
+            "started": datetime.fromtimestamp(self.started, UTC).isoformat(),
+            "ended": datetime.fromtimestamp(ended, UTC).isoformat(),
             "duration_s": round(ended - self.started, 3),
             "inputs": self.inputs,
             "outputs": self.outputs,
             "summary": self.summary,
             "tools": tool_versions(),
-            "host": {"node": platform.node(), "machine": platform.machine(),
-                     "python": sys.version.split()[0]},
+            "host": {
+                "node": platform.node(),
+                "machine": platform.machine(),
+                "python": sys.version.split()[0],
+            },
         }
         write_json(self.folder / MANIFEST, manifest)
         return manifest
+
+
+# the JSON helpers are re-exported: run folders are read and written through this module
+__all__ = [
+    "MANIFEST",
+    "MAX_JSON_BYTES",
+    "RUN_ID",
+    "STAGES",
+    "RunBusy",
+    "RunDir",
+    "RunFileError",
+    "StageRecorder",
+    "create_run",
+    "display",
+    "engine_distributions",
+    "file_sha256",
+    "find_run",
+    "fork_run",
+    "latest_run",
+    "new_run_id",
+    "one_line_reason",
+    "read_json",
+    "read_record",
+    "runs_root",
+    "strict_json",
+    "tool_versions",
+    "write_json",
+    "write_record",
+]

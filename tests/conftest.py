@@ -29,8 +29,9 @@ targets:
 
 
 def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
 
 
 @pytest.fixture
@@ -39,8 +40,7 @@ def spec_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "repo"
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
-    shutil.copytree(REPO / "runners", root / "runners",
-                    ignore=shutil.ignore_patterns("README.md"))
+    shutil.copytree(REPO / "runners", root / "runners", ignore=shutil.ignore_patterns("README.md"))
     shutil.copytree(REPO / "schemas", root / "schemas")
     (root / "projects").mkdir()
     monkeypatch.chdir(root)

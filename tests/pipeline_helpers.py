@@ -42,8 +42,16 @@ INT8_TARGET = """\
 """
 
 
-def make_repo(root: Path, *, per_class: int = 12, trials: int = 2, search_epochs: int = 1,
-              epochs: int = 2, latency: float = 1000, extra_targets: str = INT8_TARGET) -> Path:
+def make_repo(
+    root: Path,
+    *,
+    per_class: int = 12,
+    trials: int = 2,
+    search_epochs: int = 1,
+    epochs: int = 2,
+    latency: float = 1000,
+    extra_targets: str = INT8_TARGET,
+) -> Path:
     """A git repository with runners/, schemas/ and projects/tiny; returns the project folder."""
     root.mkdir(parents=True, exist_ok=True)
     git(root, "init", "-q", "-b", "main")
@@ -51,7 +59,14 @@ def make_repo(root: Path, *, per_class: int = 12, trials: int = 2, search_epochs
     shutil.copytree(REPO / "schemas", root / "schemas")
     project = root / "projects" / "tiny"
     project.mkdir(parents=True)
-    (project / "project.yaml").write_text(TINY.format(
-        per_class=per_class, trials=trials, search_epochs=search_epochs, epochs=epochs,
-        latency=latency, extra_targets=extra_targets))
+    (project / "project.yaml").write_text(
+        TINY.format(
+            per_class=per_class,
+            trials=trials,
+            search_epochs=search_epochs,
+            epochs=epochs,
+            latency=latency,
+            extra_targets=extra_targets,
+        )
+    )
     return project

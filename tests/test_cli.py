@@ -20,8 +20,13 @@ runner = CliRunner()
 
 
 def _tango(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tango_ci", *args], cwd=cwd,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "tango_ci", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _command_paths(command, prefix: tuple[str, ...] = ()) -> list[tuple]:
@@ -73,8 +78,10 @@ def test_github_annotations_only_under_actions(spec_repo: Path) -> None:
     assert "::error" not in plain.stdout
     annotations = [line for line in actions.stdout.splitlines() if line.startswith("::error")]
     assert len(annotations) == len(plain.stdout.splitlines())
-    assert "::error file=projects/bad/project.yaml,line=2,col=7,title=tango validate::task: " \
-           in actions.stdout
+    assert (
+        "::error file=projects/bad/project.yaml,line=2,col=7,title=tango validate::task: "
+        in actions.stdout
+    )
 
 
 def test_json_format(spec_repo: Path) -> None:
@@ -97,7 +104,8 @@ def test_tango_error_is_one_red_line_and_traceback_only_on_request(spec_repo: Pa
     result = _tango("runner", "probe", cwd=spec_repo)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: runners/local-cpu.yaml exists; pass --force to replace it"]
+        "error: runners/local-cpu.yaml exists; pass --force to replace it"
+    ]
     debug = _tango("--traceback", "runner", "probe", cwd=spec_repo)
     assert "Traceback" in debug.stderr and debug.returncode == 1
     assert (spec_repo / "runners" / "local-cpu.yaml").read_text() == "x"  # nothing overwritten
@@ -105,10 +113,13 @@ def test_tango_error_is_one_red_line_and_traceback_only_on_request(spec_repo: Pa
 
 def test_cli_import_stays_light() -> None:
     """`tango validate` must not pay for torch, TVM or onnxruntime imports."""
-    code = ("import sys, tango_ci.cli; heavy = {'torch', 'tvm', 'onnxruntime', 'ultralytics', "
-            "'optuna', 'dvc'} & set(sys.modules); print(sorted(heavy))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    code = (
+        "import sys, tango_ci.cli; heavy = {'torch', 'tvm', 'onnxruntime', 'ultralytics', "
+        "'optuna', 'dvc'} & set(sys.modules); print(sorted(heavy))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"
 
 

@@ -57,8 +57,11 @@ def _modules() -> list[Path]:
 
 
 def test_no_module_is_over_400_lines() -> None:
-    long = {str(p.relative_to(REPO)): n for p in _modules()
-            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in _modules()
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert long == {}
 
 
@@ -81,8 +84,7 @@ def test_no_private_name_is_imported_across_packages() -> None:
     crossing = []
     for path in _modules():
         for module, imported, names in _imports(path):
-            if not imported.startswith("tango_ci.") or \
-                    _package_of(imported) == _package_of(module):
+            if not imported.startswith("tango_ci.") or _package_of(imported) == _package_of(module):
                 continue
             private = [n for n in names if n.startswith("_")]
             private += [p for p in imported.split(".") if p.startswith("_")]
@@ -101,10 +103,11 @@ def test_no_module_outside_tasks_compares_a_task_name() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Compare):
                 operands = [node.left, *node.comparators]
-                if any(isinstance(o, ast.Constant) and o.value in names for o in operands) \
-                        or any(isinstance(o, (ast.Tuple, ast.List, ast.Set)) and any(
-                            isinstance(e, ast.Constant) and e.value in names for e in o.elts)
-                            for o in operands):
+                if any(isinstance(o, ast.Constant) and o.value in names for o in operands) or any(
+                    isinstance(o, (ast.Tuple, ast.List, ast.Set))
+                    and any(isinstance(e, ast.Constant) and e.value in names for e in o.elts)
+                    for o in operands
+                ):
                     found.append(f"{relative}:{node.lineno}")
     assert found == []
 

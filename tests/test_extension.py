@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,8 +30,9 @@ SIZE = 8
 def _network(width: int):
     from torch import nn
 
-    return nn.Sequential(nn.Conv2d(3, width, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(width, 2))
+    return nn.Sequential(
+        nn.Conv2d(3, width, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 2)
+    )
 
 
 def _fit(model, images: np.ndarray, labels: np.ndarray, steps: int = 60) -> float:
@@ -56,10 +58,16 @@ def _split(ctx, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _describe(task: str, width: int, parameters: int | None = None) -> TrainedModel:
-    return TrainedModel(task=task, family="toy-net", name=f"toy-net-w{width}",
-                        architecture=f"1x1 conv to {width} channels, mean, linear",
-                        image_size=SIZE, classes=("dark", "bright"), shape={"width": width},
-                        parameters=parameters)
+    return TrainedModel(
+        task=task,
+        family="toy-net",
+        name=f"toy-net-w{width}",
+        architecture=f"1x1 conv to {width} channels, mean, linear",
+        image_size=SIZE,
+        classes=("dark", "bright"),
+        shape={"width": width},
+        parameters=parameters,
+    )
 
 
 def data_stage(ctx) -> None:
@@ -81,13 +89,17 @@ def train_stage(ctx) -> None:
     _fit(model, *_split(ctx, "train"))
     images, labels = _split(ctx, "val")
     with torch.no_grad():
-        accuracy = float((model(torch.from_numpy(_preprocess(images))).argmax(1).numpy()
-                          == labels).mean())
+        accuracy = float(
+            (model(torch.from_numpy(_preprocess(images))).argmax(1).numpy() == labels).mean()
+        )
     torch.save(model.state_dict(), ctx.folder / "best.pt")
-    write_record(ctx.folder, _describe(ctx.spec.task, width,
-                                       sum(p.numel() for p in model.parameters())))
-    write_json(ctx.folder / "metrics.json", {"val_hit_rate": accuracy, "best_epoch": 0,
-                                             "epochs_run": 1, "stopped_early": False})
+    write_record(
+        ctx.folder, _describe(ctx.spec.task, width, sum(p.numel() for p in model.parameters()))
+    )
+    write_json(
+        ctx.folder / "metrics.json",
+        {"val_hit_rate": accuracy, "best_epoch": 0, "epochs_run": 1, "stopped_early": False},
+    )
     ctx.recorder.output_file("weights", ctx.folder / "best.pt")
 
 
@@ -96,8 +108,12 @@ def export_stage(ctx) -> None:
 
     model = TASKS.get(ctx.spec.task).load_trained(ctx.run.stage_dir("train"))
     export_onnx(model, ctx.folder / "model.onnx", (1, 3, SIZE, SIZE), simplify=False)
-    check = parity(model, ctx.folder / "model.onnx", _preprocess(_split(ctx, "val")[0]),
-                   ctx.spec.export.tolerance)
+    check = parity(
+        model,
+        ctx.folder / "model.onnx",
+        _preprocess(_split(ctx, "val")[0]),
+        ctx.spec.export.tolerance,
+    )
     write_json(ctx.folder / "parity.json", check)
     ctx.recorder.output_file("onnx", ctx.folder / "model.onnx")
     ctx.recorder.summary["parity"] = check
@@ -146,8 +162,10 @@ class HitRate(Evaluator):
 
     def evaluate(self, predictor: Any, batch: int) -> dict:
         outputs = predictor.run(_preprocess(self.images))[0]
-        return {"hit_rate": float((outputs.argmax(1) == self.labels).mean()),
-                "images": int(len(self.labels))}
+        return {
+            "hit_rate": float((outputs.argmax(1) == self.labels).mean()),
+            "images": len(self.labels),
+        }
 
 
 class BrightnessTask(BaseTask):
@@ -187,24 +205,32 @@ class _OrtPredictor(Predictor):
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 1
-        self.session = ort.InferenceSession(str(path), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {self.session.get_inputs()[0].name: batch})
 
 
 class ToyRuntime(BaseCompiler):
-    capabilities = Capabilities(engine="toyrt", precisions={"none": frozenset({"fp32"})},
-                                dynamic_batch=True, packages=("onnxruntime",),
-                                distributions=("onnxruntime",))
+    capabilities = Capabilities(
+        engine="toyrt",
+        precisions={"none": frozenset({"fp32"})},
+        dynamic_batch=True,
+        packages=("onnxruntime",),
+        distributions=("onnxruntime",),
+    )
 
     def build(self, request: BuildRequest) -> dict:
         request.out_dir.mkdir(parents=True, exist_ok=True)
         path = request.out_dir / "model.onnx"
         shutil.copy2(request.onnx_path, path)
-        manifest = {"engine": "toyrt", "precision": request.target.precision,
-                    "file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
+        manifest = {
+            "engine": "toyrt",
+            "precision": request.target.precision,
+            "file": path.name,
+            "sha256": file_sha256(path),
+            "bytes": path.stat().st_size,
+        }
         write_json(request.out_dir / "artifact.json", manifest)
         return manifest
 
@@ -268,8 +294,9 @@ def _repo(root: Path, family: str = "toy-net") -> Path:
     (project / "project.yaml").write_text(PROJECT.format(family=family))
     rng = np.random.default_rng(0)
     labels = np.tile([0, 1], 24)
-    images = np.where(labels[:, None, None, None] == 1, 200, 40) \
-        + rng.integers(-30, 30, (48, SIZE, SIZE, 3))
+    images = np.where(labels[:, None, None, None] == 1, 200, 40) + rng.integers(
+        -30, 30, (48, SIZE, SIZE, 3)
+    )
     np.savez(project / "images.npz", images=images.astype(np.uint8), labels=labels)
     return project
 

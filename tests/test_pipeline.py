@@ -101,7 +101,9 @@ def test_compile_stage(finished) -> None:
     assert int8["quantization"]["calibration_images"] > 0
     import onnx
 
-    ops = {n.op_type for n in onnx.load(str(run / "compile" / "cpu-int8" / "model.onnx")).graph.node}
+    ops = {
+        n.op_type for n in onnx.load(str(run / "compile" / "cpu-int8" / "model.onnx")).graph.node
+    }
     assert {"QuantizeLinear", "DequantizeLinear"} & ops or "QLinearConv" in ops
 
 
@@ -117,14 +119,12 @@ def test_bench_stage(finished) -> None:
         assert 0 < metrics["memory"]["rss_before_load_mb"] <= metrics["memory"]["peak_rss_mb"]
         accuracy, quality = metrics["task_metrics"], metrics["quality"]
         assert np.asarray(accuracy["confusion"]).sum() == 6
-        assert accuracy["accuracy"] == pytest.approx(
-            np.trace(accuracy["confusion"]) / 6)
+        assert accuracy["accuracy"] == pytest.approx(np.trace(accuracy["confusion"]) / 6)
         assert (quality["name"], quality["label"]) == ("accuracy", "accuracy")
         assert quality["value"] == accuracy["accuracy"]
         assert quality["reference"] == reference
         assert quality["drop"] == pytest.approx(reference - accuracy["accuracy"])
-        assert len(read_json(run / "bench" / target / "latency_samples.json")) == \
-            latency["repeats"]
+        assert len(read_json(run / "bench" / target / "latency_samples.json")) == latency["repeats"]
     fp32 = read_json(run / "bench" / "cpu-fp32" / "metrics.json")
     assert fp32["quality"]["drop"] == pytest.approx(0.0, abs=1e-9)  # same network, fp32
 
@@ -141,8 +141,9 @@ def test_every_hand_off_file_meets_its_schema(finished, tmp_path) -> None:
     del broken["quality"]["reference"]
     (copy / "bench" / "cpu-fp32" / "metrics.json").write_text(json.dumps(broken))
     [problem] = check_run_folder(copy)
-    assert problem.startswith("bench/cpu-fp32/metrics.json: at quality: 'reference' is a "
-                              "required property")
+    assert problem.startswith(
+        "bench/cpu-fp32/metrics.json: at quality: 'reference' is a required property"
+    )
 
 
 def test_gate_and_report(finished) -> None:
@@ -181,8 +182,12 @@ def test_training_again_in_a_new_process_gives_the_same_weights(finished) -> Non
     import sys
 
     project, run = finished
-    subprocess.run([sys.executable, "-m", "tango_ci", "train", str(project), "--run", run.name],
-                   check=True, capture_output=True, cwd=project.parent.parent)
+    subprocess.run(
+        [sys.executable, "-m", "tango_ci", "train", str(project), "--run", run.name],
+        check=True,
+        capture_output=True,
+        cwd=project.parent.parent,
+    )
     again = (project.parent.parent / "runs" / "tiny" / "latest").resolve()
     assert again != run
     assert file_sha256(again / "train" / "best.pt") == file_sha256(run / "train" / "best.pt")
@@ -193,8 +198,11 @@ def test_a_stage_without_its_inputs_names_the_stage_to_run(finished) -> None:
     api.run(project, until="data")
     with pytest.raises(StageInputError) as info:
         api.run(project, from_stage="train", until="train")
-    assert re.fullmatch(r"stage 'train' needs the chosen candidate from the search stage "
-                        r"\(not found in .*\); run `tango search` first", info.value.message)
+    assert re.fullmatch(
+        r"stage 'train' needs the chosen candidate from the search stage "
+        r"\(not found in .*\); run `tango search` first",
+        info.value.message,
+    )
 
 
 def test_a_changed_project_file_refuses_to_continue_a_run(finished) -> None:
@@ -203,7 +211,7 @@ def test_a_changed_project_file_refuses_to_continue_a_run(finished) -> None:
     original = path.read_text()
     try:
         path.write_text(original + "description: changed\n")
-        with pytest.raises(ProjectChanged, match="changed since run .* start a new run"):
+        with pytest.raises(ProjectChanged, match=r"changed since run .* start a new run"):
             api.run(project, from_stage="gate", until="gate")
     finally:
         path.write_text(original)

@@ -21,8 +21,14 @@ pytestmark = pytest.mark.slow
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "TANGO_SEARCH_HEARTBEAT_S": "1"}
-    return subprocess.Popen([sys.executable, "-m", "tango_ci", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tango_ci", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(condition, process: subprocess.Popen, timeout: float = 240) -> None:
@@ -47,15 +53,19 @@ def _finished_trials(db: Path) -> list[tuple]:
         if not summaries:
             return []
         study = optuna.load_study(study_name=summaries[0].study_name, storage=f"sqlite:///{db}")
-        return [(t.number, t.state.name, tuple(sorted(t.params.items())))
-                for t in study.trials if t.state.is_finished()]
+        return [
+            (t.number, t.state.name, tuple(sorted(t.params.items())))
+            for t in study.trials
+            if t.state.is_finished()
+        ]
     except Exception:  # the database may be mid-creation
         return []
 
 
 def test_killed_search_and_training_resume(tmp_path: Path) -> None:
-    project = make_repo(tmp_path / "repo", per_class=20, trials=4, search_epochs=2, epochs=30,
-                        extra_targets="")
+    project = make_repo(
+        tmp_path / "repo", per_class=20, trials=4, search_epochs=2, epochs=30, extra_targets=""
+    )
     root = project.parent.parent
     api.run(project, until="data")
     run = (root / "runs" / "tiny" / "latest").resolve()
@@ -70,7 +80,7 @@ def test_killed_search_and_training_resume(tmp_path: Path) -> None:
     time.sleep(2.5)  # let the killed trial's heartbeat go stale (grace period 2 s)
 
     resumed = _start(["search", "projects/tiny"], root)
-    out, err = resumed.communicate(timeout=600)
+    _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     assert f"resuming search: {len(before)} trial(s) already finished" in err
     after = _finished_trials(db)
@@ -96,7 +106,7 @@ def test_killed_search_and_training_resume(tmp_path: Path) -> None:
     assert 2 <= len(kept) < 30
 
     resumed = _start(["train", "projects/tiny"], root)
-    out, err = resumed.communicate(timeout=600)
+    _out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     assert f"resumed training at epoch {len(kept) + 1}" in err
     history = read_json(run / "train" / "history.json")

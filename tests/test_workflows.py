@@ -30,14 +30,19 @@ def test_there_are_workflows() -> None:
 
 
 def test_actionlint_is_clean() -> None:
-    result = subprocess.run([_tool("actionlint"), *map(str, WORKFLOWS)], capture_output=True,
-                            text=True, cwd=REPO)
+    result = subprocess.run(
+        [_tool("actionlint"), *map(str, WORKFLOWS)], capture_output=True, text=True, cwd=REPO
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_zizmor_is_clean() -> None:
-    result = subprocess.run([_tool("zizmor"), "--offline", "--no-progress", ".github/workflows"],
-                            capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run(
+        [_tool("zizmor"), "--offline", "--no-progress", ".github/workflows"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -83,9 +88,11 @@ def test_the_constraints_pin_every_dependency_within_its_range() -> None:
     def key(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name.lower())
 
-    pins = dict(line.split("==", 1) for line in
-                (REPO / "constraints" / "workflows.txt").read_text().splitlines()
-                if line.strip() and not line.startswith("#"))
+    pins = dict(
+        line.split("==", 1)
+        for line in (REPO / "constraints" / "workflows.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
     pins = {key(name): version.strip() for name, version in pins.items()}
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = project["dependencies"] + project["optional-dependencies"]["test"]
@@ -93,5 +100,6 @@ def test_the_constraints_pin_every_dependency_within_its_range() -> None:
     for text in wanted:
         requirement = Requirement(text)
         assert key(requirement.name) in pins, f"{requirement.name} is not in the constraints"
-        assert requirement.specifier.contains(pins[key(requirement.name)], prereleases=True), \
+        assert requirement.specifier.contains(pins[key(requirement.name)], prereleases=True), (
             f"{requirement.name}=={pins[key(requirement.name)]} is outside {requirement}"
+        )

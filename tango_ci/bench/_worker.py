@@ -33,7 +33,7 @@ def _median_ci_halfwidth(samples: list[float]) -> float:
     """Relative half-width of a 95% confidence interval of the median (order statistics)."""
     ordered = sorted(samples)
     n = len(ordered)
-    spread = 1.96 * (n ** 0.5) / 2
+    spread = 1.96 * (n**0.5) / 2
     low, high = max(0, int(n / 2 - spread)), min(n - 1, int(n / 2 + spread + 1))
     median = ordered[n // 2]
     return (ordered[high] - ordered[low]) / 2 / median if median > 0 else 0.0
@@ -63,8 +63,11 @@ def main() -> None:
     began = time.perf_counter()
     predictor = load_artifact(__import__("pathlib").Path(args.artifact), threads=args.threads)
     load_s = time.perf_counter() - began
-    batch = np.random.default_rng(0).standard_normal(
-        (args.batch, 3, args.size, args.size)).astype(np.float32)
+    batch = (
+        np.random.default_rng(0)
+        .standard_normal((args.batch, 3, args.size, args.size))
+        .astype(np.float32)
+    )
 
     # warm-up until the median of a window stops moving (allocators, caches, JIT)
     warmup: list[float] = []
@@ -97,18 +100,30 @@ def main() -> None:
             samples.append((time.perf_counter() - start) * 1000)
             if time.perf_counter() > deadline and len(samples) >= 3:
                 break
-        enough = (len(samples) >= args.min_repeats
-                  and time.perf_counter() - began_measuring >= args.min_seconds)
+        enough = (
+            len(samples) >= args.min_repeats
+            and time.perf_counter() - began_measuring >= args.min_seconds
+        )
         if enough and _median_ci_halfwidth(samples) <= args.target_ci:
             stop = "ci"
             break
         if time.perf_counter() > deadline:
             stop = "time_cap"
             break
-    json.dump({"latencies_ms": samples, "warmup_runs": len(warmup), "stop": stop,
-               "median_ci95_rel": _median_ci_halfwidth(samples), "load_s": load_s,
-               "rss_before_load_mb": rss_before, "peak_rss_mb": _rss_mb(),
-               "threads": args.threads, "batch": args.batch}, sys.stdout)
+    json.dump(
+        {
+            "latencies_ms": samples,
+            "warmup_runs": len(warmup),
+            "stop": stop,
+            "median_ci95_rel": _median_ci_halfwidth(samples),
+            "load_s": load_s,
+            "rss_before_load_mb": rss_before,
+            "peak_rss_mb": _rss_mb(),
+            "threads": args.threads,
+            "batch": args.batch,
+        },
+        sys.stdout,
+    )
 
 
 if __name__ == "__main__":

@@ -32,11 +32,17 @@ def latency_stats(samples_ms: list[float], batch: int) -> dict:
     mean = float(values.mean())
     std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     stats = {
-        "p50_ms": p50, "p90_ms": float(np.percentile(values, 90)),
-        "p95_ms": float(np.percentile(values, 95)), "p99_ms": float(np.percentile(values, 99)),
-        "mean_ms": mean, "std_ms": std, "cv": std / mean if mean else 0.0,
-        "min_ms": float(values.min()), "max_ms": float(values.max()),
-        "outliers": int((values > SLOW_RUN * p50).sum()), "repeats": int(len(values)),
+        "p50_ms": p50,
+        "p90_ms": float(np.percentile(values, 90)),
+        "p95_ms": float(np.percentile(values, 95)),
+        "p99_ms": float(np.percentile(values, 99)),
+        "mean_ms": mean,
+        "std_ms": std,
+        "cv": std / mean if mean else 0.0,
+        "min_ms": float(values.min()),
+        "max_ms": float(values.max()),
+        "outliers": int((values > SLOW_RUN * p50).sum()),
+        "repeats": len(values),
         "throughput_per_s": batch * 1000.0 / p50 if p50 else 0.0,
     }
     reason = instability(stats)
@@ -56,12 +62,15 @@ def instability(stats: dict) -> str | None:
     if p50 and stats["p99_ms"] / p50 > UNSTABLE_TAIL:
         reasons.append(f"p99 {stats['p99_ms'] / p50:.1f}x the p50 (over {UNSTABLE_TAIL:g}x)")
     if reasons and stats.get("outliers"):
-        reasons.append(f"{stats['outliers']} of {stats['repeats']} runs over {SLOW_RUN:g}x "
-                       f"the p50, up to {stats['max_ms']:.3g} ms")
+        reasons.append(
+            f"{stats['outliers']} of {stats['repeats']} runs over {SLOW_RUN:g}x "
+            f"the p50, up to {stats['max_ms']:.3g} ms"
+        )
     runs = stats.get("runs", {})
     if runs.get("count", 1) > 1 and runs["spread"] > UNSTABLE_SPREAD:
-        reasons.append(f"p50 differs by {runs['spread']:.0%} between {runs['count']} "
-                       "measuring processes")
+        reasons.append(
+            f"p50 differs by {runs['spread']:.0%} between {runs['count']} measuring processes"
+        )
     return "; ".join(reasons) or None
 
 
@@ -70,37 +79,80 @@ def stability_note(stats: dict) -> str | None:
     reason = instability(stats)
     if reason is None:
         return None
-    return (f"Unstable measurement: {reason}. Its mean, CV and tail percentiles describe the "
-            "machine's interruptions as much as the artifact; rerun on an idle runner or with "
-            "--repeat before trusting them.")
+    return (
+        f"Unstable measurement: {reason}. Its mean, CV and tail percentiles describe the "
+        "machine's interruptions as much as the artifact; rerun on an idle runner or with "
+        "--repeat before trusting them."
+    )
 
 
-def measure_latency(artifact_dir: Path, *, batch: int, size: int, threads: int,
-                    max_seconds: float = 20.0, min_repeats: int = 200,
-                    min_seconds: float = 2.0, target_ci: float = 0.02) -> dict:
+def measure_latency(
+    artifact_dir: Path,
+    *,
+    batch: int,
+    size: int,
+    threads: int,
+    max_seconds: float = 20.0,
+    min_repeats: int = 200,
+    min_seconds: float = 2.0,
+    target_ci: float = 0.02,
+) -> dict:
     """Run the bench worker on ``artifact_dir``; returns statistics, raw samples and memory."""
     env = dict(os.environ)
     for name in _THREAD_VARIABLES:
         env[name] = str(threads)
-    command = [sys.executable, "-m", "tango_ci.bench._worker", str(artifact_dir),
-               "--batch", str(batch), "--size", str(size), "--threads", str(threads),
-               "--max-seconds", str(max_seconds), "--min-repeats", str(min_repeats),
-               "--min-seconds", str(min(min_seconds, max_seconds)),
-               "--target-ci", str(target_ci)]
+    command = [
+        sys.executable,
+        "-m",
+        "tango_ci.bench._worker",
+        str(artifact_dir),
+        "--batch",
+        str(batch),
+        "--size",
+        str(size),
+        "--threads",
+        str(threads),
+        "--max-seconds",
+        str(max_seconds),
+        "--min-repeats",
+        str(min_repeats),
+        "--min-seconds",
+        str(min(min_seconds, max_seconds)),
+        "--target-ci",
+        str(target_ci),
+    ]
     try:
         # slow artifacts (untuned TVM at batch 8: ~20 s a run) still get warm-up and 5 runs
-        result = subprocess.run(command, capture_output=True, text=True, env=env,
-                                timeout=max(900.0, max_seconds * 3 + 120))
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=max(900.0, max_seconds * 3 + 120),
+        )
     except subprocess.TimeoutExpired:
         raise TangoError(f"measuring {artifact_dir} took longer than 15 minutes") from None
     if result.returncode != 0:
         tail = result.stderr.strip().splitlines()[-1:] or ["no output"]
         raise TangoError(f"measuring {artifact_dir} failed: {tail[0]}")
     raw = json.loads(result.stdout)
-    return {**latency_stats(raw["latencies_ms"], batch), **{
-        k: raw[k] for k in ("warmup_runs", "stop", "median_ci95_rel", "load_s",
-                            "rss_before_load_mb", "peak_rss_mb", "threads", "batch")},
-        "samples_ms": raw["latencies_ms"]}
+    return {
+        **latency_stats(raw["latencies_ms"], batch),
+        **{
+            k: raw[k]
+            for k in (
+                "warmup_runs",
+                "stop",
+                "median_ci95_rel",
+                "load_s",
+                "rss_before_load_mb",
+                "peak_rss_mb",
+                "threads",
+                "batch",
+            )
+        },
+        "samples_ms": raw["latencies_ms"],
+    }
 
 
 def measure_repeated(artifact_dir: Path, *, repeat: int, **kwargs) -> dict:
@@ -114,12 +166,18 @@ def measure_repeated(artifact_dir: Path, *, repeat: int, **kwargs) -> dict:
     p50s = [m["p50_ms"] for m in measured]
     median = statistics.median(p50s)
     chosen = min(measured, key=lambda m: abs(m["p50_ms"] - median))
-    result = chosen | {"runs": {
-        "count": len(measured), "p50_ms": p50s, "p95_ms": [m["p95_ms"] for m in measured],
-        "repeats": [m["repeats"] for m in measured], "median_p50_ms": median,
-        "spread": (max(p50s) - min(p50s)) / median if median else 0.0,
-        "cv": statistics.pstdev(p50s) / statistics.mean(p50s) if len(p50s) > 1 else 0.0,
-        "cv_median": statistics.median(m["cv"] for m in measured)}}
+    result = chosen | {
+        "runs": {
+            "count": len(measured),
+            "p50_ms": p50s,
+            "p95_ms": [m["p95_ms"] for m in measured],
+            "repeats": [m["repeats"] for m in measured],
+            "median_p50_ms": median,
+            "spread": (max(p50s) - min(p50s)) / median if median else 0.0,
+            "cv": statistics.pstdev(p50s) / statistics.mean(p50s) if len(p50s) > 1 else 0.0,
+            "cv_median": statistics.median(m["cv"] for m in measured),
+        }
+    }
     reason = instability(result)  # judged again: the runs' spread counts too
     return result | {"unstable": reason is not None, "unstable_reason": reason}
 
@@ -138,7 +196,11 @@ def host_facts(threads: int) -> dict:
     governor = governor_path.read_text().strip() if governor_path.exists() else "unreadable"
     from tango_ci.rundir import tool_versions
 
-    return {"cpu": cpu, "machine": platform.machine(), "governor": governor,
-            "threads": threads, "cores": os.cpu_count(),
-            "libraries": tool_versions(("onnxruntime", "apache-tvm", "torch", "tensorrt",
-                                        "numpy"))}
+    return {
+        "cpu": cpu,
+        "machine": platform.machine(),
+        "governor": governor,
+        "threads": threads,
+        "cores": os.cpu_count(),
+        "libraries": tool_versions(("onnxruntime", "apache-tvm", "torch", "tensorrt", "numpy")),
+    }

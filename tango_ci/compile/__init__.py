@@ -32,30 +32,40 @@ def auto_candidates(target, runner) -> list:
     """The concrete targets ``engine: auto`` tries: every engine and precision of the runner
     that the engine's capability table accepts."""
     accelerator = runner.hardware.accelerator.kind
-    return [replace(target, engine=engine.name, precision=precision)
-            for engine in runner.engines for precision in runner.precisions
-            if engine.name in ENGINES
-            and capabilities(engine.name).refusal(precision, accelerator) is None]
+    return [
+        replace(target, engine=engine.name, precision=precision)
+        for engine in runner.engines
+        for precision in runner.precisions
+        if engine.name in ENGINES
+        and capabilities(engine.name).refusal(precision, accelerator) is None
+    ]
 
 
 def check_request(target, runner) -> None:
     """Refuse, before any work, what the engine or the runner cannot do."""
     if target.engine == AUTO:
         if not auto_candidates(target, runner):
-            raise UnsupportedRequestError(backend="auto", request=f"build target "
-                                          f"'{target.name}' for runner '{runner.name}'",
-                                          reason="no engine of the runner offers any of its "
-                                                 "precisions")
+            raise UnsupportedRequestError(
+                backend="auto",
+                request=f"build target '{target.name}' for runner '{runner.name}'",
+                reason="no engine of the runner offers any of its precisions",
+            )
         return
     request = f"build target '{target.name}' for runner '{runner.name}'"
-    refusal = capabilities(target.engine).refusal(target.precision,
-                                                  runner.hardware.accelerator.kind)
+    refusal = capabilities(target.engine).refusal(
+        target.precision, runner.hardware.accelerator.kind
+    )
     if refusal:
         raise UnsupportedRequestError(backend=target.engine, request=request, reason=refusal)
     if runner.engine(target.engine) is None:
-        raise UnsupportedRequestError(backend=target.engine, request=request, reason=(
-            f"the runner does not have it installed (it has "
-            f"{', '.join(e.name for e in runner.engines)})"))
+        raise UnsupportedRequestError(
+            backend=target.engine,
+            request=request,
+            reason=(
+                f"the runner does not have it installed (it has "
+                f"{', '.join(e.name for e in runner.engines)})"
+            ),
+        )
 
 
 def load_artifact(artifact_dir: Path, threads: int | None = None) -> Predictor:
@@ -64,5 +74,17 @@ def load_artifact(artifact_dir: Path, threads: int | None = None) -> Predictor:
     return get_compiler(engine).load(Path(artifact_dir), threads)
 
 
-__all__ = ["AUTO", "ARTIFACT", "BaseCompiler", "BuildRequest", "Capabilities", "Predictor", "PyTorchPredictor",
-           "auto_candidates", "capabilities", "check_request", "get_compiler", "load_artifact"]
+__all__ = [
+    "ARTIFACT",
+    "AUTO",
+    "BaseCompiler",
+    "BuildRequest",
+    "Capabilities",
+    "Predictor",
+    "PyTorchPredictor",
+    "auto_candidates",
+    "capabilities",
+    "check_request",
+    "get_compiler",
+    "load_artifact",
+]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 ARTIFACT = "artifact.json"  # every backend writes this manifest beside its files
 
@@ -44,8 +45,7 @@ class Capabilities:
         offered = self.precisions[accelerator]
         if precision not in offered:
             where = "a CPU" if accelerator == "none" else f"'{accelerator}'"
-            return (f"{self.engine} offers {', '.join(sorted(offered))} on {where}, "
-                    f"not {precision}")
+            return f"{self.engine} offers {', '.join(sorted(offered))} on {where}, not {precision}"
         return None
 
 
@@ -53,7 +53,7 @@ class Predictor(abc.ABC):
     """A loaded artifact: one batch in, the network's outputs out."""
 
     @abc.abstractmethod
-    def run(self, batch: "np.ndarray") -> list["np.ndarray"]:
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run one batch (N, C, H, W float32) and return the outputs as numpy arrays."""
 
     def close(self) -> None:
@@ -62,10 +62,10 @@ class Predictor(abc.ABC):
 
 @dataclass(frozen=True)
 class BuildRequest:
-    onnx_path: "Path"
-    out_dir: "Path"
-    target: "TargetSpec"
-    runner: "RunnerSpec"
+    onnx_path: Path
+    out_dir: Path
+    target: TargetSpec
+    runner: RunnerSpec
     calibration: Any = None  # numpy array (N, C, H, W) for int8
     options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -78,7 +78,7 @@ class BaseCompiler(abc.ABC):
         """Build the artifact into ``request.out_dir``; return the manifest's backend fields."""
 
     @abc.abstractmethod
-    def load(self, artifact_dir: "Path", threads: int | None = None) -> Predictor:
+    def load(self, artifact_dir: Path, threads: int | None = None) -> Predictor:
         """Load a built artifact for inference."""
 
     def runner_problem(self, entry: Mapping[str, Any], accelerator: str) -> tuple[str, str] | None:

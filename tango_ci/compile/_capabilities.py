@@ -41,6 +41,4 @@ PYTORCH = Capabilities(
     install_hint="pip install torch",
 )
 
-CAPABILITIES: dict[str, Capabilities] = {
-    c.engine: c for c in (ONNXRUNTIME, TVM, TENSORRT, PYTORCH)
-}
+CAPABILITIES: dict[str, Capabilities] = {c.engine: c for c in (ONNXRUNTIME, TVM, TENSORRT, PYTORCH)}

@@ -20,8 +20,9 @@ class _Calibration:
     """onnxruntime's CalibrationDataReader protocol over a numpy batch array."""
 
     def __init__(self, input_name: str, images: np.ndarray, batch: int) -> None:
-        self._batches = iter([{input_name: images[i:i + batch]}
-                              for i in range(0, len(images), batch)])
+        self._batches = iter(
+            [{input_name: images[i : i + batch]} for i in range(0, len(images), batch)]
+        )
 
     def get_next(self) -> dict | None:
         return next(self._batches, None)
@@ -76,19 +77,32 @@ class OnnxRuntimeCompiler(BaseCompiler):
             options.optimized_model_filepath = str(model_path)
             ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
         engine = request.runner.engine("onnxruntime")
-        providers = list(engine.execution_providers) if engine and engine.execution_providers \
+        providers = (
+            list(engine.execution_providers)
+            if engine and engine.execution_providers
             else ["CPUExecutionProvider"]
+        )
         manifest = {
-            "engine": "onnxruntime", "precision": precision, "file": model_path.name,
-            "sha256": file_sha256(model_path), "bytes": model_path.stat().st_size,
-            "providers": providers, "onnxruntime": ort.__version__, **details,
+            "engine": "onnxruntime",
+            "precision": precision,
+            "file": model_path.name,
+            "sha256": file_sha256(model_path),
+            "bytes": model_path.stat().st_size,
+            "providers": providers,
+            "onnxruntime": ort.__version__,
+            **details,
         }
         write_json(out / ARTIFACT, manifest)
         return manifest
 
     def _quantize(self, request: BuildRequest) -> tuple[Path, dict]:
-        from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                              quant_pre_process, quantize_static)
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quant_pre_process,
+            quantize_static,
+        )
 
         if request.calibration is None or not len(request.calibration):
             from tango_ci.exceptions import TangoError
@@ -99,8 +113,11 @@ class OnnxRuntimeCompiler(BaseCompiler):
         prepared = work / "prepared.onnx"
         quant_pre_process(str(request.onnx_path), str(prepared), skip_symbolic_shape=True)
         quantized = work / "quantized.onnx"
-        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                  "percentile": CalibrationMethod.Percentile}[request.target.calibration]
+        method = {
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile,
+        }[request.target.calibration]
         import onnx
 
         graph = onnx.load(str(prepared), load_external_data=False).graph
@@ -117,17 +134,29 @@ class OnnxRuntimeCompiler(BaseCompiler):
         # node and falls back to one scale for all channels (densenet m: same latency, max |Δ|
         # to fp32 0.46 instead of 0.53 with the node in float).
         batch_norms = [n.name for n in graph.node if n.op_type in _FLOAT_OP_TYPES]
-        quantize_static(str(prepared), str(quantized),
-                        _Calibration(graph.input[0].name, request.calibration, batch=8),
-                        quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=method, nodes_to_exclude=excluded + batch_norms)
-        return quantized, {"quantization": {"format": "QDQ", "per_channel": True,
-                                            "method": request.target.calibration,
-                                            "calibration_images": int(len(request.calibration)),
-                                            "activations": "uint8", "weights": "int8",
-                                            "kept_in_float": excluded,
-                                            "float_op_types": list(_FLOAT_OP_TYPES)}}
+        quantize_static(
+            str(prepared),
+            str(quantized),
+            _Calibration(graph.input[0].name, request.calibration, batch=8),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=method,
+            nodes_to_exclude=excluded + batch_norms,
+        )
+        return quantized, {
+            "quantization": {
+                "format": "QDQ",
+                "per_channel": True,
+                "method": request.target.calibration,
+                "calibration_images": len(request.calibration),
+                "activations": "uint8",
+                "weights": "int8",
+                "kept_in_float": excluded,
+                "float_op_types": list(_FLOAT_OP_TYPES),
+            }
+        }
 
     def _to_fp16(self, request: BuildRequest) -> tuple[Path, dict]:
         """fp16 weights and compute, fp32 inputs and outputs (for GPU execution providers)."""
@@ -136,13 +165,15 @@ class OnnxRuntimeCompiler(BaseCompiler):
 
         work = request.out_dir / "fp16"
         work.mkdir(exist_ok=True)
-        converted = convert_float_to_float16(onnx.load(str(request.onnx_path)),
-                                             keep_io_types=True)
+        converted = convert_float_to_float16(onnx.load(str(request.onnx_path)), keep_io_types=True)
         path = work / "fp16.onnx"
         onnx.save(converted, str(path))
         return path, {"fp16": {"keep_io_types": True}}
 
     def load(self, artifact_dir: Path, threads: int | None = None) -> Predictor:
         manifest = json.loads((artifact_dir / ARTIFACT).read_text())
-        return OnnxRuntimePredictor(artifact_dir / manifest["file"], threads,
-                                    manifest.get("providers", ["CPUExecutionProvider"]))
+        return OnnxRuntimePredictor(
+            artifact_dir / manifest["file"],
+            threads,
+            manifest.get("providers", ["CPUExecutionProvider"]),
+        )

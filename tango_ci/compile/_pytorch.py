@@ -34,16 +34,16 @@ def _rebuild(folder: Path):
 
 
 class PyTorchPredictor(Predictor):
-    def __init__(self, module, threads: int | None, precision: str = "fp32",
-                 device: str = "cpu") -> None:
+    def __init__(
+        self, module, threads: int | None, precision: str = "fp32", device: str = "cpu"
+    ) -> None:
         import torch
 
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch
         self.device = device
-        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision,
-                                                                        torch.float32)
+        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
         self.module = module.to(self.device, self.dtype)
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
@@ -68,12 +68,15 @@ class PyTorchCompiler(BaseCompiler):
         if mode not in MODES:
             raise TangoError(f"pytorch mode '{mode}' is not one of {', '.join(MODES)}")
         if mode == "torchscript" and request.target.precision != "fp32":
-            raise TangoError(f"pytorch torchscript artifacts are fp32 (frozen weights); use mode "
-                             f"eager for {request.target.precision}")
+            raise TangoError(
+                f"pytorch torchscript artifacts are fp32 (frozen weights); use mode "
+                f"eager for {request.target.precision}"
+            )
         source = request.options.get("model_dir")
         if source is None:
-            raise TangoError("the pytorch backend needs the trained network (model_dir), "
-                             "not only the ONNX file")
+            raise TangoError(
+                "the pytorch backend needs the trained network (model_dir), not only the ONNX file"
+            )
         out = request.out_dir
         out.mkdir(parents=True, exist_ok=True)
         model, info = _rebuild(Path(source))
@@ -90,10 +93,16 @@ class PyTorchCompiler(BaseCompiler):
             shutil.copy2(Path(source) / "best.pt", out / "best.pt")
             weights = out / "best.pt"
         device = "cuda" if request.runner.hardware.accelerator.kind == "nvidia-gpu" else "cpu"
-        manifest = {"engine": "pytorch", "precision": request.target.precision, "mode": mode,
-                    "device": device,
-                    "file": weights.name, "sha256": file_sha256(weights),
-                    "bytes": weights.stat().st_size, "torch": torch.__version__}
+        manifest = {
+            "engine": "pytorch",
+            "precision": request.target.precision,
+            "mode": mode,
+            "device": device,
+            "file": weights.name,
+            "sha256": file_sha256(weights),
+            "bytes": weights.stat().st_size,
+            "torch": torch.__version__,
+        }
         write_json(out / ARTIFACT, manifest)
         return manifest
 
@@ -103,8 +112,10 @@ class PyTorchCompiler(BaseCompiler):
         manifest = json.loads((artifact_dir / ARTIFACT).read_text())
         device = manifest.get("device", "cpu")
         if device == "cuda" and not torch.cuda.is_available():
-            raise TangoError(f"{artifact_dir} is a CUDA {manifest['precision']} artifact; "
-                             "this host has no CUDA GPU")
+            raise TangoError(
+                f"{artifact_dir} is a CUDA {manifest['precision']} artifact; "
+                "this host has no CUDA GPU"
+            )
         if manifest["mode"] == "torchscript":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)

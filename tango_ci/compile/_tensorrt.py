@@ -28,8 +28,9 @@ def _import_tensorrt():
     try:
         import tensorrt
     except ImportError:
-        raise MissingDependencyError(feature="the tensorrt backend", package="tensorrt",
-                                     hint=TENSORRT.install_hint) from None
+        raise MissingDependencyError(
+            feature="the tensorrt backend", package="tensorrt", hint=TENSORRT.install_hint
+        ) from None
     import torch
 
     if not torch.cuda.is_available():
@@ -44,16 +45,17 @@ def _entropy_calibrator(trt, images: np.ndarray, batch: int, cache_path: Path):
         def __init__(self) -> None:
             super().__init__()
             self.images, self.batch, self.index = images, batch, 0
-            self.device_batch = torch.empty((batch, *images.shape[1:]), dtype=torch.float32,
-                                            device="cuda")
+            self.device_batch = torch.empty(
+                (batch, *images.shape[1:]), dtype=torch.float32, device="cuda"
+            )
 
         def get_batch_size(self) -> int:
             return self.batch
 
-        def get_batch(self, names):  # noqa: ARG002 - one input
+        def get_batch(self, names):
             if self.index + self.batch > len(self.images):
                 return None
-            chunk = self.images[self.index:self.index + self.batch]
+            chunk = self.images[self.index : self.index + self.batch]
             self.device_batch.copy_(torch.from_numpy(np.ascontiguousarray(chunk)))
             self.index += self.batch
             return [int(self.device_batch.data_ptr())]
@@ -77,8 +79,7 @@ class TensorRtPredictor(Predictor):
         self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_path.read_bytes())
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names
-                       if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if n not in self.inputs]
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
@@ -119,8 +120,9 @@ class TensorRtCompiler(BaseCompiler):
         batch = request.target.batch
         shape = tuple(tensor.shape)[1:]
         profile = builder.create_optimization_profile()
-        profile.set_shape(tensor.name, (1, *shape), (batch, *shape),
-                          (batch * MAX_BATCH_FACTOR, *shape))
+        profile.set_shape(
+            tensor.name, (1, *shape), (batch, *shape), (batch * MAX_BATCH_FACTOR, *shape)
+        )
         config.add_optimization_profile(profile)
         out = request.out_dir
         out.mkdir(parents=True, exist_ok=True)
@@ -132,11 +134,11 @@ class TensorRtCompiler(BaseCompiler):
                 raise TangoError("int8 needs calibration images; none were given")
             config.set_flag(trt.BuilderFlag.INT8)
             config.set_calibration_profile(profile)
-            config.int8_calibrator = _entropy_calibrator(trt, request.calibration, batch,
-                                                         out / "calibration.cache")
+            config.int8_calibrator = _entropy_calibrator(
+                trt, request.calibration, batch, out / "calibration.cache"
+            )
         cache_path = Path(request.options.get("timing_cache") or out / TIMING_CACHE)
-        cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.exists()
-                                           else b"")
+        cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.exists() else b"")
         config.set_timing_cache(cache, ignore_mismatch=False)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
@@ -146,9 +148,13 @@ class TensorRtCompiler(BaseCompiler):
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
         manifest = {
-            "engine": "tensorrt", "precision": precision, "file": ENGINE_FILE,
-            "sha256": file_sha256(engine_path), "bytes": engine_path.stat().st_size,
-            "tensorrt": trt.__version__, "gpu": torch.cuda.get_device_name(0),
+            "engine": "tensorrt",
+            "precision": precision,
+            "file": ENGINE_FILE,
+            "sha256": file_sha256(engine_path),
+            "bytes": engine_path.stat().st_size,
+            "tensorrt": trt.__version__,
+            "gpu": torch.cuda.get_device_name(0),
             "compute_capability": ".".join(map(str, torch.cuda.get_device_capability(0))),
             "batch_range": [1, batch, batch * MAX_BATCH_FACTOR],
             "calibration": "entropy" if precision == "int8" else None,

@@ -60,16 +60,17 @@ class TvmPredictor(Predictor):
         self.vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), self.device)
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        result = self.vm["main"](self._tvm.runtime.tensor(np.ascontiguousarray(batch),
-                                                          self.device))
+        result = self.vm["main"](self._tvm.runtime.tensor(np.ascontiguousarray(batch), self.device))
         if hasattr(result, "numpy"):  # one output tensor
             return [result.numpy()]
         return [o.numpy() for o in result]
 
 
-UNTUNED_ADVICE = ("TVM ran untuned (`tuning_trials: 0`): untuned TVM code on x86 CPUs is far "
-                  "slower than onnxruntime; set `tuning_trials` to let MetaSchedule tune it "
-                  "on the device.")
+UNTUNED_ADVICE = (
+    "TVM ran untuned (`tuning_trials: 0`): untuned TVM code on x86 CPUs is far "
+    "slower than onnxruntime; set `tuning_trials` to let MetaSchedule tune it "
+    "on the device."
+)
 
 
 class TvmCompiler(BaseCompiler):
@@ -83,8 +84,7 @@ class TvmCompiler(BaseCompiler):
     def probe(self, accelerator) -> dict:
         """The TVM target of this host: its GPU's architecture, else LLVM for its CPU."""
         if accelerator["kind"] == "nvidia-gpu":
-            return {"target": f"cuda -arch=sm_"
-                              f"{accelerator['compute_capability'].replace('.', '')}"}
+            return {"target": f"cuda -arch=sm_{accelerator['compute_capability'].replace('.', '')}"}
         from tvm.target import codegen
 
         return {"target": f"llvm -mcpu={codegen.llvm_get_system_cpu()}"}
@@ -95,7 +95,7 @@ class TvmCompiler(BaseCompiler):
         from tvm.relax.frontend.onnx import from_onnx
 
         engine = request.runner.engine("tvm")
-        target_text = (engine.target if engine and engine.target else "llvm")
+        target_text = engine.target if engine and engine.target else "llvm"
         target_dict = parse_target(target_text, request.runner.threads)
         batch = request.target.batch
         model = onnx.load(str(request.onnx_path))
@@ -105,10 +105,12 @@ class TvmCompiler(BaseCompiler):
         try:
             # weights become constants of the module, so the library is self-contained
             mod = from_onnx(model, shape_dict={input_name: shape}, keep_params_in_input=False)
-        except Exception as exc:  # noqa: BLE001 - the frontend fails in many ways
-            raise TangoError(f"TVM {tvm.__version__} cannot import "
-                             f"{request.onnx_path.name}: {type(exc).__name__}: "
-                             f"{str(exc).strip().splitlines()[-1][:200]}") from None
+        except Exception as exc:
+            raise TangoError(
+                f"TVM {tvm.__version__} cannot import "
+                f"{request.onnx_path.name}: {type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[-1][:200]}"
+            ) from None
         out = request.out_dir
         out.mkdir(parents=True, exist_ok=True)
         target = tvm.target.Target(target_dict)
@@ -118,18 +120,26 @@ class TvmCompiler(BaseCompiler):
             if trials > 0:
                 from tango_ci.compile._tvm_tuning import tune
 
-                database = Path(request.options.get("tuning_cache") or out / "tuning") / \
-                    tuning_key(request.onnx_path, target_dict, batch)
+                database = Path(request.options.get("tuning_cache") or out / "tuning") / tuning_key(
+                    request.onnx_path, target_dict, batch
+                )
                 mod, tuning = tune(mod, target, database, trials)
             executable = tvm.compile(mod, target=target)
         library = out / LIBRARY
         executable.export_library(str(library))
         manifest = {
-            "engine": "tvm", "precision": request.target.precision, "file": LIBRARY,
-            "sha256": file_sha256(library), "bytes": library.stat().st_size,
-            "target": target_dict, "target_string": target_text, "batch": batch,
-            "input_shape": shape, "device": "cuda" if target_dict["kind"] == "cuda" else "cpu",
-            "tvm": tvm.__version__, "tuning": tuning,
+            "engine": "tvm",
+            "precision": request.target.precision,
+            "file": LIBRARY,
+            "sha256": file_sha256(library),
+            "bytes": library.stat().st_size,
+            "target": target_dict,
+            "target_string": target_text,
+            "batch": batch,
+            "input_shape": shape,
+            "device": "cuda" if target_dict["kind"] == "cuda" else "cpu",
+            "tvm": tvm.__version__,
+            "tuning": tuning,
         }
         if not trials and target_dict["kind"] != "cuda":
             manifest["advice"] = UNTUNED_ADVICE
@@ -139,5 +149,3 @@ class TvmCompiler(BaseCompiler):
     def load(self, artifact_dir: Path, threads: int | None = None) -> Predictor:
         manifest = json.loads((artifact_dir / ARTIFACT).read_text())
         return TvmPredictor(artifact_dir / manifest["file"], manifest["device"])
-
-

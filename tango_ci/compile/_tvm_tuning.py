@@ -23,8 +23,9 @@ def _check_dependencies() -> None:
         try:
             __import__(module)
         except ImportError:
-            raise MissingDependencyError(feature="TVM tuning (MetaSchedule)", package=package,
-                                         hint=f"pip install {package}") from None
+            raise MissingDependencyError(
+                feature="TVM tuning (MetaSchedule)", package=package, hint=f"pip install {package}"
+            ) from None
 
 
 def has_records(database: Path) -> bool:
@@ -42,17 +43,29 @@ def tune(mod, target, database: Path, trials: int):
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     reused = has_records(database)
     began = time.perf_counter()
-    mod = tvm.transform.Sequential([
-        relax.transform.DecomposeOpsForInference(),
-        relax.transform.CanonicalizeBindings(),
-        relax.pipeline.zero_pipeline(),
-    ])(mod)
+    mod = tvm.transform.Sequential(
+        [
+            relax.transform.DecomposeOpsForInference(),
+            relax.transform.CanonicalizeBindings(),
+            relax.pipeline.zero_pipeline(),
+        ]
+    )(mod)
     if not reused:
         database.mkdir(parents=True, exist_ok=True)
         ms.relax_integration.tune_relax(
-            mod, params={}, target=target, work_dir=str(database), max_trials_global=trials,
+            mod,
+            params={},
+            target=target,
+            work_dir=str(database),
+            max_trials_global=trials,
             num_trials_per_iter=min(64, trials),
-            builder=ms.builder.LocalBuilder(timeout_sec=BUILD_TIMEOUT_S), seed=0)
+            builder=ms.builder.LocalBuilder(timeout_sec=BUILD_TIMEOUT_S),
+            seed=0,
+        )
     mod = relax.transform.MetaScheduleApplyDatabase(str(database))(mod)
-    return mod, {"trials": trials, "database": str(database), "reused": reused,
-                 "seconds": round(time.perf_counter() - began, 1)}
+    return mod, {
+        "trials": trials,
+        "database": str(database),
+        "reused": reused,
+        "seconds": round(time.perf_counter() - began, 1),
+    }

@@ -53,40 +53,64 @@ class BackendTestSuite:
         torch.manual_seed(0)
         model = build_model("resnet", "xs", 4).eval()
         torch.save(model.state_dict(), folder / "best.pt")
-        write_record(folder, TrainedModel(
-            task="classification", family="resnet", name="resnet-xs", architecture="resnet-xs",
-            image_size=self.image_size, classes=("a", "b", "c", "d"), shape={"level": "xs"}))
+        write_record(
+            folder,
+            TrainedModel(
+                task="classification",
+                family="resnet",
+                name="resnet-xs",
+                architecture="resnet-xs",
+                image_size=self.image_size,
+                classes=("a", "b", "c", "d"),
+                shape={"level": "xs"},
+            ),
+        )
         export_onnx(model, folder / "model.onnx", (1, 3, self.image_size, self.image_size))
         return folder
 
     @pytest.fixture(scope="class")
     def inputs(self) -> np.ndarray:
         rng = np.random.default_rng(0)
-        return rng.standard_normal((self.batch, 3, self.image_size, self.image_size)) \
-            .astype(np.float32)
+        return rng.standard_normal((self.batch, 3, self.image_size, self.image_size)).astype(
+            np.float32
+        )
 
     @pytest.fixture(scope="class")
     def reference(self, model_dir: Path, inputs: np.ndarray) -> np.ndarray:
         import onnxruntime as ort
 
-        session = ort.InferenceSession(str(model_dir / "model.onnx"),
-                                       providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"]
+        )
         return session.run(None, {session.get_inputs()[0].name: inputs})[0]
 
     @pytest.fixture(scope="class")
-    def artifact(self, model_dir: Path, runner: RunnerSpec, inputs: np.ndarray,
-                 tmp_path_factory) -> tuple[Path, dict]:
-        target = TargetSpec(name="suite", runner=runner.name, engine=self.engine,
-                            precision=self.precision, batch=self.batch)
+    def artifact(
+        self, model_dir: Path, runner: RunnerSpec, inputs: np.ndarray, tmp_path_factory
+    ) -> tuple[Path, dict]:
+        target = TargetSpec(
+            name="suite",
+            runner=runner.name,
+            engine=self.engine,
+            precision=self.precision,
+            batch=self.batch,
+        )
         check_request(target, runner)
         out = tmp_path_factory.mktemp("artifact")
         rng = np.random.default_rng(1)
-        calibration = rng.standard_normal((16, 3, self.image_size, self.image_size)) \
-            .astype(np.float32)
-        manifest = get_compiler(self.engine).build(BuildRequest(
-            onnx_path=model_dir / "model.onnx", out_dir=out, target=target, runner=runner,
-            calibration=calibration if self.precision == "int8" else None,
-            options={"model_dir": model_dir, **self.options}))
+        calibration = rng.standard_normal((16, 3, self.image_size, self.image_size)).astype(
+            np.float32
+        )
+        manifest = get_compiler(self.engine).build(
+            BuildRequest(
+                onnx_path=model_dir / "model.onnx",
+                out_dir=out,
+                target=target,
+                runner=runner,
+                calibration=calibration if self.precision == "int8" else None,
+                options={"model_dir": model_dir, **self.options},
+            )
+        )
         return out, manifest
 
     # ------------------------------------------------------------------ tests
@@ -94,8 +118,9 @@ class BackendTestSuite:
         output = load_artifact(artifact[0], threads=1).run(inputs)[0]
         assert output.shape == reference.shape
         difference = np.abs(output - reference).max()
-        cosine = float((output * reference).sum()
-                       / np.linalg.norm(output) / np.linalg.norm(reference))
+        cosine = float(
+            (output * reference).sum() / np.linalg.norm(output) / np.linalg.norm(reference)
+        )
         assert difference <= self.tolerance, f"max |difference| {difference:.3g}"
         assert cosine >= self.min_cosine
 
@@ -121,10 +146,21 @@ class BackendTestSuite:
     def test_reload_in_a_fresh_process(self, artifact, inputs, tmp_path) -> None:
         here = load_artifact(artifact[0], threads=1).run(inputs)[0]
         np.save(tmp_path / "inputs.npy", inputs)
-        code = ("import sys, numpy as np; from pathlib import Path; "
-                "from tango_ci.compile import load_artifact; "
-                "out = load_artifact(Path(sys.argv[1]), threads=1).run(np.load(sys.argv[2]))[0];"
-                " np.save(sys.argv[3], out)")
-        subprocess.run([sys.executable, "-c", code, str(artifact[0]),
-                        str(tmp_path / "inputs.npy"), str(tmp_path / "out.npy")], check=True)
+        code = (
+            "import sys, numpy as np; from pathlib import Path; "
+            "from tango_ci.compile import load_artifact; "
+            "out = load_artifact(Path(sys.argv[1]), threads=1).run(np.load(sys.argv[2]))[0];"
+            " np.save(sys.argv[3], out)"
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                code,
+                str(artifact[0]),
+                str(tmp_path / "inputs.npy"),
+                str(tmp_path / "out.npy"),
+            ],
+            check=True,
+        )
         assert np.abs(np.load(tmp_path / "out.npy") - here).max() <= 1e-5

@@ -7,9 +7,9 @@ folder, so later stages (on other machines, too) use exactly the same pixels.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -22,8 +22,10 @@ STD = 0.5
 
 
 class TooManyBadImages(TangoError):
-    _template = ("{bad} of {total} images cannot be read ({fraction:.1%} > the allowed "
-                 "{limit:.1%} of data.max_bad_fraction); first: {first}")
+    _template = (
+        "{bad} of {total} images cannot be read ({fraction:.1%} > the allowed "
+        "{limit:.1%} of data.max_bad_fraction); first: {first}"
+    )
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,9 @@ class Item:
     split: str
 
 
-def scan_imagefolder(root: Path, val_fraction: float, seed: int,
-                     limit: Path | None = None) -> tuple[list[str], list[Item]]:
+def scan_imagefolder(
+    root: Path, val_fraction: float, seed: int, limit: Path | None = None
+) -> tuple[list[str], list[Item]]:
     """Classes and items; one folder is split per class by a seeded ratio.
 
     With ``limit``, every folder and image must stay inside it through any symbolic link.
@@ -44,10 +47,12 @@ def scan_imagefolder(root: Path, val_fraction: float, seed: int,
         for split in ("train", "val"):
             confined(root / split, limit)
         classes = [d.name for d in class_folders(root / "train")]
-        items: list[Item] = [Item(confined(p, limit), label, split)
-                 for split in ("train", "val")
-                 for label, name in enumerate(classes)
-                 for p in _images(root / split / name, limit)]
+        items: list[Item] = [
+            Item(confined(p, limit), label, split)
+            for split in ("train", "val")
+            for label, name in enumerate(classes)
+            for p in _images(root / split / name, limit)
+        ]
         return classes, items
     classes = [d.name for d in class_folders(root)]
     rng = np.random.default_rng(seed)
@@ -55,7 +60,7 @@ def scan_imagefolder(root: Path, val_fraction: float, seed: int,
     for label, name in enumerate(classes):
         files = [confined(p, limit) for p in _images(root / name, limit)]
         order = rng.permutation(len(files))
-        n_val = max(1, int(round(len(files) * val_fraction)))
+        n_val = max(1, round(len(files) * val_fraction))
         val = set(order[:n_val].tolist())
         items += [Item(f, label, "val" if i in val else "train") for i, f in enumerate(files)]
     return classes, items
@@ -92,9 +97,16 @@ def load_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         return data["images"], data["labels"]
 
 
-def build_arrays(root: Path, *, image_size: int, val_fraction: float, seed: int,
-                 max_bad_fraction: float, limit: Path | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> dict:
+def build_arrays(
+    root: Path,
+    *,
+    image_size: int,
+    val_fraction: float,
+    seed: int,
+    max_bad_fraction: float,
+    limit: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Read every image; returns classes, arrays per split, bad files and the fingerprint.
 
     ``limit`` (the repository) is the folder no image may lead out of.
@@ -115,23 +127,28 @@ def build_arrays(root: Path, *, image_size: int, val_fraction: float, seed: int,
         try:
             arrays[item.split].append(decode(item.path, image_size))
             labels[item.split].append(item.label)
-            files.append({"path": relative, "sha256": digest, "label": item.label,
-                          "split": item.split})
-        except Exception as exc:  # noqa: BLE001 - any decode failure is an unreadable image
+            files.append(
+                {"path": relative, "sha256": digest, "label": item.label, "split": item.split}
+            )
+        except Exception as exc:
             bad.append({"path": relative, "reason": f"{type(exc).__name__}: {exc}"[:200]})
         if progress:
             progress(index, len(items))
     total = len(items)
     if total and len(bad) / total > max_bad_fraction:
-        raise TooManyBadImages(bad=len(bad), total=total, fraction=len(bad) / total,
-                               limit=max_bad_fraction, first=bad[0]["path"])
+        raise TooManyBadImages(
+            bad=len(bad),
+            total=total,
+            fraction=len(bad) / total,
+            limit=max_bad_fraction,
+            first=bad[0]["path"],
+        )
     for split in ("train", "val"):
         if not arrays[split]:
             raise TangoError(f"{root}: the {split} split has no readable images")
     return {
         "classes": classes,
-        "arrays": {s: (np.stack(arrays[s]), np.asarray(labels[s], dtype=np.int64))
-                   for s in arrays},
+        "arrays": {s: (np.stack(arrays[s]), np.asarray(labels[s], dtype=np.int64)) for s in arrays},
         "bad": bad,
         "files": files,
         "fingerprint": fingerprint.hexdigest(),

@@ -21,8 +21,11 @@ def class_folders(root: Path) -> list[Path]:
     """Sub-folders of ``root`` that hold at least one image, sorted by name."""
     if not root.is_dir():
         return []
-    return sorted(d for d in root.iterdir()
-                  if d.is_dir() and not d.name.startswith(".") and any(map(is_image, d.iterdir())))
+    return sorted(
+        d
+        for d in root.iterdir()
+        if d.is_dir() and not d.name.startswith(".") and any(map(is_image, d.iterdir()))
+    )
 
 
 def has_split_folders(root: Path) -> bool:
@@ -45,8 +48,10 @@ def imagefolder_problem(root: Path) -> str | None:
         return None
     classes = class_folders(root)
     if len(classes) < 2:
-        return ("needs at least two class folders with images (or train/ and val/ folders "
-                f"of them); found {len(classes)}")
+        return (
+            "needs at least two class folders with images (or train/ and val/ folders "
+            f"of them); found {len(classes)}"
+        )
     return None
 
 
@@ -96,7 +101,11 @@ def confined(path: Path, limit: Path | None) -> Path:
 
     real = inside(path, None, strict=True)
     if real is None:
-        raise DataOutside(f"{display(path)}: a broken symbolic link or a link loop; data must "
-                          "be real files inside the repository")
-    raise DataOutside(f"{display(path)}: a symbolic link out of the repository (to {real}); "
-                      "data must stay inside it")
+        raise DataOutside(
+            f"{display(path)}: a broken symbolic link or a link loop; data must "
+            "be real files inside the repository"
+        )
+    raise DataOutside(
+        f"{display(path)}: a symbolic link out of the repository (to {real}); "
+        "data must stay inside it"
+    )

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tango_ci.context import StageContext
 from tango_ci.data.dataset import build_arrays
 from tango_ci.exceptions import TangoError
 from tango_ci.rundir import write_json
 from tango_ci.spec import find_repo_root
-from tango_ci.context import StageContext
 
 
 def ensure_data(ctx: StageContext) -> Path:
@@ -34,11 +34,15 @@ def run(ctx: StageContext) -> None:
     root = ensure_data(ctx)
     bar = ctx.reporter.task("reading images")
     try:
-        built = build_arrays(root, image_size=spec.data.image_size,
-                             val_fraction=spec.data.split.val, seed=spec.data.split.seed,
-                             max_bad_fraction=spec.data.max_bad_fraction,
-                             limit=find_repo_root(spec.folder),
-                             progress=lambda done, total: bar.update(completed=done, total=total))
+        built = build_arrays(
+            root,
+            image_size=spec.data.image_size,
+            val_fraction=spec.data.split.val,
+            seed=spec.data.split.seed,
+            max_bad_fraction=spec.data.max_bad_fraction,
+            limit=find_repo_root(spec.folder),
+            progress=lambda done, total: bar.update(completed=done, total=total),
+        )
     finally:
         bar.close()
     folder = ctx.folder
@@ -51,11 +55,20 @@ def run(ctx: StageContext) -> None:
     write_json(folder / "bad.json", built["bad"])
     for name in ("classes", "files", "bad"):
         ctx.recorder.output_file(name, folder / f"{name}.json")
-    counts = {s: int(len(built["arrays"][s][1])) for s in ("train", "val")}
+    counts = {s: len(built["arrays"][s][1]) for s in ("train", "val")}
     for bad in built["bad"]:
         ctx.reporter.log(f"unreadable image skipped: {bad['path']} ({bad['reason']})")
-    ctx.recorder.inputs["dataset"] = {"path": str(root), "fingerprint": built["fingerprint"],
-                                      "files": len(built["files"]) + len(built["bad"])}
-    ctx.recorder.summary.update({
-        "classes": built["classes"], "images": counts, "bad_images": len(built["bad"]),
-        "image_size": spec.data.image_size, "fingerprint": built["fingerprint"]})
+    ctx.recorder.inputs["dataset"] = {
+        "path": str(root),
+        "fingerprint": built["fingerprint"],
+        "files": len(built["files"]) + len(built["bad"]),
+    }
+    ctx.recorder.summary.update(
+        {
+            "classes": built["classes"],
+            "images": counts,
+            "bad_images": len(built["bad"]),
+            "image_size": spec.data.image_size,
+            "fingerprint": built["fingerprint"],
+        }
+    )

@@ -7,9 +7,9 @@ import json
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -40,8 +40,9 @@ class SynthRequest:
 
 
 class SynthOutputExists(TangoError):
-    _template = ("{out} already holds other data; pass --force to replace it, or choose "
-                 "another folder")
+    _template = (
+        "{out} already holds other data; pass --force to replace it, or choose another folder"
+    )
 
 
 def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,12 +63,24 @@ def _colour_far_from(rng: np.random.Generator, background: np.ndarray) -> tuple[
 
 def polygon(shape: str, cx: float, cy: float, radius: float, angle: float) -> list[tuple]:
     corners = {"square": 4, "triangle": 3}[shape]
-    return [(cx + radius * math.cos(angle + 2 * math.pi * k / corners),
-             cy + radius * math.sin(angle + 2 * math.pi * k / corners)) for k in range(corners)]
+    return [
+        (
+            cx + radius * math.cos(angle + 2 * math.pi * k / corners),
+            cy + radius * math.sin(angle + 2 * math.pi * k / corners),
+        )
+        for k in range(corners)
+    ]
 
 
-def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, radius: float,
-               angle: float, colour: tuple[int, ...]) -> None:
+def draw_shape(
+    draw: ImageDraw.ImageDraw,
+    shape: str,
+    cx: float,
+    cy: float,
+    radius: float,
+    angle: float,
+    colour: tuple[int, ...],
+) -> None:
     if shape == "circle":
         draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour)
     else:
@@ -80,13 +93,24 @@ def shape_image(rng: np.random.Generator, shape: str, size: int) -> Image.Image:
     image = Image.fromarray(pixels)
     radius = rng.uniform(0.22, 0.42) * size
     cx, cy = rng.uniform(radius, size - radius, size=2)
-    draw_shape(ImageDraw.Draw(image), shape, cx, cy, radius, rng.uniform(0, 2 * math.pi),
-               _colour_far_from(rng, background))
+    draw_shape(
+        ImageDraw.Draw(image),
+        shape,
+        cx,
+        cy,
+        radius,
+        rng.uniform(0, 2 * math.pi),
+        _colour_far_from(rng, background),
+    )
     return image
 
 
-def synthesize(request: SynthRequest, *, force: bool = False,
-               progress: Callable[[int, int], None] | None = None) -> dict:
+def synthesize(
+    request: SynthRequest,
+    *,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Write an ImageFolder of shapes to ``request.out``; returns a summary.
 
     A folder already made with the same request is left as it is; a folder holding anything
@@ -95,16 +119,20 @@ def synthesize(request: SynthRequest, *, force: bool = False,
     task = get_task(request.task)  # an unknown task is refused with the valid names
     unknown = sorted(set(request.classes) - set(SHAPES))
     if unknown:
-        raise TangoError(f"unknown shape class(es) {', '.join(unknown)}; "
-                         f"choose from {', '.join(SHAPES)}")
+        raise TangoError(
+            f"unknown shape class(es) {', '.join(unknown)}; choose from {', '.join(SHAPES)}"
+        )
     out = Path(request.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     # two runs may synthesise the same folder at once: one makes it, the other then finds it
     with open(out.with_name(f".{out.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _stamp(out / STAMP) == request.stamp():
-            return {"path": str(out), "created": False,
-                    "images": task.count_synthetic(out, request)}
+            return {
+                "path": str(out),
+                "created": False,
+                "images": task.count_synthetic(out, request),
+            }
         if out.exists() and any(out.iterdir()):
             if not force:
                 raise SynthOutputExists(out=out)
@@ -121,16 +149,22 @@ def synthesize(request: SynthRequest, *, force: bool = False,
     return {"path": str(out), "created": True, "images": task.count_synthetic(out, request)}
 
 
-def synthesize_project(spec, *, force: bool = False,
-                       progress: Callable[[int, int], None] | None = None) -> dict:
+def synthesize_project(
+    spec, *, force: bool = False, progress: Callable[[int, int], None] | None = None
+) -> dict:
     """Generate a project's data from its ``data.synth`` section into its ``data.path``."""
     synth = spec.data.synth
     if synth is None:
-        raise TangoError(f"{display(spec.path)}: data.synth is not set; this project's "
-                         "data is not synthetic")
-    request = SynthRequest(out=spec.data.resolved, task=spec.task,
-                           images_per_class=synth.images_per_class, size=synth.size,
-                           seed=synth.seed)
+        raise TangoError(
+            f"{display(spec.path)}: data.synth is not set; this project's data is not synthetic"
+        )
+    request = SynthRequest(
+        out=spec.data.resolved,
+        task=spec.task,
+        images_per_class=synth.images_per_class,
+        size=synth.size,
+        seed=synth.seed,
+    )
     return synthesize(request, force=force, progress=progress)
 
 
@@ -141,8 +175,9 @@ def _stamp(path: Path) -> dict | None:
         return None
 
 
-def write_shapes(staging: Path, request: SynthRequest,
-                 progress: Callable[[int, int], None] | None) -> None:
+def write_shapes(
+    staging: Path, request: SynthRequest, progress: Callable[[int, int], None] | None
+) -> None:
     """An ImageFolder of coloured shapes, one class folder per shape."""
     rng = np.random.default_rng(request.seed)
     total = request.images_per_class * len(request.classes)

@@ -57,8 +57,7 @@ def _display(path: Path, base: Path) -> str:
         return str(path)
 
 
-def read_dataset(path: Path, limit: Path | None = None
-                 ) -> tuple[YoloDataset | None, list[Problem]]:
+def read_dataset(path: Path, limit: Path | None = None) -> tuple[YoloDataset | None, list[Problem]]:
     """Parse data.yaml and list the split images; problems instead of exceptions.
 
     With ``limit`` (the repository), ``path:`` and every split folder and image must stay
@@ -74,44 +73,76 @@ def read_dataset(path: Path, limit: Path | None = None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         mark = getattr(exc, "problem_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        return None, [Problem(name, line, col, "", f"invalid YAML: "
-                              f"{getattr(exc, 'problem', None) or exc}")]
+        return None, [
+            Problem(name, line, col, "", f"invalid YAML: {getattr(exc, 'problem', None) or exc}")
+        ]
     if not isinstance(content, dict):
         return None, [Problem(name, 1, 1, "", "data.yaml must be a mapping")]
-    problems = [Problem(name, 1, 1, "", f"missing required field '{key}'")
-                for key in ("train", "val", "names") if key not in content]
+    problems = [
+        Problem(name, 1, 1, "", f"missing required field '{key}'")
+        for key in ("train", "val", "names")
+        if key not in content
+    ]
     if problems:
         return None, problems
     names = _names(content["names"])
     if names is None or not names:
-        return None, [Problem(name, 1, 1, "names", "must be a list of class names, or a "
-                              "mapping 0: name, 1: name, ... without gaps")]
+        return None, [
+            Problem(
+                name,
+                1,
+                1,
+                "names",
+                "must be a list of class names, or a mapping 0: name, 1: name, ... without gaps",
+            )
+        ]
     root = inside(base / str(content.get("path", ".")), limit)
     if root is None:
-        return None, [Problem(name, 1, 1, "path", f"'{str(content.get('path'))[:100]}' leads "
-                                                  "out of the repository; data must stay "
-                                                  "inside it")]
+        return None, [
+            Problem(
+                name,
+                1,
+                1,
+                "path",
+                f"'{str(content.get('path'))[:100]}' leads "
+                "out of the repository; data must stay "
+                "inside it",
+            )
+        ]
     images: dict[str, tuple[Path, ...]] = {}
     for split in SPLITS:
         folder = inside(root / str(content[split]), limit)
         if folder is None:
-            problems.append(Problem(name, 1, 1, split, f"'{str(content[split])[:100]}' leads "
-                                                       "out of the repository; data must stay "
-                                                       "inside it"))
+            problems.append(
+                Problem(
+                    name,
+                    1,
+                    1,
+                    split,
+                    f"'{str(content[split])[:100]}' leads "
+                    "out of the repository; data must stay "
+                    "inside it",
+                )
+            )
             continue
         if not folder.is_dir():
-            problems.append(Problem(name, 1, 1, split, f"folder '{content[split]}' does not "
-                                                       "exist"))
+            problems.append(Problem(name, 1, 1, split, f"folder '{content[split]}' does not exist"))
             continue
         found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         outside = [p for p in found if inside(p, limit) is None]
-        problems += [Problem(_display(p, base), 0, 0, "", "a symbolic link out of the "
-                             "repository (or a link loop); data must stay inside it")
-                     for p in outside]
+        problems += [
+            Problem(
+                _display(p, base),
+                0,
+                0,
+                "",
+                "a symbolic link out of the repository (or a link loop); data must stay inside it",
+            )
+            for p in outside
+        ]
         images[split] = tuple(p for p in found if p not in outside and p.is_file())
         if not images[split]:
-            problems.append(Problem(name, 1, 1, split, f"folder '{content[split]}' has no "
-                                                       "images"))
+            problems.append(Problem(name, 1, 1, split, f"folder '{content[split]}' has no images"))
     if problems:
         return None, problems
     return YoloDataset(root=root, data_yaml=data_yaml, names=names, images=images), []
@@ -129,32 +160,53 @@ def parse_labels(path: Path, classes: int, display: str) -> tuple[np.ndarray, li
             continue
         fields = line.split()
         if len(fields) != 5:
-            problems.append(Problem(display, number, 1, "", f"expected 5 values (class cx cy w "
-                                                            f"h), got {len(fields)}"))
+            problems.append(
+                Problem(
+                    display,
+                    number,
+                    1,
+                    "",
+                    f"expected 5 values (class cx cy w h), got {len(fields)}",
+                )
+            )
             continue
         try:
             values = [float(v) for v in fields]
         except ValueError:
             bad = next(v for v in fields if not _is_number(v))
-            problems.append(Problem(display, number, line.index(bad) + 1, "",
-                                    f"'{bad}' is not a number"))
+            problems.append(
+                Problem(display, number, line.index(bad) + 1, "", f"'{bad}' is not a number")
+            )
             continue
         cls, cx, cy, w, h = values
         if cls != int(cls) or not 0 <= cls < classes:
-            problems.append(Problem(display, number, 1, "", f"class {fields[0]} is not a class "
-                                    f"id of data.yaml (0..{classes - 1})"))
+            problems.append(
+                Problem(
+                    display,
+                    number,
+                    1,
+                    "",
+                    f"class {fields[0]} is not a class id of data.yaml (0..{classes - 1})",
+                )
+            )
             continue
         for label, value, column in (("cx", cx, 1), ("cy", cy, 2), ("w", w, 3), ("h", h, 4)):
             if not 0 <= value <= 1:
                 col = line.index(fields[column]) + 1
-                problems.append(Problem(display, number, col, "", f"{label} {fields[column]} is "
-                                        "outside 0..1 (coordinates are normalised)"))
+                problems.append(
+                    Problem(
+                        display,
+                        number,
+                        col,
+                        "",
+                        f"{label} {fields[column]} is outside 0..1 (coordinates are normalised)",
+                    )
+                )
                 break
         else:
             if w <= 0 or h <= 0:
                 problems.append(Problem(display, number, 1, "", "box has zero width or height"))
-            elif cx - w / 2 < -0.01 or cx + w / 2 > 1.01 or cy - h / 2 < -0.01 or \
-                    cy + h / 2 > 1.01:
+            elif cx - w / 2 < -0.01 or cx + w / 2 > 1.01 or cy - h / 2 < -0.01 or cy + h / 2 > 1.01:
                 problems.append(Problem(display, number, 1, "", "box reaches outside the image"))
             else:
                 rows.append(values)
@@ -169,16 +221,21 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def check_dataset(path: Path, limit: Path | None = None
-                  ) -> tuple[YoloDataset | None, dict, list[Problem]]:
+def check_dataset(
+    path: Path, limit: Path | None = None
+) -> tuple[YoloDataset | None, dict, list[Problem]]:
     """Every problem of a YOLO dataset; statistics and a fingerprint when it can be read."""
     dataset, problems = read_dataset(path, limit)
     if dataset is None:
         return None, {}, problems
     base = dataset.data_yaml.parent.resolve()  # image paths are resolved ones
     fingerprint = hashlib.sha256()
-    stats: dict[str, Any] = {"images": {}, "boxes": {}, "per_class": {n: 0 for n in dataset.names},
-             "background_images": 0}
+    stats: dict[str, Any] = {
+        "images": {},
+        "boxes": {},
+        "per_class": {n: 0 for n in dataset.names},
+        "background_images": 0,
+    }
     for split, images in dataset.images.items():
         boxes = 0
         for image in images:
@@ -189,20 +246,35 @@ def check_dataset(path: Path, limit: Path | None = None
                     handle.verify()
             # any failure means unreadable: once ultralytics is imported, a failed open also
             # tries optional decoders and may raise ImportError instead of PIL's error
-            except Exception:  # noqa: BLE001
-                problems.append(Problem(shown, 0, 0, "", "image cannot be read (empty or "
-                                                         "corrupt)"))
+            except Exception:
+                problems.append(Problem(shown, 0, 0, "", "image cannot be read (empty or corrupt)"))
                 continue
             labels = label_path(image)
             if labels.is_symlink() and inside(labels, limit) is None:
-                problems.append(Problem(_display(labels, base), 0, 0, "", "a symbolic link out "
-                                        "of the repository (or a link loop); data must stay "
-                                        "inside it"))
+                problems.append(
+                    Problem(
+                        _display(labels, base),
+                        0,
+                        0,
+                        "",
+                        "a symbolic link out "
+                        "of the repository (or a link loop); data must stay "
+                        "inside it",
+                    )
+                )
                 continue
             if not labels.exists():
-                problems.append(Problem(shown, 0, 0, "", f"no label file "
-                                        f"{_display(labels, base)} (write an empty one for an "
-                                        "image without objects)"))
+                problems.append(
+                    Problem(
+                        shown,
+                        0,
+                        0,
+                        "",
+                        f"no label file "
+                        f"{_display(labels, base)} (write an empty one for an "
+                        "image without objects)",
+                    )
+                )
                 continue
             fingerprint.update(f"{_display(labels, base)}\0{_sha(labels)}\n".encode())
             rows, found = parse_labels(labels, len(dataset.names), _display(labels, base))
@@ -226,12 +298,14 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[in
     height, width = image.shape[:2]
     scale = min(size / height, size / width)
     new_w, new_h = round(width * scale), round(height * scale)
-    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h),
-                                                       Image.Resampling.BILINEAR)) \
-        if (new_w, new_h) != (width, height) else image
+    resized = (
+        np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
+        if (new_w, new_h) != (width, height)
+        else image
+    )
     canvas = np.full((size, size, 3), 114, np.uint8)
     top, left = (size - new_h) // 2, (size - new_w) // 2
-    canvas[top:top + new_h, left:left + new_w] = resized
+    canvas[top : top + new_h, left : left + new_w] = resized
     return canvas, scale, (left, top)
 
 
@@ -244,11 +318,25 @@ def load_split(dataset: YoloDataset, split: str, size: int) -> dict:
         boxed, scale, (left, top) = letterbox(pixels, size)
         rows, _ = parse_labels(label_path(path), len(dataset.names), "")
         h, w = pixels.shape[:2]
-        xyxy = np.stack([(rows[:, 1] - rows[:, 3] / 2) * w, (rows[:, 2] - rows[:, 4] / 2) * h,
-                         (rows[:, 1] + rows[:, 3] / 2) * w, (rows[:, 2] + rows[:, 4] / 2) * h],
-                        1) * scale + np.array([left, top, left, top]) if len(rows) else \
-            np.zeros((0, 4), np.float32)
+        xyxy = (
+            np.stack(
+                [
+                    (rows[:, 1] - rows[:, 3] / 2) * w,
+                    (rows[:, 2] - rows[:, 4] / 2) * h,
+                    (rows[:, 1] + rows[:, 3] / 2) * w,
+                    (rows[:, 2] + rows[:, 4] / 2) * h,
+                ],
+                1,
+            )
+            * scale
+            + np.array([left, top, left, top])
+            if len(rows)
+            else np.zeros((0, 4), np.float32)
+        )
         images.append(boxed)
         boxes.append(np.concatenate([rows[:, :1], xyxy], 1).astype(np.float32))
-    return {"images": np.stack(images), "boxes": boxes,
-            "files": [str(p.relative_to(dataset.root)) for p in dataset.images[split]]}
+    return {
+        "images": np.stack(images),
+        "boxes": boxes,
+        "files": [str(p.relative_to(dataset.root)) for p in dataset.images[split]],
+    }

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import yaml
 
+from tango_ci.context import StageContext
 from tango_ci.data.yolo import check_dataset, load_split
 from tango_ci.exceptions import SpecError
 from tango_ci.rundir import write_json
 from tango_ci.spec import find_repo_root
-from tango_ci.context import StageContext
 
 
 class DatasetError(SpecError):
@@ -28,24 +28,40 @@ def run(ctx: StageContext) -> None:
         raise DatasetError(problems)
     folder = ctx.folder
     data_yaml = folder / "data.yaml"
-    data_yaml.write_text(yaml.safe_dump({
-        "path": str(dataset.root),
-        "train": str(dataset.images["train"][0].parent.relative_to(dataset.root)),
-        "val": str(dataset.images["val"][0].parent.relative_to(dataset.root)),
-        "names": {i: n for i, n in enumerate(dataset.names)}}, sort_keys=False))
+    data_yaml.write_text(
+        yaml.safe_dump(
+            {
+                "path": str(dataset.root),
+                "train": str(dataset.images["train"][0].parent.relative_to(dataset.root)),
+                "val": str(dataset.images["val"][0].parent.relative_to(dataset.root)),
+                "names": {i: n for i, n in enumerate(dataset.names)},
+            },
+            sort_keys=False,
+        )
+    )
     val = load_split(dataset, "val", spec.data.image_size)
     counts = np.asarray([len(b) for b in val["boxes"]])
-    np.savez(folder / "val.npz", images=val["images"], counts=counts,
-             boxes=np.concatenate(val["boxes"]) if counts.sum() else np.zeros((0, 5), np.float32))
+    np.savez(
+        folder / "val.npz",
+        images=val["images"],
+        counts=counts,
+        boxes=np.concatenate(val["boxes"]) if counts.sum() else np.zeros((0, 5), np.float32),
+    )
     write_json(folder / "classes.json", list(dataset.names))
     write_json(folder / "files.json", {"val": val["files"]})
     write_json(folder / "stats.json", stats)
     for name in ("data.yaml", "val.npz", "classes.json", "files.json", "stats.json"):
         ctx.recorder.output_file(name.split(".")[0], folder / name)
     ctx.recorder.inputs["dataset"] = {"path": str(root), "fingerprint": stats["fingerprint"]}
-    ctx.recorder.summary.update({"classes": list(dataset.names), "images": stats["images"],
-                                 "boxes": stats["boxes"], "fingerprint": stats["fingerprint"],
-                                 "image_size": spec.data.image_size})
+    ctx.recorder.summary.update(
+        {
+            "classes": list(dataset.names),
+            "images": stats["images"],
+            "boxes": stats["boxes"],
+            "fingerprint": stats["fingerprint"],
+            "image_size": spec.data.image_size,
+        }
+    )
 
 
 def load_val(run) -> tuple[np.ndarray, list[np.ndarray], list[str]]:

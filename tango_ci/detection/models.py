@@ -13,8 +13,9 @@ FAMILIES = {"yolov8": "yolov8.yaml", "yolo11": "yolo11.yaml", "yolo26": "yolo26.
 SCALES = ("n", "s", "m", "l", "x")
 
 
-def model_yaml(family: str, scale: str, depth: float = 1.0, width: float = 1.0,
-               classes: int = 80) -> dict:
+def model_yaml(
+    family: str, scale: str, depth: float = 1.0, width: float = 1.0, classes: int = 80
+) -> dict:
     """The family's YAML with one scale picked and its depth and width multiplied."""
     from tango_ci.detection.weights import ultralytics_module
 
@@ -26,9 +27,14 @@ def model_yaml(family: str, scale: str, depth: float = 1.0, width: float = 1.0,
     config = tasks.yaml_model_load(FAMILIES[family])
     base_depth, base_width, max_channels = config["scales"][scale]
     config.pop("scales")
-    config.update({"depth_multiple": round(base_depth * depth, 4),
-                   "width_multiple": round(base_width * width, 4),
-                   "max_channels": max_channels, "nc": classes})
+    config.update(
+        {
+            "depth_multiple": round(base_depth * depth, 4),
+            "width_multiple": round(base_width * width, 4),
+            "max_channels": max_channels,
+            "nc": classes,
+        }
+    )
     config.pop("yaml_file", None)
     config.pop("scale", None)
     return config

@@ -42,7 +42,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
         keep.append(best)
         if order.size == 1:
             break
-        overlap = box_iou(boxes[best:best + 1], boxes[order[1:]])[0]
+        overlap = box_iou(boxes[best : best + 1], boxes[order[1:]])[0]
         order = order[1:][overlap <= iou]
     return np.asarray(keep, dtype=np.int64)
 
@@ -88,5 +88,6 @@ def _dense(rows: np.ndarray, t: Thresholds) -> np.ndarray:
     boxes = np.concatenate([xy - wh / 2, xy + wh / 2], 1)
     offset = classes[:, None] * 4096.0  # class-aware NMS in one pass
     kept = nms(boxes + offset, scores, t.iou)[: t.max_det]
-    return np.concatenate([boxes[kept], scores[kept, None], classes[kept, None]], 1) \
-        .astype(np.float32)
+    return np.concatenate([boxes[kept], scores[kept, None], classes[kept, None]], 1).astype(
+        np.float32
+    )

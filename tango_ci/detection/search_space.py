@@ -3,16 +3,15 @@ training hyper-parameters; candidates train with ultralytics and are pruned on m
 
 from __future__ import annotations
 
-import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from tango_ci.detection.models import model_yaml, write_model_yaml
 from tango_ci.context import StageContext
 from tango_ci.contracts import TrainedModel
+from tango_ci.detection.models import model_yaml, write_model_yaml
 from tango_ci.rundir import write_record
 
 LEVEL_TO_SCALE = {"xs": "n", "s": "s", "m": "m", "l": "l", "xl": "x"}
@@ -30,8 +29,9 @@ def preprocess_detection(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0)
 
 
-def calibration_images(data_yaml: Path, size: int, count: int = CALIBRATION_IMAGES,
-                       seed: int = 0) -> np.ndarray:
+def calibration_images(
+    data_yaml: Path, size: int, count: int = CALIBRATION_IMAGES, seed: int = 0
+) -> np.ndarray:
     """A seeded sample of training images, letterboxed and preprocessed."""
     from PIL import Image
 
@@ -51,14 +51,24 @@ def calibration_images(data_yaml: Path, size: int, count: int = CALIBRATION_IMAG
     return preprocess_detection(np.stack(boxed))
 
 
-def export_yolo(weights_or_yaml: Path, out: Path, imgsz: int, *, opset: int,
-                simplify: bool) -> Path:
+def export_yolo(
+    weights_or_yaml: Path, out: Path, imgsz: int, *, opset: int, simplify: bool
+) -> Path:
     """ONNX export through ultralytics, dynamic batch, moved to ``out``."""
     from tango_ci.detection.weights import ultralytics_module
 
     model = ultralytics_module().YOLO(str(weights_or_yaml), task="detect")
-    produced = Path(model.export(format="onnx", imgsz=imgsz, dynamic=True, simplify=simplify,
-                                 opset=opset, device="cpu", verbose=False))
+    produced = Path(
+        model.export(
+            format="onnx",
+            imgsz=imgsz,
+            dynamic=True,
+            simplify=simplify,
+            opset=opset,
+            device="cpu",
+            verbose=False,
+        )
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(produced), out)
     return out
@@ -91,18 +101,26 @@ class DetectionSpace:
             "width": trial.suggest_float("width", 0.5, 1.0, step=0.25),
             "imgsz": trial.suggest_categorical("imgsz", self.sizes),
             # around the spec's learning rate: YOLO training is sensitive to it
-            "lr": trial.suggest_float("lr", self.spec.train.lr / 2, self.spec.train.lr * 2,
-                                      log=True),
+            "lr": trial.suggest_float(
+                "lr", self.spec.train.lr / 2, self.spec.train.lr * 2, log=True
+            ),
             "batch": trial.suggest_categorical("batch", [8, 16]),
         }
 
     def key(self, params: dict) -> str:
-        return (f"{params['family']}{LEVEL_TO_SCALE[params['level']]}-d{params['depth']}"
-                f"-w{params['width']}-{params['imgsz']}")
+        return (
+            f"{params['family']}{LEVEL_TO_SCALE[params['level']]}-d{params['depth']}"
+            f"-w{params['width']}-{params['imgsz']}"
+        )
 
     def config(self, params: dict) -> dict:
-        return model_yaml(params["family"], LEVEL_TO_SCALE[params["level"]], params["depth"],
-                          params["width"], len(self.classes))
+        return model_yaml(
+            params["family"],
+            LEVEL_TO_SCALE[params["level"]],
+            params["depth"],
+            params["width"],
+            len(self.classes),
+        )
 
     def export(self, params: dict, workdir: Path) -> tuple[Path, Path, int, dict]:
         from tango_ci.detection.weights import ultralytics_module
@@ -111,30 +129,57 @@ class DetectionSpace:
         yaml_path = write_model_yaml(workdir / "model.yaml", self.config(params))
         model = ultralytics_module().YOLO(str(yaml_path), task="detect")
         model.save(str(workdir / "best.pt"))
-        write_record(workdir, TrainedModel(
-            task=self.spec.task, family=params["family"], name=self.key(params),
-            architecture=self.key(params),
-            image_size=params["imgsz"], classes=tuple(self.classes),
-            shape={"scale": LEVEL_TO_SCALE[params["level"]], "depth": params["depth"],
-                   "width": params["width"]}))
-        onnx_path = export_yolo(workdir / "best.pt", workdir / "model.onnx", params["imgsz"],
-                                opset=self.spec.export.opset, simplify=self.spec.export.simplify)
+        write_record(
+            workdir,
+            TrainedModel(
+                task=self.spec.task,
+                family=params["family"],
+                name=self.key(params),
+                architecture=self.key(params),
+                image_size=params["imgsz"],
+                classes=tuple(self.classes),
+                shape={
+                    "scale": LEVEL_TO_SCALE[params["level"]],
+                    "depth": params["depth"],
+                    "width": params["width"],
+                },
+            ),
+        )
+        onnx_path = export_yolo(
+            workdir / "best.pt",
+            workdir / "model.onnx",
+            params["imgsz"],
+            opset=self.spec.export.opset,
+            simplify=self.spec.export.simplify,
+        )
         self._size = params["imgsz"]
         if self._size not in self._calibration:
             self._calibration[self._size] = calibration_images(self.data_yaml, self._size)
         parameters = sum(p.numel() for p in model.model.parameters())
-        return onnx_path, workdir, params["imgsz"], {
-            "parameters": parameters, "architecture": self.key(params)}
+        return (
+            onnx_path,
+            workdir,
+            params["imgsz"],
+            {"parameters": parameters, "architecture": self.key(params)},
+        )
 
     def train(self, params: dict, number: int, on_epoch: Callable, reporter) -> float:
         from tango_ci.detection.train import MAP50, train_yolo
 
         folder = self.run.stage_dir("search") / "trials" / str(number)
         yaml_path = write_model_yaml(folder / "model.yaml", self.config(params))
-        result = train_yolo(yaml_path, self.data_yaml, folder / "ultralytics",
-                            epochs=self.spec.search.epochs, imgsz=params["imgsz"],
-                            batch=params["batch"], lr0=params["lr"], seed=self.spec.search.seed,
-                            device=self.device,
-                            on_epoch=lambda e, m: on_epoch(e, {"map50": m.get(MAP50, 0.0)}),
-                            reporter=reporter, description=f"trial {number} {self.key(params)}")
+        result = train_yolo(
+            yaml_path,
+            self.data_yaml,
+            folder / "ultralytics",
+            epochs=self.spec.search.epochs,
+            imgsz=params["imgsz"],
+            batch=params["batch"],
+            lr0=params["lr"],
+            seed=self.spec.search.seed,
+            device=self.device,
+            on_epoch=lambda e, m: on_epoch(e, {"map50": m.get(MAP50, 0.0)}),
+            reporter=reporter,
+            description=f"trial {number} {self.key(params)}",
+        )
         return max((h["map50"] for h in result["history"]), default=0.0)

@@ -33,8 +33,7 @@ from pathlib import Path
 
 import torch
 
-from tango_ci.detection.weights import ultralytics_module
-from tango_ci.detection.weights import check_pretrained
+from tango_ci.detection.weights import check_pretrained, ultralytics_module
 from tango_ci.progress import SILENT, Reporter
 from tango_ci.rundir import write_json
 from tango_ci.train import checkpoints
@@ -48,11 +47,24 @@ RECALL = "metrics/recall(B)"
 BEST_EPOCH = "best_epoch.json"
 
 
-def train_yolo(model_yaml: Path, data_yaml: Path, out_dir: Path, *, epochs: int, imgsz: int,
-               batch: int, lr0: float, seed: int, patience: int = 100, mosaic: float = 1.0,
-               pretrained: Path | None = None, device: TrainDevice | None = None,
-               on_epoch: Callable[[int, dict], None] | None = None,
-               reporter: Reporter = SILENT, description: str = "training") -> dict:
+def train_yolo(
+    model_yaml: Path,
+    data_yaml: Path,
+    out_dir: Path,
+    *,
+    epochs: int,
+    imgsz: int,
+    batch: int,
+    lr0: float,
+    seed: int,
+    patience: int = 100,
+    mosaic: float = 1.0,
+    pretrained: Path | None = None,
+    device: TrainDevice | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    reporter: Reporter = SILENT,
+    description: str = "training",
+) -> dict:
     """Train (or resume) into ``out_dir``.
 
     Returns the per-epoch ``history``, the ``best`` and ``last`` weights, ``best_epoch`` (the
@@ -85,20 +97,42 @@ def train_yolo(model_yaml: Path, data_yaml: Path, out_dir: Path, *, epochs: int,
         else:
             model = YOLO(str(model_yaml), task="detect")
             listener.attach(model, setup)
-            model.train(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, lr0=lr0,
-                        optimizer="AdamW", seed=seed, deterministic=True, patience=patience,
-                        device=device.ultralytics, workers=workers,
-                        amp=device.kind == "cuda", plots=False, verbose=False,
-                        pretrained=str(pretrained) if pretrained else False,
-                        project=str(out_dir.parent), name=out_dir.name,
-                        exist_ok=True, warmup_epochs=min(3.0, epochs / 5), val=True,
-                        close_mosaic=max(1, epochs // 4), mosaic=mosaic)
+            model.train(
+                data=str(data_yaml),
+                epochs=epochs,
+                imgsz=imgsz,
+                batch=batch,
+                lr0=lr0,
+                optimizer="AdamW",
+                seed=seed,
+                deterministic=True,
+                patience=patience,
+                device=device.ultralytics,
+                workers=workers,
+                amp=device.kind == "cuda",
+                plots=False,
+                verbose=False,
+                pretrained=str(pretrained) if pretrained else False,
+                project=str(out_dir.parent),
+                name=out_dir.name,
+                exist_ok=True,
+                warmup_epochs=min(3.0, epochs / 5),
+                val=True,
+                close_mosaic=max(1, epochs // 4),
+                mosaic=mosaic,
+            )
     finally:
         bar.close()
     history = read_history(out_dir)
-    return {"history": history, "best": out_dir / "weights" / "best.pt", "last": last,
-            "resumed": resumed, "best_epoch": read_best_epoch(out_dir, len(history)),
-            "final": listener.final, "validation": listener.validation}
+    return {
+        "history": history,
+        "best": out_dir / "weights" / "best.pt",
+        "last": last,
+        "resumed": resumed,
+        "best_epoch": read_best_epoch(out_dir, len(history)),
+        "final": listener.final,
+        "validation": listener.validation,
+    }
 
 
 class EpochListener:
@@ -154,8 +188,12 @@ class EpochListener:
 
 def quality(metrics: dict) -> dict:
     """The box metrics of one ultralytics validation, named as the bench names them."""
-    return {"map50": metrics.get(MAP50, 0.0), "map50_95": metrics.get(MAP50_95, 0.0),
-            "precision": metrics.get(PRECISION, 0.0), "recall": metrics.get(RECALL, 0.0)}
+    return {
+        "map50": metrics.get(MAP50, 0.0),
+        "map50_95": metrics.get(MAP50_95, 0.0),
+        "precision": metrics.get(PRECISION, 0.0),
+        "recall": metrics.get(RECALL, 0.0),
+    }
 
 
 def validation_protocol(trainer) -> dict:
@@ -163,14 +201,24 @@ def validation_protocol(trainer) -> dict:
     evaluator (module docstring) a reader of the training record can see it."""
     args, dataset = trainer.validator.args, trainer.test_loader.dataset
     size = int(dataset.imgsz)
-    shapes = ({(int(h), int(w)) for h, w in dataset.batch_shapes}
-              if getattr(dataset, "rect", False) else {(size, size)})
-    return {"evaluator": "ultralytics DetectionValidator", "split": "val",
-            "nms": "multi-label", "conf": float(args.conf), "iou": float(args.iou),
-            "max_det": int(args.max_det), "image_size": size,
-            "input_shapes": [list(s) for s in sorted(shapes)],
-            "inputs": "fp16" if getattr(args, "quantize", None) == 16 else "fp32",
-            "epoch_weights": "EMA, fp32", "final_weights": "best.pt (fp16 weights)"}
+    shapes = (
+        {(int(h), int(w)) for h, w in dataset.batch_shapes}
+        if getattr(dataset, "rect", False)
+        else {(size, size)}
+    )
+    return {
+        "evaluator": "ultralytics DetectionValidator",
+        "split": "val",
+        "nms": "multi-label",
+        "conf": float(args.conf),
+        "iou": float(args.iou),
+        "max_det": int(args.max_det),
+        "image_size": size,
+        "input_shapes": [list(s) for s in sorted(shapes)],
+        "inputs": "fp16" if getattr(args, "quantize", None) == 16 else "fp32",
+        "epoch_weights": "EMA, fp32",
+        "final_weights": "best.pt (fp16 weights)",
+    }
 
 
 def read_best_epoch(out_dir: Path, epochs: int) -> int | None:
@@ -202,7 +250,16 @@ def read_history(out_dir: Path) -> list[dict]:
         return []
     with open(path) as handle:
         rows = [{k.strip(): float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
-    return [{"epoch": int(r["epoch"]) - 1, "map50": r.get(MAP50, 0.0),
-             "map50_95": r.get(MAP50_95, 0.0), "box_loss": r.get("train/box_loss", 0.0),
-             "cls_loss": r.get("train/cls_loss", 0.0), "val_box_loss": r.get("val/box_loss", 0.0),
-             "precision": r.get(PRECISION, 0.0), "recall": r.get(RECALL, 0.0)} for r in rows]
+    return [
+        {
+            "epoch": int(r["epoch"]) - 1,
+            "map50": r.get(MAP50, 0.0),
+            "map50_95": r.get(MAP50_95, 0.0),
+            "box_loss": r.get("train/box_loss", 0.0),
+            "cls_loss": r.get("train/cls_loss", 0.0),
+            "val_box_loss": r.get("val/box_loss", 0.0),
+            "precision": r.get(PRECISION, 0.0),
+            "recall": r.get(RECALL, 0.0),
+        }
+        for r in rows
+    ]

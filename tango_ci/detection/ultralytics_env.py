@@ -85,5 +85,7 @@ def offline_amp_check(model) -> bool:
     full = full[0] if isinstance(full, (list, tuple)) else full
     mixed = mixed[0] if isinstance(mixed, (list, tuple)) else mixed
     scale = float(full.abs().max()) or 1.0
-    return bool(torch.isfinite(mixed).all()) and \
-        float((full - mixed.float()).abs().max()) <= 0.05 * scale
+    return (
+        bool(torch.isfinite(mixed).all())
+        and float((full - mixed.float()).abs().max()) <= 0.05 * scale
+    )

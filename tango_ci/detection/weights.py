@@ -85,8 +85,9 @@ def _globals_in(path: Path) -> list[str]:
     try:
         return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except (ValueError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
-        raise UnsafeWeights(f"{display(path)}: not a PyTorch checkpoint (zip) file "
-                            f"({refusal_reason(exc)})") from None
+        raise UnsafeWeights(
+            f"{display(path)}: not a PyTorch checkpoint (zip) file ({refusal_reason(exc)})"
+        ) from None
 
 
 def restricted_load(path: Path | str, map_location: Any = "cpu", **_: Any) -> Any:
@@ -99,15 +100,18 @@ def restricted_load(path: Path | str, map_location: Any = "cpu", **_: Any) -> An
     for name in names:
         allowed = _allowed(name)
         if allowed is None:
-            raise UnsafeWeights(f"{display(path)}: refers to '{name[:100]}', which a weights file "
-                                "may not hold; it was not loaded")
+            raise UnsafeWeights(
+                f"{display(path)}: refers to '{name[:100]}', which a weights file "
+                "may not hold; it was not loaded"
+            )
         entries.append((allowed, name))
     try:
         with torch.serialization.safe_globals(entries):
             return torch.load(str(path), map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise UnsafeWeights(f"{display(path)}: not loadable as restricted weights "
-                            f"({refusal_reason(exc)})") from None
+        raise UnsafeWeights(
+            f"{display(path)}: not loadable as restricted weights ({refusal_reason(exc)})"
+        ) from None
 
 
 _installed = False
@@ -121,8 +125,11 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    for module_name in ("ultralytics.utils.patches", "ultralytics.nn.tasks",
-                        "ultralytics.utils.torch_utils"):
+    for module_name in (
+        "ultralytics.utils.patches",
+        "ultralytics.nn.tasks",
+        "ultralytics.utils.torch_utils",
+    ):
         module = importlib.import_module(module_name)
         if hasattr(module, "torch_load"):
             module.torch_load = restricted_load  # type: ignore[attr-defined]  # checked above
@@ -148,6 +155,8 @@ def check_pretrained(path: Path) -> types.SimpleNamespace:
         model = checkpoint.get("ema") if model is None else model
 
     if not isinstance(model, torch.nn.Module):
-        raise UnsafeWeights(f"{display(path)}: holds no ultralytics model (expected the "
-                            "'model' entry of a checkpoint that ultralytics saved)")
+        raise UnsafeWeights(
+            f"{display(path)}: holds no ultralytics model (expected the "
+            "'model' entry of a checkpoint that ultralytics saved)"
+        )
     return types.SimpleNamespace(model=model, tensors=len(model.state_dict()))

@@ -19,12 +19,20 @@ OUTPUT_NAME = "logits"
 
 
 class ParityError(TangoError):
-    _template = ("the ONNX model differs from PyTorch by up to {max_abs:.3g} (mean {mean_abs:.3g})"
-                 ", more than the tolerance {tolerance:g} of export.tolerance")
+    _template = (
+        "the ONNX model differs from PyTorch by up to {max_abs:.3g} (mean {mean_abs:.3g})"
+        ", more than the tolerance {tolerance:g} of export.tolerance"
+    )
 
 
-def export_onnx(model: nn.Module, path: Path, input_shape: tuple[int, int, int, int], *,
-                opset: int = 17, simplify: bool = True) -> dict:
+def export_onnx(
+    model: nn.Module,
+    path: Path,
+    input_shape: tuple[int, int, int, int],
+    *,
+    opset: int = 17,
+    simplify: bool = True,
+) -> dict:
     """Write ``model`` as ONNX with a dynamic batch axis; returns what was done."""
     import onnx
 
@@ -36,10 +44,16 @@ def export_onnx(model: nn.Module, path: Path, input_shape: tuple[int, int, int, 
         warnings.simplefilter("ignore")
         # dynamo=False: the TorchScript exporter writes one self-contained file and needs no
         # onnxscript; the dynamo exporter would split weights into a .onnx.data file.
-        torch.onnx.export(model, (example,), str(partial), opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                          dynamo=False)
+        torch.onnx.export(
+            model,
+            (example,),
+            str(partial),
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            dynamo=False,
+        )
     proto = onnx.load(str(partial))
     onnx.checker.check_model(proto, full_check=True)
     simplified = False
@@ -52,8 +66,14 @@ def export_onnx(model: nn.Module, path: Path, input_shape: tuple[int, int, int, 
         simplified = True
     onnx.save(proto, str(partial))
     partial.replace(path)
-    return {"opset": opset, "simplified": simplified, "nodes": len(proto.graph.node),
-            "input": INPUT_NAME, "output": OUTPUT_NAME, "input_shape": list(input_shape)}
+    return {
+        "opset": opset,
+        "simplified": simplified,
+        "nodes": len(proto.graph.node),
+        "input": INPUT_NAME,
+        "output": OUTPUT_NAME,
+        "input_shape": list(input_shape),
+    }
 
 
 def parity(model: nn.Module, onnx_path: Path, batch: np.ndarray, tolerance: float) -> dict:
@@ -71,9 +91,12 @@ def parity(model: nn.Module, onnx_path: Path, batch: np.ndarray, tolerance: floa
     actual = session.run(None, {session.get_inputs()[0].name: batch})[0]
     difference = np.abs(expected - actual)
     result: dict[str, Any] = {
-        "max_abs": float(difference.max()), "mean_abs": float(difference.mean()),
-        "tolerance": tolerance, "images": int(len(batch)),
-        "top1_agreement": float((expected.argmax(1) == actual.argmax(1)).mean())}
+        "max_abs": float(difference.max()),
+        "mean_abs": float(difference.mean()),
+        "tolerance": tolerance,
+        "images": len(batch),
+        "top1_agreement": float((expected.argmax(1) == actual.argmax(1)).mean()),
+    }
     if result["max_abs"] > tolerance:
         raise ParityError(**result)
     return result

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from tango_ci.context import StageContext
 from tango_ci.contracts import TrainedModel
 from tango_ci.data.dataset import load_split, preprocess
 from tango_ci.export.onnx_export import export_onnx, parity
 from tango_ci.rundir import read_record, write_json
-from tango_ci.context import StageContext
 from tango_ci.train.stage import load_network
 
 PARITY_IMAGES = 32
@@ -18,8 +18,9 @@ def run(ctx: StageContext) -> None:
     model = load_network(ctx.run.stage_dir("train"))
     size = read_record(TrainedModel, ctx.run.stage_dir("train")).image_size
     path = folder / "model.onnx"
-    details = export_onnx(model, path, (1, 3, size, size), opset=spec.export.opset,
-                          simplify=spec.export.simplify)
+    details = export_onnx(
+        model, path, (1, 3, size, size), opset=spec.export.opset, simplify=spec.export.simplify
+    )
     images, _ = load_split(ctx.run.stage_dir("data"), "val")
     check = parity(model, path, preprocess(images[:PARITY_IMAGES]), spec.export.tolerance)
     write_json(folder / "parity.json", check)

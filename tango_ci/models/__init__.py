@@ -24,13 +24,13 @@ def get_family(name: str) -> BaseFamily:
     return FAMILIES[name]
 
 
-def build_model(family: str, level: str, num_classes: int) -> "nn.Module":
+def build_model(family: str, level: str, num_classes: int) -> nn.Module:
     if level not in LEVELS:
         raise UnknownNameError(kind="level", name=level, valid=", ".join(LEVELS))
     return get_family(family).build(level, num_classes)
 
 
-def count_parameters(model: "nn.Module") -> int:
+def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 

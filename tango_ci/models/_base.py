@@ -15,7 +15,7 @@ class BaseFamily(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    def build(self, level: str, num_classes: int) -> "nn.Module":
+    def build(self, level: str, num_classes: int) -> nn.Module:
         """A freshly initialised network of ``level`` (never downloaded weights)."""
 
     def describe(self, level: str) -> str:

@@ -22,17 +22,22 @@ class DenseNetFamily(BaseFamily):
 
     def build(self, level: str, num_classes: int) -> nn.Module:
         growth, blocks, features = _CONFIGS[level]
-        model = DenseNet(growth_rate=growth, block_config=blocks, num_init_features=features,
-                         num_classes=num_classes)
+        model = DenseNet(
+            growth_rate=growth,
+            block_config=blocks,
+            num_init_features=features,
+            num_classes=num_classes,
+        )
         if level in ("xs", "s", "m"):
             # small images: a 3x3 stride-1 stem instead of 7x7/2 + max-pool
-            model.features.conv0 = nn.Conv2d(3, features, kernel_size=3, stride=1, padding=1,
-                                             bias=False)
+            model.features.conv0 = nn.Conv2d(
+                3, features, kernel_size=3, stride=1, padding=1, bias=False
+            )
             model.features.pool0 = nn.Identity()
         return model
 
     def describe(self, level: str) -> str:
         if level == "xl":
             return "densenet121"
-        growth, blocks, features = _CONFIGS[level]
+        growth, blocks, _features = _CONFIGS[level]
         return f"densenet growth {growth}, blocks {'-'.join(map(str, blocks))}"

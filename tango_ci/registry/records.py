@@ -323,8 +323,11 @@ MAX_TASK_METRICS = 32  # numbers of a task's metrics a registry record keeps
 
 def task_numbers(task_metrics: dict) -> dict[str, float]:
     """The named numbers of a task's (checked) metrics: what gate.metric can compare."""
-    numbers = {k: float(v) for k, v in task_metrics.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and NAME.match(k)}
+    numbers = {
+        k: float(v)
+        for k, v in task_metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and NAME.match(k)
+    }
     return dict(list(numbers.items())[:MAX_TASK_METRICS])
 
 
@@ -346,8 +349,10 @@ def check_metrics(value: Any, what: str) -> dict:
         if isinstance(field.value, (int, float)) and not isinstance(field.value, bool):
             field.number()  # finite; the registry keeps these (named as gate.metric names)
         elif not isinstance(field.value, (dict, list, str)):
-            raise UntrustedDataError(f"{what}: field 'task_metrics.{key[:40]}' must be a "
-                                     "number, an object, a list or a string")
+            raise UntrustedDataError(
+                f"{what}: field 'task_metrics.{key[:40]}' must be a "
+                "number, an object, a list or a string"
+            )
     if (build := shape.optional("build")) is not None:
         safe_relpath(build.field("file").string(), f"{what}: field 'build.file'")
         build.field("sha256").string(SHA256, "a sha256 (64 hex digits)")

@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def _save(figure: Figure, path: Path, footer: float = 0.0) -> Figure:
@@ -25,9 +25,15 @@ def _save(figure: Figure, path: Path, footer: float = 0.0) -> Figure:
     return figure
 
 
-def search_scatter(trials: list[dict], pareto: list[dict], target: str,
-                   budget_ms: float | None, min_accuracy: float | None, path: Path,
-                   score: str = "accuracy") -> Figure:
+def search_scatter(
+    trials: list[dict],
+    pareto: list[dict],
+    target: str,
+    budget_ms: float | None,
+    min_accuracy: float | None,
+    path: Path,
+    score: str = "accuracy",
+) -> Figure:
     """Search score (``score`` names it) against latency of every trial; untrained (over
     budget) ones along the bottom."""
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
@@ -36,32 +42,57 @@ def search_scatter(trials: list[dict], pareto: list[dict], target: str,
         "pruned": [t for t in trials if t["state"] == "PRUNED"],
         "over budget (not trained)": [t for t in trials if t["feasible"] is False],
     }
-    styles = {"trained": ("o", "tab:blue"), "pruned": ("s", "tab:gray"),
-              "over budget (not trained)": ("x", "tab:red")}
+    styles = {
+        "trained": ("o", "tab:blue"),
+        "pruned": ("s", "tab:gray"),
+        "over budget (not trained)": ("x", "tab:red"),
+    }
     for name, group in groups.items():
-        points = [(t["latency_ms"].get(target), t["score"] or 0.0) for t in group
-                  if t["latency_ms"].get(target) is not None]
+        points = [
+            (t["latency_ms"].get(target), t["score"] or 0.0)
+            for t in group
+            if t["latency_ms"].get(target) is not None
+        ]
         if points:
             marker, colour = styles[name]
-            axis.scatter(*zip(*points), marker=marker, color=colour, label=name, alpha=0.8)
+            axis.scatter(
+                *zip(*points, strict=False), marker=marker, color=colour, label=name, alpha=0.8
+            )
     if pareto:
         front = sorted((t["latency_ms"][target], t["score"]) for t in pareto)
-        axis.step(*zip(*front), where="post", color="tab:green", marker="*", markersize=12,
-                  label="Pareto front")
+        axis.step(
+            *zip(*front, strict=False),
+            where="post",
+            color="tab:green",
+            marker="*",
+            markersize=12,
+            label="Pareto front",
+        )
     if budget_ms is not None:
         axis.axvline(budget_ms, color="tab:red", linestyle="--", label=f"budget {budget_ms} ms")
     if min_accuracy is not None:
-        axis.axhline(min_accuracy, color="tab:orange", linestyle=":",
-                     label=f"minimum {min_accuracy}")
-    axis.set(xlabel=f"latency on {target} (ms)", ylabel=f"validation {score}",
-             title=f"Search: {score} against latency", ylim=(-0.03, 1.03))
+        axis.axhline(
+            min_accuracy, color="tab:orange", linestyle=":", label=f"minimum {min_accuracy}"
+        )
+    axis.set(
+        xlabel=f"latency on {target} (ms)",
+        ylabel=f"validation {score}",
+        title=f"Search: {score} against latency",
+        ylim=(-0.03, 1.03),
+    )
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="lower right")
     return _save(figure, path)
 
 
-def latency_histogram(samples: list[float], stats: dict, budget_ms: float | None,
-                      percentile: str, title: str, path: Path) -> Figure:
+def latency_histogram(
+    samples: list[float],
+    stats: dict,
+    budget_ms: float | None,
+    percentile: str,
+    title: str,
+    path: Path,
+) -> Figure:
     """Runs per latency, up to a little beyond the p99 (and the budget when it is near).
 
     A few interrupted runs can be hundreds of times the p50; drawn to scale they would squash
@@ -77,21 +108,39 @@ def latency_histogram(samples: list[float], stats: dict, budget_ms: float | None
     figure, axis = plt.subplots(figsize=(6.4, 3.4))
     axis.hist(shown, bins=min(60, max(10, len(shown) // 10)), color="tab:blue", alpha=0.8)
     for name, style in (("p50", "-"), ("p95", "--"), ("p99", ":")):
-        axis.axvline(stats[f"{name}_ms"], color="black", linestyle=style,
-                     label=f"{name} {stats[f'{name}_ms']:.3g} ms")
+        axis.axvline(
+            stats[f"{name}_ms"],
+            color="black",
+            linestyle=style,
+            label=f"{name} {stats[f'{name}_ms']:.3g} ms",
+        )
     if near_budget is not None:
-        axis.axvline(near_budget, color="tab:red", linewidth=2,
-                     label=f"budget ({percentile}) {near_budget} ms")
+        axis.axvline(
+            near_budget,
+            color="tab:red",
+            linewidth=2,
+            label=f"budget ({percentile}) {near_budget} ms",
+        )
     elif budget_ms is not None:
-        axis.plot([], [], color="tab:red", linewidth=2,
-                  label=f"budget ({percentile}) {budget_ms} ms, off scale")
+        axis.plot(
+            [],
+            [],
+            color="tab:red",
+            linewidth=2,
+            label=f"budget ({percentile}) {budget_ms} ms, off scale",
+        )
     axis.set_xlim(right=right)
     axis.set(xlabel="latency (ms)", ylabel="runs", title=title)
     axis.legend(fontsize=8)
     notes = []
     if beyond := len(values) - len(shown):
-        notes.append((f"{beyond} of {len(values)} runs beyond {right:.3g} ms, not shown "
-                      f"(max {values.max():.3g} ms)", "black"))
+        notes.append(
+            (
+                f"{beyond} of {len(values)} runs beyond {right:.3g} ms, not shown "
+                f"(max {values.max():.3g} ms)",
+                "black",
+            )
+        )
     if stats.get("unstable_reason"):
         notes.append((f"Unstable measurement: {stats['unstable_reason']}", "tab:red"))
     for line, (text, colour) in enumerate(reversed(notes)):
@@ -99,8 +148,7 @@ def latency_histogram(samples: list[float], stats: dict, budget_ms: float | None
     return _save(figure, path, footer=0.055 * len(notes) + 0.01 if notes else 0.0)
 
 
-def confusion_matrix(matrix: list[list[int]], classes: list[str], title: str,
-                     path: Path) -> Figure:
+def confusion_matrix(matrix: list[list[int]], classes: list[str], title: str, path: Path) -> Figure:
     values = np.asarray(matrix)
     figure, axis = plt.subplots(figsize=(1.2 + 0.6 * len(classes), 1.0 + 0.6 * len(classes)))
     axis.imshow(values, cmap="Blues")
@@ -109,8 +157,15 @@ def confusion_matrix(matrix: list[list[int]], classes: list[str], title: str,
     threshold = values.max() / 2 if values.size else 0
     for i in range(len(classes)):
         for j in range(len(classes)):
-            axis.text(j, i, str(int(values[i, j])), ha="center", va="center",
-                      color="white" if values[i, j] > threshold else "black", fontsize=8)
+            axis.text(
+                j,
+                i,
+                str(int(values[i, j])),
+                ha="center",
+                va="center",
+                color="white" if values[i, j] > threshold else "black",
+                fontsize=8,
+            )
     axis.set(xlabel="predicted", ylabel="true", title=title)
     return _save(figure, path)
 
@@ -128,8 +183,14 @@ def pr_curves(curves: dict, title: str, path: Path) -> Figure:
     return _save(figure, path)
 
 
-def detection_grid(images: np.ndarray, samples: list[dict], names: list[str], title: str,
-                   path: Path, threshold: float | None = None) -> Figure:
+def detection_grid(
+    images: np.ndarray,
+    samples: list[dict],
+    names: list[str],
+    title: str,
+    path: Path,
+    threshold: float | None = None,
+) -> Figure:
     """Each validation image twice: ground truth (left) and the artifact's boxes (right).
 
     ``samples`` hold only the boxes to draw; ``threshold`` is the score they had to reach,
@@ -139,25 +200,43 @@ def detection_grid(images: np.ndarray, samples: list[dict], names: list[str], ti
 
     rows = len(samples)
     # constrained layout reserves room for the suptitle; tight_layout let it cover the headers
-    figure, axes = plt.subplots(rows, 2, figsize=(4.4, 2.2 * rows + 0.4), squeeze=False,
-                                layout="constrained")
-    empty = f"no box with score >= {threshold:g}" if threshold is not None \
+    figure, axes = plt.subplots(
+        rows, 2, figsize=(4.4, 2.2 * rows + 0.4), squeeze=False, layout="constrained"
+    )
+    empty = (
+        f"no box with score >= {threshold:g}"
+        if threshold is not None
         else "no box reaches the drawing threshold"
-    for row, (image, sample) in enumerate(zip(images, samples)):
-        for col, (boxes, colour, label) in enumerate((
+    )
+    for row, (image, sample) in enumerate(zip(images, samples, strict=False)):
+        for col, (boxes, colour, label) in enumerate(
+            (
                 ([[*b[1:], 1.0, b[0]] for b in sample["truth"]], "lime", "truth"),
-                (sample["predictions"], "red", "predicted"))):
+                (sample["predictions"], "red", "predicted"),
+            )
+        ):
             axis = axes[row][col]
             axis.imshow(image)
             for x1, y1, x2, y2, score, cls in boxes:
-                axis.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False,
-                                         edgecolor=colour, linewidth=1.2))
+                axis.add_patch(
+                    Rectangle(
+                        (x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=1.2
+                    )
+                )
                 text = names[int(cls)] if col == 0 else f"{names[int(cls)]} {score:.2f}"
                 axis.text(x1, y1 - 1, text, color=colour, fontsize=5)
             if col == 1 and not boxes:
-                axis.text(0.5, 0.5, empty, transform=axis.transAxes, ha="center",
-                          va="center", fontsize=6, color="white",
-                          bbox={"facecolor": "black", "alpha": 0.6, "linewidth": 0})
+                axis.text(
+                    0.5,
+                    0.5,
+                    empty,
+                    transform=axis.transAxes,
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white",
+                    bbox={"facecolor": "black", "alpha": 0.6, "linewidth": 0},
+                )
             axis.set_axis_off()
             if row == 0:
                 axis.set_title(label, fontsize=8)
@@ -165,8 +244,13 @@ def detection_grid(images: np.ndarray, samples: list[dict], names: list[str], ti
     return _save(figure, path)
 
 
-def training_curves(history: list[dict], losses: dict[str, str], scores: dict[str, str],
-                    score_label: str, path: Path) -> Figure:
+def training_curves(
+    history: list[dict],
+    losses: dict[str, str],
+    scores: dict[str, str],
+    score_label: str,
+    path: Path,
+) -> Figure:
     """Losses (left) and validation scores (right) per epoch; the dicts map labels to keys."""
     epochs = [h["epoch"] + 1 for h in history]
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))

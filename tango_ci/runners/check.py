@@ -17,9 +17,9 @@ class Finding:
 
 
 def _version_matches(declared: str, installed: str) -> bool:
-    """"1.32" matches 1.32.0 and 1.32.1; "2" matches 2.14.1."""
+    """ "1.32" matches 1.32.0 and 1.32.1; "2" matches 2.14.1."""
     want = declared.split(".")
-    return installed.split("+")[0].split(".")[:len(want)] == want
+    return installed.split("+")[0].split(".")[: len(want)] == want
 
 
 def check_runner(spec: RunnerSpec) -> list[Finding]:
@@ -27,24 +27,45 @@ def check_runner(spec: RunnerSpec) -> list[Finding]:
     findings: list[Finding] = []
     hardware = host["hardware"]
     if hardware["arch"] != spec.hardware.arch:
-        findings.append(Finding("error", "hardware.arch", f"this host is {hardware['arch']}, "
-                                                          f"the file says {spec.hardware.arch}"))
+        findings.append(
+            Finding(
+                "error",
+                "hardware.arch",
+                f"this host is {hardware['arch']}, the file says {spec.hardware.arch}",
+            )
+        )
     else:
         findings.append(Finding("ok", "hardware.arch", hardware["arch"]))
     declared_gpu = spec.hardware.accelerator.kind
     host_gpu = hardware["accelerator"]["kind"]
     if declared_gpu != "none" and host_gpu != declared_gpu:
-        findings.append(Finding("error", "hardware.accelerator", f"the file declares "
-                                f"{declared_gpu}; none is usable here (nvidia-smi found none)"))
+        findings.append(
+            Finding(
+                "error",
+                "hardware.accelerator",
+                f"the file declares {declared_gpu}; none is usable here (nvidia-smi found none)",
+            )
+        )
     elif declared_gpu != host_gpu:
-        findings.append(Finding("warning", "hardware.accelerator", f"this host has "
-                                f"{hardware['accelerator'].get('name', host_gpu)}, which the "
-                                "file does not declare"))
+        findings.append(
+            Finding(
+                "warning",
+                "hardware.accelerator",
+                f"this host has "
+                f"{hardware['accelerator'].get('name', host_gpu)}, which the "
+                "file does not declare",
+            )
+        )
     else:
         findings.append(Finding("ok", "hardware.accelerator", host_gpu))
     if hardware["cores"] < spec.threads:
-        findings.append(Finding("warning", "hardware.cores", f"{hardware['cores']} cores here, "
-                                f"the file measures with {spec.threads} threads"))
+        findings.append(
+            Finding(
+                "warning",
+                "hardware.cores",
+                f"{hardware['cores']} cores here, the file measures with {spec.threads} threads",
+            )
+        )
     installed = {e["name"]: e for e in host["engines"]}
     for engine in spec.engines:
         where = f"engines.{engine.name}"
@@ -53,14 +74,21 @@ def check_runner(spec: RunnerSpec) -> list[Finding]:
             continue
         found = installed[engine.name].get("version")
         if engine.version and found and not _version_matches(engine.version, found):
-            findings.append(Finding("error", where, f"{found} installed, the file says "
-                                                    f"{engine.version}"))
+            findings.append(
+                Finding("error", where, f"{found} installed, the file says {engine.version}")
+            )
             continue
-        absent = [p for p in engine.execution_providers
-                  if p not in installed[engine.name].get("execution_providers", [p])]
+        absent = [
+            p
+            for p in engine.execution_providers
+            if p not in installed[engine.name].get("execution_providers", [p])
+        ]
         if absent:
-            findings.append(Finding("error", where, f"execution provider(s) "
-                                    f"{', '.join(absent)} not available here"))
+            findings.append(
+                Finding(
+                    "error", where, f"execution provider(s) {', '.join(absent)} not available here"
+                )
+            )
             continue
         findings.append(Finding("ok", where, found or "importable"))
     return findings

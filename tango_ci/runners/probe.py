@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from tango_ci.plugins import ENGINES, PRECISIONS
+
 _ARCH_LABEL = {"x86_64": "x64", "aarch64": "arm64", "armv7l": "arm"}
 
 
@@ -57,17 +58,28 @@ def _nvidia_gpu() -> dict | None:
         return None
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,compute_cap,memory.total",
-             "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=20, check=True).stdout
+            [
+                "nvidia-smi",
+                "--query-gpu=name,compute_cap,memory.total",
+                "--format=csv,noheader,nounits",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     first = out.strip().splitlines()[0] if out.strip() else ""
     parts = [p.strip() for p in first.split(",")]
     if len(parts) < 3:
         return None
-    return {"kind": "nvidia-gpu", "name": parts[0], "compute_capability": parts[1],
-            "memory_mb": int(float(parts[2]))}
+    return {
+        "kind": "nvidia-gpu",
+        "name": parts[0],
+        "compute_capability": parts[1],
+        "memory_mb": int(float(parts[2])),
+    }
 
 
 def probe_engines(accelerator: dict) -> tuple[list[dict], dict[str, str]]:
@@ -98,18 +110,31 @@ def probe_host(name: str = "local-cpu") -> tuple[dict, dict[str, str]]:
     arch = platform.machine()
     accelerator = _nvidia_gpu() or {"kind": "none"}
     engines, missing = probe_engines(accelerator)
-    precisions = sorted(set().union(*(
-        ENGINES.get(e["name"]).capabilities.precisions[accelerator["kind"]] for e in engines))
-        or {"fp32"}, key=PRECISIONS.index)
+    precisions = sorted(
+        set().union(
+            *(ENGINES.get(e["name"]).capabilities.precisions[accelerator["kind"]] for e in engines)
+        )
+        or {"fp32"},
+        key=PRECISIONS.index,
+    )
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    labels = ["self-hosted", platform.system().lower(), _ARCH_LABEL.get(arch, arch),
-              f"tango-{name}"]
+    labels = [
+        "self-hosted",
+        platform.system().lower(),
+        _ARCH_LABEL.get(arch, arch),
+        f"tango-{name}",
+    ]
     runner = {
         "name": name,
         "description": f"Probed by `tango runner probe` on {platform.node() or 'this host'}.",
         "labels": labels,
-        "hardware": {"cpu": _cpu_model(), "arch": arch, "cores": int(cores or 1),
-                     "memory_mb": _memory_mb(), "accelerator": accelerator},
+        "hardware": {
+            "cpu": _cpu_model(),
+            "arch": arch,
+            "cores": int(cores or 1),
+            "memory_mb": _memory_mb(),
+            "accelerator": accelerator,
+        },
         "os": {"name": platform.system().lower(), "version": _os_version()},
         "engines": engines,
         "precisions": precisions,
@@ -118,6 +143,7 @@ def probe_host(name: str = "local-cpu") -> tuple[dict, dict[str, str]]:
 
 
 def runner_yaml(runner: dict) -> str:
-    header = ("# Runner file: the device this CI runner stands for. Schema: "
-              "schemas/runner.schema.json\n")
+    header = (
+        "# Runner file: the device this CI runner stands for. Schema: schemas/runner.schema.json\n"
+    )
     return header + yaml.safe_dump(runner, sort_keys=False, default_flow_style=False)

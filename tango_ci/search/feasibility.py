@@ -7,18 +7,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from tango_ci.bench.latency import measure_latency
-from tango_ci.compile import (AUTO, BuildRequest, auto_candidates, capabilities, check_request,
-                              get_compiler)
+from tango_ci.compile import (
+    AUTO,
+    BuildRequest,
+    auto_candidates,
+    capabilities,
+    check_request,
+    get_compiler,
+)
 from tango_ci.spec import ProjectSpec, TargetSpec
 
 # Quick measurements: enough to tell a 2 ms model from a 20 ms one, in a few seconds.
-QUICK: dict[str, Any] = {"max_seconds": 3.0, "min_repeats": 50, "min_seconds": 0.3,
-                         "target_ci": 0.05}
+QUICK: dict[str, Any] = {
+    "max_seconds": 3.0,
+    "min_repeats": 50,
+    "min_seconds": 0.3,
+    "target_ci": 0.05,
+}
 
 
-def budget_violations(target: TargetSpec, *, latency: dict, artifact_bytes: int,
-                      peak_rss_mb: float | None) -> list[dict]:
+def budget_violations(
+    target: TargetSpec, *, latency: dict, artifact_bytes: int, peak_rss_mb: float | None
+) -> list[dict]:
     """Each budget of ``target`` the measurement breaks, with value and limit."""
     limits = target.constraints
     checks = [
@@ -26,10 +38,11 @@ def budget_violations(target: TargetSpec, *, latency: dict, artifact_bytes: int,
         ("model_size_mb", artifact_bytes / 2**20, limits.model_size_mb),
         ("memory_mb", peak_rss_mb, limits.memory_mb),
     ]
-    return [{"budget": name, "value": value, "limit": limit,
-             "excess": (value - limit) / limit}
-            for name, value, limit in checks
-            if limit is not None and value is not None and value > limit]
+    return [
+        {"budget": name, "value": value, "limit": limit, "excess": (value - limit) / limit}
+        for name, value, limit in checks
+        if limit is not None and value is not None and value > limit
+    ]
 
 
 def _concrete(target: TargetSpec, runner) -> list[TargetSpec]:
@@ -42,21 +55,47 @@ def _concrete(target: TargetSpec, runner) -> list[TargetSpec]:
     return quick or candidates
 
 
-def _measure_one(target: TargetSpec, runner, onnx_path: Path, model_dir: Path, workdir: Path,
-                 size: int, calibration: np.ndarray) -> dict:
+def _measure_one(
+    target: TargetSpec,
+    runner,
+    onnx_path: Path,
+    model_dir: Path,
+    workdir: Path,
+    size: int,
+    calibration: np.ndarray,
+) -> dict:
     artifact = workdir / f"{target.name}-{target.engine}-{target.precision}"
-    built = get_compiler(target.engine).build(BuildRequest(
-        onnx_path=onnx_path, out_dir=artifact, target=target, runner=runner,
-        calibration=calibration, options={"model_dir": model_dir}))
-    latency = measure_latency(artifact, batch=target.batch, size=size,
-                              threads=runner.threads, **QUICK)
+    built = get_compiler(target.engine).build(
+        BuildRequest(
+            onnx_path=onnx_path,
+            out_dir=artifact,
+            target=target,
+            runner=runner,
+            calibration=calibration,
+            options={"model_dir": model_dir},
+        )
+    )
+    latency = measure_latency(
+        artifact, batch=target.batch, size=size, threads=runner.threads, **QUICK
+    )
     latency.pop("samples_ms")
-    return {"engine": target.engine, "precision": target.precision, "latency": latency,
-            "artifact_bytes": built["bytes"], "peak_rss_mb": latency["peak_rss_mb"]}
+    return {
+        "engine": target.engine,
+        "precision": target.precision,
+        "latency": latency,
+        "artifact_bytes": built["bytes"],
+        "peak_rss_mb": latency["peak_rss_mb"],
+    }
 
 
-def measure_candidate(onnx_path: Path, model_dir: Path, spec: ProjectSpec, workdir: Path,
-                      calibration: np.ndarray, size: int) -> dict[str, dict]:
+def measure_candidate(
+    onnx_path: Path,
+    model_dir: Path,
+    spec: ProjectSpec,
+    workdir: Path,
+    calibration: np.ndarray,
+    size: int,
+) -> dict[str, dict]:
     """Per target: latency statistics, artifact size, peak memory and budget violations of
     the candidate exported to ``onnx_path`` (``model_dir`` serves the pytorch backend)."""
     results = {}
@@ -64,14 +103,18 @@ def measure_candidate(onnx_path: Path, model_dir: Path, spec: ProjectSpec, workd
         for target in spec.targets:
             runner = spec.runners[target.runner]
             check_request(target, runner)
-            measured = [_measure_one(candidate, runner, onnx_path, model_dir, workdir, size,
-                                     calibration)
-                        for candidate in _concrete(target, runner)]
+            measured = [
+                _measure_one(candidate, runner, onnx_path, model_dir, workdir, size, calibration)
+                for candidate in _concrete(target, runner)
+            ]
             percentile = f"{target.constraints.latency_percentile}_ms"
             best = min(measured, key=lambda m: m["latency"][percentile])
             best["violations"] = budget_violations(
-                target, latency=best["latency"], artifact_bytes=best["artifact_bytes"],
-                peak_rss_mb=best["peak_rss_mb"])
+                target,
+                latency=best["latency"],
+                artifact_bytes=best["artifact_bytes"],
+                peak_rss_mb=best["peak_rss_mb"],
+            )
             results[target.name] = best
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

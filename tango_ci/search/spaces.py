@@ -6,8 +6,8 @@ space only knows its task's models.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -63,27 +63,57 @@ class ClassificationSpace:
         model = build_model(params["family"], params["level"], len(self.classes))
         workdir.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), workdir / "best.pt")
-        write_record(workdir, TrainedModel(
-            task=self.spec.task, family=params["family"], name=self.key(params),
-            architecture=get_family(params["family"]).describe(params["level"]),
-            image_size=self.image_size, classes=tuple(self.classes),
-            shape={"level": params["level"]}))
+        write_record(
+            workdir,
+            TrainedModel(
+                task=self.spec.task,
+                family=params["family"],
+                name=self.key(params),
+                architecture=get_family(params["family"]).describe(params["level"]),
+                image_size=self.image_size,
+                classes=tuple(self.classes),
+                shape={"level": params["level"]},
+            ),
+        )
         onnx_path = workdir / "model.onnx"
-        export_onnx(model, onnx_path, (1, 3, self.image_size, self.image_size),
-                    opset=self.spec.export.opset, simplify=self.spec.export.simplify)
-        return onnx_path, workdir, self.image_size, {
-            "parameters": count_parameters(model),
-            "architecture": get_family(params["family"]).describe(params["level"])}
+        export_onnx(
+            model,
+            onnx_path,
+            (1, 3, self.image_size, self.image_size),
+            opset=self.spec.export.opset,
+            simplify=self.spec.export.simplify,
+        )
+        return (
+            onnx_path,
+            workdir,
+            self.image_size,
+            {
+                "parameters": count_parameters(model),
+                "architecture": get_family(params["family"]).describe(params["level"]),
+            },
+        )
 
     def train(self, params: dict, number: int, on_epoch: Callable, reporter) -> float:
         from tango_ci.models import build_model
         from tango_ci.train.trainer import TrainConfig, train_model
 
         model = build_model(params["family"], params["level"], len(self.classes))
-        config = TrainConfig(epochs=self.spec.search.epochs, batch=params["batch"],
-                             lr=params["lr"], weight_decay=params["weight_decay"],
-                             augment=params["augment"], seed=self.spec.search.seed)
-        result = train_model(model, self.train_data, self.val_data, config, on_epoch=on_epoch,
-                             device=self.device, reporter=reporter, description=f"trial {number} "
-                                                            f"{self.key(params)}")
+        config = TrainConfig(
+            epochs=self.spec.search.epochs,
+            batch=params["batch"],
+            lr=params["lr"],
+            weight_decay=params["weight_decay"],
+            augment=params["augment"],
+            seed=self.spec.search.seed,
+        )
+        result = train_model(
+            model,
+            self.train_data,
+            self.val_data,
+            config,
+            on_epoch=on_epoch,
+            device=self.device,
+            reporter=reporter,
+            description=f"trial {number} {self.key(params)}",
+        )
         return result.best_accuracy

@@ -6,9 +6,10 @@ import copy
 import difflib
 import json
 import re
-from functools import lru_cache
+from collections.abc import Iterator
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jsonschema
 from jsonschema import Draft202012Validator
@@ -30,7 +31,7 @@ def schema_path(kind: str) -> Path:
     raise FileNotFoundError(f"schema '{kind}' is missing from the installation")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(kind: str) -> dict:
     return json.loads(schema_path(kind).read_text(encoding="utf-8"))
 
@@ -48,8 +49,9 @@ def _full_match(validator: Any, pattern: str, instance: Any, schema: dict) -> It
     """
     if not validator.is_type(instance, "string"):
         return
-    strict = pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith(r"\$") \
-        else pattern
+    strict = (
+        pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith(r"\$") else pattern
+    )
     if re.search(strict, instance) is None:
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
@@ -74,8 +76,9 @@ def validate(kind: str, doc: LocatedDocument, display: str) -> list[Problem]:
     return sorted(set(problems))
 
 
-def _to_problems(error: jsonschema.ValidationError, doc: LocatedDocument,
-                 display: str) -> Iterator[Problem]:
+def _to_problems(
+    error: jsonschema.ValidationError, doc: LocatedDocument, display: str
+) -> Iterator[Problem]:
     path = tuple(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
 
@@ -95,19 +98,29 @@ def _to_problems(error: jsonschema.ValidationError, doc: LocatedDocument,
             yield at(path, f"missing required field '{missing}'")
     elif kind == "enum":
         options = [str(o) for o in error.validator_value]
-        yield at(path, f"{_show(error.instance)} is not one of: {', '.join(options)}"
-                       f"{_did_you_mean(str(error.instance), options)}", prefer_key=False)
+        yield at(
+            path,
+            f"{_show(error.instance)} is not one of: {', '.join(options)}"
+            f"{_did_you_mean(str(error.instance), options)}",
+            prefer_key=False,
+        )
     elif kind == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        yield at(path, f"expected {expected}, got {_type_name(error.instance)} "
-                       f"{_show(error.instance)}", prefer_key=False)
+        yield at(
+            path,
+            f"expected {expected}, got {_type_name(error.instance)} {_show(error.instance)}",
+            prefer_key=False,
+        )
     elif kind == "pattern":
         hint = schema.get("x-hint", f"a value matching {error.validator_value}")
         yield at(path, f"{_show(error.instance)} is not {hint}", prefer_key=False)
     elif kind in _BOUNDS:
-        yield at(path, f"must be {_BOUNDS[kind]} {error.validator_value}, got "
-                       f"{_show(error.instance)}", prefer_key=False)
+        yield at(
+            path,
+            f"must be {_BOUNDS[kind]} {error.validator_value}, got {_show(error.instance)}",
+            prefer_key=False,
+        )
     elif kind == "minItems":
         yield at(path, f"needs at least {error.validator_value} item(s)")
     elif kind == "uniqueItems":
@@ -115,8 +128,9 @@ def _to_problems(error: jsonschema.ValidationError, doc: LocatedDocument,
     elif kind == "minLength":
         yield at(path, "must not be empty", prefer_key=False)
     elif kind == "maxLength":
-        yield at(path, f"is longer than the {error.validator_value} characters allowed",
-                 prefer_key=False)
+        yield at(
+            path, f"is longer than the {error.validator_value} characters allowed", prefer_key=False
+        )
     elif kind == "maxItems":
         yield at(path, f"has more than the {error.validator_value} items allowed")
     else:  # never echo a whole (possibly huge) value back
@@ -137,8 +151,15 @@ def _did_you_mean(word: str, options: list[str]) -> str:
 
 
 def _type_name(value: Any) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
-            dict: "mapping", type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "list",
+        dict: "mapping",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def _show(value: Any) -> str:

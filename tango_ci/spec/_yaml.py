@@ -72,8 +72,11 @@ class _Builder:
     def build(self, node: yaml.Node, path: Path_, depth: int) -> Any:
         self.count += 1
         if self.count > MAX_VALUES:
-            raise _Refused(node.start_mark, f"document expands to more than {MAX_VALUES} values "
-                                            "(aliases nested too deep?); refusing to load it")
+            raise _Refused(
+                node.start_mark,
+                f"document expands to more than {MAX_VALUES} values "
+                "(aliases nested too deep?); refusing to load it",
+            )
         if depth > MAX_DEPTH:
             raise _Refused(node.start_mark, f"nesting deeper than {MAX_DEPTH} levels")
         self.doc.values.setdefault(path, _position(node.start_mark))
@@ -90,16 +93,19 @@ class _Builder:
         first_seen: dict[str, Position] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                raise _Refused(key_node.start_mark, "merge keys ('<<') are not supported; "
-                                                    "write the fields out")
+                raise _Refused(
+                    key_node.start_mark, "merge keys ('<<') are not supported; write the fields out"
+                )
             if not isinstance(key_node, yaml.ScalarNode):
                 raise _Refused(key_node.start_mark, "mapping keys must be plain words")
             key = str(key_node.value)
             self.text_bytes += len(key)
             key_position = _position(key_node.start_mark)
             if key in first_seen:
-                raise _Refused(key_node.start_mark,
-                               f"duplicate key {_short(key)} (first set on line {first_seen[key].line})")
+                raise _Refused(
+                    key_node.start_mark,
+                    f"duplicate key {_short(key)} (first set on line {first_seen[key].line})",
+                )
             first_seen[key] = key_position
             self.doc.keys[path + (key,)] = key_position
             result[key] = self.build(value_node, path + (key,), depth + 1)
@@ -108,17 +114,21 @@ class _Builder:
     def _scalar(self, node: yaml.ScalarNode) -> Any:
         self.text_bytes += len(node.value)
         if self.text_bytes > MAX_EXPANDED_BYTES:
-            raise _Refused(node.start_mark, f"document expands to more than "
-                                            f"{MAX_EXPANDED_BYTES} bytes of text (an alias "
-                                            "repeating a large value?); refusing to load it")
+            raise _Refused(
+                node.start_mark,
+                f"document expands to more than "
+                f"{MAX_EXPANDED_BYTES} bytes of text (an alias "
+                "repeating a large value?); refusing to load it",
+            )
         constructor = self._scalars.yaml_constructors.get(node.tag)
         if constructor is None:
             raise _Refused(node.start_mark, f"unsupported YAML tag {_short(node.tag)}")
         try:
             value = constructor(self._scalars, node)
         except (yaml.YAMLError, ValueError, OverflowError) as exc:
-            raise _Refused(node.start_mark,
-                           f"invalid value {_short(node.value)}: {_short(str(exc))}") from None
+            raise _Refused(
+                node.start_mark, f"invalid value {_short(node.value)}: {_short(str(exc))}"
+            ) from None
         if isinstance(value, float) and not math.isfinite(value):
             raise _Refused(node.start_mark, f"{_short(node.value)} is not a finite number")
         return value
@@ -127,14 +137,21 @@ class _Builder:
 def _short(text: str, limit: int = 60) -> str:
     """A value quoted for a message, cut so a huge value never floods the one error line."""
     text = repr(text)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_located(path: Path, display: str) -> LocatedDocument:
     """Read ``path`` as one YAML document; raise :class:`YamlProblem` for anything malformed."""
     if path.is_symlink():
-        raise YamlProblem(Problem(display, 0, 0, "", "is a symbolic link; spec files must be "
-                                                     "regular files in the repository"))
+        raise YamlProblem(
+            Problem(
+                display,
+                0,
+                0,
+                "",
+                "is a symbolic link; spec files must be regular files in the repository",
+            )
+        )
     if not path.exists():
         raise YamlProblem(Problem(display, 0, 0, "", "file not found"))
     if path.is_dir():
@@ -143,16 +160,18 @@ def load_located(path: Path, display: str) -> LocatedDocument:
         raise YamlProblem(Problem(display, 0, 0, "", "is not a regular file"))
     size = path.stat().st_size
     if size > MAX_BYTES:
-        raise YamlProblem(Problem(display, 1, 1, "",
-                                  f"file is {size} bytes, larger than the {MAX_BYTES} allowed"))
+        raise YamlProblem(
+            Problem(display, 1, 1, "", f"file is {size} bytes, larger than the {MAX_BYTES} allowed")
+        )
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise YamlProblem(Problem(display, line, col, "",
-                                  f"not UTF-8 text (byte 0x{raw[exc.start]:02x})")) from None
+        raise YamlProblem(
+            Problem(display, line, col, "", f"not UTF-8 text (byte 0x{raw[exc.start]:02x})")
+        ) from None
     if not text.strip() or all(
         not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()
     ):
@@ -162,26 +181,37 @@ def load_located(path: Path, display: str) -> LocatedDocument:
     except yaml.MarkedYAMLError as exc:
         position = _position(exc.problem_mark or exc.context_mark)
         reason = exc.problem or exc.context or "malformed"
-        raise YamlProblem(Problem(display, position.line, position.col, "",
-                                  f"invalid YAML: {reason}")) from None
+        raise YamlProblem(
+            Problem(display, position.line, position.col, "", f"invalid YAML: {reason}")
+        ) from None
     except yaml.YAMLError as exc:  # unmarked errors are rare; still no traceback
         raise YamlProblem(Problem(display, 1, 1, "", f"invalid YAML: {exc}")) from None
     except RecursionError:  # PyYAML composes nested collections recursively
-        raise YamlProblem(Problem(display, 1, 1, "", f"nesting deeper than {MAX_DEPTH} "
-                                                     "levels")) from None
+        raise YamlProblem(
+            Problem(display, 1, 1, "", f"nesting deeper than {MAX_DEPTH} levels")
+        ) from None
     if len(nodes) != 1:
         position = _position(nodes[1].start_mark) if len(nodes) > 1 else Position(1, 1)
-        raise YamlProblem(Problem(display, position.line, position.col, "",
-                                  "expected one YAML document, found several"))
+        raise YamlProblem(
+            Problem(
+                display,
+                position.line,
+                position.col,
+                "",
+                "expected one YAML document, found several",
+            )
+        )
     builder = _Builder()
     try:
         data = builder.build(nodes[0], (), 0)
     except _Refused as exc:
-        raise YamlProblem(Problem(display, exc.position.line, exc.position.col, "",
-                                  exc.message)) from None
+        raise YamlProblem(
+            Problem(display, exc.position.line, exc.position.col, "", exc.message)
+        ) from None
     except RecursionError:
-        raise YamlProblem(Problem(display, 1, 1, "", f"nesting deeper than {MAX_DEPTH} "
-                                                     "levels")) from None
+        raise YamlProblem(
+            Problem(display, 1, 1, "", f"nesting deeper than {MAX_DEPTH} levels")
+        ) from None
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else f"the value {_short(str(data))}"
         raise YamlProblem(Problem(display, 1, 1, "", f"top level must be a mapping, got {kind}"))

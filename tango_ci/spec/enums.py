@@ -6,7 +6,8 @@ built-in tables); validation replaces them with the live tables, which include p
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tango_ci.plugins import ENGINES, PRECISIONS, TASKS
 
@@ -30,8 +31,11 @@ ENUMS: dict[str, dict[tuple[str, ...], Callable[[], list[Any]]]] = {
         ("$defs", "search", "properties", "families", "items"): lambda: _union("families"),
         ("$defs", "target", "properties", "engine"): lambda: [*ENGINES.names(), AUTO_ENGINE],
         ("$defs", "target", "properties", "precision"): lambda: list(PRECISIONS),
-        ("$defs", "gate", "properties", "metric"):
-            lambda: [*_union("gate_metrics"), LATENCY_METRIC, None],
+        ("$defs", "gate", "properties", "metric"): lambda: [
+            *_union("gate_metrics"),
+            LATENCY_METRIC,
+            None,
+        ],
     },
     "runner": {
         ("properties", "precisions", "items"): lambda: list(PRECISIONS),

@@ -18,9 +18,6 @@ from tango_ci.spec.models import ProjectSpec, RunnerSpec, from_dict
 from tango_ci.spec.problems import Problem, format_field
 
 
-
-
-
 def find_repo_root(start: Path) -> Path:
     """The git work tree holding ``start``; else the folder above ``projects/``; else cwd."""
     start = start.resolve()
@@ -64,8 +61,9 @@ class _Checker:
     def add(self, field_path: tuple, message: str, *, prefer_key: bool = False) -> None:
         assert self.doc is not None
         position = self.doc.position(field_path, prefer_key=prefer_key)
-        self.problems.append(Problem(self.display, position.line, position.col,
-                                     format_field(field_path), message))
+        self.problems.append(
+            Problem(self.display, position.line, position.col, format_field(field_path), message)
+        )
 
     def raise_if_any(self) -> None:
         if self.problems:
@@ -86,31 +84,39 @@ def load_runner(path: Path) -> RunnerSpec:
 
 def _check_runner(checker: _Checker, data: dict) -> None:
     if checker.path.stem != data["name"]:
-        checker.add(("name",), f"'{data['name']}' differs from the file name "
-                               f"'{checker.path.stem}'; targets find runners by file name")
+        checker.add(
+            ("name",),
+            f"'{data['name']}' differs from the file name "
+            f"'{checker.path.stem}'; targets find runners by file name",
+        )
     accelerator = data["hardware"]["accelerator"]["kind"]
     seen: dict[str, int] = {}
     for index, engine in enumerate(data["engines"]):
         name = engine["name"]
         if name in seen:
-            checker.add(("engines", index, "name"), f"engine '{name}' is listed twice "
-                                                    f"(also engines[{seen[name]}])")
+            checker.add(
+                ("engines", index, "name"),
+                f"engine '{name}' is listed twice (also engines[{seen[name]}])",
+            )
             continue
         seen[name] = index
         engine_plugin = ENGINES.get(name)
         capability = engine_plugin.capabilities
         if accelerator not in capability.precisions:
-            checker.add(("engines", index, "name"),
-                        capability.refusal("fp32", accelerator) or "")
+            checker.add(("engines", index, "name"), capability.refusal("fp32", accelerator) or "")
         problem = engine_plugin.runner_problem(engine, accelerator)
         if problem:
             checker.add(("engines", index, problem[0]), problem[1])
-    offered = set().union(*(ENGINES.get(n).capabilities.precisions.get(accelerator, set())
-                            for n in seen))
+    offered = set().union(
+        *(ENGINES.get(n).capabilities.precisions.get(accelerator, set()) for n in seen)
+    )
     for index, precision in enumerate(data["precisions"]):
         if offered and precision not in offered:  # no usable engine at all is reported above
-            checker.add(("precisions", index), f"no listed engine offers {precision} on this "
-                                               f"hardware (they offer {', '.join(sorted(offered))})")
+            checker.add(
+                ("precisions", index),
+                f"no listed engine offers {precision} on this "
+                f"hardware (they offer {', '.join(sorted(offered))})",
+            )
 
 
 # ----------------------------------------------------------------------------- projects
@@ -122,9 +128,17 @@ def load_project(path: Path, repo_root: Path | None = None) -> ProjectSpec:
     repo_root = (repo_root or find_repo_root(path.parent)).resolve()
     checker = _Checker(path, "project")
     if path.parent.is_symlink():  # a project folder linked in from elsewhere
-        checker.problems.append(Problem(checker.display, 0, 0, "", "its folder is a symbolic "
-                                        "link; project folders must be real folders of the "
-                                        "repository"))
+        checker.problems.append(
+            Problem(
+                checker.display,
+                0,
+                0,
+                "",
+                "its folder is a symbolic "
+                "link; project folders must be real folders of the "
+                "repository",
+            )
+        )
         checker.raise_if_any()
     data = checker.parse()
     checker.raise_if_any()
@@ -166,8 +180,10 @@ def _escape_problem(relative: str, resolved: Path, repo_root: Path) -> str | Non
         return f"'{relative}' is outside the repository; use a path inside it"
     if ".." in Path(relative).parts:
         return f"'{relative}' leads outside the repository; use a path inside it"
-    return (f"'{relative}' is a symbolic link out of the repository (to {resolved}); "
-            "use a path inside it")
+    return (
+        f"'{relative}' is a symbolic link out of the repository (to {resolved}); "
+        "use a path inside it"
+    )
 
 
 def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, RunnerSpec]:
@@ -181,55 +197,78 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
         if escape:
             checker.add(("train", "pretrained"), escape)
         elif not resolved.is_file():
-            checker.add(("train", "pretrained"), f"weights file '{pretrained}' not found "
-                                                 "(weights are never downloaded)")
+            checker.add(
+                ("train", "pretrained"),
+                f"weights file '{pretrained}' not found (weights are never downloaded)",
+            )
 
     train_runner = data["train"].get("runner", "gpu-server")
     if not (repo_root / "runners" / f"{train_runner}.yaml").is_file():
         known = sorted(p.stem for p in (repo_root / "runners").glob("*.yaml"))
-        checker.add(("train", "runner"), f"no runner file runners/{train_runner}.yaml; "
-                                         f"known runners: {', '.join(known) or 'none'}")
+        checker.add(
+            ("train", "runner"),
+            f"no runner file runners/{train_runner}.yaml; "
+            f"known runners: {', '.join(known) or 'none'}",
+        )
 
     task = TASKS.get(data["task"])
     for index, family in enumerate(data["search"].get("families", [])):
         if family not in task.families:
-            checker.add(("search", "families", index),
-                        f"'{family}' is not a {task.name} family; use {', '.join(task.families)}")
+            checker.add(
+                ("search", "families", index),
+                f"'{family}' is not a {task.name} family; use {', '.join(task.families)}",
+            )
     if data["gate"].get("metric") is None:
         data["gate"]["metric"] = task.gate_metrics[0]
     if data["gate"]["metric"] not in (*task.gate_metrics, LATENCY_METRIC):
         owners = [t.name for t in TASKS.all().values() if data["gate"]["metric"] in t.gate_metrics]
-        checker.add(("gate", "metric"), f"{data['gate']['metric']} is a "
-                    f"{' or '.join(owners) or 'unknown'} metric; {task.name} uses "
-                    f"{', '.join(task.gate_metrics)} or {LATENCY_METRIC}")
+        checker.add(
+            ("gate", "metric"),
+            f"{data['gate']['metric']} is a "
+            f"{' or '.join(owners) or 'unknown'} metric; {task.name} uses "
+            f"{', '.join(task.gate_metrics)} or {LATENCY_METRIC}",
+        )
 
     runners: dict[str, RunnerSpec] = {}
     first_index: dict[str, int] = {}
     for index, target in enumerate(data["targets"]):
         here = ("targets", index)
         if target["name"] in first_index:
-            checker.add(here + ("name",), f"target name '{target['name']}' is already used by "
-                                          f"targets[{first_index[target['name']]}]")
+            checker.add(
+                here + ("name",),
+                f"target name '{target['name']}' is already used by "
+                f"targets[{first_index[target['name']]}]",
+            )
         first_index.setdefault(target["name"], index)
         runner = _runner_for(checker, target, here, repo_root, runners)
         if runner is None:
             continue
         if target["engine"] == "auto":
             if not _auto_possible(runner):
-                checker.add(here + ("engine",), f"auto: no engine of runner '{runner.name}' "
-                            f"offers any of its precisions {', '.join(runner.precisions)}")
+                checker.add(
+                    here + ("engine",),
+                    f"auto: no engine of runner '{runner.name}' "
+                    f"offers any of its precisions {', '.join(runner.precisions)}",
+                )
             continue
         engine = runner.engine(target["engine"])
         if engine is None:
-            checker.add(here + ("engine",), f"runner '{runner.name}' does not offer "
-                        f"{target['engine']}; it has {', '.join(e.name for e in runner.engines)}")
+            checker.add(
+                here + ("engine",),
+                f"runner '{runner.name}' does not offer "
+                f"{target['engine']}; it has {', '.join(e.name for e in runner.engines)}",
+            )
             continue
         if target["precision"] not in runner.precisions:
-            checker.add(here + ("precision",), f"runner '{runner.name}' does not run "
-                        f"{target['precision']}; it lists {', '.join(runner.precisions)}")
+            checker.add(
+                here + ("precision",),
+                f"runner '{runner.name}' does not run "
+                f"{target['precision']}; it lists {', '.join(runner.precisions)}",
+            )
             continue
         refusal = ENGINES.get(target["engine"]).capabilities.refusal(
-            target["precision"], runner.hardware.accelerator.kind)
+            target["precision"], runner.hardware.accelerator.kind
+        )
         if refusal:
             checker.add(here + ("precision",), refusal)
     return runners
@@ -237,12 +276,16 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
 
 def _auto_possible(runner: RunnerSpec) -> bool:
     accelerator = runner.hardware.accelerator.kind
-    return any(ENGINES.get(e.name).capabilities.refusal(p, accelerator) is None
-               for e in runner.engines for p in runner.precisions)
+    return any(
+        ENGINES.get(e.name).capabilities.refusal(p, accelerator) is None
+        for e in runner.engines
+        for p in runner.precisions
+    )
 
 
-def _check_data(checker: _Checker, data: dict, project_dir: Path, repo_root: Path,
-                task: str) -> None:
+def _check_data(
+    checker: _Checker, data: dict, project_dir: Path, repo_root: Path, task: str
+) -> None:
     resolved = resolve_inside(data["path"], project_dir, repo_root)
     escape = _escape_problem(data["path"], resolved, repo_root)
     if escape:
@@ -252,35 +295,45 @@ def _check_data(checker: _Checker, data: dict, project_dir: Path, repo_root: Pat
     if not resolved.exists():
         if data.get("synth") or dvc_pointer.exists():
             return  # made by `tango data synth`, or fetched by `dvc pull`
-        checker.add(("data", "path"), f"'{data['path']}' does not exist (relative to "
-                                      f"{display_path(project_dir)} or the repository root)")
+        checker.add(
+            ("data", "path"),
+            f"'{data['path']}' does not exist (relative to "
+            f"{display_path(project_dir)} or the repository root)",
+        )
         return
     owner = TASKS.get(task)
     if data["format"] not in owner.data_formats:
-        checker.add(("data", "format"), f"{task} reads {', '.join(owner.data_formats)} data, "
-                                        f"not {data['format']}")
+        checker.add(
+            ("data", "format"),
+            f"{task} reads {', '.join(owner.data_formats)} data, not {data['format']}",
+        )
         return
     problem = owner.data_problem(data["format"], resolved)
     if problem:
         checker.add(("data", "path"), f"'{data['path']}' {problem}")
 
 
-def _runner_for(checker: _Checker, target: dict, here: tuple, repo_root: Path,
-                cache: dict[str, RunnerSpec]) -> RunnerSpec | None:
+def _runner_for(
+    checker: _Checker, target: dict, here: tuple, repo_root: Path, cache: dict[str, RunnerSpec]
+) -> RunnerSpec | None:
     name = target["runner"]
     if name in cache:
         return cache[name]
     runner_path = repo_root / "runners" / f"{name}.yaml"
     if not runner_path.is_file():
         known = sorted(p.stem for p in (repo_root / "runners").glob("*.yaml"))
-        checker.add(here + ("runner",), f"no runner file runners/{name}.yaml; "
-                                        f"known runners: {', '.join(known) or 'none'}")
+        checker.add(
+            here + ("runner",),
+            f"no runner file runners/{name}.yaml; known runners: {', '.join(known) or 'none'}",
+        )
         return None
     try:
         cache[name] = load_runner(runner_path)
     except SpecError as exc:
-        checker.add(here + ("runner",), f"runner file runners/{name}.yaml is invalid: "
-                                        f"{exc.problems[0].format()}")
+        checker.add(
+            here + ("runner",),
+            f"runner file runners/{name}.yaml is invalid: {exc.problems[0].format()}",
+        )
         return None
     return cache[name]
 
@@ -289,14 +342,16 @@ def _runner_for(checker: _Checker, target: dict, here: tuple, repo_root: Path,
 def spec_files(repo_root: Path) -> list[Path]:
     """Every project and runner file of the repository."""
     return sorted((repo_root / "projects").glob("*/project.yaml")) + sorted(
-        (repo_root / "runners").glob("*.yaml"))
+        (repo_root / "runners").glob("*.yaml")
+    )
 
 
 def check_file(path: Path, repo_root: Path | None = None) -> list[Problem]:
     """All problems of one project or runner file (empty when it is valid)."""
     path = Path(path)
     is_runner = path.parent.name == "runners" or (
-        path.is_file() and path.name != "project.yaml" and _looks_like_runner(path))
+        path.is_file() and path.name != "project.yaml" and _looks_like_runner(path)
+    )
     try:
         if is_runner:
             load_runner(path)

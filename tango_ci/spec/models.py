@@ -172,8 +172,9 @@ class ProjectSpec:
     gate: GateSpec = GateSpec()
     description: str | None = None
     path: Path | None = None  # the project.yaml
-    runners: dict[str, RunnerSpec] = dataclasses.field(default_factory=dict, compare=False,
-                                                       hash=False)
+    runners: dict[str, RunnerSpec] = dataclasses.field(
+        default_factory=dict, compare=False, hash=False
+    )
 
     @property
     def folder(self) -> Path:
@@ -186,8 +187,9 @@ class ProjectSpec:
                 return target
         from tango_ci.exceptions import UnknownNameError
 
-        raise UnknownNameError(kind="target", name=name,
-                               valid=", ".join(t.name for t in self.targets))
+        raise UnknownNameError(
+            kind="target", name=name, valid=", ".join(t.name for t in self.targets)
+        )
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -220,8 +222,11 @@ def _convert(hint: Any, value: Any) -> Any:
 def to_dict(obj: Any) -> Any:
     """JSON-ready form of a spec dataclass (paths become strings, runners are left out)."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if f.name != "runners"}
+        return {
+            f.name: to_dict(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if f.name != "runners"
+        }
     if isinstance(obj, (tuple, list)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, Path):

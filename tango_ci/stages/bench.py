@@ -11,48 +11,69 @@ from pathlib import Path
 
 from tango_ci.bench.latency import host_facts, measure_repeated
 from tango_ci.compile import AUTO, load_artifact
-from tango_ci.stages.compile import candidate_dirs, selected_targets
+from tango_ci.context import StageContext
 from tango_ci.contracts import Quality
 from tango_ci.exceptions import StageInputError
 from tango_ci.plugins import get_task
 from tango_ci.rundir import read_json, write_json
-from tango_ci.context import StageContext
+from tango_ci.stages.compile import candidate_dirs, selected_targets
 
 
-def _measure(ctx: StageContext, target, artifact: Path, evaluator
-             ) -> tuple[dict, list[float]]:
+def _measure(ctx: StageContext, target, artifact: Path, evaluator) -> tuple[dict, list[float]]:
     spec = ctx.spec
     runner = spec.runners[target.runner]
     if not (artifact / "artifact.json").exists():
-        raise StageInputError(stage="bench", what=f"the artifact of target {target.name}",
-                              previous=f"compile projects/{spec.name} --target {target.name}")
+        raise StageInputError(
+            stage="bench",
+            what=f"the artifact of target {target.name}",
+            previous=f"compile projects/{spec.name} --target {target.name}",
+        )
     built = read_json(artifact / "artifact.json")
-    ctx.reporter.log(f"timing {target.name}: {built['engine']} {built['precision']}, "
-                     f"batch {target.batch}, {runner.threads} threads")
-    latency = measure_repeated(artifact, batch=target.batch, size=spec.data.image_size,
-                               threads=runner.threads,
-                               max_seconds=float(ctx.options.get("bench_seconds", 20.0)),
-                               repeat=int(ctx.options.get("bench_repeat", 1)))
+    ctx.reporter.log(
+        f"timing {target.name}: {built['engine']} {built['precision']}, "
+        f"batch {target.batch}, {runner.threads} threads"
+    )
+    latency = measure_repeated(
+        artifact,
+        batch=target.batch,
+        size=spec.data.image_size,
+        threads=runner.threads,
+        max_seconds=float(ctx.options.get("bench_seconds", 20.0)),
+        repeat=int(ctx.options.get("bench_repeat", 1)),
+    )
     samples = latency.pop("samples_ms")
     predictor = load_artifact(artifact, threads=runner.threads)
     scores = evaluator.evaluate(predictor, target.batch)
     predictor.close()
     name = evaluator.quality.name
-    quality = Quality(name=name, label=evaluator.quality.label, value=float(scores[name]),
-                      reference=float(evaluator.reference),
-                      higher_is_better=evaluator.quality.higher_is_better)
-    ctx.recorder.input_file(f"{target.name}/{built['engine']}-{built['precision']}",
-                            artifact / built["file"])
+    quality = Quality(
+        name=name,
+        label=evaluator.quality.label,
+        value=float(scores[name]),
+        reference=float(evaluator.reference),
+        higher_is_better=evaluator.quality.higher_is_better,
+    )
+    ctx.recorder.input_file(
+        f"{target.name}/{built['engine']}-{built['precision']}", artifact / built["file"]
+    )
     return {
-        "target": target.name, "engine": built["engine"], "precision": built["precision"],
-        "batch": target.batch, "runner": runner.name, "artifact": str(artifact),
+        "target": target.name,
+        "engine": built["engine"],
+        "precision": built["precision"],
+        "batch": target.batch,
+        "runner": runner.name,
+        "artifact": str(artifact),
         "latency": latency,
-        "memory": {"peak_rss_mb": latency["peak_rss_mb"],
-                   "rss_before_load_mb": latency["rss_before_load_mb"]},
+        "memory": {
+            "peak_rss_mb": latency["peak_rss_mb"],
+            "rss_before_load_mb": latency["rss_before_load_mb"],
+        },
         "size": {"artifact_bytes": built["bytes"], "artifact_mb": built["bytes"] / 2**20},
-        "quality": quality.to_json(), "task_metrics": scores,
+        "quality": quality.to_json(),
+        "task_metrics": scores,
         "reference_metrics": evaluator.reference_metrics,
-        "host": host_facts(runner.threads), "build": built,
+        "host": host_facts(runner.threads),
+        "build": built,
     }, samples
 
 
@@ -62,9 +83,10 @@ def choose(rows: list[dict], percentile: str, max_drop: float) -> tuple[int | No
     if not allowed:
         return None, f"no candidate keeps the accuracy drop within {max_drop}"
     best = min(allowed, key=lambda i: rows[i]["latency"][f"{percentile}_ms"])
-    refused = [f"{rows[i]['engine']} {rows[i]['precision']}" for i in range(len(rows))
-               if i not in allowed]
-    reason = (f"fastest {percentile} latency among candidates with accuracy drop <= {max_drop}")
+    refused = [
+        f"{rows[i]['engine']} {rows[i]['precision']}" for i in range(len(rows)) if i not in allowed
+    ]
+    reason = f"fastest {percentile} latency among candidates with accuracy drop <= {max_drop}"
     if refused:
         reason += f"; excluded for accuracy: {', '.join(refused)}"
     return best, reason
@@ -75,8 +97,10 @@ def run(ctx: StageContext) -> None:
     evaluator = get_task(ctx.spec.task).evaluator(ctx)
     results = {}
     for target in selected_targets(ctx):
-        measured = [_measure(ctx, target, artifact, evaluator)
-                    for artifact in candidate_dirs(ctx.run.stage_dir("compile"), target).values()]
+        measured = [
+            _measure(ctx, target, artifact, evaluator)
+            for artifact in candidate_dirs(ctx.run.stage_dir("compile"), target).values()
+        ]
         rows = [m for m, _ in measured]
         index, reason = 0, "the only artifact"
         if target.engine == AUTO:
@@ -88,34 +112,48 @@ def run(ctx: StageContext) -> None:
         metrics, samples = dict(measured[index][0]), measured[index][1]
         if target.engine == AUTO:
             failed_path = ctx.run.stage_dir("compile") / target.name / "failed.json"
-            metrics["auto"] = {"chosen": f"{metrics['engine']}-{metrics['precision']}",
-                               "reason": reason, "candidates": [_row(r) for r in rows],
-                               "failed": read_json(failed_path) if failed_path.exists() else {}}
+            metrics["auto"] = {
+                "chosen": f"{metrics['engine']}-{metrics['precision']}",
+                "reason": reason,
+                "candidates": [_row(r) for r in rows],
+                "failed": read_json(failed_path) if failed_path.exists() else {},
+            }
         folder = ctx.folder / target.name
         write_json(folder / "metrics.json", metrics)
         write_json(folder / "latency_samples.json", samples)
         ctx.recorder.output_file(f"{target.name}_metrics", folder / "metrics.json")
         runs = metrics["latency"]["runs"]
         if runs["count"] > 1:
-            ctx.reporter.log(f"{target.name}: p50 of {runs['count']} runs "
-                             f"{', '.join(f'{v:.4g}' for v in runs['p50_ms'])} ms, "
-                             f"spread {runs['spread']:.1%}")
-        results[target.name] = {"engine": metrics["engine"], "precision": metrics["precision"],
-                                "p50_ms": metrics["latency"]["p50_ms"],
-                                "p95_ms": metrics["latency"]["p95_ms"],
-                                "quality": metrics["quality"]["value"],
-                                "quality_name": metrics["quality"]["label"],
-                                "peak_rss_mb": metrics["latency"]["peak_rss_mb"]}
+            ctx.reporter.log(
+                f"{target.name}: p50 of {runs['count']} runs "
+                f"{', '.join(f'{v:.4g}' for v in runs['p50_ms'])} ms, "
+                f"spread {runs['spread']:.1%}"
+            )
+        results[target.name] = {
+            "engine": metrics["engine"],
+            "precision": metrics["precision"],
+            "p50_ms": metrics["latency"]["p50_ms"],
+            "p95_ms": metrics["latency"]["p95_ms"],
+            "quality": metrics["quality"]["value"],
+            "quality_name": metrics["quality"]["label"],
+            "peak_rss_mb": metrics["latency"]["peak_rss_mb"],
+        }
     ctx.recorder.summary["targets"] = results
 
 
 def _row(metrics: dict) -> dict:
     latency = metrics["latency"]
-    return {"engine": metrics["engine"], "precision": metrics["precision"],
-            "p50_ms": latency["p50_ms"], "p95_ms": latency["p95_ms"],
-            "p99_ms": latency["p99_ms"], "cv": latency["cv"],
-            "quality": metrics["quality"]["value"], "drop": metrics["quality"]["drop"],
-            "peak_rss_mb": metrics["memory"]["peak_rss_mb"],
-            "artifact_mb": metrics["size"]["artifact_mb"],
-            "tuned": bool(metrics["build"].get("tuning", {}).get("trials")),
-            "advice": metrics["build"].get("advice")}
+    return {
+        "engine": metrics["engine"],
+        "precision": metrics["precision"],
+        "p50_ms": latency["p50_ms"],
+        "p95_ms": latency["p95_ms"],
+        "p99_ms": latency["p99_ms"],
+        "cv": latency["cv"],
+        "quality": metrics["quality"]["value"],
+        "drop": metrics["quality"]["drop"],
+        "peak_rss_mb": metrics["memory"]["peak_rss_mb"],
+        "artifact_mb": metrics["size"]["artifact_mb"],
+        "tuned": bool(metrics["build"].get("tuning", {}).get("trials")),
+        "advice": metrics["build"].get("advice"),
+    }

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from tango_ci.compile import AUTO, BuildRequest, auto_candidates, check_request, get_compiler
+from tango_ci.context import StageContext
 from tango_ci.exceptions import TangoError
 from tango_ci.plugins import get_task
 from tango_ci.rundir import display, one_line_reason, write_json
-from tango_ci.context import StageContext
 
 CALIBRATION_IMAGES = 128
 CANDIDATES = "candidates.json"
@@ -49,9 +49,10 @@ def check_onnx(path: Path) -> None:
 
     try:
         onnx.checker.check_model(onnx.load(str(path), load_external_data=False))
-    except Exception as exc:  # noqa: BLE001 - protobuf, checker and OS errors all mean "unreadable"
-        raise TangoError(f"{display(path)}: not a readable ONNX model "
-                         f"({one_line_reason(exc)})") from None
+    except Exception as exc:
+        raise TangoError(
+            f"{display(path)}: not a readable ONNX model ({one_line_reason(exc)})"
+        ) from None
 
 
 def run(ctx: StageContext) -> None:
@@ -75,12 +76,20 @@ def run(ctx: StageContext) -> None:
             out = folder / name if target.engine == AUTO else folder
             ctx.reporter.log(f"building {target.name}: {candidate.engine} {candidate.precision}")
             try:
-                manifest = get_compiler(candidate.engine).build(BuildRequest(
-                    onnx_path=onnx_path, out_dir=out, target=candidate, runner=runner,
-                    calibration=calibration if candidate.precision == "int8" else None,
-                    options={"model_dir": ctx.run.stage_dir("train"),
-                             "tvm_trials": target.tuning_trials,
-                             "tuning_cache": ctx.run.project_runs / ".tuning"}))
+                manifest = get_compiler(candidate.engine).build(
+                    BuildRequest(
+                        onnx_path=onnx_path,
+                        out_dir=out,
+                        target=candidate,
+                        runner=runner,
+                        calibration=calibration if candidate.precision == "int8" else None,
+                        options={
+                            "model_dir": ctx.run.stage_dir("train"),
+                            "tvm_trials": target.tuning_trials,
+                            "tuning_cache": ctx.run.project_runs / ".tuning",
+                        },
+                    )
+                )
             except TangoError as exc:
                 if target.engine != AUTO:
                     raise
@@ -93,8 +102,10 @@ def run(ctx: StageContext) -> None:
             ctx.recorder.output_file(f"{target.name}/{name}", out / manifest["file"])
         if target.engine == AUTO:
             if not made:
-                raise TangoError(f"auto: no candidate of target {target.name} could be built: "
-                                 + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+                raise TangoError(
+                    f"auto: no candidate of target {target.name} could be built: "
+                    + "; ".join(f"{k}: {v}" for k, v in failed.items())
+                )
             write_json(folder / CANDIDATES, made)
             write_json(folder / "failed.json", failed)
     ctx.recorder.summary["targets"] = built

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from tango_ci.stages.compile import selected_targets
+from tango_ci.context import StageContext
 from tango_ci.contracts import GateDecision
 from tango_ci.rundir import read_json, write_record
 from tango_ci.spec import TargetSpec
-from tango_ci.context import StageContext
+from tango_ci.stages.compile import selected_targets
 
 
-def _check(name: str, value: float | None, limit: float | None, *, higher_is_better: bool,
-           unit: str = "") -> dict:
+def _check(
+    name: str, value: float | None, limit: float | None, *, higher_is_better: bool, unit: str = ""
+) -> dict:
     if limit is None:
         return {"check": name, "value": value, "limit": None, "unit": unit, "status": "no limit"}
     passed = value is not None and (value >= limit if higher_is_better else value <= limit)
-    return {"check": name, "value": value, "limit": limit, "unit": unit,
-            "comparison": ">=" if higher_is_better else "<=",
-            "status": "pass" if passed else "fail"}
+    return {
+        "check": name,
+        "value": value,
+        "limit": limit,
+        "unit": unit,
+        "comparison": ">=" if higher_is_better else "<=",
+        "status": "pass" if passed else "fail",
+    }
 
 
 def target_checks(target: TargetSpec, metrics: dict) -> list[dict]:
@@ -25,16 +31,39 @@ def target_checks(target: TargetSpec, metrics: dict) -> list[dict]:
     quality = metrics["quality"]
     label = quality["label"]
     return [
-        _check(f"latency {percentile}", metrics["latency"][f"{percentile}_ms"], limits.latency_ms,
-               higher_is_better=False, unit="ms"),
-        _check("peak memory", metrics["memory"]["peak_rss_mb"], limits.memory_mb,
-               higher_is_better=False, unit="MiB"),
-        _check("artifact size", metrics["size"]["artifact_mb"], limits.model_size_mb,
-               higher_is_better=False, unit="MiB"),
-        _check(label, quality["value"], limits.min_accuracy,
-               higher_is_better=quality["higher_is_better"]),
-        _check(f"{label} drop vs PyTorch fp32", quality["drop"], limits.max_accuracy_drop,
-               higher_is_better=False),
+        _check(
+            f"latency {percentile}",
+            metrics["latency"][f"{percentile}_ms"],
+            limits.latency_ms,
+            higher_is_better=False,
+            unit="ms",
+        ),
+        _check(
+            "peak memory",
+            metrics["memory"]["peak_rss_mb"],
+            limits.memory_mb,
+            higher_is_better=False,
+            unit="MiB",
+        ),
+        _check(
+            "artifact size",
+            metrics["size"]["artifact_mb"],
+            limits.model_size_mb,
+            higher_is_better=False,
+            unit="MiB",
+        ),
+        _check(
+            label,
+            quality["value"],
+            limits.min_accuracy,
+            higher_is_better=quality["higher_is_better"],
+        ),
+        _check(
+            f"{label} drop vs PyTorch fp32",
+            quality["drop"],
+            limits.max_accuracy_drop,
+            higher_is_better=False,
+        ),
     ]
 
 
@@ -68,11 +97,17 @@ def production_check(ctx: StageContext, target: TargetSpec, metrics: dict) -> di
         limit = None if previous is None else previous + improvement
         passed = limit is not None and value >= limit
     if previous is None:
-        return check | {"status": "no production model",
-                        "note": f"{name}@{entry['version']} records no {metric}"}
-    return check | {"value": value, "limit": limit, "production": f"{name}@{entry['version']}",
-                    "comparison": "<=" if metric == "latency_ms" else ">=",
-                    "status": "pass" if passed else "fail"}
+        return check | {
+            "status": "no production model",
+            "note": f"{name}@{entry['version']} records no {metric}",
+        }
+    return check | {
+        "value": value,
+        "limit": limit,
+        "production": f"{name}@{entry['version']}",
+        "comparison": "<=" if metric == "latency_ms" else ">=",
+        "status": "pass" if passed else "fail",
+    }
 
 
 def run(ctx: StageContext) -> None:
@@ -83,14 +118,22 @@ def run(ctx: StageContext) -> None:
         metrics = read_json(path)
         checks = target_checks(target, metrics) + [production_check(ctx, target, metrics)]
         passed = all(c["status"] != "fail" for c in checks)
-        targets[target.name] = {"passed": passed, "checks": checks,
-                                "engine": metrics["engine"], "precision": metrics["precision"],
-                                "auto": target.engine == "auto"}
+        targets[target.name] = {
+            "passed": passed,
+            "checks": checks,
+            "engine": metrics["engine"],
+            "precision": metrics["precision"],
+            "auto": target.engine == "auto",
+        }
         ctx.recorder.input_file(f"{target.name}_metrics", path)
-    decision = GateDecision(passed=all(t["passed"] for t in targets.values()), targets=targets,
-                            gate_metric=ctx.spec.gate.metric,
-                            min_improvement=ctx.spec.gate.min_improvement)
+    decision = GateDecision(
+        passed=all(t["passed"] for t in targets.values()),
+        targets=targets,
+        gate_metric=ctx.spec.gate.metric,
+        min_improvement=ctx.spec.gate.min_improvement,
+    )
     path = write_record(ctx.folder, decision)
     ctx.recorder.output_file("decision", path)
-    ctx.recorder.summary.update({"passed": decision.passed,
-                                 "targets": {k: v["passed"] for k, v in targets.items()}})
+    ctx.recorder.summary.update(
+        {"passed": decision.passed, "targets": {k: v["passed"] for k, v in targets.items()}}
+    )

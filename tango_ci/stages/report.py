@@ -5,19 +5,27 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from tango_ci.stages.compile import selected_targets
-from tango_ci.report import plots
 from tango_ci.bench import stability_note
+from tango_ci.context import StageContext
 from tango_ci.contracts import GateDecision, TrainedModel
 from tango_ci.plugins import get_task
+from tango_ci.report import plots
 from tango_ci.rundir import read_json, read_record, write_json
-from tango_ci.context import StageContext
+from tango_ci.stages.compile import selected_targets
 
 
 def _git_commit(folder) -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, text=True,
-                              capture_output=True, check=True).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                cwd=folder,
+                text=True,
+                capture_output=True,
+                check=True,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -42,13 +50,17 @@ def build_report(ctx: StageContext) -> dict:
     targets = {}
     for target in selected_targets(ctx):
         metrics = read_json(run.stage_dir("bench") / target.name / "metrics.json")
-        targets[target.name] = {"decision": decision.targets[target.name],
-                                "metrics": metrics}
+        targets[target.name] = {"decision": decision.targets[target.name], "metrics": metrics}
     return {
-        "project": ctx.spec.name, "run": run.id, "passed": decision.passed,
-        "model": model, "training": train_metrics, "search": search.get("summary", {}),
+        "project": ctx.spec.name,
+        "run": run.id,
+        "passed": decision.passed,
+        "model": model,
+        "training": train_metrics,
+        "search": search.get("summary", {}),
         "export": (run.manifest("export") or {}).get("summary", {}),
-        "targets": targets, "commit": _git_commit(ctx.spec.folder),
+        "targets": targets,
+        "commit": _git_commit(ctx.spec.folder),
         "training_summary": get_task(ctx.spec.task).training_summary(train_metrics),
         "search_label": get_task(ctx.spec.task).quality.label,
         "reproduce": f"tango run {_project_arg(ctx)}",
@@ -65,16 +77,22 @@ def _auto_table(metrics: dict) -> list[str]:
     auto = metrics.get("auto")
     if not auto:
         return []
-    lines = ["", f"`engine: auto` chose **{auto['chosen']}**: {auto['reason']}.", "",
-             f"| candidate | p50 ms | p95 ms | CV | {metrics['quality']['label']} | drop | "
-             "peak MiB | size MiB |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        f"`engine: auto` chose **{auto['chosen']}**: {auto['reason']}.",
+        "",
+        f"| candidate | p50 ms | p95 ms | CV | {metrics['quality']['label']} | drop | "
+        "peak MiB | size MiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in auto["candidates"]:
         name = f"{row['engine']} {row['precision']}" + (" (tuned)" if row["tuned"] else "")
         mark = "**" if f"{row['engine']}-{row['precision']}" == auto["chosen"] else ""
-        lines.append(f"| {mark}{name}{mark} | {row['p50_ms']:.3g} | {row['p95_ms']:.3g} | "
-                     f"{row['cv']:.1%} | {row['quality']:.4f} | {row['drop']:+.4f} | "
-                     f"{row['peak_rss_mb']:.0f} | {row['artifact_mb']:.3g} |")
+        lines.append(
+            f"| {mark}{name}{mark} | {row['p50_ms']:.3g} | {row['p95_ms']:.3g} | "
+            f"{row['cv']:.1%} | {row['quality']:.4f} | {row['drop']:+.4f} | "
+            f"{row['peak_rss_mb']:.0f} | {row['artifact_mb']:.3g} |"
+        )
     for name, reason in auto.get("failed", {}).items():
         lines.append(f"| {name.replace('-', ' ')} | could not be built: {reason} |||||||")
     for advice in dict.fromkeys(r["advice"] for r in auto["candidates"] if r.get("advice")):
@@ -82,8 +100,7 @@ def _auto_table(metrics: dict) -> list[str]:
     return lines
 
 
-def render_markdown(report: dict, images: dict[str, str],
-                    details: dict[str, dict]) -> str:
+def render_markdown(report: dict, images: dict[str, str], details: dict[str, dict]) -> str:
     """The pull-request comment; ``details`` holds each target's task lines and plot names."""
     verdict = "✅ all targets pass" if report["passed"] else "❌ gate failed"
     model = report["model"]
@@ -91,8 +108,9 @@ def render_markdown(report: dict, images: dict[str, str],
     for name, entry in report["targets"].items():
         m, d = entry["metrics"], entry["decision"]
         failed = [c["check"] for c in d["checks"] if c["status"] == "fail"]
-        size = (f"{model['parameters']:,} parameters, " if model.get("parameters") else "") \
-            + f"{model['image_size']} px input"
+        size = (
+            f"{model['parameters']:,} parameters, " if model.get("parameters") else ""
+        ) + f"{model['image_size']} px input"
         quality = m["quality"]
         lines.append(
             f"- **{name}** gets {model['name']} ("
@@ -100,70 +118,114 @@ def render_markdown(report: dict, images: dict[str, str],
             + f"{size}) as {m['engine']} "
             f"{m['precision']}: {quality['label']} {quality['value']:.3f}, "
             f"p95 {m['latency']['p95_ms']:.3g} ms — "
-            + ("**pass**" if d["passed"] else f"**fail** ({', '.join(failed)})"))
-    lines += ["", f"Run `{report['run']}`" + (f" at commit `{report['commit']}`"
-                                              if report["commit"] else "") + ".", ""]
+            + ("**pass**" if d["passed"] else f"**fail** ({', '.join(failed)})")
+        )
+    lines += [
+        "",
+        f"Run `{report['run']}`"
+        + (f" at commit `{report['commit']}`" if report["commit"] else "")
+        + ".",
+        "",
+    ]
     for name, entry in report["targets"].items():
         m, d = entry["metrics"], entry["decision"]
         lat = m["latency"]
-        lines += [f"### Target `{name}` — runner `{m['runner']}`, {m['engine']} {m['precision']}, "
-                  f"batch {m['batch']}", "",
-                  "| check | value | limit | result |", "|---|---|---|---|"]
+        lines += [
+            f"### Target `{name}` — runner `{m['runner']}`, {m['engine']} {m['precision']}, "
+            f"batch {m['batch']}",
+            "",
+            "| check | value | limit | result |",
+            "|---|---|---|---|",
+        ]
         for check in d["checks"]:
-            limit = (f"{check.get('comparison', '')} {_format(check['limit'], check.get('unit', ''))}"
-                     if check["limit"] is not None else "–")
-            lines.append(f"| {check['check']} | {_format(check['value'], check.get('unit', ''))}"
-                         f" | {limit} | {check['status']} |")
+            limit = (
+                f"{check.get('comparison', '')} {_format(check['limit'], check.get('unit', ''))}"
+                if check["limit"] is not None
+                else "–"
+            )
+            lines.append(
+                f"| {check['check']} | {_format(check['value'], check.get('unit', ''))}"
+                f" | {limit} | {check['status']} |"
+            )
         lines += _auto_table(m)
         if m["build"].get("advice") and not m.get("auto"):
             lines += ["", m["build"]["advice"]]
-        lines += ["", "| latency | p50 | p90 | p95 | p99 | mean | CV | repeats | throughput |",
-                  "|---|---|---|---|---|---|---|---|---|",
-                  f"| ms | {lat['p50_ms']:.3g} | {lat['p90_ms']:.3g} | {lat['p95_ms']:.3g} | "
-                  f"{lat['p99_ms']:.3g} | {lat['mean_ms']:.3g} | {lat['cv']:.1%} | "
-                  f"{lat['repeats']} | {lat['throughput_per_s']:.0f}/s |", ""]
+        lines += [
+            "",
+            "| latency | p50 | p90 | p95 | p99 | mean | CV | repeats | throughput |",
+            "|---|---|---|---|---|---|---|---|---|",
+            f"| ms | {lat['p50_ms']:.3g} | {lat['p90_ms']:.3g} | {lat['p95_ms']:.3g} | "
+            f"{lat['p99_ms']:.3g} | {lat['mean_ms']:.3g} | {lat['cv']:.1%} | "
+            f"{lat['repeats']} | {lat['throughput_per_s']:.0f}/s |",
+            "",
+        ]
         note = stability_note(lat)
         if note:
             lines += [f"> ⚠ {note}", ""]
         runs = lat.get("runs", {"count": 1})
         if runs["count"] > 1:
-            lines += [f"Run to run ({runs['count']} measuring processes): p50 "
-                      f"{', '.join(f'{v:.4g}' for v in runs['p50_ms'])} ms, spread "
-                      f"{runs['spread']:.1%} of the median, CV {runs['cv']:.1%}; the median "
-                      "run is the one above.", ""]
+            lines += [
+                f"Run to run ({runs['count']} measuring processes): p50 "
+                f"{', '.join(f'{v:.4g}' for v in runs['p50_ms'])} ms, spread "
+                f"{runs['spread']:.1%} of the median, CV {runs['cv']:.1%}; the median "
+                "run is the one above.",
+                "",
+            ]
         quality = m["quality"]
         lines += [
-                  f"{quality['label']} {quality['value']:.4f} on "
-                  f"{m['task_metrics']['images']} validation images; PyTorch fp32 "
-                  f"{quality['reference']:.4f} (drop {quality['drop']:+.4f}). "
-                  f"Peak memory {m['memory']['peak_rss_mb']:.0f} "
-                  f"MiB (the interpreter alone: {m['memory']['rss_before_load_mb']:.0f} MiB). "
-                  f"Measured on {m['host']['cpu']}, {m['host']['threads']} thread(s), "
-                  f"governor {m['host']['governor']}."]
+            f"{quality['label']} {quality['value']:.4f} on "
+            f"{m['task_metrics']['images']} validation images; PyTorch fp32 "
+            f"{quality['reference']:.4f} (drop {quality['drop']:+.4f}). "
+            f"Peak memory {m['memory']['peak_rss_mb']:.0f} "
+            f"MiB (the interpreter alone: {m['memory']['rss_before_load_mb']:.0f} MiB). "
+            f"Measured on {m['host']['cpu']}, {m['host']['threads']} thread(s), "
+            f"governor {m['host']['governor']}."
+        ]
         own = details.get(name, {"lines": [], "images": []})
         lines += [""] + own["lines"]
-        lines += ["", " ".join(f"![{kind.removesuffix(f'-{name}')}]({images[kind]})"
-                               for kind in [f"latency-{name}", *own["images"]]
-                               if kind in images), ""]
+        lines += [
+            "",
+            " ".join(
+                f"![{kind.removesuffix(f'-{name}')}]({images[kind]})"
+                for kind in [f"latency-{name}", *own["images"]]
+                if kind in images
+            ),
+            "",
+        ]
     search = report["search"]
     if search:
         best = search.get("best", {})
-        lines += ["### Search", "",
-                  f"{search.get('trials')} trials ({search.get('sampler')} sampler, "
-                  f"{search.get('pruner')} pruner): {search.get('feasible')} trained within "
-                  f"budget, {search.get('infeasible')} rejected over budget without training, "
-                  f"{search.get('pruned')} pruned. Chosen: trial {best.get('number')}, "
-                  f"{best.get('architecture')}, search {report['search_label']} "
-                  f"{_format(best.get('score'))}.", "",
-                  f"![search]({images['search']})", ""]
+        lines += [
+            "### Search",
+            "",
+            f"{search.get('trials')} trials ({search.get('sampler')} sampler, "
+            f"{search.get('pruner')} pruner): {search.get('feasible')} trained within "
+            f"budget, {search.get('infeasible')} rejected over budget without training, "
+            f"{search.get('pruned')} pruned. Chosen: trial {best.get('number')}, "
+            f"{best.get('architecture')}, search {report['search_label']} "
+            f"{_format(best.get('score'))}.",
+            "",
+            f"![search]({images['search']})",
+            "",
+        ]
     training = report["training"]
-    lines += ["### Training", "",
-              f"{training['epochs_run']} epochs (best {training['best_epoch'] + 1}"
-              f"{', stopped early' if training['stopped_early'] else ''}), "
-              + report["training_summary"] + ". ONNX parity: max |Δ| "
-              f"{_format(report['export'].get('parity', {}).get('max_abs'))}.", "",
-              *([f"![training curves]({images['curves']})", ""] if "curves" in images else []),
-              "### Reproduce", "", "```", report["reproduce"], "```", ""]
+    lines += [
+        "### Training",
+        "",
+        f"{training['epochs_run']} epochs (best {training['best_epoch'] + 1}"
+        f"{', stopped early' if training['stopped_early'] else ''}), "
+        + report["training_summary"]
+        + ". ONNX parity: max |Δ| "
+        f"{_format(report['export'].get('parity', {}).get('max_abs'))}.",
+        "",
+        *([f"![training curves]({images['curves']})", ""] if "curves" in images else []),
+        "### Reproduce",
+        "",
+        "```",
+        report["reproduce"],
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -177,11 +239,15 @@ def run(ctx: StageContext) -> None:
     trials_path = ctx.run.stage_dir("search") / "trials.json"
     first = ctx.spec.targets[0]
     if trials_path.exists():
-        plots.search_scatter(read_json(trials_path),
-                             read_json(ctx.run.stage_dir("search") / "pareto.json"),
-                             first.name, first.constraints.latency_ms,
-                             first.constraints.min_accuracy, folder / "search.png",
-                             score=task.quality.label)
+        plots.search_scatter(
+            read_json(trials_path),
+            read_json(ctx.run.stage_dir("search") / "pareto.json"),
+            first.name,
+            first.constraints.latency_ms,
+            first.constraints.min_accuracy,
+            folder / "search.png",
+            score=task.quality.label,
+        )
     curves = ctx.run.stage_dir("train") / "curves.png"
     if curves.is_file():  # a task's train stage may draw none
         shutil.copy2(curves, folder / "curves.png")
@@ -192,17 +258,20 @@ def run(ctx: StageContext) -> None:
         samples = read_json(ctx.run.stage_dir("bench") / target.name / "latency_samples.json")
         images[f"latency-{target.name}"] = f"latency-{target.name}.png"
         title = f"{target.name}: {metrics['engine']} {metrics['precision']}"
-        plots.latency_histogram(samples, metrics["latency"], target.constraints.latency_ms,
-                                target.constraints.latency_percentile, title,
-                                folder / images[f"latency-{target.name}"])
+        plots.latency_histogram(
+            samples,
+            metrics["latency"],
+            target.constraints.latency_ms,
+            target.constraints.latency_percentile,
+            title,
+            folder / images[f"latency-{target.name}"],
+        )
         lines, made = task.report_details(ctx, target.name, metrics, title, folder)
         details[target.name] = {"lines": lines, "images": list(made)}
         images.update(made)
-    (folder / "report.md").write_text(render_markdown(report, images, details),
-                                      encoding="utf-8")
+    (folder / "report.md").write_text(render_markdown(report, images, details), encoding="utf-8")
     write_json(folder / "report.json", report)
     for name in ("report.md", "report.json", *images.values()):
         if (folder / name).exists():
             ctx.recorder.output_file(name, folder / name)
-    ctx.recorder.summary.update({"passed": report["passed"],
-                                 "report": str(folder / "report.md")})
+    ctx.recorder.summary.update({"passed": report["passed"], "report": str(folder / "report.md")})

@@ -11,18 +11,20 @@ import json
 import os
 import warnings
 
+from tango_ci.context import StageContext
 from tango_ci.exceptions import TangoError
+from tango_ci.plugins import get_task
 from tango_ci.rundir import read_json, write_json
 from tango_ci.search.feasibility import measure_candidate
-from tango_ci.context import StageContext
-from tango_ci.plugins import get_task
 from tango_ci.train.device import device_for
 from tango_ci.train.trainer import set_threads
 
 
 class NoFeasibleCandidate(TangoError):
-    _template = ("no candidate meets the budgets of every target after {trials} trial(s); "
-                 "closest: {closest}. Relax the budgets or allow smaller levels (xs, s)")
+    _template = (
+        "no candidate meets the budgets of every target after {trials} trial(s); "
+        "closest: {closest}. Relax the budgets or allow smaller levels (xs, s)"
+    )
 
 
 def _sampler(name: str, seed: int, startup: int):
@@ -56,14 +58,21 @@ def _storage(url: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
-            url, heartbeat_interval=interval, grace_period=2 * interval,
+            url,
+            heartbeat_interval=interval,
+            grace_period=2 * interval,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=2))
+                max_retry=2
+            ),
+        )
 
 
 def storage_url(ctx: StageContext) -> str:
-    return (ctx.options.get("storage") or ctx.spec.search.storage
-            or f"sqlite:///{(ctx.folder / 'study.db').resolve()}")
+    return (
+        ctx.options.get("storage")
+        or ctx.spec.search.storage
+        or f"sqlite:///{(ctx.folder / 'study.db').resolve()}"
+    )
 
 
 def run(ctx: StageContext) -> None:
@@ -83,17 +92,22 @@ def run(ctx: StageContext) -> None:
     multi = spec.search.sampler == "nsga2"
     url = storage_url(ctx)
     study = optuna.create_study(
-        study_name=f"{spec.name}-{ctx.run.id}", storage=_storage(url), load_if_exists=True,
+        study_name=f"{spec.name}-{ctx.run.id}",
+        storage=_storage(url),
+        load_if_exists=True,
         directions=["maximize", "minimize"] if multi else ["maximize"],
-        sampler=_sampler(spec.search.sampler, spec.search.seed,
-                         startup=min(5, max(1, spec.search.trials // 2))),
-        pruner=_pruner(spec.search.pruner, spec.search.epochs))
+        sampler=_sampler(
+            spec.search.sampler, spec.search.seed, startup=min(5, max(1, spec.search.trials // 2))
+        ),
+        pruner=_pruner(spec.search.pruner, spec.search.epochs),
+    )
     optuna.storages.fail_stale_trials(study)
     done = [t for t in study.trials if t.state.is_finished() and t.state.name != "FAIL"]
     remaining = max(0, spec.search.trials - len(done))
     if done:
-        ctx.reporter.log(f"resuming search: {len(done)} trial(s) already finished, "
-                         f"{remaining} to go")
+        ctx.reporter.log(
+            f"resuming search: {len(done)} trial(s) already finished, {remaining} to go"
+        )
     cache_path = folder / "latency-cache.json"
     cache: dict = read_json(cache_path) if cache_path.exists() else {}
     epochs_log = folder / "epochs.jsonl"
@@ -105,17 +119,21 @@ def run(ctx: StageContext) -> None:
         if key not in cache:
             workdir = folder / "candidates" / key
             onnx_path, model_dir, size, about = space.export(params, workdir)
-            cache[key] = {"about": about, "targets": measure_candidate(
-                onnx_path, model_dir, spec, workdir, space.calibration, size)}
+            cache[key] = {
+                "about": about,
+                "targets": measure_candidate(
+                    onnx_path, model_dir, spec, workdir, space.calibration, size
+                ),
+            }
             write_json(cache_path, cache)
         measured = cache[key]["targets"]
         for name, value in cache[key]["about"].items():
             trial.set_user_attr(name, value)
         trial.set_user_attr("targets", measured)
         latency = measured[first_target.name]["latency"][
-            f"{first_target.constraints.latency_percentile}_ms"]
-        violations = [dict(v, target=name) for name, m in measured.items()
-                      for v in m["violations"]]
+            f"{first_target.constraints.latency_percentile}_ms"
+        ]
+        violations = [dict(v, target=name) for name, m in measured.items() for v in m["violations"]]
         trial.set_user_attr("violations", violations)
         trial.set_user_attr("feasible", not violations)
         trial.set_constraint("budget", max((v["excess"] for v in violations), default=-1.0))
@@ -138,10 +156,17 @@ def run(ctx: StageContext) -> None:
     bar = ctx.reporter.task("search trials", total=spec.search.trials)
     bar.update(completed=len(done))
     try:
-        study.optimize(objective, n_trials=remaining, timeout=spec.search.timeout_s,
-                       callbacks=[lambda s, t: bar.update(
-                           completed=len([x for x in s.trials if x.state.is_finished()]))],
-                       catch=())
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            timeout=spec.search.timeout_s,
+            callbacks=[
+                lambda s, t: bar.update(
+                    completed=len([x for x in s.trials if x.state.is_finished()])
+                )
+            ],
+            catch=(),
+        )
     finally:
         bar.close()
     _write_results(ctx, study, multi)
@@ -151,8 +176,10 @@ def _trial_record(trial, first_target: str, percentile: str, score_name: str) ->
     """One trial as data; ``score`` is the task's validation quality (``score_name``)."""
     measured = trial.user_attrs.get("targets", {})
     return {
-        "number": trial.number, "state": trial.state.name,
-        "params": trial.params, "score": trial.values[0] if trial.values else None,
+        "number": trial.number,
+        "state": trial.state.name,
+        "params": trial.params,
+        "score": trial.values[0] if trial.values else None,
         "score_name": score_name,
         "feasible": trial.user_attrs.get("feasible"),
         "violations": trial.user_attrs.get("violations", []),
@@ -171,18 +198,29 @@ def pareto_front(records: list[dict]) -> list[dict]:
     def latency(r):
         return r["latency_ms"][r["first_target"]]
 
-    return sorted((r for r in points if not any(
-        o["score"] >= r["score"] and latency(o) <= latency(r)
-        and (o["score"] > r["score"] or latency(o) < latency(r)) for o in points)),
-        key=latency)
+    return sorted(
+        (
+            r
+            for r in points
+            if not any(
+                o["score"] >= r["score"]
+                and latency(o) <= latency(r)
+                and (o["score"] > r["score"] or latency(o) < latency(r))
+                for o in points
+            )
+        ),
+        key=latency,
+    )
 
 
 def _write_results(ctx: StageContext, study, multi: bool) -> None:
     spec, folder = ctx.spec, ctx.folder
     first = spec.targets[0]
     label = get_task(spec.task).quality.label
-    records = [_trial_record(t, first.name, first.constraints.latency_percentile, label)
-               for t in study.trials]
+    records = [
+        _trial_record(t, first.name, first.constraints.latency_percentile, label)
+        for t in study.trials
+    ]
     write_json(folder / "trials.json", records)
     front = pareto_front(records)
     write_json(folder / "pareto.json", front)
@@ -190,22 +228,35 @@ def _write_results(ctx: StageContext, study, multi: bool) -> None:
     ctx.recorder.output_file("pareto", folder / "pareto.json")
     feasible = [r for r in records if r["feasible"] and r["state"] == "COMPLETE"]
     if not feasible:
-        closest = min((v for r in records for v in r["violations"]),
-                      key=lambda v: v["excess"], default=None)
-        text = (f"{closest['budget']} {closest['value']:.3g} > {closest['limit']:.3g} on "
-                f"target {closest['target']}" if closest else "no trial finished")
+        closest = min(
+            (v for r in records for v in r["violations"]), key=lambda v: v["excess"], default=None
+        )
+        text = (
+            f"{closest['budget']} {closest['value']:.3g} > {closest['limit']:.3g} on "
+            f"target {closest['target']}"
+            if closest
+            else "no trial finished"
+        )
         raise NoFeasibleCandidate(trials=len(records), closest=text)
     best = max(feasible, key=lambda r: (r["score"], -r["latency_ms"][first.name]))
     write_json(folder / "best.json", best)
     ctx.recorder.output_file("best", folder / "best.json")
-    ctx.recorder.summary.update({
-        "trials": len(records), "feasible": len(feasible),
-        "infeasible": sum(1 for r in records if r["feasible"] is False),
-        "pruned": sum(1 for r in records if r["state"] == "PRUNED"),
-        "best": {k: best[k] for k in ("number", "params", "score", "score_name", "latency_ms",
-                                      "architecture")},
-        "pareto": [r["number"] for r in front], "storage": _redact(storage_url(ctx)),
-        "sampler": spec.search.sampler, "pruner": spec.search.pruner})
+    ctx.recorder.summary.update(
+        {
+            "trials": len(records),
+            "feasible": len(feasible),
+            "infeasible": sum(1 for r in records if r["feasible"] is False),
+            "pruned": sum(1 for r in records if r["state"] == "PRUNED"),
+            "best": {
+                k: best[k]
+                for k in ("number", "params", "score", "score_name", "latency_ms", "architecture")
+            },
+            "pareto": [r["number"] for r in front],
+            "storage": _redact(storage_url(ctx)),
+            "sampler": spec.search.sampler,
+            "pruner": spec.search.pruner,
+        }
+    )
 
 
 def _redact(url: str) -> str:

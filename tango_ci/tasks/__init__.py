@@ -6,5 +6,12 @@ Add a task by subclassing :class:`BaseTask` and registering it (see ARCHITECTURE
 from tango_ci.plugins import TASKS, get_task, register_task
 from tango_ci.tasks._base import BaseTask, Evaluator, QualityMetric, StageFunction
 
-__all__ = ["TASKS", "BaseTask", "Evaluator", "QualityMetric", "StageFunction", "get_task",
-           "register_task"]
+__all__ = [
+    "TASKS",
+    "BaseTask",
+    "Evaluator",
+    "QualityMetric",
+    "StageFunction",
+    "get_task",
+    "register_task",
+]

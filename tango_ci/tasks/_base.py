@@ -7,9 +7,10 @@ what every task must give; the others are hooks with a sensible default.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -70,23 +71,23 @@ class BaseTask(abc.ABC):
     def stages(self) -> Mapping[str, StageFunction]:
         """The task's own stage functions: ``data``, ``train`` and ``export``."""
 
-    def prepare(self, ctx: "StageContext") -> None:
+    def prepare(self, ctx: StageContext) -> None:
         """Set up what the task's libraries need before any of its stages (a no-op here)."""
 
     @abc.abstractmethod
-    def search_space(self, ctx: "StageContext", device: Any) -> Any:
+    def search_space(self, ctx: StageContext, device: Any) -> Any:
         """The search space of this task (see :mod:`tango_ci.search.spaces`)."""
 
     @abc.abstractmethod
-    def calibration(self, ctx: "StageContext", count: int) -> "np.ndarray":
+    def calibration(self, ctx: StageContext, count: int) -> np.ndarray:
         """A seeded sample of training inputs, preprocessed as the network takes them."""
 
     @abc.abstractmethod
-    def evaluator(self, ctx: "StageContext") -> Evaluator:
+    def evaluator(self, ctx: StageContext) -> Evaluator:
         """Scores artifacts on the validation split."""
 
     @abc.abstractmethod
-    def load_trained(self, folder: Path) -> "nn.Module":
+    def load_trained(self, folder: Path) -> nn.Module:
         """The network saved in ``folder`` (``model.json`` and ``best.pt``), in eval mode."""
 
     # ------------------------------------------------------------------ reports
@@ -95,14 +96,16 @@ class BaseTask(abc.ABC):
         value = training.get(f"val_{self.quality.name}")
         return f"validation {self.quality.label} {value:.4f}" if value is not None else ""
 
-    def report_details(self, ctx: "StageContext", target: str, metrics: Mapping[str, Any],
-                       title: str, folder: Path) -> tuple[list[str], dict[str, str]]:
+    def report_details(
+        self, ctx: StageContext, target: str, metrics: Mapping[str, Any], title: str, folder: Path
+    ) -> tuple[list[str], dict[str, str]]:
         """Markdown lines and plots (name -> file in ``folder``) of one target's quality."""
         return [], {}
 
     # ------------------------------------------------------------------ synthetic data
-    def synthesize(self, out: Path, request: Any,
-                   progress: Callable[[int, int], None] | None) -> None:
+    def synthesize(
+        self, out: Path, request: Any, progress: Callable[[int, int], None] | None
+    ) -> None:
         """Write a synthetic dataset of this task to ``out`` (a fresh folder)."""
         from tango_ci.exceptions import TangoError
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from tango_ci.tasks._base import BaseTask, Evaluator, QualityMetric, StageFunction
 
@@ -33,44 +34,47 @@ class ClassificationTask(BaseTask):
 
         return {"data": data_stage.run, "train": train_stage.run, "export": export_stage.run}
 
-    def search_space(self, ctx: "StageContext", device: Any) -> Any:
+    def search_space(self, ctx: StageContext, device: Any) -> Any:
         from tango_ci.search.spaces import ClassificationSpace
 
         return ClassificationSpace(ctx, device)
 
-    def calibration(self, ctx: "StageContext", count: int) -> "np.ndarray":
+    def calibration(self, ctx: StageContext, count: int) -> np.ndarray:
         import numpy as np
 
         from tango_ci.data.dataset import load_split, preprocess
 
         images, _ = load_split(ctx.run.stage_dir("data"), "train")
         rng = np.random.default_rng(ctx.spec.search.seed)
-        return preprocess(images[rng.choice(len(images), min(count, len(images)),
-                                            replace=False)])
+        return preprocess(images[rng.choice(len(images), min(count, len(images)), replace=False)])
 
-    def evaluator(self, ctx: "StageContext") -> Evaluator:
+    def evaluator(self, ctx: StageContext) -> Evaluator:
         return ClassificationEvaluator(ctx, self.quality)
 
-    def load_trained(self, folder: Path) -> "nn.Module":
+    def load_trained(self, folder: Path) -> nn.Module:
         from tango_ci.train.stage import load_network
 
         return load_network(folder)
 
-    def report_details(self, ctx: "StageContext", target: str, metrics: Mapping[str, Any],
-                       title: str, folder: Path) -> tuple[list[str], dict[str, str]]:
+    def report_details(
+        self, ctx: StageContext, target: str, metrics: Mapping[str, Any], title: str, folder: Path
+    ) -> tuple[list[str], dict[str, str]]:
         from tango_ci.report import plots
 
         scores = metrics["task_metrics"]
         lines = ["| class | precision | recall | images |", "|---|---|---|---|"] + [
             f"| {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['support']} |"
-            for c, v in scores["per_class"].items()]
+            for c, v in scores["per_class"].items()
+        ]
         image = f"confusion-{target}.png"
-        plots.confusion_matrix(scores["confusion"], scores["classes"], f"{target}: confusion",
-                               folder / image)
+        plots.confusion_matrix(
+            scores["confusion"], scores["classes"], f"{target}: confusion", folder / image
+        )
         return lines, {f"confusion-{target}": image}
 
-    def synthesize(self, out: Path, request: Any,
-                   progress: Callable[[int, int], None] | None) -> None:
+    def synthesize(
+        self, out: Path, request: Any, progress: Callable[[int, int], None] | None
+    ) -> None:
         from tango_ci.data.synth import write_shapes
 
         write_shapes(out, request, progress)
@@ -82,7 +86,7 @@ class ClassificationTask(BaseTask):
 class ClassificationEvaluator(Evaluator):
     """Top-1 accuracy (with per-class precision, recall and the confusion matrix)."""
 
-    def __init__(self, ctx: "StageContext", quality: QualityMetric) -> None:
+    def __init__(self, ctx: StageContext, quality: QualityMetric) -> None:
         from tango_ci.data.dataset import load_split
         from tango_ci.rundir import read_json
 
@@ -98,5 +102,6 @@ class ClassificationEvaluator(Evaluator):
     def evaluate(self, predictor: Any, batch: int) -> dict:
         from tango_ci.bench.accuracy import classification_metrics, predict_labels
 
-        return classification_metrics(self.labels, predict_labels(predictor, self.images, batch),
-                                      self.classes)
+        return classification_metrics(
+            self.labels, predict_labels(predictor, self.images, batch), self.classes
+        )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from tango_ci.tasks._base import BaseTask, Evaluator, QualityMetric, StageFunction
 
@@ -25,9 +26,11 @@ class DetectionTask(BaseTask):
     gate_metrics = ("map50", "map50_95")
 
     def training_summary(self, training: Mapping[str, Any]) -> str:
-        return (f"validation mAP50 {training['val_map50']:.4f}, mAP50-95 "
-                f"{training['val_map50_95']:.4f} (ultralytics' validator: padded batches, "
-                "several classes per box; bench keeps one class per box)")
+        return (
+            f"validation mAP50 {training['val_map50']:.4f}, mAP50-95 "
+            f"{training['val_map50_95']:.4f} (ultralytics' validator: padded batches, "
+            "several classes per box; bench keeps one class per box)"
+        )
 
     def data_problem(self, data_format: str, path: Path) -> str | None:
         from tango_ci.data.layout import yolo_problem
@@ -39,44 +42,51 @@ class DetectionTask(BaseTask):
 
         return {"data": data_stage.run, "train": stages.train, "export": stages.export}
 
-    def prepare(self, ctx: "StageContext") -> None:
+    def prepare(self, ctx: StageContext) -> None:
         from tango_ci.detection.ultralytics_env import prepare_environment
 
         prepare_environment(ctx.run.project_runs / ".ultralytics")
 
-    def search_space(self, ctx: "StageContext", device: Any) -> Any:
+    def search_space(self, ctx: StageContext, device: Any) -> Any:
         from tango_ci.detection.search_space import DetectionSpace
 
         return DetectionSpace(ctx, device)
 
-    def calibration(self, ctx: "StageContext", count: int) -> "np.ndarray":
+    def calibration(self, ctx: StageContext, count: int) -> np.ndarray:
         from tango_ci.detection.stages import calibration_for
 
         return calibration_for(ctx, max(1, count // 2))
 
-    def evaluator(self, ctx: "StageContext") -> Evaluator:
+    def evaluator(self, ctx: StageContext) -> Evaluator:
         from tango_ci.tasks.detection_evaluator import DetectionEvaluator
 
         return DetectionEvaluator(ctx, self.quality, DRAW_SCORE)
 
-    def load_trained(self, folder: Path) -> "nn.Module":
+    def load_trained(self, folder: Path) -> nn.Module:
         from tango_ci.detection.stages import load_yolo_module
 
         return load_yolo_module(folder)
 
-    def report_details(self, ctx: "StageContext", target: str, metrics: Mapping[str, Any],
-                       title: str, folder: Path) -> tuple[list[str], dict[str, str]]:
+    def report_details(
+        self, ctx: StageContext, target: str, metrics: Mapping[str, Any], title: str, folder: Path
+    ) -> tuple[list[str], dict[str, str]]:
         from tango_ci.detection.report import detection_details
 
         return detection_details(ctx, target, metrics, title, folder, DRAW_SCORE)
 
-    def synthesize(self, out: Path, request: Any,
-                   progress: Callable[[int, int], None] | None) -> None:
+    def synthesize(
+        self, out: Path, request: Any, progress: Callable[[int, int], None] | None
+    ) -> None:
         from tango_ci.data.synth_detection import write_detection_dataset
 
-        write_detection_dataset(out, classes=request.classes, size=request.size,
-                                images=request.images_per_class * len(request.classes),
-                                seed=request.seed, progress=progress)
+        write_detection_dataset(
+            out,
+            classes=request.classes,
+            size=request.size,
+            images=request.images_per_class * len(request.classes),
+            seed=request.seed,
+            progress=progress,
+        )
 
     def count_synthetic(self, out: Path, request: Any) -> dict[str, int]:
         return {s: sum(1 for _ in (out / "images" / s).glob("*.png")) for s in ("train", "val")}

@@ -16,11 +16,11 @@ SAMPLES = 8  # predictions kept for the report's image grid
 
 
 class DetectionEvaluator(Evaluator):
-    def __init__(self, ctx: "StageContext", quality: QualityMetric, draw_score: float) -> None:
+    def __init__(self, ctx: StageContext, quality: QualityMetric, draw_score: float) -> None:
+        from tango_ci.contracts import TrainedModel
         from tango_ci.detection.data_stage import load_val
         from tango_ci.detection.postprocess import Thresholds
         from tango_ci.detection.stages import resize_to
-        from tango_ci.contracts import TrainedModel
         from tango_ci.rundir import read_record
 
         self.quality = quality
@@ -45,8 +45,9 @@ class DetectionEvaluator(Evaluator):
 
             module = load_yolo_module(self._train_dir)
             scores = self.evaluate(PyTorchPredictor(module, None), 1)
-            self._reference = {k: scores[k] for k in ("map50", "map50_95", "precision",
-                                                      "recall") if k in scores}
+            self._reference = {
+                k: scores[k] for k in ("map50", "map50_95", "precision", "recall") if k in scores
+            }
         return self._reference
 
     @property
@@ -69,10 +70,12 @@ class DetectionEvaluator(Evaluator):
             predictions += decode(np.asarray(raw), self.thresholds)[:real]
             post.append((time.perf_counter() - began) * 1000 / len(chunk))
         metrics = detection_metrics(predictions, self.truths, self.names)
-        metrics["timing"] = {"preprocess_ms_per_image": float(np.median(pre)),
-                             "postprocess_ms_per_image": float(np.median(post))}
-        metrics["samples"] = [{"file": f, "predictions": p[p[:, 4] >= self.draw_score].tolist(),
-                               "truth": t.tolist()}
-                              for f, p, t in list(zip(self.files, predictions,
-                                                      self.truths))[:SAMPLES]]
+        metrics["timing"] = {
+            "preprocess_ms_per_image": float(np.median(pre)),
+            "postprocess_ms_per_image": float(np.median(post)),
+        }
+        metrics["samples"] = [
+            {"file": f, "predictions": p[p[:, 4] >= self.draw_score].tolist(), "truth": t.tolist()}
+            for f, p, t in list(zip(self.files, predictions, self.truths, strict=False))[:SAMPLES]
+        ]
         return metrics

@@ -72,13 +72,17 @@ def verify(path: Path) -> None:
     """Refuse ``path`` unless its sha256 is the one recorded when it was saved."""
     expected = recorded_hashes(path)
     if not expected:
-        raise CheckpointError(f"{display(path)}: no recorded sha256 beside it, so it was not "
-                              "written by this run; delete it to train from the start")
+        raise CheckpointError(
+            f"{display(path)}: no recorded sha256 beside it, so it was not "
+            "written by this run; delete it to train from the start"
+        )
     actual = file_sha256(path)
     if actual not in expected:
-        raise CheckpointError(f"{display(path)}: sha256 {actual[:16]}… differs from "
-                              f"{expected[0][:16]}… recorded when it was saved; delete it to "
-                              "train from the start")
+        raise CheckpointError(
+            f"{display(path)}: sha256 {actual[:16]}… differs from "
+            f"{expected[0][:16]}… recorded when it was saved; delete it to "
+            "train from the start"
+        )
 
 
 def load(path: Path, *, check: bool = True) -> Any:
@@ -92,8 +96,9 @@ def load(path: Path, *, check: bool = True) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise CheckpointError(f"{display(path)}: not loadable as plain weights "
-                              f"({refusal_reason(exc)})") from None
+        raise CheckpointError(
+            f"{display(path)}: not loadable as plain weights ({refusal_reason(exc)})"
+        ) from None
 
 
 def refusal_reason(exc: BaseException) -> str:

@@ -26,8 +26,10 @@ MIN_BATCHES_FOR_WORKERS = 16
 
 
 class DeviceUnavailable(TangoError):
-    _template = ("{where}train.device: {requested} requested, but {reason} (training runner "
-                 "'{runner}'); use auto or cpu, or train on a host with that GPU")
+    _template = (
+        "{where}train.device: {requested} requested, but {reason} (training runner "
+        "'{runner}'); use auto or cpu, or train on a host with that GPU"
+    )
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,16 @@ class TrainDevice:
 
 
 def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-        else os.cpu_count() or 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def resolve_device(requested: str = "auto", *, workers: int | None = None,
-                   runner: str = "this host", where: str = "") -> TrainDevice:
+def resolve_device(
+    requested: str = "auto",
+    *,
+    workers: int | None = None,
+    runner: str = "this host",
+    where: str = "",
+) -> TrainDevice:
     """The device ``requested`` names on this host; one clear error when it has none.
 
     ``where`` prefixes errors (the project file); ``runner`` names the training runner.
@@ -90,24 +96,40 @@ def resolve_device(requested: str = "auto", *, workers: int | None = None,
     import torch
 
     if not DEVICE_PATTERN.fullmatch(requested):
-        raise TangoError(f"{where}train.device: '{requested[:40]}' is not auto, cpu, cuda or "
-                         "cuda:N")
+        raise TangoError(
+            f"{where}train.device: '{requested[:40]}' is not auto, cpu, cuda or cuda:N"
+        )
     threads = available_cores()
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return TrainDevice(kind="cpu", threads=threads, workers=workers, requested=requested)
     if not torch.cuda.is_available():
-        raise DeviceUnavailable(where=where, requested=requested, runner=runner,
-                                reason="this host has no usable CUDA device")
+        raise DeviceUnavailable(
+            where=where,
+            requested=requested,
+            runner=runner,
+            reason="this host has no usable CUDA device",
+        )
     index = int(requested.split(":")[1]) if ":" in requested else 0
     count = torch.cuda.device_count()
     if index >= count:
-        raise DeviceUnavailable(where=where, requested=requested, runner=runner,
-                                reason=f"this host has {count} CUDA device(s)")
+        raise DeviceUnavailable(
+            where=where,
+            requested=requested,
+            runner=runner,
+            reason=f"this host has {count} CUDA device(s)",
+        )
     properties = torch.cuda.get_device_properties(index)
     precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return TrainDevice(kind="cuda", index=index, name=properties.name,
-                       memory_mb=properties.total_memory // (1024 * 1024), precision=precision,
-                       threads=threads, workers=workers, requested=requested)
+    return TrainDevice(
+        kind="cuda",
+        index=index,
+        name=properties.name,
+        memory_mb=properties.total_memory // (1024 * 1024),
+        precision=precision,
+        threads=threads,
+        workers=workers,
+        requested=requested,
+    )
 
 
 def device_for(spec) -> TrainDevice:
@@ -115,5 +137,6 @@ def device_for(spec) -> TrainDevice:
     from tango_ci.rundir import display
 
     where = f"{display(spec.path)}: " if spec.path is not None else ""
-    return resolve_device(spec.train.device, workers=spec.train.workers,
-                          runner=spec.train.runner, where=where)
+    return resolve_device(
+        spec.train.device, workers=spec.train.workers, runner=spec.train.runner, where=where
+    )

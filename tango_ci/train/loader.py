@@ -32,11 +32,10 @@ class BatchPlan:
 
 
 def shift_for(width: int, strength: float) -> int:
-    return max(1, int(round(width * 0.125 * strength)))
+    return max(1, round(width * 0.125 * strength))
 
 
-def draw(index: torch.Tensor, width: int, strength: float,
-         generator: torch.Generator) -> BatchPlan:
+def draw(index: torch.Tensor, width: int, strength: float, generator: torch.Generator) -> BatchPlan:
     """The augmentation choices of one batch (random flips and one translation)."""
     if strength <= 0:
         return BatchPlan(index)
@@ -53,21 +52,22 @@ def apply(x: torch.Tensor, plan: BatchPlan) -> torch.Tensor:
     x = torch.where(plan.flips[:, None, None, None], x.flip(3), x)
     s = plan.shift
     padded = nn.functional.pad(x, (s, s, s, s), mode="replicate")
-    return padded[:, :, plan.dy:plan.dy + x.shape[2], plan.dx:plan.dx + x.shape[3]]
+    return padded[:, :, plan.dy : plan.dy + x.shape[2], plan.dx : plan.dx + x.shape[3]]
 
 
 class _Plans(Sampler):
     """One epoch of batch plans, drawn from the run's generator as batches are asked for."""
 
-    def __init__(self, count: int, batch: int, width: int, strength: float,
-                 generator: torch.Generator) -> None:
+    def __init__(
+        self, count: int, batch: int, width: int, strength: float, generator: torch.Generator
+    ) -> None:
         self.count, self.batch, self.width, self.strength = count, batch, width, strength
         self.generator = generator
 
     def __iter__(self):
         order = torch.randperm(self.count, generator=self.generator)
         for start in range(0, self.count, self.batch):
-            index = order[start:start + self.batch]
+            index = order[start : start + self.batch]
             if len(index) < 2:  # batch norm cannot train on one sample
                 continue
             yield draw(index, self.width, self.strength, self.generator)
@@ -97,18 +97,32 @@ class BatchLoader:
     """The batches of one training run; ``generator`` holds the run's random state (saved in
     checkpoints), and each pass over ``epoch()`` draws one epoch from it."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, *, batch: int, augment: float,
-                 seed: int, workers: int, pin_memory: bool = False) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        *,
+        batch: int,
+        augment: float,
+        seed: int,
+        workers: int,
+        pin_memory: bool = False,
+    ) -> None:
         self.generator = torch.Generator().manual_seed(seed)
         self.sampler = _Plans(len(images), batch, images.shape[2], augment, self.generator)
-        self.loader = DataLoader(_Batches(images, labels), sampler=self.sampler,
-                                 batch_size=None, num_workers=workers,
-                                 persistent_workers=workers > 0, pin_memory=pin_memory,
-                                 worker_init_fn=_single_thread,
-                                 prefetch_factor=4 if workers else None,
-                                 # its own generator: iterating must not draw from torch's
-                                 # global one, which builds the next candidate's weights
-                                 generator=torch.Generator().manual_seed(seed))
+        self.loader = DataLoader(
+            _Batches(images, labels),
+            sampler=self.sampler,
+            batch_size=None,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=pin_memory,
+            worker_init_fn=_single_thread,
+            prefetch_factor=4 if workers else None,
+            # its own generator: iterating must not draw from torch's
+            # global one, which builds the next candidate's weights
+            generator=torch.Generator().manual_seed(seed),
+        )
 
     def epoch(self):
         return iter(self.loader)

@@ -8,9 +8,9 @@ back only as plain tensors and only when their recorded sha256 matches (``checkp
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -56,8 +56,9 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray,
-             batch: int = 256) -> tuple[float, float, np.ndarray]:
+def evaluate(
+    model: nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 256
+) -> tuple[float, float, np.ndarray]:
     """Accuracy, mean loss and predicted labels of ``model`` on uint8 NHWC images.
 
     Runs where the model is, in fp32 (the accuracy that the gate compares against).
@@ -66,8 +67,8 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray,
     device = _device_of(model)
     predictions, losses = [], []
     for start in range(0, len(images), batch):
-        x = torch.from_numpy(preprocess(images[start:start + batch])).to(device)
-        y = torch.from_numpy(labels[start:start + batch]).to(device)
+        x = torch.from_numpy(preprocess(images[start : start + batch])).to(device)
+        y = torch.from_numpy(labels[start : start + batch]).to(device)
         logits = model(x).float()
         losses.append(nn.functional.cross_entropy(logits, y, reduction="sum").item())
         predictions.append(logits.argmax(1).cpu().numpy())
@@ -96,17 +97,23 @@ def train_model(
     device = device or TrainDevice(kind="cpu", threads=torch.get_num_threads())
     torch.manual_seed(config.seed)
     model.to(device.torch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     scaler = torch.amp.GradScaler("cuda", enabled=device.precision == "fp16")
     result = TrainResult()
     start_epoch = 0
     images, labels = train
-    loader = BatchLoader(images, labels, batch=config.batch, augment=config.augment,
-                         seed=config.seed, workers=device.loader_workers(
-                             -(-len(images) // config.batch)),
-                         pin_memory=device.kind == "cuda")
+    loader = BatchLoader(
+        images,
+        labels,
+        batch=config.batch,
+        augment=config.augment,
+        seed=config.seed,
+        workers=device.loader_workers(-(-len(images) // config.batch)),
+        pin_memory=device.kind == "cuda",
+    )
     last_path = checkpoint_dir / "last.pt" if checkpoint_dir else None
     if last_path is not None and last_path.exists():
         state = checkpoints.load(last_path)
@@ -137,8 +144,11 @@ def train_model(
                 x = x.to(device.torch, non_blocking=True)
                 y = y.to(device.torch, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device_type=device.kind, dtype=device.amp_dtype,
-                                    enabled=device.amp_dtype is not None):
+                with torch.autocast(
+                    device_type=device.kind,
+                    dtype=device.amp_dtype,
+                    enabled=device.amp_dtype is not None,
+                ):
                     logits = model(x)
                     loss = nn.functional.cross_entropy(logits.float(), y)
                 scaler.scale(loss).backward()
@@ -150,29 +160,43 @@ def train_model(
             scheduler.step()
             trained = time.perf_counter() - began
             val_accuracy, val_loss, _ = evaluate(model, *val)
-            metrics = {"epoch": epoch, "train_loss": total_loss.item() / len(images),
-                       "train_accuracy": correct.item() / len(images), "val_loss": val_loss,
-                       "val_accuracy": val_accuracy, "lr": optimizer.param_groups[0]["lr"],
-                       "seconds": round(time.perf_counter() - began, 3),
-                       "images_per_s": round(seen / max(trained, 1e-9), 1)}
+            metrics = {
+                "epoch": epoch,
+                "train_loss": total_loss.item() / len(images),
+                "train_accuracy": correct.item() / len(images),
+                "val_loss": val_loss,
+                "val_accuracy": val_accuracy,
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": round(time.perf_counter() - began, 3),
+                "images_per_s": round(seen / max(trained, 1e-9), 1),
+            }
             result.history.append(metrics)
             if val_accuracy > result.best_accuracy or result.best_epoch < 0:
                 result.best_accuracy, result.best_epoch = val_accuracy, epoch
-                result.best_state = {k: v.detach().to("cpu", copy=True) for k, v in
-                                     model.state_dict().items()}
+                result.best_state = {
+                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                }
                 if checkpoint_dir is not None:
-                    checkpoints.save({"model": result.best_state, "epoch": epoch,
-                                      "val_accuracy": val_accuracy}, checkpoint_dir / "best.pt")
+                    checkpoints.save(
+                        {"model": result.best_state, "epoch": epoch, "val_accuracy": val_accuracy},
+                        checkpoint_dir / "best.pt",
+                    )
             if last_path is not None:
-                checkpoints.save({"model": model.state_dict(),
-                                  "optimizer": optimizer.state_dict(),
-                                  "scheduler": scheduler.state_dict(),
-                                  "scaler": scaler.state_dict(),
-                                  "generator": loader.generator.get_state(), "epoch": epoch,
-                                  "history": result.history,
-                                  "best_accuracy": result.best_accuracy,
-                                  "best_epoch": result.best_epoch,
-                                  "best_state": result.best_state}, last_path)
+                checkpoints.save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "generator": loader.generator.get_state(),
+                        "epoch": epoch,
+                        "history": result.history,
+                        "best_accuracy": result.best_accuracy,
+                        "best_epoch": result.best_epoch,
+                        "best_state": result.best_state,
+                    },
+                    last_path,
+                )
             bar.update(completed=epoch + 1, loss=metrics["train_loss"], accuracy=val_accuracy)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
@@ -183,8 +207,7 @@ def train_model(
 
 
 def _early_stop(result: TrainResult, epoch: int, patience: int | None) -> bool:
-    return patience is not None and result.best_epoch >= 0 and \
-        epoch - result.best_epoch > patience
+    return patience is not None and result.best_epoch >= 0 and epoch - result.best_epoch > patience
 
 
 def config_dict(config: TrainConfig) -> dict:

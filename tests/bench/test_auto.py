@@ -8,25 +8,37 @@ from pathlib import Path
 import pytest
 
 from tango_ci import api
-from tango_ci.stages.bench import choose
 from tango_ci.rundir import read_json
+from tango_ci.stages.bench import choose
 from tests.pipeline_helpers import make_repo
 
 
 def _row(engine, precision, p95, drop):
-    return {"engine": engine, "precision": precision, "latency": {"p95_ms": p95},
-            "quality": {"drop": drop}}
+    return {
+        "engine": engine,
+        "precision": precision,
+        "latency": {"p95_ms": p95},
+        "quality": {"drop": drop},
+    }
 
 
 def test_choose_fastest_within_the_drop_limit() -> None:
-    rows = [_row("onnxruntime", "fp32", 2.0, 0.0), _row("onnxruntime", "int8", 0.5, 0.05),
-            _row("tvm", "fp32", 1.5, 0.0)]
-    assert choose(rows, "p95", 0.02) == (2, "fastest p95 latency among candidates with "
-                                            "accuracy drop <= 0.02; excluded for accuracy: "
-                                            "onnxruntime int8")
+    rows = [
+        _row("onnxruntime", "fp32", 2.0, 0.0),
+        _row("onnxruntime", "int8", 0.5, 0.05),
+        _row("tvm", "fp32", 1.5, 0.0),
+    ]
+    assert choose(rows, "p95", 0.02) == (
+        2,
+        "fastest p95 latency among candidates with "
+        "accuracy drop <= 0.02; excluded for accuracy: "
+        "onnxruntime int8",
+    )
     assert choose(rows, "p95", 0.1)[0] == 1
     assert choose([_row("a", "int8", 1, 0.5)], "p95", 0.1) == (
-        None, "no candidate keeps the accuracy drop within 0.1")
+        None,
+        "no candidate keeps the accuracy drop within 0.1",
+    )
 
 
 AUTO_TARGET = """\

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -25,7 +26,7 @@ class TestPyTorchEager(BackendTestSuite):
 
 class TestPyTorchTorchScript(BackendTestSuite):
     engine, precision, tolerance = "pytorch", "fp32", 1e-4
-    options = {"mode": "torchscript"}
+    options: ClassVar[dict[str, Any]] = {"mode": "torchscript"}
 
 
 class TestTvmUntuned(BackendTestSuite):
@@ -33,9 +34,11 @@ class TestTvmUntuned(BackendTestSuite):
 
 
 @pytest.mark.tensorrt
-@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None,
-                    reason="tensorrt is not installed (it needs an NVIDIA GPU; "
-                           "pip install 'tango-ci[tensorrt]' there)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is None,
+    reason="tensorrt is not installed (it needs an NVIDIA GPU; "
+    "pip install 'tango-ci[tensorrt]' there)",
+)
 class TestTensorRtFp16(BackendTestSuite):
     engine, precision, tolerance, min_cosine = "tensorrt", "fp16", 5e-2, 0.999
     runner_name = "jetson-orin-nano"
@@ -46,10 +49,11 @@ class TestTvmTuned(BackendTestSuite):
     """MetaSchedule with a tiny budget; the second build of the same model reuses it."""
 
     engine, precision, tolerance = "tvm", "fp32", 1e-4
-    options = {"tvm_trials": 4}
+    options: ClassVar[dict[str, Any]] = {"tvm_trials": 4}
 
-    def test_second_build_reuses_the_tuning_database(self, artifact, model_dir, runner,
-                                                     tmp_path) -> None:
+    def test_second_build_reuses_the_tuning_database(
+        self, artifact, model_dir, runner, tmp_path
+    ) -> None:
         import time
 
         from tango_ci.compile import BuildRequest, get_compiler
@@ -59,10 +63,15 @@ class TestTvmTuned(BackendTestSuite):
         assert first["reused"] is False and first["trials"] == 4
         database = Path(first["database"])
         began = time.perf_counter()
-        again = get_compiler("tvm").build(BuildRequest(
-            onnx_path=model_dir / "model.onnx", out_dir=tmp_path / "again",
-            target=TargetSpec(name="suite", runner=runner.name, engine="tvm", batch=self.batch),
-            runner=runner, options={"tvm_trials": 4, "tuning_cache": database.parent}))
+        again = get_compiler("tvm").build(
+            BuildRequest(
+                onnx_path=model_dir / "model.onnx",
+                out_dir=tmp_path / "again",
+                target=TargetSpec(name="suite", runner=runner.name, engine="tvm", batch=self.batch),
+                runner=runner,
+                options={"tvm_trials": 4, "tuning_cache": database.parent},
+            )
+        )
         assert again["tuning"]["reused"] is True
         assert again["tuning"]["database"] == str(database)
         assert time.perf_counter() - began < 60
@@ -95,7 +104,7 @@ class TestPyTorchCudaFp32(BackendTestSuite):
 @pytest.mark.skipif(not _cuda_available(), reason=_NO_CUDA)
 class TestPyTorchCudaTorchScript(BackendTestSuite):
     engine, precision, tolerance = "pytorch", "fp32", 1e-2
-    options = {"mode": "torchscript"}
+    options: ClassVar[dict[str, Any]] = {"mode": "torchscript"}
     runner_name = "gpu-server"
 
 
@@ -114,9 +123,10 @@ class TestPyTorchCudaBf16(BackendTestSuite):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not _ort_cuda_available(),
-                    reason="onnxruntime has no CUDAExecutionProvider here (onnxruntime-gpu "
-                           "on a CUDA host has)")
+@pytest.mark.skipif(
+    not _ort_cuda_available(),
+    reason="onnxruntime has no CUDAExecutionProvider here (onnxruntime-gpu on a CUDA host has)",
+)
 class TestOnnxRuntimeCudaFp16(BackendTestSuite):
     engine, precision, tolerance, min_cosine = "onnxruntime", "fp16", 5e-2, 0.999
     runner_name = "gpu-server"

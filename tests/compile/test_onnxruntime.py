@@ -33,9 +33,11 @@ def onnx_model(tmp_path_factory) -> tuple[Path, torch.nn.Module]:
 
 def _build(onnx_path: Path, out: Path, precision: str, calibration=None) -> dict:
     target = TargetSpec(name="t", runner="local-cpu", engine="onnxruntime", precision=precision)
-    return get_compiler("onnxruntime").build(BuildRequest(
-        onnx_path=onnx_path, out_dir=out, target=target, runner=RUNNER,
-        calibration=calibration))
+    return get_compiler("onnxruntime").build(
+        BuildRequest(
+            onnx_path=onnx_path, out_dir=out, target=target, runner=RUNNER, calibration=calibration
+        )
+    )
 
 
 def test_fp32_matches_pytorch_and_reloads_in_a_fresh_process(onnx_model, tmp_path) -> None:
@@ -48,17 +50,28 @@ def test_fp32_matches_pytorch_and_reloads_in_a_fresh_process(onnx_model, tmp_pat
     here = load_artifact(tmp_path / "fp32", threads=1).run(batch)[0]
     assert np.abs(here - expected).max() < 1e-4
     np.save(tmp_path / "batch.npy", batch)
-    code = ("import sys, numpy as np; from pathlib import Path; "
-            "from tango_ci.compile import load_artifact; "
-            "out = load_artifact(Path(sys.argv[1])).run(np.load(sys.argv[2]))[0]; "
-            "np.save(sys.argv[3], out)")
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "fp32"),
-                    str(tmp_path / "batch.npy"), str(tmp_path / "out.npy")], check=True)
+    code = (
+        "import sys, numpy as np; from pathlib import Path; "
+        "from tango_ci.compile import load_artifact; "
+        "out = load_artifact(Path(sys.argv[1])).run(np.load(sys.argv[2]))[0]; "
+        "np.save(sys.argv[3], out)"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(tmp_path / "fp32"),
+            str(tmp_path / "batch.npy"),
+            str(tmp_path / "out.npy"),
+        ],
+        check=True,
+    )
     assert np.abs(np.load(tmp_path / "out.npy") - here).max() < 1e-6
 
 
 def test_int8_is_quantized_and_close(onnx_model, tmp_path) -> None:
-    path, model = onnx_model
+    path, _model = onnx_model
     rng = np.random.default_rng(1)
     calibration = rng.standard_normal((16, 3, 16, 16)).astype(np.float32)
     manifest = _build(path, tmp_path / "int8", "int8", calibration)
@@ -93,8 +106,9 @@ def test_int8_densenet_keeps_batch_norm_in_float_without_warnings(tmp_path, capl
     graph = onnx.load(str(tmp_path / "int8" / "quantization" / "quantized.onnx")).graph
     produced_by = {output: node.op_type for node in graph.node for output in node.output}
     norms = [node for node in graph.node if node.op_type == "BatchNormalization"]
-    assert norms and all(produced_by.get(name) != "DequantizeLinear"
-                         for node in norms for name in node.input[1:])
+    assert norms and all(
+        produced_by.get(name) != "DequantizeLinear" for node in norms for name in node.input[1:]
+    )
     assert any(node.op_type == "QuantizeLinear" for node in graph.node)  # still int8
     with torch.no_grad():
         expected = model(torch.from_numpy(calibration)).numpy()
@@ -108,17 +122,32 @@ def _build_dir(path: Path, tmp_path: Path) -> Path:
     return tmp_path / "ref"
 
 
-@pytest.mark.parametrize("engine, precision, runner, expected", [
-    ("tensorrt", "fp16", "local-cpu",
-     "tensorrt cannot build target 't' for runner 'local-cpu': tensorrt runs on accelerator "
-     "kinds nvidia-gpu, not on 'none'"),
-    ("onnxruntime", "fp16", "local-cpu",
-     "onnxruntime cannot build target 't' for runner 'local-cpu': onnxruntime offers fp32, "
-     "int8 on a CPU, not fp16"),
-    ("pytorch", "int8", "local-cpu",
-     "pytorch cannot build target 't' for runner 'local-cpu': pytorch offers fp32 on a CPU, "
-     "not int8"),
-])
+@pytest.mark.parametrize(
+    "engine, precision, runner, expected",
+    [
+        (
+            "tensorrt",
+            "fp16",
+            "local-cpu",
+            "tensorrt cannot build target 't' for runner 'local-cpu': tensorrt runs on accelerator "
+            "kinds nvidia-gpu, not on 'none'",
+        ),
+        (
+            "onnxruntime",
+            "fp16",
+            "local-cpu",
+            "onnxruntime cannot build target 't' for runner 'local-cpu': onnxruntime offers fp32, "
+            "int8 on a CPU, not fp16",
+        ),
+        (
+            "pytorch",
+            "int8",
+            "local-cpu",
+            "pytorch cannot build target 't' for runner 'local-cpu': pytorch offers fp32 on a CPU, "
+            "not int8",
+        ),
+    ],
+)
 def test_unsupported_requests_are_refused_before_work(engine, precision, runner, expected):
     target = TargetSpec(name="t", runner=runner, engine=engine, precision=precision)
     with pytest.raises(UnsupportedRequestError) as info:
@@ -135,9 +164,11 @@ def test_an_engine_the_runner_lacks_is_refused(tmp_path) -> None:
     target = TargetSpec(name="t", runner="jetson-orin-nano", engine="onnxruntime")
     with pytest.raises(UnsupportedRequestError) as info:
         check_request(target, load_runner(path))
-    assert info.value.message == ("onnxruntime cannot build target 't' for runner "
-                                  "'jetson-orin-nano': the runner does not have it installed "
-                                  "(it has tensorrt)")
+    assert info.value.message == (
+        "onnxruntime cannot build target 't' for runner "
+        "'jetson-orin-nano': the runner does not have it installed "
+        "(it has tensorrt)"
+    )
 
 
 def test_tvm_int8_is_refused() -> None:

@@ -38,7 +38,7 @@ def test_shapes_differ_from_their_background(tmp_path: Path) -> None:
     for path in (tmp_path / "s").rglob("*.png"):
         pixels = np.asarray(Image.open(path), dtype=np.float32)
         # the shape is a flat colour far from the background: many pixels share it exactly
-        colours, counts = np.unique(pixels.reshape(-1, 3), axis=0, return_counts=True)
+        _colours, counts = np.unique(pixels.reshape(-1, 3), axis=0, return_counts=True)
         assert counts.max() >= 0.03 * 48 * 48, path
 
 
@@ -49,13 +49,19 @@ def test_same_request_is_left_alone_and_other_data_is_not_overwritten(tmp_path: 
     with pytest.raises(SynthOutputExists):
         synthesize(SynthRequest(out=tmp_path / "d", images_per_class=3, size=16))
     assert len(list((tmp_path / "d").rglob("*.png"))) == 6
-    assert synthesize(SynthRequest(out=tmp_path / "d", images_per_class=3, size=16),
-                      force=True)["images"]["circle"] == 3
+    assert (
+        synthesize(SynthRequest(out=tmp_path / "d", images_per_class=3, size=16), force=True)[
+            "images"
+        ]["circle"]
+        == 3
+    )
 
 
 def test_project_synth_uses_the_spec(spec_repo: Path) -> None:
     write_project(spec_repo, "demo")
     result = api.synth_project_data(spec_repo / "projects" / "demo")
     assert result["images"] == {"circle": 10, "square": 10, "triangle": 10}
-    assert Image.open(next((spec_repo / "projects/demo/data/square").glob("*.png"))).size \
-        == (16, 16)
+    assert Image.open(next((spec_repo / "projects/demo/data/square").glob("*.png"))).size == (
+        16,
+        16,
+    )

@@ -13,8 +13,9 @@ NAMES = ["circle", "square"]
 
 def _dense(boxes_xywh, scores_per_class) -> np.ndarray:
     """A raw (1, 4 + classes, anchors) head output."""
-    rows = np.concatenate([np.asarray(boxes_xywh, np.float32),
-                           np.asarray(scores_per_class, np.float32)], 1)
+    rows = np.concatenate(
+        [np.asarray(boxes_xywh, np.float32), np.asarray(scores_per_class, np.float32)], 1
+    )
     return rows.T[None]
 
 
@@ -27,8 +28,10 @@ def test_iou_and_nms() -> None:
 
 
 def test_decode_is_class_aware_and_thresholded() -> None:
-    raw = _dense([[10, 10, 8, 8], [11, 10, 8, 8], [11, 10, 8, 8], [40, 40, 4, 4]],
-                 [[0.9, 0.0], [0.8, 0.1], [0.0, 0.7], [0.0005, 0.0]])
+    raw = _dense(
+        [[10, 10, 8, 8], [11, 10, 8, 8], [11, 10, 8, 8], [40, 40, 4, 4]],
+        [[0.9, 0.0], [0.8, 0.1], [0.0, 0.7], [0.0005, 0.0]],
+    )
     (out,) = decode(raw, Thresholds(conf=0.001, iou=0.5, max_det=10))
     # the second circle overlaps the first and is suppressed; the square is another class;
     # the last box is under the confidence threshold
@@ -77,16 +80,18 @@ def test_match_is_ultralytics_validator_matching() -> None:
     validator = ultralytics_module("ultralytics.engine.validator").BaseValidator
     rng = np.random.default_rng(0)
     corners = rng.uniform(0, 60, (12, 2))
-    truth = np.concatenate([rng.integers(0, 2, (12, 1)), corners,
-                            corners + rng.uniform(5, 30, (12, 2))], 1).astype(np.float32)
+    truth = np.concatenate(
+        [rng.integers(0, 2, (12, 1)), corners, corners + rng.uniform(5, 30, (12, 2))], 1
+    ).astype(np.float32)
     near = np.repeat(truth, 3, 0)[rng.permutation(36), 1:] + rng.normal(0, 3, (36, 4))
     scores = np.sort(rng.uniform(0, 1, (36, 1)), 0)[::-1]  # by descending score, as decoded
-    predictions = np.concatenate([near, scores, rng.integers(0, 2, (36, 1))], 1) \
-        .astype(np.float32)
+    predictions = np.concatenate([near, scores, rng.integers(0, 2, (36, 1))], 1).astype(np.float32)
     iou = box_iou(truth[:, 1:], predictions[:, :4])
     theirs = validator.match_predictions(
         SimpleNamespace(iouv=torch.linspace(0.5, 0.95, 10)),
-        torch.from_numpy(predictions[:, 5]), torch.from_numpy(truth[:, 0]),
-        torch.from_numpy(iou)).numpy()
+        torch.from_numpy(predictions[:, 5]),
+        torch.from_numpy(truth[:, 0]),
+        torch.from_numpy(iou),
+    ).numpy()
     assert theirs.any() and not theirs.all()
     assert (match(predictions, truth) == theirs).all()

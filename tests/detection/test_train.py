@@ -26,15 +26,22 @@ class _Trainer(SimpleNamespace):
 
 def _drive(listener: EpochListener, fitness: list[float], tmp_path: Path) -> None:
     """What ultralytics' trainer calls, in its order, for ``len(fitness)`` epochs."""
-    trainer = _Trainer(epoch=0, metrics={}, best_fitness=None, fitness=None,
-                       last=tmp_path / "last.pt", best=tmp_path / "best.pt")
+    trainer = _Trainer(
+        epoch=0,
+        metrics={},
+        best_fitness=None,
+        fitness=None,
+        last=tmp_path / "last.pt",
+        best=tmp_path / "best.pt",
+    )
     for epoch, value in enumerate(fitness):
         trainer.epoch = epoch
         listener.train_epoch_end(trainer)
         trainer.metrics = {MAP50: value, MAP50_95: value / 2}  # validate()
         trainer.fitness = value
-        trainer.best_fitness = value if trainer.best_fitness is None \
-            else max(trainer.best_fitness, value)
+        trainer.best_fitness = (
+            value if trainer.best_fitness is None else max(trainer.best_fitness, value)
+        )
         listener.model_saved(trainer)
         listener.fit_epoch_end(trainer)
     trainer.metrics = {MAP50: 0.9, MAP50_95: 0.45}  # final_eval(): best.pt, epoch one past
@@ -49,8 +56,13 @@ def test_final_validation_is_not_an_epoch(tmp_path: Path, monkeypatch) -> None:
     listener = EpochListener(tmp_path, Task(), lambda e, m: calls.append((e, m[MAP50])))
     _drive(listener, [0.1, 0.3, 0.2], tmp_path)
     assert calls == [(0, 0.1), (1, 0.3), (2, 0.2)]  # 3 epochs, 3 rows (it was 4)
-    assert listener.final == {"weights": "best.pt", "map50": 0.9, "map50_95": 0.45,
-                              "precision": 0.0, "recall": 0.0}
+    assert listener.final == {
+        "weights": "best.pt",
+        "map50": 0.9,
+        "map50_95": 0.45,
+        "precision": 0.0,
+        "recall": 0.0,
+    }
 
 
 def test_best_epoch_is_the_one_ultralytics_saved(tmp_path: Path, monkeypatch) -> None:
@@ -77,8 +89,9 @@ def data_yaml(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("yolo-train")
     prepare_environment(root / "config")
-    synthesize(SynthRequest(out=root / "data", task="detection", images_per_class=4, size=32,
-                            seed=0))
+    synthesize(
+        SynthRequest(out=root / "data", task="detection", images_per_class=4, size=32, seed=0)
+    )
     return root / "data" / "data.yaml"
 
 
@@ -87,10 +100,21 @@ def _train(data_yaml: Path, out: Path, on_epoch, epochs: int = 2) -> dict:
     from tango_ci.detection.train import train_yolo
     from tango_ci.train.device import TrainDevice
 
-    yaml_path = write_model_yaml(out.parent / "model.yaml",
-                                 model_yaml("yolov8", "n", 0.33, 0.25, 3))
-    return train_yolo(yaml_path, data_yaml, out, epochs=epochs, imgsz=32, batch=8, lr0=0.01,
-                      seed=0, device=TrainDevice(kind="cpu", threads=1), on_epoch=on_epoch)
+    yaml_path = write_model_yaml(
+        out.parent / "model.yaml", model_yaml("yolov8", "n", 0.33, 0.25, 3)
+    )
+    return train_yolo(
+        yaml_path,
+        data_yaml,
+        out,
+        epochs=epochs,
+        imgsz=32,
+        batch=8,
+        lr0=0.01,
+        seed=0,
+        device=TrainDevice(kind="cpu", threads=1),
+        on_epoch=on_epoch,
+    )
 
 
 def test_one_row_per_trained_epoch(data_yaml: Path, tmp_path: Path) -> None:

@@ -49,22 +49,23 @@ def _break(root: Path, case: str) -> None:
     elif case == "yaml-no-names":
         (root / "data.yaml").write_text("train: images/train\nval: images/val\n")
     elif case == "yaml-missing-split":
-        (root / "data.yaml").write_text("train: images/train\nval: images/val2\n"
-                                        "names: [circle, square, triangle]\n")
+        (root / "data.yaml").write_text(
+            "train: images/train\nval: images/val2\nnames: [circle, square, triangle]\n"
+        )
     elif case == "yaml-malformed":
         (root / "data.yaml").write_text("train: images/train\nval: [images/val\nnames: []\n")
 
 
 CASES = {
     "missing-label": "images/train/00003.png: no label file labels/train/00003.txt (write an "
-                     "empty one for an image without objects)",
+    "empty one for an image without objects)",
     "field-count": "labels/train/00004.txt:2:1: expected 5 values (class cx cy w h), got 4",
     "not-a-number": "labels/train/00004.txt:1:3: 'abc' is not a number",
     "unknown-class": "labels/val/00000.txt:1:1: class 7 is not a class id of data.yaml (0..2)",
     "fractional-class": "labels/train/00005.txt:1:1: class 1.5 is not a class id of data.yaml "
-                        "(0..2)",
+    "(0..2)",
     "out-of-range": "labels/train/00005.txt:2:3: cx 1.5 is outside 0..1 (coordinates are "
-                    "normalised)",
+    "normalised)",
     "zero-size": "labels/train/00006.txt:1:1: box has zero width or height",
     "outside-image": "labels/train/00006.txt:1:1: box reaches outside the image",
     "empty-image": "images/train/00007.png: image cannot be read (empty or corrupt)",
@@ -95,7 +96,10 @@ def test_cli_prints_the_lines_and_exits_one(clean: Path, tmp_path: Path) -> None
     shutil.copytree(clean, root)
     _break(root, "unknown-class")
     _break(root, "zero-size")
-    result = subprocess.run([sys.executable, "-m", "tango_ci", "data", "check", str(root)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "tango_ci", "data", "check", str(root)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stdout.splitlines() == [CASES["zero-size"], CASES["unknown-class"]]

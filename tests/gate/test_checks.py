@@ -2,33 +2,52 @@
 
 from __future__ import annotations
 
-from tango_ci.stages.gate import target_checks
 from tango_ci.spec.models import Constraints, TargetSpec
+from tango_ci.stages.gate import target_checks
 
 
 def _metrics(quality_name: str, value: float, drop: float) -> dict:
-    return {"latency": {"p95_ms": 1.0}, "memory": {"peak_rss_mb": 100.0},
-            "size": {"artifact_mb": 1.0},
-            "quality": {"name": quality_name.lower(), "label": quality_name, "value": value,
-                        "reference": value + drop, "drop": drop, "higher_is_better": True}}
+    return {
+        "latency": {"p95_ms": 1.0},
+        "memory": {"peak_rss_mb": 100.0},
+        "size": {"artifact_mb": 1.0},
+        "quality": {
+            "name": quality_name.lower(),
+            "label": quality_name,
+            "value": value,
+            "reference": value + drop,
+            "drop": drop,
+            "higher_is_better": True,
+        },
+    }
 
 
 def test_int8_detection_target_over_its_drop_limit_fails() -> None:
-    target = TargetSpec(name="det-int8", runner="local-cpu", engine="onnxruntime",
-                        precision="int8",
-                        constraints=Constraints(min_accuracy=0.5, max_accuracy_drop=0.01))
+    target = TargetSpec(
+        name="det-int8",
+        runner="local-cpu",
+        engine="onnxruntime",
+        precision="int8",
+        constraints=Constraints(min_accuracy=0.5, max_accuracy_drop=0.01),
+    )
     checks = {c["check"]: c for c in target_checks(target, _metrics("mAP50", 0.6, 0.04))}
     assert checks["mAP50"]["status"] == "pass"
     assert checks["mAP50 drop vs PyTorch fp32"] == {
-        "check": "mAP50 drop vs PyTorch fp32", "value": 0.04, "limit": 0.01, "unit": "",
-        "comparison": "<=", "status": "fail"}
+        "check": "mAP50 drop vs PyTorch fp32",
+        "value": 0.04,
+        "limit": 0.01,
+        "unit": "",
+        "comparison": "<=",
+        "status": "fail",
+    }
     within = {c["check"]: c for c in target_checks(target, _metrics("mAP50", 0.6, 0.005))}
     assert within["mAP50 drop vs PyTorch fp32"]["status"] == "pass"
 
 
 def test_budgets_without_a_limit_never_fail() -> None:
     target = TargetSpec(name="t", runner="local-cpu", engine="onnxruntime")
-    statuses = {c["check"]: c["status"] for c in target_checks(target, _metrics("accuracy",
-                                                                                 0.1, 0.0))}
+    statuses = {
+        c["check"]: c["status"] for c in target_checks(target, _metrics("accuracy", 0.1, 0.0))
+    }
     assert statuses["latency p95"] == statuses["peak memory"] == "no limit"
     assert statuses["accuracy"] == "no limit"

@@ -5,15 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from tango_ci.stages.gate import production_check
 from tango_ci.registry import Registry
 from tango_ci.spec import load_project
+from tango_ci.stages.gate import production_check
 from tests.conftest import git, write_project
 
 
 def metrics(accuracy: float, p95: float) -> dict:
-    return {"quality": {"name": "accuracy", "label": "accuracy", "value": accuracy},
-            "task_metrics": {"accuracy": accuracy}, "latency": {"p95_ms": p95}}
+    return {
+        "quality": {"name": "accuracy", "label": "accuracy", "value": accuracy},
+        "task_metrics": {"accuracy": accuracy},
+        "latency": {"p95_ms": p95},
+    }
 
 
 def test_the_gate_metric_must_beat_production(spec_repo: Path) -> None:
@@ -29,16 +32,29 @@ def test_the_gate_metric_must_beat_production(spec_repo: Path) -> None:
     assert "no artifact 'demo-cpu'" in check["note"]
 
     registry = Registry(spec_repo)
-    registry.register("demo-cpu", {"task": "classification", "architecture": "resnet-xs",
-                                   "metrics": {"accuracy": 0.92, "p95_ms": 0.5}})
+    registry.register(
+        "demo-cpu",
+        {
+            "task": "classification",
+            "architecture": "resnet-xs",
+            "metrics": {"accuracy": 0.92, "p95_ms": 0.5},
+        },
+    )
     registry.promote("demo-cpu", "v1.0.0", push=False)
     worse = production_check(ctx, target, metrics(0.91, 1.0))
-    assert (worse["status"], worse["limit"], worse["production"]) == \
-        ("fail", 0.92, "demo-cpu@v1.0.0")
+    assert (worse["status"], worse["limit"], worse["production"]) == (
+        "fail",
+        0.92,
+        "demo-cpu@v1.0.0",
+    )
     assert production_check(ctx, target, metrics(0.92, 1.0))["status"] == "pass"
 
-    strict = SimpleNamespace(spec=SimpleNamespace(
-        name=spec.name, folder=spec.folder,
-        gate=SimpleNamespace(metric="latency_ms", min_improvement=0.1)))
+    strict = SimpleNamespace(
+        spec=SimpleNamespace(
+            name=spec.name,
+            folder=spec.folder,
+            gate=SimpleNamespace(metric="latency_ms", min_improvement=0.1),
+        )
+    )
     assert production_check(strict, target, metrics(0.5, 0.45))["status"] == "fail"
     assert production_check(strict, target, metrics(0.5, 0.39))["status"] == "pass"

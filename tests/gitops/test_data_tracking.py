@@ -14,16 +14,27 @@ from tests.conftest import git, write_project
 def test_track_then_pull_restores_the_same_data(spec_repo: Path, tmp_path: Path) -> None:
     write_project(spec_repo, "demo")
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=spec_repo, check=True)
-    subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "-d", "local",
-                    str(tmp_path / "storage")], cwd=spec_repo, check=True)
-    synth = subprocess.run([sys.executable, "-m", "tango_ci", "data", "synth", "projects/demo"],
-                           cwd=spec_repo, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "remote", "add", "-d", "local", str(tmp_path / "storage")],
+        cwd=spec_repo,
+        check=True,
+    )
+    synth = subprocess.run(
+        [sys.executable, "-m", "tango_ci", "data", "synth", "projects/demo"],
+        cwd=spec_repo,
+        capture_output=True,
+        text=True,
+    )
     assert synth.returncode == 0, synth.stderr
     data = spec_repo / "projects" / "demo" / "data"
     before = tree_hashes(data)
 
-    tracked = subprocess.run([sys.executable, "-m", "tango_ci", "data", "track",
-                              "projects/demo"], cwd=spec_repo, capture_output=True, text=True)
+    tracked = subprocess.run(
+        [sys.executable, "-m", "tango_ci", "data", "track", "projects/demo"],
+        cwd=spec_repo,
+        capture_output=True,
+        text=True,
+    )
     assert tracked.returncode == 0, tracked.stderr
     pointer = spec_repo / "projects" / "demo" / "data.dvc"
     assert "md5:" in pointer.read_text() and "commit projects/demo/data.dvc" in tracked.stderr

@@ -21,9 +21,16 @@ def commit(root: Path, branch: str, name: str) -> str:
 
 
 def report(root: Path, source: str, run: str) -> str:
-    results = {"project": "p", "path": "projects/p", "run": run, "source_commit": source,
-               "task": "classification", "architecture": "resnet-xs", "passed": True,
-               "targets": {}}
+    results = {
+        "project": "p",
+        "path": "projects/p",
+        "run": run,
+        "source_commit": source,
+        "task": "classification",
+        "architecture": "resnet-xs",
+        "passed": True,
+        "targets": {},
+    }
     return commit_files(root, "reports/p", {"results.json": json.dumps(results).encode()}, run)
 
 

@@ -19,14 +19,17 @@ from tests.pipeline_helpers import TINY
 
 pytestmark = pytest.mark.slow
 
-PROJECT = TINY.format(per_class=8, trials=1, search_epochs=1, epochs=1, latency=1000,
-                      extra_targets="").replace("name: tiny", "name: shapes").replace(
-    "  patience: 50\n", "  patience: 50\n  runner: local-cpu\n")
+PROJECT = (
+    TINY.format(per_class=8, trials=1, search_epochs=1, epochs=1, latency=1000, extra_targets="")
+    .replace("name: tiny", "name: shapes")
+    .replace("  patience: 50\n", "  patience: 50\n  runner: local-cpu\n")
+)
 
 
 def tango(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tango_ci", *args], cwd=cwd,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "tango_ci", *args], cwd=cwd, capture_output=True, text=True
+    )
 
 
 def test_push_report_merge_promote_pull(tmp_path: Path) -> None:
@@ -38,15 +41,23 @@ def test_push_report_merge_promote_pull(tmp_path: Path) -> None:
     work = tmp_path / "work"
     git(tmp_path, "clone", "-q", str(bare), str(work))
     for folder in ("runners", "schemas", ".dvc"):
-        shutil.copytree(REPO / folder, work / folder,
-                        ignore=shutil.ignore_patterns("tmp", "cache", "config.local"))
+        shutil.copytree(
+            REPO / folder,
+            work / folder,
+            ignore=shutil.ignore_patterns("tmp", "cache", "config.local"),
+        )
     for name in (".gitignore", ".dvcignore"):
         shutil.copy2(REPO / name, work / name)
     identity = ["-c", "user.name=dev", "-c", "user.email=dev@example.com"]
     git(work, "add", "-A")
     git(work, *identity, "commit", "-qm", "TANGO-CI template")
-    pushed = subprocess.run(["git", "push", "-u", "origin", "main"], cwd=work,
-                            capture_output=True, text=True, timeout=30)
+    pushed = subprocess.run(
+        ["git", "push", "-u", "origin", "main"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert "tango-ci: queued" in pushed.stderr  # the hook answered at once
 
     git(work, "checkout", "-qb", "add-shapes")
@@ -82,19 +93,32 @@ def test_push_report_merge_promote_pull(tmp_path: Path) -> None:
     jobs = local.wait(bare, timeout=600)
     assert jobs[-1]["state"] == "done", jobs[-1].get("error")
     promoted = jobs[-1]["results"][0]["promoted"]
-    assert promoted == [{"name": "shapes-cpu-fp32", "version": "v1.0.0", "why": "first version",
-                         "tags": ["shapes-cpu-fp32#prod#1", "shapes-cpu-fp32@v1.0.0"]}]
+    assert promoted == [
+        {
+            "name": "shapes-cpu-fp32",
+            "version": "v1.0.0",
+            "why": "first version",
+            "tags": ["shapes-cpu-fp32#prod#1", "shapes-cpu-fp32@v1.0.0"],
+        }
+    ]
     git(work, "fetch", "-q", "origin", "--tags")
     main_head = git(work, "rev-parse", "main").strip()
     assert git(work, "rev-list", "-n1", "shapes-cpu-fp32@v1.0.0").strip() == main_head
 
-    gto = subprocess.run([str(Path(sys.executable).parent / "gto"), "show", "--json"],
-                         cwd=work, capture_output=True, text=True, check=True)
+    gto = subprocess.run(
+        [str(Path(sys.executable).parent / "gto"), "show", "--json"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     ours = json.loads(tango(work, "registry", "ls", "--json").stdout)
     theirs = json.loads(gto.stdout)
-    assert {r["name"]: (r["latest"], r["stages"]) for r in ours} == \
-        {n: (v["version"], v["stage"]) for n, v in theirs.items()} == \
-        {"shapes-cpu-fp32": ("v1.0.0", {"prod": "v1.0.0"})}
+    assert (
+        {r["name"]: (r["latest"], r["stages"]) for r in ours}
+        == {n: (v["version"], v["stage"]) for n, v in theirs.items()}
+        == {"shapes-cpu-fp32": ("v1.0.0", {"prod": "v1.0.0"})}
+    )
 
     # a device fetches exactly the promoted artifact
     pulled = tango(work, "pull", "shapes-cpu-fp32#prod", "--to", str(tmp_path / "device"))
@@ -123,8 +147,10 @@ def test_push_report_merge_promote_pull(tmp_path: Path) -> None:
     jobs = local.wait(bare, timeout=600)
     assert jobs[-1]["state"] == "done", jobs[-1].get("error")
     second = jobs[-1]["results"][0]["promoted"][0]
-    assert (second["version"], second["why"]) == \
-        ("v1.0.1", "retrain of the same architecture (patch)")
+    assert (second["version"], second["why"]) == (
+        "v1.0.1",
+        "retrain of the same architecture (patch)",
+    )
 
     status = tango(work, "gitops", "status", str(bare))
     assert status.returncode == 0 and "v1.0.1" in status.stdout

@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import MINIMAL_PROJECT, git, write_project
 
 PI_PROJECT = MINIMAL_PROJECT.replace("name: demo", "name: pi").replace(
-    "runner: local-cpu", "runner: raspberry-pi-5")
+    "runner: local-cpu", "runner: raspberry-pi-5"
+)
 
 
 @pytest.fixture
@@ -35,9 +36,13 @@ def commit(root: Path, message: str) -> str:
 def plan(root: Path, base: str, tmp_path: Path) -> tuple[dict, str]:
     output = tmp_path / "github_output"
     output.write_text("")
-    result = subprocess.run([sys.executable, "-m", "tango_ci", "ci", "plan", "--base", base,
-                             "--json"], cwd=root, capture_output=True, text=True,
-                            env=dict(os.environ, GITHUB_OUTPUT=str(output)))
+    result = subprocess.run(
+        [sys.executable, "-m", "tango_ci", "ci", "plan", "--base", base, "--json"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, GITHUB_OUTPUT=str(output)),
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout), output.read_text()
 
@@ -57,11 +62,23 @@ def test_each_kind_of_change_plans_the_right_projects(repo: Path, tmp_path: Path
     assert result["reasons"]["demo"] == ["projects/demo/project.yaml changed"]
     lines = dict(line.split("=", 1) for line in output.splitlines())
     assert lines["any"] == "true"
-    assert json.loads(lines["targets"]) == {"include": [{
-        "project": "demo", "path": "projects/demo", "target": "cpu", "runner": "local-cpu",
-        "runs-on": ["ubuntu-latest"]}]}
-    assert json.loads(lines["projects"])["include"][0]["runs-on"] == \
-        ["self-hosted", "linux", "x64", "gpu"]  # train.runner defaults to gpu-server
+    assert json.loads(lines["targets"]) == {
+        "include": [
+            {
+                "project": "demo",
+                "path": "projects/demo",
+                "target": "cpu",
+                "runner": "local-cpu",
+                "runs-on": ["ubuntu-latest"],
+            }
+        ]
+    }
+    assert json.loads(lines["projects"])["include"][0]["runs-on"] == [
+        "self-hosted",
+        "linux",
+        "x64",
+        "gpu",
+    ]  # train.runner defaults to gpu-server
 
     (repo / "projects" / "pi" / "data.dvc").write_text("outs:\n- md5: 0123.dir\n  path: data\n")
     after_pointer = commit(repo, "data pointer")
@@ -74,8 +91,7 @@ def test_each_kind_of_change_plans_the_right_projects(repo: Path, tmp_path: Path
     after_runner = commit(repo, "runner")
     result, _ = plan(repo, after_pointer, tmp_path)
     assert planned(result) == {"pi"}  # demo does not use that runner
-    assert result["targets"][0]["runs-on"] == ["self-hosted", "linux", "arm64",
-                                               "raspberry-pi-5"]
+    assert result["targets"][0]["runs-on"] == ["self-hosted", "linux", "arm64", "raspberry-pi-5"]
 
     (repo / "README.md").write_text("changed\n")
     (repo / "projects" / "demo" / "NOTES.md").write_text("notes\n")
@@ -89,11 +105,10 @@ def test_each_kind_of_change_plans_the_right_projects(repo: Path, tmp_path: Path
 
 
 def test_all_and_named_projects(repo: Path) -> None:
-    from tango_ci.gitops.plan import make_plan
     from tango_ci.exceptions import TangoError
+    from tango_ci.gitops.plan import make_plan
 
-    assert {p["project"] for p in make_plan(repo, None, everything=True).projects} == \
-        {"demo", "pi"}
+    assert {p["project"] for p in make_plan(repo, None, everything=True).projects} == {"demo", "pi"}
     assert [p["project"] for p in make_plan(repo, None, only=("pi",)).projects] == ["pi"]
     with pytest.raises(TangoError, match="no project named nope; projects: demo, pi"):
         make_plan(repo, None, only=("nope",))

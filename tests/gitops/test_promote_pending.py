@@ -47,27 +47,42 @@ def change(root: Path, relative: str, text: str, message: str) -> str:
     return git(root, "rev-parse", "HEAD").strip()
 
 
-def branch_with_project(root: Path, branch: str, project: str, text: str = "epochs: 1\n"
-                        ) -> str:
+def branch_with_project(root: Path, branch: str, project: str, text: str = "epochs: 1\n") -> str:
     git(root, "checkout", "-qb", branch, "main")
-    source = change(root, f"projects/{project}/project.yaml", f"name: {project}\n{text}",
-                    f"{branch}: {project}")
+    source = change(
+        root, f"projects/{project}/project.yaml", f"name: {project}\n{text}", f"{branch}: {project}"
+    )
     git(root, "checkout", "-q", "main")
     return source
 
 
-def report(root: Path, project: str, source: str, run: str, stored: dict, *,
-           passed: bool = True) -> str:
-    results = {"project": project, "path": f"projects/{project}", "run": run,
-               "source_commit": source, "task": "classification", "classes": ["a", "b"],
-               "architecture": "resnet-xs", "passed": passed,
-               "targets": {"cpu": {"passed": passed, "engine": "onnxruntime",
-                                   "precision": "fp32", "runner": "local-cpu",
-                                   "metrics": {"accuracy": 0.9, "p95_ms": 1.0},
-                                   "failed": [] if passed else ["accuracy"],
-                                   "artifact": stored}}}
-    return commit_files(root, f"reports/{project}",
-                        {"results.json": json.dumps(results).encode()}, f"report {run}")
+def report(
+    root: Path, project: str, source: str, run: str, stored: dict, *, passed: bool = True
+) -> str:
+    results = {
+        "project": project,
+        "path": f"projects/{project}",
+        "run": run,
+        "source_commit": source,
+        "task": "classification",
+        "classes": ["a", "b"],
+        "architecture": "resnet-xs",
+        "passed": passed,
+        "targets": {
+            "cpu": {
+                "passed": passed,
+                "engine": "onnxruntime",
+                "precision": "fp32",
+                "runner": "local-cpu",
+                "metrics": {"accuracy": 0.9, "p95_ms": 1.0},
+                "failed": [] if passed else ["accuracy"],
+                "artifact": stored,
+            }
+        },
+    }
+    return commit_files(
+        root, f"reports/{project}", {"results.json": json.dumps(results).encode()}, f"report {run}"
+    )
 
 
 def merge(root: Path, branch: str) -> str:
@@ -76,14 +91,15 @@ def merge(root: Path, branch: str) -> str:
 
 
 def promoted(outcome: list[dict]) -> dict[str, list[str]]:
-    return {entry["project"]: [item.get("version", "skipped") for item in entry["promoted"]]
-            for entry in outcome}
+    return {
+        entry["project"]: [item.get("version", "skipped") for item in entry["promoted"]]
+        for entry in outcome
+    }
 
 
 def test_every_merged_report_is_promoted_once(repo: Path, stored: dict) -> None:
     for project in ("a", "b"):
-        report(repo, project, branch_with_project(repo, project, project), f"run-{project}",
-               stored)
+        report(repo, project, branch_with_project(repo, project, project), f"run-{project}", stored)
         merge(repo, project)
 
     first = promote_pending(repo, "main", push=False)
@@ -151,9 +167,15 @@ def test_a_failed_gate_is_told_for_this_push_only(repo: Path, stored: dict) -> N
     report(repo, "a", branch_with_project(repo, "add-a", "a"), "run-a", stored, passed=False)
     head = merge(repo, "add-a")
     outcome = promote_pending(repo, head, base=before, push=False)
-    assert outcome == [{"project": "a", "report": outcome[0]["report"], "run": "run-a",
-                        "passed": False, "promoted": [{"name": "a-cpu",
-                                                       "skipped": "gate failed"}]}]
+    assert outcome == [
+        {
+            "project": "a",
+            "report": outcome[0]["report"],
+            "run": "run-a",
+            "passed": False,
+            "promoted": [{"name": "a-cpu", "skipped": "gate failed"}],
+        }
+    ]
     assert promote_pending(repo, head, base=head, push=False) == []
 
 

@@ -32,8 +32,18 @@ def origin(tmp_path: Path) -> tuple[Path, Path, dict]:
     clone = tmp_path / "a"
     git(tmp_path, "clone", "-q", str(bare), str(clone))
     for index in range(3):
-        git(clone, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
-            "--allow-empty", "-m", f"c{index}")
+        git(
+            clone,
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            f"c{index}",
+        )
     git(clone, "push", "-q", "origin", "main")
     artifact = tmp_path / "artifact"
     artifact.mkdir()
@@ -44,9 +54,18 @@ def origin(tmp_path: Path) -> tuple[Path, Path, dict]:
 
 
 def record(stored: dict, architecture: str = "resnet-s", classes=("a", "b")) -> dict:
-    return {"project": "shapes", "target": "cpu", "run": "r1", "task": "classification",
-            "classes": list(classes), "architecture": architecture, "engine": "onnxruntime",
-            "precision": "fp32", "metrics": {"accuracy": 0.9}, "artifact": stored}
+    return {
+        "project": "shapes",
+        "target": "cpu",
+        "run": "r1",
+        "task": "classification",
+        "classes": list(classes),
+        "architecture": architecture,
+        "engine": "onnxruntime",
+        "precision": "fp32",
+        "metrics": {"accuracy": 0.9},
+        "artifact": stored,
+    }
 
 
 def test_version_bumps_follow_the_rules() -> None:
@@ -69,8 +88,12 @@ def test_rollback_is_a_new_tag_and_gto_agrees(origin) -> None:
     git(clone, "push", "-q", "origin", "--tags")
     before = tags(bare)
 
-    result = subprocess.run([sys.executable, "-m", "tango_ci", "rollback", NAME], cwd=clone,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "tango_ci", "rollback", NAME],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert f"{NAME}: prod v1.0.1 -> v1.0.0 ({NAME}#prod#3)" in result.stderr
     after = tags(bare)
@@ -78,14 +101,27 @@ def test_rollback_is_a_new_tag_and_gto_agrees(origin) -> None:
     assert set(after) - set(before) == {f"{NAME}#prod#3"}
     assert registry.stage_version(NAME, "prod") == "v1.0.0"
 
-    gto = subprocess.run([str(Path(sys.executable).parent / "gto"), "show", "--json"], cwd=clone,
-                         capture_output=True, text=True, check=True)
-    ours = subprocess.run([sys.executable, "-m", "tango_ci", "registry", "ls", "--json"],
-                          cwd=clone, capture_output=True, text=True, check=True)
+    gto = subprocess.run(
+        [str(Path(sys.executable).parent / "gto"), "show", "--json"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    ours = subprocess.run(
+        [sys.executable, "-m", "tango_ci", "registry", "ls", "--json"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     theirs = json.loads(gto.stdout)[NAME]
     mine = json.loads(ours.stdout)[0]
-    assert (mine["latest"], mine["stages"]) == (theirs["version"], theirs["stage"]) == \
-        ("v1.0.1", {"prod": "v1.0.0"})
+    assert (
+        (mine["latest"], mine["stages"])
+        == (theirs["version"], theirs["stage"])
+        == ("v1.0.1", {"prod": "v1.0.0"})
+    )
 
 
 def test_a_second_concurrent_promotion_fails_clearly(origin, tmp_path: Path) -> None:
@@ -117,22 +153,33 @@ def test_pull_verifies_hashes_and_refuses_a_tampered_copy(origin, tmp_path: Path
     registry.register(NAME, record(stored), ref="HEAD")
     registry.promote(NAME, "v1.0.0", push=False)
 
-    result = subprocess.run([sys.executable, "-m", "tango_ci", "pull", f"{NAME}#prod", "--to",
-                             str(tmp_path / "got")], cwd=clone, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "tango_ci", "pull", f"{NAME}#prod", "--to", str(tmp_path / "got")],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "got" / "model.onnx").read_bytes() == \
-        (tmp_path / "artifact" / "model.onnx").read_bytes()
+    assert (tmp_path / "got" / "model.onnx").read_bytes() == (
+        tmp_path / "artifact" / "model.onnx"
+    ).read_bytes()
 
     remote = Path(stored["remote"])
-    victim = next(p for p in (remote / "files" / "md5").rglob("*")
-                  if p.is_file() and not p.name.endswith(".dir") and p.stat().st_size == 2048)
+    victim = next(
+        p
+        for p in (remote / "files" / "md5").rglob("*")
+        if p.is_file() and not p.name.endswith(".dir") and p.stat().st_size == 2048
+    )
     victim.chmod(0o644)
     data = bytearray(victim.read_bytes())
     data[100] ^= 0xFF
     victim.write_bytes(bytes(data))
-    result = subprocess.run([sys.executable, "-m", "tango_ci", "pull", f"{NAME}@v1.0.0",
-                             "--to", str(tmp_path / "bad")], cwd=clone, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "tango_ci", "pull", f"{NAME}@v1.0.0", "--to", str(tmp_path / "bad")],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "model.onnx from the DVC remote has sha256" in result.stderr

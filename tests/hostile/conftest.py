@@ -30,11 +30,12 @@ class Result:
         errors = [line for line in lines if line.startswith("error: ")]
         assert len(errors) == 1, f"expected one error line on stderr, got:\n{self.stderr}"
         assert lines[-1] == errors[0], f"the error line is not the last one:\n{self.stderr}"
-        return errors[0][len("error: "):]
+        return errors[0][len("error: ") :]
 
 
-def tango(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300,
-          stdin: str | None = None) -> Result:
+def tango(
+    *args: str, cwd: Path, env: dict | None = None, timeout: float = 300, stdin: str | None = None
+) -> Result:
     """Run the installed `tango` in a fresh interpreter, isolated from the working directory.
 
     ``python -I`` keeps the working directory (a possibly hostile checkout) off sys.path.
@@ -43,9 +44,15 @@ def tango(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300,
     # -P where the package comes from PYTHONPATH (a GPU machine without an install): the
     # working directory stays off sys.path either way
     isolation = "-P" if environment.get("PYTHONPATH") else "-I"
-    completed = subprocess.run([sys.executable, isolation, "-m", "tango_ci", *args], cwd=cwd,
-                               capture_output=True, text=True, env=environment, timeout=timeout,
-                               input=stdin)
+    completed = subprocess.run(
+        [sys.executable, isolation, "-m", "tango_ci", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+        input=stdin,
+    )
     result = Result(completed.returncode, completed.stdout, completed.stderr)
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
     return result
@@ -71,18 +78,23 @@ class Tree:
                 path = Path(folder) / name
                 stat = path.lstat()
                 # a folder changes when something is added inside it; that entry is reported
-                mark = (0, 0) if path.is_dir() and not path.is_symlink() else \
-                    (stat.st_size, stat.st_mtime_ns)
+                mark = (
+                    (0, 0)
+                    if path.is_dir() and not path.is_symlink()
+                    else (stat.st_size, stat.st_mtime_ns)
+                )
                 found[str(path.relative_to(self.root))] = mark
         return found
 
     def changes(self, allowed: tuple[str, ...] = ()) -> list[str]:
         """Paths added, removed or modified since the snapshot, except under ``allowed``."""
         after = self._scan()
-        changed = [p for p in set(self.before) | set(after)
-                   if self.before.get(p) != after.get(p)]
-        return sorted(p for p in changed
-                      if not any(p == a or p.startswith(a.rstrip("/") + "/") for a in allowed))
+        changed = [p for p in set(self.before) | set(after) if self.before.get(p) != after.get(p)]
+        return sorted(
+            p
+            for p in changed
+            if not any(p == a or p.startswith(a.rstrip("/") + "/") for a in allowed)
+        )
 
     def assert_unchanged(self, allowed: tuple[str, ...] = ()) -> None:
         assert self.changes(allowed) == []

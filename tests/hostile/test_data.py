@@ -36,8 +36,11 @@ def test_class_folder_linked_out_of_the_repository_is_refused(repo: Path, outsid
     (repo / "projects/tiny/data/secrets").symlink_to(outside / "secrets")
     tree = Tree(repo.parent)
     result = tango("data", "projects/tiny", cwd=repo)
-    refused(result, f"projects/tiny/data/secrets: a symbolic link out of the repository (to "
-                    f"{outside / 'secrets'}); data must stay inside it")
+    refused(
+        result,
+        f"projects/tiny/data/secrets: a symbolic link out of the repository (to "
+        f"{outside / 'secrets'}); data must stay inside it",
+    )
     assert [c for c in tree.changes() if not c.startswith("repo/runs")] == []
 
 
@@ -46,8 +49,11 @@ def test_image_linked_out_of_the_repository_is_refused(repo: Path, outside: Path
     link = repo / "projects/tiny/data/circle/zz.png"
     link.symlink_to(target)
     result = tango("data", "projects/tiny", cwd=repo)
-    refused(result, f"projects/tiny/data/circle/zz.png: a symbolic link out of the repository "
-                    f"(to {target}); data must stay inside it")
+    refused(
+        result,
+        f"projects/tiny/data/circle/zz.png: a symbolic link out of the repository "
+        f"(to {target}); data must stay inside it",
+    )
 
 
 def test_image_link_loop_is_refused(repo: Path) -> None:
@@ -55,8 +61,11 @@ def test_image_link_loop_is_refused(repo: Path) -> None:
     link = repo / "projects/tiny/data/circle/loop.png"
     link.symlink_to(link)
     result = tango("data", "projects/tiny", cwd=repo)
-    refused(result, "projects/tiny/data/circle/loop.png: a broken symbolic link or a link loop; "
-                    "data must be real files inside the repository")
+    refused(
+        result,
+        "projects/tiny/data/circle/loop.png: a broken symbolic link or a link loop; "
+        "data must be real files inside the repository",
+    )
 
 
 def test_link_inside_the_repository_is_fine(repo: Path) -> None:
@@ -78,13 +87,16 @@ def _yolo(root: Path, data_yaml: str) -> Path:
 def test_yolo_path_elsewhere_is_refused(repo: Path, outside: Path) -> None:
     """issue 10: `path: /elsewhere` in a YOLO data.yaml was read."""
     _yolo(outside / "yolo", "path: .\ntrain: images/train\nval: images/val\nnames: [a]\n")
-    dataset = _yolo(repo / "yolo", f"path: {outside / 'yolo'}\ntrain: images/train\n"
-                                   "val: images/val\nnames: [a]\n")
+    dataset = _yolo(
+        repo / "yolo",
+        f"path: {outside / 'yolo'}\ntrain: images/train\nval: images/val\nnames: [a]\n",
+    )
     result = tango("data", "check", str(dataset.relative_to(repo)), cwd=repo)
     assert result.code == 1
     assert result.stdout.splitlines() == [
         f"data.yaml:1:1: path: '{outside / 'yolo'}' leads out of the repository; data must stay "
-        "inside it"]
+        "inside it"
+    ]
 
 
 def test_yolo_split_escaping_is_refused(repo: Path) -> None:
@@ -93,7 +105,8 @@ def test_yolo_split_escaping_is_refused(repo: Path) -> None:
     assert result.code == 1
     assert result.stdout.splitlines() == [
         "data.yaml:1:1: train: '../../../../etc' leads out of the repository; data must stay "
-        "inside it"]
+        "inside it"
+    ]
     assert dataset.exists()
 
 
@@ -108,7 +121,8 @@ def test_yolo_label_linked_out_is_refused_without_echoing_it(repo: Path, outside
     assert result.code == 1
     assert result.stdout.splitlines() == [
         "labels/val/a.txt: a symbolic link out of the repository (or a link loop); data must "
-        "stay inside it"]
+        "stay inside it"
+    ]
     assert "secret" not in result.stdout + result.stderr
 
 
@@ -117,12 +131,20 @@ def test_concurrent_synthesis_of_one_folder(tmp_path: Path) -> None:
     project = make_repo(tmp_path / "repo", per_class=30, extra_targets="")
     root = project.parent.parent
     command = [sys.executable, "-I", "-m", "tango_ci", "data", "synth", "projects/tiny"]
-    processes = [subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    processes = [
+        subprocess.Popen(
+            command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
     outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in processes]
     assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
     assert sum("wrote" in err for _, err in outcomes) == 1
     assert sum("up to date" in err for _, err in outcomes) == 2
     assert sorted(p.name for p in (project / "data").iterdir()) == [
-        ".tango-synth.json", "circle", "square", "triangle"]
+        ".tango-synth.json",
+        "circle",
+        "square",
+        "triangle",
+    ]
     assert [p.name for p in project.iterdir() if "partial" in p.name] == []

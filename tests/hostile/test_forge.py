@@ -52,9 +52,17 @@ def test_a_pushed_branch_never_runs_its_own_code(tmp_path: Path, outside: Path) 
     (project / "data" / "b" / "1.png").write_text("junk")
     (project / "project.yaml").write_text(
         "name: demo\ntask: classification\ndata:\n  path: data\n  format: imagefolder\n"
-        "targets:\n  - name: cpu\n    runner: local-cpu\n    engine: onnxruntime\n")
-    for relative in ("tango_ci/__init__.py", "tango_ci/__main__.py", "sitecustomize.py",
-                     "usercustomize.py", "dvc/__init__.py", "dvc/__main__.py", "yaml.py"):
+        "targets:\n  - name: cpu\n    runner: local-cpu\n    engine: onnxruntime\n"
+    )
+    for relative in (
+        "tango_ci/__init__.py",
+        "tango_ci/__main__.py",
+        "sitecustomize.py",
+        "usercustomize.py",
+        "dvc/__init__.py",
+        "dvc/__main__.py",
+        "yaml.py",
+    ):
         plant(work, relative, outside / f"ran-{relative.replace('/', '-')}")
     (work / ".dvc").mkdir()
     (work / ".dvc" / "config").write_text("")
@@ -65,17 +73,24 @@ def test_a_pushed_branch_never_runs_its_own_code(tmp_path: Path, outside: Path) 
     git(work, "add", "-A", "-f")
     git(work, *IDENTITY, "commit", "-qm", "a project, and code that should never run")
     tree = Tree(outside)
-    pushed = subprocess.run(["git", "push", "-q", "origin", "hostile"], cwd=work,
-                            capture_output=True, text=True, timeout=60,
-                            env=os.environ | {"PYTHONPATH": str(work)})  # the hook's too
+    pushed = subprocess.run(
+        ["git", "push", "-q", "origin", "hostile"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"PYTHONPATH": str(work)},
+    )  # the hook's too
     assert pushed.returncode == 0, pushed.stderr
 
     jobs = local.wait(bare, timeout=300)
     assert not list(tmp_path.rglob("ran-*"))
     assert [j["state"] for j in jobs] == ["done", "failed"], [j.get("error") for j in jobs]
-    assert jobs[1]["error"] == ("TangoError: demo: the pipeline stopped before the gate: error: "
-                                "2 of 2 images cannot be read (100.0% > the allowed 1.0% of "
-                                "data.max_bad_fraction); first: a/1.png")
+    assert jobs[1]["error"] == (
+        "TangoError: demo: the pipeline stopped before the gate: error: "
+        "2 of 2 images cannot be read (100.0% > the allowed 1.0% of "
+        "data.max_bad_fraction); first: a/1.png"
+    )
     log = bare / "tango" / "runs" / jobs[1]["id"] / "run-demo.log"
     assert "cannot be read" in log.read_text()  # the installed tool ran, on the clone's data
     tree.assert_unchanged()
@@ -84,8 +99,9 @@ def test_a_pushed_branch_never_runs_its_own_code(tmp_path: Path, outside: Path) 
     assert not (clone / ".dvc" / "config.local").is_symlink()
 
 
-def test_dvc_never_imports_from_the_folder_it_runs_in(tmp_path: Path, outside: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dvc_never_imports_from_the_folder_it_runs_in(
+    tmp_path: Path, outside: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     checkout = tmp_path / "checkout"
     for relative in ("dvc/__init__.py", "dvc/__main__.py", "sitecustomize.py", "yaml.py"):
         plant(checkout, relative, outside / f"ran-{relative.replace('/', '-')}")
@@ -101,28 +117,61 @@ def fabricate_run(root: Path) -> Path:
     model = os.urandom(3000)
     digest = hashlib.sha256(model).hexdigest()
     files = {
-        "spec.json": {"project_file": str(root / "projects" / "demo" / "project.yaml"),
-                      "spec": {"name": "demo", "task": "classification",
-                               "targets": [{"name": "cpu"}]}},
-        "gate/decision.json": {"passed": True, "targets": {"cpu": {"passed": True, "checks": [
-            {"check": "latency p95", "status": "pass"}]}}},
-        "train/model.json": {"schema_version": 1, "task": "classification",
-                             "family": "resnet", "name": "resnet-xs",
-                             "architecture": "resnet-xs", "image_size": 16,
-                             "classes": ["a", "b"], "shape": {"level": "xs"}},
-        "compile/cpu/artifact.json": {"engine": "onnxruntime", "precision": "fp32",
-                                      "file": "model.onnx", "sha256": digest, "bytes": 3000},
-        "compile/manifest.json": {"stage": "compile", "status": "complete", "outputs": {
-            "cpu/onnxruntime-fp32": {"path": "compile/cpu/model.onnx", "sha256": digest,
-                                     "bytes": 3000}}},
+        "spec.json": {
+            "project_file": str(root / "projects" / "demo" / "project.yaml"),
+            "spec": {"name": "demo", "task": "classification", "targets": [{"name": "cpu"}]},
+        },
+        "gate/decision.json": {
+            "passed": True,
+            "targets": {
+                "cpu": {"passed": True, "checks": [{"check": "latency p95", "status": "pass"}]}
+            },
+        },
+        "train/model.json": {
+            "schema_version": 1,
+            "task": "classification",
+            "family": "resnet",
+            "name": "resnet-xs",
+            "architecture": "resnet-xs",
+            "image_size": 16,
+            "classes": ["a", "b"],
+            "shape": {"level": "xs"},
+        },
+        "compile/cpu/artifact.json": {
+            "engine": "onnxruntime",
+            "precision": "fp32",
+            "file": "model.onnx",
+            "sha256": digest,
+            "bytes": 3000,
+        },
+        "compile/manifest.json": {
+            "stage": "compile",
+            "status": "complete",
+            "outputs": {
+                "cpu/onnxruntime-fp32": {
+                    "path": "compile/cpu/model.onnx",
+                    "sha256": digest,
+                    "bytes": 3000,
+                }
+            },
+        },
         "bench/cpu/metrics.json": {
-            "target": "cpu", "engine": "onnxruntime", "precision": "fp32",
-            "runner": "local-cpu", "artifact": "/elsewhere/runs/demo/x/compile/cpu",
-            "latency": {"p50_ms": 1.0, "p90_ms": 1.5, "p95_ms": 2.0, "p99_ms": 3.0,
-                        "peak_rss_mb": 50.0},
+            "target": "cpu",
+            "engine": "onnxruntime",
+            "precision": "fp32",
+            "runner": "local-cpu",
+            "artifact": "/elsewhere/runs/demo/x/compile/cpu",
+            "latency": {
+                "p50_ms": 1.0,
+                "p90_ms": 1.5,
+                "p95_ms": 2.0,
+                "p99_ms": 3.0,
+                "peak_rss_mb": 50.0,
+            },
             "quality": {"name": "accuracy", "label": "accuracy", "value": 0.9},
             "task_metrics": {"accuracy": 0.9},
-            "build": {"file": "model.onnx", "sha256": digest}},
+            "build": {"file": "model.onnx", "sha256": digest},
+        },
     }
     for relative, content in files.items():
         (run / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -162,8 +211,9 @@ def test_a_sound_run_folder_is_published(ci_repo: Path) -> None:
     assert "on reports/demo; gate pass" in result.stderr
     results = json.loads(git(ci_repo, "show", "reports/demo:results.json"))
     model = ci_repo / "runs" / "demo" / RUN / "compile" / "cpu" / "model.onnx"
-    assert results["targets"]["cpu"]["artifact_files"] == \
-        {"model.onnx": hashlib.sha256(model.read_bytes()).hexdigest()}
+    assert results["targets"]["cpu"]["artifact_files"] == {
+        "model.onnx": hashlib.sha256(model.read_bytes()).hexdigest()
+    }
     assert results["targets"]["cpu"]["artifact"]["md5"].endswith(".dir")
 
 
@@ -183,54 +233,80 @@ def _link(run: Path, relative: str, outside: Path) -> None:
 
 METRICS = "bench/cpu/metrics.json"
 CASES = {
-    "huge metrics": (lambda run, out: _text(run, METRICS, " " * (50 * 2**20)),
-                     f"run {RUN}: {METRICS} is {50 * 2**20} bytes, more than the 4194304 "
-                     "allowed; it was not read"),
-    "metrics list": (lambda run, out: _text(run, METRICS, "[1, 2]"),
-                     f"run {RUN}: {METRICS}: the document must be an object, not a list"),
-    "metrics NaN": (lambda run, out: _text(run, METRICS, (run / METRICS).read_text().replace(
-                        '"p95_ms": 2.0', '"p95_ms": NaN')),
-                    f"run {RUN}: {METRICS} is not valid JSON (NaN is not a number JSON "
-                    "allows)"),
-    "metrics string": (lambda run, out: _json(run, METRICS, lambda m: m | {
-                           "latency": m["latency"] | {"p95_ms": "fast"}}),
-                       f"run {RUN}: {METRICS}: field 'latency.p95_ms' must be a number, not a "
-                       "string"),
-    "metrics link": (lambda run, out: _link(run, METRICS, out),
-                     f"run {RUN}: {METRICS} is a symbolic link; it was not followed"),
-    "spec link": (lambda run, out: _link(run, "spec.json", out),
-                  f"run {RUN}: spec.json is a symbolic link; it was not followed"),
-    "artifact climbs": (lambda run, out: _json(run, METRICS, lambda m: m | {
-                            "artifact": "/x/compile/../../../../outside"}),
-                        f"run {RUN}: artifact path /x/compile/../../../../outside is not "
-                        "compile/cpu or compile/cpu/<candidate>"),
-    "link in artifact": (lambda run, out: _link(run, "compile/cpu/notes.txt", out),
-                         f"run {RUN}: compile/cpu: notes.txt is a symbolic link; an artifact "
-                         "holds regular files only"),
-    "report link": (lambda run, out: _link(run, "report/report.md", out),
-                    f"run {RUN}: report/report.md is a symbolic link or not a file; it was not "
-                    "published"),
-    "target name climbs": (lambda run, out: _json(run, "gate/decision.json", lambda d: d | {
-                               "targets": {"../../x": d["targets"]["cpu"]}}),
-                           f"run {RUN}: gate/decision.json: field 'targets' must be a name of "
-                           "letters, digits, '.', '_' and '-', not '../../x'"),
-    "other project": (lambda run, out: _json(run, "spec.json", lambda s: s | {
-                          "spec": s["spec"] | {"name": "other"}}),
-                      f"run {RUN}: spec.json names project 'other', but the run is in the "
-                      "folder of demo"),
-    "nothing recorded": (lambda run, out: [
-                             (run / "compile" / "manifest.json").unlink(),
-                             (run / "compile" / "cpu" / "artifact.json").unlink(),
-                             _json(run, METRICS, lambda m: {k: v for k, v in m.items()
-                                                            if k != "build"})],
-                         f"run {RUN}: no stage manifest records a file of compile/cpu; the "
-                         "artifact was not stored or published"),
+    "huge metrics": (
+        lambda run, out: _text(run, METRICS, " " * (50 * 2**20)),
+        f"run {RUN}: {METRICS} is {50 * 2**20} bytes, more than the 4194304 "
+        "allowed; it was not read",
+    ),
+    "metrics list": (
+        lambda run, out: _text(run, METRICS, "[1, 2]"),
+        f"run {RUN}: {METRICS}: the document must be an object, not a list",
+    ),
+    "metrics NaN": (
+        lambda run, out: _text(
+            run, METRICS, (run / METRICS).read_text().replace('"p95_ms": 2.0', '"p95_ms": NaN')
+        ),
+        f"run {RUN}: {METRICS} is not valid JSON (NaN is not a number JSON allows)",
+    ),
+    "metrics string": (
+        lambda run, out: _json(
+            run, METRICS, lambda m: m | {"latency": m["latency"] | {"p95_ms": "fast"}}
+        ),
+        f"run {RUN}: {METRICS}: field 'latency.p95_ms' must be a number, not a string",
+    ),
+    "metrics link": (
+        lambda run, out: _link(run, METRICS, out),
+        f"run {RUN}: {METRICS} is a symbolic link; it was not followed",
+    ),
+    "spec link": (
+        lambda run, out: _link(run, "spec.json", out),
+        f"run {RUN}: spec.json is a symbolic link; it was not followed",
+    ),
+    "artifact climbs": (
+        lambda run, out: _json(
+            run, METRICS, lambda m: m | {"artifact": "/x/compile/../../../../outside"}
+        ),
+        f"run {RUN}: artifact path /x/compile/../../../../outside is not "
+        "compile/cpu or compile/cpu/<candidate>",
+    ),
+    "link in artifact": (
+        lambda run, out: _link(run, "compile/cpu/notes.txt", out),
+        f"run {RUN}: compile/cpu: notes.txt is a symbolic link; an artifact "
+        "holds regular files only",
+    ),
+    "report link": (
+        lambda run, out: _link(run, "report/report.md", out),
+        f"run {RUN}: report/report.md is a symbolic link or not a file; it was not published",
+    ),
+    "target name climbs": (
+        lambda run, out: _json(
+            run, "gate/decision.json", lambda d: d | {"targets": {"../../x": d["targets"]["cpu"]}}
+        ),
+        f"run {RUN}: gate/decision.json: field 'targets' must be a name of "
+        "letters, digits, '.', '_' and '-', not '../../x'",
+    ),
+    "other project": (
+        lambda run, out: _json(
+            run, "spec.json", lambda s: s | {"spec": s["spec"] | {"name": "other"}}
+        ),
+        f"run {RUN}: spec.json names project 'other', but the run is in the folder of demo",
+    ),
+    "nothing recorded": (
+        lambda run, out: [
+            (run / "compile" / "manifest.json").unlink(),
+            (run / "compile" / "cpu" / "artifact.json").unlink(),
+            _json(run, METRICS, lambda m: {k: v for k, v in m.items() if k != "build"}),
+        ],
+        f"run {RUN}: no stage manifest records a file of compile/cpu; the "
+        "artifact was not stored or published",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_malformed_run_folder_is_refused_before_anything_is_stored(
-        ci_repo: Path, outside: Path, case: str) -> None:
+    ci_repo: Path, outside: Path, case: str
+) -> None:
     change, message = CASES[case]
     change(ci_repo / "runs" / "demo" / RUN, outside)
     tree = Tree(ci_repo.parent)
@@ -243,33 +319,42 @@ def test_an_artifact_that_differs_from_its_manifest_is_not_stored(ci_repo: Path)
     recorded = hashlib.sha256(model.read_bytes()).hexdigest()
     model.write_bytes(b"a different network")
     tree = Tree(ci_repo.parent)
-    refused(publish(ci_repo), f"run {RUN}: compile/cpu/model.onnx has sha256 "
-                              f"{hashlib.sha256(b'a different network').hexdigest()}, but "
-                              f"compile/manifest.json recorded {recorded}; the artifact was "
-                              "not stored or published")
+    refused(
+        publish(ci_repo),
+        f"run {RUN}: compile/cpu/model.onnx has sha256 "
+        f"{hashlib.sha256(b'a different network').hexdigest()}, but "
+        f"compile/manifest.json recorded {recorded}; the artifact was "
+        "not stored or published",
+    )
     nothing_published(ci_repo, tree)
 
 
 def test_a_run_id_that_climbs_out_is_refused(ci_repo: Path) -> None:
     tree = Tree(ci_repo.parent)
-    refused(tango("ci", "publish", "projects/demo", "--run", "../../../outside", "--no-push",
-                  cwd=ci_repo),
-            "--run '../../../outside' is not a run id (letters, digits, '.', '_', '-')")
+    refused(
+        tango(
+            "ci", "publish", "projects/demo", "--run", "../../../outside", "--no-push", cwd=ci_repo
+        ),
+        "--run '../../../outside' is not a run id (letters, digits, '.', '_', '-')",
+    )
     nothing_published(ci_repo, tree)
 
 
 # ----------------------------------------------------------------------------- data pointers
 def pointer(root: Path, name: str, path: str, md5: str = "0" * 32 + ".dir") -> None:
     (root / "projects" / "demo" / f"{name}.dvc").write_text(
-        f"outs:\n- md5: {md5}\n  path: {path}\n  hash: md5\n")
+        f"outs:\n- md5: {md5}\n  path: {path}\n  hash: md5\n"
+    )
 
 
 def test_a_data_pointer_outside_the_work_tree_is_refused(ci_repo: Path, outside: Path) -> None:
     pointer(ci_repo, "extra", "../../../outside/pwned")
     tree = Tree(ci_repo.parent)
-    refused(tango("data", "pull", "projects/demo", cwd=ci_repo),
-            "projects/demo/extra.dvc: output '../../../outside/pwned' is outside the "
-            "repository's work tree; it was not pulled")
+    refused(
+        tango("data", "pull", "projects/demo", cwd=ci_repo),
+        "projects/demo/extra.dvc: output '../../../outside/pwned' is outside the "
+        "repository's work tree; it was not pulled",
+    )
     tree.assert_unchanged()
 
 
@@ -277,22 +362,25 @@ def test_a_data_pointer_through_a_link_is_refused(ci_repo: Path, outside: Path) 
     (ci_repo / "projects" / "demo" / "extra").symlink_to(outside)
     pointer(ci_repo, "extra", "extra")
     tree = Tree(ci_repo.parent)
-    refused(tango("data", "pull", "projects/demo", cwd=ci_repo),
-            "projects/demo/extra.dvc: projects/demo/extra is or holds a symbolic link; DVC "
-            "would write through it, so it was not pulled")
+    refused(
+        tango("data", "pull", "projects/demo", cwd=ci_repo),
+        "projects/demo/extra.dvc: projects/demo/extra is or holds a symbolic link; DVC "
+        "would write through it, so it was not pulled",
+    )
     tree.assert_unchanged()
 
 
 def test_a_data_pointer_that_is_not_a_mapping_is_refused(ci_repo: Path) -> None:
     (ci_repo / "projects" / "demo" / "extra.dvc").write_text("- just\n- a list\n")
     tree = Tree(ci_repo.parent)
-    refused(tango("data", "pull", "projects/demo", cwd=ci_repo),
-            "projects/demo/extra.dvc: the document must be an object, not a list")
+    refused(
+        tango("data", "pull", "projects/demo", cwd=ci_repo),
+        "projects/demo/extra.dvc: the document must be an object, not a list",
+    )
     tree.assert_unchanged()
 
 
-def test_a_data_listing_whose_relpaths_climb_out_is_refused(ci_repo: Path,
-                                                            outside: Path) -> None:
+def test_a_data_listing_whose_relpaths_climb_out_is_refused(ci_repo: Path, outside: Path) -> None:
     storage = ci_repo.parent / "storage"
     content = b"some data"
     blob = hashlib.md5(content).hexdigest()
@@ -304,17 +392,20 @@ def test_a_data_listing_whose_relpaths_climb_out_is_refused(ci_repo: Path,
         target.write_bytes(data)
     pointer(ci_repo, "extra", "extra", listing_md5 + ".dir")
     tree = Tree(outside)
-    refused(tango("data", "pull", "projects/demo", cwd=ci_repo),
-            f"projects/demo/extra.dvc: the DVC remote's listing {listing_md5}.dir: unsafe path "
-            "'../../../../outside/pwned' (absolute, '..' or not normalised); nothing is "
-            "written outside its folder")
+    refused(
+        tango("data", "pull", "projects/demo", cwd=ci_repo),
+        f"projects/demo/extra.dvc: the DVC remote's listing {listing_md5}.dir: unsafe path "
+        "'../../../../outside/pwned' (absolute, '..' or not normalised); nothing is "
+        "written outside its folder",
+    )
     tree.assert_unchanged()
     assert not (ci_repo / "projects" / "demo" / "extra").exists()
 
 
 # ----------------------------------------------------------------------------- report branches
-@pytest.mark.parametrize("content", [b"[1, 2, 3]", b'{"project": "demo", "run": NaN}',
-                                     b" " * (5 * 2**20), b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "content", [b"[1, 2, 3]", b'{"project": "demo", "run": NaN}', b" " * (5 * 2**20), b"\xff\xfe"]
+)
 def test_a_malformed_report_is_never_promoted(ci_repo: Path, content: bytes) -> None:
     head = git(ci_repo, "rev-parse", "HEAD").strip()
     commit_files(ci_repo, "reports/demo", {"results.json": content}, "a report?")

@@ -27,8 +27,7 @@ def built(tmp_path_factory) -> Path:
     from tango_ci import api
 
     root = tmp_path_factory.mktemp("built") / "repo"
-    project = make_repo(root, per_class=6, trials=1, search_epochs=1, epochs=1,
-                        extra_targets="")
+    project = make_repo(root, per_class=6, trials=1, search_epochs=1, epochs=1, extra_targets="")
     api.run(project, until="export")
     return root
 
@@ -68,9 +67,12 @@ def test_swapped_onnx_is_refused_naming_both_hashes(repo: Path) -> None:
     actual = _sha(onnx)
     tree = Tree(repo)
     result = tango("compile", "projects/tiny", cwd=repo)
-    refused(result, f"{_shown(onnx, repo)}: sha256 {actual[:16]}… differs from {recorded[:16]}… "
-                    "recorded by the export stage; the file changed after it was written "
-                    "(re-run `tango export` or start a new run)")
+    refused(
+        result,
+        f"{_shown(onnx, repo)}: sha256 {actual[:16]}… differs from {recorded[:16]}… "
+        "recorded by the export stage; the file changed after it was written "
+        "(re-run `tango export` or start a new run)",
+    )
     assert tree.changes(allowed=("runs/tiny",)) == []
     assert not (_run(repo) / "compile" / "manifest.json").exists()
 
@@ -89,8 +91,11 @@ def test_manifest_output_outside_the_run_is_refused(repo: Path, outside: Path) -
     data["outputs"]["best"]["path"] = "../../../../outside/keep.txt"
     manifest.write_text(json.dumps(data))
     result = tango("export", "projects/tiny", cwd=repo)
-    refused(result, f"{_shown(manifest, repo)}: output '../../../../outside/keep.txt' is outside "
-                    "the run folder")
+    refused(
+        result,
+        f"{_shown(manifest, repo)}: output '../../../../outside/keep.txt' is outside "
+        "the run folder",
+    )
 
 
 def test_oversized_run_file_is_refused_unread(repo: Path) -> None:
@@ -98,8 +103,10 @@ def test_oversized_run_file_is_refused_unread(repo: Path) -> None:
     with open(manifest, "r+b") as handle:
         handle.truncate(80 * 1024 * 1024)  # sparse: no disk used, still 80 MiB to a reader
     result = tango("search", "projects/tiny", cwd=repo)
-    refused(result, f"{_shown(manifest, repo)}: 83886080 bytes, more than the 67108864 a run "
-                    "file may have")
+    refused(
+        result,
+        f"{_shown(manifest, repo)}: 83886080 bytes, more than the 67108864 a run file may have",
+    )
 
 
 def test_nan_in_a_run_file_is_not_json(repo: Path) -> None:
@@ -115,8 +122,11 @@ def test_run_option_stays_inside_runs(repo: Path, run_id: str) -> None:
     """issue 10: `--run ../../../dir` made `tango gate` write outside runs/."""
     tree = Tree(repo.parent)
     result = tango("gate", "projects/tiny", "--run", run_id, cwd=repo)
-    refused(result, f"--run {run_id!r} is not a run id (letters, digits, dots, dashes and "
-                    "underscores, a folder of runs/tiny/)")
+    refused(
+        result,
+        f"--run {run_id!r} is not a run id (letters, digits, dots, dashes and "
+        "underscores, a folder of runs/tiny/)",
+    )
     tree.assert_unchanged()
 
 
@@ -149,8 +159,11 @@ def test_second_writer_is_refused_with_the_holders_pid(repo: Path) -> None:
         lock.write("4242\n")
         lock.flush()
         result = tango("compile", "projects/tiny", "--run", _run(repo).name, cwd=repo)
-    refused(result, f"run {_run(repo).name} is in use by process 4242; wait for it to finish, "
-                    "or start a new run")
+    refused(
+        result,
+        f"run {_run(repo).name} is in use by process 4242; wait for it to finish, "
+        "or start a new run",
+    )
 
 
 def _interrupt_training(repo: Path) -> Path:
@@ -168,13 +181,17 @@ def test_planted_checkpoint_is_never_unpickled(repo: Path, tmp_path: Path) -> No
     _evil_pickle(last, marker)
     (last.parent / "last.pt.sha256").unlink(missing_ok=True)
     result = tango("train", "projects/tiny", cwd=repo)
-    refused(result, f"{_shown(last, repo)}: no recorded sha256 beside it, so it was not written "
-                    "by this run; delete it to train from the start")
+    refused(
+        result,
+        f"{_shown(last, repo)}: no recorded sha256 beside it, so it was not written "
+        "by this run; delete it to train from the start",
+    )
     assert not marker.exists()
 
 
-def test_planted_checkpoint_with_a_forged_hash_is_still_not_unpickled(repo: Path,
-                                                                      tmp_path: Path) -> None:
+def test_planted_checkpoint_with_a_forged_hash_is_still_not_unpickled(
+    repo: Path, tmp_path: Path
+) -> None:
     marker = tmp_path / MARKER
     last = _interrupt_training(repo)
     _evil_pickle(last, marker)
@@ -191,12 +208,16 @@ def test_pretrained_pickle_is_never_unpickled(repo: Path, tmp_path: Path) -> Non
     weights = repo / "projects" / "tiny" / "evil.pt"
     _evil_pickle(weights, marker)
     spec = repo / "projects" / "tiny" / "project.yaml"
-    spec.write_text(spec.read_text().replace("  patience: 50\n",
-                                             "  patience: 50\n  pretrained: evil.pt\n"))
+    spec.write_text(
+        spec.read_text().replace("  patience: 50\n", "  patience: 50\n  pretrained: evil.pt\n")
+    )
     result = tango("run", "projects/tiny", "--until", "train", cwd=repo)
     assert result.code == 1
-    refused(result, "projects/tiny/evil.pt: not loadable as plain weights (it names "
-                    "posix.system, which plain weights never hold)")
+    refused(
+        result,
+        "projects/tiny/evil.pt: not loadable as plain weights (it names "
+        "posix.system, which plain weights never hold)",
+    )
     assert not marker.exists()
 
 
@@ -239,6 +260,9 @@ def test_huge_planted_hash_record_is_not_read_whole(repo: Path, tmp_path: Path) 
         handle.write(b"\xff" * 10)
         handle.truncate(4 * 1024**3)  # sparse: 4 GiB to a reader, nothing on disk
     result = tango("train", "projects/tiny", cwd=repo)
-    refused(result, f"{_shown(last, repo)}: no recorded sha256 beside it, so it was not written "
-                    "by this run; delete it to train from the start")
+    refused(
+        result,
+        f"{_shown(last, repo)}: no recorded sha256 beside it, so it was not written "
+        "by this run; delete it to train from the start",
+    )
     assert not marker.exists()

@@ -16,58 +16,93 @@ from tests.hostile.conftest import Tree, tango
 
 CASES = {
     # issue 10: NaN passed the schema (bounds are false for NaN) and reached decision.json
-    "nan-split": (BASE.replace("  synth:", "  split: {val: .nan}\n  synth:"),
-                  "6:16: '.nan' is not a finite number"),
-    "inf-latency": (BASE + "    constraints: {latency_ms: .inf}\n",
-                    "11:31: '.inf' is not a finite number"),
+    "nan-split": (
+        BASE.replace("  synth:", "  split: {val: .nan}\n  synth:"),
+        "6:16: '.nan' is not a finite number",
+    ),
+    "inf-latency": (
+        BASE + "    constraints: {latency_ms: .inf}\n",
+        "11:31: '.inf' is not a finite number",
+    ),
     # issue 10: 16.0 passed as an integer and crashed later
-    "float-size": (BASE.replace("  synth:", "  image_size: 16.0\n  synth:"),
-                   "6:15: data.image_size: expected integer, got number 16.0"),
+    "float-size": (
+        BASE.replace("  synth:", "  image_size: 16.0\n  synth:"),
+        "6:15: data.image_size: expected integer, got number 16.0",
+    ),
     # issue 10: "x\n" passed ^...$ and created runs/x\n/
-    "name-newline": (BASE.replace("name: demo", 'name: "demo\\n"'),
-                     "1:7: name: 'demo\\n' is not a slug: lowercase letters, digits and dashes, "
-                     "starting and ending with a letter or digit"),
-    "epochs-huge": (BASE + "search: {epochs: 100000}\n",
-                    "11:18: search.epochs: must be <= 1000, got 100000"),
+    "name-newline": (
+        BASE.replace("name: demo", 'name: "demo\\n"'),
+        "1:7: name: 'demo\\n' is not a slug: lowercase letters, digits and dashes, "
+        "starting and ending with a letter or digit",
+    ),
+    "epochs-huge": (
+        BASE + "search: {epochs: 100000}\n",
+        "11:18: search.epochs: must be <= 1000, got 100000",
+    ),
     # issue 10: 3000-deep [[[ was a RecursionError traceback
     "deep-flow": ("x: " + "[" * 3000 + "]" * 3000 + "\n", "1:1: nesting deeper than 40 levels"),
-    "deep-block": ("".join("  " * i + f"k{i}:\n" for i in range(60)) + "  " * 60 + "v: 1\n",
-                   "42:83: nesting deeper than 40 levels"),
-    "laughs": ("a: &a [x, x, x, x, x, x, x, x, x, x]\n"
-               "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
-               "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
-               "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
-               "e: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n",
-               "1:32: document expands to more than 20000 values (aliases nested too deep?); "
-               "refusing to load it"),
-    "python-tag": (BASE.replace("name: demo", "name: !!python/object/apply:os.system "
-                                              "['touch PWNED']"),
-                   "1:7: unsupported YAML tag 'tag:yaml.org,2002:python/object/apply:os.system'"),
-    "merge-key": ("base: &b {name: demo}\n<<: *b\n",
-                  "2:1: merge keys ('<<') are not supported; write the fields out"),
+    "deep-block": (
+        "".join("  " * i + f"k{i}:\n" for i in range(60)) + "  " * 60 + "v: 1\n",
+        "42:83: nesting deeper than 40 levels",
+    ),
+    "laughs": (
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+        "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+        "e: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n",
+        "1:32: document expands to more than 20000 values (aliases nested too deep?); "
+        "refusing to load it",
+    ),
+    "python-tag": (
+        BASE.replace("name: demo", "name: !!python/object/apply:os.system ['touch PWNED']"),
+        "1:7: unsupported YAML tag 'tag:yaml.org,2002:python/object/apply:os.system'",
+    ),
+    "merge-key": (
+        "base: &b {name: demo}\n<<: *b\n",
+        "2:1: merge keys ('<<') are not supported; write the fields out",
+    ),
     "dup-key": (BASE + "task: detection\n", "11:1: duplicate key 'task' (first set on line 2)"),
     "two-docs": (BASE + "---\n" + BASE, "12:1: expected one YAML document, found several"),
-    "data-abs": (BASE.replace("path: data", "path: /etc"),
-                 "4:9: data.path: '/etc' is outside the repository; use a path inside it"),
-    "data-dotdot": (BASE.replace("path: data", "path: ../../../etc"),
-                    "4:9: data.path: '../../../etc' leads outside the repository; use a path "
-                    "inside it"),
-    "pretrained-out": (BASE + "train: {pretrained: ../../../etc/passwd}\n",
-                       "11:21: train.pretrained: '../../../etc/passwd' leads outside the "
-                       "repository; use a path inside it"),
-    "runner-path": (BASE.replace("runner: local-cpu", "runner: ../../etc/passwd"),
-                    "9:13: targets[0].runner: '../../etc/passwd' is not the name of a file "
-                    "runners/<runner>.yaml, without the extension"),
-    "description-long": (BASE + "description: " + "x" * 20000 + "\n",
-                         "11:14: description: is longer than the 10000 characters allowed"),
+    "data-abs": (
+        BASE.replace("path: data", "path: /etc"),
+        "4:9: data.path: '/etc' is outside the repository; use a path inside it",
+    ),
+    "data-dotdot": (
+        BASE.replace("path: data", "path: ../../../etc"),
+        "4:9: data.path: '../../../etc' leads outside the repository; use a path inside it",
+    ),
+    "pretrained-out": (
+        BASE + "train: {pretrained: ../../../etc/passwd}\n",
+        "11:21: train.pretrained: '../../../etc/passwd' leads outside the "
+        "repository; use a path inside it",
+    ),
+    "runner-path": (
+        BASE.replace("runner: local-cpu", "runner: ../../etc/passwd"),
+        "9:13: targets[0].runner: '../../etc/passwd' is not the name of a file "
+        "runners/<runner>.yaml, without the extension",
+    ),
+    "description-long": (
+        BASE + "description: " + "x" * 20000 + "\n",
+        "11:14: description: is longer than the 10000 characters allowed",
+    ),
     "seed-negative": (BASE + "search: {seed: -1}\n", "11:16: search.seed: must be >= 0, got -1"),
-    "batch-bool": (BASE + "train: {batch: true}\n",
-                   "11:16: train.batch: expected integer, got boolean true"),
-    "storage-long": (BASE + "search: {storage: " + "s" * 5000 + "}\n",
-                     "11:19: search.storage: is longer than the 4096 characters allowed"),
-    "targets-many": (BASE.split("targets:")[0] + "targets:\n" + "".join(
-        f"  - {{name: t{i}, runner: local-cpu, engine: onnxruntime}}\n" for i in range(70)),
-        "7:1: targets: has more than the 64 items allowed"),
+    "batch-bool": (
+        BASE + "train: {batch: true}\n",
+        "11:16: train.batch: expected integer, got boolean true",
+    ),
+    "storage-long": (
+        BASE + "search: {storage: " + "s" * 5000 + "}\n",
+        "11:19: search.storage: is longer than the 4096 characters allowed",
+    ),
+    "targets-many": (
+        BASE.split("targets:")[0]
+        + "targets:\n"
+        + "".join(
+            f"  - {{name: t{i}, runner: local-cpu, engine: onnxruntime}}\n" for i in range(70)
+        ),
+        "7:1: targets: has more than the 64 items allowed",
+    ),
     "top-list": ("- a\n- b\n", "1:1: top level must be a mapping, got a list"),
 }
 
@@ -103,8 +138,9 @@ def test_run_refuses_with_one_error_line(spec_repo: Path) -> None:
     assert not (spec_repo / "runs").exists()
 
 
-def test_symlinked_spec_is_refused_without_echoing_its_target(spec_repo: Path,
-                                                              tmp_path: Path) -> None:
+def test_symlinked_spec_is_refused_without_echoing_its_target(
+    spec_repo: Path, tmp_path: Path
+) -> None:
     secret = tmp_path / "elsewhere.yaml"
     secret.write_text("name: demo\ntask: classification\npassword: hunter2\n")
     folder = spec_repo / "projects" / "linked"
@@ -114,7 +150,8 @@ def test_symlinked_spec_is_refused_without_echoing_its_target(spec_repo: Path,
     assert result.code == 1
     assert result.stdout.splitlines() == [
         "projects/linked/project.yaml: is a symbolic link; spec files must be regular files "
-        "in the repository"]
+        "in the repository"
+    ]
     assert "hunter2" not in result.stdout + result.stderr
 
 
@@ -126,7 +163,8 @@ def test_spec_linked_to_dev_zero_is_refused(spec_repo: Path) -> None:
     assert result.code == 1
     assert result.stdout.splitlines() == [
         "projects/zero/project.yaml: is a symbolic link; spec files must be regular files in "
-        "the repository"]
+        "the repository"
+    ]
 
 
 def test_linked_project_folder_is_refused(spec_repo: Path, tmp_path: Path) -> None:
@@ -136,20 +174,24 @@ def test_linked_project_folder_is_refused(spec_repo: Path, tmp_path: Path) -> No
     (spec_repo / "projects" / "demo").symlink_to(real, target_is_directory=True)
     result = tango("run", "projects/demo", cwd=spec_repo)
     assert result.code == 1
-    assert result.error_line == ("projects/demo/project.yaml: its folder is a symbolic link; "
-                                 "project folders must be real folders of the repository")
+    assert result.error_line == (
+        "projects/demo/project.yaml: its folder is a symbolic link; "
+        "project folders must be real folders of the repository"
+    )
 
 
 def test_data_link_loop_is_refused(spec_repo: Path) -> None:
     folder = spec_repo / "projects" / "demo"
     folder.mkdir()
-    (folder / "project.yaml").write_text(BASE.replace("  synth: {images_per_class: 10, "
-                                                      "size: 16}\n", ""))
+    (folder / "project.yaml").write_text(
+        BASE.replace("  synth: {images_per_class: 10, size: 16}\n", "")
+    )
     (folder / "data").symlink_to(folder / "data")
     result = _validate(spec_repo, folder / "project.yaml")
     assert result.code == 1
     assert result.stdout.splitlines() == [
-        "projects/demo/project.yaml:4:9: data.path: 'data' is a symbolic link loop"]
+        "projects/demo/project.yaml:4:9: data.path: 'data' is a symbolic link loop"
+    ]
 
 
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec, so
@@ -176,15 +218,27 @@ def test_alias_bomb_is_refused_fast_and_small(spec_repo: Path) -> None:
     text = f'x: &a "{big}"\ndescription: [' + ", ".join(["*a"] * 19000) + "]\n"
     (folder / "project.yaml").write_text(text)
     assert 900_000 < len(text) < 1_000_000
-    completed = subprocess.run([sys.executable, "-I", "-c", ALIAS_BOMB_SCRIPT,
-                                str(folder / "project.yaml"), str(spec_repo)],
-                               capture_output=True, text=True, timeout=60,
-                               env={**os.environ})
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            ALIAS_BOMB_SCRIPT,
+            str(folder / "project.yaml"),
+            str(spec_repo),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
+    )
     assert completed.returncode == 0, completed.stderr
     timing, message = completed.stdout.splitlines()
     elapsed, peak_mb = map(float, timing.split())
-    assert message == ("projects/bomb/project.yaml:1:4: document expands to more than 4194304 "
-                       "bytes of text (an alias repeating a large value?); refusing to load it")
+    assert message == (
+        "projects/bomb/project.yaml:1:4: document expands to more than 4194304 "
+        "bytes of text (an alias repeating a large value?); refusing to load it"
+    )
     assert elapsed < 2.0
     assert peak_mb < 300  # of the whole interpreter, imports included
 
@@ -199,8 +253,11 @@ def test_every_number_and_count_has_a_bound() -> None:
         if isinstance(node, dict):
             types = node.get("type")
             types = types if isinstance(types, list) else [types]
-            if ({"integer", "number"} & set(types)) and "maximum" not in node and \
-                    "exclusiveMaximum" not in node:
+            if (
+                ({"integer", "number"} & set(types))
+                and "maximum" not in node
+                and "exclusiveMaximum" not in node
+            ):
                 unbounded.append(f"{where} (no maximum)")
             if "string" in types and not ({"maxLength", "pattern", "enum"} & set(node)):
                 unbounded.append(f"{where} (no maxLength)")
@@ -223,11 +280,13 @@ def test_patterns_match_the_whole_value(spec_repo: Path) -> None:
 
     folder = spec_repo / "projects" / "demo"
     folder.mkdir()
-    (folder / "project.yaml").write_text(BASE.replace("runner: local-cpu",
-                                                      'runner: "local-cpu\\n"'))
+    (folder / "project.yaml").write_text(
+        BASE.replace("runner: local-cpu", 'runner: "local-cpu\\n"')
+    )
     started = time.perf_counter()
     result = _validate(spec_repo, folder / "project.yaml")
     assert time.perf_counter() - started < 30
     assert result.stdout.splitlines() == [
         "projects/demo/project.yaml:9:13: targets[0].runner: 'local-cpu\\n' is not the name of a "
-        "file runners/<runner>.yaml, without the extension"]
+        "file runners/<runner>.yaml, without the extension"
+    ]

@@ -42,8 +42,16 @@ def trained(tmp_path_factory) -> dict:
     prepare_environment(root / "config")
     synthesize(SynthRequest(out=root / "data", task="detection", images_per_class=4, size=64))
     yaml_path = write_model_yaml(root / "model.yaml", model_yaml("yolov8", "n", 0.33, 0.25, 3))
-    result = train_yolo(yaml_path, root / "data" / "data.yaml", root / "run", epochs=1,
-                        imgsz=64, batch=8, lr0=0.01, seed=0)
+    result = train_yolo(
+        yaml_path,
+        root / "data" / "data.yaml",
+        root / "run",
+        epochs=1,
+        imgsz=64,
+        batch=8,
+        lr0=0.01,
+        seed=0,
+    )
     return {"root": root, "yaml": yaml_path, **result}
 
 
@@ -59,8 +67,9 @@ def test_evil_pretrained_is_refused_by_name(tmp_path: Path) -> None:
     path = _evil(tmp_path / "evil.pt", marker)
     with pytest.raises(UnsafeWeights) as caught:
         check_pretrained(path)
-    assert caught.value.message == (f"{path}: refers to 'posix.system', which a weights file may "
-                                    "not hold; it was not loaded")
+    assert caught.value.message == (
+        f"{path}: refers to 'posix.system', which a weights file may not hold; it was not loaded"
+    )
     assert not marker.exists()
 
 
@@ -80,8 +89,10 @@ def test_harmless_but_unlisted_global_is_refused(tmp_path: Path) -> None:
     torch.save({"model": fractions.Fraction(1, 3)}, path)
     with pytest.raises(UnsafeWeights) as caught:
         restricted_load(path)
-    assert caught.value.message == (f"{path}: refers to 'fractions.Fraction', which a weights "
-                                    "file may not hold; it was not loaded")
+    assert caught.value.message == (
+        f"{path}: refers to 'fractions.Fraction', which a weights "
+        "file may not hold; it was not loaded"
+    )
 
 
 def test_random_bytes_are_not_a_checkpoint(tmp_path: Path) -> None:
@@ -98,14 +109,24 @@ def test_training_refuses_evil_pretrained_before_any_work(trained: dict, tmp_pat
     marker = tmp_path / "PWNED"
     path = _evil(tmp_path / "evil.pt", marker)
     with pytest.raises(UnsafeWeights):
-        train_yolo(trained["yaml"], trained["root"] / "data" / "data.yaml", tmp_path / "run",
-                   epochs=1, imgsz=64, batch=8, lr0=0.01, seed=0, pretrained=path)
+        train_yolo(
+            trained["yaml"],
+            trained["root"] / "data" / "data.yaml",
+            tmp_path / "run",
+            epochs=1,
+            imgsz=64,
+            batch=8,
+            lr0=0.01,
+            seed=0,
+            pretrained=path,
+        )
     assert not marker.exists()
     assert not (tmp_path / "run").exists()
 
 
-def test_planted_detection_checkpoint_is_refused_before_resume(trained: dict,
-                                                               tmp_path: Path) -> None:
+def test_planted_detection_checkpoint_is_refused_before_resume(
+    trained: dict, tmp_path: Path
+) -> None:
     from tango_ci.detection.train import train_yolo
 
     marker = tmp_path / "PWNED"
@@ -113,10 +134,20 @@ def test_planted_detection_checkpoint_is_refused_before_resume(trained: dict,
     last.parent.mkdir(parents=True)
     _evil(last, marker)
     with pytest.raises(CheckpointError) as caught:
-        train_yolo(trained["yaml"], trained["root"] / "data" / "data.yaml", tmp_path / "run",
-                   epochs=1, imgsz=64, batch=8, lr0=0.01, seed=0)
-    assert caught.value.message == (f"{last}: no recorded sha256 beside it, so it was not "
-                                    "written by this run; delete it to train from the start")
+        train_yolo(
+            trained["yaml"],
+            trained["root"] / "data" / "data.yaml",
+            tmp_path / "run",
+            epochs=1,
+            imgsz=64,
+            batch=8,
+            lr0=0.01,
+            seed=0,
+        )
+    assert caught.value.message == (
+        f"{last}: no recorded sha256 beside it, so it was not "
+        "written by this run; delete it to train from the start"
+    )
     assert not marker.exists()
 
 

@@ -13,8 +13,8 @@ import json
 import posixpath
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import yaml
@@ -30,12 +30,28 @@ TRUSTED_REFS = {"${{ github.event.repository.default_branch }}", "main", "refs/h
 TOKEN = re.compile(r"secrets\.|github\.token|GITHUB_TOKEN")
 WORD_SPLIT_LOOP = re.compile(r"\bfor\s+\w+\s+in\s+[^;\n]*(\$\(|`)")
 # values a pull request or whoever starts a run can set (the default branch's name is not one)
-UNTRUSTED_CONTEXT = re.compile(r"github\.event\.(?!repository\.default_branch\b)|"
-                               r"github\.head_ref|inputs\.")
+UNTRUSTED_CONTEXT = re.compile(
+    r"github\.event\.(?!repository\.default_branch\b)|"
+    r"github\.head_ref|inputs\."
+)
 EXACT_NPM = re.compile(r"(@[\w.-]+/)?[\w.-]+@\d+\.\d+\.\d+(-[\w.]+)?")
-_VALUE_OPTIONS = {"-c", "--constraint", "-r", "--requirement", "-i", "--index-url",
-                  "--extra-index-url", "-f", "--find-links", "-t", "--target", "--prefix",
-                  "--root", "-e", "--editable"}
+_VALUE_OPTIONS = {
+    "-c",
+    "--constraint",
+    "-r",
+    "--requirement",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "-t",
+    "--target",
+    "--prefix",
+    "--root",
+    "-e",
+    "--editable",
+}
 
 Check = Callable[[dict], list]
 
@@ -60,8 +76,13 @@ def _head_is_trusted(workflow: dict) -> bool:
     for name, config in triggers.items():
         if name == "schedule":
             continue
-        if (name == "push" and isinstance(config, dict) and config.get("branches")
-                and set(config["branches"]) <= {"main"} and "tags" not in config):
+        if (
+            name == "push"
+            and isinstance(config, dict)
+            and config.get("branches")
+            and set(config["branches"]) <= {"main"}
+            and "tags" not in config
+        ):
             continue
         return False
     return bool(triggers)
@@ -88,7 +109,8 @@ def _checkouts(workflow: dict, job: dict) -> list[tuple[str, bool]]:
             ref = str(options.get("ref", "")).strip()
             trusted = "repository" not in options and (
                 ref in TRUSTED_REFS
-                or (ref in ("", "${{ github.sha }}") and _head_is_trusted(workflow)))
+                or (ref in ("", "${{ github.sha }}") and _head_is_trusted(workflow))
+            )
             found.append((posixpath.normpath(str(options.get("path", "."))), trusted))
     return found
 
@@ -118,7 +140,7 @@ def _pip_installs(script: str) -> list[list[str]]:
     for words in _commands(script):
         for i in range(len(words) - 1):
             if re.fullmatch(r"(.*/)?pip3?", words[i]) and words[i + 1] == "install":
-                found.append(words[i + 2:])
+                found.append(words[i + 2 :])
                 break
     return found
 
@@ -141,8 +163,7 @@ def _install_sources(args: list[str]) -> list[str]:
 
 def _holder(path: str, checkouts: list[tuple[str, bool]]) -> tuple[str, bool] | None:
     """The checkout whose folder holds ``path`` (the deepest one)."""
-    holding = [c for c in checkouts
-               if c[0] == "." or path == c[0] or path.startswith(c[0] + "/")]
+    holding = [c for c in checkouts if c[0] == "." or path == c[0] or path.startswith(c[0] + "/")]
     return max(holding, key=lambda c: len(c[0])) if holding else None
 
 
@@ -151,8 +172,12 @@ def _installs(workflow: dict, job: dict) -> list[tuple[str, bool]]:
     checkouts = _checkouts(workflow, job)
     found = []
     for step in _steps(job):
-        folder = str(step.get("working-directory", job.get("defaults", {}).get(
-            "run", {}).get("working-directory", ".")))
+        folder = str(
+            step.get(
+                "working-directory",
+                job.get("defaults", {}).get("run", {}).get("working-directory", "."),
+            )
+        )
         for args in _pip_installs(str(step.get("run", ""))):
             for source in _install_sources(args):
                 if source.startswith("$") or source.startswith("/"):
@@ -190,24 +215,29 @@ def _token_steps(workflow: dict, job: dict) -> list[str]:
 
 
 def _runs_pr_code(workflow: dict, job: dict) -> bool:
-    return (any(not trusted for _, trusted in _checkouts(workflow, job))
-            or any(not trusted for _, trusted in _installs(workflow, job)))
+    return any(not trusted for _, trusted in _checkouts(workflow, job)) or any(
+        not trusted for _, trusted in _installs(workflow, job)
+    )
 
 
 def _tainted_jobs(workflow: dict) -> set[str]:
     """Jobs whose outputs may carry pull-request content: they check it out, download run
     artifacts, or read the outputs of such a job."""
     jobs = _jobs(workflow)
-    tainted = {name for name, job in jobs.items()
-               if any(not trusted for _, trusted in _checkouts(workflow, job))
-               or any(_uses(s, "actions/download-artifact") for s in _steps(job))
-               or UNTRUSTED_CONTEXT.search(json.dumps(job))}
+    tainted = {
+        name
+        for name, job in jobs.items()
+        if any(not trusted for _, trusted in _checkouts(workflow, job))
+        or any(_uses(s, "actions/download-artifact") for s in _steps(job))
+        or UNTRUSTED_CONTEXT.search(json.dumps(job))
+    }
     changed = True
     while changed:
         changed = False
         for name, job in jobs.items():
-            if name not in tainted and any(f"needs.{other}.outputs" in json.dumps(job)
-                                           for other in tainted):
+            if name not in tainted and any(
+                f"needs.{other}.outputs" in json.dumps(job) for other in tainted
+            ):
                 tainted.add(name)
                 changed = True
     return tainted
@@ -237,18 +267,24 @@ def check_write_jobs_run_default_branch_only(workflow: dict) -> list[str]:
         checkouts = _checkouts(workflow, job)
         for path, trusted in checkouts:
             if not trusted:
-                findings.append(f"{name}: has a write token and checks out {path} from a "
-                                "ref that is not the default branch")
+                findings.append(
+                    f"{name}: has a write token and checks out {path} from a "
+                    "ref that is not the default branch"
+                )
         for source, trusted in _installs(workflow, job):
             if not trusted:
-                findings.append(f"{name}: has a write token and installs {source}, not from "
-                                "a default-branch checkout")
+                findings.append(
+                    f"{name}: has a write token and installs {source}, not from "
+                    "a default-branch checkout"
+                )
         for step in _steps(job):
             if _uses(step, "actions/download-artifact"):
                 where = str((step.get("with") or {}).get("path", "."))
                 if not where.startswith("${{ runner.temp }}"):
-                    findings.append(f"{name}: has a write token and downloads artifacts into "
-                                    f"{where}, not under runner.temp")
+                    findings.append(
+                        f"{name}: has a write token and downloads artifacts into "
+                        f"{where}, not under runner.temp"
+                    )
     return findings
 
 
@@ -260,50 +296,72 @@ def check_runs_on_is_trusted(workflow: dict) -> list[str]:
     for name, job in _jobs(workflow).items():
         runs_on = json.dumps(job.get("runs-on", ""))
         matrix = json.dumps((job.get("strategy") or {}).get("matrix", ""))
-        matrix_tainted = any(f"needs.{other}.outputs" in matrix for other in tainted) or \
-            bool(UNTRUSTED_CONTEXT.search(matrix))
+        matrix_tainted = any(f"needs.{other}.outputs" in matrix for other in tainted) or bool(
+            UNTRUSTED_CONTEXT.search(matrix)
+        )
         for expression in re.findall(r"\$\{\{(.*?)\}\}", runs_on):
-            rest = re.sub(r"fromJSON\(\s*needs\.([\w-]+)\.outputs\.[\w-]+\s*\)\[matrix\.[\w-]+\]",
-                          lambda m: "" if m.group(1) not in tainted else m.group(0),
-                          expression, flags=re.IGNORECASE)
+            rest = re.sub(
+                r"fromJSON\(\s*needs\.([\w-]+)\.outputs\.[\w-]+\s*\)\[matrix\.[\w-]+\]",
+                lambda m: "" if m.group(1) not in tainted else m.group(0),
+                expression,
+                flags=re.IGNORECASE,
+            )
             sources = [f"needs.{other}" for other in tainted if f"needs.{other}." in rest]
             if UNTRUSTED_CONTEXT.search(rest):
                 sources.append("the event or inputs")
             if "matrix." in rest and matrix_tainted:
                 sources.append("a matrix built from pull-request content")
             if sources:
-                findings.append(f"{name}: runs-on {expression.strip()!r} comes from "
-                                f"{', '.join(sources)}")
+                findings.append(
+                    f"{name}: runs-on {expression.strip()!r} comes from {', '.join(sources)}"
+                )
     return findings
 
 
 def _scripts(workflow: dict) -> list[tuple[str, str]]:
-    return [(name, str(step["run"])) for name, job in _jobs(workflow).items()
-            for step in _steps(job) if "run" in step]
+    return [
+        (name, str(step["run"]))
+        for name, job in _jobs(workflow).items()
+        for step in _steps(job)
+        if "run" in step
+    ]
 
 
 def check_no_word_splitting_loops(workflow: dict) -> list[str]:
     """No `for x in $(...)`: it splits and globs paths (a folder `sp ace*` becomes two)."""
-    return [f"{name}: {match.group(0)!r}" for name, script in _scripts(workflow)
-            for match in WORD_SPLIT_LOOP.finditer(script)]
+    return [
+        f"{name}: {match.group(0)!r}"
+        for name, script in _scripts(workflow)
+        for match in WORD_SPLIT_LOOP.finditer(script)
+    ]
 
 
 def check_no_expressions_in_scripts(workflow: dict) -> list[str]:
     """Values reach scripts through env: only, never expanded into the script's text."""
-    return [f"{name}: {expression!r} inside run:" for name, script in _scripts(workflow)
-            for expression in re.findall(r"\$\{\{.*?\}\}", script)]
+    return [
+        f"{name}: {expression!r} inside run:"
+        for name, script in _scripts(workflow)
+        for expression in re.findall(r"\$\{\{.*?\}\}", script)
+    ]
 
 
 def _requirement_names(args: list[str]) -> list[str]:
     """The requirements a pip install takes from the index (not local paths)."""
-    return [a for i, a in enumerate(args) if not a.startswith("-")
-            and (i == 0 or args[i - 1] not in _VALUE_OPTIONS)
-            and a not in _install_sources(args)]
+    return [
+        a
+        for i, a in enumerate(args)
+        if not a.startswith("-")
+        and (i == 0 or args[i - 1] not in _VALUE_OPTIONS)
+        and a not in _install_sources(args)
+    ]
 
 
 def _local_packages(args: list[str]) -> list[str]:
-    files = {args[i + 1] for i, option in enumerate(args[:-1])
-             if option in ("-c", "--constraint", "-r", "--requirement")}
+    files = {
+        args[i + 1]
+        for i, option in enumerate(args[:-1])
+        if option in ("-c", "--constraint", "-r", "--requirement")
+    }
     return [source for source in _install_sources(args) if source not in files]
 
 
@@ -315,20 +373,26 @@ def check_pip_installs_are_pinned(workflow: dict) -> list[str]:
     for name, script in _scripts(workflow):
         for args in _pip_installs(script):
             text = " ".join(args)
-            constrained = any(option in ("-c", "--constraint")
-                              and args[i + 1].endswith(CONSTRAINTS)
-                              for i, option in enumerate(args[:-1]))
+            constrained = any(
+                option in ("-c", "--constraint") and args[i + 1].endswith(CONSTRAINTS)
+                for i, option in enumerate(args[:-1])
+            )
             unpinned = [n for n in _requirement_names(args) if "==" not in n]
             if "--no-deps" not in args:
                 unpinned += _local_packages(args)
-            unpinned += [args[i + 1] for i, o in enumerate(args[:-1])
-                         if o in ("-r", "--requirement")]
+            unpinned += [
+                args[i + 1] for i, o in enumerate(args[:-1]) if o in ("-r", "--requirement")
+            ]
             if unpinned and not constrained:
-                findings.append(f"{name}: pip install {text} pins neither with -c "
-                                f"{CONSTRAINTS} nor with == ({', '.join(unpinned)})")
+                findings.append(
+                    f"{name}: pip install {text} pins neither with -c "
+                    f"{CONSTRAINTS} nor with == ({', '.join(unpinned)})"
+                )
             if _local_packages(args) and "--no-build-isolation" not in args:
-                findings.append(f"{name}: pip install {text} builds in an isolated "
-                                "environment with an unpinned backend")
+                findings.append(
+                    f"{name}: pip install {text} builds in an isolated "
+                    "environment with an unpinned backend"
+                )
     return findings
 
 
@@ -344,23 +408,33 @@ def check_npm_installs_are_exact(workflow: dict) -> list[str]:
                 packages += [w.split("=", 1)[1] for w in words if w.startswith("--package=")]
             else:
                 continue
-            findings += [f"{name}: {' '.join(words)} does not pin {p} exactly"
-                         for p in packages if not EXACT_NPM.fullmatch(p)]
+            findings += [
+                f"{name}: {' '.join(words)} does not pin {p} exactly"
+                for p in packages
+                if not EXACT_NPM.fullmatch(p)
+            ]
     return findings
 
 
 def check_checkouts_keep_no_credentials(workflow: dict) -> list[str]:
     """No checkout leaves the token in .git/config for later steps."""
-    return [f"{name}: a checkout without persist-credentials: false"
-            for name, job in _jobs(workflow).items() for step in _steps(job)
-            if _uses(step, "actions/checkout")
-            and (step.get("with") or {}).get("persist-credentials") is not False]
+    return [
+        f"{name}: a checkout without persist-credentials: false"
+        for name, job in _jobs(workflow).items()
+        for step in _steps(job)
+        if _uses(step, "actions/checkout")
+        and (step.get("with") or {}).get("persist-credentials") is not False
+    ]
 
 
 CHECKS: list[Check] = [
-    check_pr_jobs_hold_no_write_token, check_write_jobs_run_default_branch_only,
-    check_runs_on_is_trusted, check_no_word_splitting_loops, check_no_expressions_in_scripts,
-    check_pip_installs_are_pinned, check_npm_installs_are_exact,
+    check_pr_jobs_hold_no_write_token,
+    check_write_jobs_run_default_branch_only,
+    check_runs_on_is_trusted,
+    check_no_word_splitting_loops,
+    check_no_expressions_in_scripts,
+    check_pip_installs_are_pinned,
+    check_npm_installs_are_exact,
     check_checkouts_keep_no_credentials,
 ]
 
@@ -455,18 +529,26 @@ jobs:
 """
 
 
-@pytest.mark.parametrize("check", [
-    check_pr_jobs_hold_no_write_token, check_write_jobs_run_default_branch_only,
-    check_runs_on_is_trusted, check_no_word_splitting_loops, check_pip_installs_are_pinned,
-    check_npm_installs_are_exact,
-], ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "check",
+    [
+        check_pr_jobs_hold_no_write_token,
+        check_write_jobs_run_default_branch_only,
+        check_runs_on_is_trusted,
+        check_no_word_splitting_loops,
+        check_pip_installs_are_pinned,
+        check_npm_installs_are_exact,
+    ],
+    ids=lambda c: c.__name__,
+)
 def test_each_check_flags_the_old_pipeline(check: Check) -> None:
     assert check(load(OLD_PIPELINE)), f"{check.__name__} accepts the old pipeline"
 
 
 def _workflow(job: str, on: str = "pull_request") -> dict:
-    return load(f"on: {on}\njobs:\n  job:\n" + "\n".join("    " + line
-                                                          for line in job.splitlines()))
+    return load(
+        f"on: {on}\njobs:\n  job:\n" + "\n".join("    " + line for line in job.splitlines())
+    )
 
 
 def test_a_write_token_next_to_a_pr_checkout_is_flagged() -> None:
@@ -572,50 +654,60 @@ jobs:
     assert check_runs_on_is_trusted(workflow) == []
 
 
-@pytest.mark.parametrize("script", [
-    'for row in $(cat list); do echo "$row"; done',
-    "for f in `ls projects`; do echo \"$f\"; done",
-])
+@pytest.mark.parametrize(
+    "script",
+    [
+        'for row in $(cat list); do echo "$row"; done',
+        'for f in `ls projects`; do echo "$f"; done',
+    ],
+)
 def test_word_splitting_loops_are_flagged(script: str) -> None:
     assert check_no_word_splitting_loops(_workflow(f"steps:\n  - run: {json.dumps(script)}"))
 
 
 def test_a_null_delimited_loop_is_accepted() -> None:
     script = "while IFS= read -r -d '' path; do echo \"$path\"; done < <(find . -print0)"
-    assert check_no_word_splitting_loops(_workflow(f"steps:\n  - run: {json.dumps(script)}")) \
-        == []
+    assert check_no_word_splitting_loops(_workflow(f"steps:\n  - run: {json.dumps(script)}")) == []
 
 
-@pytest.mark.parametrize("script", [
-    "python -m pip install jsonschema",
-    "pip install --upgrade pip",
-    "python -m pip install -e .",
-    "python -m pip install -c other.txt dvc",
-    "python -m pip install -c constraints/workflows.txt ./trusted",  # isolated build
-    "python -m pip install --no-build-isolation ./trusted",  # its dependencies unpinned
-    "python -m pip install -r requirements.txt",
-])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "python -m pip install jsonschema",
+        "pip install --upgrade pip",
+        "python -m pip install -e .",
+        "python -m pip install -c other.txt dvc",
+        "python -m pip install -c constraints/workflows.txt ./trusted",  # isolated build
+        "python -m pip install --no-build-isolation ./trusted",  # its dependencies unpinned
+        "python -m pip install -r requirements.txt",
+    ],
+)
 def test_unpinned_pip_installs_are_flagged(script: str) -> None:
     assert check_pip_installs_are_pinned(_workflow(f"steps:\n  - run: {json.dumps(script)}"))
 
 
-@pytest.mark.parametrize("script", [
-    "python -m pip install jsonschema==4.26.0",
-    "python -m pip install -c trusted/constraints/workflows.txt hatchling pyyaml",
-    "python -m pip install -c constraints/workflows.txt --no-build-isolation -e '.[test]'",
-    "python -m pip install --no-deps --no-build-isolation ./trusted",
-])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "python -m pip install jsonschema==4.26.0",
+        "python -m pip install -c trusted/constraints/workflows.txt hatchling pyyaml",
+        "python -m pip install -c constraints/workflows.txt --no-build-isolation -e '.[test]'",
+        "python -m pip install --no-deps --no-build-isolation ./trusted",
+    ],
+)
 def test_pinned_pip_installs_are_accepted(script: str) -> None:
-    assert check_pip_installs_are_pinned(
-        _workflow(f"steps:\n  - run: {json.dumps(script)}")) == []
+    assert check_pip_installs_are_pinned(_workflow(f"steps:\n  - run: {json.dumps(script)}")) == []
 
 
-@pytest.mark.parametrize("script", [
-    "npm install --global @dvcorg/cml@0.20",
-    "npm i -g @dvcorg/cml",
-    "npm install --global @dvcorg/cml@^0.20.6",
-    "npx @dvcorg/cml comment update report.md",
-])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "npm install --global @dvcorg/cml@0.20",
+        "npm i -g @dvcorg/cml",
+        "npm install --global @dvcorg/cml@^0.20.6",
+        "npx @dvcorg/cml comment update report.md",
+    ],
+)
 def test_inexact_npm_installs_are_flagged(script: str) -> None:
     assert check_npm_installs_are_exact(_workflow(f"steps:\n  - run: {json.dumps(script)}"))
 
@@ -631,9 +723,16 @@ def test_a_checkout_that_keeps_its_credentials_is_flagged() -> None:
 
 def test_push_to_main_is_the_only_trusted_head() -> None:
     checkout = "steps:\n  - uses: actions/checkout@v4\n    with: {persist-credentials: false}"
-    assert _checkouts(_workflow(checkout, on="{push: {branches: [main]}}"),
-                      {"steps": [{"uses": "actions/checkout@v4"}]}) == [(".", True)]
-    for on in ("pull_request", "{push: {branches: ['*']}}", "workflow_dispatch",
-               "[push, pull_request]"):
-        assert _checkouts(_workflow(checkout, on=on),
-                          {"steps": [{"uses": "actions/checkout@v4"}]}) == [(".", False)], on
+    assert _checkouts(
+        _workflow(checkout, on="{push: {branches: [main]}}"),
+        {"steps": [{"uses": "actions/checkout@v4"}]},
+    ) == [(".", True)]
+    for on in (
+        "pull_request",
+        "{push: {branches: ['*']}}",
+        "workflow_dispatch",
+        "[push, pull_request]",
+    ):
+        assert _checkouts(
+            _workflow(checkout, on=on), {"steps": [{"uses": "actions/checkout@v4"}]}
+        ) == [(".", False)], on

@@ -26,11 +26,14 @@ def test_smallest_levels_have_a_few_thousand_parameters() -> None:
     assert count_parameters(build_model("densenet", "xs", 3)) < 10_000
 
 
-@pytest.mark.parametrize("family, level, reference", [
-    ("resnet", "l", resnet18), ("resnet", "xl", resnet50), ("densenet", "xl", densenet121)])
+@pytest.mark.parametrize(
+    "family, level, reference",
+    [("resnet", "l", resnet18), ("resnet", "xl", resnet50), ("densenet", "xl", densenet121)],
+)
 def test_top_levels_are_torchvision_models(family, level, reference) -> None:
-    assert count_parameters(build_model(family, level, 10)) == \
-        count_parameters(reference(weights=None, num_classes=10))
+    assert count_parameters(build_model(family, level, 10)) == count_parameters(
+        reference(weights=None, num_classes=10)
+    )
 
 
 def test_unknown_names_list_the_valid_ones() -> None:

@@ -12,8 +12,9 @@ from tango_ci.report import plots
 
 
 def _texts(figure) -> list[str]:
-    return [t.get_text() for t in figure.texts] + \
-        [t.get_text() for axis in figure.axes for t in axis.texts]
+    return [t.get_text() for t in figure.texts] + [
+        t.get_text() for axis in figure.axes for t in axis.texts
+    ]
 
 
 def test_outliers_do_not_stretch_the_latency_axis(tmp_path: Path) -> None:
@@ -40,19 +41,22 @@ def test_a_quiet_histogram_shows_every_run_and_a_near_budget(tmp_path: Path) -> 
 
 def test_the_grid_says_when_no_box_reaches_the_threshold(tmp_path: Path) -> None:
     images = np.zeros((8, 32, 32, 3))
-    samples = [{"truth": [[0, 4, 4, 20, 20]],
-                "predictions": [[5, 5, 19, 21, 0.9, 0]] if row == 0 else []}
-               for row in range(8)]
+    samples = [
+        {"truth": [[0, 4, 4, 20, 20]], "predictions": [[5, 5, 19, 21, 0.9, 0]] if row == 0 else []}
+        for row in range(8)
+    ]
     title = "x86-cpu: onnxruntime fp32: truth and predictions (score >= 0.25)"
-    figure = plots.detection_grid(images, samples, ["circle"], title, tmp_path / "g.png",
-                                  threshold=0.25)
+    figure = plots.detection_grid(
+        images, samples, ["circle"], title, tmp_path / "g.png", threshold=0.25
+    )
     assert _texts(figure).count("no box with score >= 0.25") == 7
     # the title sits above the column headers, not across them, as saved
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     renderer = canvas.get_renderer()
     headers = [axis.title.get_window_extent(renderer) for axis in figure.axes[:2]]
-    [suptitle] = [t.get_window_extent(renderer) for t in figure.texts
-                  if t.get_text().startswith("x86-cpu")]
+    [suptitle] = [
+        t.get_window_extent(renderer) for t in figure.texts if t.get_text().startswith("x86-cpu")
+    ]
     assert all(suptitle.y0 >= header.y1 for header in headers)
     assert suptitle.x0 >= 0 and suptitle.x1 <= figure.bbox.width

@@ -14,7 +14,7 @@ from tango_ci.spec import load_runner
 
 def test_probe_writes_a_valid_runner_file(spec_repo: Path) -> None:
     out = spec_repo / "runners" / "this-host.yaml"
-    runner, missing, _ = api.probe_runner("this-host", out)
+    _runner, missing, _ = api.probe_runner("this-host", out)
     loaded = load_runner(out)
     assert loaded.name == "this-host"
     assert loaded.hardware.arch == platform.machine()

@@ -20,8 +20,9 @@ def test_infeasible_candidates_are_never_trained(tmp_path: Path) -> None:
     with pytest.raises(NoFeasibleCandidate) as info:
         api.run(project, until="search")
     message = info.value.message
-    assert message.startswith("no candidate meets the budgets of every target after 2 "
-                              "trial(s); closest: latency_ms ")
+    assert message.startswith(
+        "no candidate meets the budgets of every target after 2 trial(s); closest: latency_ms "
+    )
     assert "> 0.0001 on target cpu-fp32" in message
     search = project.parent.parent / "runs" / "tiny" / "latest" / "search"
     trials = read_json(search / "trials.json")
@@ -36,9 +37,20 @@ def test_infeasible_candidates_are_never_trained(tmp_path: Path) -> None:
 
 def test_pareto_front_keeps_only_undominated_feasible_trials() -> None:
     def trial(number, accuracy, latency, feasible=True, state="COMPLETE"):
-        return {"number": number, "score": accuracy, "latency_ms": {"t": latency},
-                "first_target": "t", "feasible": feasible, "state": state}
+        return {
+            "number": number,
+            "score": accuracy,
+            "latency_ms": {"t": latency},
+            "first_target": "t",
+            "feasible": feasible,
+            "state": state,
+        }
 
-    trials = [trial(0, 0.9, 2.0), trial(1, 0.8, 1.0), trial(2, 0.7, 1.5),  # 2 is dominated
-              trial(3, 0.95, 0.5, feasible=False), trial(4, 0.99, 0.1, state="PRUNED")]
+    trials = [
+        trial(0, 0.9, 2.0),
+        trial(1, 0.8, 1.0),
+        trial(2, 0.7, 1.5),  # 2 is dominated
+        trial(3, 0.95, 0.5, feasible=False),
+        trial(4, 0.99, 0.1, state="PRUNED"),
+    ]
     assert [t["number"] for t in pareto_front(trials)] == [1, 0]

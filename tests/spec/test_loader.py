@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from tango_ci.exceptions import SpecError
-from tango_ci.spec import load_project, load_runner, spec_files
-from tango_ci.spec import models
+from tango_ci.spec import load_project, load_runner, models, spec_files
 from tango_ci.spec._schema import load_schema
 from tests.conftest import REPO, write_project
 
@@ -17,7 +16,10 @@ from tests.conftest import REPO, write_project
 def test_every_committed_spec_file_is_valid() -> None:
     files = spec_files(REPO)
     assert {f.stem for f in files if f.parent.name == "runners"} >= {
-        "local-cpu", "jetson-orin-nano", "raspberry-pi-5"}
+        "local-cpu",
+        "jetson-orin-nano",
+        "raspberry-pi-5",
+    }
     assert any(f.parent.name == "example-shapes" for f in files)
     for path in files:
         if path.name == "project.yaml":
@@ -49,20 +51,34 @@ def test_runner_becomes_dataclasses() -> None:
 def _schema_defaults(node: dict, root: dict) -> dict:
     if "$ref" in node:
         node = root["$defs"][node["$ref"].split("/")[-1]]
-    return {key: sub.get("default") for key, sub in node.get("properties", {}).items()
-            if "default" in sub and not isinstance(sub.get("default"), dict)}
+    return {
+        key: sub.get("default")
+        for key, sub in node.get("properties", {}).items()
+        if "default" in sub and not isinstance(sub.get("default"), dict)
+    }
 
 
-@pytest.mark.parametrize("cls, definition", [
-    (models.SearchSpec, "search"), (models.TrainSpec, "train"), (models.ExportSpec, "export"),
-    (models.Constraints, "constraints"), (models.GateSpec, "gate"), (models.SynthSpec, "synth"),
-    (models.TargetSpec, "target"), (models.DetectionSpec, "detection"),
-])
+@pytest.mark.parametrize(
+    "cls, definition",
+    [
+        (models.SearchSpec, "search"),
+        (models.TrainSpec, "train"),
+        (models.ExportSpec, "export"),
+        (models.Constraints, "constraints"),
+        (models.GateSpec, "gate"),
+        (models.SynthSpec, "synth"),
+        (models.TargetSpec, "target"),
+        (models.DetectionSpec, "detection"),
+    ],
+)
 def test_dataclass_defaults_match_the_schema(cls: type, definition: str) -> None:
     """The schema is the one definition: a dataclass default that drifts from it is a bug."""
     schema = load_schema("project")
-    node = schema["$defs"]["data"]["properties"]["synth"] if definition == "synth" \
+    node = (
+        schema["$defs"]["data"]["properties"]["synth"]
+        if definition == "synth"
         else schema["$defs"][definition]
+    )
     defaults = _schema_defaults(node, schema)
     fields = {f.name: f.default for f in dataclasses.fields(cls)}
     for key, value in defaults.items():
