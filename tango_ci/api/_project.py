@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tango_ci.data.synth import SynthRequest, synthesize
+from tango_ci.data.synth import SynthRequest, synthesize, synthesize_project
 from tango_ci.exceptions import TangoError
 from tango_ci.progress import SILENT, Reporter
 from tango_ci.rundir import RunDir
@@ -103,19 +103,7 @@ def synth_project_data(
 ) -> dict:
     """Generate a project's data from its ``data.synth`` section into its ``data.path``."""
     spec = project if isinstance(project, ProjectSpec) else load_project(Path(project))
-    synth = spec.data.synth
-    if synth is None:
-        where = display_path(spec.path) if spec.path else spec.name
-        raise TangoError(f"{where}: data.synth is not set; this project's data is not synthetic")
-    assert spec.data.resolved is not None
-    request = SynthRequest(
-        out=spec.data.resolved,
-        task=spec.task,
-        images_per_class=synth.images_per_class,
-        size=synth.size,
-        seed=synth.seed,
-    )
-    return synthesize(request, force=force, progress=progress)
+    return synthesize_project(spec, force=force, progress=progress)
 
 
 def run(

@@ -155,9 +155,8 @@ def synthesize_project(
     """Generate a project's data from its ``data.synth`` section into its ``data.path``."""
     synth = spec.data.synth
     if synth is None:
-        raise TangoError(
-            f"{display(spec.path)}: data.synth is not set; this project's data is not synthetic"
-        )
+        where = display(spec.path) if spec.path else spec.name
+        raise TangoError(f"{where}: data.synth is not set; this project's data is not synthetic")
     request = SynthRequest(
         out=spec.data.resolved,
         task=spec.task,

@@ -6,6 +6,7 @@ built-in tables); validation replaces them with the live tables, which include p
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -50,7 +51,9 @@ def registry_enums(kind: str) -> dict[tuple[str, ...], list[Any]]:
 
 
 def with_registry_enums(kind: str, schema: dict) -> dict:
-    """``schema`` (a fresh copy) with every table-backed enum set from the live tables."""
+    """A copy of ``schema`` with every table-backed enum set from the live tables (the cached
+    original stays as the file says: validators built for other tables share it)."""
+    schema = copy.deepcopy(schema)
     for path, values in registry_enums(kind).items():
         node = schema
         for key in path:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from tango_ci.context import StageContext
 from tango_ci.contracts import GateDecision
+from tango_ci.plugins import get_task
 from tango_ci.rundir import read_json, write_record
 from tango_ci.spec import TargetSpec
+from tango_ci.spec.enums import LATENCY_METRIC
 from tango_ci.stages.compile import selected_targets
 
 
@@ -79,14 +81,19 @@ def production_check(ctx: StageContext, target: TargetSpec, metrics: dict) -> di
 
     metric = ctx.spec.gate.metric or metrics["quality"]["name"]
     name = artifact_name(ctx.spec.name, target.name)
-    check = {"check": f"{metric} vs production", "value": None, "limit": None}
+    shown = (
+        f"latency {target.constraints.latency_percentile}"
+        if metric == LATENCY_METRIC
+        else get_task(ctx.spec.task).metric_label(metric)
+    )
+    check = {"check": f"{shown} vs production", "value": None, "limit": None}
     try:
         entry = Registry(find_repo_root(ctx.spec.folder)).resolve(f"{name}#prod")
     except TangoError as error:
         return check | {"status": "no production model", "note": str(error)}
     old = entry["record"].get("metrics", {})
     improvement = ctx.spec.gate.min_improvement
-    if metric == "latency_ms":
+    if metric == LATENCY_METRIC:
         key = f"{target.constraints.latency_percentile}_ms"
         value, previous = metrics["latency"][key], old.get(key)
         limit = None if previous is None else previous - improvement
@@ -105,7 +112,7 @@ def production_check(ctx: StageContext, target: TargetSpec, metrics: dict) -> di
         "value": value,
         "limit": limit,
         "production": f"{name}@{entry['version']}",
-        "comparison": "<=" if metric == "latency_ms" else ">=",
+        "comparison": "<=" if metric == LATENCY_METRIC else ">=",
         "status": "pass" if passed else "fail",
     }
 

@@ -61,7 +61,16 @@ class BaseTask(abc.ABC):
     #: task metrics the gate can compare with production, besides latency_ms; first = default
     gate_metrics: ClassVar[tuple[str, ...]]
 
+    #: how people read the task's metric names (``gate.metric`` values and metric keys)
+    metric_labels: ClassVar[Mapping[str, str]] = {}
+
     # ------------------------------------------------------------------ declarations
+    def metric_label(self, name: str) -> str:
+        """``map50`` -> ``mAP50``: a metric key as reports show it."""
+        if name == self.quality.name:
+            return self.quality.label
+        return self.metric_labels.get(name, name)
+
     def data_problem(self, data_format: str, path: Path) -> str | None:
         """Why ``path`` is not a dataset of ``data_format``, or None."""
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tango_ci.tasks._base import BaseTask, Evaluator, QualityMetric, StageFunction
 
@@ -24,6 +24,7 @@ class DetectionTask(BaseTask):
     data_formats = ("yolo",)
     quality = QualityMetric("map50", "mAP50")
     gate_metrics = ("map50", "map50_95")
+    metric_labels: ClassVar[Mapping[str, str]] = {"map50": "mAP50", "map50_95": "mAP50-95"}
 
     def training_summary(self, training: Mapping[str, Any]) -> str:
         return (

@@ -14,9 +14,10 @@ import pytest
 from tango_ci.registry import RECORD_HEADER
 from tests.conftest import git
 from tests.hostile.conftest import Tree, refused, tango
-from tests.hostile.test_pull import (
+from tests.hostile.test_pull import (  # fixtures are used by name
     NAME,
     Promoted,
+    promoted,  # noqa: F401
     pull,
     pushed,  # noqa: F401
     record,
