@@ -3,7 +3,6 @@ variants with the real backends, and timing them with the bench worker."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -15,10 +14,12 @@ sys.path.insert(0, str(ROOT))
 
 from tango_ci.bench.latency import measure_repeated  # noqa: E402
 from tango_ci.compile import BuildRequest, get_compiler, load_artifact  # noqa: E402
+from tango_ci.contracts import TrainedModel  # noqa: E402
 from tango_ci.data.dataset import preprocess  # noqa: E402
 from tango_ci.data.synth import SHAPES, shape_image  # noqa: E402
 from tango_ci.export import export_onnx  # noqa: E402
 from tango_ci.models import build_model  # noqa: E402
+from tango_ci.rundir import write_record  # noqa: E402
 from tango_ci.spec import TargetSpec, load_runner  # noqa: E402
 
 RUNNER = load_runner(ROOT / "runners" / "local-cpu.yaml")
@@ -40,7 +41,18 @@ def prepare(work: Path, info: dict, weights: Path | None = None) -> tuple[Path, 
     model_dir = work / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), model_dir / "best.pt")
-    (model_dir / "model.json").write_text(json.dumps(info))
+    write_record(
+        model_dir,
+        TrainedModel(
+            task="classification",
+            family=info["family"],
+            name=f"{info['family']}-{info['level']}",
+            architecture=f"{info['family']}-{info['level']}",
+            image_size=info["image_size"],
+            classes=tuple(info["classes"]),
+            shape={"level": info["level"]},
+        ),
+    )
     size = info["image_size"]
     onnx_path = work / "model.onnx"
     export_onnx(model.eval(), onnx_path, (1, 3, size, size))

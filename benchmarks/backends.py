@@ -103,7 +103,7 @@ def run_case(model: str, size: int, batches: list[int], args) -> list[dict]:
                 f"TVM fp32 tuned ({args.tvm_trials} trials)",
                 "tvm",
                 "fp32",
-                {"tvm_trials": args.tvm_trials, "tuning_cache": ROOT / "benchmarks" / ".tuning"},
+                {"tuning_trials": args.tvm_trials, "tuning_cache": ROOT / "benchmarks" / ".tuning"},
                 True,
             )
         )

@@ -32,9 +32,10 @@ from _common import (
 )
 
 from tango_ci.bench.latency import host_facts
+from tango_ci.contracts import TrainedModel
 from tango_ci.data.synth import SHAPES
 from tango_ci.models import build_model, count_parameters
-from tango_ci.rundir import tool_versions
+from tango_ci.rundir import read_record, tool_versions
 
 VARIANTS = [
     ("pytorch", "fp32", "PyTorch eager"),
@@ -47,8 +48,14 @@ def example_model() -> tuple[str, Path | None, dict]:
     """The example's latest trained network, or its architecture untrained."""
     trained = ROOT / "runs" / "example-shapes" / "latest" / "train"
     if (trained / "model.json").exists() and (trained / "best.pt").exists():
-        info = json.loads((trained / "model.json").read_text())
-        return f"example-shapes ({info['family']}-{info['level']}, trained)", trained, info
+        model = read_record(TrainedModel, trained)
+        info = {
+            "family": model.family,
+            "level": model.shape["level"],
+            "classes": list(model.classes),
+            "image_size": model.image_size,
+        }
+        return f"example-shapes ({model.name}, trained)", trained, info
     info = {"family": "resnet", "level": "s", "classes": list(SHAPES), "image_size": 32}
     return "example-shapes (resnet-s, untrained)", None, info
 

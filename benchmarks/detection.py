@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, build, cosine, outputs, time_artifact
 
 from tango_ci.bench.latency import host_facts
+from tango_ci.contracts import TrainedModel
 from tango_ci.data.synth_detection import detection_image
 from tango_ci.detection.models import model_yaml, write_model_yaml
 from tango_ci.detection.postprocess import Thresholds, decode
@@ -30,7 +31,7 @@ from tango_ci.detection.search_space import export_yolo, preprocess_detection
 from tango_ci.detection.ultralytics_env import prepare_environment
 from tango_ci.detection.weights import ultralytics_module
 from tango_ci.exceptions import TangoError
-from tango_ci.rundir import tool_versions
+from tango_ci.rundir import tool_versions, write_record
 
 MODELS = {"yolov8n": ("yolov8", "n"), "yolo11n": ("yolo11", "n")}
 VARIANTS = [
@@ -59,15 +60,17 @@ def run_case(model: str, size: int, args) -> list[dict]:
         model_dir = work / "model"
         model_dir.mkdir()
         ultralytics_module().YOLO(str(config), task="detect").save(str(model_dir / "best.pt"))
-        (model_dir / "model.json").write_text(
-            json.dumps(
-                {
-                    "task": "detection",
-                    "family": family,
-                    "classes": [str(i) for i in range(80)],
-                    "image_size": size,
-                }
-            )
+        write_record(
+            model_dir,
+            TrainedModel(
+                task="detection",
+                family=family,
+                name=f"{family}{scale}",
+                architecture=f"{family}{scale}",
+                image_size=size,
+                classes=tuple(str(i) for i in range(80)),
+                shape={"scale": scale, "depth": 1.0, "width": 1.0},
+            ),
         )
         onnx_path = export_yolo(
             model_dir / "best.pt", work / "model.onnx", size, opset=17, simplify=True

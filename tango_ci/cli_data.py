@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 
 from tango_ci import api
 from tango_ci.cli_common import PROJECT, display, err, progress_bar, run_pipeline
+from tango_ci.plugins import TASKS
 
 
 class _DataGroup(TyperGroup):
@@ -39,8 +40,10 @@ def data_synth(
         None, "--out", "-o", help="Folder to write (without a project)."
     ),
     task: str = typer.Option(
-        "classification",
-        help="classification (an ImageFolder) or detection (a YOLO dataset with data.yaml)",
+        TASKS.builtin_names()[0],
+        help="The task to make data for: "
+        + ", ".join(f"{name} ({', '.join(TASKS.get(name).data_formats)})" for name in TASKS.names())
+        + ".",
     ),
     per_class: int = typer.Option(200, "--per-class", min=2, help="Images per class."),
     size: int = typer.Option(64, min=16, max=1024, help="Image side in pixels."),

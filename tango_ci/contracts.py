@@ -116,21 +116,45 @@ class GateDecision(Record):
     gate_metric: str | None = None
     min_improvement: float = 0.0
 
-    @property
-    def exit_code(self) -> int:
-        """The process exit code a CI job should end with: 0 when every target passed."""
-        return 0 if self.passed else 1
+
+# a wheel carries schemas/ as tango_ci/_schemas; a source checkout has it beside the package
+_SCHEMA_FOLDERS = (
+    Path(__file__).resolve().parent / "_schemas",
+    Path(__file__).resolve().parents[1] / "schemas",
+)
 
 
-_SCHEMAS = Path(__file__).resolve().parent / "_schemas" / "run"
-_SOURCE_SCHEMAS = Path(__file__).resolve().parents[1] / "schemas" / "run"
+def schema_file(relative: str) -> Path:
+    """A file of ``schemas/`` (``project.schema.json``, ``run/artifact.schema.json``)."""
+    for folder in _SCHEMA_FOLDERS:
+        if (folder / relative).is_file():
+            return folder / relative
+    raise FileNotFoundError(f"schema {relative} is missing from the installation")
 
 
 def schema_path(name: str) -> Path:
-    for folder in (_SOURCE_SCHEMAS, _SCHEMAS):
-        if (folder / f"{name}.schema.json").is_file():
-            return folder / f"{name}.schema.json"
-    raise FileNotFoundError(f"run-folder schema '{name}' is missing from the installation")
+    """The run-folder schema ``name`` (``schemas/run/<name>.schema.json``)."""
+    return schema_file(f"run/{name}.schema.json")
+
+
+def upgrade_trained_model(data: Any) -> Any:
+    """``model.json`` as versions before schema 1 wrote it (artifacts built then still carry
+    it), turned into a record; anything else is returned as it is, for the schema to judge."""
+    if not isinstance(data, dict) or "schema_version" in data:
+        return data
+    shape = {k: data[k] for k in ("level", "scale", "depth", "width") if k in data}
+    name = "-".join(str(data[k]) for k in ("family", "level") if k in data) or "unknown"
+    return {
+        "schema_version": SCHEMA_VERSION,
+        # before schema 1 only detection wrote its task; classification was the default
+        "task": data.get("task", "classification"),
+        "family": data.get("family"),
+        "name": name,
+        "architecture": data.get("architecture", name),
+        "image_size": data.get("image_size"),
+        "classes": data.get("classes"),
+        "shape": shape,
+    }
 
 
 @cache
@@ -168,31 +192,6 @@ RUN_FILES = (
     ("bench/*/metrics.json", "bench-result"),
     ("gate/decision.json", "gate-decision"),
 )
-MAX_RECORD_BYTES = 32 * 2**20
-
-
-def check_run_folder(root: Path) -> list[str]:
-    """Every way the hand-off files of the run folder ``root`` break their schemas
-    (``schemas/run/``); empty when they all hold. Files a stage has not written yet are not
-    problems."""
-    problems = []
-    for pattern, schema in RUN_FILES:
-        for path in sorted(Path(root).glob(pattern)):
-            relative = path.relative_to(root).as_posix()
-            if not path.is_file() or path.is_symlink() or path.stat().st_size > MAX_RECORD_BYTES:
-                problems.append(f"{relative}: not a regular file of at most 32 MiB")
-                continue
-            try:
-                data = json.loads(path.read_bytes())
-            except ValueError as exc:
-                problems.append(f"{relative}: not JSON ({str(exc)[:100]})")
-                continue
-            problem = schema_problem(schema, data)
-            if problem:
-                problems.append(f"{relative}: {problem}")
-    return problems
-
-
 __all__ = [
     "RECORDS",
     "RUN_FILES",
@@ -202,6 +201,7 @@ __all__ = [
     "Record",
     "RecordError",
     "TrainedModel",
-    "check_run_folder",
+    "schema_file",
     "schema_problem",
+    "upgrade_trained_model",
 ]

@@ -121,6 +121,12 @@ def get_engine(name: str) -> BaseCompiler:
 
 
 def register_task(task: BaseTask) -> None:
+    if not task.quality.higher_is_better:
+        # the search maximises it, and the gate and engine: auto judge drops, one way only
+        raise ValueError(
+            f"task '{task.name}': a quality metric where lower is better is not supported "
+            "yet; give one where higher is better"
+        )
     TASKS.register(task.name, task)
 
 

@@ -32,6 +32,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from tango_ci.contracts import RUN_FILES, schema_problem
 from tango_ci.exceptions import StageInputError, TangoError
 from tango_ci.jsonfiles import (
     MAX_JSON_BYTES,
@@ -328,6 +329,30 @@ class StageRecorder:
         return manifest
 
 
+def check_run_folder(root: Path) -> list[str]:
+    """Every way the hand-off files of the run folder ``root`` break their schemas
+    (``schemas/run/``), read as data (strict, size-limited, regular files inside the folder);
+    empty when they all hold. Files a stage has not written yet are not problems."""
+    root = Path(root)
+    inside = root.resolve()
+    problems = []
+    for pattern, schema in RUN_FILES:
+        for path in sorted(root.glob(pattern)):
+            relative = path.relative_to(root).as_posix()
+            if not path.resolve().is_relative_to(inside) or path.is_symlink():
+                problems.append(f"{relative}: leads out of the run folder (a link)")
+                continue
+            try:
+                data = read_json(path)
+            except TangoError as exc:
+                problems.append(f"{relative}: {exc.message}")
+                continue
+            problem = schema_problem(schema, data)
+            if problem:
+                problems.append(f"{relative}: {problem}")
+    return problems
+
+
 # the JSON helpers are re-exported: run folders are read and written through this module
 __all__ = [
     "MANIFEST",
@@ -338,6 +363,7 @@ __all__ = [
     "RunDir",
     "RunFileError",
     "StageRecorder",
+    "check_run_folder",
     "create_run",
     "display",
     "engine_distributions",

@@ -94,23 +94,38 @@ def test_no_private_name_is_imported_across_packages() -> None:
     assert crossing == []
 
 
-def test_no_module_outside_tasks_compares_a_task_name() -> None:
-    names = set(TASKS.builtin_names())
+def _comparisons_with(names: set[str], skip: tuple[str, ...]) -> list[str]:
+    """file:line of every comparison (==, !=, in) against one of ``names`` outside ``skip``."""
     found = []
     for path in _modules():
         relative = path.relative_to(REPO).as_posix()
-        if relative.startswith("tango_ci/tasks/") or relative == "tango_ci/plugins.py":
+        if relative.startswith(skip):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Compare):
-                operands = [node.left, *node.comparators]
-                if any(isinstance(o, ast.Constant) and o.value in names for o in operands) or any(
-                    isinstance(o, (ast.Tuple, ast.List, ast.Set))
-                    and any(isinstance(e, ast.Constant) and e.value in names for e in o.elts)
-                    for o in operands
-                ):
-                    found.append(f"{relative}:{node.lineno}")
-    assert found == []
+            if not isinstance(node, ast.Compare):
+                continue
+            operands = [node.left, *node.comparators]
+            values = [o for o in operands if isinstance(o, ast.Constant)]
+            values += [
+                e
+                for o in operands
+                if isinstance(o, (ast.Tuple, ast.List, ast.Set))
+                for e in o.elts
+                if isinstance(e, ast.Constant)
+            ]
+            if any(v.value in names for v in values):
+                found.append(f"{relative}:{node.lineno}")
+    return found
+
+
+def test_no_module_outside_tasks_compares_a_task_name() -> None:
+    names = set(TASKS.builtin_names())
+    assert _comparisons_with(names, ("tango_ci/tasks/", "tango_ci/plugins.py")) == []
+
+
+def test_no_module_outside_the_engines_compares_an_engine_name() -> None:
+    names = set(ENGINES.builtin_names())
+    assert _comparisons_with(names, ("tango_ci/compile/_", "tango_ci/plugins.py")) == []
 
 
 @pytest.mark.parametrize("kind", ["project", "runner"])

@@ -130,7 +130,7 @@ def test_bench_stage(finished) -> None:
 
 
 def test_every_hand_off_file_meets_its_schema(finished, tmp_path) -> None:
-    from tango_ci.contracts import check_run_folder
+    from tango_ci.rundir import check_run_folder
 
     _, run = finished
     assert check_run_folder(run) == []

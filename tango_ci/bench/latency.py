@@ -202,5 +202,5 @@ def host_facts(threads: int) -> dict:
         "governor": governor,
         "threads": threads,
         "cores": os.cpu_count(),
-        "libraries": tool_versions(("onnxruntime", "apache-tvm", "torch", "tensorrt", "numpy")),
+        "libraries": tool_versions(),  # every engine's distributions, and the tools
     }

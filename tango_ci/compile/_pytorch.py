@@ -19,17 +19,18 @@ import numpy as np
 from tango_ci.compile._base import ARTIFACT, BaseCompiler, BuildRequest, Predictor
 from tango_ci.compile._capabilities import PYTORCH
 from tango_ci.exceptions import TangoError
-from tango_ci.rundir import file_sha256, read_record, write_json
+from tango_ci.rundir import display, file_sha256, read_json, write_json
 
 MODES = ("eager", "torchscript", "compile")
 
 
 def _rebuild(folder: Path):
     """The trained network in ``folder``, rebuilt by the task that trained it."""
-    from tango_ci.contracts import TrainedModel
+    from tango_ci.contracts import TrainedModel, upgrade_trained_model
     from tango_ci.plugins import get_task
 
-    info = read_record(TrainedModel, folder)
+    path = folder / TrainedModel.FILE
+    info = TrainedModel.from_json(upgrade_trained_model(read_json(path)), display(path))
     return get_task(info.task).load_trained(folder), info
 
 

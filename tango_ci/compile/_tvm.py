@@ -114,7 +114,7 @@ class TvmCompiler(BaseCompiler):
         out = request.out_dir
         out.mkdir(parents=True, exist_ok=True)
         target = tvm.target.Target(target_dict)
-        trials = int(request.options.get("tvm_trials", 0) or 0)
+        trials = int(request.options.get("tuning_trials", 0) or 0)
         tuning: dict = {"trials": trials}
         with target:
             if trials > 0:

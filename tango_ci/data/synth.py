@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from tango_ci.exceptions import TangoError
-from tango_ci.plugins import get_task
+from tango_ci.plugins import TASKS, get_task
 from tango_ci.rundir import display
 
 SHAPES = ("circle", "square", "triangle")
@@ -25,7 +25,7 @@ STAMP = ".tango-synth.json"
 @dataclass(frozen=True)
 class SynthRequest:
     out: Path
-    task: str = "classification"
+    task: str = TASKS.builtin_names()[0]
     images_per_class: int = 200
     size: int = 64
     seed: int = 0

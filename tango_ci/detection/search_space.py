@@ -18,6 +18,39 @@ LEVEL_TO_SCALE = {"xs": "n", "s": "s", "m": "m", "l": "l", "xl": "x"}
 CALIBRATION_IMAGES = 32
 
 
+def candidate_name(params: dict) -> str:
+    """yolov8n-d0.75-w0.5-96: family and scale, depth and width multipliers, input size."""
+    return (
+        f"{params['family']}{LEVEL_TO_SCALE[params['level']]}-d{params['depth']}"
+        f"-w{params['width']}-{params['imgsz']}"
+    )
+
+
+def trained_model(
+    task: str,
+    params: dict,
+    classes: list[str],
+    parameters: int | None = None,
+    trial: int | None = None,
+) -> TrainedModel:
+    """The record of a YOLO network the search suggested (``params``)."""
+    return TrainedModel(
+        task=task,
+        family=params["family"],
+        name=candidate_name(params),
+        architecture=candidate_name(params),
+        image_size=params["imgsz"],
+        classes=tuple(classes),
+        shape={
+            "scale": LEVEL_TO_SCALE[params["level"]],
+            "depth": params["depth"],
+            "width": params["width"],
+        },
+        parameters=parameters,
+        trial=trial,
+    )
+
+
 def input_sizes(image_size: int) -> list[int]:
     """The searched input sizes: the data's size and three quarters of it, multiples of 32."""
     sizes = {max(32, image_size // 32 * 32), max(32, image_size * 3 // 4 // 32 * 32)}
@@ -108,10 +141,7 @@ class DetectionSpace:
         }
 
     def key(self, params: dict) -> str:
-        return (
-            f"{params['family']}{LEVEL_TO_SCALE[params['level']]}-d{params['depth']}"
-            f"-w{params['width']}-{params['imgsz']}"
-        )
+        return candidate_name(params)
 
     def config(self, params: dict) -> dict:
         return model_yaml(
@@ -129,22 +159,7 @@ class DetectionSpace:
         yaml_path = write_model_yaml(workdir / "model.yaml", self.config(params))
         model = ultralytics_module().YOLO(str(yaml_path), task="detect")
         model.save(str(workdir / "best.pt"))
-        write_record(
-            workdir,
-            TrainedModel(
-                task=self.spec.task,
-                family=params["family"],
-                name=self.key(params),
-                architecture=self.key(params),
-                image_size=params["imgsz"],
-                classes=tuple(self.classes),
-                shape={
-                    "scale": LEVEL_TO_SCALE[params["level"]],
-                    "depth": params["depth"],
-                    "width": params["width"],
-                },
-            ),
-        )
+        write_record(workdir, trained_model(self.spec.task, params, self.classes))
         onnx_path = export_yolo(
             workdir / "best.pt",
             workdir / "model.onnx",

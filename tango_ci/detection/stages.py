@@ -14,6 +14,7 @@ from tango_ci.detection.search_space import (
     calibration_images,
     export_yolo,
     preprocess_detection,
+    trained_model,
 )
 from tango_ci.report.plots import training_curves
 from tango_ci.rundir import read_json, read_record, write_json, write_record
@@ -70,20 +71,8 @@ def train(ctx: StageContext) -> None:
         if result.get("best_epoch") is not None
         else max(reversed(history), key=lambda h: h["map50_95"])
     )
-    info = TrainedModel(
-        task=spec.task,
-        family=params["family"],
-        name=choice["architecture"],
-        architecture=choice["architecture"],
-        image_size=params["imgsz"],
-        classes=tuple(classes),
-        shape={
-            "scale": LEVEL_TO_SCALE[params["level"]],
-            "depth": params["depth"],
-            "width": params["width"],
-        },
-        parameters=choice.get("parameters"),
-        trial=choice["number"],
+    info = trained_model(
+        spec.task, params, classes, parameters=choice.get("parameters"), trial=choice["number"]
     )
     write_record(folder, info)
     write_json(folder / "history.json", history)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tango_ci.contracts import TrainedModel
 from tango_ci.exceptions import TangoError
+from tango_ci.plugins import get_task
 from tango_ci.registry.records import (
     MAX_JSON_BYTES,
     NAME,
@@ -22,9 +24,9 @@ from tango_ci.registry.records import (
     check_run_spec,
     manifest_files,
     read_json_file,
-    task_numbers,
 )
 from tango_ci.rundir import RunDir, file_sha256
+from tango_ci.tasks import BaseTask
 
 MAX_REPORT_FILE_BYTES = 16 * 2**20  # report.md, plots and report.json of one run
 
@@ -161,6 +163,7 @@ def collect(run_dir: RunDir) -> dict:
             pass
     decision = _run_json(run_dir, "gate/decision.json", check_decision)
     model = _run_json(run_dir, "train/model.json", check_model)
+    task = get_task(spec["task"])
     known = {t["name"] for t in spec.get("targets") or []}
     targets = {}
     for name, verdict in decision["targets"].items():
@@ -187,7 +190,7 @@ def collect(run_dir: RunDir) -> dict:
             "artifact_files": verify_artifact(run_dir, name, artifact_dir, metrics),
             # named as gate.metric names them, so the next gate compares like with like
             "metrics": {
-                **task_numbers(metrics["task_metrics"]),
+                **gate_numbers(task, metrics["task_metrics"]),
                 quality["name"]: quality["value"],
                 **{f"{p}_ms": latency[f"{p}_ms"] for p in ("p50", "p90", "p95", "p99")},
                 "peak_rss_mb": latency.get("peak_rss_mb"),
@@ -201,9 +204,19 @@ def collect(run_dir: RunDir) -> dict:
         "run": run_dir.id,
         "task": spec["task"],
         "classes": model.get("classes"),
-        "architecture": model["name"],
+        # what counts as the same architecture for versions (minor vs patch) is the task's
+        "architecture": task.lineage(TrainedModel.from_json(model, f"run {run_dir.id}")),
         "passed": decision["passed"],
         "targets": targets,
+    }
+
+
+def gate_numbers(task: BaseTask, task_metrics: dict) -> dict[str, float]:
+    """The task's metrics that ``gate.metric`` can name, as the next gate compares them."""
+    return {
+        name: float(value)
+        for name in task.gate_metrics
+        if isinstance(value := task_metrics.get(name), (int, float)) and not isinstance(value, bool)
     }
 
 

@@ -318,17 +318,7 @@ def check_model(value: Any, what: str) -> dict:
     return value
 
 
-MAX_TASK_METRICS = 32  # numbers of a task's metrics a registry record keeps
-
-
-def task_numbers(task_metrics: dict) -> dict[str, float]:
-    """The named numbers of a task's (checked) metrics: what gate.metric can compare."""
-    numbers = {
-        k: float(v)
-        for k, v in task_metrics.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and NAME.match(k)
-    }
-    return dict(list(numbers.items())[:MAX_TASK_METRICS])
+MAX_TASK_METRICS = 256  # entries of a bench result's task_metrics
 
 
 def check_metrics(value: Any, what: str) -> dict:
@@ -345,9 +335,9 @@ def check_metrics(value: Any, what: str) -> dict:
     quality.field("name").string(NAME, "a metric name")
     quality.field("label").string()
     quality.field("value").number()
-    for key, field in shape.field("task_metrics").items(MAX_TASK_METRICS * 8):
+    for key, field in shape.field("task_metrics").items(MAX_TASK_METRICS):
         if isinstance(field.value, (int, float)) and not isinstance(field.value, bool):
-            field.number()  # finite; the registry keeps these (named as gate.metric names)
+            field.number()  # finite: the registry keeps the ones gate.metric can name
         elif not isinstance(field.value, (dict, list, str)):
             raise UntrustedDataError(
                 f"{what}: field 'task_metrics.{key[:40]}' must be a "

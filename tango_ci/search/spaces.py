@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from tango_ci.context import StageContext
-from tango_ci.contracts import TrainedModel
 from tango_ci.rundir import write_record
 from tango_ci.train.device import TrainDevice
 
@@ -58,21 +57,15 @@ class ClassificationSpace:
         import torch
 
         from tango_ci.export import export_onnx
-        from tango_ci.models import build_model, count_parameters, get_family
+        from tango_ci.models import build_model, count_parameters, get_family, trained_model
 
         model = build_model(params["family"], params["level"], len(self.classes))
         workdir.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), workdir / "best.pt")
         write_record(
             workdir,
-            TrainedModel(
-                task=self.spec.task,
-                family=params["family"],
-                name=self.key(params),
-                architecture=get_family(params["family"]).describe(params["level"]),
-                image_size=self.image_size,
-                classes=tuple(self.classes),
-                shape={"level": params["level"]},
+            trained_model(
+                self.spec.task, params["family"], params["level"], self.classes, self.image_size
             ),
         )
         onnx_path = workdir / "model.onnx"

@@ -14,21 +14,15 @@ from typing import Any
 import jsonschema
 from jsonschema import Draft202012Validator
 
+from tango_ci.contracts import schema_file
 from tango_ci.spec._yaml import LocatedDocument
 from tango_ci.spec.enums import registry_enums, with_registry_enums
 from tango_ci.spec.problems import Problem, format_field
 
-_PACKAGED = Path(__file__).resolve().parents[1] / "_schemas"
-_SOURCE_TREE = Path(__file__).resolve().parents[2] / "schemas"
-
 
 def schema_path(kind: str) -> Path:
     """The JSON Schema file of ``kind`` (``project`` or ``runner``)."""
-    for folder in (_PACKAGED, _SOURCE_TREE):
-        candidate = folder / f"{kind}.schema.json"
-        if candidate.exists():
-            return candidate
-    raise FileNotFoundError(f"schema '{kind}' is missing from the installation")
+    return schema_file(f"{kind}.schema.json")
 
 
 @cache

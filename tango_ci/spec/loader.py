@@ -13,7 +13,7 @@ from tango_ci.exceptions import SpecError
 from tango_ci.plugins import ENGINES, TASKS
 from tango_ci.spec import _schema
 from tango_ci.spec._yaml import LocatedDocument, YamlProblem, load_located
-from tango_ci.spec.enums import LATENCY_METRIC
+from tango_ci.spec.enums import AUTO_ENGINE, LATENCY_METRIC
 from tango_ci.spec.models import ProjectSpec, RunnerSpec, from_dict
 from tango_ci.spec.problems import Problem, format_field
 
@@ -243,7 +243,7 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
         runner = _runner_for(checker, target, here, repo_root, runners)
         if runner is None:
             continue
-        if target["engine"] == "auto":
+        if target["engine"] == AUTO_ENGINE:
             if not _auto_possible(runner):
                 checker.add(
                     here + ("engine",),
@@ -287,6 +287,12 @@ def _check_data(
     checker: _Checker, data: dict, project_dir: Path, repo_root: Path, task: str
 ) -> None:
     resolved = resolve_inside(data["path"], project_dir, repo_root)
+    owner = TASKS.get(task)
+    if data["format"] not in owner.data_formats:
+        checker.add(
+            ("data", "format"),
+            f"{task} reads {', '.join(owner.data_formats)} data, not {data['format']}",
+        )
     escape = _escape_problem(data["path"], resolved, repo_root)
     if escape:
         checker.add(("data", "path"), escape)
@@ -301,13 +307,8 @@ def _check_data(
             f"{display_path(project_dir)} or the repository root)",
         )
         return
-    owner = TASKS.get(task)
     if data["format"] not in owner.data_formats:
-        checker.add(
-            ("data", "format"),
-            f"{task} reads {', '.join(owner.data_formats)} data, not {data['format']}",
-        )
-        return
+        return  # reported above
     problem = owner.data_problem(data["format"], resolved)
     if problem:
         checker.add(("data", "path"), f"'{data['path']}' {problem}")

@@ -78,17 +78,18 @@ def _measure(ctx: StageContext, target, artifact: Path, evaluator) -> tuple[dict
 
 
 def choose(rows: list[dict], percentile: str, max_drop: float) -> tuple[int | None, str]:
-    """Index of the fastest row within the accuracy-drop limit, and why."""
+    """Index of the fastest row within the quality-drop limit, and why (in the task's words)."""
     allowed = [i for i, r in enumerate(rows) if r["quality"]["drop"] <= max_drop]
+    label = rows[0]["quality"].get("label", "quality") if rows else "quality"
     if not allowed:
-        return None, f"no candidate keeps the accuracy drop within {max_drop}"
+        return None, f"no candidate keeps the {label} drop within {max_drop}"
     best = min(allowed, key=lambda i: rows[i]["latency"][f"{percentile}_ms"])
     refused = [
         f"{rows[i]['engine']} {rows[i]['precision']}" for i in range(len(rows)) if i not in allowed
     ]
-    reason = f"fastest {percentile} latency among candidates with accuracy drop <= {max_drop}"
+    reason = f"fastest {percentile} latency among candidates with {label} drop <= {max_drop}"
     if refused:
-        reason += f"; excluded for accuracy: {', '.join(refused)}"
+        reason += f"; excluded for {label}: {', '.join(refused)}"
     return best, reason
 
 

@@ -85,7 +85,7 @@ def run(ctx: StageContext) -> None:
                         calibration=calibration if candidate.precision == "int8" else None,
                         options={
                             "model_dir": ctx.run.stage_dir("train"),
-                            "tvm_trials": target.tuning_trials,
+                            "tuning_trials": target.tuning_trials,
                             "tuning_cache": ctx.run.project_runs / ".tuning",
                         },
                     )

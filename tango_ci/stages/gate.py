@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tango_ci.compile import AUTO
 from tango_ci.context import StageContext
 from tango_ci.contracts import GateDecision
 from tango_ci.plugins import get_task
@@ -130,7 +131,7 @@ def run(ctx: StageContext) -> None:
             "checks": checks,
             "engine": metrics["engine"],
             "precision": metrics["precision"],
-            "auto": target.engine == "auto",
+            "auto": target.engine == AUTO,
         }
         ctx.recorder.input_file(f"{target.name}_metrics", path)
     decision = GateDecision(

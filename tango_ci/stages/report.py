@@ -174,7 +174,7 @@ def render_markdown(report: dict, images: dict[str, str], details: dict[str, dic
         quality = m["quality"]
         lines += [
             f"{quality['label']} {quality['value']:.4f} on "
-            f"{m['task_metrics']['images']} validation images; PyTorch fp32 "
+            f"{m['task_metrics'].get('images', 'the')} validation images; PyTorch fp32 "
             f"{quality['reference']:.4f} (drop {quality['drop']:+.4f}). "
             f"Peak memory {m['memory']['peak_rss_mb']:.0f} "
             f"MiB (the interpreter alone: {m['memory']['rss_before_load_mb']:.0f} MiB). "

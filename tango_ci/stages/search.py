@@ -172,15 +172,16 @@ def run(ctx: StageContext) -> None:
     _write_results(ctx, study, multi)
 
 
-def _trial_record(trial, first_target: str, percentile: str, score_name: str) -> dict:
-    """One trial as data; ``score`` is the task's validation quality (``score_name``)."""
+def _trial_record(trial, first_target: str, percentile: str, score: tuple[str, str]) -> dict:
+    """One trial as data; ``score`` is the task's validation quality (its name and label)."""
     measured = trial.user_attrs.get("targets", {})
     return {
         "number": trial.number,
         "state": trial.state.name,
         "params": trial.params,
         "score": trial.values[0] if trial.values else None,
-        "score_name": score_name,
+        "score_name": score[0],
+        "score_label": score[1],
         "feasible": trial.user_attrs.get("feasible"),
         "violations": trial.user_attrs.get("violations", []),
         "epochs_trained": trial.user_attrs.get("epochs_trained", 0),
@@ -216,9 +217,11 @@ def pareto_front(records: list[dict]) -> list[dict]:
 def _write_results(ctx: StageContext, study, multi: bool) -> None:
     spec, folder = ctx.spec, ctx.folder
     first = spec.targets[0]
-    label = get_task(spec.task).quality.label
+    quality = get_task(spec.task).quality
     records = [
-        _trial_record(t, first.name, first.constraints.latency_percentile, label)
+        _trial_record(
+            t, first.name, first.constraints.latency_percentile, (quality.name, quality.label)
+        )
         for t in study.trials
     ]
     write_json(folder / "trials.json", records)
@@ -249,7 +252,15 @@ def _write_results(ctx: StageContext, study, multi: bool) -> None:
             "pruned": sum(1 for r in records if r["state"] == "PRUNED"),
             "best": {
                 k: best[k]
-                for k in ("number", "params", "score", "score_name", "latency_ms", "architecture")
+                for k in (
+                    "number",
+                    "params",
+                    "score",
+                    "score_name",
+                    "score_label",
+                    "latency_ms",
+                    "architecture",
+                )
             },
             "pareto": [r["number"] for r in front],
             "storage": _redact(storage_url(ctx)),

@@ -75,6 +75,11 @@ class BaseTask(abc.ABC):
         """Why ``path`` is not a dataset of ``data_format``, or None."""
         return None
 
+    def lineage(self, model: Any) -> str:
+        """What stays the same across retrains of "the same architecture" (a ``TrainedModel``);
+        the registry bumps the minor version when it changes, the patch version otherwise."""
+        return str(model.name)
+
     # ------------------------------------------------------------------ stages
     @abc.abstractmethod
     def stages(self) -> Mapping[str, StageFunction]:

@@ -26,6 +26,10 @@ class DetectionTask(BaseTask):
     gate_metrics = ("map50", "map50_95")
     metric_labels: ClassVar[Mapping[str, str]] = {"map50": "mAP50", "map50_95": "mAP50-95"}
 
+    def lineage(self, model: Any) -> str:
+        """The family and scale (yolov8n): depth, width and input size are tuned per retrain."""
+        return f"{model.family}{model.shape.get('scale', '')}"
+
     def training_summary(self, training: Mapping[str, Any]) -> str:
         return (
             f"validation mAP50 {training['val_map50']:.4f}, mAP50-95 "

@@ -9,7 +9,7 @@ import torch
 from tango_ci.context import StageContext
 from tango_ci.contracts import TrainedModel
 from tango_ci.data.dataset import load_split
-from tango_ci.models import build_model, count_parameters, get_family
+from tango_ci.models import build_model, count_parameters, trained_model
 from tango_ci.report.plots import training_curves
 from tango_ci.rundir import display, read_json, read_record, write_json, write_record
 from tango_ci.train import checkpoints
@@ -100,14 +100,12 @@ def run(ctx: StageContext) -> None:
     accuracy, loss, _ = evaluate(model.to(device.torch), *val)
     model.to("cpu")
     torch.save(result.best_state, folder / "best.pt")
-    info = TrainedModel(
-        task=spec.task,
-        family=params["family"],
-        name=f"{params['family']}-{params['level']}",
-        architecture=get_family(params["family"]).describe(params["level"]),
-        image_size=spec.data.image_size,
-        classes=tuple(classes),
-        shape={"level": params["level"]},
+    info = trained_model(
+        spec.task,
+        params["family"],
+        params["level"],
+        classes,
+        spec.data.image_size,
         parameters=count_parameters(model),
         trial=choice["number"],
     )

@@ -49,7 +49,7 @@ class TestTvmTuned(BackendTestSuite):
     """MetaSchedule with a tiny budget; the second build of the same model reuses it."""
 
     engine, precision, tolerance = "tvm", "fp32", 1e-4
-    options: ClassVar[dict[str, Any]] = {"tvm_trials": 4}
+    options: ClassVar[dict[str, Any]] = {"tuning_trials": 4}
 
     def test_second_build_reuses_the_tuning_database(
         self, artifact, model_dir, runner, tmp_path
@@ -69,7 +69,7 @@ class TestTvmTuned(BackendTestSuite):
                 out_dir=tmp_path / "again",
                 target=TargetSpec(name="suite", runner=runner.name, engine="tvm", batch=self.batch),
                 runner=runner,
-                options={"tvm_trials": 4, "tuning_cache": database.parent},
+                options={"tuning_trials": 4, "tuning_cache": database.parent},
             )
         )
         assert again["tuning"]["reused"] is True
