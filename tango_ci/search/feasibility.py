@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tango_ci.bench.latency import measure_latency
+from tango_ci.bench.latency import instability, measure_latency
 from tango_ci.compile import (
     AUTO,
     BuildRequest,
@@ -26,6 +26,31 @@ QUICK: dict[str, Any] = {
     "min_seconds": 0.3,
     "target_ci": 0.05,
 }
+
+
+# A second, longer measurement before a candidate is rejected on a doubtful latency: a p95 taken
+# in 3 s on a busy machine rejected densenet-xs at 3.8 ms (CV 321%) whose quiet p95 is 0.26 ms.
+SECOND_LOOK: dict[str, Any] = {
+    "max_seconds": 12.0,
+    "min_repeats": 300,
+    "min_seconds": 2.0,
+    "target_ci": 0.02,
+}
+NEAR_LIMIT = 1.5  # a latency within this factor of its limit is measured again
+
+
+def second_look_reason(latency: dict, percentile: str, limit: float | None) -> str | None:
+    """Why a latency over its budget deserves a longer measurement before the candidate is
+    rejected (unstable, or near the limit), or None when the first one is conclusive."""
+    value = latency[f"{percentile}_ms"]
+    if limit is None or value <= limit:
+        return None
+    unstable = instability(latency)
+    if unstable:
+        return f"unstable first measurement: {unstable}"
+    if value <= limit * NEAR_LIMIT:
+        return f"{percentile} {value:.3g} ms is within {NEAR_LIMIT:g}x of the {limit:g} ms limit"
+    return None
 
 
 def budget_violations(
@@ -85,7 +110,23 @@ def _measure_one(
         "latency": latency,
         "artifact_bytes": built["bytes"],
         "peak_rss_mb": latency["peak_rss_mb"],
+        "artifact": artifact,
     }
+
+
+def _second_look(best: dict, target: TargetSpec, runner, size: int) -> None:
+    """Measure ``best`` again, longer, when its first latency is a doubtful rejection."""
+    percentile = target.constraints.latency_percentile
+    reason = second_look_reason(best["latency"], percentile, target.constraints.latency_ms)
+    if reason is None:
+        return
+    first = best["latency"][f"{percentile}_ms"]
+    latency = measure_latency(
+        best["artifact"], batch=target.batch, size=size, threads=runner.threads, **SECOND_LOOK
+    )
+    latency.pop("samples_ms")
+    best["latency"] = latency
+    best["second_look"] = {"reason": reason, f"first_{percentile}_ms": first}
 
 
 def measure_candidate(
@@ -109,6 +150,9 @@ def measure_candidate(
             ]
             percentile = f"{target.constraints.latency_percentile}_ms"
             best = min(measured, key=lambda m: m["latency"][percentile])
+            _second_look(best, target, runner, size)
+            for candidate in measured:
+                candidate.pop("artifact")
             best["violations"] = budget_violations(
                 target,
                 latency=best["latency"],
