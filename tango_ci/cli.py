@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from tango_ci import __version__, api
 from tango_ci.cli_common import PROJECT, RUN, TARGET, display, err, out, progress_bar, run_pipeline
@@ -262,14 +263,17 @@ def main(argv: list[str] | None = None) -> None:
                 print(problem.format())
             err.print(f"[red]error:[/red] {len(exc.problems)} problems", highlight=False)
         else:
-            err.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
+            # messages quote files, records and names from outside: never read them as markup
+            err.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except OSError as exc:  # a read-only or full disk, a folder where a file should be, ...
         if show_traceback:
             raise
         where = f": {display(str(exc.filename))}" if exc.filename else ""
         err.print(
-            f"[red]error:[/red] {exc.strerror or exc}{where}", highlight=False, soft_wrap=True
+            f"[red]error:[/red] {escape(str(exc.strerror or exc) + where)}",
+            highlight=False,
+            soft_wrap=True,
         )
         sys.exit(1)
     except KeyboardInterrupt:

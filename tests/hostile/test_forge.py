@@ -258,6 +258,22 @@ CASES = {
         lambda run, out: _link(run, METRICS, out),
         f"run {RUN}: {METRICS} is a symbolic link; it was not followed",
     ),
+    "model name with markup": (
+        lambda run, out: _json(run, "train/model.json", lambda m: m | {"name": "[x](http://e)"}),
+        f"run {RUN}: train/model.json: at name: '[x](http://e)' does not match "
+        "'^[A-Za-z0-9][A-Za-z0-9_.+-]{0,199}$' (schemas/run/trained-model.schema.json)",
+    ),
+    "model of an unknown task": (
+        lambda run, out: _json(run, "train/model.json", lambda m: m | {"task": "../../x"}),
+        f"run {RUN}: train/model.json: at task: '../../x' does not match "
+        "'^[a-z][a-z0-9_-]{0,39}$' (schemas/run/trained-model.schema.json)",
+    ),
+    "quality not a number": (
+        lambda run, out: _json(
+            run, METRICS, lambda m: m | {"quality": m["quality"] | {"value": "high"}}
+        ),
+        f"run {RUN}: {METRICS}: field 'quality.value' must be a number, not a string",
+    ),
     "spec link": (
         lambda run, out: _link(run, "spec.json", out),
         f"run {RUN}: spec.json is a symbolic link; it was not followed",
