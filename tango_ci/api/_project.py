@@ -156,32 +156,28 @@ def run_summary(run_dir: RunDir) -> dict:
         "report": None,
     }
     decision_path = run_dir.stage_dir("gate") / "decision.json"
+    verdicts: dict = {}
     if decision_path.exists():
         decision = read_json(decision_path)
         summary["passed"] = decision["passed"]
-        for name, entry in decision["targets"].items():
-            metrics = read_json(run_dir.stage_dir("bench") / name / "metrics.json")
-            summary["targets"][name] = {
-                "engine": entry["engine"],
-                "precision": entry["precision"],
-                "passed": entry["passed"],
-                "quality": metrics["quality"]["value"],
-                "quality_name": metrics["quality"]["label"],
-                "latency": metrics["latency"],
-                "failed": [c["check"] for c in entry["checks"] if c["status"] == "fail"],
-            }
+        verdicts = decision["targets"]
+        paths = [run_dir.stage_dir("bench") / name / "metrics.json" for name in verdicts]
     elif run_dir.is_complete("bench"):  # measured, not judged yet
-        for path in sorted(run_dir.stage_dir("bench").glob("*/metrics.json")):
-            metrics = read_json(path)
-            summary["targets"][path.parent.name] = {
-                "engine": metrics["engine"],
-                "precision": metrics["precision"],
-                "passed": None,
-                "quality": metrics["quality"]["value"],
-                "latency": metrics["latency"],
-                "quality_name": metrics["quality"]["label"],
-                "failed": [],
-            }
+        paths = sorted(run_dir.stage_dir("bench").glob("*/metrics.json"))
+    else:
+        paths = []
+    for path in paths:
+        metrics = read_json(path)
+        verdict = verdicts.get(path.parent.name, {})
+        summary["targets"][path.parent.name] = {
+            "engine": metrics["engine"],
+            "precision": metrics["precision"],
+            "passed": verdict.get("passed"),
+            "quality": metrics["quality"]["value"],
+            "quality_name": metrics["quality"]["label"],
+            "latency": metrics["latency"],
+            "failed": [c["check"] for c in verdict.get("checks", []) if c["status"] == "fail"],
+        }
     report = run_dir.stage_dir("report") / "report.md"
     if report.exists():
         summary["report"] = str(report)

@@ -62,7 +62,6 @@ def build_report(ctx: StageContext) -> dict:
         "targets": targets,
         "commit": _git_commit(ctx.spec.folder),
         "training_summary": get_task(ctx.spec.task).training_summary(train_metrics),
-        "search_label": get_task(ctx.spec.task).quality.label,
         "reproduce": f"tango run {_project_arg(ctx)}",
     }
 
@@ -202,7 +201,7 @@ def render_markdown(report: dict, images: dict[str, str], details: dict[str, dic
             f"{search.get('pruner')} pruner): {search.get('feasible')} trained within "
             f"budget, {search.get('infeasible')} rejected over budget without training, "
             f"{search.get('pruned')} pruned. Chosen: trial {best.get('number')}, "
-            f"{best.get('architecture')}, search {report['search_label']} "
+            f"{best.get('architecture')}, search {best.get('score_label', 'score')} "
             f"{_format(best.get('score'))}.",
             "",
             f"![search]({images['search']})",
