@@ -89,7 +89,8 @@ class Quality:
     value: float
     reference: float  # the same network in PyTorch fp32 on the same images
     higher_is_better: bool = True
-    split: str = "val"
+    split: str = "val"  # "test", or "val" when the run has no test split
+    images: int | None = None  # how many the split holds
 
     @property
     def drop(self) -> float:
@@ -187,6 +188,7 @@ RECORDS: tuple[type[Record], ...] = (TrainedModel, GateDecision)
 RUN_FILES = (
     ("search/best.json", "search-result"),
     ("train/model.json", "trained-model"),
+    ("specialise/*/model.json", "trained-model"),
     ("compile/*/artifact.json", "artifact"),
     ("compile/*/*/artifact.json", "artifact"),
     ("bench/*/metrics.json", "bench-result"),

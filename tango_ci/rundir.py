@@ -47,7 +47,7 @@ from tango_ci.jsonfiles import (
     write_record,
 )
 
-STAGES = ("data", "search", "train", "export", "compile", "bench", "gate", "report")
+STAGES = ("data", "search", "train", "specialise", "export", "compile", "bench", "gate", "report")
 MANIFEST = "manifest.json"
 # recorded in every manifest, beside the engines' own distributions
 _TOOLS = ("tango-ci", "torch", "torchvision", "onnx", "optuna", "ultralytics", "numpy")
@@ -97,6 +97,14 @@ class RunDir:
 
     def stage_dir(self, stage: str) -> Path:
         return self.root / stage
+
+    def model_dir(self, target: str) -> Path:
+        """The trained network ``target`` deploys (``model.json`` and ``best.pt``): the
+        subnet specialised for it when a supernet was specialised, else the train stage's."""
+        specialised = self.root / "specialise" / target
+        if (specialised / "model.json").is_file():
+            return specialised
+        return self.root / "train"
 
     def manifest(self, stage: str) -> dict | None:
         path = self.stage_dir(stage) / MANIFEST

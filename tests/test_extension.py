@@ -20,7 +20,7 @@ from tango_ci.compile import BaseCompiler, BuildRequest, Capabilities, Predictor
 from tango_ci.contracts import TrainedModel
 from tango_ci.plugins import ENGINES, PLUGINS_ENV, TASKS, register_engine, register_task
 from tango_ci.rundir import file_sha256, read_json, read_record, write_json, write_record
-from tango_ci.tasks import BaseTask, Evaluator, QualityMetric
+from tango_ci.tasks import BaseTask, Evaluator, QualityMetric, evaluation_split
 from tests.conftest import REPO, git
 
 SIZE = 8
@@ -73,11 +73,12 @@ def _describe(task: str, width: int, parameters: int | None = None) -> TrainedMo
 def data_stage(ctx) -> None:
     with np.load(ctx.spec.data.resolved, allow_pickle=False) as data:
         images, labels = data["images"], data["labels"]
-    cut = len(images) * 3 // 4
-    np.savez(ctx.folder / "train.npz", images=images[:cut], labels=labels[:cut])
-    np.savez(ctx.folder / "val.npz", images=images[cut:], labels=labels[cut:])
+    val, test = len(images) // 2, len(images) * 3 // 4  # the last quarter only the gate sees
+    np.savez(ctx.folder / "train.npz", images=images[:val], labels=labels[:val])
+    np.savez(ctx.folder / "val.npz", images=images[val:test], labels=labels[val:test])
+    np.savez(ctx.folder / "test.npz", images=images[test:], labels=labels[test:])
     write_json(ctx.folder / "classes.json", ["dark", "bright"])
-    for name in ("train.npz", "val.npz", "classes.json"):
+    for name in ("train.npz", "val.npz", "test.npz", "classes.json"):
         ctx.recorder.output_file(name, ctx.folder / name)
 
 
@@ -151,14 +152,21 @@ class ToySpace:
 
 
 class HitRate(Evaluator):
-    def __init__(self, ctx, quality: QualityMetric) -> None:
+    def __init__(self, ctx, quality: QualityMetric, model_dir: Path) -> None:
         self.quality = quality
-        self.images, self.labels = _split(ctx, "val")
-        self._reference = read_json(ctx.run.stage_dir("train") / "metrics.json")["val_hit_rate"]
+        self.split = evaluation_split(ctx.run.stage_dir("data"))
+        self.images, self.labels = _split(ctx, self.split)
+        self.size = len(self.labels)
+        self.model_dir = model_dir
 
     @property
     def reference(self) -> float:
-        return self._reference
+        import torch
+
+        model = TASKS.get("brightness").load_trained(self.model_dir)
+        with torch.no_grad():
+            outputs = model(torch.from_numpy(_preprocess(self.images))).numpy()
+        return float((outputs.argmax(1) == self.labels).mean())
 
     def evaluate(self, predictor: Any, batch: int) -> dict:
         outputs = predictor.run(_preprocess(self.images))[0]
@@ -187,8 +195,8 @@ class BrightnessTask(BaseTask):
     def calibration(self, ctx, count: int) -> np.ndarray:
         return _preprocess(_split(ctx, "train")[0][:count])
 
-    def evaluator(self, ctx) -> Evaluator:
-        return HitRate(ctx, self.quality)
+    def evaluator(self, ctx, model_dir: Path) -> Evaluator:
+        return HitRate(ctx, self.quality, model_dir)
 
     def load_trained(self, folder: Path):
         import torch
@@ -314,10 +322,12 @@ def test_a_plug_in_task_and_engine_validate_and_run_every_stage(tmp_path, plugin
     metrics = read_json(run.root / "bench" / "toy" / "metrics.json")
     assert metrics["quality"]["label"] == "hit rate" and metrics["quality"]["value"] >= 0.75
     assert metrics["quality"]["drop"] == pytest.approx(0.0, abs=1e-6)  # same network
+    assert (metrics["quality"]["split"], metrics["quality"]["images"]) == ("test", 12)
     decision = read_json(run.root / "gate" / "decision.json")
     assert decision["passed"], decision
     report = (run.root / "report" / "report.md").read_text()
     assert "gets toy-net-w" in report and "as toyrt fp32: hit rate" in report
+    assert "on the test split, 12 images, unseen by search and training" in report
 
 
 def test_a_plug_in_task_is_checked_like_a_built_in_one(tmp_path, plugins) -> None:

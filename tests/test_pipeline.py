@@ -51,8 +51,8 @@ def test_data_stage(finished) -> None:
     _, run = finished
     summary = _manifest(run, "data")["summary"]
     assert summary["classes"] == ["circle", "square", "triangle"]
-    assert summary["images"]["train"] + summary["images"]["val"] == 36
-    assert summary["images"]["val"] == 3 * round(12 * 0.2)
+    # 12 a class: 2 for validation, 15% of the other 10 (2) for the test split, 8 to train
+    assert summary["images"] == {"train": 24, "val": 6, "test": 6}
     assert re.fullmatch(r"[0-9a-f]{64}", summary["fingerprint"])
     with np.load(run / "data" / "val.npz") as val:
         assert val["images"].shape == (6, 32, 32, 3) and val["images"].dtype == np.uint8
@@ -152,12 +152,14 @@ def test_gate_and_report(finished) -> None:
     checks = {c["check"]: c for c in decision["targets"]["cpu-fp32"]["checks"]}
     assert checks["latency p95"]["limit"] == 1000 and checks["latency p95"]["status"] == "pass"
     assert checks["peak memory"]["status"] == "no limit"
-    assert checks["accuracy vs production"]["status"] == "no production model"
+    assert checks["accuracy vs production on the test split"]["status"] == "no production model"
+    assert checks["accuracy on the test split"]["status"] == "no limit"
     assert decision["passed"] is all(t["passed"] for t in decision["targets"].values())
     report = (run / "report" / "report.md").read_text()
     assert report.splitlines()[0].startswith("## TANGO-CI report: tiny")
     assert "- **cpu-fp32** gets resnet-xs" in report and "- **cpu-int8** gets" in report
     assert "tango run projects/tiny" in report
+    assert "on the test split, 6 images, unseen by search and training" in report
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
         assert (run / "report" / image).stat().st_size > 1000, image
     data = read_json(run / "report" / "report.json")

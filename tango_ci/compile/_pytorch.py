@@ -3,8 +3,9 @@
 CPUs; fp32, fp16 and bf16 on CUDA GPUs (a runner whose accelerator is an NVIDIA GPU).
 
 PyTorch cannot run an ONNX file, so this backend needs the trained network itself:
-``BuildRequest.options["model_dir"]`` is a folder with ``model.json`` and ``best.pt`` (the train
-stage's folder).
+``BuildRequest.options["model_dir"]`` is a folder with ``model.json`` and ``best.pt`` (the network
+the target deploys, ``RunDir.model_dir(target)``: the train stage's folder, or the subnet
+specialised for the target).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The data stage for ImageFolder datasets: split, read every image, fingerprint, save arrays.
 
-Images are decoded once here and saved as uint8 arrays (``train.npz``, ``val.npz``) in the run
-folder, so later stages (on other machines, too) use exactly the same pixels.
+Images are decoded once here and saved as uint8 arrays (``train.npz``, ``val.npz`` and
+``test.npz``) in the run folder, so later stages (on other machines, too) use exactly the same
+pixels. The test split is only for the gate and the report: search and training never read it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from PIL import Image
 from tango_ci.data.layout import class_folders, confined, has_split_folders, is_image
 from tango_ci.exceptions import TangoError
 
+SPLITS = ("train", "val", "test")
 MEAN = 0.5
 STD = 0.5
 
@@ -36,34 +38,60 @@ class Item:
 
 
 def scan_imagefolder(
-    root: Path, val_fraction: float, seed: int, limit: Path | None = None
+    root: Path,
+    val_fraction: float,
+    seed: int,
+    limit: Path | None = None,
+    *,
+    test_fraction: float = 0.0,
 ) -> tuple[list[str], list[Item]]:
-    """Classes and items; one folder is split per class by a seeded ratio.
+    """Classes and items. Given ``train/`` and ``val/`` folders (and ``test/``, used as it is),
+    the test split is otherwise drawn per class from the training images; one folder is split
+    per class by seeded ratios, validation first and the test split from what remains.
 
     With ``limit``, every folder and image must stay inside it through any symbolic link.
     """
     confined(root, limit)
+    rng = np.random.default_rng(seed)
+    items: list[Item] = []
     if has_split_folders(root):
-        for split in ("train", "val"):
+        given = [split for split in SPLITS if (root / split).is_dir()]
+        for split in given:
             confined(root / split, limit)
         classes = [d.name for d in class_folders(root / "train")]
-        items: list[Item] = [
-            Item(confined(p, limit), label, split)
-            for split in ("train", "val")
-            for label, name in enumerate(classes)
-            for p in _images(root / split / name, limit)
-        ]
+        for split in given:  # split by split, so the fingerprint's order stays as it was
+            for label, name in enumerate(classes):
+                folder = root / split / name
+                files = _images(folder, limit) if folder.is_dir() else []
+                files = [confined(p, limit) for p in files]
+                if split == "train" and "test" not in given:
+                    order = rng.permutation(len(files))
+                    test = set(order[: held_out(len(files), test_fraction)].tolist())
+                    items += [
+                        Item(f, label, "test" if i in test else "train")
+                        for i, f in enumerate(files)
+                    ]
+                else:
+                    items += [Item(f, label, split) for f in files]
         return classes, items
     classes = [d.name for d in class_folders(root)]
-    rng = np.random.default_rng(seed)
-    items = []
     for label, name in enumerate(classes):
         files = [confined(p, limit) for p in _images(root / name, limit)]
-        order = rng.permutation(len(files))
-        n_val = max(1, round(len(files) * val_fraction))
-        val = set(order[:n_val].tolist())
-        items += [Item(f, label, "val" if i in val else "train") for i, f in enumerate(files)]
+        order = rng.permutation(len(files)).tolist()
+        n_val = held_out(len(files), val_fraction)
+        n_test = held_out(len(files) - n_val, test_fraction)
+        split_of = {i: "val" for i in order[:n_val]}
+        split_of.update({i: "test" for i in order[n_val : n_val + n_test]})
+        items += [Item(f, label, split_of.get(i, "train")) for i, f in enumerate(files)]
     return classes, items
+
+
+def held_out(images: int, fraction: float) -> int:
+    """How many of a class's ``images`` a seeded ``fraction`` holds out: at least one when the
+    fraction is above 0, and never all of them (every class keeps a training image)."""
+    if fraction <= 0 or images < 2:
+        return 0
+    return min(max(1, round(images * fraction)), images - 1)
 
 
 def _images(folder: Path, limit: Path | None) -> list[Path]:
@@ -104,18 +132,22 @@ def build_arrays(
     val_fraction: float,
     seed: int,
     max_bad_fraction: float,
+    test_fraction: float = 0.0,
     limit: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Read every image; returns classes, arrays per split, bad files and the fingerprint.
 
-    ``limit`` (the repository) is the folder no image may lead out of.
+    A ``test`` split is among the arrays when the dataset has a ``test/`` folder or
+    ``test_fraction`` is above 0. ``limit`` (the repository) is the folder no image may lead
+    out of.
     """
-    classes, items = scan_imagefolder(root, val_fraction, seed, limit)
+    classes, items = scan_imagefolder(root, val_fraction, seed, limit, test_fraction=test_fraction)
     if len(classes) < 2:
         raise TangoError(f"{root}: need at least two classes with images, found {len(classes)}")
-    arrays: dict[str, list] = {"train": [], "val": []}
-    labels: dict[str, list] = {"train": [], "val": []}
+    splits = [s for s in SPLITS if s != "test" or any(i.split == "test" for i in items)]
+    arrays: dict[str, list] = {s: [] for s in splits}
+    labels: dict[str, list] = {s: [] for s in splits}
     bad: list[dict] = []
     fingerprint = hashlib.sha256()
     files: list[dict] = []
@@ -143,7 +175,15 @@ def build_arrays(
             limit=max_bad_fraction,
             first=bad[0]["path"],
         )
-    for split in ("train", "val"):
+    # split problems after the images are read: unreadable images are the first thing to fix
+    if "test" not in splits and has_split_folders(root) and (root / "test").is_dir():
+        raise TangoError(f"{root}: test/ holds no image of the classes train/ has")
+    if test_fraction > 0 and "test" not in splits:
+        raise TangoError(
+            f"{root}: data.split.test {test_fraction} holds out no image, every class is too "
+            "small (each keeps a training image); add images or set data.split.test to 0"
+        )
+    for split in splits:
         if not arrays[split]:
             raise TangoError(f"{root}: the {split} split has no readable images")
     return {

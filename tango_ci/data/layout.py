@@ -45,6 +45,13 @@ def imagefolder_problem(root: Path) -> str | None:
         missing = sorted({d.name for d in train} - {d.name for d in val})
         if missing:
             return f"val/ lacks the classes {', '.join(missing)} that train/ has"
+        if (root / "test").is_dir():
+            test = class_folders(root / "test")
+            if not test:
+                return "test/ has no class folders with images"
+            unknown = sorted({d.name for d in test} - {d.name for d in train})
+            if unknown:
+                return f"test/ has the classes {', '.join(unknown)} that train/ lacks"
         return None
     classes = class_folders(root)
     if len(classes) < 2:

@@ -1,4 +1,8 @@
-"""The data stage: read the dataset once, split it, fingerprint it, save the arrays."""
+"""The data stage: read the dataset once, split it, fingerprint it, save the arrays.
+
+``test.npz`` (the test split) is for the gate and the report only; search and training read
+``train.npz`` and ``val.npz``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import numpy as np
 
 from tango_ci.context import StageContext
 from tango_ci.data.dataset import build_arrays
+from tango_ci.data.layout import has_split_folders
 from tango_ci.exceptions import TangoError
 from tango_ci.rundir import write_json
 from tango_ci.spec import find_repo_root
@@ -38,6 +43,7 @@ def run(ctx: StageContext) -> None:
             root,
             image_size=spec.data.image_size,
             val_fraction=spec.data.split.val,
+            test_fraction=spec.data.split.test,
             seed=spec.data.split.seed,
             max_bad_fraction=spec.data.max_bad_fraction,
             limit=find_repo_root(spec.folder),
@@ -55,7 +61,7 @@ def run(ctx: StageContext) -> None:
     write_json(folder / "bad.json", built["bad"])
     for name in ("classes", "files", "bad"):
         ctx.recorder.output_file(name, folder / f"{name}.json")
-    counts = {s: len(built["arrays"][s][1]) for s in ("train", "val")}
+    counts = {s: len(labels) for s, (_, labels) in built["arrays"].items()}
     for bad in built["bad"]:
         ctx.reporter.log(f"unreadable image skipped: {bad['path']} ({bad['reason']})")
     ctx.recorder.inputs["dataset"] = {
@@ -68,7 +74,17 @@ def run(ctx: StageContext) -> None:
             "classes": built["classes"],
             "images": counts,
             "bad_images": len(built["bad"]),
+            "test_split": test_source(root, spec.data.split.test, "test" in counts),
             "image_size": spec.data.image_size,
             "fingerprint": built["fingerprint"],
         }
     )
+
+
+def test_source(root: Path, fraction: float, made: bool) -> str:
+    """Where the test split came from, in words (the data stage's summary)."""
+    if not made:
+        return "none (data.split.test is 0)"
+    if has_split_folders(root) and (root / "test").is_dir():
+        return "the dataset's test/ folder"
+    return f"{fraction * 100:g}% of each class's training images, drawn with data.split.seed"

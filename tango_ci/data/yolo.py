@@ -19,6 +19,8 @@ from tango_ci.data.layout import IMAGE_SUFFIXES, inside
 from tango_ci.spec.problems import Problem
 
 SPLITS = ("train", "val")
+#: splits data.yaml may name besides the required ones; ``test`` is for the gate only
+OPTIONAL_SPLITS = ("test",)
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,8 @@ def read_dataset(path: Path, limit: Path | None = None) -> tuple[YoloDataset | N
             )
         ]
     images: dict[str, tuple[Path, ...]] = {}
-    for split in SPLITS:
+    named = [s for s in OPTIONAL_SPLITS if content.get(s) not in (None, "", [])]
+    for split in (*SPLITS, *named):
         folder = inside(root / str(content[split]), limit)
         if folder is None:
             problems.append(
@@ -125,10 +128,18 @@ def read_dataset(path: Path, limit: Path | None = None) -> tuple[YoloDataset | N
                 )
             )
             continue
-        if not folder.is_dir():
+        if folder.is_file() and folder.suffix == ".txt":
+            found = listed_images(folder)
+            problems += [
+                Problem(_display(p, base), 0, 0, "", f"listed in {content[split]} but missing")
+                for p in found
+                if not p.exists()
+            ]
+        elif not folder.is_dir():
             problems.append(Problem(name, 1, 1, split, f"folder '{content[split]}' does not exist"))
             continue
-        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         outside = [p for p in found if inside(p, limit) is None]
         problems += [
             Problem(
@@ -146,6 +157,13 @@ def read_dataset(path: Path, limit: Path | None = None) -> tuple[YoloDataset | N
     if problems:
         return None, problems
     return YoloDataset(root=root, data_yaml=data_yaml, names=names, images=images), []
+
+
+def listed_images(path: Path) -> list[Path]:
+    """The images a list file names, one a line (ultralytics' other form of a split):
+    relative lines are relative to the file's folder."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [path.parent / line.strip() for line in lines if line.strip()]
 
 
 def parse_labels(path: Path, classes: int, display: str) -> tuple[np.ndarray, list[Problem]]:

@@ -20,7 +20,7 @@ def detection_details(
     folder: Path,
     draw_score: float,
 ) -> tuple[list[str], dict[str, str]]:
-    from tango_ci.detection.data_stage import load_val
+    from tango_ci.detection.data_stage import load_images
     from tango_ci.detection.stages import resize_to
 
     scores = metrics["task_metrics"]
@@ -41,11 +41,11 @@ def detection_details(
         f"{v['recall']:.3f} | {v['instances']} |"
         for c, v in scores["per_class"].items()
     ]
-    size = read_record(TrainedModel, ctx.run.stage_dir("train")).image_size
+    size = read_record(TrainedModel, ctx.run.model_dir(target)).image_size
     plots.pr_curves(
         scores["pr_curves"], f"{title}: precision-recall (IoU 0.5)", folder / f"pr-{target}.png"
     )
-    images, _, _ = load_val(ctx.run)
+    images, _, _ = load_images(ctx.run, metrics["quality"].get("split", "val"))  # as scored
     samples = scores["samples"]
     plots.detection_grid(
         resize_to(images[: len(samples)], size),

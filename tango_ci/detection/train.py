@@ -235,11 +235,14 @@ def _train_images(data_yaml: Path) -> int:
     import yaml
 
     from tango_ci.data.layout import IMAGE_SUFFIXES
+    from tango_ci.data.yolo import listed_images
 
     try:
         content = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
         folder = Path(content["path"]) / content["train"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        if folder.is_file():  # a list file: the test split was drawn from the training images
+            return len(listed_images(folder))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, UnicodeDecodeError):
         return 0
     return sum(1 for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 

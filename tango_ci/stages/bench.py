@@ -17,9 +17,12 @@ from tango_ci.exceptions import StageInputError
 from tango_ci.plugins import get_task
 from tango_ci.rundir import read_json, write_json
 from tango_ci.stages.compile import candidate_dirs, selected_targets
+from tango_ci.tasks import Evaluator
 
 
-def _measure(ctx: StageContext, target, artifact: Path, evaluator) -> tuple[dict, list[float]]:
+def _measure(
+    ctx: StageContext, target, artifact: Path, evaluator: Evaluator
+) -> tuple[dict, list[float]]:
     spec = ctx.spec
     runner = spec.runners[target.runner]
     if not (artifact / "artifact.json").exists():
@@ -52,6 +55,8 @@ def _measure(ctx: StageContext, target, artifact: Path, evaluator) -> tuple[dict
         value=float(scores[name]),
         reference=float(evaluator.reference),
         higher_is_better=evaluator.quality.higher_is_better,
+        split=evaluator.split,
+        images=evaluator.size,
     )
     ctx.recorder.input_file(
         f"{target.name}/{built['engine']}-{built['precision']}", artifact / built["file"]
@@ -95,9 +100,14 @@ def choose(rows: list[dict], percentile: str, max_drop: float) -> tuple[int | No
 
 def run(ctx: StageContext) -> None:
     ctx.run.require("bench", "compile", "built artifacts")
-    evaluator = get_task(ctx.spec.task).evaluator(ctx)
+    task = get_task(ctx.spec.task)
+    evaluators: dict[Path, Evaluator] = {}  # one per trained network the targets deploy
     results = {}
     for target in selected_targets(ctx):
+        model_dir = ctx.run.model_dir(target.name)
+        if model_dir not in evaluators:
+            evaluators[model_dir] = task.evaluator(ctx, model_dir)
+        evaluator = evaluators[model_dir]
         measured = [
             _measure(ctx, target, artifact, evaluator)
             for artifact in candidate_dirs(ctx.run.stage_dir("compile"), target).values()
@@ -137,6 +147,7 @@ def run(ctx: StageContext) -> None:
             "p95_ms": metrics["latency"]["p95_ms"],
             "quality": metrics["quality"]["value"],
             "quality_name": metrics["quality"]["label"],
+            "quality_split": metrics["quality"]["split"],
             "peak_rss_mb": metrics["latency"]["peak_rss_mb"],
         }
     ctx.recorder.summary["targets"] = results

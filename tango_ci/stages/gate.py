@@ -28,11 +28,17 @@ def _check(
     }
 
 
+def on_split(quality: dict) -> str:
+    """`` on the test split``: where a quality check's numbers were measured."""
+    split = quality.get("split", "val")
+    return f" on the {'validation' if split == 'val' else split} split"
+
+
 def target_checks(target: TargetSpec, metrics: dict) -> list[dict]:
     limits = target.constraints
     percentile = limits.latency_percentile
     quality = metrics["quality"]
-    label = quality["label"]
+    label, where = quality["label"], on_split(quality)
     return [
         _check(
             f"latency {percentile}",
@@ -56,13 +62,13 @@ def target_checks(target: TargetSpec, metrics: dict) -> list[dict]:
             unit="MiB",
         ),
         _check(
-            label,
+            f"{label}{where}",
             quality["value"],
             limits.min_accuracy,
             higher_is_better=quality["higher_is_better"],
         ),
         _check(
-            f"{label} drop vs PyTorch fp32",
+            f"{label} drop vs PyTorch fp32{where}",
             quality["drop"],
             limits.max_accuracy_drop,
             higher_is_better=False,
@@ -83,11 +89,12 @@ def production_check(ctx: StageContext, target: TargetSpec, metrics: dict) -> di
     metric = ctx.spec.gate.metric or metrics["quality"]["name"]
     name = artifact_name(ctx.spec.name, target.name)
     shown = (
-        f"latency {target.constraints.latency_percentile}"
+        f"latency {target.constraints.latency_percentile} vs production"
         if metric == LATENCY_METRIC
-        else get_task(ctx.spec.task).metric_label(metric)
+        else f"{get_task(ctx.spec.task).metric_label(metric)} vs production"
+        + on_split(metrics["quality"])
     )
-    check = {"check": f"{shown} vs production", "value": None, "limit": None}
+    check = {"check": shown, "value": None, "limit": None}
     try:
         entry = Registry(find_repo_root(ctx.spec.folder)).resolve(f"{name}#prod")
     except TangoError as error:

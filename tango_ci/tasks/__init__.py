@@ -4,7 +4,13 @@ Add a task by subclassing :class:`BaseTask` and registering it (see ARCHITECTURE
 """
 
 from tango_ci.plugins import TASKS, get_task, register_task
-from tango_ci.tasks._base import BaseTask, Evaluator, QualityMetric, StageFunction
+from tango_ci.tasks._base import (
+    BaseTask,
+    Evaluator,
+    QualityMetric,
+    StageFunction,
+    evaluation_split,
+)
 
 __all__ = [
     "TASKS",
@@ -12,6 +18,7 @@ __all__ = [
     "Evaluator",
     "QualityMetric",
     "StageFunction",
+    "evaluation_split",
     "get_task",
     "register_task",
 ]

@@ -31,10 +31,21 @@ class QualityMetric:
     higher_is_better: bool = True
 
 
+def evaluation_split(data_dir: Path) -> str:
+    """The split the gate reads: ``test`` when the data stage saved one (``test.npz``), else
+    ``val``."""
+    return "test" if (data_dir / "test.npz").is_file() else "val"
+
+
 class Evaluator(abc.ABC):
-    """Scores an artifact on the validation split in the task's metrics."""
+    """Scores artifacts of one trained network in the task's metrics, on the test split (the
+    validation split when the run has none)."""
 
     quality: QualityMetric
+    #: the split it scores on: "test", or "val" when the run has no test split
+    split: str
+    #: how many images that split holds
+    size: int
 
     @property
     @abc.abstractmethod
@@ -55,6 +66,10 @@ class BaseTask(abc.ABC):
     name: ClassVar[str]
     #: model families this task's search can draw from (first is the default order)
     families: ClassVar[tuple[str, ...]]
+    #: weight-sharing families a supernet search trains once (``search.strategy: supernet``)
+    elastic_families: ClassVar[tuple[str, ...]] = ()
+    #: whether the train stage trains ``search.baselines`` beside the search's winner
+    trains_baselines: ClassVar[bool] = False
     #: data formats the task reads (``data.format`` in the project file)
     data_formats: ClassVar[tuple[str, ...]]
     quality: ClassVar[QualityMetric]
@@ -97,8 +112,9 @@ class BaseTask(abc.ABC):
         """A seeded sample of training inputs, preprocessed as the network takes them."""
 
     @abc.abstractmethod
-    def evaluator(self, ctx: StageContext) -> Evaluator:
-        """Scores artifacts on the validation split."""
+    def evaluator(self, ctx: StageContext, model_dir: Path) -> Evaluator:
+        """Scores artifacts of the network in ``model_dir`` (``RunDir.model_dir(target)``) on
+        the test split, or the validation split when the run has none."""
 
     @abc.abstractmethod
     def load_trained(self, folder: Path) -> nn.Module:
@@ -129,4 +145,4 @@ class BaseTask(abc.ABC):
         return {}
 
 
-__all__ = ["BaseTask", "Evaluator", "QualityMetric", "StageFunction"]
+__all__ = ["BaseTask", "Evaluator", "QualityMetric", "StageFunction", "evaluation_split"]

@@ -6,7 +6,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tango_ci.tasks._base import BaseTask, Evaluator, QualityMetric, StageFunction
+from tango_ci.tasks._base import (
+    BaseTask,
+    Evaluator,
+    QualityMetric,
+    StageFunction,
+    evaluation_split,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -18,6 +24,8 @@ if TYPE_CHECKING:
 class ClassificationTask(BaseTask):
     name = "classification"
     families = ("resnet", "densenet", "mobilenetv3")
+    elastic_families = ("ofa-resnet", "ofa-mobilenetv3")
+    trains_baselines = True
     data_formats = ("imagefolder",)
     quality = QualityMetric("accuracy", "accuracy")
     gate_metrics = ("accuracy",)
@@ -30,9 +38,8 @@ class ClassificationTask(BaseTask):
     def stages(self) -> Mapping[str, StageFunction]:
         from tango_ci.data import stage as data_stage
         from tango_ci.export import stage as export_stage
-        from tango_ci.train import stage as train_stage
 
-        return {"data": data_stage.run, "train": train_stage.run, "export": export_stage.run}
+        return {"data": data_stage.run, "train": _train, "export": export_stage.run}
 
     def search_space(self, ctx: StageContext, device: Any) -> Any:
         from tango_ci.search.spaces import ClassificationSpace
@@ -48,8 +55,8 @@ class ClassificationTask(BaseTask):
         rng = np.random.default_rng(ctx.spec.search.seed)
         return preprocess(images[rng.choice(len(images), min(count, len(images)), replace=False)])
 
-    def evaluator(self, ctx: StageContext) -> Evaluator:
-        return ClassificationEvaluator(ctx, self.quality)
+    def evaluator(self, ctx: StageContext, model_dir: Path) -> Evaluator:
+        return ClassificationEvaluator(ctx, self.quality, model_dir)
 
     def load_trained(self, folder: Path) -> nn.Module:
         from tango_ci.train.stage import load_network
@@ -83,21 +90,52 @@ class ClassificationTask(BaseTask):
         return {c: sum(1 for _ in (out / c).glob("*.png")) for c in request.classes}
 
 
+def _train(ctx: StageContext) -> None:
+    """The train stage: the search's winner, or the supernet (``search.strategy: supernet``)."""
+    if ctx.spec.search.strategy == "supernet":
+        from tango_ci.supernet.train import train_supernet
+
+        train_supernet(ctx)
+    else:
+        from tango_ci.train import stage as train_stage
+
+        train_stage.run(ctx)
+
+
 class ClassificationEvaluator(Evaluator):
     """Top-1 accuracy (with per-class precision, recall and the confusion matrix)."""
 
-    def __init__(self, ctx: StageContext, quality: QualityMetric) -> None:
+    #: the PyTorch reference runs at this batch size (any works: the network is in eval mode)
+    REFERENCE_BATCH = 64
+
+    def __init__(self, ctx: StageContext, quality: QualityMetric, model_dir: Path) -> None:
         from tango_ci.data.dataset import load_split
         from tango_ci.rundir import read_json
 
+        data = ctx.run.stage_dir("data")
         self.quality = quality
-        self.classes = read_json(ctx.run.stage_dir("data") / "classes.json")
-        self.images, self.labels = load_split(ctx.run.stage_dir("data"), "val")
-        self._reference = read_json(ctx.run.stage_dir("train") / "metrics.json")["val_accuracy"]
+        self.classes = read_json(data / "classes.json")
+        self.split = evaluation_split(data)
+        self.images, self.labels = load_split(data, self.split)
+        self.size = len(self.labels)
+        self.model_dir = model_dir
+        self._reference: dict[str, float] | None = None
+
+    @property
+    def reference_metrics(self) -> dict[str, float]:
+        """The trained network in PyTorch fp32 on the same split, evaluated once."""
+        if self._reference is None:
+            from tango_ci.compile import PyTorchPredictor
+            from tango_ci.train.stage import load_network
+
+            predictor = PyTorchPredictor(load_network(self.model_dir), None)
+            scores = self.evaluate(predictor, self.REFERENCE_BATCH)
+            self._reference = {self.quality.name: scores[self.quality.name]}
+        return self._reference
 
     @property
     def reference(self) -> float:
-        return self._reference
+        return self.reference_metrics[self.quality.name]
 
     def evaluate(self, predictor: Any, batch: int) -> dict:
         from tango_ci.bench.accuracy import classification_metrics, predict_labels

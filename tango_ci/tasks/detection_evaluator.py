@@ -7,26 +7,35 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tango_ci.tasks._base import Evaluator, QualityMetric
+from tango_ci.tasks._base import Evaluator, QualityMetric, evaluation_split
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tango_ci.context import StageContext
 
 SAMPLES = 8  # predictions kept for the report's image grid
 
 
 class DetectionEvaluator(Evaluator):
-    def __init__(self, ctx: StageContext, quality: QualityMetric, draw_score: float) -> None:
+    """mAP of one trained network's artifacts on the test split (the validation split when the
+    run has none); the reference is that network in PyTorch fp32 on the same images."""
+
+    def __init__(
+        self, ctx: StageContext, quality: QualityMetric, draw_score: float, model_dir: Path
+    ) -> None:
         from tango_ci.contracts import TrainedModel
-        from tango_ci.detection.data_stage import load_val
+        from tango_ci.detection.data_stage import load_images
         from tango_ci.detection.postprocess import Thresholds
         from tango_ci.detection.stages import resize_to
         from tango_ci.rundir import read_record
 
         self.quality = quality
-        info = read_record(TrainedModel, ctx.run.stage_dir("train"))
+        info = read_record(TrainedModel, model_dir)
         self.names = list(info.classes)
-        images, truths, self.files = load_val(ctx.run)
+        self.split = evaluation_split(ctx.run.stage_dir("data"))
+        images, truths, self.files = load_images(ctx.run, self.split)
+        self.size = len(images)
         size = info.image_size
         scale = size / images.shape[1]
         self.images = resize_to(images, size)
@@ -34,7 +43,7 @@ class DetectionEvaluator(Evaluator):
         limits = ctx.spec.detection
         self.thresholds = Thresholds(conf=limits.conf, iou=limits.iou, max_det=limits.max_det)
         self.draw_score = draw_score
-        self._train_dir = ctx.run.stage_dir("train")
+        self.model_dir = model_dir
         self._reference: dict[str, float] | None = None
 
     @property
@@ -43,7 +52,7 @@ class DetectionEvaluator(Evaluator):
             from tango_ci.compile import PyTorchPredictor
             from tango_ci.detection.stages import load_yolo_module
 
-            module = load_yolo_module(self._train_dir)
+            module = load_yolo_module(self.model_dir)
             scores = self.evaluate(PyTorchPredictor(module, None), 1)
             self._reference = {
                 k: scores[k] for k in ("map50", "map50_95", "precision", "recall") if k in scores

@@ -83,7 +83,7 @@ def test_detection_pipeline_offline(tmp_path: Path, no_network: list[str]) -> No
 
     data = read_json(run / "data" / "manifest.json")["summary"]
     assert data["classes"] == ["circle", "square", "triangle"]
-    assert data["images"] == {"train": 10, "val": 2}
+    assert data["images"] == {"train": 8, "val": 2, "test": 2}  # 15% of 10 held out
     model = read_json(run / "train" / "model.json")
     assert model["task"] == "detection" and model["image_size"] == 32
     parity = read_json(run / "export" / "parity.json")
@@ -101,6 +101,7 @@ def test_detection_pipeline_offline(tmp_path: Path, no_network: list[str]) -> No
         assert scores["timing"]["postprocess_ms_per_image"] > 0
         assert metrics["latency"]["p50_ms"] > 0
         assert set(metrics["reference_metrics"]) >= {"map50", "map50_95"}
+        assert (quality["split"], quality["images"]) == ("test", 2)
     assert abs(fp32["quality"]["drop"]) <= 0.005  # onnxruntime fp32 matches PyTorch's mAP
     assert int8["build"]["quantization"]["format"] == "QDQ"
     report = (run / "report" / "report.md").read_text()

@@ -1,4 +1,5 @@
-"""The gate refuses a target whose quality drop exceeds its limit, whatever the task."""
+"""The gate refuses a target whose quality drop exceeds its limit, whatever the task, and names
+the split the quality was measured on."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from tango_ci.spec.models import Constraints, TargetSpec
 from tango_ci.stages.gate import target_checks
 
 
-def _metrics(quality_name: str, value: float, drop: float) -> dict:
+def _metrics(quality_name: str, value: float, drop: float, split: str = "test") -> dict:
     return {
         "latency": {"p95_ms": 1.0},
         "memory": {"peak_rss_mb": 100.0},
@@ -18,6 +19,7 @@ def _metrics(quality_name: str, value: float, drop: float) -> dict:
             "reference": value + drop,
             "drop": drop,
             "higher_is_better": True,
+            "split": split,
         },
     }
 
@@ -31,9 +33,9 @@ def test_int8_detection_target_over_its_drop_limit_fails() -> None:
         constraints=Constraints(min_accuracy=0.5, max_accuracy_drop=0.01),
     )
     checks = {c["check"]: c for c in target_checks(target, _metrics("mAP50", 0.6, 0.04))}
-    assert checks["mAP50"]["status"] == "pass"
-    assert checks["mAP50 drop vs PyTorch fp32"] == {
-        "check": "mAP50 drop vs PyTorch fp32",
+    assert checks["mAP50 on the test split"]["status"] == "pass"
+    assert checks["mAP50 drop vs PyTorch fp32 on the test split"] == {
+        "check": "mAP50 drop vs PyTorch fp32 on the test split",
         "value": 0.04,
         "limit": 0.01,
         "unit": "",
@@ -41,7 +43,7 @@ def test_int8_detection_target_over_its_drop_limit_fails() -> None:
         "status": "fail",
     }
     within = {c["check"]: c for c in target_checks(target, _metrics("mAP50", 0.6, 0.005))}
-    assert within["mAP50 drop vs PyTorch fp32"]["status"] == "pass"
+    assert within["mAP50 drop vs PyTorch fp32 on the test split"]["status"] == "pass"
 
 
 def test_budgets_without_a_limit_never_fail() -> None:
@@ -50,4 +52,13 @@ def test_budgets_without_a_limit_never_fail() -> None:
         c["check"]: c["status"] for c in target_checks(target, _metrics("accuracy", 0.1, 0.0))
     }
     assert statuses["latency p95"] == statuses["peak memory"] == "no limit"
-    assert statuses["accuracy"] == "no limit"
+    assert statuses["accuracy on the test split"] == "no limit"
+
+
+def test_without_a_test_split_the_checks_name_the_validation_split() -> None:
+    target = TargetSpec(name="t", runner="local-cpu", engine="onnxruntime")
+    names = [c["check"] for c in target_checks(target, _metrics("accuracy", 0.9, 0.0, "val"))]
+    assert names[-2:] == [
+        "accuracy on the validation split",
+        "accuracy drop vs PyTorch fp32 on the validation split",
+    ]
