@@ -12,9 +12,12 @@ import numpy as np
 from tango_ci.context import StageContext
 from tango_ci.contracts import TrainedModel
 from tango_ci.detection.models import model_yaml, write_model_yaml
+from tango_ci.exceptions import TangoError
 from tango_ci.rundir import write_record
 
 LEVEL_TO_SCALE = {"xs": "n", "s": "s", "m": "m", "l": "l", "xl": "x"}
+#: depth and width multipliers the search draws from (evenly spaced: Optuna steps through them)
+MULTIPLIERS = (0.5, 0.75, 1.0)
 CALIBRATION_IMAGES = 32
 
 
@@ -113,6 +116,11 @@ class DetectionSpace:
     def __init__(self, ctx: StageContext, device) -> None:
         from tango_ci.rundir import read_json
 
+        if ctx.spec.search.baselines:
+            raise TangoError(
+                "search.baselines: baselines are not supported for detection yet; "
+                "remove them from the project file"
+            )
         self.spec = ctx.spec
         self.device = device
         self.run = ctx.run
@@ -130,8 +138,12 @@ class DetectionSpace:
         return {
             "family": trial.suggest_categorical("family", list(search.families)),
             "level": trial.suggest_categorical("level", list(search.levels)),
-            "depth": trial.suggest_float("depth", 0.5, 1.0, step=0.25),
-            "width": trial.suggest_float("width", 0.5, 1.0, step=0.25),
+            "depth": trial.suggest_float(
+                "depth", MULTIPLIERS[0], MULTIPLIERS[-1], step=MULTIPLIERS[1] - MULTIPLIERS[0]
+            ),
+            "width": trial.suggest_float(
+                "width", MULTIPLIERS[0], MULTIPLIERS[-1], step=MULTIPLIERS[1] - MULTIPLIERS[0]
+            ),
             "imgsz": trial.suggest_categorical("imgsz", self.sizes),
             # around the spec's learning rate: YOLO training is sensitive to it
             "lr": trial.suggest_float(
@@ -139,6 +151,18 @@ class DetectionSpace:
             ),
             "batch": trial.suggest_categorical("batch", [8, 16]),
         }
+
+    def architectures(self) -> list[dict]:
+        """Every distinct network ``suggest`` can give (one per ``key``), as its params."""
+        search = self.spec.search
+        return [
+            {"family": f, "level": level, "depth": d, "width": w, "imgsz": size}
+            for f in search.families
+            for level in search.levels
+            for d in MULTIPLIERS
+            for w in MULTIPLIERS
+            for size in self.sizes
+        ]
 
     def key(self, params: dict) -> str:
         return candidate_name(params)

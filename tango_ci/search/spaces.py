@@ -48,6 +48,11 @@ class ClassificationSpace:
             "augment": trial.suggest_float("augment", 0.0, 1.0),
         }
 
+    def architectures(self) -> list[dict]:
+        """Every distinct architecture ``suggest`` can give, as its categorical params."""
+        search = self.spec.search
+        return [{"family": f, "level": level} for f in search.families for level in search.levels]
+
     def key(self, params: dict) -> str:
         """Candidates with the same key have the same latency (architecture and input)."""
         return f"{params['family']}-{params['level']}"

@@ -1,5 +1,8 @@
 """The search stage: Optuna over families, levels and training hyper-parameters.
 
+Before anything is built, each target's latency source is settled: a target whose runner is not
+this host (and has no latency model) refuses the search. Every distinct architecture is tried
+once before any is tried again (``search/study.py``), and an exact repeat is not trained twice.
 Every candidate is first built and timed for each target; one that breaks a budget is recorded
 as infeasible and never trained. Trials live in an Optuna storage (SQLite in the run folder by
 default), with heartbeats, so a killed search resumes without losing finished trials.
@@ -8,14 +11,19 @@ default), with heartbeats, so a killed search resumes without losing finished tr
 from __future__ import annotations
 
 import json
-import os
 import warnings
 
 from tango_ci.context import StageContext
 from tango_ci.exceptions import TangoError
 from tango_ci.plugins import get_task
 from tango_ci.rundir import read_json, write_json
-from tango_ci.search.feasibility import measure_candidate
+from tango_ci.search.feasibility import describe_sources, latency_sources, measure_candidate
+from tango_ci.search.study import (
+    DUPLICATE_OF,
+    create_study,
+    enqueue_architectures,
+    finished_twin,
+)
 from tango_ci.train.device import device_for
 from tango_ci.train.trainer import set_threads
 
@@ -27,46 +35,6 @@ class NoFeasibleCandidate(TangoError):
     )
 
 
-def _sampler(name: str, seed: int, startup: int):
-    """Samplers read each trial's budget constraint (set with ``Trial.set_constraint``)."""
-    import optuna
-
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, startup))
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
-
-
-def _pruner(name: str, epochs: int):
-    import optuna
-
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-    return optuna.pruners.NopPruner()
-
-
-def _storage(url: str):
-    import optuna
-
-    if not url.startswith(("sqlite", "postgresql", "mysql")):
-        return url
-    # Heartbeats mark trials of a killed process as failed; the callback retries them.
-    interval = int(os.environ.get("TANGO_SEARCH_HEARTBEAT_S", "10"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=interval,
-            grace_period=2 * interval,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=2
-            ),
-        )
-
-
 def storage_url(ctx: StageContext) -> str:
     return (
         ctx.options.get("storage")
@@ -76,11 +44,18 @@ def storage_url(ctx: StageContext) -> str:
 
 
 def run(ctx: StageContext) -> None:
+    if ctx.spec.search.strategy == "supernet":  # one supernet instead of trials
+        from tango_ci.supernet.space import record_supernet_space
+
+        record_supernet_space(ctx)
+        return
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     spec, folder = ctx.spec, ctx.folder
+    sources = latency_sources(spec)  # refuses before anything is built or any trial exists
+    ctx.recorder.summary["latency_sources"] = describe_sources(sources)
     set_threads()
     import torch
 
@@ -90,18 +65,11 @@ def run(ctx: StageContext) -> None:
     ctx.recorder.summary["device"] = device.describe()
     space = get_task(ctx.spec.task).search_space(ctx, device)
     multi = spec.search.sampler == "nsga2"
-    url = storage_url(ctx)
-    study = optuna.create_study(
-        study_name=f"{spec.name}-{ctx.run.id}",
-        storage=_storage(url),
-        load_if_exists=True,
-        directions=["maximize", "minimize"] if multi else ["maximize"],
-        sampler=_sampler(
-            spec.search.sampler, spec.search.seed, startup=min(5, max(1, spec.search.trials // 2))
-        ),
-        pruner=_pruner(spec.search.pruner, spec.search.epochs),
-    )
+    study = create_study(spec, f"{spec.name}-{ctx.run.id}", storage_url(ctx))
     optuna.storages.fail_stale_trials(study)
+    queued = enqueue_architectures(study, space, spec.search.trials, spec.search.seed)
+    if queued:
+        ctx.reporter.log(f"architectures to try first: {', '.join(queued)}")
     done = [t for t in study.trials if t.state.is_finished() and t.state.name != "FAIL"]
     remaining = max(0, spec.search.trials - len(done))
     if done:
@@ -122,14 +90,16 @@ def run(ctx: StageContext) -> None:
             cache[key] = {
                 "about": about,
                 "targets": measure_candidate(
-                    onnx_path, model_dir, spec, workdir, space.calibration, size
+                    onnx_path, model_dir, spec, workdir, space.calibration, size, sources
                 ),
             }
             write_json(cache_path, cache)
         measured = cache[key]["targets"]
         for name, value in cache[key]["about"].items():
             trial.set_user_attr(name, value)
+        trial.set_user_attr("architecture_key", key)
         trial.set_user_attr("targets", measured)
+        trial.set_user_attr("latency_source", {n: s.kind for n, s in sources.items()})
         latency = measured[first_target.name]["latency"][
             f"{first_target.constraints.latency_percentile}_ms"
         ]
@@ -140,6 +110,13 @@ def run(ctx: StageContext) -> None:
         if violations:
             trial.set_user_attr("epochs_trained", 0)
             return (0.0, latency) if multi else 0.0
+        twin = finished_twin(study, trial, params)
+        if twin is not None:  # the sampler repeated a finished trial: its result stands
+            trial.set_user_attr(DUPLICATE_OF, twin.number)
+            trial.set_user_attr("epochs_trained", 0)
+            if twin.state.name == "PRUNED":
+                raise optuna.TrialPruned()
+            return tuple(twin.values) if multi else twin.values[0]
 
         def on_epoch(epoch: int, metrics: dict) -> None:
             with open(epochs_log, "a") as handle:
@@ -172,8 +149,11 @@ def run(ctx: StageContext) -> None:
     _write_results(ctx, study, multi)
 
 
-def _trial_record(trial, first_target: str, percentile: str, score: tuple[str, str]) -> dict:
-    """One trial as data; ``score`` is the task's validation quality (its name and label)."""
+def _trial_record(
+    trial, first_target: str, percentiles: dict[str, str], score: tuple[str, str]
+) -> dict:
+    """One trial as data; ``score`` is the task's validation quality (its name and label),
+    ``latency_ms`` each target's latency at that target's percentile."""
     measured = trial.user_attrs.get("targets", {})
     return {
         "number": trial.number,
@@ -187,14 +167,26 @@ def _trial_record(trial, first_target: str, percentile: str, score: tuple[str, s
         "epochs_trained": trial.user_attrs.get("epochs_trained", 0),
         "parameters": trial.user_attrs.get("parameters"),
         "architecture": trial.user_attrs.get("architecture"),
-        "latency_ms": {name: m["latency"][f"{percentile}_ms"] for name, m in measured.items()},
+        "architecture_key": trial.user_attrs.get("architecture_key"),
+        "duplicate_of": trial.user_attrs.get(DUPLICATE_OF),
+        "latency_ms": {
+            name: m["latency"][f"{percentiles[name]}_ms"]
+            for name, m in measured.items()
+            if name in percentiles
+        },
+        "latency_source": trial.user_attrs.get("latency_source", {}),
         "first_target": first_target,
     }
 
 
 def pareto_front(records: list[dict]) -> list[dict]:
-    """Feasible trials no other feasible trial beats on both accuracy and latency."""
-    points = [r for r in records if r["feasible"] and r["state"] == "COMPLETE"]
+    """Feasible trials no other feasible trial beats on both accuracy and latency (a trial
+    that repeated another exactly stands in for none)."""
+    points = [
+        r
+        for r in records
+        if r["feasible"] and r["state"] == "COMPLETE" and r.get("duplicate_of") is None
+    ]
 
     def latency(r):
         return r["latency_ms"][r["first_target"]]
@@ -218,10 +210,9 @@ def _write_results(ctx: StageContext, study, multi: bool) -> None:
     spec, folder = ctx.spec, ctx.folder
     first = spec.targets[0]
     quality = get_task(spec.task).quality
+    percentiles = {t.name: t.constraints.latency_percentile for t in spec.targets}
     records = [
-        _trial_record(
-            t, first.name, first.constraints.latency_percentile, (quality.name, quality.label)
-        )
+        _trial_record(t, first.name, percentiles, (quality.name, quality.label))
         for t in study.trials
     ]
     write_json(folder / "trials.json", records)
@@ -229,7 +220,11 @@ def _write_results(ctx: StageContext, study, multi: bool) -> None:
     write_json(folder / "pareto.json", front)
     ctx.recorder.output_file("trials", folder / "trials.json")
     ctx.recorder.output_file("pareto", folder / "pareto.json")
-    feasible = [r for r in records if r["feasible"] and r["state"] == "COMPLETE"]
+    feasible = [
+        r
+        for r in records
+        if r["feasible"] and r["state"] == "COMPLETE" and r["duplicate_of"] is None
+    ]
     if not feasible:
         closest = min(
             (v for r in records for v in r["violations"]), key=lambda v: v["excess"], default=None
@@ -260,8 +255,10 @@ def _write_results(ctx: StageContext, study, multi: bool) -> None:
                     "score_label",
                     "latency_ms",
                     "architecture",
+                    "latency_source",
                 )
             },
+            "duplicates": sum(1 for r in records if r["duplicate_of"] is not None),
             "pareto": [r["number"] for r in front],
             "storage": _redact(storage_url(ctx)),
             "sampler": spec.search.sampler,
