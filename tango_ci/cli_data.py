@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 
 from tango_ci import api
 from tango_ci.cli_common import PROJECT, display, err, progress_bar, run_pipeline
+from tango_ci.data.synth import DEFAULT_KIND, KINDS
 from tango_ci.plugins import TASKS
 
 
@@ -45,15 +46,21 @@ def data_synth(
         + ", ".join(f"{name} ({', '.join(TASKS.get(name).data_formats)})" for name in TASKS.names())
         + ".",
     ),
+    kind: str = typer.Option(
+        DEFAULT_KIND,
+        help="The generator: "
+        + "; ".join(f"{name}: {generator.summary}" for name, generator in KINDS.items())
+        + ".",
+    ),
     per_class: int = typer.Option(200, "--per-class", min=2, help="Images per class."),
     size: int = typer.Option(64, min=16, max=1024, help="Image side in pixels."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same images."),
     force: bool = typer.Option(False, "--force", help="Replace a folder that holds other data."),
 ) -> None:
-    """Generate synthetic shape images: circles, squares and triangles on noisy backgrounds.
+    """Generate synthetic shape images (--kind: shapes, the default, or the harder glyphs).
 
-    classification: one shape per image, an ImageFolder. detection: several shapes per image
-    with their boxes, a YOLO dataset (data.yaml, images/, labels/).
+    classification: one shape per image, an ImageFolder. detection (shapes only): several
+    shapes per image with their boxes, a YOLO dataset (data.yaml, images/, labels/).
 
     With PROJECT, the project's data.synth section gives the parameters and data.path the
     folder. A folder made earlier with the same parameters is left untouched.
@@ -68,7 +75,12 @@ def data_synth(
         else:
             assert output is not None  # one of the two, checked above
             request = api.SynthRequest(
-                out=output, task=task, images_per_class=per_class, size=size, seed=seed
+                out=output,
+                task=task,
+                images_per_class=per_class,
+                size=size,
+                seed=seed,
+                kind=kind,
             )
             result = api.synth_data(request, force=force, progress=update)
     counts = ", ".join(f"{k} {v}" for k, v in result["images"].items())
@@ -132,7 +144,7 @@ def data_check(
         raise typer.Exit(1)
     images, boxes = stats["images"], stats["boxes"]
     err.print(
-        f"[green]valid[/green]: {sum(images.values())} images (train {images['train']}, "
-        f"val {images['val']}), {sum(boxes.values())} boxes "
+        f"[green]valid[/green]: {sum(images.values())} images "
+        f"({', '.join(f'{k} {v}' for k, v in images.items())}), {sum(boxes.values())} boxes "
         f"({', '.join(f'{k} {v}' for k, v in stats['per_class'].items())})"
     )

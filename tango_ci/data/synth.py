@@ -1,4 +1,10 @@
-"""Synthetic shape images for examples and tests: nothing is downloaded, the seed decides all."""
+"""Synthetic images for examples and tests: nothing is downloaded, the seed decides all.
+
+Each generator kind (``data.synth.kind``) is a row of :data:`KINDS`: its classes, how it draws
+one image of a class, and the data formats it can fill. ``shapes`` (three flat shapes, easy)
+serves every task; ``glyphs`` (twelve shapes in clutter, see :mod:`.synth_glyphs`) only
+ImageFolder classification.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +20,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from tango_ci.exceptions import TangoError
+from tango_ci.data.synth_glyphs import GLYPHS, glyph_image
+from tango_ci.exceptions import TangoError, UnknownNameError, UnsupportedRequestError
 from tango_ci.plugins import TASKS, get_task
 from tango_ci.rundir import display
 
 SHAPES = ("circle", "square", "triangle")
 STAMP = ".tango-synth.json"
+DEFAULT_KIND = "shapes"
 
 
 @dataclass(frozen=True)
@@ -29,13 +37,20 @@ class SynthRequest:
     images_per_class: int = 200
     size: int = 64
     seed: int = 0
-    classes: tuple[str, ...] = SHAPES
+    classes: tuple[str, ...] = ()  # empty: every class of the kind
+    kind: str = DEFAULT_KIND
+
+    def __post_init__(self) -> None:
+        if not self.classes:
+            object.__setattr__(self, "classes", synth_kind(self.kind).classes)
 
     def stamp(self) -> dict:
         data = asdict(self)
         data.pop("out")
         data["classes"] = list(self.classes)
-        data["generator"] = 1  # bump when the images a seed gives change
+        if self.kind == DEFAULT_KIND:
+            data.pop("kind")  # so folders made before kinds existed still match
+        data["generator"] = synth_kind(self.kind).generator
         return data
 
 
@@ -111,16 +126,25 @@ def synthesize(
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Write an ImageFolder of shapes to ``request.out``; returns a summary.
+    """Write the request's synthetic dataset to ``request.out``; returns a summary.
 
     A folder already made with the same request is left as it is; a folder holding anything
     else is refused unless ``force``.
     """
     task = get_task(request.task)  # an unknown task is refused with the valid names
-    unknown = sorted(set(request.classes) - set(SHAPES))
+    kind = synth_kind(request.kind)
+    if not set(task.data_formats) & set(kind.formats):
+        raise UnsupportedRequestError(
+            backend=f"synth kind '{request.kind}'",
+            request=f"make {request.task} data",
+            reason=f"it writes only {', '.join(kind.formats)}; "
+            f"kinds for {request.task}: {', '.join(kinds_for(task.data_formats))}",
+        )
+    unknown = sorted(set(request.classes) - set(kind.classes))
     if unknown:
         raise TangoError(
-            f"unknown shape class(es) {', '.join(unknown)}; choose from {', '.join(SHAPES)}"
+            f"unknown {request.kind} class(es) {', '.join(unknown)}; "
+            f"choose from {', '.join(kind.classes)}"
         )
     out = Path(request.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -163,6 +187,7 @@ def synthesize_project(
         images_per_class=synth.images_per_class,
         size=synth.size,
         seed=synth.seed,
+        kind=synth.kind,
     )
     return synthesize(request, force=force, progress=progress)
 
@@ -177,15 +202,62 @@ def _stamp(path: Path) -> dict | None:
 def write_shapes(
     staging: Path, request: SynthRequest, progress: Callable[[int, int], None] | None
 ) -> None:
-    """An ImageFolder of coloured shapes, one class folder per shape."""
+    """An ImageFolder of the request's kind (coloured shapes by default), one class folder
+    per class."""
+    draw = synth_kind(request.kind).draw
     rng = np.random.default_rng(request.seed)
     total = request.images_per_class * len(request.classes)
     done = 0
-    for shape in request.classes:
-        folder = staging / shape
+    for name in request.classes:
+        folder = staging / name
         folder.mkdir(parents=True)
         for index in range(request.images_per_class):
-            shape_image(rng, shape, request.size).save(folder / f"{shape}_{index:05d}.png")
+            draw(rng, name, request.size).save(folder / f"{name}_{index:05d}.png")
             done += 1
             if progress:
                 progress(done, total)
+
+
+@dataclass(frozen=True)
+class SynthKind:
+    """A generator: its classes, how it draws one image of a class, what it can fill."""
+
+    classes: tuple[str, ...]
+    draw: Callable[[np.random.Generator, str, int], Image.Image]
+    #: the data formats (of a task) it can write; a task reading none of them is refused
+    formats: tuple[str, ...]
+    #: in the stamp; bump when the images a seed gives change
+    generator: int
+    summary: str
+
+
+KINDS: dict[str, SynthKind] = {
+    "shapes": SynthKind(
+        SHAPES,
+        shape_image,
+        ("imagefolder", "yolo"),
+        generator=1,
+        summary="circles, squares and triangles on noisy backgrounds",
+    ),
+    "glyphs": SynthKind(
+        GLYPHS,
+        glyph_image,
+        ("imagefolder",),
+        generator=1,
+        summary=f"{len(GLYPHS)} shapes at random scale, rotation (up to 30 degrees) and style "
+        "among distractors on textured backgrounds, blurred and JPEG-compressed (harder; "
+        "classification only)",
+    ),
+}
+
+
+def synth_kind(name: str) -> SynthKind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise UnknownNameError(kind="synth kind", name=name, valid=", ".join(KINDS)) from None
+
+
+def kinds_for(data_formats: tuple[str, ...]) -> list[str]:
+    """The kinds that can write one of ``data_formats``."""
+    return [name for name, kind in KINDS.items() if set(kind.formats) & set(data_formats)]
