@@ -163,6 +163,23 @@ def export_command(project: Path = PROJECT, run_id: str | None = RUN) -> None:
     run_pipeline(project, from_stage="export", until="export", run_id=run_id)
 
 
+@app.command("specialise")
+def specialise_command(
+    project: Path = PROJECT, run_id: str | None = RUN, target: list[str] | None = TARGET
+) -> None:
+    """Pick each target's subnet of the trained supernet (search.strategy: supernet).
+
+    An NSGA-II search over subnets on this host: accuracy from the supernet's weights after
+    BatchNorm recalibration, latency measured here only when this host passes `tango runner
+    check` for the target's runner (else refused, naming the runner). The most accurate subnet
+    within every budget is extracted, optionally fine-tuned (specialise.finetune_epochs) and
+    exported with the parity check. Projects searched with trials have nothing to specialise.
+    """
+    run_pipeline(
+        project, from_stage="specialise", until="specialise", run_id=run_id, targets=target or []
+    )
+
+
 @app.command("compile")
 def compile_command(
     project: Path = PROJECT, run_id: str | None = RUN, target: list[str] | None = TARGET

@@ -20,7 +20,7 @@ from tango_ci.rundir import (
     runs_root,
 )
 from tango_ci.spec import ProjectSpec, display_path, find_repo_root, load_project, to_dict
-from tango_ci.stages import bench, gate, report, search
+from tango_ci.stages import bench, gate, report, search, specialise
 from tango_ci.stages import compile as compile_stage
 from tango_ci.tasks import BaseTask, StageFunction
 from tango_ci.train.device import device_for
@@ -28,6 +28,7 @@ from tango_ci.train.device import device_for
 #: the stages every task shares; the task gives the others (data, train, export)
 SHARED_STAGES: dict[str, StageFunction] = {
     "search": search.run,
+    "specialise": specialise.run,
     "compile": compile_stage.run,
     "bench": bench.run,
     "gate": gate.run,

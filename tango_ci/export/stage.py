@@ -15,6 +15,9 @@ PARITY_IMAGES = 32
 def run(ctx: StageContext) -> None:
     spec, folder = ctx.spec, ctx.folder
     ctx.run.require("export", "train", "trained weights")
+    if spec.search.strategy == "supernet":  # each target's subnet is exported as specialised
+        ctx.recorder.summary["per_target"] = "specialise/<target>/model.onnx"
+        return
     model = load_network(ctx.run.stage_dir("train"))
     size = read_record(TrainedModel, ctx.run.stage_dir("train")).image_size
     path = folder / "model.onnx"

@@ -25,6 +25,9 @@ def _save(figure: Figure, path: Path, footer: float = 0.0) -> Figure:
     return figure
 
 
+save_figure = _save  # for figures drawn outside this module
+
+
 def search_scatter(
     trials: list[dict],
     pareto: list[dict],

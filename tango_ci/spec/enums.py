@@ -29,7 +29,10 @@ ENUMS: dict[str, dict[tuple[str, ...], Callable[[], list[Any]]]] = {
     "project": {
         ("properties", "task"): lambda: list(TASKS.names()),
         ("$defs", "data", "properties", "format"): lambda: _union("data_formats"),
-        ("$defs", "search", "properties", "families", "items"): lambda: _union("families"),
+        ("$defs", "search", "properties", "families", "items"): lambda: [
+            *_union("families"),
+            *_union("elastic_families"),
+        ],
         ("$defs", "target", "properties", "engine"): lambda: [*ENGINES.names(), AUTO_ENGINE],
         ("$defs", "target", "properties", "precision"): lambda: list(PRECISIONS),
         ("$defs", "gate", "properties", "metric"): lambda: [

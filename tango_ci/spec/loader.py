@@ -147,7 +147,9 @@ def load_project(path: Path, repo_root: Path | None = None) -> ProjectSpec:
     checker.raise_if_any()
     data["data"]["resolved"] = resolve_inside(data["data"]["path"], path.parent, repo_root)
     if not data["search"].get("families"):
-        data["search"]["families"] = list(TASKS.get(data["task"]).families)
+        task = TASKS.get(data["task"])
+        supernet = data["search"].get("strategy") == "supernet"
+        data["search"]["families"] = list(task.elastic_families[:1] if supernet else task.families)
     return from_dict(ProjectSpec, data, path=path.resolve(), runners=runners)
 
 
@@ -212,12 +214,7 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
         )
 
     task = TASKS.get(data["task"])
-    for index, family in enumerate(data["search"].get("families", [])):
-        if family not in task.families:
-            checker.add(
-                ("search", "families", index),
-                f"'{family}' is not a {task.name} family; use {', '.join(task.families)}",
-            )
+    _check_search(checker, data["search"], task)
     if data["gate"].get("metric") is None:
         data["gate"]["metric"] = task.gate_metrics[0]
     if data["gate"]["metric"] not in (*task.gate_metrics, LATENCY_METRIC):
@@ -272,6 +269,43 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
         if refusal:
             checker.add(here + ("precision",), refusal)
     return runners
+
+
+def _check_search(checker: _Checker, search: dict, task) -> None:
+    """Families fit the strategy: plain ones for trials (and baselines), one elastic family
+    for a supernet."""
+    supernet = search.get("strategy") == "supernet"
+    if supernet and not task.elastic_families:
+        checker.add(
+            ("search", "strategy"),
+            f"task {task.name} has no elastic family to train a supernet of; use trials",
+        )
+        return
+    allowed = task.elastic_families if supernet else task.families
+    how = " to train a supernet of" if supernet else ""
+    for index, family in enumerate(search.get("families", [])):
+        if family not in allowed:
+            checker.add(
+                ("search", "families", index),
+                f"'{family}' is not a {task.name} family{how}; use {', '.join(allowed)}",
+            )
+    if supernet and len(search.get("families", [])) > 1:
+        checker.add(("search", "families"), "a supernet is trained of one elastic family")
+    if search.get("baselines") and (supernet or not task.trains_baselines):
+        why = "a trials search" if supernet else f"task {task.name}"
+        checker.add(
+            ("search", "baselines"),
+            f"baselines are trained beside {why} only; remove them"
+            if supernet
+            else f"baselines are not supported for {why} yet; remove them",
+        )
+    for index, baseline in enumerate(search.get("baselines", [])):
+        if baseline["family"] not in task.families:
+            checker.add(
+                ("search", "baselines", index, "family"),
+                f"'{baseline['family']}' is not a {task.name} family; "
+                f"use {', '.join(task.families)}",
+            )
 
 
 def _auto_possible(runner: RunnerSpec) -> bool:

@@ -69,6 +69,7 @@ class RunnerSpec:
 class SplitSpec:
     val: float = 0.2
     seed: int = 0
+    test: float = 0.15
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,25 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    family: str
+    level: str
+
+
+@dataclass(frozen=True)
+class SupernetSpec:
+    resolutions: tuple[int, ...] | None = None
+    random_subnets: int = 2
+    distill: bool = True
+    progressive: bool = False
+
+
+@dataclass(frozen=True)
 class SearchSpec:
+    strategy: str = "trials"
     families: tuple[str, ...] = ()
+    baselines: tuple[Baseline, ...] = ()
+    supernet: SupernetSpec = SupernetSpec()
     levels: tuple[str, ...] = ("xs", "s", "m")
     trials: int = 12
     timeout_s: float | None = None
@@ -154,6 +172,15 @@ class DetectionSpec:
 
 
 @dataclass(frozen=True)
+class SpecialiseSpec:
+    population: int = 16
+    generations: int = 4
+    time_budget_s: float = 50.0
+    calibration_images: int = 256
+    finetune_epochs: int = 0
+
+
+@dataclass(frozen=True)
 class GateSpec:
     metric: str | None = None
     min_improvement: float = 0.0
@@ -170,6 +197,7 @@ class ProjectSpec:
     export: ExportSpec = ExportSpec()
     detection: DetectionSpec = DetectionSpec()
     gate: GateSpec = GateSpec()
+    specialise: SpecialiseSpec = SpecialiseSpec()
     description: str | None = None
     path: Path | None = None  # the project.yaml
     runners: dict[str, RunnerSpec] = dataclasses.field(

@@ -43,6 +43,14 @@ def calibration_images(ctx: StageContext) -> np.ndarray:
     return get_task(ctx.spec.task).calibration(ctx, CALIBRATION_IMAGES)
 
 
+def onnx_for(ctx: StageContext, target: str) -> Path:
+    """The ONNX network ``target`` deploys: its specialised subnet's, else the export stage's."""
+    specialised = ctx.run.model_dir(target) / "model.onnx"
+    if specialised.parent.name == target and specialised.is_file():
+        return specialised
+    return ctx.run.stage_dir("export") / "model.onnx"
+
+
 def check_onnx(path: Path) -> None:
     """Refuse a file the engines could not parse, before any of them is handed it."""
     import onnx
@@ -58,15 +66,15 @@ def check_onnx(path: Path) -> None:
 def run(ctx: StageContext) -> None:
     spec = ctx.spec
     ctx.run.require("compile", "export", "the ONNX model")
-    onnx_path = ctx.run.stage_dir("export") / "model.onnx"
-    check_onnx(onnx_path)
     targets = selected_targets(ctx)
     for target in targets:  # refuse everything unsupported before building anything
         check_request(target, spec.runners[target.runner])
+        check_onnx(onnx_for(ctx, target.name))
     calibration = calibration_images(ctx)
-    ctx.recorder.input_file("onnx", onnx_path)
     built = {}
     for target in targets:
+        onnx_path = onnx_for(ctx, target.name)
+        ctx.recorder.input_file(f"onnx/{target.name}", onnx_path)
         runner = spec.runners[target.runner]
         concrete = auto_candidates(target, runner) if target.engine == AUTO else [target]
         folder = ctx.folder / target.name
@@ -84,7 +92,7 @@ def run(ctx: StageContext) -> None:
                         runner=runner,
                         calibration=calibration if candidate.precision == "int8" else None,
                         options={
-                            "model_dir": ctx.run.stage_dir("train"),
+                            "model_dir": ctx.run.model_dir(target.name),
                             "tuning_trials": target.tuning_trials,
                             "tuning_cache": ctx.run.project_runs / ".tuning",
                         },

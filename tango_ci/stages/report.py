@@ -10,8 +10,10 @@ from tango_ci.context import StageContext
 from tango_ci.contracts import GateDecision, TrainedModel
 from tango_ci.plugins import get_task
 from tango_ci.report import plots
+from tango_ci.report.baselines import baselines_markdown
 from tango_ci.rundir import read_json, read_record, write_json
 from tango_ci.stages.compile import selected_targets
+from tango_ci.supernet.report import specialise_lines, supernet_lines
 
 
 def _git_commit(folder) -> str | None:
@@ -50,7 +52,11 @@ def build_report(ctx: StageContext) -> dict:
     targets = {}
     for target in selected_targets(ctx):
         metrics = read_json(run.stage_dir("bench") / target.name / "metrics.json")
-        targets[target.name] = {"decision": decision.targets[target.name], "metrics": metrics}
+        targets[target.name] = {
+            "decision": decision.targets[target.name],
+            "metrics": metrics,
+            "split": split_words(metrics, ctx.spec.data.split.test),
+        }
     return {
         "project": ctx.spec.name,
         "run": run.id,
@@ -64,6 +70,17 @@ def build_report(ctx: StageContext) -> dict:
         "training_summary": get_task(ctx.spec.task).training_summary(train_metrics),
         "reproduce": f"tango run {_project_arg(ctx)}",
     }
+
+
+def split_words(metrics: dict, test_fraction: float) -> str:
+    """Which images the quality was measured on, for people."""
+    quality = metrics["quality"]
+    images = quality.get("images") or metrics["task_metrics"].get("images")
+    count = f", {images} images" if images is not None else ""
+    if quality.get("split", "val") == "test":
+        return f"test split{count}, unseen by search and training"
+    why = "data.split.test is 0" if test_fraction == 0 else "the data stage made none"
+    return f"validation split{count} (no test split: {why})"
 
 
 def _project_arg(ctx: StageContext) -> str:
@@ -97,6 +114,18 @@ def _auto_table(metrics: dict) -> list[str]:
     for advice in dict.fromkeys(r["advice"] for r in auto["candidates"] if r.get("advice")):
         lines += ["", advice]
     return lines
+
+
+def _source_line(sources: dict) -> list[str]:
+    """Where the search's latencies came from, per target (measured here or predicted)."""
+    if not sources:
+        return []
+    return [
+        "Latency sources: "
+        + "; ".join(f"`{name}` {s['why']}" for name, s in sources.items())
+        + ".",
+        "",
+    ]
 
 
 def render_markdown(report: dict, images: dict[str, str], details: dict[str, dict]) -> str:
@@ -172,9 +201,8 @@ def render_markdown(report: dict, images: dict[str, str], details: dict[str, dic
             ]
         quality = m["quality"]
         lines += [
-            f"{quality['label']} {quality['value']:.4f} on "
-            f"{m['task_metrics'].get('images', 'the')} validation images; PyTorch fp32 "
-            f"{quality['reference']:.4f} (drop {quality['drop']:+.4f}). "
+            f"{quality['label']} {quality['value']:.4f} on the {entry['split']}; PyTorch fp32 "
+            f"{quality['reference']:.4f} on the same images (drop {quality['drop']:+.4f}). "
             f"Peak memory {m['memory']['peak_rss_mb']:.0f} "
             f"MiB (the interpreter alone: {m['memory']['rss_before_load_mb']:.0f} MiB). "
             f"Measured on {m['host']['cpu']}, {m['host']['threads']} thread(s), "
@@ -192,7 +220,9 @@ def render_markdown(report: dict, images: dict[str, str], details: dict[str, dic
             "",
         ]
     search = report["search"]
-    if search:
+    if search.get("strategy") == "supernet":
+        lines += supernet_lines(search, report["training"])
+    elif search:
         best = search.get("best", {})
         lines += [
             "### Search",
@@ -204,6 +234,7 @@ def render_markdown(report: dict, images: dict[str, str], details: dict[str, dic
             f"{best.get('architecture')}, search {best.get('score_label', 'score')} "
             f"{_format(best.get('score'))}.",
             "",
+            *_source_line(search.get("latency_sources", {})),
             f"![search]({images['search']})",
             "",
         ]
@@ -266,9 +297,14 @@ def run(ctx: StageContext) -> None:
             folder / images[f"latency-{target.name}"],
         )
         lines, made = task.report_details(ctx, target.name, metrics, title, folder)
-        details[target.name] = {"lines": lines, "images": list(made)}
+        subnet, drawn = specialise_lines(ctx.run, target.name, folder)  # a supernet's subnet
+        details[target.name] = {"lines": [*lines, *subnet], "images": [*made, *drawn]}
         images.update(made)
-    (folder / "report.md").write_text(render_markdown(report, images, details), encoding="utf-8")
+        images.update(drawn)
+    markdown = render_markdown(report, images, details)
+    train_dir = ctx.run.stage_dir("train")  # baselines: after the rest, when the run has any
+    markdown += "\n".join(baselines_markdown(train_dir, ctx.run.stage_dir("search")))
+    (folder / "report.md").write_text(markdown, encoding="utf-8")
     write_json(folder / "report.json", report)
     for name in ("report.md", "report.json", *images.values()):
         if (folder / name).exists():

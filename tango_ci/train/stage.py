@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from tango_ci.bench.feasibility import latency_sources
 from tango_ci.context import StageContext
 from tango_ci.contracts import TrainedModel
 from tango_ci.data.dataset import load_split
@@ -13,6 +14,7 @@ from tango_ci.models import build_model, count_parameters, trained_model
 from tango_ci.report.plots import training_curves
 from tango_ci.rundir import display, read_json, read_record, write_json, write_record
 from tango_ci.train import checkpoints
+from tango_ci.train.baselines import train_baselines
 from tango_ci.train.device import device_for
 from tango_ci.train.trainer import TrainConfig, evaluate, set_threads, train_model
 
@@ -20,7 +22,12 @@ from tango_ci.train.trainer import TrainConfig, evaluate, set_threads, train_mod
 def load_network(folder: Path) -> torch.nn.Module:
     """The network saved in ``folder`` (``model.json`` and ``best.pt``), in eval mode."""
     info = read_record(TrainedModel, folder)
-    model = build_model(info.family, info.shape["level"], len(info.classes))
+    if "subnet" in info.shape:  # a subnet specialised from a supernet
+        from tango_ci.models import build_subnet
+
+        model = build_subnet(info)
+    else:
+        model = build_model(info.family, info.shape["level"], len(info.classes))
     model.load_state_dict(torch.load(folder / "best.pt", weights_only=True))
     return model.eval()
 
@@ -56,6 +63,8 @@ def load_pretrained(model: torch.nn.Module, path) -> int:
 
 def run(ctx: StageContext) -> None:
     spec, folder = ctx.spec, ctx.folder
+    if spec.search.baselines:  # refuse before training when they cannot be measured here
+        latency_sources(spec)
     set_threads()
     device = device_for(spec)
     ctx.reporter.log(f"training on {device.name} ({device.precision})")
@@ -141,3 +150,4 @@ def run(ctx: StageContext) -> None:
             "device": device.describe(),
         }
     )
+    train_baselines(ctx, config, device)

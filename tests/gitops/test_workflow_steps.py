@@ -255,7 +255,7 @@ def test_pipeline_and_promote_jobs_fit_together(tmp_path: Path) -> None:
             "RUNNER": entry["runner"],
         }
         run_step(job["Check the runner"], work, env)
-        run_step(job["Compile and measure"], work, env)
+        run_step(job["Specialise, compile and measure"], work, env)
         upload(next(s for n, s in job.items() if "upload-artifact" in n), work, store, env)
 
     # gate-report, one job per project: the run and its targets' parts put back together

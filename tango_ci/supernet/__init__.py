@@ -1,0 +1,1 @@
+"""Weight-sharing supernets: trained once, specialised per target."""
