@@ -16,6 +16,7 @@ from tango_ci.spec._yaml import LocatedDocument, YamlProblem, load_located
 from tango_ci.spec.enums import AUTO_ENGINE, LATENCY_METRIC
 from tango_ci.spec.models import ProjectSpec, RunnerSpec, from_dict
 from tango_ci.spec.problems import Problem, format_field
+from tango_ci.spec.search_checks import check_search
 
 
 def find_repo_root(start: Path) -> Path:
@@ -214,7 +215,7 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
         )
 
     task = TASKS.get(data["task"])
-    _check_search(checker, data["search"], task)
+    check_search(checker, data["search"], task)
     if data["gate"].get("metric") is None:
         data["gate"]["metric"] = task.gate_metrics[0]
     if data["gate"]["metric"] not in (*task.gate_metrics, LATENCY_METRIC):
@@ -269,43 +270,6 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
         if refusal:
             checker.add(here + ("precision",), refusal)
     return runners
-
-
-def _check_search(checker: _Checker, search: dict, task) -> None:
-    """Families fit the strategy: plain ones for trials (and baselines), one elastic family
-    for a supernet."""
-    supernet = search.get("strategy") == "supernet"
-    if supernet and not task.elastic_families:
-        checker.add(
-            ("search", "strategy"),
-            f"task {task.name} has no elastic family to train a supernet of; use trials",
-        )
-        return
-    allowed = task.elastic_families if supernet else task.families
-    how = " to train a supernet of" if supernet else ""
-    for index, family in enumerate(search.get("families", [])):
-        if family not in allowed:
-            checker.add(
-                ("search", "families", index),
-                f"'{family}' is not a {task.name} family{how}; use {', '.join(allowed)}",
-            )
-    if supernet and len(search.get("families", [])) > 1:
-        checker.add(("search", "families"), "a supernet is trained of one elastic family")
-    if search.get("baselines") and (supernet or not task.trains_baselines):
-        why = "a trials search" if supernet else f"task {task.name}"
-        checker.add(
-            ("search", "baselines"),
-            f"baselines are trained beside {why} only; remove them"
-            if supernet
-            else f"baselines are not supported for {why} yet; remove them",
-        )
-    for index, baseline in enumerate(search.get("baselines", [])):
-        if baseline["family"] not in task.families:
-            checker.add(
-                ("search", "baselines", index, "family"),
-                f"'{baseline['family']}' is not a {task.name} family; "
-                f"use {', '.join(task.families)}",
-            )
 
 
 def _auto_possible(runner: RunnerSpec) -> bool:
