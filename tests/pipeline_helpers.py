@@ -42,6 +42,17 @@ INT8_TARGET = """\
 """
 
 
+def template_repo(root: Path) -> Path:
+    """A git repository with runners/ and schemas/; returns its (empty) projects/tiny."""
+    root.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q", "-b", "main")
+    shutil.copytree(REPO / "runners", root / "runners")
+    shutil.copytree(REPO / "schemas", root / "schemas")
+    project = root / "projects" / "tiny"
+    project.mkdir(parents=True)
+    return project
+
+
 def make_repo(
     root: Path,
     *,
@@ -53,12 +64,7 @@ def make_repo(
     extra_targets: str = INT8_TARGET,
 ) -> Path:
     """A git repository with runners/, schemas/ and projects/tiny; returns the project folder."""
-    root.mkdir(parents=True, exist_ok=True)
-    git(root, "init", "-q", "-b", "main")
-    shutil.copytree(REPO / "runners", root / "runners")
-    shutil.copytree(REPO / "schemas", root / "schemas")
-    project = root / "projects" / "tiny"
-    project.mkdir(parents=True)
+    project = template_repo(root)
     (project / "project.yaml").write_text(
         TINY.format(
             per_class=per_class,

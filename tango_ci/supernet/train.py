@@ -29,7 +29,7 @@ from tango_ci.rundir import read_json, write_json, write_record
 from tango_ci.train import checkpoints
 from tango_ci.train.device import TrainDevice, device_for
 from tango_ci.train.loader import BatchLoader
-from tango_ci.train.trainer import evaluate, set_threads
+from tango_ci.train.trainer import evaluate, set_threads, training_parts
 
 KD_TEMPERATURE = 1.0
 KD_WEIGHT = 0.5  # the smaller subnets' loss: half labels, half the largest's predictions
@@ -115,22 +115,8 @@ def train_supernet_loop(
     space = supernet.space
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
-    supernet.to(device.torch)
-    optimizer = torch.optim.AdamW(
-        supernet.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.precision == "fp16")
-    images, labels = train
-    loader = BatchLoader(
-        images,
-        labels,
-        batch=config.batch,
-        augment=config.augment,
-        seed=config.seed,
-        workers=device.loader_workers(-(-len(images) // config.batch)),
-        pin_memory=device.kind == "cuda",
-    )
+    optimizer, scheduler, scaler, loader = training_parts(supernet, train, config, device)
+    images = train[0]
     pick = np.random.default_rng(config.seed).choice(
         len(images), min(VAL_RECALIBRATION_IMAGES, len(images)), replace=False
     )

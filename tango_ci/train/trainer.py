@@ -76,6 +76,29 @@ def evaluate(
     return float((predicted == labels).mean()), float(sum(losses) / len(labels)), predicted
 
 
+def training_parts(model: nn.Module, train: tuple[np.ndarray, np.ndarray], config, device):
+    """What every training loop here uses: ``model`` moved to ``device``, AdamW, a cosine
+    schedule over ``config.epochs``, a gradient scaler (fp16 on CUDA) and the batch loader.
+    ``config`` has epochs, batch, lr, weight_decay, augment and seed."""
+    model.to(device.torch)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.precision == "fp16")
+    images, labels = train
+    loader = BatchLoader(
+        images,
+        labels,
+        batch=config.batch,
+        augment=config.augment,
+        seed=config.seed,
+        workers=device.loader_workers(-(-len(images) // config.batch)),
+        pin_memory=device.kind == "cuda",
+    )
+    return optimizer, scheduler, scaler, loader
+
+
 def train_model(
     model: nn.Module,
     train: tuple[np.ndarray, np.ndarray],
@@ -96,24 +119,10 @@ def train_model(
     """
     device = device or TrainDevice(kind="cpu", threads=torch.get_num_threads())
     torch.manual_seed(config.seed)
-    model.to(device.torch)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.precision == "fp16")
+    optimizer, scheduler, scaler, loader = training_parts(model, train, config, device)
     result = TrainResult()
     start_epoch = 0
-    images, labels = train
-    loader = BatchLoader(
-        images,
-        labels,
-        batch=config.batch,
-        augment=config.augment,
-        seed=config.seed,
-        workers=device.loader_workers(-(-len(images) // config.batch)),
-        pin_memory=device.kind == "cuda",
-    )
+    images = train[0]
     last_path = checkpoint_dir / "last.pt" if checkpoint_dir else None
     if last_path is not None and last_path.exists():
         state = checkpoints.load(last_path)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from tests.conftest import REPO, git
+from tests.conftest import REPO
+from tests.pipeline_helpers import template_repo
 
 SUPERNET = """\
 name: tiny
@@ -53,12 +53,7 @@ def make_supernet_repo(
 ) -> Path:
     """A git repository with runners/, schemas/ and a supernet projects/tiny; returns the
     project folder. Target ``small`` fits only small subnets by its model size budget."""
-    root.mkdir(parents=True, exist_ok=True)
-    git(root, "init", "-q", "-b", "main")
-    shutil.copytree(REPO / "runners", root / "runners")
-    shutil.copytree(REPO / "schemas", root / "schemas")
-    project = root / "projects" / "tiny"
-    project.mkdir(parents=True)
+    project = template_repo(root)
     (project / "project.yaml").write_text(
         SUPERNET.format(
             per_class=per_class, epochs=epochs, family=family, runner=runner, small_mb=small_mb
