@@ -67,3 +67,124 @@ def runner_check(
             f"({len(errors)} mismatch(es): {', '.join(f.what for f in errors)})"
         )
     err.print(f"{path}: this host matches")
+
+
+@runner_app.command("profile")
+def runner_profile(
+    path: Path = typer.Argument(..., help="runners/<device>.yaml; this host must be that device."),
+    engine: list[str] = typer.Option(
+        [], "--engine", "-e", help="Only this engine (repeatable). Default: every engine."
+    ),
+    precision: list[str] = typer.Option(
+        [], "--precision", "-p", help="Only this precision (repeatable). Default: every one."
+    ),
+    networks: int = typer.Option(240, help="Whole networks to time (30% are held out)."),
+    blocks: int = typer.Option(120, help="Isolated blocks to time (for the per-block table)."),
+    batch: list[int] = typer.Option([1], "--batch", "-b", help="Batch sizes (repeatable)."),
+    time_budget: float = typer.Option(
+        3600.0, "--time-budget", help="Stop measuring after this many seconds (then fit)."
+    ),
+    seed: int = typer.Option(0, help="Seed of the sample design (same seed: same networks)."),
+    yolo: bool = typer.Option(True, "--yolo/--no-yolo", help="Include YOLO detection scales."),
+) -> None:
+    """Time a designed sample of blocks and whole networks on this device and fit a latency
+    model per engine and precision the runner offers.
+
+    Writes runners/<device>/latency/<engine>-<precision>.json (the model, with host facts,
+    tool versions, sample counts and held-out error), the raw measurements beside it and
+    report.md with a scatter per model. Commit them: searches on other machines then predict
+    this device's latency instead of timing the wrong host. Refused unless `tango runner
+    check` passes here. Interrupted (or out of time)? Run it again: it continues from what
+    was measured.
+
+    Example: tango runner profile runners/raspberry-pi-5.yaml --time-budget 1800
+    """
+    from tango_ci.cli_progress import RichReporter
+    from tango_ci.profiling.profile import ProfileOptions
+
+    options = ProfileOptions(
+        engines=tuple(engine),
+        precisions=tuple(precision),
+        blocks=blocks,
+        networks=networks,
+        batches=tuple(batch),
+        time_budget_s=time_budget,
+        seed=seed,
+        with_yolo=yolo,
+    )
+    with RichReporter(err) as reporter:
+        outcome = api.profile_runner(path, options, reporter)
+    for fitted in outcome.fitted:
+        held = fitted.model.metadata["heldout"]
+        flops = fitted.model.metadata["heldout_flops_linear"]
+        err.print(
+            f"{fitted.engine} {fitted.precision}: [bold]{fitted.model.method}[/bold], "
+            f"held out {held['count']}: within ±10% {held['within_10']:.0%}, MAPE "
+            f"{held['mape']:.1%} (FLOPs-linear {flops['within_10']:.0%}, {flops['mape']:.1%})"
+            f" -> {fitted.path}",
+            highlight=False,
+        )
+    err.print(f"report: {outcome.report}")
+
+
+@runner_app.command("latency-report")
+def runner_latency_report(
+    runner: str = typer.Argument(..., help="Runner name (or runners/<name>.yaml)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """How the runner's latency models fare: their held-out error when profiled, and every
+    later bench measurement on the device against what the model predicted (registry
+    versions and this checkout's runs). A growing error means the device or its software
+    changed: profile it again."""
+    import json
+
+    from rich.table import Table
+
+    report = api.latency_report(runner)
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+        return
+    if not report["models"]:
+        err.print(
+            f"runner {report['runner']} has no latency model; make one on the device with "
+            f"`tango runner profile runners/{report['runner']}.yaml`"
+        )
+    table = Table(title=f"latency models of {report['runner']}")
+    for column in ("engine", "precision", "method", "held out", "within ±10%", "MAPE"):
+        table.add_column(column)
+    for model in report["models"]:
+        held = model["heldout"]
+        table.add_row(
+            model["engine"],
+            model["precision"],
+            model["method"],
+            str(held.get("count", "")),
+            f"{held.get('within_10', 0):.0%}",
+            f"{held.get('mape', 0):.1%}",
+        )
+    err.print(table)
+    if not report["observations"]:
+        err.print("no bench measurement on this runner has been compared with a model yet")
+        return
+    drift = Table(title="bench measurements against the model's prediction")
+    for column in (
+        "engine",
+        "precision",
+        "measured",
+        "mean error",
+        "MAPE",
+        "within ±10%",
+        "latest",
+    ):
+        drift.add_column(column)
+    for row in report["summary"]:
+        drift.add_row(
+            row["engine"],
+            row["precision"],
+            str(row["count"]),
+            f"{row['mean_error']:+.1%}",
+            f"{row['mape']:.1%}",
+            f"{row['within_10']:.0%}",
+            f"{row['latest_error']:+.1%}",
+        )
+    err.print(drift)

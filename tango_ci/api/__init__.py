@@ -1,7 +1,8 @@
 """The Python API. The CLI is a thin layer over these functions; nothing here prints.
 
 ``_project``: a project on this machine (validate, data, run, the gate's verdict);
-``_gitops``: plan, publish, promote, the registry and the local forge.
+``_gitops``: plan, publish, promote, the registry and the local forge;
+``_runners``: device runners' latency models (profile, report).
 """
 
 from tango_ci.api._gitops import (
@@ -35,9 +36,11 @@ from tango_ci.api._project import (
     track_data,
     validate,
 )
+from tango_ci.api._runners import ProfileOutcome, latency_report, profile_runner
 
 __all__ = [
     "GateFailed",
+    "ProfileOutcome",
     "SynthRequest",
     "artifact_history",
     "artifact_versions",
@@ -46,9 +49,11 @@ __all__ = [
     "check_yolo_dataset",
     "create_forge",
     "forge_status",
+    "latency_report",
     "load_project",
     "plan_change",
     "probe_runner",
+    "profile_runner",
     "promote",
     "promote_merged",
     "promotion_lines",

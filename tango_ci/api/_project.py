@@ -38,6 +38,43 @@ def validate(paths: Iterable[Path] = (), repo_root: Path | None = None) -> list[
     problems: list[Problem] = []
     for path in files:
         problems.extend(check_file(path, root if path.resolve().is_relative_to(root) else None))
+        if path.parent.name == "runners" and path.suffix in (".yaml", ".yml"):
+            problems.extend(latency_model_problems(path))
+    return problems
+
+
+def latency_model_problems(runner_file: Path) -> list[Problem]:
+    """Problems of the latency models a runner file has (``runners/<name>/latency/``): each
+    must meet its schema and be made for this runner and the engine and precision its file
+    name says; its measurements must be readable records."""
+    from tango_ci.latency import LatencyModelError, load_model
+    from tango_ci.profiling.profile import read_measurements
+
+    folder = runner_file.parent / runner_file.stem / "latency"
+    problems = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            model = load_model(path)
+        except LatencyModelError as exc:
+            problems.append(Problem(display_path(path), 0, 0, "", exc.fields["reason"]))
+            continue
+        expected = f"{model.engine}-{model.precision}.json"
+        if model.runner != runner_file.stem or path.name != expected:
+            problems.append(
+                Problem(
+                    display_path(path),
+                    0,
+                    0,
+                    "runner",
+                    f"made for runner {model.runner} {model.engine} {model.precision}; a "
+                    f"model of runner {runner_file.stem} belongs in runners/{runner_file.stem}/latency/{expected}",
+                )
+            )
+    for path in sorted(folder.glob("*.measurements.jsonl")) if folder.is_dir() else []:
+        try:
+            read_measurements(path)
+        except TangoError as exc:
+            problems.append(Problem(display_path(path), 0, 0, "", str(exc)))
     return problems
 
 

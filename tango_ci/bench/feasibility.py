@@ -2,8 +2,9 @@
 search) or beside the winner (the train stage's baselines).
 
 A target is timed here only when its latency source (:mod:`tango_ci.runners.latency_source`)
-says this host is its runner; a target that cannot be measured here is refused before anything
-is built. It lives in ``bench`` so that both ``search`` and ``train`` can use it.
+says this host is its runner; any other target's latency is predicted from its runner's latency
+model (nothing is built for it), and a target with neither is refused before anything is built.
+It lives in ``bench`` so that both ``search`` and ``train`` can use it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tango_ci.compile import (
     check_request,
     get_compiler,
 )
-from tango_ci.runners.latency_source import LatencySource, require_measurable
+from tango_ci.runners.latency_source import LatencySource, latency_model, latency_source
 from tango_ci.spec import ProjectSpec, TargetSpec
 
 # Quick measurements: enough to tell a 2 ms model from a 20 ms one, in a few seconds.
@@ -138,10 +139,39 @@ def _second_look(best: dict, target: TargetSpec, runner, size: int) -> None:
 
 
 def latency_sources(spec: ProjectSpec) -> dict[str, LatencySource]:
-    """Each target's latency source, refusing (one line) a target whose latency cannot be
-    measured on this host; predicted latencies are refused too until latency models can be
-    read."""
-    return {t.name: require_measurable(t, spec.runners[t.runner]) for t in spec.targets}
+    """Each target's latency source, refusing (one line) a target whose latency can neither be
+    measured on this host nor predicted by its runner's latency model."""
+    return {t.name: latency_source(t, spec.runners[t.runner]) for t in spec.targets}
+
+
+def predict_candidate(target: TargetSpec, runner, onnx_path: Path, size: int) -> dict:
+    """The target's latency predicted by its runner's latency model (the fastest of the
+    builds ``engine: auto`` could make that have one); nothing is built or timed. The size
+    is the ONNX file's (int8 weights take a quarter of it); memory is unknown."""
+    from tango_ci.runners.latency_source import predictable
+
+    predictions = []
+    for engine, precision in predictable(target, runner):
+        model = latency_model(runner, engine, precision)
+        predicted = model.predict(onnx_path, batch=target.batch, size=size)
+        predictions.append((engine, precision, predicted))
+    percentile = f"{target.constraints.latency_percentile}_ms"
+    engine, precision, predicted = min(predictions, key=lambda p: p[2][percentile])
+    onnx_bytes = onnx_path.stat().st_size
+    return {
+        "engine": engine,
+        "precision": precision,
+        "latency": {k: predicted[k] for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms")}
+        | {
+            "predicted": True,
+            "method": predicted["method"],
+            "model": predicted["model"],
+            "unseen_kernels": predicted["unseen_kernels"],
+        },
+        "artifact_bytes": onnx_bytes // 4 if precision == "int8" else onnx_bytes,
+        "artifact_bytes_estimated": True,
+        "peak_rss_mb": None,
+    }
 
 
 def describe_sources(sources: dict[str, LatencySource]) -> dict[str, dict]:
@@ -173,9 +203,18 @@ def measure_candidate(
     try:
         for target in spec.targets:
             runner = spec.runners[target.runner]
-            if not sources[target.name].measured:  # the caller resolved a predicted source
-                require_measurable(target, runner)
             check_request(target, runner)
+            if not sources[target.name].measured:
+                best = predict_candidate(target, runner, onnx_path, size)
+                best["violations"] = budget_violations(
+                    target,
+                    latency=best["latency"],
+                    artifact_bytes=best["artifact_bytes"],
+                    peak_rss_mb=None,
+                )
+                best["latency_source"] = sources[target.name].kind
+                results[target.name] = best
+                continue
             measured = [
                 _measure_one(
                     candidate,

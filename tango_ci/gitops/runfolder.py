@@ -194,6 +194,8 @@ def collect(run_dir: RunDir) -> dict:
                 quality["name"]: quality["value"],
                 **{f"{p}_ms": latency[f"{p}_ms"] for p in ("p50", "p90", "p95", "p99")},
                 "peak_rss_mb": latency.get("peak_rss_mb"),
+                # the runner's latency model against this measurement (drift over releases)
+                "latency_prediction_error": metrics.get("prediction_error"),
             },
             "failed": [c["check"] for c in verdict["checks"] if c["status"] == "fail"],
         }

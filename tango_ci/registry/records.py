@@ -343,6 +343,8 @@ def check_metrics(value: Any, what: str) -> dict:
                 f"{what}: field 'task_metrics.{key[:40]}' must be a "
                 "number, an object, a list or a string"
             )
+    if (error := shape.optional("prediction_error")) is not None and error.value is not None:
+        error.number()
     if (build := shape.optional("build")) is not None:
         safe_relpath(build.field("file").string(), f"{what}: field 'build.file'")
         build.field("sha256").string(SHA256, "a sha256 (64 hex digits)")

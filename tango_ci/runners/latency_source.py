@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tango_ci.exceptions import TangoError
+from tango_ci.latency import LatencyModel, LatencyModelError, load_model
 from tango_ci.spec import RunnerSpec, TargetSpec
 
 MEASURED = "measured"
@@ -36,7 +37,7 @@ class LatencySource:
 
     kind: str  # measured | predicted
     runner: str
-    why: str  # one phrase for the report: "runner check passed here", "...model (file)"
+    why: str  # one phrase for the report: "runner check passed here", "X's latency model; ..."
     model: Path | None = None
 
     @property
@@ -71,33 +72,68 @@ def latency_model_path(runner: RunnerSpec, engine: str, precision: str) -> Path 
     return path if path.is_file() and not path.is_symlink() else None
 
 
+def predictable(target: TargetSpec, runner: RunnerSpec) -> list[tuple[str, str]]:
+    """The (engine, precision) builds of ``target`` whose latency the runner's models predict:
+    the target's own, or for ``engine: auto`` each candidate that has a model."""
+    from tango_ci.compile import AUTO, auto_candidates
+
+    concrete = auto_candidates(target, runner) if target.engine == AUTO else [target]
+    return [
+        (c.engine, c.precision)
+        for c in concrete
+        if latency_model_path(runner, c.engine, c.precision) is not None
+    ]
+
+
+@functools.lru_cache(maxsize=64)
+def _load(path: str, mtime_ns: int, size: int) -> LatencyModel:
+    return load_model(Path(path))
+
+
+def latency_model(runner: RunnerSpec, engine: str, precision: str) -> LatencyModel:
+    """The runner's latency model for ``engine`` and ``precision``, checked (schema, and made
+    for this runner, engine and precision); cached while the file is unchanged."""
+    path = latency_model_path(runner, engine, precision)
+    if path is None:
+        raise TangoError(
+            f"runner {runner.name} has no latency model for {engine} {precision}; make one "
+            f"on that device with `tango runner profile runners/{runner.name}.yaml`"
+        )
+    stat = path.stat()
+    model = _load(str(path), stat.st_mtime_ns, stat.st_size)
+    made_for = (model.runner, model.engine, model.precision)
+    if made_for != (runner.name, engine, precision):
+        raise LatencyModelError(
+            source=model.source,
+            reason=f"made for runner {made_for[0]} {made_for[1]} {made_for[2]}, "
+            f"not {runner.name} {engine} {precision}",
+        )
+    return model
+
+
 def latency_source(target: TargetSpec, runner: RunnerSpec) -> LatencySource:
     """Measured here when this host is the target's runner; else the runner's latency model;
     else :class:`NoLatencySource`."""
     here, why = runner_here(runner)
     if here:
-        return LatencySource(MEASURED, runner.name, "measured here (runner check passed)")
-    model = latency_model_path(runner, target.engine, target.precision)
-    if model is not None:
+        return LatencySource(MEASURED, runner.name, "runner check passed here")
+    builds = predictable(target, runner)
+    if builds:
+        for engine, precision in builds:
+            latency_model(runner, engine, precision)  # a broken model is refused now
+        engine, precision = builds[0]
         return LatencySource(
-            PREDICTED, runner.name, f"predicted by {runner.name}'s latency model", model
+            PREDICTED,
+            runner.name,
+            f"{runner.name}'s latency model; not this host: {why}",
+            latency_model_path(runner, engine, precision),
         )
+    from tango_ci.compile import AUTO
+
     raise NoLatencySource(
         target=target.name,
         runner=runner.name,
         why=why,
-        engine=target.engine,
+        engine="any engine of" if target.engine == AUTO else target.engine,
         precision=target.precision,
     )
-
-
-def require_measurable(target: TargetSpec, runner: RunnerSpec) -> LatencySource:
-    """The target's latency source, refusing a predicted one until predictors exist for the
-    caller (the prediction itself lands with the runner latency models)."""
-    source = latency_source(target, runner)
-    if not source.measured:
-        raise TangoError(
-            f"target {target.name}: runner {runner.name} is not this host and latency models "
-            f"cannot be read yet ({source.model}); run this stage on the runner"
-        )
-    return source

@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from tango_ci.bench.latency import host_facts, measure_repeated
+from tango_ci.bench.prediction import prediction_check
 from tango_ci.compile import AUTO, load_artifact
 from tango_ci.context import StageContext
 from tango_ci.contracts import Quality
 from tango_ci.exceptions import StageInputError
 from tango_ci.plugins import get_task
 from tango_ci.rundir import read_json, write_json
-from tango_ci.stages.compile import candidate_dirs, selected_targets
+from tango_ci.stages.compile import candidate_dirs, onnx_for, selected_targets
 from tango_ci.tasks import Evaluator
 
 
@@ -121,6 +122,18 @@ def run(ctx: StageContext) -> None:
                 chosen = min(range(len(rows)), key=lambda i: rows[i]["quality"]["drop"])
             index = chosen
         metrics, samples = dict(measured[index][0]), measured[index][1]
+        prediction = prediction_check(
+            ctx.spec.runners[target.runner],
+            metrics["engine"],
+            metrics["precision"],
+            onnx_for(ctx, target.name),
+            target.batch,
+            ctx.spec.data.image_size,
+            metrics["latency"],
+        )
+        if prediction is not None:
+            metrics["prediction"] = prediction
+            metrics["prediction_error"] = prediction.get("relative_error")
         if target.engine == AUTO:
             failed_path = ctx.run.stage_dir("compile") / target.name / "failed.json"
             metrics["auto"] = {

@@ -88,6 +88,26 @@ def _project_arg(ctx: StageContext) -> str:
     return f"projects/{folder.name}" if folder.parent.name == "projects" else str(folder)
 
 
+def _prediction_lines(prediction: dict | None, runner: str) -> list[str]:
+    """How the runner's latency model did on this measurement (the search trusted it)."""
+    if not prediction:
+        return []
+    if "unavailable" in prediction:
+        return [f"Latency model of `{runner}`: not usable ({prediction['unavailable']}).", ""]
+    return [
+        f"Latency model of `{runner}` ({prediction['method']}): predicted p50 "
+        f"{prediction['predicted_p50_ms']:.3g} ms against {prediction['measured_p50_ms']:.3g} "
+        f"ms measured, prediction error {prediction['relative_error']:+.1%}"
+        + (
+            f" (kernels it never saw: {', '.join(prediction['unseen_kernels'][:6])})"
+            if prediction["unseen_kernels"]
+            else ""
+        )
+        + ".",
+        "",
+    ]
+
+
 def _auto_table(metrics: dict) -> list[str]:
     """For engine: auto, every candidate measured, so the choice can be checked."""
     auto = metrics.get("auto")
@@ -122,7 +142,7 @@ def _source_line(sources: dict) -> list[str]:
         return []
     return [
         "Latency sources: "
-        + "; ".join(f"`{name}` {s['why']}" for name, s in sources.items())
+        + "; ".join(f"`{name}` **{s['source']}** ({s['why']})" for name, s in sources.items())
         + ".",
         "",
     ]
@@ -190,6 +210,7 @@ def render_markdown(report: dict, images: dict[str, str], details: dict[str, dic
         note = stability_note(lat)
         if note:
             lines += [f"> ⚠ {note}", ""]
+        lines += _prediction_lines(m.get("prediction"), m["runner"])
         runs = lat.get("runs", {"count": 1})
         if runs["count"] > 1:
             lines += [

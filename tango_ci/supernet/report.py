@@ -45,7 +45,8 @@ def specialise_lines(run: RunDir, target: str, out: Path) -> tuple[list[str], di
         f"{chosen['accuracy']:.4f} with inherited weights{fine}; {budget['percentile']} "
         f"{chosen['latency_ms']:.3g} ms"
         + (f" against a budget of {limit:g} ms" if limit is not None else "")
-        + f", {result['latency_source_why']} on runner {result['runner']}. "
+        + f", **{result['latency_source']}** for runner {result['runner']} "
+        f"({result['latency_source_why']}). "
         f"{result['subnets_scored']} subnets scored; specialisation took "
         f"{result['seconds']:.1f} s.",
     ]

@@ -3,8 +3,9 @@
 Optuna's NSGA-II searches the subnets (accuracy up, latency down, budgets as constraints).
 Each candidate's accuracy is its validation accuracy with the supernet's weights after its
 BatchNorm statistics are recalibrated on training images; its latency is measured on this host
-only when this host is the target's runner (``tango runner check`` passes), and anything else
-is refused with one line (see :mod:`tango_ci.runners.latency_source`). The chosen subnet is
+only when this host is the target's runner (``tango runner check`` passes), predicted by the
+runner's latency model otherwise, and refused with one line when there is none (see
+:mod:`tango_ci.runners.latency_source`). The chosen subnet is
 extracted into a plain network, optionally fine-tuned, and exported with the parity check.
 """
 
@@ -29,7 +30,7 @@ from tango_ci.export import export_onnx
 from tango_ci.export.onnx_export import parity
 from tango_ci.models import SubnetSpace, recalibrate_batchnorm, trained_subnet
 from tango_ci.rundir import read_record, write_json, write_record
-from tango_ci.runners.latency_source import require_measurable
+from tango_ci.runners.latency_source import latency_source
 from tango_ci.search.feasibility import measure_candidate
 from tango_ci.spec import TargetSpec
 from tango_ci.supernet.plots import specialise_scatter
@@ -232,7 +233,7 @@ def specialise_target(ctx: StageContext, target: TargetSpec) -> dict[str, Any]:
     spec = ctx.spec
     runner = spec.runners[target.runner]
     check_request(target, runner)
-    source = require_measurable(target, runner)
+    source = latency_source(target, runner)
     set_threads()
     began = time.perf_counter()
     folder = ctx.folder / target.name

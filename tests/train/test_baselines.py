@@ -42,7 +42,7 @@ def test_baselines_are_trained_measured_and_reported(tmp_path: Path) -> None:
     manifest = read_json(train / "manifest.json")
     assert "baselines" in manifest["summary"]
     report = (run.root / "report" / "report.md").read_text()
-    assert "Latency sources: `cpu-fp32` measured here (runner check passed)." in report
+    assert "Latency sources: `cpu-fp32` **measured** (runner check passed here)." in report
     table = report[report.index("### Against baselines") :].splitlines()
     assert table[4].startswith("| network | parameters | validation accuracy | cpu-fp32 p95 ms")
     assert table[6].startswith("| **resnet-xs** (winner) |") and table[6].endswith("| yes |")

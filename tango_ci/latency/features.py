@@ -1,0 +1,190 @@
+"""What a latency model reads from a network: its ONNX graph cut into kernels, each with a type
+and its work.
+
+Every engine of a runner runs the network exported to ONNX (PyTorch runs the same network), so
+the graph is the one description that covers classification families, supernet subnets and YOLO
+scales alike. A kernel is one node: convolutions keyed by kernel size, stride and grouping,
+elementwise operations after a convolution keyed apart from free-standing ones (engines fuse
+them, and the fitted cost shows whether this one does), everything else by operator. Its work is
+multiply-accumulates, activation elements read and written, and weights.
+
+The file is untrusted (a pull request's network): it is parsed as data, with a size limit, and
+nothing in it is run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tango_ci.exceptions import TangoError
+
+MAX_ONNX_BYTES = 2 * 2**30
+# count, multiply-accumulates (millions), activation elements read + written (millions)
+FEATURES = ("count", "mmacs", "melems")
+_UNARY = frozenset(
+    {"Relu", "Clip", "HardSigmoid", "HardSwish", "Sigmoid", "LeakyRelu", "Tanh", "Elu", "Gelu"}
+)
+_BINARY = frozenset({"Add", "Mul", "Sub", "Div"})
+_POOLS = frozenset({"MaxPool", "AveragePool"})
+_SHAPE_ONLY = frozenset(
+    {"Shape", "Constant", "Unsqueeze", "Squeeze", "Cast", "Gather", "Range", "ConstantOfShape"}
+)
+
+
+class FeatureError(TangoError):
+    _template = "{source}: cannot read the network for a latency prediction: {reason}"
+
+
+@dataclass(frozen=True)
+class Kernel:
+    key: str  # conv-k3-s1, dwconv-k5-s2, relu-fused, add, linear, ...
+    macs: float
+    elems: float
+
+    @property
+    def kind(self) -> str:
+        """The coarse type a rare key falls back to: conv, dwconv, relu, add ..."""
+        return self.key.split("-", 1)[0]
+
+
+def _key(op: str) -> str:
+    """An operator name as a kernel key: lower case letters and digits, at most 40."""
+    return "".join(c for c in op.lower() if c.isascii() and c.isalnum())[:40] or "op"
+
+
+def _dims(value_info) -> tuple[int, ...] | None:
+    shape = value_info.type.tensor_type.shape
+    dims = []
+    for dim in shape.dim:
+        if not dim.HasField("dim_value"):
+            return None
+        dims.append(int(dim.dim_value))
+    return tuple(dims)
+
+
+def _attribute(node, name: str, default):
+    import onnx
+
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return onnx.helper.get_attribute_value(attribute)
+    return default
+
+
+def _load(path: Path, batch: int, size: int | None):
+    import onnx
+
+    path = Path(path)
+    if not path.is_file() or path.is_symlink():
+        raise FeatureError(source=str(path), reason="not a regular file")
+    if path.stat().st_size > MAX_ONNX_BYTES:
+        raise FeatureError(source=str(path), reason=f"larger than {MAX_ONNX_BYTES >> 30} GiB")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # a corrupt file: say so in one line
+        raise FeatureError(source=str(path), reason=f"not an ONNX model ({exc})") from None
+    initializers = {i.name for i in proto.graph.initializer}
+    for graph_input in proto.graph.input:
+        if graph_input.name in initializers:
+            continue
+        dims = graph_input.type.tensor_type.shape.dim
+        for axis, dim in enumerate(dims):  # a dynamic batch (and image size) made concrete
+            value = batch if axis == 0 else (3 if axis == 1 else size)
+            if (axis == 0 or not dim.HasField("dim_value")) and value is not None:
+                dim.Clear()
+                dim.dim_value = value
+    try:
+        return onnx.shape_inference.infer_shapes(proto, data_prop=True)
+    except Exception as exc:
+        raise FeatureError(source=str(path), reason=f"shape inference failed ({exc})") from None
+
+
+def kernels(path: Path, batch: int = 1, size: int | None = None) -> list[Kernel]:
+    """The kernels of the ONNX network at ``path`` run at ``batch`` (and images of ``size``
+    where the graph leaves the image size open)."""
+    model = _load(path, batch, size)
+    graph = model.graph
+    shapes: dict[str, tuple[int, ...]] = {}
+    for info in [*graph.value_info, *graph.input, *graph.output]:
+        dims = _dims(info)
+        if dims is not None:
+            shapes[info.name] = dims
+    weights = {i.name: tuple(i.dims) for i in graph.initializer}
+    constants = set(weights) | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers = Counter(i for n in graph.node for i in n.input)
+
+    def elements(name: str) -> float:
+        dims = shapes.get(name) or weights.get(name)
+        return float(math.prod(dims)) if dims else 0.0
+
+    found: list[Kernel] = []
+    for node in graph.node:
+        op = node.op_type
+        inputs = [i for i in node.input if i]
+        moved = sum(elements(i) for i in inputs if i not in constants) + sum(
+            elements(o) for o in node.output
+        )
+        out = elements(node.output[0]) if node.output else 0.0
+        if op == "Conv":
+            kernel_shape = weights.get(inputs[1]) or shapes.get(inputs[1]) or (0, 0, 1, 1)
+            size = int(kernel_shape[-1]) if len(kernel_shape) > 2 else 1
+            stride = max(_attribute(node, "strides", [1]) or [1])
+            group = int(_attribute(node, "group", 1))
+            in_channels = (shapes.get(inputs[0]) or (0, 0))[1]
+            per_output = math.prod(kernel_shape[1:]) if len(kernel_shape) > 1 else 1
+            if group > 1 and group == in_channels:
+                kind = "dwconv"
+            elif group > 1:
+                kind = "gconv"
+            else:
+                kind = "conv"
+            found.append(Kernel(f"{kind}-k{size}-s{stride}", out * per_output, moved))
+        elif op in ("Gemm", "MatMul"):
+            depth = (shapes.get(inputs[0]) or weights.get(inputs[0]) or (1,))[-1]
+            found.append(Kernel("linear", out * depth, moved))
+        elif op in _UNARY or (op in _BINARY and any(i in constants for i in inputs)):
+            producer = producers.get(inputs[0])
+            fused = (
+                producer is not None
+                and producer.op_type == "Conv"
+                and consumers[producer.output[0]] <= 2  # x * sigmoid(x) reads it twice
+            )
+            suffix = "-fused" if fused else ("-const" if op in _BINARY else "")
+            found.append(Kernel(f"{_key(op)}{suffix}", 0.0, moved))
+        elif op in _POOLS:
+            size = max(_attribute(node, "kernel_shape", [1]) or [1])
+            found.append(Kernel(f"{_key(op)}-k{size}", 0.0, moved))
+        elif op in _SHAPE_ONLY:
+            found.append(Kernel("shape", 0.0, 0.0))
+        else:
+            found.append(Kernel(_key(op), 0.0, moved))
+    if not found:
+        raise FeatureError(source=str(path), reason="the graph has no nodes")
+    return found
+
+
+def aggregate(found: list[Kernel], keys: dict[str, str] | None = None) -> dict[str, list[float]]:
+    """Summed features per key. ``keys`` maps a kernel key to the column it counts in (a rare
+    key to its kind); keys absent from it count under their own name."""
+    totals: dict[str, list[float]] = {}
+    for kernel in found:
+        key = (keys or {}).get(kernel.key, kernel.key)
+        row = totals.setdefault(key, [0.0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += kernel.macs / 1e6
+        row[2] += kernel.elems / 1e6
+    return totals
+
+
+def network_features(path: Path, batch: int = 1, size: int | None = None) -> dict[str, list[float]]:
+    """Summed features per kernel key of the network at ``path``: what a profile stores."""
+    return aggregate(kernels(path, batch, size))
+
+
+def total_macs(features: dict[str, list[float]]) -> float:
+    """Millions of multiply-accumulates of a network (the FLOPs baseline reads only this)."""
+    return sum(row[1] for row in features.values())

@@ -1,0 +1,1 @@
+"""Profiling a device runner: time a designed sample there and fit its latency models."""

@@ -1,0 +1,246 @@
+"""``tango runner profile``: time a designed sample on the device and fit its latency models.
+
+Refused unless this host passes ``tango runner check`` for the runner: a model made elsewhere
+would predict the wrong machine. Each measurement is appended (and flushed to disk) to
+``runners/<runner>/latency/<engine>-<precision>.measurements.jsonl`` the moment it is taken, so
+a killed profile resumes where it stopped; the design is a pure function of its options, so the
+rerun draws the same samples. A sample whose build or measurement fails is recorded as failed
+and not tried again.
+
+Whole networks are split by a hash of their description: 30% are held out, never fitted, and
+the model's error on them is written into the model file and its report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tango_ci.bench.latency import host_facts, measure_latency
+from tango_ci.compile import BuildRequest, capabilities, get_compiler
+from tango_ci.exceptions import TangoError
+from tango_ci.jsonfiles import display, one_line_reason
+from tango_ci.latency.features import network_features
+from tango_ci.plugins import ENGINES
+from tango_ci.profiling.networks import write_sample
+from tango_ci.profiling.sample import ProfileSample, design
+from tango_ci.progress import SILENT, Reporter
+from tango_ci.spec import RunnerSpec, TargetSpec
+
+# short measurements: the model is fitted on many networks, not on one precise timing
+PROFILE_SETTINGS: dict[str, Any] = {
+    "max_seconds": 2.0,
+    "min_repeats": 30,
+    "min_seconds": 0.5,
+    "target_ci": 0.02,
+}
+HOLDOUT = 0.3
+MAX_RECORD_BYTES = 256 * 1024
+MAX_RECORDS = 100_000
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    engines: tuple[str, ...] = ()
+    precisions: tuple[str, ...] = ()
+    blocks: int = 120
+    networks: int = 240
+    batches: tuple[int, ...] = (1,)
+    time_budget_s: float = 3600.0
+    seed: int = 0
+    with_yolo: bool = True
+
+
+def pairs_of(
+    runner: RunnerSpec, engines: tuple[str, ...] = (), precisions: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
+    """Every (engine, precision) the runner offers and the engine builds, optionally filtered;
+    a filter naming something the runner lacks is refused."""
+    accelerator = runner.hardware.accelerator.kind
+    offered = [
+        (engine.name, precision)
+        for engine in runner.engines
+        if engine.name in ENGINES
+        for precision in runner.precisions
+        if capabilities(engine.name).refusal(precision, accelerator) is None
+    ]
+    for name, asked, have in (
+        ("engine", engines, {e for e, _ in offered}),
+        ("precision", precisions, {p for _, p in offered}),
+    ):
+        unknown = sorted(set(asked) - have)
+        if unknown:
+            raise TangoError(
+                f"runner {runner.name} offers no {name} {', '.join(unknown)} to profile "
+                f"(it has {', '.join(sorted(have)) or 'none'})"
+            )
+    return [
+        (e, p)
+        for e, p in offered
+        if (not engines or e in engines) and (not precisions or p in precisions)
+    ]
+
+
+def latency_folder(runner: RunnerSpec) -> Path:
+    if runner.path is None:
+        raise TangoError(f"runner {runner.name} was not loaded from a file")
+    return runner.path.parent / runner.name / "latency"
+
+
+def measurements_path(runner: RunnerSpec, engine: str, precision: str) -> Path:
+    return latency_folder(runner) / f"{engine}-{precision}.measurements.jsonl"
+
+
+def read_measurements(path: Path) -> list[dict]:
+    """The records of a measurements file. A last line cut by a kill is dropped; any other
+    line that is not a record is an error naming its line."""
+    if not path.exists():
+        return []
+    if path.is_symlink() or not path.is_file():
+        raise TangoError(f"{display(path)}: not a regular file")
+    lines = path.read_bytes().split(b"\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            if len(line) > MAX_RECORD_BYTES:
+                raise ValueError("line too long")
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+                raise ValueError("not a measurement record")
+        except ValueError as exc:
+            if number >= len(lines) - 1:  # the line a kill interrupted
+                break
+            raise TangoError(f"{display(path)}:{number}: {one_line_reason(exc)}") from None
+        records.append(record)
+        if len(records) > MAX_RECORDS:
+            raise TangoError(f"{display(path)}: more than {MAX_RECORDS} records")
+    return records
+
+
+def append_record(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as handle:
+        handle.write(json.dumps(record, allow_nan=False).encode() + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def is_held_out(sample_id: str) -> bool:
+    return int(sample_id[:8], 16) % 100 < HOLDOUT * 100
+
+
+def measure_sample(
+    sample: ProfileSample,
+    onnx_path: Path,
+    model_dir: Path | None,
+    runner: RunnerSpec,
+    engine: str,
+    precision: str,
+    workdir: Path,
+) -> dict:
+    target = TargetSpec(
+        name="profile", runner=runner.name, engine=engine, precision=precision, batch=sample.batch
+    )
+    calibration = (
+        np.random.default_rng(0)
+        .standard_normal((8, 3, sample.size, sample.size))
+        .astype(np.float32)
+    )
+    artifact = workdir / f"{engine}-{precision}"
+    get_compiler(engine).build(
+        BuildRequest(
+            onnx_path=onnx_path,
+            out_dir=artifact,
+            target=target,
+            runner=runner,
+            calibration=calibration,
+            options={"model_dir": model_dir} if model_dir else {},
+        )
+    )
+    latency = measure_latency(
+        artifact, batch=sample.batch, size=sample.size, threads=runner.threads, **PROFILE_SETTINGS
+    )
+    return {k: latency[k] for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "cv", "repeats")}
+
+
+def run_profile(
+    runner: RunnerSpec, options: ProfileOptions, reporter: Reporter = SILENT
+) -> dict[tuple[str, str], list[dict]]:
+    """Measure what is missing of the design, within the time budget; returns every pair's
+    records (earlier runs' included)."""
+    pairs = pairs_of(runner, options.engines, options.precisions)
+    samples = design(
+        blocks=options.blocks,
+        networks=options.networks,
+        batches=options.batches,
+        seed=options.seed,
+        with_yolo=options.with_yolo,
+    )
+    records = {pair: read_measurements(measurements_path(runner, *pair)) for pair in pairs}
+    done = {pair: {r["id"] for r in found} for pair, found in records.items()}
+    deadline = time.monotonic() + options.time_budget_s
+    cpu = host_facts(runner.threads)["cpu"]
+    bar = reporter.task(f"profiling {runner.name}", total=len(samples))
+    work = Path(tempfile.mkdtemp(prefix="tango-profile-"))
+    try:
+        for index, sample in enumerate(samples):
+            missing = [
+                (e, p)
+                for e, p in pairs
+                if sample.id not in done[(e, p)] and not (sample.is_block and e == "pytorch")
+            ]
+            bar.update(index, sample=sample.describe())
+            if not missing:
+                continue
+            if time.monotonic() > deadline:
+                reporter.log(
+                    f"time budget of {options.time_budget_s:g} s spent after {index} of "
+                    f"{len(samples)} samples; rerun to measure the rest"
+                )
+                break
+            folder = work / sample.id
+            try:
+                onnx_path, model_dir = write_sample(sample, folder)
+                features = network_features(onnx_path, sample.batch, sample.size)
+            except Exception as exc:  # a sample that cannot be built is skipped, and said
+                reporter.log(f"{sample.describe()}: not built ({one_line_reason(exc)})")
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            for engine, precision in missing:
+                record = {
+                    "id": sample.id,
+                    "kind": "block" if sample.is_block else "network",
+                    "sample": sample.spec,
+                    "describe": sample.describe(),
+                    "cpu": cpu,
+                    "features": features,
+                }
+                try:
+                    record |= measure_sample(
+                        sample, onnx_path, model_dir, runner, engine, precision, folder
+                    )
+                except Exception as exc:  # recorded, so a rerun does not try it again
+                    record["failed"] = one_line_reason(exc)
+                append_record(measurements_path(runner, engine, precision), record)
+                records[(engine, precision)].append(record)
+                done[(engine, precision)].add(sample.id)
+            shutil.rmtree(folder, ignore_errors=True)
+        bar.update(len(samples))
+    finally:
+        bar.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return records
+
+
+def options_with(options: ProfileOptions, **changes: Any) -> ProfileOptions:
+    return replace(options, **changes)
