@@ -38,16 +38,10 @@ import yaml
 from tango_ci.bench.latency import host_facts
 from tango_ci.latency import Sample, errors
 from tango_ci.latency.model import fit
+from tango_ci.latency.records import append_record, is_held_out, read_measurements
 from tango_ci.profiling.fit import fit_pair, usable
 from tango_ci.profiling.networks import write_sample
-from tango_ci.profiling.profile import (
-    ProfileOptions,
-    append_record,
-    is_held_out,
-    measure_sample,
-    read_measurements,
-    run_profile,
-)
+from tango_ci.profiling.profile import ProfileOptions, measure_sample, run_profile
 from tango_ci.profiling.report import ERROR_HEADER, error_row
 from tango_ci.profiling.sample import ProfileSample
 from tango_ci.progress import Reporter, Task

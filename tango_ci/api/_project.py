@@ -48,7 +48,7 @@ def latency_model_problems(runner_file: Path) -> list[Problem]:
     must meet its schema and be made for this runner and the engine and precision its file
     name says; its measurements must be readable records."""
     from tango_ci.latency import LatencyModelError, load_model
-    from tango_ci.profiling.profile import read_measurements
+    from tango_ci.latency.records import read_measurements
 
     folder = runner_file.parent / runner_file.stem / "latency"
     problems = []

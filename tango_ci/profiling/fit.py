@@ -16,7 +16,8 @@ import numpy as np
 from tango_ci.exceptions import TangoError
 from tango_ci.latency import LatencyModel, Sample, errors, write_model
 from tango_ci.latency.model import choose_method, fit, tail_ratios
-from tango_ci.profiling.profile import is_held_out, latency_folder
+from tango_ci.latency.records import is_held_out
+from tango_ci.profiling.profile import latency_folder
 from tango_ci.spec import RunnerSpec
 
 MIN_NETWORKS = 8

@@ -13,12 +13,10 @@ the model's error on them is written into the model file and its report.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +25,10 @@ import numpy as np
 from tango_ci.bench.latency import host_facts, measure_latency
 from tango_ci.compile import BuildRequest, capabilities, get_compiler
 from tango_ci.exceptions import TangoError
-from tango_ci.jsonfiles import display, one_line_reason
+from tango_ci.jsonfiles import one_line_reason
 from tango_ci.latency.features import network_features
+from tango_ci.latency.records import append_record, read_measurements
 from tango_ci.plugins import ENGINES
-from tango_ci.profiling.networks import write_sample
 from tango_ci.profiling.sample import ProfileSample, design
 from tango_ci.progress import SILENT, Reporter
 from tango_ci.spec import RunnerSpec, TargetSpec
@@ -42,9 +40,6 @@ PROFILE_SETTINGS: dict[str, Any] = {
     "min_seconds": 0.5,
     "target_ci": 0.02,
 }
-HOLDOUT = 0.3
-MAX_RECORD_BYTES = 256 * 1024
-MAX_RECORDS = 100_000
 
 
 @dataclass(frozen=True)
@@ -97,46 +92,6 @@ def latency_folder(runner: RunnerSpec) -> Path:
 
 def measurements_path(runner: RunnerSpec, engine: str, precision: str) -> Path:
     return latency_folder(runner) / f"{engine}-{precision}.measurements.jsonl"
-
-
-def read_measurements(path: Path) -> list[dict]:
-    """The records of a measurements file. A last line cut by a kill is dropped; any other
-    line that is not a record is an error naming its line."""
-    if not path.exists():
-        return []
-    if path.is_symlink() or not path.is_file():
-        raise TangoError(f"{display(path)}: not a regular file")
-    lines = path.read_bytes().split(b"\n")
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            if len(line) > MAX_RECORD_BYTES:
-                raise ValueError("line too long")
-            record = json.loads(line)
-            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
-                raise ValueError("not a measurement record")
-        except ValueError as exc:
-            if number >= len(lines) - 1:  # the line a kill interrupted
-                break
-            raise TangoError(f"{display(path)}:{number}: {one_line_reason(exc)}") from None
-        records.append(record)
-        if len(records) > MAX_RECORDS:
-            raise TangoError(f"{display(path)}: more than {MAX_RECORDS} records")
-    return records
-
-
-def append_record(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as handle:
-        handle.write(json.dumps(record, allow_nan=False).encode() + b"\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def is_held_out(sample_id: str) -> bool:
-    return int(sample_id[:8], 16) % 100 < HOLDOUT * 100
 
 
 def measure_sample(
@@ -210,6 +165,8 @@ def run_profile(
                 break
             folder = work / sample.id
             try:
+                from tango_ci.profiling.networks import write_sample  # torch: only to measure
+
                 onnx_path, model_dir = write_sample(sample, folder)
                 features = network_features(onnx_path, sample.batch, sample.size)
             except Exception as exc:  # a sample that cannot be built is skipped, and said
@@ -240,7 +197,3 @@ def run_profile(
         bar.close()
         shutil.rmtree(work, ignore_errors=True)
     return records
-
-
-def options_with(options: ProfileOptions, **changes: Any) -> ProfileOptions:
-    return replace(options, **changes)

@@ -1,0 +1,58 @@
+"""A profile's measurement records: one JSON object per line, appended and flushed the moment a
+measurement is taken (a kill loses at most the line being written), read back with limits.
+
+Kept apart from the profiler so that ``tango validate`` can check them without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tango_ci.exceptions import TangoError
+from tango_ci.jsonfiles import display, one_line_reason
+
+HOLDOUT = 0.3
+MAX_RECORD_BYTES = 256 * 1024
+MAX_RECORDS = 100_000
+
+
+def read_measurements(path: Path) -> list[dict]:
+    """The records of a measurements file. A last line cut by a kill is dropped; any other
+    line that is not a record is an error naming its line."""
+    if not path.exists():
+        return []
+    if path.is_symlink() or not path.is_file():
+        raise TangoError(f"{display(path)}: not a regular file")
+    lines = path.read_bytes().split(b"\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            if len(line) > MAX_RECORD_BYTES:
+                raise ValueError("line too long")
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+                raise ValueError("not a measurement record")
+        except ValueError as exc:
+            if number >= len(lines) - 1:  # the line a kill interrupted
+                break
+            raise TangoError(f"{display(path)}:{number}: {one_line_reason(exc)}") from None
+        records.append(record)
+        if len(records) > MAX_RECORDS:
+            raise TangoError(f"{display(path)}: more than {MAX_RECORDS} records")
+    return records
+
+
+def append_record(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as handle:
+        handle.write(json.dumps(record, allow_nan=False).encode() + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def is_held_out(sample_id: str) -> bool:
+    return int(sample_id[:8], 16) % 100 < HOLDOUT * 100
