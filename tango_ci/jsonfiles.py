@@ -67,11 +67,26 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are unique: with a repeated key, readers disagree on its value."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"key {repeated[:40]!r} appears twice in one object")
+    return result
+
+
 def strict_json(data: str | bytes) -> Any:
-    """JSON as the standard has it: no NaN or Infinity, no overflowing numbers, bounded
-    nesting. Raises ``ValueError`` with a one-line reason; callers name the source."""
+    """JSON as the standard has it: no NaN or Infinity, no overflowing numbers, no key twice
+    in one object, bounded nesting. Raises ``ValueError`` with a one-line reason; callers name the source."""
     try:
-        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return json.loads(
+            data,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
     except json.JSONDecodeError as exc:
         raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:

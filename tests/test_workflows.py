@@ -26,7 +26,7 @@ def _tool(name: str) -> str:
 
 
 def test_there_are_workflows() -> None:
-    assert {p.name for p in WORKFLOWS} >= {"tests.yml", "validate.yml"}
+    assert {p.name for p in WORKFLOWS} >= {"tests.yml", "validate.yml", "profile.yml"}
 
 
 def test_actionlint_is_clean() -> None:

@@ -48,7 +48,7 @@ def latency_model_problems(runner_file: Path) -> list[Problem]:
     must meet its schema and be made for this runner and the engine and precision its file
     name says; its measurements must be readable records."""
     from tango_ci.latency import LatencyModelError, load_model
-    from tango_ci.latency.records import read_measurements
+    from tango_ci.latency.records import MeasurementsError, read_measurements
 
     folder = runner_file.parent / runner_file.stem / "latency"
     problems = []
@@ -73,8 +73,11 @@ def latency_model_problems(runner_file: Path) -> list[Problem]:
     for path in sorted(folder.glob("*.measurements.jsonl")) if folder.is_dir() else []:
         try:
             read_measurements(path)
-        except TangoError as exc:
-            problems.append(Problem(display_path(path), 0, 0, "", str(exc)))
+        except MeasurementsError as exc:
+            line = exc.fields["line"]
+            problems.append(
+                Problem(display_path(path), line, 1 if line else 0, "", exc.fields["reason"])
+            )
     return problems
 
 

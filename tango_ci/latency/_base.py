@@ -25,12 +25,19 @@ class Sample:
 
 
 def relative_least_squares(
-    columns: np.ndarray, target: np.ndarray, *, nonnegative: bool
+    columns: np.ndarray,
+    target: np.ndarray,
+    *,
+    nonnegative: bool,
+    row_weights: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Coefficients minimising the squared relative error ``(columns @ x - target) / target``;
-    non-negative when asked (a kernel never makes a network faster). Columns are scaled to
-    unit size first, so that counts and millions of MACs weigh alike."""
+    """Coefficients minimising the squared relative error ``(columns @ x - target) / target``
+    (each row's times ``row_weights``); non-negative when asked (a kernel never makes a network
+    faster). Columns are scaled to unit size first, so that counts and millions of MACs weigh
+    alike."""
     weights = 1.0 / np.maximum(target, 1e-6)
+    if row_weights is not None:
+        weights = weights * row_weights
     scale = np.abs(columns).max(axis=0)
     scale[scale == 0] = 1.0
     design = columns / scale * weights[:, None]

@@ -1,9 +1,11 @@
 """Kernel-level latency models: a network costs the sum of its kernels' costs.
 
-Each kernel key (``conv-k3-s1``, ``dwconv-k5-s2``, ``relu-fused`` ...) has a cost per call, per
-million multiply-accumulates and per million activation elements moved. A key seen in fewer
-than :data:`MIN_SUPPORT` fitted samples shares the column of its kind (``conv``, ``dwconv``);
-a key never seen is costed as the mean of its kind's keys.
+Each kernel key, cut to at most ``depth`` parts (``conv-k3-s1`` at depth 3, ``conv-k3-s1-c64``
+at 4, ``relu-fused``), has a cost per call, per million multiply-accumulates and per million
+activation elements moved. A key seen in fewer than :data:`MIN_SUPPORT` fitted samples shares
+the column of its longest prefix that is (``conv-k7-s2`` -> ``conv-k7`` -> ``conv``); a key
+never seen at prediction is costed like its longest fitted prefix, else as the mean of its
+kind's columns.
 
 - ``kernel-table`` (Once-for-All's per-block table, generalised): the costs come from blocks
   timed in isolation; a linear calibration on whole networks absorbs what isolation misses
@@ -26,15 +28,30 @@ MIN_SUPPORT = 3
 BLOCK_WEIGHT = 0.5
 
 
+DEPTHS = (3, 4, 5)  # key parts the methods try: kind-kernel-stride, + channels, + size
+
+
 def _kind(key: str) -> str:
     return key.split("-", 1)[0]
 
 
-def columns_for(samples: list[Sample]) -> dict[str, str]:
-    """Each kernel key of ``samples`` mapped to its column: itself when seen often enough,
-    else its kind."""
-    support = Counter(key for s in samples for key in s.features)
-    return {key: key if n >= MIN_SUPPORT else _kind(key) for key, n in support.items()}
+def _prefixes(key: str, depth: int) -> list[str]:
+    """``key`` cut to ``depth`` parts, then each shorter cut, down to its kind."""
+    parts = key.split("-")
+    return ["-".join(parts[:n]) for n in range(min(depth, len(parts)), 0, -1)]
+
+
+def columns_for(samples: list[Sample], depth: int) -> dict[str, str]:
+    """Each kernel key of ``samples`` mapped to its column: its longest prefix (at most
+    ``depth`` parts) that ``MIN_SUPPORT`` samples have, else its kind."""
+    support: Counter[str] = Counter()
+    for sample in samples:
+        support.update({p for key in sample.features for p in _prefixes(key, depth)})
+    return {
+        key: next((p for p in _prefixes(key, depth) if support[p] >= MIN_SUPPORT), _kind(key))
+        for sample in samples
+        for key in sample.features
+    }
 
 
 class KernelRegression(BaseLatencyModel):
@@ -45,10 +62,12 @@ class KernelRegression(BaseLatencyModel):
         coefficients: dict[str, list[float]] | None = None,
         overhead_ms: float = 0.0,
         columns: dict[str, str] | None = None,
+        depth: int = DEPTHS[0],
     ) -> None:
         self.coefficients = coefficients or {}
         self.overhead_ms = overhead_ms
         self.columns = columns or {}
+        self.depth = depth
 
     # ---------------------------------------------------------------- fitting
     def _design(self, samples: list[Sample], names: list[str]) -> np.ndarray:
@@ -64,9 +83,9 @@ class KernelRegression(BaseLatencyModel):
 
     def _solve(self, samples: list[Sample], weights: np.ndarray) -> None:
         names = sorted(set(self.columns.values()))
-        design = self._design(samples, names) * weights[:, None]
-        measured = np.array([s.p50_ms for s in samples]) * weights
-        solution = relative_least_squares(design, measured, nonnegative=True)
+        design = self._design(samples, names)
+        measured = np.array([s.p50_ms for s in samples])
+        solution = relative_least_squares(design, measured, nonnegative=True, row_weights=weights)
         width = len(FEATURES)
         self.coefficients = {
             name: [float(v) for v in solution[i * width : (i + 1) * width]]
@@ -76,15 +95,18 @@ class KernelRegression(BaseLatencyModel):
 
     def fit(self, networks: list[Sample], blocks: list[Sample]) -> None:
         samples = networks + blocks
-        self.columns = columns_for(samples)
+        self.columns = columns_for(samples, self.depth)
         weights = np.array([1.0] * len(networks) + [BLOCK_WEIGHT] * len(blocks))
         self._solve(samples, weights)
 
     # ---------------------------------------------------------------- prediction
     def _cost(self, key: str) -> list[float]:
-        column = self.columns.get(key, key)
+        column = self.columns.get(key)
         if column in self.coefficients:
             return self.coefficients[column]
+        for prefix in _prefixes(key, self.depth):
+            if prefix in self.coefficients:
+                return self.coefficients[prefix]
         kin = [c for name, c in self.coefficients.items() if _kind(name) == _kind(key)]
         if not kin:
             return [0.0] * len(FEATURES)
@@ -102,12 +124,15 @@ class KernelRegression(BaseLatencyModel):
         return sorted(
             key
             for key in features
-            if self.columns.get(key, key) not in self.coefficients and key != "shape"
+            if key not in self.columns
+            and not any(p in self.coefficients for p in _prefixes(key, self.depth))
+            and key != "shape"
         )
 
     def parameters(self) -> dict[str, Any]:
         return {
             "features": list(FEATURES),
+            "depth": self.depth,
             "overhead_ms": self.overhead_ms,
             "columns": dict(sorted(self.columns.items())),
             "coefficients": self.coefficients,
@@ -119,6 +144,7 @@ class KernelRegression(BaseLatencyModel):
             {k: list(v) for k, v in parameters["coefficients"].items()},
             parameters["overhead_ms"],
             dict(parameters["columns"]),
+            parameters["depth"],
         )
         model._load_extra(parameters)
         return model
@@ -137,7 +163,7 @@ class KernelTable(KernelRegression):
         self.offset_ms = offset_ms
 
     def fit(self, networks: list[Sample], blocks: list[Sample]) -> None:
-        self.columns = columns_for(blocks)  # a kernel no block has costs its kind's mean
+        self.columns = columns_for(blocks, self.depth)  # other kernels: by prefix or kind
         self._solve(blocks, np.ones(len(blocks)))
         raw = np.array([[self.raw(s.features), 1.0] for s in networks])
         measured = np.array([s.p50_ms for s in networks])

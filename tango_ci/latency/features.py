@@ -3,9 +3,9 @@ and its work.
 
 Every engine of a runner runs the network exported to ONNX (PyTorch runs the same network), so
 the graph is the one description that covers classification families, supernet subnets and YOLO
-scales alike. A kernel is one node: convolutions keyed by kernel size, stride and grouping,
-elementwise operations after a convolution keyed apart from free-standing ones (engines fuse
-them, and the fitted cost shows whether this one does), everything else by operator. Its work is
+scales alike. A kernel is one node: convolutions keyed by grouping, kernel size, stride, channels and output
+size, elementwise operations after a convolution keyed apart from free-standing ones (engines
+fuse them, and the fitted cost shows whether this one does), everything else by operator. Its work is
 multiply-accumulates, activation elements read and written, and weights.
 
 The file is untrusted (a pull request's network): it is parsed as data, with a size limit, and
@@ -40,7 +40,10 @@ class FeatureError(TangoError):
 
 @dataclass(frozen=True)
 class Kernel:
-    key: str  # conv-k3-s1, dwconv-k5-s2, relu-fused, add, linear, ...
+    # the finest key; its parts go from coarse to fine, so a model may cut it short:
+    # conv-k3-s1-c64-h16 (kind, kernel, stride, channels and output height up to a power of
+    # two), dwconv-k5-s2-c128-h8, linear-c512, relu-fused, add, maxpool-k5, ...
+    key: str
     macs: float
     elems: float
 
@@ -50,9 +53,17 @@ class Kernel:
         return self.key.split("-", 1)[0]
 
 
-def _key(op: str) -> str:
-    """An operator name as a kernel key: lower case letters and digits, at most 40."""
-    return "".join(c for c in op.lower() if c.isascii() and c.isalnum())[:40] or "op"
+def _bucket(value: int) -> int:
+    """``value`` rounded up to a power of two: kernels of one bucket run about as efficiently
+    per multiply-accumulate (narrow or tiny convolutions run far below peak)."""
+    return 1 << max(0, int(value) - 1).bit_length() if value > 0 else 0
+
+
+def _key(op: str | bytes) -> str:
+    """An operator name as a kernel key: lower case letters and digits, at most 40 (a name
+    that is not UTF-8 arrives as bytes)."""
+    text = op if isinstance(op, str) else bytes(op).decode("ascii", "replace")
+    return "".join(c for c in text.lower() if c.isascii() and c.isalnum())[:40] or "op"
 
 
 def _dims(value_info) -> tuple[int, ...] | None:
@@ -92,10 +103,16 @@ def _load(path: Path, batch: int, size: int | None):
             continue
         dims = graph_input.type.tensor_type.shape.dim
         for axis, dim in enumerate(dims):  # a dynamic batch (and image size) made concrete
+            if axis and dim.HasField("dim_value"):
+                continue
             value = batch if axis == 0 else (3 if axis == 1 else size)
-            if (axis == 0 or not dim.HasField("dim_value")) and value is not None:
-                dim.Clear()
-                dim.dim_value = value
+            if value is None:
+                raise FeatureError(
+                    source=str(path),
+                    reason=f"input {graph_input.name} leaves its size open; give the image size",
+                )
+            dim.Clear()
+            dim.dim_value = value
     try:
         return onnx.shape_inference.infer_shapes(proto, data_prop=True)
     except Exception as exc:
@@ -142,10 +159,13 @@ def kernels(path: Path, batch: int = 1, size: int | None = None) -> list[Kernel]
                 kind = "gconv"
             else:
                 kind = "conv"
-            found.append(Kernel(f"{kind}-k{size}-s{stride}", out * per_output, moved))
+            out_shape = shapes.get(node.output[0]) or (0, 0, 0)
+            channels = min(in_channels, out_shape[1]) if kind == "conv" else out_shape[1]
+            key = f"{kind}-k{size}-s{stride}-c{_bucket(channels)}-h{_bucket(out_shape[-1])}"
+            found.append(Kernel(key, out * per_output, moved))
         elif op in ("Gemm", "MatMul"):
             depth = (shapes.get(inputs[0]) or weights.get(inputs[0]) or (1,))[-1]
-            found.append(Kernel("linear", out * depth, moved))
+            found.append(Kernel(f"linear-c{_bucket(depth)}", out * depth, moved))
         elif op in _UNARY or (op in _BINARY and any(i in constants for i in inputs)):
             producer = producers.get(inputs[0])
             fused = (

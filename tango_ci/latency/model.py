@@ -9,6 +9,7 @@ the device showed while it was profiled.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 from functools import cache
@@ -21,7 +22,7 @@ from tango_ci.exceptions import TangoError
 from tango_ci.jsonfiles import RunFileError, display, read_json, write_json
 from tango_ci.latency._base import BaseLatencyModel, Sample, errors
 from tango_ci.latency._flops import FlopsLinear
-from tango_ci.latency._kernels import KernelRegression, KernelTable
+from tango_ci.latency._kernels import DEPTHS, KernelRegression, KernelTable
 from tango_ci.latency.features import network_features
 
 METHODS: dict[str, type[BaseLatencyModel]] = {
@@ -95,8 +96,23 @@ def _validator() -> Any:
     return Draft202012Validator(json.loads(path.read_text(encoding="utf-8")))
 
 
+def _non_finite(value: Any, where: str) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "the top level"
+    if isinstance(value, (dict, list)):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            found = _non_finite(item, f"{where}/{key}" if where else str(key))
+            if found:
+                return found
+    return None
+
+
 def model_problem(data: Any) -> str | None:
-    """The first way ``data`` breaks the latency-model schema, or None."""
+    """The first way ``data`` breaks the latency-model schema (or holds a NaN), or None."""
+    where = _non_finite(data, "")
+    if where:
+        return f"at {where}: not a finite number"
     error = next(iter(sorted(_validator().iter_errors(data), key=lambda e: e.path)), None)
     if error is None:
         return None
@@ -154,13 +170,13 @@ def _folds(count: int, seed: int) -> list[np.ndarray]:
 
 
 def cross_validate(
-    method: str, networks: list[Sample], blocks: list[Sample], seed: int = 0
+    method: str, networks: list[Sample], blocks: list[Sample], seed: int = 0, **options: Any
 ) -> dict[str, float]:
     """Errors of ``method`` on each network when fitted without its fold."""
     predicted = np.zeros(len(networks))
     for held in _folds(len(networks), seed):
         held_set = set(held.tolist())
-        model = METHODS[method]()
+        model = METHODS[method](**options)
         model.fit([s for i, s in enumerate(networks) if i not in held_set], blocks)
         predicted[held] = model.predict_many([networks[i] for i in held])
     return errors(predicted, np.array([s.p50_ms for s in networks]))
@@ -168,19 +184,32 @@ def cross_validate(
 
 def choose_method(
     networks: list[Sample], blocks: list[Sample], seed: int = 0
-) -> tuple[str, dict[str, dict[str, float]]]:
-    """The kernel method to keep and every method's cross-validated errors: the per-block
-    table unless the regression on whole networks is clearly better (2 points within 10%)."""
-    methods = [m for m, kind in METHODS.items() if blocks or not kind.needs_blocks]
-    scores = {m: cross_validate(m, networks, blocks, seed) for m in methods}
-    table = scores.get("kernel-table")
-    regression = scores["kernel-regression"]
-    if table is not None and regression["within_10"] < table["within_10"] + 0.02:
-        return "kernel-table", scores
-    return "kernel-regression", scores
+) -> tuple[str, dict[str, Any], dict[str, dict[str, float]]]:
+    """The kernel method and key depth to keep, and every candidate's cross-validated errors
+    (``kernel-table/3`` ...; ``flops-linear`` for comparison): the most networks within 10%,
+    the per-block table and the shorter keys on a tie within 2 points."""
+    candidates: list[tuple[str, dict[str, Any]]] = [
+        (method, {"depth": depth})
+        for method in ("kernel-table", "kernel-regression")
+        if blocks or not METHODS[method].needs_blocks
+        for depth in DEPTHS
+    ]
+    scores = {
+        f"{m}/{o['depth']}": cross_validate(m, networks, blocks, seed, **o) for m, o in candidates
+    }
+    scores["flops-linear"] = cross_validate("flops-linear", networks, blocks, seed)
+    best_score = max(scores[f"{m}/{o['depth']}"]["within_10"] for m, o in candidates)
+    method, options = next(
+        (m, o)
+        for m, o in candidates
+        if scores[f"{m}/{o['depth']}"]["within_10"] >= best_score - 0.02
+    )
+    return method, options, scores
 
 
-def fit(method: str, networks: list[Sample], blocks: list[Sample]) -> BaseLatencyModel:
-    model = METHODS[method]()
+def fit(
+    method: str, networks: list[Sample], blocks: list[Sample], **options: Any
+) -> BaseLatencyModel:
+    model = METHODS[method](**options)
     model.fit(networks, blocks)
     return model

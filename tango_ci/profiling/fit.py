@@ -66,8 +66,8 @@ def fit_pair(
             f"held-out networks measured; a model needs at least {MIN_NETWORKS} and 1 "
             "(give the profile more time or more --networks)"
         )
-    method, scores = choose_method(_samples(train), _samples(blocks), seed)
-    predictor = fit(method, _samples(train), _samples(blocks))
+    method, options, scores = choose_method(_samples(train), _samples(blocks), seed)
+    predictor = fit(method, _samples(train), _samples(blocks), **options)
     flops = fit("flops-linear", _samples(train), [])
     measured = np.array([r["p50_ms"] for r in held])
     predicted = predictor.predict_many(_samples(held))

@@ -35,9 +35,9 @@ from tango_ci.spec import RunnerSpec, TargetSpec
 
 # short measurements: the model is fitted on many networks, not on one precise timing
 PROFILE_SETTINGS: dict[str, Any] = {
-    "max_seconds": 2.0,
-    "min_repeats": 30,
-    "min_seconds": 0.5,
+    "max_seconds": 1.0,
+    "min_repeats": 20,
+    "min_seconds": 0.3,
     "target_ci": 0.02,
 }
 

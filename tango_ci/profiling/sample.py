@@ -25,7 +25,8 @@ BLOCKS = ("conv", "dwconv", "inverted", "basic", "dense")
 WIDTHS = (16, 24, 32, 48, 64, 96, 128, 160, 256)
 BLOCK_RESOLUTIONS = (8, 16, 32, 56)
 IMAGE_SIZES = (32, 48, 64, 96, 128)
-YOLO_SIZES = (96, 128, 160, 224, 320)
+LEVEL_CHOICES = 3  # xs, s, m: the levels searches use by default
+YOLO_SIZES = (96, 128, 160, 224)
 YOLO_FAMILIES = ("yolov8", "yolo11")
 YOLO_SCALES = ("n", "s")
 MULTIPLIERS = (0.5, 0.75, 1.0)
@@ -107,7 +108,7 @@ def _network(rng: random.Random, batch: int, with_yolo: bool) -> dict:
         return {
             "kind": "family",
             "family": rng.choice(sorted(FAMILIES)),
-            "level": rng.choice(LEVELS[:4]),
+            "level": rng.choice(LEVELS[:LEVEL_CHOICES]),
             "size": size,
             "batch": batch,
         }

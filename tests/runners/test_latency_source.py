@@ -14,9 +14,9 @@ from tango_ci.runners.latency_source import (
     PREDICTED,
     NoLatencySource,
     latency_source,
-    require_measurable,
 )
 from tango_ci.spec import load_project
+from tests.latency.helpers import write_latency_model
 from tests.pipeline_helpers import make_repo
 
 OTHER_ARCH = "x86_64" if platform.machine() == "aarch64" else "aarch64"
@@ -32,7 +32,7 @@ def elsewhere(root: Path) -> Path:
 def test_this_host_is_measured(tmp_path: Path) -> None:
     spec = load_project(make_repo(tmp_path / "repo", extra_targets=""))
     [target] = spec.targets
-    source = require_measurable(target, spec.runners[target.runner])
+    source = latency_source(target, spec.runners[target.runner])
     assert (source.kind, source.runner, source.model) == (MEASURED, "local-cpu", None)
 
 
@@ -49,11 +49,14 @@ def test_another_runner_is_predicted_from_its_model_or_refused(tmp_path: Path) -
     assert (
         "onnxruntime fp32" in message and "tango runner profile runners/local-cpu.yaml" in message
     )
-    model = runner_file.parent / "local-cpu" / "latency" / "onnxruntime-fp32.json"
-    model.parent.mkdir(parents=True)
-    model.write_text("{}")  # a fake model: its existence is what decides the source
+    broken = runner_file.parent / "local-cpu" / "latency" / "onnxruntime-fp32.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("{}")
+    with pytest.raises(TangoError) as unusable:  # a file that is not a model is refused
+        latency_source(target, runner)
+    assert "\n" not in str(unusable.value) and "onnxruntime-fp32.json" in str(unusable.value)
+    model = write_latency_model(runner_file)
+    assert model == broken
     source = latency_source(target, runner)
     assert (source.kind, source.model) == (PREDICTED, model)
     assert not source.measured and "latency model" in source.why
-    with pytest.raises(TangoError, match="latency models cannot be read yet"):
-        require_measurable(target, runner)

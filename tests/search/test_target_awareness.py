@@ -1,5 +1,5 @@
-"""A target whose runner is not this host (and has no latency model) refuses the search in one
-line, before any candidate is built."""
+"""A target whose runner is not this host is predicted from the runner's latency model, never
+timed here; with no model it refuses the search in one line, before any candidate is built."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 from tango_ci import api
+from tango_ci.rundir import read_json
+from tests.latency.helpers import write_latency_model
 from tests.pipeline_helpers import make_repo
 from tests.runners.test_latency_source import elsewhere
+from tests.supernet.helpers import foreign_runner
 
 
 def test_search_refuses_a_target_it_cannot_measure_here(tmp_path: Path) -> None:
@@ -32,3 +35,29 @@ def test_search_refuses_a_target_it_cannot_measure_here(tmp_path: Path) -> None:
     assert not (search / "candidates").exists()
     assert not (search / "study.db").exists()  # no study, so no trial
     assert not (search / "trials.json").exists()
+
+
+PI_TARGET = """\
+  - name: pi
+    runner: arm-board
+    engine: onnxruntime
+    precision: fp32
+    constraints: {latency_ms: 1000}
+"""
+
+
+def test_search_predicts_a_target_whose_runner_has_a_latency_model(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    project = make_repo(root, trials=1, search_epochs=1, extra_targets=PI_TARGET)
+    foreign_runner(root)
+    # arm-board's model says 700 ms and more; the candidate runs here in well under 10 ms
+    write_latency_model(root / "runners" / "arm-board.yaml", overhead_ms=700.0, per_mmac_ms=1.0)
+    api.run(project, until="search")
+    search = root / "runs" / "tiny" / "latest" / "search"
+    [trial] = read_json(search / "trials.json")
+    assert trial["latency_source"] == {"cpu-fp32": "measured", "pi": "predicted"}
+    assert 700.0 <= trial["latency_ms"]["pi"] < 1000.0
+    assert trial["latency_ms"]["cpu-fp32"] < 100.0
+    sources = read_json(search / "manifest.json")["summary"]["latency_sources"]
+    assert sources["pi"]["source"] == "predicted" and "arm-board" in sources["pi"]["why"]
+    assert sources["cpu-fp32"]["source"] == "measured"

@@ -14,6 +14,7 @@ import torch
 
 from tango_ci import api
 from tango_ci.rundir import read_json
+from tests.latency.helpers import write_latency_model
 from tests.supernet.helpers import foreign_runner, make_supernet_repo
 
 pytestmark = pytest.mark.slow
@@ -67,6 +68,16 @@ def test_a_target_whose_runner_is_elsewhere_is_not_timed_here(tmp_path: Path) ->
     assert "tango runner profile runners/arm-board.yaml" in errors[0]
     run = (root / "runs" / "tiny" / "latest").resolve()
     assert not (run / "specialise" / "roomy" / "samples.json").exists()
+    # with arm-board's latency model, the target's latency is predicted, never timed here: the
+    # model says 700 ms plus a little per MAC, where these subnets run in well under 1 ms
+    write_latency_model(root / "runners" / "arm-board.yaml", overhead_ms=700.0, per_mmac_ms=1.0)
+    result = _tango(["specialise", "projects/tiny", "--target", "roomy"], root)
+    assert result.returncode == 0, result.stderr
+    chosen = read_json(run / "specialise" / "roomy" / "result.json")
+    assert chosen["latency_source"] == "predicted" and "arm-board" in chosen["latency_source_why"]
+    samples = read_json(run / "specialise" / "roomy" / "samples.json")
+    assert all(700.0 <= s["latency_ms"] < 1000.0 for s in samples)
+    assert "predicted" in result.stderr
 
 
 def test_killed_supernet_training_resumes_without_losing_epochs(tmp_path: Path) -> None:
