@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from tango_ci import api
 from tango_ci.exceptions import StageInputError
 from tango_ci.pipeline import ProjectChanged
 from tango_ci.rundir import STAGES, file_sha256, read_json
+from tests.latency.helpers import write_latency_model
 from tests.pipeline_helpers import make_repo
 
 pytestmark = pytest.mark.slow
@@ -24,6 +27,8 @@ pytestmark = pytest.mark.slow
 def finished(tmp_path_factory) -> tuple[Path, Path]:
     """One full run of the tiny project: (project folder, run folder)."""
     project = make_repo(tmp_path_factory.mktemp("pipeline") / "repo")
+    # local-cpu has a latency model for onnxruntime fp32 (not for int8): bench compares it
+    write_latency_model(project.parent.parent / "runners" / "local-cpu.yaml", overhead_ms=0.5)
     run = api.run(project, bench_seconds=1)
     return project, run.root
 
@@ -127,6 +132,45 @@ def test_bench_stage(finished) -> None:
         assert len(read_json(run / "bench" / target / "latency_samples.json")) == latency["repeats"]
     fp32 = read_json(run / "bench" / "cpu-fp32" / "metrics.json")
     assert fp32["quality"]["drop"] == pytest.approx(0.0, abs=1e-9)  # same network, fp32
+
+
+def test_bench_compares_the_runners_latency_model_with_the_measurement(finished) -> None:
+    from tango_ci.gitops.runfolder import collect
+    from tango_ci.latency import load_model
+    from tango_ci.rundir import RunDir
+
+    project, run = finished
+    root = project.parent.parent
+    metrics = read_json(run / "bench" / "cpu-fp32" / "metrics.json")
+    model = load_model(root / "runners" / "local-cpu" / "latency" / "onnxruntime-fp32.json")
+    predicted = model.predict(run / "export" / "model.onnx", batch=1, size=32)["p50_ms"]
+    prediction = metrics["prediction"]
+    assert prediction["predicted_p50_ms"] == pytest.approx(predicted)
+    measured = metrics["latency"]["p50_ms"]
+    assert prediction["measured_p50_ms"] == measured
+    assert metrics["prediction_error"] == pytest.approx((predicted - measured) / measured)
+    assert "prediction" not in read_json(run / "bench" / "cpu-int8" / "metrics.json")
+    report = (run / "report" / "report.md").read_text()
+    assert f"prediction error {metrics['prediction_error']:+.1%}" in report
+    # the registry record of a promoted version carries it (drift over releases)
+    targets = collect(RunDir(run))["targets"]
+    assert targets["cpu-fp32"]["metrics"]["latency_prediction_error"] == pytest.approx(
+        metrics["prediction_error"]
+    )
+    assert targets["cpu-int8"]["metrics"]["latency_prediction_error"] is None
+    summary = api.latency_report("local-cpu", repo_root=root)
+    [row] = summary["summary"]
+    assert (row["engine"], row["precision"], row["count"]) == ("onnxruntime", "fp32", 1)
+    assert row["latest_error"] == pytest.approx(metrics["prediction_error"])
+    assert [m["method"] for m in summary["models"]] == ["flops-linear"]
+    shown = subprocess.run(
+        [sys.executable, "-m", "tango_ci", "runner", "latency-report", "local-cpu"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"{metrics['prediction_error']:+.1%}" in shown.stderr and "flops-linear" in shown.stderr
 
 
 def test_every_hand_off_file_meets_its_schema(finished, tmp_path) -> None:
