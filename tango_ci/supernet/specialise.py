@@ -136,6 +136,7 @@ class Specialiser:
             "architecture": self.space.describe(config),
             "accuracy": accuracy,
             "latency_ms": measured["latency"][f"{percentile}_ms"],
+            "latency_source": measured["latency_source"],
             "engine": measured["engine"],
             "precision": measured["precision"],
             "artifact_bytes": measured["artifact_bytes"],

@@ -78,6 +78,7 @@ def test_a_target_whose_runner_is_elsewhere_is_not_timed_here(tmp_path: Path) ->
     assert chosen["latency_source"] == "predicted" and "arm-board" in chosen["latency_source_why"]
     samples = read_json(run / "specialise" / "roomy" / "samples.json")
     assert all(600.0 <= s["latency_ms"] < 1000.0 for s in samples)
+    assert {s["latency_source"] for s in samples} == {"predicted"}
     assert "predicted" in result.stderr
 
 
