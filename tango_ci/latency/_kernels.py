@@ -28,7 +28,7 @@ MIN_SUPPORT = 3
 BLOCK_WEIGHT = 0.5
 
 
-DEPTHS = (3, 4, 5)  # key parts the methods try: kind-kernel-stride, + channels, + size
+DEPTHS = (2, 3, 4, 5)  # key parts tried: kind-kernel, + stride, + channels, + size
 
 
 def _kind(key: str) -> str:
@@ -43,12 +43,14 @@ def _prefixes(key: str, depth: int) -> list[str]:
 
 def columns_for(samples: list[Sample], depth: int) -> dict[str, str]:
     """Each kernel key of ``samples`` mapped to its column: its longest prefix (at most
-    ``depth`` parts) that ``MIN_SUPPORT`` samples have, else its kind."""
+    ``depth`` parts) that a tenth of the samples (at least ``MIN_SUPPORT``) have, else its
+    kind."""
+    least = max(MIN_SUPPORT, len(samples) // 10)  # a column fitted on a few networks overfits
     support: Counter[str] = Counter()
     for sample in samples:
         support.update({p for key in sample.features for p in _prefixes(key, depth)})
     return {
-        key: next((p for p in _prefixes(key, depth) if support[p] >= MIN_SUPPORT), _kind(key))
+        key: next((p for p in _prefixes(key, depth) if support[p] >= least), _kind(key))
         for sample in samples
         for key in sample.features
     }
@@ -62,7 +64,7 @@ class KernelRegression(BaseLatencyModel):
         coefficients: dict[str, list[float]] | None = None,
         overhead_ms: float = 0.0,
         columns: dict[str, str] | None = None,
-        depth: int = DEPTHS[0],
+        depth: int = 3,
     ) -> None:
         self.coefficients = coefficients or {}
         self.overhead_ms = overhead_ms

@@ -21,12 +21,13 @@ import numpy as np
 from tango_ci.exceptions import TangoError
 from tango_ci.jsonfiles import RunFileError, display, read_json, write_json
 from tango_ci.latency._base import BaseLatencyModel, Sample, errors
+from tango_ci.latency._boosted import BoostedKernels
 from tango_ci.latency._flops import FlopsLinear
 from tango_ci.latency._kernels import DEPTHS, KernelRegression, KernelTable
 from tango_ci.latency.features import network_features
 
 METHODS: dict[str, type[BaseLatencyModel]] = {
-    m.method: m for m in (KernelTable, KernelRegression, FlopsLinear)
+    m.method: m for m in (KernelTable, KernelRegression, BoostedKernels, FlopsLinear)
 }
 FORMAT = "tango-latency-model"
 MAX_MODEL_BYTES = 4 * 2**20
@@ -132,7 +133,10 @@ def load_model(path: Path) -> LatencyModel:
     problem = model_problem(data)
     if problem:
         raise LatencyModelError(source=shown, reason=problem)
-    predictor = METHODS[data["method"]].from_parameters(data["parameters"])
+    try:
+        predictor = METHODS[data["method"]].from_parameters(data["parameters"])
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise LatencyModelError(source=shown, reason=f"parameters: {exc}") from None
     return LatencyModel(
         data["runner"],
         data["engine"],
@@ -190,7 +194,7 @@ def choose_method(
     the per-block table and the shorter keys on a tie within 2 points."""
     candidates: list[tuple[str, dict[str, Any]]] = [
         (method, {"depth": depth})
-        for method in ("kernel-table", "kernel-regression")
+        for method in ("kernel-table", "kernel-regression", "kernel-boosted")
         if blocks or not METHODS[method].needs_blocks
         for depth in DEPTHS
     ]
