@@ -37,7 +37,7 @@ import yaml
 
 from tango_ci.bench.latency import host_facts
 from tango_ci.latency import Sample, errors
-from tango_ci.latency.model import fit
+from tango_ci.latency.model import DEPTHS, fit
 from tango_ci.latency.records import append_record, is_held_out, read_measurements
 from tango_ci.profiling.fit import fit_pair, usable
 from tango_ci.profiling.networks import write_sample
@@ -103,11 +103,46 @@ def noise_floor(runner, pair, held: list[dict], work: Path) -> list[dict]:
     return [done[r["id"]] for r in held]
 
 
+def _current(features: dict) -> bool:
+    """Whether ``features`` use today's keys (convolutions keyed down to channels and size)."""
+    convs = [k for k in features if k.split("-")[0] in ("conv", "dwconv", "gconv")]
+    return bool(convs) and all(len(k.split("-")) == 5 for k in convs)
+
+
+def refeaturise(work: Path) -> None:
+    """Recompute the features of every record made before the keys changed, from its sample
+    (exported again, nothing timed): the measurements stay valid."""
+    from tango_ci.latency import network_features
+
+    cache: dict[str, dict] = {}
+    for path in sorted((work / "runners" / "local-cpu" / "latency").glob("*.measurements.jsonl")):
+        records = read_measurements(path)
+        for record in records:
+            if "failed" in record or _current(record["features"]):
+                continue
+            if record["id"] not in cache:
+                sample = ProfileSample(record["sample"])
+                folder = Path(tempfile.mkdtemp(prefix="tango-refeature-"))
+                try:
+                    onnx_path, _ = write_sample(sample, folder)
+                    cache[record["id"]] = network_features(onnx_path, sample.batch, sample.size)
+                finally:
+                    shutil.rmtree(folder, ignore_errors=True)
+                if len(cache) % 50 == 0:
+                    print(f"refeaturised {len(cache)}", flush=True)
+            record["features"] = cache[record["id"]]
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text("".join(json.dumps(r) + "\n" for r in records))
+        partial.replace(path)
+
+
 def evaluate(runner, pair, records: list[dict], work: Path, host: dict) -> dict:
     networks, blocks, counts = usable(records, host["cpu"])
     train = [r for r in networks if not is_held_out(r["id"])]
     held = [r for r in networks if is_held_out(r["id"])]
     fitted = fit_pair(runner, *pair, records, host)
+    depth = fitted.model.predictor.parameters().get("depth")
+    kept = f"{fitted.model.method}/{depth}"
 
     def samples(found):
         return [Sample(r["features"], r["p50_ms"]) for r in found]
@@ -117,8 +152,12 @@ def evaluate(runner, pair, records: list[dict], work: Path, host: dict) -> dict:
     for method in ("kernel-table", "kernel-regression", "flops-linear"):
         if method == "kernel-table" and not blocks:
             continue
-        model = fit(method, samples(train), samples(blocks))
-        rows[method] = errors(model.predict_many(samples(held)), measured)
+        for options in [{}] if method == "flops-linear" else [{"depth": d} for d in DEPTHS]:
+            label = "/".join([method, *(str(v) for v in options.values())])
+            model = fit(method, samples(train), samples(blocks), **options)
+            rows[label + (" (kept)" if label == kept else "")] = errors(
+                model.predict_many(samples(held)), measured
+            )
     again = noise_floor(runner, pair, held, work)
     pairs = [(r["p50_ms"], a["p50_ms"]) for r, a in zip(held, again, strict=True) if "p50_ms" in a]
     first, second = np.array(pairs).T
@@ -138,7 +177,7 @@ def evaluate(runner, pair, records: list[dict], work: Path, host: dict) -> dict:
     return {
         "engine": pair[0],
         "precision": pair[1],
-        "method": fitted.model.method,
+        "method": kept,
         "networks_fitted": len(train),
         "networks_held_out": len(held),
         "blocks": len(blocks),
@@ -191,12 +230,17 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=160)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=None, help="measurement folder (resume)")
+    parser.add_argument(
+        "--refeaturise", action="store_true", help="recompute the features of every record"
+    )
     args = parser.parse_args()
     networks, blocks = (40, 20) if args.quick else (args.networks, args.blocks)
     suffix = "-quick" if args.quick else ""
     work = args.work or RESULTS / f".latency-work{suffix}"
     began = time.monotonic()
     runner = load_runner(runner_file(work, args.threads))
+    if args.refeaturise:
+        refeaturise(work)
     options = ProfileOptions(
         engines=tuple(sorted({e for e, _ in PAIRS})),
         precisions=tuple(sorted({p for _, p in PAIRS})),

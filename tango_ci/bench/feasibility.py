@@ -88,6 +88,35 @@ def _concrete(target: TargetSpec, runner) -> list[TargetSpec]:
     return quick or candidates
 
 
+def build_and_measure(
+    target: TargetSpec,
+    runner,
+    onnx_path: Path,
+    model_dir: Path | None,
+    artifact: Path,
+    size: int,
+    calibration: np.ndarray,
+    settings: dict[str, Any],
+) -> tuple[dict, dict]:
+    """Build ``onnx_path`` for ``target`` into ``artifact`` and time it in a fresh process:
+    the build's manifest fields and the latency statistics (without the raw samples)."""
+    built = get_compiler(target.engine).build(
+        BuildRequest(
+            onnx_path=onnx_path,
+            out_dir=artifact,
+            target=target,
+            runner=runner,
+            calibration=calibration,
+            options={"model_dir": model_dir} if model_dir is not None else {},
+        )
+    )
+    latency = measure_latency(
+        artifact, batch=target.batch, size=size, threads=runner.threads, **settings
+    )
+    latency.pop("samples_ms")
+    return built, latency
+
+
 def _measure_one(
     target: TargetSpec,
     runner,
@@ -99,20 +128,9 @@ def _measure_one(
     settings: dict[str, Any],
 ) -> dict:
     artifact = workdir / f"{target.name}-{target.engine}-{target.precision}"
-    built = get_compiler(target.engine).build(
-        BuildRequest(
-            onnx_path=onnx_path,
-            out_dir=artifact,
-            target=target,
-            runner=runner,
-            calibration=calibration,
-            options={"model_dir": model_dir},
-        )
+    built, latency = build_and_measure(
+        target, runner, onnx_path, model_dir, artifact, size, calibration, settings
     )
-    latency = measure_latency(
-        artifact, batch=target.batch, size=size, threads=runner.threads, **settings
-    )
-    latency.pop("samples_ms")
     return {
         "engine": target.engine,
         "precision": target.precision,

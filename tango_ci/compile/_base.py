@@ -36,6 +36,9 @@ class Capabilities:
     quick_build: bool = True
     #: distributions to ask for the engine's version (the first one installed answers)
     distributions: tuple[str, ...] = ()
+    #: True where the backend builds from the trained network (``options["model_dir"]``),
+    #: not from the ONNX file alone: a bare ONNX block cannot be built by it
+    needs_network: bool = False
 
     def refusal(self, precision: str, accelerator: str) -> str | None:
         """Why ``precision`` on ``accelerator`` can't be served, or None when it can."""

@@ -39,6 +39,7 @@ PYTORCH = Capabilities(
     packages=("torch",),
     distributions=("torch",),
     install_hint="pip install torch",
+    needs_network=True,
 )
 
 CAPABILITIES: dict[str, Capabilities] = {c.engine: c for c in (ONNXRUNTIME, TVM, TENSORRT, PYTORCH)}

@@ -65,7 +65,7 @@ def promote_results(
             "run": results["run"],
             "task": results["task"],
             "classes": results["classes"],
-            "architecture": results["architecture"],
+            "architecture": entry.get("architecture", results["architecture"]),
             "engine": entry["engine"],
             "precision": entry["precision"],
             "runner": entry["runner"],

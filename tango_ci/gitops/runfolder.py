@@ -164,6 +164,7 @@ def collect(run_dir: RunDir) -> dict:
     decision = _run_json(run_dir, "gate/decision.json", check_decision)
     model = _run_json(run_dir, "train/model.json", check_model)
     task = get_task(spec["task"])
+    architecture = task.lineage(TrainedModel.from_json(model, f"run {run_dir.id}"))
     known = {t["name"] for t in spec.get("targets") or []}
     targets = {}
     for name, verdict in decision["targets"].items():
@@ -198,6 +199,8 @@ def collect(run_dir: RunDir) -> dict:
                 "latency_prediction_error": metrics.get("prediction_error"),
             },
             "failed": [c["check"] for c in verdict["checks"] if c["status"] == "fail"],
+            # a supernet run deploys each target's own subnet
+            "architecture": _target_architecture(run_dir, task, name, architecture),
         }
     report_files(run_dir)  # refused now, before the artifacts are stored, not after
     return {
@@ -207,10 +210,20 @@ def collect(run_dir: RunDir) -> dict:
         "task": spec["task"],
         "classes": model.get("classes"),
         # what counts as the same architecture for versions (minor vs patch) is the task's
-        "architecture": task.lineage(TrainedModel.from_json(model, f"run {run_dir.id}")),
+        "architecture": architecture,
         "passed": decision["passed"],
         "targets": targets,
     }
+
+
+def _target_architecture(run_dir: RunDir, task: BaseTask, target: str, trained: str) -> str:
+    """The lineage of the network ``target`` deploys: its specialised subnet's, else the
+    trained network's (``trained``)."""
+    relative = f"specialise/{target}/model.json"
+    if not (run_dir.root / relative).is_file():
+        return trained
+    record = _run_json(run_dir, relative, check_model)
+    return task.lineage(TrainedModel.from_json(record, f"run {run_dir.id}: {relative}"))
 
 
 def gate_numbers(task: BaseTask, task_metrics: dict) -> dict[str, float]:

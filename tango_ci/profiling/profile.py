@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from tango_ci.bench.latency import host_facts, measure_latency
-from tango_ci.compile import BuildRequest, capabilities, get_compiler
+from tango_ci.bench.feasibility import build_and_measure
+from tango_ci.bench.latency import host_facts
+from tango_ci.compile import capabilities
 from tango_ci.exceptions import TangoError
 from tango_ci.jsonfiles import one_line_reason
 from tango_ci.latency.features import network_features
@@ -111,19 +112,15 @@ def measure_sample(
         .standard_normal((8, 3, sample.size, sample.size))
         .astype(np.float32)
     )
-    artifact = workdir / f"{engine}-{precision}"
-    get_compiler(engine).build(
-        BuildRequest(
-            onnx_path=onnx_path,
-            out_dir=artifact,
-            target=target,
-            runner=runner,
-            calibration=calibration,
-            options={"model_dir": model_dir} if model_dir else {},
-        )
-    )
-    latency = measure_latency(
-        artifact, batch=sample.batch, size=sample.size, threads=runner.threads, **PROFILE_SETTINGS
+    _, latency = build_and_measure(
+        target,
+        runner,
+        onnx_path,
+        model_dir,
+        workdir / f"{engine}-{precision}",
+        sample.size,
+        calibration,
+        PROFILE_SETTINGS,
     )
     return {k: latency[k] for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "cv", "repeats")}
 
@@ -152,7 +149,8 @@ def run_profile(
             missing = [
                 (e, p)
                 for e, p in pairs
-                if sample.id not in done[(e, p)] and not (sample.is_block and e == "pytorch")
+                if sample.id not in done[(e, p)]
+                and not (sample.is_block and capabilities(e).needs_network)
             ]
             bar.update(index, sample=sample.describe())
             if not missing:

@@ -243,6 +243,8 @@ def check_target_results(shape: Shape, *, stored: bool) -> dict:
     shape.field("passed").boolean()
     for key in ("engine", "precision", "runner"):
         shape.field(key).string()
+    if (architecture := shape.optional("architecture")) is not None:
+        architecture.string()
     for _, metric in shape.field("metrics").items(64):
         if metric.value is not None:
             metric.number()

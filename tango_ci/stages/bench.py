@@ -62,6 +62,23 @@ def _measure(
     ctx.recorder.input_file(
         f"{target.name}/{built['engine']}-{built['precision']}", artifact / built["file"]
     )
+    prediction = prediction_check(
+        runner,
+        built["engine"],
+        built["precision"],
+        onnx_for(ctx, target.name),
+        target.batch,
+        spec.data.image_size,
+        latency,
+    )
+    predicted = (
+        {}
+        if prediction is None
+        else {
+            "prediction": prediction,
+            "prediction_error": prediction.get("relative_error"),
+        }
+    )
     return {
         "target": target.name,
         "engine": built["engine"],
@@ -80,6 +97,7 @@ def _measure(
         "reference_metrics": evaluator.reference_metrics,
         "host": host_facts(runner.threads),
         "build": built,
+        **predicted,
     }, samples
 
 
@@ -122,18 +140,6 @@ def run(ctx: StageContext) -> None:
                 chosen = min(range(len(rows)), key=lambda i: rows[i]["quality"]["drop"])
             index = chosen
         metrics, samples = dict(measured[index][0]), measured[index][1]
-        prediction = prediction_check(
-            ctx.spec.runners[target.runner],
-            metrics["engine"],
-            metrics["precision"],
-            onnx_for(ctx, target.name),
-            target.batch,
-            ctx.spec.data.image_size,
-            metrics["latency"],
-        )
-        if prediction is not None:
-            metrics["prediction"] = prediction
-            metrics["prediction_error"] = prediction.get("relative_error")
         if target.engine == AUTO:
             failed_path = ctx.run.stage_dir("compile") / target.name / "failed.json"
             metrics["auto"] = {
@@ -180,5 +186,6 @@ def _row(metrics: dict) -> dict:
         "peak_rss_mb": metrics["memory"]["peak_rss_mb"],
         "artifact_mb": metrics["size"]["artifact_mb"],
         "tuned": bool(metrics["build"].get("tuning", {}).get("trials")),
+        "prediction_error": metrics.get("prediction_error"),
         "advice": metrics["build"].get("advice"),
     }

@@ -35,6 +35,14 @@ def test_one_supernet_gives_each_target_its_subnet(tmp_path: Path) -> None:
     small = read_json(run / "specialise" / "small" / "result.json")
     # the size budget of `small` rules out the larger subnets that `roomy` may take
     assert small["chosen"]["feasible"] and small["chosen"]["artifact_bytes"] <= 0.2 * 2**20
+    # the registry keeps each target's own subnet as its architecture
+    from tango_ci.gitops.runfolder import collect
+    from tango_ci.rundir import RunDir
+
+    targets = collect(RunDir(run))["targets"]
+    for name in ("roomy", "small"):
+        subnet = read_json(run / "specialise" / name / "model.json")["name"]
+        assert targets[name]["architecture"] == subnet
     samples = read_json(run / "specialise" / "small" / "samples.json")
     assert any(not s["feasible"] for s in samples)  # the largest is over the size budget
     assert roomy["chosen"]["accuracy"] == max(
