@@ -53,6 +53,8 @@ def build_report(ctx: StageContext) -> dict:
     for target in selected_targets(ctx):
         metrics = read_json(run.stage_dir("bench") / target.name / "metrics.json")
         targets[target.name] = {
+            # the network this target deploys: a supernet run's own subnet per target
+            "model": read_record(TrainedModel, run.model_dir(target.name)).to_json(),
             "decision": decision.targets[target.name],
             "metrics": metrics,
             "split": split_words(metrics, ctx.spec.data.split.test),
@@ -151,10 +153,10 @@ def _source_line(sources: dict) -> list[str]:
 def render_markdown(report: dict, images: dict[str, str], details: dict[str, dict]) -> str:
     """The pull-request comment; ``details`` holds each target's task lines and plot names."""
     verdict = "✅ all targets pass" if report["passed"] else "❌ gate failed"
-    model = report["model"]
     lines = [f"## TANGO-CI report: {report['project']} — {verdict}", ""]
     for name, entry in report["targets"].items():
         m, d = entry["metrics"], entry["decision"]
+        model = entry.get("model", report["model"])
         failed = [c["check"] for c in d["checks"] if c["status"] == "fail"]
         size = (
             f"{model['parameters']:,} parameters, " if model.get("parameters") else ""

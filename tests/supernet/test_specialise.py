@@ -59,7 +59,10 @@ def test_one_supernet_gives_each_target_its_subnet(tmp_path: Path) -> None:
     compile_manifest = read_json(run / "compile" / "manifest.json")
     assert compile_manifest["inputs"]["onnx/small"]["path"] == "specialise/small/model.onnx"
     report = (run / "report" / "report.md").read_text()
-    assert "Specialised subnet" in report and "measured here" in report
+    assert "Specialised subnet" in report and "**measured** for runner local-cpu" in report
+    for name in ("roomy", "small"):  # each target's line names its own subnet
+        subnet = read_json(run / "specialise" / name / "model.json")["name"]
+        assert f"- **{name}** gets {subnet} (" in report
     assert (run / "report" / "specialise-small.png").is_file()
 
 
