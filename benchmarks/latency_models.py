@@ -149,7 +149,7 @@ def evaluate(runner, pair, records: list[dict], work: Path, host: dict) -> dict:
 
     measured = np.array([r["p50_ms"] for r in held])
     rows = {}
-    for method in ("kernel-table", "kernel-regression", "flops-linear"):
+    for method in ("kernel-table", "kernel-regression", "kernel-boosted", "flops-linear"):
         if method == "kernel-table" and not blocks:
             continue
         for options in [{}] if method == "flops-linear" else [{"depth": d} for d in DEPTHS]:
