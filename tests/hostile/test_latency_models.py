@@ -1,0 +1,100 @@
+"""A pull request may change a device runner's latency model, which a search on another host
+then reads: every hostile file is refused in one line, before a number of it is used, by
+`tango validate` and by the search alike; nothing in it is ever run."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tango_ci import api
+from tests.latency.helpers import write_latency_model
+from tests.pipeline_helpers import make_repo
+from tests.supernet.helpers import foreign_runner
+
+PI_TARGET = """\
+  - name: pi
+    runner: arm-board
+    engine: onnxruntime
+    precision: fp32
+    constraints: {latency_ms: 1000}
+"""
+
+
+class _Boom:
+    def __reduce__(self):  # would run a command if anything unpickled the file
+        return (os.system, ("touch PWNED",))
+
+
+def _edit(key: str, value):
+    def change(data: dict) -> bytes:
+        node = data
+        *path, last = key.split("/")
+        for part in path:
+            node = node[part]
+        node[last] = value
+        return json.dumps(data).encode()
+
+    return change
+
+
+HOSTILE = {
+    "pickle": lambda data: pickle.dumps(_Boom()),
+    "nan": lambda data: (
+        json.dumps(data).replace('"overhead_ms": 400.0', '"overhead_ms": NaN').encode()
+    ),
+    "negative cost": _edit("parameters/overhead_ms", -5.0),
+    "huge": lambda data: b'{"pad": "' + b"x" * (5 * 2**20) + b'"}',
+    "another runner": _edit("runner", "local-cpu"),
+    "unknown method": _edit("method", "python-eval"),
+    "key with a path": _edit("parameters/per_mmac_ms", {"../../etc": 1}),
+    "twice the same key": lambda data: json.dumps(data)[:-1].encode() + b', "runner": "x"}',
+}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hostile-latency") / "repo"
+    project = make_repo(root, trials=1, extra_targets=PI_TARGET)
+    foreign_runner(root)
+    api.run(project, until="data")
+    return root
+
+
+def _tango(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tango_ci", *args], cwd=root, capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_latency_model_is_refused_in_one_line(repo: Path, case: str) -> None:
+    path = write_latency_model(repo / "runners" / "arm-board.yaml", overhead_ms=400.0)
+    path.write_bytes(HOSTILE[case](json.loads(path.read_text())))
+    checked = _tango(repo, "validate", "runners/arm-board.yaml")
+    assert checked.returncode == 1, case
+    lines = [line for line in checked.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("runners/arm-board/latency/onnxruntime-fp32")
+    searched = _tango(repo, "search", "projects/tiny")
+    assert searched.returncode == 1 and "Traceback" not in searched.stderr, case
+    errors = [line for line in searched.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "onnxruntime-fp32.json" in errors[0], case
+    assert not (repo / "PWNED").exists()
+
+
+def test_a_model_that_is_a_link_is_no_model(repo: Path, tmp_path: Path) -> None:
+    real = write_latency_model(repo / "runners" / "arm-board.yaml", overhead_ms=400.0)
+    elsewhere = tmp_path / "model.json"
+    real.replace(elsewhere)
+    real.symlink_to(elsewhere)
+    searched = _tango(repo, "search", "projects/tiny")
+    assert searched.returncode == 1
+    [error] = [line for line in searched.stderr.splitlines() if line.startswith("error")]
+    assert "no latency model" in error and "tango runner profile runners/arm-board.yaml" in error
+    real.unlink()
