@@ -56,8 +56,24 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(partial, path)
 
 
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number JSON allows")
+class _Constant:
+    """A NaN or Infinity met while parsing: kept in place, so the refusal can say where."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _constant_at(value: Any, where: str) -> tuple[str, str] | None:
+    """(name, path) of the first NaN or Infinity in a parsed value, or None."""
+    if isinstance(value, _Constant):
+        return value.name, where or "the top level"
+    if isinstance(value, (dict, list)):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            found = _constant_at(item, f"{where}/{key}" if where else str(key))
+            if found:
+                return found
+    return None
 
 
 def _finite_float(text: str) -> float:
@@ -79,11 +95,12 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def strict_json(data: str | bytes) -> Any:
     """JSON as the standard has it: no NaN or Infinity, no overflowing numbers, no key twice
-    in one object, bounded nesting. Raises ``ValueError`` with a one-line reason; callers name the source."""
+    in one object, bounded nesting. Raises ``ValueError`` with a one-line reason (with the
+    field of a NaN); callers name the source."""
     try:
-        return json.loads(
+        value = json.loads(
             data,
-            parse_constant=_refuse_constant,
+            parse_constant=_Constant,
             parse_float=_finite_float,
             object_pairs_hook=_unique_keys,
         )
@@ -91,6 +108,13 @@ def strict_json(data: str | bytes) -> Any:
         raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    try:
+        constant = _constant_at(value, "")
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if constant is not None:
+        raise ValueError(f"{constant[0]} at {constant[1]} is not a number JSON allows")
+    return value
 
 
 def read_json(path: Path, *, limit: int = MAX_JSON_BYTES) -> Any:

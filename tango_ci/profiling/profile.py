@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,7 @@ def run_profile(
                     "describe": sample.describe(),
                     "cpu": cpu,
                     "features": features,
+                    "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 }
                 try:
                     record |= measure_sample(

@@ -246,7 +246,7 @@ CASES = {
         lambda run, out: _text(
             run, METRICS, (run / METRICS).read_text().replace('"p95_ms": 2.0', '"p95_ms": NaN')
         ),
-        f"run {RUN}: {METRICS} is not valid JSON (NaN is not a number JSON allows)",
+        f"run {RUN}: {METRICS} is not valid JSON (NaN at latency/p95_ms is not a number JSON allows)",
     ),
     "metrics string": (
         lambda run, out: _json(

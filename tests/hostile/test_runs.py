@@ -114,7 +114,9 @@ def test_nan_in_a_run_file_is_not_json(repo: Path) -> None:
     spec = _run(repo) / "spec.json"
     spec.write_text(spec.read_text().replace('"sha256"', '"weird": NaN, "sha256"', 1))
     result = tango("compile", "projects/tiny", cwd=repo)
-    refused(result, f"{_shown(spec, repo)}: not valid JSON (NaN is not a number JSON allows)")
+    refused(
+        result, f"{_shown(spec, repo)}: not valid JSON (NaN at weird is not a number JSON allows)"
+    )
 
 
 @pytest.mark.parametrize("run_id", ["../../../dir", "..", "a/b", "x\n"])

@@ -181,12 +181,6 @@ def test_a_hostile_model_is_refused_in_one_line_naming_the_field(
     assert expected in _refusal(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a NaN is refused as 'not valid JSON (NaN is not a number JSON allows)' "
-    "with neither field nor line: strict_json's parse_constant raises a bare ValueError, "
-    "which json.loads does not turn into a JSONDecodeError with a position",
-)
 def test_a_nan_refusal_says_where_the_nan_is(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
