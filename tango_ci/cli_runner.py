@@ -12,6 +12,9 @@ import typer
 from tango_ci import api
 from tango_ci.cli_common import err
 from tango_ci.exceptions import TangoError
+from tango_ci.profiling.profile import ProfileOptions
+
+DEFAULT_PROFILE = ProfileOptions()
 
 runner_app = typer.Typer(
     help="Describe and check device runners (runners/*.yaml).", no_args_is_help=True
@@ -78,13 +81,21 @@ def runner_profile(
     precision: list[str] = typer.Option(
         [], "--precision", "-p", help="Only this precision (repeatable). Default: every one."
     ),
-    networks: int = typer.Option(240, help="Whole networks to time (30% are held out)."),
-    blocks: int = typer.Option(120, help="Isolated blocks to time (for the per-block table)."),
+    networks: int = typer.Option(
+        DEFAULT_PROFILE.networks, help="Whole networks to time (30% are held out)."
+    ),
+    blocks: int = typer.Option(
+        DEFAULT_PROFILE.blocks, help="Isolated blocks to time (for the per-block table)."
+    ),
     batch: list[int] = typer.Option([1], "--batch", "-b", help="Batch sizes (repeatable)."),
     time_budget: float = typer.Option(
-        3600.0, "--time-budget", help="Stop measuring after this many seconds (then fit)."
+        DEFAULT_PROFILE.time_budget_s,
+        "--time-budget",
+        help="Stop measuring after this many seconds (then fit).",
     ),
-    seed: int = typer.Option(0, help="Seed of the sample design (same seed: same networks)."),
+    seed: int = typer.Option(
+        DEFAULT_PROFILE.seed, help="Seed of the sample design (same seed: same networks)."
+    ),
     yolo: bool = typer.Option(True, "--yolo/--no-yolo", help="Include YOLO detection scales."),
 ) -> None:
     """Time a designed sample of blocks and whole networks on this device and fit a latency
@@ -100,7 +111,6 @@ def runner_profile(
     Example: tango runner profile runners/raspberry-pi-5.yaml --time-budget 1800
     """
     from tango_ci.cli_progress import RichReporter
-    from tango_ci.profiling.profile import ProfileOptions
 
     options = ProfileOptions(
         engines=tuple(engine),

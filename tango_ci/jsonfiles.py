@@ -63,14 +63,17 @@ class _Constant:
         self.name = name
 
 
-def _constant_at(value: Any, where: str) -> tuple[str, str] | None:
-    """(name, path) of the first NaN or Infinity in a parsed value, or None."""
+def non_finite_at(value: Any, where: str = "") -> tuple[str, str] | None:
+    """(what, field path) of the first NaN or Infinity in ``value`` (a float in memory, or
+    one met while parsing), or None when every number is finite."""
     if isinstance(value, _Constant):
         return value.name, where or "the top level"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value), where or "the top level"
     if isinstance(value, (dict, list)):
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
-            found = _constant_at(item, f"{where}/{key}" if where else str(key))
+            found = non_finite_at(item, f"{where}/{key}" if where else str(key))
             if found:
                 return found
     return None
@@ -109,7 +112,7 @@ def strict_json(data: str | bytes) -> Any:
     except RecursionError:
         raise ValueError("nested too deeply") from None
     try:
-        constant = _constant_at(value, "")
+        constant = non_finite_at(value)
     except RecursionError:
         raise ValueError("nested too deeply") from None
     if constant is not None:

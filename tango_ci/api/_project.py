@@ -48,9 +48,9 @@ def latency_model_problems(runner_file: Path) -> list[Problem]:
     must meet its schema and be made for this runner and the engine and precision its file
     name says; its measurements must be readable records."""
     from tango_ci.latency import LatencyModelError, load_model
-    from tango_ci.latency.records import MeasurementsError, read_measurements
+    from tango_ci.latency.records import MeasurementsError, models_folder, read_measurements
 
-    folder = runner_file.parent / runner_file.stem / "latency"
+    folder = models_folder(runner_file)
     problems = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:

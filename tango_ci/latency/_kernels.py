@@ -2,8 +2,8 @@
 
 Each kernel key, cut to at most ``depth`` parts (``conv-k3-s1`` at depth 3, ``conv-k3-s1-c64``
 at 4, ``relu-fused``), has a cost per call, per million multiply-accumulates and per million
-activation elements moved. A key seen in fewer than :data:`MIN_SUPPORT` fitted samples shares
-the column of its longest prefix that is (``conv-k7-s2`` -> ``conv-k7`` -> ``conv``); a key
+activation elements moved. A key seen in fewer than a tenth of the fitted samples (at least
+:data:`MIN_SUPPORT`) shares the column of its longest prefix that is (``conv-k7-s2`` -> ``conv-k7`` -> ``conv``); a key
 never seen at prediction is costed like its longest fitted prefix, else as the mean of its
 kind's columns.
 

@@ -9,7 +9,6 @@ the device showed while it was profiled.
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass, field
 from functools import cache
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tango_ci.exceptions import TangoError
-from tango_ci.jsonfiles import RunFileError, display, read_json, write_json
+from tango_ci.jsonfiles import RunFileError, display, non_finite_at, read_json, write_json
 from tango_ci.latency._base import BaseLatencyModel, Sample, errors
 from tango_ci.latency._boosted import BoostedKernels
 from tango_ci.latency._flops import FlopsLinear
@@ -97,23 +96,11 @@ def _validator() -> Any:
     return Draft202012Validator(json.loads(path.read_text(encoding="utf-8")))
 
 
-def _non_finite(value: Any, where: str) -> str | None:
-    if isinstance(value, float) and not math.isfinite(value):
-        return where or "the top level"
-    if isinstance(value, (dict, list)):
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, item in items:
-            found = _non_finite(item, f"{where}/{key}" if where else str(key))
-            if found:
-                return found
-    return None
-
-
 def model_problem(data: Any) -> str | None:
     """The first way ``data`` breaks the latency-model schema (or holds a NaN), or None."""
-    where = _non_finite(data, "")
-    if where:
-        return f"at {where}: not a finite number"
+    found = non_finite_at(data)
+    if found:
+        return f"at {found[1]}: not a finite number"
     error = next(iter(sorted(_validator().iter_errors(data), key=lambda e: e.path)), None)
     if error is None:
         return None

@@ -29,6 +29,16 @@ class MeasurementsError(TangoError):
         super().__init__(source=source, line=line, reason=reason, where=f":{line}" if line else "")
 
 
+def models_folder(runner_file: Path) -> Path:
+    """``runners/<name>/latency/``, beside the runner file ``runners/<name>.yaml`` (a runner's
+    name is its file name): where its latency models and measurements live."""
+    return runner_file.parent / runner_file.stem / "latency"
+
+
+def model_file(runner_file: Path, engine: str, precision: str) -> Path:
+    return models_folder(runner_file) / f"{engine}-{precision}.json"
+
+
 def read_measurements(path: Path) -> list[dict]:
     """The records of a measurements file. A last line cut by a kill is dropped; any other
     line that is not a record is an error naming its line."""

@@ -16,8 +16,8 @@ import numpy as np
 from tango_ci.exceptions import TangoError
 from tango_ci.latency import LatencyModel, Sample, errors, write_model
 from tango_ci.latency.model import choose_method, fit, tail_ratios
-from tango_ci.latency.records import is_held_out
-from tango_ci.profiling.profile import latency_folder
+from tango_ci.latency.records import is_held_out, model_file
+from tango_ci.profiling.profile import runner_file
 from tango_ci.spec import RunnerSpec
 
 MIN_NETWORKS = 8
@@ -93,7 +93,7 @@ def fit_pair(
         tail_ratios(train),
         metadata,
     )
-    path = latency_folder(runner) / f"{engine}-{precision}.json"
+    path = model_file(runner_file(runner), engine, precision)
     write_model(path, model)
     rows = [
         {"describe": r["describe"], "measured": m, "predicted": p, "flops": f}

@@ -29,7 +29,7 @@ from tango_ci.compile import capabilities
 from tango_ci.exceptions import TangoError
 from tango_ci.jsonfiles import one_line_reason
 from tango_ci.latency.features import network_features
-from tango_ci.latency.records import append_record, read_measurements
+from tango_ci.latency.records import append_record, models_folder, read_measurements
 from tango_ci.plugins import ENGINES
 from tango_ci.profiling.sample import ProfileSample, design
 from tango_ci.progress import SILENT, Reporter
@@ -86,10 +86,15 @@ def pairs_of(
     ]
 
 
-def latency_folder(runner: RunnerSpec) -> Path:
+def runner_file(runner: RunnerSpec) -> Path:
+    """``runners/<name>.yaml`` of ``runner``: its latency models live beside it."""
     if runner.path is None:
         raise TangoError(f"runner {runner.name} was not loaded from a file")
-    return runner.path.parent / runner.name / "latency"
+    return runner.path
+
+
+def latency_folder(runner: RunnerSpec) -> Path:
+    return models_folder(runner_file(runner))
 
 
 def measurements_path(runner: RunnerSpec, engine: str, precision: str) -> Path:

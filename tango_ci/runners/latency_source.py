@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tango_ci.exceptions import TangoError
 from tango_ci.latency import LatencyModel, LatencyModelError, load_model
+from tango_ci.latency.records import model_file
 from tango_ci.spec import RunnerSpec, TargetSpec
 
 MEASURED = "measured"
@@ -68,7 +69,7 @@ def latency_model_path(runner: RunnerSpec, engine: str, precision: str) -> Path 
     """The runner's latency model for ``engine`` and ``precision``, when one was made."""
     if runner.path is None:
         return None
-    path = runner.path.parent / runner.name / "latency" / f"{engine}-{precision}.json"
+    path = model_file(runner.path, engine, precision)
     return path if path.is_file() and not path.is_symlink() else None
 
 

@@ -16,15 +16,7 @@ import pytest
 from tango_ci import api
 from tests.latency.helpers import write_latency_model
 from tests.pipeline_helpers import make_repo
-from tests.supernet.helpers import foreign_runner
-
-PI_TARGET = """\
-  - name: pi
-    runner: arm-board
-    engine: onnxruntime
-    precision: fp32
-    constraints: {latency_ms: 1000}
-"""
+from tests.supernet.helpers import FOREIGN_TARGET, foreign_runner
 
 
 class _Boom:
@@ -61,7 +53,7 @@ HOSTILE = {
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("hostile-latency") / "repo"
-    project = make_repo(root, trials=1, extra_targets=PI_TARGET)
+    project = make_repo(root, trials=1, extra_targets=FOREIGN_TARGET)
     foreign_runner(root)
     api.run(project, until="data")
     return root
@@ -98,3 +90,28 @@ def test_a_model_that_is_a_link_is_no_model(repo: Path, tmp_path: Path) -> None:
     [error] = [line for line in searched.stderr.splitlines() if line.startswith("error")]
     assert "no latency model" in error and "tango runner profile runners/arm-board.yaml" in error
     real.unlink()
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"id": "../../etc/passwd"}\n{"id": "aaaaaaaaaaaaaaaa"}\n', ":1:1: its id is not"),
+        (b'{"id": "' + b"a" * (300 * 1024) + b'"}\n{"id": "aaaaaaaaaaaaaaaa"}\n', ":1:1: "),
+        (b'[1, 2]\n{"id": "aaaaaaaaaaaaaaaa"}\n', ":1:1: not a measurement record"),
+    ],
+)
+def test_hostile_measurements_are_refused_with_their_line(
+    repo: Path, content: bytes, reason: str
+) -> None:
+    folder = repo / "runners" / "arm-board" / "latency"
+    folder.mkdir(parents=True, exist_ok=True)
+    for model in folder.glob("*.json"):
+        model.unlink()
+    records = folder / "onnxruntime-fp32.measurements.jsonl"
+    records.write_bytes(content)
+    checked = _tango(repo, "validate", "runners/arm-board.yaml")
+    [line] = [x for x in checked.stdout.splitlines() if x.strip()]
+    assert checked.returncode == 1 and len(line) < 300
+    assert line.startswith("runners/arm-board/latency/onnxruntime-fp32.measurements.jsonl")
+    assert reason in line
+    records.unlink()

@@ -4,6 +4,7 @@ latency source looks for it (``runners/<runner>/latency/<engine>-<precision>.jso
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tango_ci.latency import METHODS, BaseLatencyModel, LatencyModel, write_model
 from tango_ci.latency._flops import FlopsLinear
@@ -41,24 +42,12 @@ def latency_model_path(runner_yaml: Path, engine: str, precision: str) -> Path:
 
 
 def write_latency_model(
-    runner_yaml: Path,
-    engine: str = "onnxruntime",
-    precision: str = "fp32",
-    *,
-    overhead_ms: float = 1.0,
-    per_mmac_ms: float = 0.01,
-    method: str = "flops-linear",
+    runner_yaml: Path, engine: str = "onnxruntime", precision: str = "fp32", **options: Any
 ) -> Path:
     """Write a valid latency model of the runner of ``runner_yaml`` (named after the file, as
-    ``tango validate`` requires) for ``engine`` and ``precision``; returns its path."""
-    model = latency_model(
-        runner_yaml.stem,
-        engine,
-        precision,
-        overhead_ms=overhead_ms,
-        per_mmac_ms=per_mmac_ms,
-        method=method,
-    )
+    ``tango validate`` requires) for ``engine`` and ``precision``, with :func:`latency_model`'s
+    ``options``; returns its path."""
+    model = latency_model(runner_yaml.stem, engine, precision, **options)
     path = latency_model_path(runner_yaml, engine, precision)
     write_model(path, model)
     return path

@@ -12,7 +12,7 @@ from tango_ci.rundir import read_json
 from tests.latency.helpers import write_latency_model
 from tests.pipeline_helpers import make_repo
 from tests.runners.test_latency_source import elsewhere
-from tests.supernet.helpers import foreign_runner
+from tests.supernet.helpers import FOREIGN_TARGET, foreign_runner
 
 
 def test_search_refuses_a_target_it_cannot_measure_here(tmp_path: Path) -> None:
@@ -37,18 +37,9 @@ def test_search_refuses_a_target_it_cannot_measure_here(tmp_path: Path) -> None:
     assert not (search / "trials.json").exists()
 
 
-PI_TARGET = """\
-  - name: pi
-    runner: arm-board
-    engine: onnxruntime
-    precision: fp32
-    constraints: {latency_ms: 1000}
-"""
-
-
 def test_search_predicts_a_target_whose_runner_has_a_latency_model(tmp_path: Path) -> None:
     root = tmp_path / "repo"
-    project = make_repo(root, trials=1, search_epochs=1, extra_targets=PI_TARGET)
+    project = make_repo(root, trials=1, search_epochs=1, extra_targets=FOREIGN_TARGET)
     foreign_runner(root)
     # arm-board's model says a p50 of 400 ms and more (p95: 1.5x); the candidate runs here in
     # well under 10 ms

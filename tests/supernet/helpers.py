@@ -67,3 +67,13 @@ def foreign_runner(root: Path, name: str = "arm-board") -> None:
     text = (REPO / "runners" / "local-cpu.yaml").read_text()
     text = text.replace("name: local-cpu", f"name: {name}").replace("arch: x86_64", "arch: aarch64")
     (root / "runners" / f"{name}.yaml").write_text(text)
+
+
+#: a target on the runner :func:`foreign_runner` writes (not this host)
+FOREIGN_TARGET = """\
+  - name: pi
+    runner: arm-board
+    engine: onnxruntime
+    precision: fp32
+    constraints: {latency_ms: 1000}
+"""
