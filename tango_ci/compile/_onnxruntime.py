@@ -1,39 +1,46 @@
-"""onnxruntime: fp32 with graph optimisations saved to disk, int8 static QDQ quantisation."""
+"""onnxruntime: fp32 with graph optimisations saved to disk, int8 static quantisation by a
+:class:`~tango_ci.compile.recipes.Recipe` (the fixed int8 build's, or the one ``engine: auto``
+chose on the device), recorded in the manifest with its calibration ranges."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from tango_ci.compile._base import ARTIFACT, BaseCompiler, BuildRequest, Predictor
 from tango_ci.compile._capabilities import ONNXRUNTIME
+from tango_ci.compile.quantisation import FLOAT_OP_TYPES, Quantiser
+from tango_ci.compile.recipes import Recipe, SessionRecipe
 from tango_ci.rundir import file_sha256, write_json
 
-# op types left in float by int8 builds (see _quantize)
-_FLOAT_OP_TYPES = ("BatchNormalization",)
-
-
-class _Calibration:
-    """onnxruntime's CalibrationDataReader protocol over a numpy batch array."""
-
-    def __init__(self, input_name: str, images: np.ndarray, batch: int) -> None:
-        self._batches = iter(
-            [{input_name: images[i : i + batch]} for i in range(0, len(images), batch)]
-        )
-
-    def get_next(self) -> dict | None:
-        return next(self._batches, None)
+#: the calibration ranges an int8 artifact was quantised with (with the recipe: exact rebuild)
+RANGES = "calibration-ranges.json"
 
 
 class OnnxRuntimePredictor(Predictor):
-    def __init__(self, model_path: Path, threads: int | None, providers: list[str]) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        threads: int | None,
+        providers: list[str],
+        session: SessionRecipe | None = None,
+    ) -> None:
         import onnxruntime as ort
 
+        session = session or SessionRecipe()
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = {
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[session.graph_optimization]
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if session.spinning else "0"
+        )
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
@@ -63,8 +70,9 @@ class OnnxRuntimeCompiler(BaseCompiler):
         precision = request.target.precision
         source = request.onnx_path
         details: dict = {}
+        recipe: Recipe | None = request.options.get("recipe")
         if precision == "int8":
-            source, details = self._quantize(request)
+            source, details = self._quantize(request, recipe)
         elif precision == "fp16":
             source, details = self._to_fp16(request)
         model_path = out / "model.onnx"
@@ -90,72 +98,56 @@ class OnnxRuntimeCompiler(BaseCompiler):
             "bytes": model_path.stat().st_size,
             "providers": providers,
             "onnxruntime": ort.__version__,
+            "session": asdict(recipe.session if recipe else SessionRecipe()),
             **details,
         }
         write_json(out / ARTIFACT, manifest)
         return manifest
 
-    def _quantize(self, request: BuildRequest) -> tuple[Path, dict]:
-        from onnxruntime.quantization import (
-            CalibrationMethod,
-            QuantFormat,
-            QuantType,
-            quant_pre_process,
-            quantize_static,
-        )
+    def _quantize(self, request: BuildRequest, recipe: Recipe | None) -> tuple[Path, dict]:
+        from tango_ci.exceptions import TangoError
 
-        if request.calibration is None or not len(request.calibration):
-            from tango_ci.exceptions import TangoError
-
+        calibration = request.calibration
+        ranges_file = request.options.get("calibration_ranges")
+        if ranges_file and recipe is None:
+            raise TangoError("recorded calibration ranges need the recipe they were made for")
+        if not ranges_file and (calibration is None or not len(calibration)):
             raise TangoError("int8 needs calibration images; none were given")
-        work = request.out_dir / "quantization"
-        work.mkdir(exist_ok=True)
-        prepared = work / "prepared.onnx"
-        quant_pre_process(str(request.onnx_path), str(prepared), skip_symbolic_shape=True)
-        quantized = work / "quantized.onnx"
-        method = {
-            "minmax": CalibrationMethod.MinMax,
-            "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile,
-        }[request.target.calibration]
-        import onnx
-
-        graph = onnx.load(str(prepared), load_external_data=False).graph
-        # The first convolution and the classifier stay in float: quantising them cost the
-        # example's small network 18% accuracy, against 0.2% without them. U8S8 is kept
-        # because x86 CPUs without VNNI run it about twice as fast as S8S8.
-        convs = [n.name for n in graph.node if n.op_type == "Conv"]
-        heads = [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul")]
-        excluded = convs[:1] + heads[-1:]
-        # A BatchNormalization that pre-processing could not fold into a convolution (DenseNet's
-        # norm -> relu -> conv) stays in float: onnxruntime has no integer kernel for it, so
-        # quantising it gains no speed and only rounds its scale. Per-channel mode even looks
-        # for that rank-1 scale's channels on axis 1, logs "Axis 1 is out-of-range" for each
-        # node and falls back to one scale for all channels (densenet m: same latency, max |Δ|
-        # to fp32 0.46 instead of 0.53 with the node in float).
-        batch_norms = [n.name for n in graph.node if n.op_type in _FLOAT_OP_TYPES]
-        quantize_static(
-            str(prepared),
-            str(quantized),
-            _Calibration(graph.input[0].name, request.calibration, batch=8),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=method,
-            nodes_to_exclude=excluded + batch_norms,
+        quantiser = request.options.get("quantiser") or Quantiser(
+            request.onnx_path, request.out_dir / "quantization", calibration
         )
+        if recipe is None:  # the fixed int8 build: conservative, whatever the device
+            recipe = Recipe(
+                calibration=request.target.calibration,
+                calibration_images=len(calibration),
+                float_nodes=tuple(quantiser.conservative_float_nodes()),
+            )
+        if not ranges_file and recipe.calibration_images > len(calibration):
+            raise TangoError(
+                f"the recipe calibrates on {recipe.calibration_images} images; "
+                f"only {len(calibration)} were given"
+            )
+        if ranges_file:
+            quantiser.use_ranges(recipe, Path(ranges_file))
+        work = request.out_dir / "quantization"
+        work.mkdir(parents=True, exist_ok=True)
+        quantized = quantiser.quantise(recipe, work / "quantized.onnx")
+        ranges = request.out_dir / RANGES
+        if quantiser.ranges(recipe).resolve() != ranges.resolve():
+            shutil.copyfile(quantiser.ranges(recipe), ranges)
         return quantized, {
+            "recipe": recipe.to_json(),
+            "calibration_ranges": {"file": RANGES, "sha256": file_sha256(ranges)},
             "quantization": {
-                "format": "QDQ",
-                "per_channel": True,
-                "method": request.target.calibration,
-                "calibration_images": len(request.calibration),
-                "activations": "uint8",
-                "weights": "int8",
-                "kept_in_float": excluded,
-                "float_op_types": list(_FLOAT_OP_TYPES),
-            }
+                "format": recipe.format.upper() if recipe.format == "qdq" else "QOperator",
+                "per_channel": recipe.per_channel,
+                "method": recipe.calibration,
+                "calibration_images": recipe.calibration_images,
+                "activations": recipe.activations,
+                "weights": recipe.weights,
+                "kept_in_float": list(recipe.float_nodes),
+                "float_op_types": list(FLOAT_OP_TYPES),
+            },
         }
 
     def _to_fp16(self, request: BuildRequest) -> tuple[Path, dict]:
@@ -176,4 +168,13 @@ class OnnxRuntimeCompiler(BaseCompiler):
             artifact_dir / manifest["file"],
             threads,
             manifest.get("providers", ["CPUExecutionProvider"]),
+            session_recipe(manifest),
         )
+
+
+def session_recipe(manifest: dict) -> SessionRecipe:
+    """The session options an artifact was chosen with (defaults for older artifacts)."""
+    session = manifest.get("session")
+    if not isinstance(session, dict):
+        return SessionRecipe()
+    return Recipe.from_json({"session": session}, "artifact.json session").session
