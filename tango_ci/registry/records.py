@@ -233,7 +233,20 @@ def check_record(value: Any, what: str, *, artifact: bool = False) -> dict:
         for _, metric in metrics.items(64):
             if metric.value is not None:
                 metric.number()
+    if "recipe" in record:
+        check_recipe(record["recipe"], what)
     return record
+
+
+def check_recipe(value: Any, what: str) -> dict:
+    """A recorded build recipe (``artifact.json``, results, registry): one this version can
+    rebuild exactly, or refused."""
+    from tango_ci.compile.recipes import Recipe, RecipeError
+
+    try:
+        return Recipe.from_json(value).to_json()
+    except RecipeError as exc:
+        raise UntrustedDataError(f"{what}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------- report results
@@ -252,6 +265,8 @@ def check_target_results(shape: Shape, *, stored: bool) -> dict:
     if failed is not None:
         for item in failed.list(256):
             item.string()
+    if "recipe" in entry:
+        check_recipe(entry["recipe"], f"{shape.what}: {shape.where}")
     if stored or "artifact" in entry:
         check_artifact_shape(shape.field("artifact"))
     return entry

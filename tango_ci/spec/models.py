@@ -161,6 +161,7 @@ class TargetSpec:
     batch: int = 1
     calibration: str = "minmax"
     tuning_trials: int = 0
+    optimise_seconds: float = 300.0
     constraints: Constraints = Constraints()
 
 

@@ -18,6 +18,7 @@ from tango_ci.exceptions import StageInputError
 from tango_ci.plugins import get_task
 from tango_ci.rundir import read_json, write_json
 from tango_ci.stages.compile import candidate_dirs, onnx_for, selected_targets
+from tango_ci.stages.compile_auto import RECIPES
 from tango_ci.tasks import Evaluator
 
 
@@ -148,6 +149,9 @@ def run(ctx: StageContext) -> None:
                 "candidates": [_row(r) for r in rows],
                 "failed": read_json(failed_path) if failed_path.exists() else {},
             }
+            recipes_path = ctx.run.stage_dir("compile") / target.name / RECIPES
+            if recipes_path.exists():  # the int8 recipe search's whole table
+                metrics["auto"]["recipes"] = read_json(recipes_path)
         folder = ctx.folder / target.name
         write_json(folder / "metrics.json", metrics)
         write_json(folder / "latency_samples.json", samples)

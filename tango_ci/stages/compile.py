@@ -15,6 +15,7 @@ from tango_ci.context import StageContext
 from tango_ci.exceptions import TangoError
 from tango_ci.plugins import get_task
 from tango_ci.rundir import display, one_line_reason, write_json
+from tango_ci.stages.compile_auto import build_searched_int8, searches
 
 CALIBRATION_IMAGES = 128
 CANDIDATES = "candidates.json"
@@ -84,20 +85,25 @@ def run(ctx: StageContext) -> None:
             out = folder / name if target.engine == AUTO else folder
             ctx.reporter.log(f"building {target.name}: {candidate.engine} {candidate.precision}")
             try:
-                manifest = get_compiler(candidate.engine).build(
-                    BuildRequest(
-                        onnx_path=onnx_path,
-                        out_dir=out,
-                        target=candidate,
-                        runner=runner,
-                        calibration=calibration if candidate.precision == "int8" else None,
-                        options={
-                            "model_dir": ctx.run.model_dir(target.name),
-                            "tuning_trials": target.tuning_trials,
-                            "tuning_cache": ctx.run.project_runs / ".tuning",
-                        },
+                if target.engine == AUTO and searches(target, candidate):
+                    manifest = build_searched_int8(
+                        ctx, target, candidate, runner, onnx_path, calibration, out
                     )
-                )
+                else:
+                    manifest = get_compiler(candidate.engine).build(
+                        BuildRequest(
+                            onnx_path=onnx_path,
+                            out_dir=out,
+                            target=candidate,
+                            runner=runner,
+                            calibration=calibration if candidate.precision == "int8" else None,
+                            options={
+                                "model_dir": ctx.run.model_dir(target.name),
+                                "tuning_trials": target.tuning_trials,
+                                "tuning_cache": ctx.run.project_runs / ".tuning",
+                            },
+                        )
+                    )
             except TangoError as exc:
                 if target.engine != AUTO:
                     raise

@@ -135,7 +135,60 @@ def _auto_table(metrics: dict) -> list[str]:
         lines.append(f"| {name.replace('-', ' ')} | could not be built: {reason} |||||||")
     for advice in dict.fromkeys(r["advice"] for r in auto["candidates"] if r.get("advice")):
         lines += ["", advice]
+    return lines + _recipe_table(auto.get("recipes"))
+
+
+#: how many recipe rows a report shows (the full table stays in metrics.json)
+RECIPE_ROWS = 24
+
+
+def _recipe_table(recipes: dict | None) -> list[str]:
+    """The int8 recipe search: every recipe tried, its latency here, drop and verdict."""
+    if not recipes:
+        return []
+    chosen = next((r["recipe"] for r in recipes["rows"] if r.get("chosen")), None)
+    lines = [
+        "",
+        f"int8 recipes searched on the {recipes['split']} split ({recipes['images']} images, "
+        f"{recipes['metric']} {recipes['reference']:.4f} in PyTorch fp32, limit "
+        f"{recipes['max_drop']:g}); onnxruntime fp32 here: "
+        + (f"{recipes['fp32_ms']:.3g} ms" if recipes.get("fp32_ms") else "not timed")
+        + (f"; stopped: {recipes['stopped']}" if recipes.get("stopped") else "")
+        + (
+            ""
+            if recipes.get("timed_on_runner", True)
+            else "; timed on this host, which is not the target's runner"
+        )
+        + ".",
+        "",
+        f"| recipe | p50 ms | {recipes['metric']} | drop | size MiB | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    order = {"accepted": 0, "rejected": 1, "pruned": 2, "timed": 3, "failed": 4}
+    rows = sorted(recipes["rows"], key=lambda r: (order.get(r["status"], 5), r.get("p50_ms") or 0))
+    for row in rows[:RECIPE_ROWS]:
+        mark = "**" if row.get("chosen") else ""
+        lines.append(
+            f"| {mark}{_cell(row['recipe'])}{mark} | {_num(row.get('p50_ms'))} | "
+            f"{_num(row.get('quality'), '.4f')} | {_num(row.get('drop'), '+.4f')} | "
+            f"{_num(row.get('size_mb'))} | {row['status']}"
+            + (f": {_cell(row['reason'])}" if row.get("reason") else "")
+            + " |"
+        )
+    if len(rows) > RECIPE_ROWS:
+        lines.append(f"| {len(rows) - RECIPE_ROWS} more in bench metrics.json |||||")
+    if chosen is None:
+        lines += ["", "No int8 recipe kept the drop within the limit on the validation split."]
     return lines
+
+
+def _num(value, spec: str = ".3g") -> str:
+    return format(value, spec) if isinstance(value, int | float) else ""
+
+
+def _cell(text) -> str:
+    """A table cell from a run file's text: one line, no column breaks, bounded."""
+    return " ".join(str(text).split()).replace("|", "/")[:200]
 
 
 def _source_line(sources: dict) -> list[str]:

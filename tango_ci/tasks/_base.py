@@ -112,9 +112,10 @@ class BaseTask(abc.ABC):
         """A seeded sample of training inputs, preprocessed as the network takes them."""
 
     @abc.abstractmethod
-    def evaluator(self, ctx: StageContext, model_dir: Path) -> Evaluator:
+    def evaluator(self, ctx: StageContext, model_dir: Path, split: str | None = None) -> Evaluator:
         """Scores artifacts of the network in ``model_dir`` (``RunDir.model_dir(target)``) on
-        the test split, or the validation split when the run has none."""
+        ``split``; by default the test split, or the validation split when the run has none
+        (``engine: auto``'s recipe search asks for ``val``: the test split stays the gate's)."""
 
     @abc.abstractmethod
     def load_trained(self, folder: Path) -> nn.Module:

@@ -55,8 +55,8 @@ class ClassificationTask(BaseTask):
         rng = np.random.default_rng(ctx.spec.search.seed)
         return preprocess(images[rng.choice(len(images), min(count, len(images)), replace=False)])
 
-    def evaluator(self, ctx: StageContext, model_dir: Path) -> Evaluator:
-        return ClassificationEvaluator(ctx, self.quality, model_dir)
+    def evaluator(self, ctx: StageContext, model_dir: Path, split: str | None = None) -> Evaluator:
+        return ClassificationEvaluator(ctx, self.quality, model_dir, split)
 
     def load_trained(self, folder: Path) -> nn.Module:
         from tango_ci.train.stage import load_network
@@ -108,14 +108,16 @@ class ClassificationEvaluator(Evaluator):
     #: the PyTorch reference runs at this batch size (any works: the network is in eval mode)
     REFERENCE_BATCH = 64
 
-    def __init__(self, ctx: StageContext, quality: QualityMetric, model_dir: Path) -> None:
+    def __init__(
+        self, ctx: StageContext, quality: QualityMetric, model_dir: Path, split: str | None = None
+    ) -> None:
         from tango_ci.data.dataset import load_split
         from tango_ci.rundir import read_json
 
         data = ctx.run.stage_dir("data")
         self.quality = quality
         self.classes = read_json(data / "classes.json")
-        self.split = evaluation_split(data)
+        self.split = split or evaluation_split(data)
         self.images, self.labels = load_split(data, self.split)
         self.size = len(self.labels)
         self.model_dir = model_dir

@@ -62,10 +62,10 @@ class DetectionTask(BaseTask):
 
         return calibration_for(ctx, max(1, count // 2))
 
-    def evaluator(self, ctx: StageContext, model_dir: Path) -> Evaluator:
+    def evaluator(self, ctx: StageContext, model_dir: Path, split: str | None = None) -> Evaluator:
         from tango_ci.tasks.detection_evaluator import DetectionEvaluator
 
-        return DetectionEvaluator(ctx, self.quality, DRAW_SCORE, model_dir)
+        return DetectionEvaluator(ctx, self.quality, DRAW_SCORE, model_dir, split)
 
     def load_trained(self, folder: Path) -> nn.Module:
         from tango_ci.detection.stages import load_yolo_module

@@ -22,7 +22,12 @@ class DetectionEvaluator(Evaluator):
     run has none); the reference is that network in PyTorch fp32 on the same images."""
 
     def __init__(
-        self, ctx: StageContext, quality: QualityMetric, draw_score: float, model_dir: Path
+        self,
+        ctx: StageContext,
+        quality: QualityMetric,
+        draw_score: float,
+        model_dir: Path,
+        split: str | None = None,
     ) -> None:
         from tango_ci.contracts import TrainedModel
         from tango_ci.detection.data_stage import load_images
@@ -33,7 +38,7 @@ class DetectionEvaluator(Evaluator):
         self.quality = quality
         info = read_record(TrainedModel, model_dir)
         self.names = list(info.classes)
-        self.split = evaluation_split(ctx.run.stage_dir("data"))
+        self.split = split or evaluation_split(ctx.run.stage_dir("data"))
         images, truths, self.files = load_images(ctx.run, self.split)
         self.size = len(images)
         size = info.image_size

@@ -1,0 +1,128 @@
+"""``engine: auto``'s int8 candidate: the recipe searched on this device, not a fixed one.
+
+The compile stage calls :func:`build_searched_int8` for an auto target's onnxruntime int8
+candidate. It scores recipes on the validation split with the task's evaluator (the test
+split stays for the gate), writes the whole table to ``compile/<target>/recipes.json`` and
+builds the chosen recipe into the candidate's folder; with no recipe within the drop limit it
+raises, and the stage records why beside the other failed candidates.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from tango_ci.bench.optimise import SearchProblem, SearchResult, search_recipes
+from tango_ci.compile import BuildRequest, get_compiler
+from tango_ci.compile.recipes import cpu_features
+from tango_ci.context import StageContext
+from tango_ci.exceptions import TangoError
+from tango_ci.plugins import get_task
+from tango_ci.rundir import write_json
+from tango_ci.runners.latency_source import runner_here
+
+RECIPES = "recipes.json"
+#: the candidate the search replaces
+SEARCHED = ("onnxruntime", "int8")
+
+
+def searches(target, candidate) -> bool:
+    """Whether ``candidate`` (a concrete target of auto ``target``) is built by the search."""
+    return (candidate.engine, candidate.precision) == SEARCHED and target.optimise_seconds > 0
+
+
+def build_searched_int8(
+    ctx: StageContext,
+    target,
+    candidate,
+    runner,
+    onnx_path: Path,
+    calibration: np.ndarray,
+    out: Path,
+) -> dict:
+    """Search int8 recipes for ``target`` here and build the chosen one into ``out``."""
+    task = get_task(ctx.spec.task)
+    if "split" not in inspect.signature(task.evaluator).parameters:
+        raise TangoError(
+            f"the {ctx.spec.task} task's evaluator cannot score the validation split, "
+            "so no recipe can be searched (set optimise_seconds: 0 for the fixed recipe)"
+        )
+    evaluator = task.evaluator(ctx, ctx.run.model_dir(target.name), "val")
+    name = evaluator.quality.name
+    work = ctx.folder / target.name / "recipe-search"
+    if work.exists():
+        shutil.rmtree(work)
+    problem = SearchProblem(
+        onnx_path=onnx_path,
+        work=work,
+        target=candidate,
+        runner=runner,
+        calibration=calibration,
+        image_size=ctx.spec.data.image_size,
+        score=lambda predictor: evaluator.evaluate(predictor, candidate.batch)[name],
+        reference=float(evaluator.reference),
+        higher_is_better=evaluator.quality.higher_is_better,
+        max_drop=target.constraints.max_accuracy_drop,
+        time_budget_s=target.optimise_seconds,
+        features=cpu_features(),
+    )
+    ctx.reporter.log(
+        f"searching int8 recipes for {target.name} on the validation split "
+        f"({evaluator.size} images, reference {evaluator.quality.label} {problem.reference:.4f}, "
+        f"limit {problem.max_drop:g}, budget {problem.time_budget_s:g} s)"
+    )
+    here, why = runner_here(runner)
+    if not here:
+        ctx.reporter.log(
+            f"  warning: this host is not runner '{runner.name}' ({why}); the recipe timings are "
+            "this host's: run compile on the runner for the device's own choice"
+        )
+    result = search_recipes(problem, ctx.reporter)
+    table = recipe_table(problem, result, evaluator)
+    table["timed_on_runner"] = here
+    write_json(ctx.folder / target.name / RECIPES, table)
+    shutil.rmtree(work, ignore_errors=True)
+    if result.best is None:
+        closest = min(
+            (r for r in result.rows if "drop" in r and r.get("drop") is not None),
+            key=lambda r: r["drop"],
+            default=None,
+        )
+        detail = f"; closest: {closest['recipe']}, drop {closest['drop']:.4f}" if closest else ""
+        raise TangoError(
+            f"no int8 recipe kept the validation {evaluator.quality.label} drop within "
+            f"{problem.max_drop:g}{detail}"
+        )
+    return get_compiler("onnxruntime").build(
+        BuildRequest(
+            onnx_path=onnx_path,
+            out_dir=out,
+            target=candidate,
+            runner=runner,
+            calibration=calibration,
+            options={"recipe": result.best},
+        )
+    )
+
+
+def recipe_table(problem: SearchProblem, result: SearchResult, evaluator) -> dict:
+    """``recipes.json``: every candidate with its verdict, and what the search ran on."""
+    rows = [{k: v for k, v in row.items() if k != "artifact"} for row in result.rows]
+    return {
+        "split": evaluator.split,
+        "images": evaluator.size,
+        "metric": evaluator.quality.label,
+        "reference": problem.reference,
+        "max_drop": problem.max_drop,
+        "time_budget_s": problem.time_budget_s,
+        "stopped": result.stopped,
+        "fp32_ms": result.fp32_ms,
+        "batch": problem.target.batch,
+        "threads": problem.runner.threads,
+        "cpu": problem.features,
+        "chosen": result.best.to_json() if result.best else None,
+        "rows": rows,
+    }
