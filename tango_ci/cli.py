@@ -184,7 +184,13 @@ def specialise_command(
 def compile_command(
     project: Path = PROJECT, run_id: str | None = RUN, target: list[str] | None = TARGET
 ) -> None:
-    """Build each target's artifact with its engine and precision."""
+    """Build each target's artifact with its engine and precision.
+
+    With engine: auto, one artifact per engine and precision the runner offers; the int8 one
+    by the fastest quantisation recipe found here within max_accuracy_drop on the validation
+    split (optimise_seconds: the search's time budget; every recipe tried is in
+    compile/TARGET/recipes.json and the report). Run it on the target's device runner.
+    """
     run_pipeline(
         project, from_stage="compile", until="compile", run_id=run_id, targets=target or []
     )

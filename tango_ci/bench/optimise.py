@@ -16,6 +16,7 @@ compile stage writes beside the artifact and the report shows. A time budget bou
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -129,8 +130,16 @@ class _Search:
         self.rows.append(row)
         return row
 
+    def tidy(self) -> None:
+        """Delete the artifacts of settled rows (a search on a large network would otherwise
+        keep tens of copies of it); the best so far and unscored rows stay."""
+        for row in self.rows:
+            if row.get("artifact") and row is not self.best and row["status"] != "timed":
+                shutil.rmtree(row.pop("artifact"), ignore_errors=True)
+
     def candidate(self, recipe: Recipe) -> dict:
         """Build and time ``recipe``; the row, not yet scored."""
+        self.tidy()
         try:
             artifact, manifest = self.build(recipe)
             latency = self.time(artifact)

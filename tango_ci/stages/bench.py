@@ -190,6 +190,8 @@ def _row(metrics: dict) -> dict:
         "peak_rss_mb": metrics["memory"]["peak_rss_mb"],
         "artifact_mb": metrics["size"]["artifact_mb"],
         "tuned": bool(metrics["build"].get("tuning", {}).get("trials")),
+        "mode": metrics["build"].get("mode"),
+        "modes_timed_ms": metrics["build"].get("modes_timed_ms"),
         "prediction_error": metrics.get("prediction_error"),
         "advice": metrics["build"].get("advice"),
     }

@@ -15,7 +15,12 @@ from tango_ci.context import StageContext
 from tango_ci.exceptions import TangoError
 from tango_ci.plugins import get_task
 from tango_ci.rundir import display, one_line_reason, write_json
-from tango_ci.stages.compile_auto import build_searched_int8, searches
+from tango_ci.stages.compile_auto import (
+    build_fastest_pytorch,
+    build_searched_int8,
+    searches,
+    times_modes,
+)
 
 CALIBRATION_IMAGES = 128
 CANDIDATES = "candidates.json"
@@ -88,6 +93,10 @@ def run(ctx: StageContext) -> None:
                 if target.engine == AUTO and searches(target, candidate):
                     manifest = build_searched_int8(
                         ctx, target, candidate, runner, onnx_path, calibration, out
+                    )
+                elif target.engine == AUTO and times_modes(target, candidate, runner):
+                    manifest = build_fastest_pytorch(
+                        ctx, candidate, runner, out, ctx.run.model_dir(target.name)
                     )
                 else:
                     manifest = get_compiler(candidate.engine).build(

@@ -21,7 +21,7 @@ from tango_ci.compile.recipes import cpu_features
 from tango_ci.context import StageContext
 from tango_ci.exceptions import TangoError
 from tango_ci.plugins import get_task
-from tango_ci.rundir import write_json
+from tango_ci.rundir import read_json, write_json
 from tango_ci.runners.latency_source import runner_here
 
 RECIPES = "recipes.json"
@@ -29,9 +29,57 @@ RECIPES = "recipes.json"
 SEARCHED = ("onnxruntime", "int8")
 
 
+#: PyTorch ways of running a network that auto times against each other (fp32 on a CPU)
+PYTORCH_MODES = ("eager", "torchscript")
+
+
 def searches(target, candidate) -> bool:
     """Whether ``candidate`` (a concrete target of auto ``target``) is built by the search."""
     return (candidate.engine, candidate.precision) == SEARCHED and target.optimise_seconds > 0
+
+
+def times_modes(target, candidate, runner) -> bool:
+    """Whether auto times PyTorch's modes for ``candidate`` (fp32 on a CPU runner)."""
+    return (
+        target.optimise_seconds > 0
+        and (candidate.engine, candidate.precision) == ("pytorch", "fp32")
+        and runner.hardware.accelerator.kind == "none"
+    )
+
+
+def build_fastest_pytorch(ctx: StageContext, candidate, runner, out: Path, model_dir: Path) -> dict:
+    """Build ``candidate`` in each PyTorch mode, time each here, keep the fastest in ``out``."""
+    from tango_ci.bench.optimise import time_predictor
+    from tango_ci.compile import load_artifact
+
+    timings: dict[str, float] = {}
+    for mode in PYTORCH_MODES:
+        folder = out.parent / f"{out.name}-{mode}"
+        shutil.rmtree(folder, ignore_errors=True)
+        get_compiler("pytorch").build(
+            BuildRequest(
+                onnx_path=Path(),
+                out_dir=folder,
+                target=candidate,
+                runner=runner,
+                options={"model_dir": model_dir, "mode": mode},
+            )
+        )
+        predictor = load_artifact(folder, threads=runner.threads)
+        timings[mode] = time_predictor(predictor, candidate.batch, ctx.spec.data.image_size, 1.0)
+        predictor.close()
+    best = min(timings, key=timings.__getitem__)
+    ctx.reporter.log(
+        "  pytorch modes: " + ", ".join(f"{m} {ms:.3g} ms" for m, ms in timings.items())
+    )
+    shutil.rmtree(out, ignore_errors=True)
+    (out.parent / f"{out.name}-{best}").rename(out)
+    for mode in PYTORCH_MODES:
+        shutil.rmtree(out.parent / f"{out.name}-{mode}", ignore_errors=True)
+    manifest = read_json(out / "artifact.json")
+    manifest["modes_timed_ms"] = timings
+    write_json(out / "artifact.json", manifest)
+    return manifest
 
 
 def build_searched_int8(

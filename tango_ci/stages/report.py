@@ -125,6 +125,14 @@ def _auto_table(metrics: dict) -> list[str]:
     ]
     for row in auto["candidates"]:
         name = f"{row['engine']} {row['precision']}" + (" (tuned)" if row["tuned"] else "")
+        if isinstance(row.get("modes_timed_ms"), dict):  # PyTorch: its modes, timed here
+            name += (
+                f" ({_cell(row.get('mode'))}, the faster of "
+                + ", ".join(
+                    f"{_cell(mode)} {_num(ms)} ms" for mode, ms in row["modes_timed_ms"].items()
+                )
+                + ")"
+            )
         mark = "**" if f"{row['engine']}-{row['precision']}" == auto["chosen"] else ""
         lines.append(
             f"| {mark}{name}{mark} | {row['p50_ms']:.3g} | {row['p95_ms']:.3g} | "

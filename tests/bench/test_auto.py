@@ -66,3 +66,44 @@ def test_auto_target_end_to_end(tmp_path: Path) -> None:
     report = (run / "report" / "report.md").read_text()
     assert f"`engine: auto` chose **{metrics['auto']['chosen']}**" in report
     assert "| candidate | p50 ms |" in report and "TVM ran untuned" in report
+    # the int8 candidate is the recipe searched on the validation split, recorded exactly
+    recipes = read_json(run / "compile" / "cpu-auto" / "recipes.json")
+    assert recipes["split"] == "val" and recipes["chosen"] is not None
+    statuses = {row["status"] for row in recipes["rows"]}
+    assert "accepted" in statuses and statuses <= {"accepted", "rejected", "pruned", "failed"}
+    built = read_json(run / "compile" / "cpu-auto" / "onnxruntime-int8" / "artifact.json")
+    assert built["recipe"] == recipes["chosen"]
+    assert "int8 recipes searched on the val split" in report
+    assert "| recipe | p50 ms | accuracy | drop | size MiB | verdict |" in report
+
+
+STRICT_AUTO_TARGET = """\
+  - name: cpu-strict
+    runner: local-cpu
+    engine: auto
+    optimise_seconds: 60
+    constraints: {max_accuracy_drop: 0.0}
+"""
+
+
+@pytest.mark.slow
+def test_a_recipe_over_the_drop_limit_is_rejected_by_measurement(tmp_path: Path) -> None:
+    """With no drop allowed the search scores recipes and rejects those that lose accuracy,
+    saying by how much; whatever it keeps lost nothing on the validation split."""
+    project = make_repo(tmp_path / "repo", trials=1, extra_targets=STRICT_AUTO_TARGET)
+    run = api.run(project, bench_seconds=1, targets=["cpu-strict"]).root
+    recipes = read_json(run / "compile" / "cpu-strict" / "recipes.json")
+    scored = [row for row in recipes["rows"] if row.get("drop") is not None]
+    assert scored
+    for row in scored:
+        if row["status"] == "rejected":
+            assert row["drop"] > 0
+            assert f"over the limit 0 by {row['drop']:.4f}" in row["reason"]
+        elif row["status"] == "accepted":
+            assert row["drop"] <= 0
+    failed = read_json(run / "compile" / "cpu-strict" / "failed.json")
+    if recipes["chosen"] is None:
+        assert (
+            "no int8 recipe kept the validation accuracy drop within 0"
+            in failed["onnxruntime-int8"]
+        )
