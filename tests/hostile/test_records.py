@@ -72,3 +72,39 @@ def test_a_pulled_pytorch_artifact_with_a_hostile_old_model_record_is_refused(
     )
     with pytest.raises(TangoError, match=f"model.json: {where}"):
         load_artifact(tmp_path, threads=1)
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        {"format": "qdq", "float_nodes": ["/conv1/Conv\n| injected | row |"]},
+        {"format": "__import__('os').system('id')"},
+        {"session": {"graph_optimization": "all", "threads": 512}},
+        ["qdq"],
+    ],
+)
+def test_a_hostile_recipe_in_a_registry_record_is_refused(recipe) -> None:
+    """A version's record (a tag message anyone with push rights can write) and a downloaded
+    run's results name the int8 recipe; a malformed one is refused before it is kept."""
+    from tango_ci.registry.records import (
+        Shape,
+        UntrustedDataError,
+        check_record,
+        check_target_results,
+    )
+
+    record = {"run": "r", "engine": "onnxruntime", "precision": "int8", "recipe": recipe}
+    with pytest.raises(UntrustedDataError, match="tag message: recipe"):
+        check_record(record, "tag message")
+    entry = {
+        "passed": True,
+        "engine": "onnxruntime",
+        "precision": "int8",
+        "runner": "local-cpu",
+        "metrics": {},
+        "recipe": recipe,
+    }
+    with pytest.raises(UntrustedDataError, match="results.json"):
+        check_target_results(Shape(entry, "results.json"), stored=False)
+    good = {**record, "recipe": {"format": "qoperator", "float_nodes": ["/conv1/Conv"]}}
+    assert check_record(good, "tag message")["recipe"]["format"] == "qoperator"
