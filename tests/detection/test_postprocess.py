@@ -95,3 +95,27 @@ def test_match_is_ultralytics_validator_matching() -> None:
     ).numpy()
     assert theirs.any() and not theirs.all()
     assert (match(predictions, truth) == theirs).all()
+
+
+def _textbook_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
+    """Greedy NMS one box at a time: the definition the fast one must equal."""
+    order = list(np.argsort(-scores, kind="stable"))
+    keep = []
+    while order:
+        best = order.pop(0)
+        keep.append(int(best))
+        order = [i for i in order if box_iou(boxes[best : best + 1], boxes[i : i + 1])[0, 0] <= iou]
+    return keep
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("count", [1, 7, 200, 1300])
+def test_fast_nms_keeps_exactly_the_greedy_boxes(seed: int, count: int) -> None:
+    rng = np.random.default_rng(seed)
+    centre = rng.uniform(0, 96, (count, 2))
+    size = rng.uniform(4, 40, (count, 2))  # crowded: long suppression chains
+    boxes = np.concatenate([centre - size / 2, centre + size / 2], 1)
+    scores = rng.random(count).round(2)  # ties too, broken by position as the sort is stable
+    expected = _textbook_nms(boxes, scores, 0.45)
+    assert nms(boxes, scores, 0.45).tolist() == expected
+    assert nms(boxes, scores, 0.45, max_det=5).tolist() == expected[:5]
