@@ -150,6 +150,7 @@ class Constraints:
     model_size_mb: float | None = None
     min_accuracy: float | None = None
     max_accuracy_drop: float = 0.02
+    end_to_end_latency_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -166,10 +167,20 @@ class TargetSpec:
 
 
 @dataclass(frozen=True)
+class DeployThresholds:
+    """What a device runs detection with (the evaluation's conf 0.001 wants every box)."""
+
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 100
+
+
+@dataclass(frozen=True)
 class DetectionSpec:
     conf: float = 0.001
     iou: float = 0.7
     max_det: int = 300
+    deploy: DeployThresholds = DeployThresholds()
 
 
 @dataclass(frozen=True)

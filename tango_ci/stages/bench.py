@@ -49,6 +49,9 @@ def _measure(
     samples = latency.pop("samples_ms")
     predictor = load_artifact(artifact, threads=runner.threads)
     scores = evaluator.evaluate(predictor, target.batch)
+    end_to_end = (
+        evaluator.end_to_end(predictor, target.batch) if hasattr(evaluator, "end_to_end") else None
+    )
     predictor.close()
     name = evaluator.quality.name
     quality = Quality(
@@ -98,6 +101,7 @@ def _measure(
         "reference_metrics": evaluator.reference_metrics,
         "host": host_facts(runner.threads),
         "build": built,
+        **({"end_to_end": end_to_end} if end_to_end else {}),
         **predicted,
     }, samples
 

@@ -48,6 +48,13 @@ def target_checks(target: TargetSpec, metrics: dict) -> list[dict]:
             unit="ms",
         ),
         _check(
+            "end-to-end latency p95 per image",
+            (metrics.get("end_to_end") or {}).get("p95_ms"),
+            limits.end_to_end_latency_ms,
+            higher_is_better=False,
+            unit="ms",
+        ),
+        _check(
             "peak memory",
             metrics["memory"]["peak_rss_mb"],
             limits.memory_mb,

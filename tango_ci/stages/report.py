@@ -13,6 +13,7 @@ from tango_ci.report import plots
 from tango_ci.report.baselines import baselines_markdown
 from tango_ci.rundir import read_json, read_record, write_json
 from tango_ci.stages.compile import selected_targets
+from tango_ci.stages.report_tables import auto_table, end_to_end_lines
 from tango_ci.supernet.report import specialise_lines, supernet_lines
 
 
@@ -110,95 +111,6 @@ def _prediction_lines(prediction: dict | None, runner: str) -> list[str]:
     ]
 
 
-def _auto_table(metrics: dict) -> list[str]:
-    """For engine: auto, every candidate measured, so the choice can be checked."""
-    auto = metrics.get("auto")
-    if not auto:
-        return []
-    lines = [
-        "",
-        f"`engine: auto` chose **{auto['chosen']}**: {auto['reason']}.",
-        "",
-        f"| candidate | p50 ms | p95 ms | CV | {metrics['quality']['label']} | drop | "
-        "peak MiB | size MiB |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in auto["candidates"]:
-        name = f"{row['engine']} {row['precision']}" + (" (tuned)" if row["tuned"] else "")
-        if isinstance(row.get("modes_timed_ms"), dict):  # PyTorch: its modes, timed here
-            name += (
-                f" ({_cell(row.get('mode'))}, the faster of "
-                + ", ".join(
-                    f"{_cell(mode)} {_num(ms)} ms" for mode, ms in row["modes_timed_ms"].items()
-                )
-                + ")"
-            )
-        mark = "**" if f"{row['engine']}-{row['precision']}" == auto["chosen"] else ""
-        lines.append(
-            f"| {mark}{name}{mark} | {row['p50_ms']:.3g} | {row['p95_ms']:.3g} | "
-            f"{row['cv']:.1%} | {row['quality']:.4f} | {row['drop']:+.4f} | "
-            f"{row['peak_rss_mb']:.0f} | {row['artifact_mb']:.3g} |"
-        )
-    for name, reason in auto.get("failed", {}).items():
-        lines.append(f"| {name.replace('-', ' ')} | could not be built: {reason} |||||||")
-    for advice in dict.fromkeys(r["advice"] for r in auto["candidates"] if r.get("advice")):
-        lines += ["", advice]
-    return lines + _recipe_table(auto.get("recipes"))
-
-
-#: how many recipe rows a report shows (the full table stays in metrics.json)
-RECIPE_ROWS = 24
-
-
-def _recipe_table(recipes: dict | None) -> list[str]:
-    """The int8 recipe search: every recipe tried, its latency here, drop and verdict."""
-    if not recipes:
-        return []
-    chosen = next((r["recipe"] for r in recipes["rows"] if r.get("chosen")), None)
-    lines = [
-        "",
-        f"int8 recipes searched on the {recipes['split']} split ({recipes['images']} images, "
-        f"{recipes['metric']} {recipes['reference']:.4f} in PyTorch fp32, limit "
-        f"{recipes['max_drop']:g}); onnxruntime fp32 here: "
-        + (f"{recipes['fp32_ms']:.3g} ms" if recipes.get("fp32_ms") else "not timed")
-        + (f"; stopped: {recipes['stopped']}" if recipes.get("stopped") else "")
-        + (
-            ""
-            if recipes.get("timed_on_runner", True)
-            else "; timed on this host, which is not the target's runner"
-        )
-        + ".",
-        "",
-        f"| recipe | p50 ms | {recipes['metric']} | drop | size MiB | verdict |",
-        "|---|---|---|---|---|---|",
-    ]
-    order = {"accepted": 0, "rejected": 1, "pruned": 2, "timed": 3, "failed": 4}
-    rows = sorted(recipes["rows"], key=lambda r: (order.get(r["status"], 5), r.get("p50_ms") or 0))
-    for row in rows[:RECIPE_ROWS]:
-        mark = "**" if row.get("chosen") else ""
-        lines.append(
-            f"| {mark}{_cell(row['recipe'])}{mark} | {_num(row.get('p50_ms'))} | "
-            f"{_num(row.get('quality'), '.4f')} | {_num(row.get('drop'), '+.4f')} | "
-            f"{_num(row.get('size_mb'))} | {row['status']}"
-            + (f": {_cell(row['reason'])}" if row.get("reason") else "")
-            + " |"
-        )
-    if len(rows) > RECIPE_ROWS:
-        lines.append(f"| {len(rows) - RECIPE_ROWS} more in bench metrics.json |||||")
-    if chosen is None:
-        lines += ["", "No int8 recipe kept the drop within the limit on the validation split."]
-    return lines
-
-
-def _num(value, spec: str = ".3g") -> str:
-    return format(value, spec) if isinstance(value, int | float) else ""
-
-
-def _cell(text) -> str:
-    """A table cell from a run file's text: one line, no column breaks, bounded."""
-    return " ".join(str(text).split()).replace("|", "/")[:200]
-
-
 def _source_line(sources: dict) -> list[str]:
     """Where the search's latencies came from, per target (measured here or predicted)."""
     if not sources:
@@ -258,7 +170,7 @@ def render_markdown(report: dict, images: dict[str, str], details: dict[str, dic
                 f"| {check['check']} | {_format(check['value'], check.get('unit', ''))}"
                 f" | {limit} | {check['status']} |"
             )
-        lines += _auto_table(m)
+        lines += auto_table(m)
         if m["build"].get("advice") and not m.get("auto"):
             lines += ["", m["build"]["advice"]]
         lines += [
@@ -292,6 +204,7 @@ def render_markdown(report: dict, images: dict[str, str], details: dict[str, dic
             f"Measured on {m['host']['cpu']}, {m['host']['threads']} thread(s), "
             f"governor {m['host']['governor']}."
         ]
+        lines += end_to_end_lines(m.get("end_to_end"))
         own = details.get(name, {"lines": [], "images": []})
         lines += [""] + own["lines"]
         lines += [

@@ -61,6 +61,57 @@ class Evaluator(abc.ABC):
         """The reference's headline metrics (the report shows them beside each artifact's)."""
         return {self.quality.name: self.reference}
 
+    #: the evaluation images timed end to end (after one warm-up batch)
+    END_TO_END_IMAGES = 64
+
+    def deployment(self) -> tuple[Callable, Callable, dict] | None:
+        """How a device runs the network: pre-processing (uint8 images in, network input out),
+        post-processing (raw outputs in, answers out) and the settings they use; None where
+        the task does not say, and then bench reports no end-to-end latency."""
+        return None
+
+    def end_to_end(self, predictor: Any, batch: int) -> dict | None:
+        """Per-image milliseconds of pre-processing, network and post-processing, timed here
+        on the evaluation images at the deployment settings: medians of each and the p50 and
+        p95 of their sum."""
+        import time
+
+        import numpy as np
+
+        from tango_ci.bench.accuracy import fixed_batches
+
+        stages = self.deployment()
+        images = getattr(self, "images", None)
+        if stages is None or images is None or not len(images):
+            return None
+        pre, post, settings = stages
+        parts: dict[str, list[float]] = {"pre": [], "network": [], "post": []}
+        chunks = list(fixed_batches(images[: self.END_TO_END_IMAGES + batch], batch))
+        for index, (chunk, real) in enumerate(chunks):
+            began = time.perf_counter()
+            x = pre(chunk)
+            ran = time.perf_counter()
+            raw = predictor.run(x)
+            done = time.perf_counter()
+            post(raw, real)
+            ended = time.perf_counter()
+            if index == 0 and len(chunks) > 1:
+                continue  # warm-up: first-run allocations are not what a device pays
+            for name, seconds in (
+                ("pre", ran - began),
+                ("network", done - ran),
+                ("post", ended - done),
+            ):
+                parts[name].append(seconds * 1000.0 / batch)
+        total = np.sum([parts[k] for k in parts], axis=0)
+        return {
+            **{f"{k}_ms": float(np.median(v)) for k, v in parts.items()},
+            "p50_ms": float(np.percentile(total, 50)),
+            "p95_ms": float(np.percentile(total, 95)),
+            "images": len(total) * batch,
+            "settings": settings,
+        }
+
 
 class BaseTask(abc.ABC):
     name: ClassVar[str]

@@ -139,6 +139,19 @@ class ClassificationEvaluator(Evaluator):
     def reference(self) -> float:
         return self.reference_metrics[self.quality.name]
 
+    def deployment(self):
+        import numpy as np
+
+        from tango_ci.data.dataset import preprocess
+
+        def post(raw, real):  # probabilities and the top class, as a device answers
+            logits = np.asarray(raw[0], dtype=np.float32)[:real]
+            exp = np.exp(logits - logits.max(1, keepdims=True))
+            probabilities = exp / exp.sum(1, keepdims=True)
+            return probabilities.argmax(1), probabilities
+
+        return preprocess, post, {"output": "softmax and top-1"}
+
     def evaluate(self, predictor: Any, batch: int) -> dict:
         from tango_ci.bench.accuracy import classification_metrics, predict_labels
 

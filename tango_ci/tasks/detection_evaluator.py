@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,6 +48,8 @@ class DetectionEvaluator(Evaluator):
         self.truths = [np.concatenate([t[:, :1], t[:, 1:] * scale], 1) for t in truths]
         limits = ctx.spec.detection
         self.thresholds = Thresholds(conf=limits.conf, iou=limits.iou, max_det=limits.max_det)
+        deploy = limits.deploy
+        self.deploy = Thresholds(conf=deploy.conf, iou=deploy.iou, max_det=deploy.max_det)
         self.draw_score = draw_score
         self.model_dir = model_dir
         self._reference: dict[str, float] | None = None
@@ -67,6 +70,15 @@ class DetectionEvaluator(Evaluator):
     @property
     def reference(self) -> float:
         return self.reference_metrics[self.quality.name]
+
+    def deployment(self):
+        from tango_ci.detection.postprocess import decode
+        from tango_ci.detection.search_space import preprocess_detection
+
+        def post(raw, real):
+            return decode(np.asarray(raw[0]), self.deploy)[:real]
+
+        return preprocess_detection, post, {"thresholds": asdict(self.deploy)}
 
     def evaluate(self, predictor: Any, batch: int) -> dict:
         from tango_ci.bench.accuracy import fixed_batches

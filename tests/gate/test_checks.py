@@ -62,3 +62,20 @@ def test_without_a_test_split_the_checks_name_the_validation_split() -> None:
         "accuracy on the validation split",
         "accuracy drop vs PyTorch fp32 on the validation split",
     ]
+
+
+def test_the_end_to_end_budget_is_checked_and_a_missing_measurement_fails_it() -> None:
+    check = "end-to-end latency p95 per image"
+    target = TargetSpec(
+        name="t",
+        runner="local-cpu",
+        engine="onnxruntime",
+        constraints=Constraints(end_to_end_latency_ms=5.0),
+    )
+    metrics = _metrics("accuracy", 0.9, 0.0)
+    slow = {c["check"]: c for c in target_checks(target, metrics | {"end_to_end": {"p95_ms": 6.5}})}
+    assert (slow[check]["status"], slow[check]["value"], slow[check]["unit"]) == ("fail", 6.5, "ms")
+    fast = {c["check"]: c for c in target_checks(target, metrics | {"end_to_end": {"p95_ms": 4.0}})}
+    assert fast[check]["status"] == "pass"
+    unmeasured = {c["check"]: c for c in target_checks(target, metrics)}
+    assert unmeasured[check]["status"] == "fail"  # a budget nobody measured is not met

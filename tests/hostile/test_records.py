@@ -104,7 +104,7 @@ def test_a_hostile_recipe_in_a_registry_record_is_refused(recipe) -> None:
         "metrics": {},
         "recipe": recipe,
     }
-    with pytest.raises(UntrustedDataError, match="results.json"):
+    with pytest.raises(UntrustedDataError, match=r"results\.json"):
         check_target_results(Shape(entry, "results.json"), stored=False)
     good = {**record, "recipe": {"format": "qoperator", "float_nodes": ["/conv1/Conv"]}}
     assert check_record(good, "tag message")["recipe"]["format"] == "qoperator"
