@@ -1,9 +1,9 @@
-"""The GitOps commands of `tango`: ci, registry, gitops, and promote, rollback, pull.
+"""The GitOps commands of `tango`: ci, registry, gitops, and promote, rollback, pull, deploy.
 
 Each command parses its options, calls :mod:`tango_ci.api` and prints; the steps themselves
 (plan, publish, promote) are the API's, shared with the local forge. :mod:`tango_ci.cli` adds
 these apps to the main one: ``ci_app``, ``registry_app`` and ``gitops_app`` as groups, and
-``commands`` (promote, rollback, pull) at the top level.
+``commands`` (promote, rollback, pull, deploy) at the top level.
 """
 
 from __future__ import annotations
@@ -246,6 +246,45 @@ def pull_command(
         f"{pulled['name']}@{pulled['version']} ({record.get('engine', '?')} "
         f"{record.get('precision', '?')}, run {record.get('run', '?')}): {len(files)} "
         f"file(s) in {to}, sha256 verified"
+    )
+
+
+@commands.command("deploy")
+def deploy_command(
+    source: str = typer.Argument(
+        ...,
+        help="A project folder (projects/NAME, with --target) or a registry version "
+        "(NAME#prod, NAME@vX.Y.Z).",
+    ),
+    to: Path = typer.Option(..., "--to", help="New or empty folder to write the bundle to."),
+    target: str | None = typer.Option(None, "--target", help="Target (with a project)."),
+    run_id: str | None = typer.Option(
+        None, "--run", help="Run id (with a project; default: its latest run)."
+    ),
+) -> None:
+    """Write a self-contained bundle a device runs without torch or TANGO-CI.
+
+    The bundle holds the compiled artifact, preprocess.json, postprocess.json (detection:
+    detection.deploy's thresholds), labels.json, a manifest with every file's sha256, the
+    version and the bench figures, the tango_runtime package and requirements.txt (numpy,
+    Pillow, the engine runtime). On the device:
+
+        pip install -r BUNDLE/requirements.txt
+        cd BUNDLE && python -m tango_runtime predict IMAGES_OR_FOLDER --out answers.jsonl
+
+    The runtime verifies every file's sha256 before it loads anything.
+    """
+    if "#" in source or "@" in source:
+        if target or run_id:
+            raise TangoError("--target and --run go with a project folder, not a version")
+        manifest = api.deploy_version(source, to)
+    else:
+        if not target:
+            raise TangoError("with a project folder, name the target: --target NAME")
+        manifest = api.deploy_run(Path(source), target, to, run_id)
+    err.print(
+        f"bundle of {manifest['project']}/{manifest['target']} ({manifest['version']}, "
+        f"{manifest['engine']} {manifest['precision']}): {len(manifest['files'])} files in {to}"
     )
 
 

@@ -2,9 +2,11 @@
 
 ``_project``: a project on this machine (validate, data, run, the gate's verdict);
 ``_gitops``: plan, publish, promote, the registry and the local forge;
-``_runners``: device runners' latency models (profile, report).
+``_runners``: device runners' latency models (profile, report);
+``_deploy``: deployment bundles.
 """
 
+from tango_ci.api._deploy import deploy_run, deploy_version
 from tango_ci.api._gitops import (
     artifact_history,
     artifact_versions,
@@ -48,6 +50,8 @@ __all__ = [
     "check_runner",
     "check_yolo_dataset",
     "create_forge",
+    "deploy_run",
+    "deploy_version",
     "forge_status",
     "latency_report",
     "load_project",

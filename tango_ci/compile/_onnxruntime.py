@@ -29,24 +29,13 @@ class OnnxRuntimePredictor(Predictor):
         providers: list[str],
         session: SessionRecipe | None = None,
     ) -> None:
-        import onnxruntime as ort
+        from tango_ci.runtime.engines import onnxruntime_session
 
         session = session or SessionRecipe()
-        options = ort.SessionOptions()
-        options.graph_optimization_level = {
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[session.graph_optimization]
-        options.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if session.spinning else "0"
+        # the deployment runtime's session: a bundle runs the artifact exactly as bench did
+        self.session = onnxruntime_session(
+            model_path, threads, providers, session.graph_optimization, session.spinning
         )
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        available = set(ort.get_available_providers())
-        chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(str(model_path), options, providers=chosen)
         self.input_name = self.session.get_inputs()[0].name
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from tango_ci.data.layout import class_folders, confined, has_split_folders, is_image
 from tango_ci.exceptions import TangoError
@@ -105,19 +104,18 @@ def _images(folder: Path, limit: Path | None) -> list[Path]:
 
 
 def decode(path: Path, size: int) -> np.ndarray:
-    """An image as uint8 HWC RGB at ``size`` x ``size``."""
-    with Image.open(path) as image:
-        image.load()
-        rgb = image.convert("RGB")
-        if rgb.size != (size, size):
-            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-        return np.asarray(rgb, dtype=np.uint8)
+    """An image as uint8 HWC RGB at ``size`` x ``size`` (the deployment runtime's code)."""
+    from tango_ci.runtime.images import read_rgb, resize_square
+
+    return resize_square(read_rgb(path), size)
 
 
 def preprocess(images: np.ndarray) -> np.ndarray:
-    """uint8 NHWC -> float32 NCHW, the network input for every engine."""
-    x = images.astype(np.float32) / 255.0
-    return np.ascontiguousarray(((x - MEAN) / STD).transpose(0, 3, 1, 2))
+    """uint8 NHWC -> float32 NCHW, the network input for every engine (the deployment
+    runtime's code, so a bundle feeds its network exactly as bench did)."""
+    from tango_ci.runtime.images import normalise
+
+    return normalise(images, MEAN, STD)
 
 
 def load_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:

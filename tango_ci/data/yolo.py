@@ -312,19 +312,11 @@ def _sha(path: Path) -> str:
 
 
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
-    """Resize keeping the aspect ratio and pad to ``size`` (grey 114, as ultralytics does)."""
-    height, width = image.shape[:2]
-    scale = min(size / height, size / width)
-    new_w, new_h = round(width * scale), round(height * scale)
-    resized = (
-        np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
-        if (new_w, new_h) != (width, height)
-        else image
-    )
-    canvas = np.full((size, size, 3), 114, np.uint8)
-    top, left = (size - new_h) // 2, (size - new_w) // 2
-    canvas[top : top + new_h, left : left + new_w] = resized
-    return canvas, scale, (left, top)
+    """Resize keeping the aspect ratio and pad to ``size`` (grey 114, as ultralytics does);
+    the deployment runtime's code."""
+    from tango_ci.runtime.images import letterbox as runtime_letterbox
+
+    return runtime_letterbox(image, size)
 
 
 def load_split(dataset: YoloDataset, split: str, size: int) -> dict:

@@ -61,8 +61,11 @@ def input_sizes(image_size: int) -> list[int]:
 
 
 def preprocess_detection(images: np.ndarray) -> np.ndarray:
-    """uint8 NHWC letterboxed -> float32 NCHW in 0..1, as ultralytics feeds its models."""
-    return np.ascontiguousarray(images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0)
+    """uint8 NHWC letterboxed -> float32 NCHW in 0..1, as ultralytics feeds its models (the
+    deployment runtime's code)."""
+    from tango_ci.runtime.images import unit_scale
+
+    return unit_scale(images)
 
 
 def calibration_images(

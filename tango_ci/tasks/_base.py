@@ -168,6 +168,12 @@ class BaseTask(abc.ABC):
         ``split``; by default the test split, or the validation split when the run has none
         (``engine: auto``'s recipe search asks for ``val``: the test split stays the gate's)."""
 
+    def bundle_specs(self, spec: Any, model: Any) -> tuple[dict, dict] | None:
+        """``preprocess.json`` and ``postprocess.json`` of a deployment bundle for the trained
+        network ``model`` (a TrainedModel) of project ``spec``, in the runtime's terms
+        (:mod:`tango_ci.runtime`); None where the task cannot be bundled."""
+        return None
+
     @abc.abstractmethod
     def load_trained(self, folder: Path) -> nn.Module:
         """The network saved in ``folder`` (``model.json`` and ``best.pt``), in eval mode."""

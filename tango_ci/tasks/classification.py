@@ -58,6 +58,12 @@ class ClassificationTask(BaseTask):
     def evaluator(self, ctx: StageContext, model_dir: Path, split: str | None = None) -> Evaluator:
         return ClassificationEvaluator(ctx, self.quality, model_dir, split)
 
+    def bundle_specs(self, spec: Any, model: Any) -> tuple[dict, dict]:
+        from tango_ci.data.dataset import MEAN, STD
+
+        pre = {"kind": "resize", "size": model.image_size, "mean": MEAN, "std": STD}
+        return pre, {"task": self.name, "output": "softmax"}
+
     def load_trained(self, folder: Path) -> nn.Module:
         from tango_ci.train.stage import load_network
 

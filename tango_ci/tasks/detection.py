@@ -67,6 +67,14 @@ class DetectionTask(BaseTask):
 
         return DetectionEvaluator(ctx, self.quality, DRAW_SCORE, model_dir, split)
 
+    def bundle_specs(self, spec: Any, model: Any) -> tuple[dict, dict]:
+        deploy = spec.detection.deploy
+        thresholds = {"conf": deploy.conf, "iou": deploy.iou, "max_det": deploy.max_det}
+        return {"kind": "letterbox", "size": model.image_size}, {
+            "task": self.name,
+            "thresholds": thresholds,
+        }
+
     def load_trained(self, folder: Path) -> nn.Module:
         from tango_ci.detection.stages import load_yolo_module
 

@@ -1,0 +1,122 @@
+"""``tango deploy``: a self-contained bundle per target, runnable with numpy, Pillow and the
+engine runtime only (no torch, no tango_ci). See :mod:`tango_ci.runtime.bundle` for the layout.
+
+The bundle is written to a temporary folder beside the destination and renamed into place, so
+a failed build leaves nothing behind and an existing destination is never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tango_ci.contracts import TrainedModel
+from tango_ci.exceptions import TangoError
+from tango_ci.plugins import get_task
+from tango_ci.rundir import RunDir, display, file_sha256, read_json, read_record, write_json
+from tango_ci.runtime.bundle import MANIFEST, SCHEMA
+
+RUNTIME_SOURCE = Path(__file__).resolve().parents[1] / "runtime"
+#: the engine runtimes a bundle can be built for (their Python package on the device)
+ENGINE_PACKAGES = {"onnxruntime": "onnxruntime"}
+
+
+def build_bundle(spec, run: RunDir, target: str, out: Path, version: str | None = None) -> dict:
+    """Write the bundle of ``target`` from ``run`` into ``out`` (which must not exist, or be
+    an empty folder); returns its manifest."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise TangoError(f"{display(out)} exists and is not empty; nothing was written")
+    metrics_path = run.stage_dir("bench") / target / "metrics.json"
+    if not metrics_path.is_file():
+        raise TangoError(
+            f"run {run.id}: target {target} was not measured ({display(metrics_path)} is "
+            f"missing); run `tango bench projects/{spec.name} --run {run.id}` first"
+        )
+    metrics = read_json(metrics_path)
+    # the artifact bench measured, found in this run's compile stage (the path metrics.json
+    # recorded is the measuring machine's)
+    artifact = run.stage_dir("compile") / target
+    if not (artifact / "artifact.json").is_file():
+        artifact = artifact / f"{metrics['engine']}-{metrics['precision']}"
+    if not (artifact / "artifact.json").is_file():
+        raise TangoError(f"run {run.id}: the artifact of target {target} is not in compile/")
+    built = read_json(artifact / "artifact.json")
+    engine = built.get("engine")
+    if engine not in ENGINE_PACKAGES:
+        raise TangoError(
+            f"target {target}: its artifact is {engine}; bundles are built for "
+            f"{', '.join(ENGINE_PACKAGES)} artifacts (set engine: onnxruntime or auto)"
+        )
+    model_file = artifact / built["file"]
+    if file_sha256(model_file) != built["sha256"]:
+        raise TangoError(f"{display(model_file)}: sha256 differs from its artifact.json")
+    model = read_record(TrainedModel, run.model_dir(target))
+    specs = get_task(spec.task).bundle_specs(spec, model)
+    if specs is None:
+        raise TangoError(f"the {spec.task} task cannot be bundled")
+    pre, post = specs
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        (work / "model").mkdir()
+        shutil.copyfile(model_file, work / "model" / built["file"])
+        runtime = work / "tango_runtime"
+        runtime.mkdir()
+        for source in sorted(RUNTIME_SOURCE.glob("*.py")):
+            shutil.copyfile(source, runtime / source.name)
+        write_json(work / "preprocess.json", pre)
+        write_json(work / "postprocess.json", post)
+        write_json(work / "labels.json", list(model.classes))
+        version_of = ENGINE_PACKAGES[engine]
+        (work / "requirements.txt").write_text(
+            "numpy\nPillow\n"
+            + (
+                f"{version_of}=={built[version_of]}\n"
+                if built.get(version_of)
+                else f"{version_of}\n"
+            )
+        )
+        files = {
+            p.relative_to(work).as_posix(): file_sha256(p)
+            for p in sorted(work.rglob("*"))
+            if p.is_file()
+        }
+        manifest = {
+            "schema": SCHEMA,
+            "project": spec.name,
+            "target": target,
+            "version": version or f"run {run.id}",
+            "run": run.id,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "engine": engine,
+            "precision": built.get("precision"),
+            "batch": metrics.get("batch", 1),
+            "model": f"model/{built['file']}",
+            "providers": built.get("providers", ["CPUExecutionProvider"]),
+            "session": built.get("session", {}),
+            "recipe": built.get("recipe"),
+            "runner": metrics.get("runner"),
+            "bench": {
+                "p50_ms": metrics["latency"]["p50_ms"],
+                "p95_ms": metrics["latency"]["p95_ms"],
+                "quality": metrics["quality"],
+                "end_to_end": metrics.get("end_to_end"),
+                "host": metrics.get("host", {}).get("cpu"),
+            },
+            "files": files,
+        }
+        (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if out.exists():
+            out.rmdir()
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return manifest
+
+
+__all__ = ["build_bundle"]

@@ -1,0 +1,70 @@
+"""``python -m tango_runtime predict IMAGE_OR_FOLDER ...`` (and ``serve``) in a bundle.
+
+JSON lines out, one per image: the file, the model version, and the class with its
+probabilities, or the boxes (in the image's own pixels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .bundle import Bundle, BundleError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def _images(inputs: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            found.append(item)
+    return found
+
+
+def predict(args: argparse.Namespace) -> int:
+    bundle = Bundle(args.bundle, threads=args.threads)
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    try:
+        paths = _images(args.inputs)
+        for start in range(0, len(paths), args.batch):
+            chunk = paths[start : start + args.batch]
+            for path, answer in zip(chunk, bundle.predict_files(chunk), strict=True):
+                record = {"image": str(path), "version": bundle.version, **answer}
+                out.write(json.dumps(record) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tango_runtime", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    default_bundle = Path(__file__).resolve().parent.parent
+    run = commands.add_parser("predict", help="images or folders in, JSON lines out")
+    run.add_argument("inputs", nargs="+", type=Path, help="image files or folders of them")
+    run.add_argument("--bundle", type=Path, default=default_bundle, help="bundle folder")
+    run.add_argument("--out", type=Path, help="write JSON lines here (default: stdout)")
+    run.add_argument("--batch", type=int, default=16, help="images per network call")
+    run.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    args = parser.parse_args(argv)
+    try:
+        return predict(args)
+    except BundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(
+            f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

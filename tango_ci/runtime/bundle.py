@@ -1,0 +1,201 @@
+"""A deployment bundle, loaded only after every file matches the manifest's sha256.
+
+Layout (``tango deploy`` writes it)::
+
+    manifest.json      engine, precision, batch, files -> sha256, registry version, bench figures
+    preprocess.json    how an image becomes the network's input (see images.py)
+    postprocess.json   how outputs become answers (softmax; or detection thresholds)
+    labels.json        class names, in output order
+    model/...          the compiled artifact
+    tango_runtime/...  this package
+    requirements.txt   numpy, Pillow and the engine runtime
+
+A file that differs from the manifest, a file the manifest names outside the bundle, a link,
+or a manifest that is not strict JSON is refused with one line naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from .engines import OnnxRuntimeRunner
+from .images import fit, read_rgb, to_input
+from .postprocess import Thresholds, decode, softmax, unletterbox
+
+MANIFEST = "manifest.json"
+MAX_JSON_BYTES = 4 * 2**20
+SCHEMA = "tango-bundle/1"
+
+
+class BundleError(Exception):
+    """A bundle that cannot be trusted or used; the message is one line naming the file."""
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _refuse(constant: str) -> float:
+    raise ValueError(f"{constant} is not a number")
+
+
+def _unique(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError(f"key '{next(k for k in keys if keys.count(k) > 1)}' is repeated")
+    return dict(pairs)
+
+
+def read_json(path: Path, name: str) -> Any:
+    """Strict JSON (no NaN, no repeated key), size-limited, not behind a link."""
+    if path.is_symlink() or not path.is_file():
+        raise BundleError(f"{name}: missing or not a regular file")
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise BundleError(f"{name}: larger than {MAX_JSON_BYTES >> 20} MiB")
+    try:
+        return json.loads(
+            path.read_text(encoding="utf-8"), parse_constant=_refuse, object_pairs_hook=_unique
+        )
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{name}: not valid JSON ({exc})") from None
+
+
+def verify(folder: Path, manifest: dict) -> dict[str, str]:
+    """Check every file the manifest lists; the verified (relative path -> sha256)."""
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise BundleError(f"{MANIFEST}: no 'files' object")
+    root = folder.resolve()
+    for relative, expected in files.items():
+        parts = PurePosixPath(relative).parts if isinstance(relative, str) else ()
+        if not parts or relative.startswith("/") or ".." in parts or "\\" in relative:
+            raise BundleError(f"{MANIFEST}: '{str(relative)[:80]}' is not a path inside the bundle")
+        path = folder / relative
+        if path.is_symlink() or not path.is_file():
+            raise BundleError(f"{relative}: missing or not a regular file")
+        if not path.resolve().is_relative_to(root):
+            raise BundleError(f"{relative}: leads out of the bundle")
+        if sha256(path) != expected:
+            raise BundleError(f"{relative}: sha256 differs from {MANIFEST} (tampered or damaged)")
+    return files
+
+
+class Bundle:
+    """A verified bundle, ready to answer images or tensors."""
+
+    def __init__(self, folder: Path | str, threads: int | None = None) -> None:
+        self.folder = Path(folder)
+        manifest = read_json(self.folder / MANIFEST, MANIFEST)
+        if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
+            raise BundleError(f"{MANIFEST}: not a {SCHEMA} manifest")
+        verify(self.folder, manifest)
+        self.manifest = manifest
+        self.preprocess = read_json(self.folder / "preprocess.json", "preprocess.json")
+        self.postprocess = read_json(self.folder / "postprocess.json", "postprocess.json")
+        self.labels = [str(x) for x in read_json(self.folder / "labels.json", "labels.json")]
+        self._check_specs()
+        if manifest.get("engine") != "onnxruntime":
+            raise BundleError(
+                f"{MANIFEST}: engine '{manifest.get('engine')}' is not served by this runtime "
+                "(onnxruntime bundles only)"
+            )
+        self.batch = int(manifest.get("batch", 1))
+        self.runner = OnnxRuntimeRunner(
+            self.folder / manifest["model"],
+            threads,
+            list(manifest.get("providers", ["CPUExecutionProvider"])),
+            manifest.get("session", {}),
+        )
+        self.version = str(manifest.get("version", "unversioned"))
+
+    def _check_specs(self) -> None:
+        spec = self.preprocess
+        if not isinstance(spec, dict) or spec.get("kind") not in ("resize", "letterbox"):
+            raise BundleError("preprocess.json: 'kind' must be resize or letterbox")
+        size = spec.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 8192:
+            raise BundleError("preprocess.json: 'size' must be an integer 1-8192")
+        for key in ("mean", "std") if spec["kind"] == "resize" else ():
+            value = spec.get(key)
+            if (
+                not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or (value == 0 and key == "std")
+            ):
+                raise BundleError(f"preprocess.json: '{key}' must be a finite number")
+        task = self.postprocess.get("task") if isinstance(self.postprocess, dict) else None
+        if task not in ("classification", "detection"):
+            raise BundleError("postprocess.json: 'task' must be classification or detection")
+        if task == "detection":
+            t = self.postprocess.get("thresholds", {})
+            self.thresholds = Thresholds(
+                conf=float(t.get("conf", 0.25)),
+                iou=float(t.get("iou", 0.7)),
+                max_det=int(t.get("max_det", 100)),
+            )
+
+    # ------------------------------------------------------------------ answers
+    @property
+    def task(self) -> str:
+        return str(self.postprocess["task"])
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Raw outputs of the network for a preprocessed batch; an artifact built for a fixed
+        batch size runs it in chunks of that size, the last padded (as bench did)."""
+        size = self.runner.input_shape[0]
+        if not isinstance(size, int) or size <= 0 or size == len(batch):
+            return self.runner.run(batch)
+        parts: list[list[np.ndarray]] = []
+        for start in range(0, len(batch), size):
+            chunk = batch[start : start + size]
+            real = len(chunk)
+            if real < size:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - real, axis=0)])
+            parts.append([out[:real] for out in self.runner.run(chunk)])
+        return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
+
+    def answer(self, images: list[np.ndarray]) -> list[dict]:
+        """Answers for decoded uint8 HWC RGB images."""
+        fitted, hows = zip(*(fit(image, self.preprocess) for image in images), strict=True)
+        raw = self.run(to_input(np.stack(fitted), self.preprocess))
+        if self.task == "classification":
+            probabilities = softmax(raw[0])
+            return [self._class_answer(p) for p in probabilities]
+        answers = []
+        for image, how, boxes in zip(
+            images, hows, decode(np.asarray(raw[0]), self.thresholds), strict=True
+        ):
+            boxes = unletterbox(boxes, how, image.shape[0], image.shape[1])
+            answers.append({"boxes": [self._box(b) for b in boxes]})
+        return answers
+
+    def predict_files(self, paths: list[Path]) -> list[dict]:
+        return self.answer([read_rgb(str(p)) for p in paths])
+
+    def _class_answer(self, probabilities: np.ndarray) -> dict:
+        best = int(probabilities.argmax())
+        return {
+            "class": best,
+            "label": self.labels[best] if best < len(self.labels) else str(best),
+            "probability": float(probabilities[best]),
+            "probabilities": [float(p) for p in probabilities],
+        }
+
+    def _box(self, row: np.ndarray) -> dict:
+        cls = int(row[5])
+        return {
+            "class": cls,
+            "label": self.labels[cls] if 0 <= cls < len(self.labels) else str(cls),
+            "score": float(row[4]),
+            "box": [float(v) for v in row[:4]],
+        }

@@ -1,0 +1,128 @@
+"""A deployment bundle runs with numpy, Pillow and onnxruntime only, answers as bench did,
+and refuses a tampered file before it loads anything."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tango_ci import api
+from tango_ci.bench.accuracy import predict_labels
+from tango_ci.compile import load_artifact
+from tango_ci.data.dataset import load_split
+from tango_ci.exceptions import TangoError
+from tango_ci.rundir import read_json
+from tango_ci.runtime import Bundle, BundleError
+from tests.pipeline_helpers import make_repo
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """A tiny classification project run through bench, and its project folder."""
+    project = make_repo(tmp_path_factory.mktemp("deploy") / "repo", trials=1)
+    run = api.run(project, bench_seconds=1, until="bench")
+    return project, run
+
+
+@pytest.fixture(scope="module")
+def bundle(measured, tmp_path_factory) -> Path:
+    project, run = measured
+    out = tmp_path_factory.mktemp("bundles") / "cpu"
+    target = api.load_project(project).targets[0].name
+    api.deploy_run(project, target, out, run.id)
+    return out
+
+
+def test_the_bundle_lists_every_file_with_its_hash(bundle: Path) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    listed = set(manifest["files"])
+    on_disk = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
+    assert on_disk - listed == {"manifest.json"}
+    assert {
+        "model/model.onnx",
+        "preprocess.json",
+        "labels.json",
+        "tango_runtime/bundle.py",
+    } <= listed
+    assert "torch" not in (bundle / "requirements.txt").read_text()
+
+
+def test_an_existing_folder_is_never_overwritten(measured, bundle: Path) -> None:
+    project, run = measured
+    before = (bundle / "manifest.json").read_bytes()
+    target = api.load_project(project).targets[0].name
+    with pytest.raises(TangoError, match="exists and is not empty; nothing was written"):
+        api.deploy_run(project, target, bundle, run.id)
+    assert (bundle / "manifest.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "victim", ["model/model.onnx", "preprocess.json", "tango_runtime/images.py"]
+)
+def test_a_tampered_file_is_refused_at_load_naming_it(bundle: Path, tmp_path: Path, victim) -> None:
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    with open(copy / victim, "ab") as handle:
+        handle.write(b" ")
+    with pytest.raises(BundleError, match=f"^{victim}: sha256 differs from manifest.json"):
+        Bundle(copy)
+
+
+def test_a_manifest_pointing_outside_the_bundle_is_refused(bundle: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["../../etc/passwd"] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="is not a path inside the bundle"):
+        Bundle(copy)
+
+
+def test_in_a_fresh_virtualenv_without_torch_it_answers_as_bench_did(
+    measured, bundle: Path, tmp_path: Path
+) -> None:
+    project, run = measured
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-r", str(bundle / "requirements.txt")],
+        capture_output=True,
+        text=True,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    probe = "import importlib.util as u; print(u.find_spec('torch'), u.find_spec('tango_ci'))"
+    assert subprocess.run(
+        [str(python), "-c", probe], capture_output=True, text=True, cwd=tmp_path
+    ).stdout.split() == ["None", "None"]
+    # the evaluation split's files, as the data stage listed them
+    data = run.stage_dir("data")
+    split = "test" if (data / "test.npz").is_file() else "val"
+    listed = [f for f in read_json(data / "files.json") if f["split"] == split]
+    root = project / "data"
+    answers = subprocess.run(
+        [str(python), "-m", "tango_runtime", "predict", *(str(root / f["path"]) for f in listed)],
+        capture_output=True,
+        text=True,
+        cwd=bundle,
+    )
+    assert answers.returncode == 0, answers.stderr[-2000:]
+    labels = [json.loads(line)["class"] for line in answers.stdout.splitlines()]
+    images, expected = load_split(data, split)
+    target = api.load_project(project).targets[0].name
+    artifact = run.stage_dir("compile") / target
+    bench = predict_labels(load_artifact(artifact), images, 1)
+    assert len(labels) == len(listed) == len(bench)
+    assert labels == bench.tolist()  # identical labels, image for image
+    assert np.array_equal(np.asarray([f["label"] for f in listed]), expected)
