@@ -104,7 +104,7 @@ class _Search:
     def build(self, recipe: Recipe) -> tuple[Path, dict]:
         self._count += 1
         out = self.p.work / f"candidate-{self._count:03d}"
-        manifest = get_compiler("onnxruntime").build(
+        manifest = get_compiler(self.p.target.engine).build(
             BuildRequest(
                 onnx_path=self.p.onnx_path,
                 out_dir=out,
@@ -181,11 +181,11 @@ class _Search:
     # ---------------------------------------------------------------- phases
     def run(self) -> SearchResult:
         fp32 = self.p.work / "fp32"
-        get_compiler("onnxruntime").build(
+        get_compiler(self.p.target.engine).build(
             BuildRequest(
                 onnx_path=self.p.onnx_path,
                 out_dir=fp32,
-                target=replace(self.p.target, engine="onnxruntime", precision="fp32"),
+                target=replace(self.p.target, precision="fp32"),
                 runner=self.p.runner,
             )
         )

@@ -39,6 +39,12 @@ class Capabilities:
     #: True where the backend builds from the trained network (``options["model_dir"]``),
     #: not from the ONNX file alone: a bare ONNX block cannot be built by it
     needs_network: bool = False
+    #: True where ``engine: auto`` searches int8 build recipes on the device
+    #: (:mod:`tango_ci.bench.optimise`; the backend builds any :class:`Recipe`)
+    recipe_search: bool = False
+    #: ways of running one artifact that ``engine: auto`` times against each other on a CPU
+    #: (the backend's ``options["mode"]``), fastest kept
+    timed_modes: tuple[str, ...] = ()
 
     def refusal(self, precision: str, accelerator: str) -> str | None:
         """Why ``precision`` on ``accelerator`` can't be served, or None when it can."""

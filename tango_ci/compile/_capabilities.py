@@ -13,6 +13,7 @@ ONNXRUNTIME = Capabilities(
     packages=("onnxruntime",),
     distributions=("onnxruntime", "onnxruntime-gpu"),
     install_hint="pip install onnxruntime (or onnxruntime-gpu on NVIDIA devices)",
+    recipe_search=True,
 )
 TVM = Capabilities(
     engine="tvm",
@@ -40,6 +41,7 @@ PYTORCH = Capabilities(
     distributions=("torch",),
     install_hint="pip install torch",
     needs_network=True,
+    timed_modes=("eager", "torchscript"),
 )
 
 CAPABILITIES: dict[str, Capabilities] = {c.engine: c for c in (ONNXRUNTIME, TVM, TENSORRT, PYTORCH)}

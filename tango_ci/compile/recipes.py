@@ -163,14 +163,15 @@ _KNOWN_FLAGS = {
 def base_recipes(features: dict[str, Any]) -> list[Recipe]:
     """The quantisation recipes worth timing on a CPU with ``features``, most promising first.
 
-    x86: uint8 activations with int8 weights (U8S8) have native VNNI/AMX kernels; S8S8 is
-    emulated (about 3x slower on a VNNI Xeon), so it is tried only as a last resort. Without
+    x86: uint8 activations have native VNNI/AMX kernels, with int8 (U8S8) or uint8 (U8U8)
+    weights; S8S8 is emulated (about 3x slower on a VNNI Xeon), so it comes last. Without
     VNNI, 7-bit weights (``reduce_range``) avoid the saturation of the 16-bit accumulator.
-    Arm: S8S8 has the dot-product kernels, U8S8 is kept as the alternative.
+    Arm: S8S8 has the dot-product kernels, U8S8 is kept as the alternative. Which is fastest
+    is then measured, not assumed.
     """
     reduce = bool(features.get("x86")) and not features.get("vnni") and not features.get("amx")
     if features.get("x86", True):
-        types = [("uint8", "int8"), ("int8", "int8")]
+        types = [("uint8", "int8"), ("uint8", "uint8"), ("int8", "int8")]
     else:
         types = [("int8", "int8"), ("uint8", "int8")]
     recipes = []

@@ -16,7 +16,7 @@ from tango_ci.exceptions import TangoError
 from tango_ci.plugins import get_task
 from tango_ci.rundir import display, one_line_reason, write_json
 from tango_ci.stages.compile_auto import (
-    build_fastest_pytorch,
+    build_fastest_mode,
     build_searched_int8,
     searches,
     times_modes,
@@ -95,7 +95,7 @@ def run(ctx: StageContext) -> None:
                         ctx, target, candidate, runner, onnx_path, calibration, out
                     )
                 elif target.engine == AUTO and times_modes(target, candidate, runner):
-                    manifest = build_fastest_pytorch(
+                    manifest = build_fastest_mode(
                         ctx, candidate, runner, out, ctx.run.model_dir(target.name)
                     )
                 else:

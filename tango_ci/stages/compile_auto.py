@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tango_ci.bench.optimise import SearchProblem, SearchResult, search_recipes
-from tango_ci.compile import BuildRequest, get_compiler
+from tango_ci.compile import BuildRequest, capabilities, get_compiler
 from tango_ci.compile.recipes import cpu_features
 from tango_ci.context import StageContext
 from tango_ci.exceptions import TangoError
@@ -25,38 +25,40 @@ from tango_ci.rundir import read_json, write_json
 from tango_ci.runners.latency_source import runner_here
 
 RECIPES = "recipes.json"
-#: the candidate the search replaces
-SEARCHED = ("onnxruntime", "int8")
-
-
-#: PyTorch ways of running a network that auto times against each other (fp32 on a CPU)
-PYTORCH_MODES = ("eager", "torchscript")
 
 
 def searches(target, candidate) -> bool:
-    """Whether ``candidate`` (a concrete target of auto ``target``) is built by the search."""
-    return (candidate.engine, candidate.precision) == SEARCHED and target.optimise_seconds > 0
+    """Whether ``candidate`` (a concrete target of auto ``target``) is built by the recipe
+    search: int8 on an engine that searches recipes, with a time budget."""
+    return (
+        target.optimise_seconds > 0
+        and candidate.precision == "int8"
+        and capabilities(candidate.engine).recipe_search
+    )
 
 
 def times_modes(target, candidate, runner) -> bool:
-    """Whether auto times PyTorch's modes for ``candidate`` (fp32 on a CPU runner)."""
+    """Whether auto times the engine's modes for ``candidate`` (fp32 on a CPU runner)."""
     return (
         target.optimise_seconds > 0
-        and (candidate.engine, candidate.precision) == ("pytorch", "fp32")
+        and candidate.precision == "fp32"
+        and len(capabilities(candidate.engine).timed_modes) > 1
         and runner.hardware.accelerator.kind == "none"
     )
 
 
-def build_fastest_pytorch(ctx: StageContext, candidate, runner, out: Path, model_dir: Path) -> dict:
-    """Build ``candidate`` in each PyTorch mode, time each here, keep the fastest in ``out``."""
+def build_fastest_mode(ctx: StageContext, candidate, runner, out: Path, model_dir: Path) -> dict:
+    """Build ``candidate`` in each of its engine's timed modes (PyTorch: eager, TorchScript),
+    time each here, keep the fastest in ``out``."""
     from tango_ci.bench.optimise import time_predictor
     from tango_ci.compile import load_artifact
 
+    modes = capabilities(candidate.engine).timed_modes
     timings: dict[str, float] = {}
-    for mode in PYTORCH_MODES:
+    for mode in modes:
         folder = out.parent / f"{out.name}-{mode}"
         shutil.rmtree(folder, ignore_errors=True)
-        get_compiler("pytorch").build(
+        get_compiler(candidate.engine).build(
             BuildRequest(
                 onnx_path=Path(),
                 out_dir=folder,
@@ -70,11 +72,11 @@ def build_fastest_pytorch(ctx: StageContext, candidate, runner, out: Path, model
         predictor.close()
     best = min(timings, key=timings.__getitem__)
     ctx.reporter.log(
-        "  pytorch modes: " + ", ".join(f"{m} {ms:.3g} ms" for m, ms in timings.items())
+        f"  {candidate.engine} modes: " + ", ".join(f"{m} {ms:.3g} ms" for m, ms in timings.items())
     )
     shutil.rmtree(out, ignore_errors=True)
     (out.parent / f"{out.name}-{best}").rename(out)
-    for mode in PYTORCH_MODES:
+    for mode in modes:
         shutil.rmtree(out.parent / f"{out.name}-{mode}", ignore_errors=True)
     manifest = read_json(out / "artifact.json")
     manifest["modes_timed_ms"] = timings
@@ -144,7 +146,7 @@ def build_searched_int8(
             f"no int8 recipe kept the validation {evaluator.quality.label} drop within "
             f"{problem.max_drop:g}{detail}"
         )
-    return get_compiler("onnxruntime").build(
+    return get_compiler(candidate.engine).build(
         BuildRequest(
             onnx_path=onnx_path,
             out_dir=out,

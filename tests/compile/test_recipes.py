@@ -90,7 +90,12 @@ def test_the_session_recipe_is_applied_when_the_artifact_loads(network, runner, 
 
 def test_a_recipe_naming_a_node_the_network_lacks_is_refused(network, runner, tmp_path):
     with pytest.raises(TangoError, match="keeps node '/nowhere/Conv' in float"):
-        _build(network, runner, tmp_path / "a", Recipe(calibration_images=8, float_nodes=("/nowhere/Conv",)))
+        _build(
+            network,
+            runner,
+            tmp_path / "a",
+            Recipe(calibration_images=8, float_nodes=("/nowhere/Conv",)),
+        )
 
 
 @pytest.mark.parametrize(
@@ -171,3 +176,8 @@ def test_recipes_follow_the_cpu_features(tmp_path, monkeypatch):
     assert (first.activations, first.weights, first.reduce_range) == ("int8", "int8", False)
     labels = [r.label for r in base_recipes(arm)]
     assert len(labels) == len(set(labels)) == 8
+    assert {(r.activations, r.weights) for r in base_recipes(vnni)} == {
+        ("uint8", "int8"),
+        ("uint8", "uint8"),
+        ("int8", "int8"),
+    }
