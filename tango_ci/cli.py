@@ -17,7 +17,7 @@ from rich.markup import escape
 from tango_ci import __version__, api
 from tango_ci.cli_common import PROJECT, RUN, TARGET, display, err, out, progress_bar, run_pipeline
 from tango_ci.cli_data import data_app
-from tango_ci.cli_gitops import ci_app, commands, gitops_app, registry_app
+from tango_ci.cli_gitops import ci_app, commands, gitops_app, logs_app, registry_app
 from tango_ci.cli_runner import runner_app
 from tango_ci.exceptions import TangoError
 
@@ -36,6 +36,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(ci_app, name="ci")
 app.add_typer(registry_app, name="registry")
 app.add_typer(gitops_app, name="gitops")
+app.add_typer(logs_app, name="logs")
 
 
 def _version(value: bool) -> None:

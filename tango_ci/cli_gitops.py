@@ -30,6 +30,10 @@ gitops_app = typer.Typer(
     no_args_is_help=True,
     help="GitOps on one machine without a forge: a bare repository whose pushes run work.",
 )
+logs_app = typer.Typer(
+    no_args_is_help=True,
+    help="Prediction logs of served bundles (python -m tango_runtime serve --log FILE).",
+)
 commands = typer.Typer()  # merged into the main app: `tango promote`, `tango rollback`, ...
 
 
@@ -285,6 +289,26 @@ def deploy_command(
     err.print(
         f"bundle of {manifest['project']}/{manifest['target']} ({manifest['version']}, "
         f"{manifest['engine']} {manifest['precision']}): {len(manifest['files'])} files in {to}"
+    )
+
+
+@logs_app.command("export")
+def logs_export(
+    log: Path = typer.Argument(..., help="The serve --log file (rotated files beside it too)."),
+    out: Path = typer.Option(..., "--out", help="New JSON-lines file to write."),
+    since: float | None = typer.Option(None, "--since", help="Only records from this Unix time."),
+) -> None:
+    """Write prediction logs as one JSON-lines file to track with DVC (`dvc add OUT`).
+
+    One line per answered request: time, request id, model version and role (champion,
+    challenger), latency, outputs and the input's hash and image statistics.
+    """
+    from tango_ci.deploy.logs import export_logs
+
+    done = export_logs(log, out, since)
+    per_version = ", ".join(f"{v}: {n}" for v, n in done["versions"].items()) or "none"
+    err.print(
+        f"{done['records']} records from {len(done['files'])} file(s) in {out} ({per_version})"
     )
 
 

@@ -1,4 +1,4 @@
-"""``python -m tango_runtime predict IMAGE_OR_FOLDER ...`` (and ``serve``) in a bundle.
+"""``python -m tango_runtime predict IMAGE_OR_FOLDER ...`` and ``serve`` in a bundle.
 
 JSON lines out, one per image: the file, the model version, and the class with its
 probabilities, or the boxes (in the image's own pixels).
@@ -42,6 +42,40 @@ def predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_command(args: argparse.Namespace) -> int:
+    import os
+    import signal
+    import threading
+
+    from .logs import PredictionLog
+    from .server import Service, serve
+
+    token = os.environ.get("TANGO_SERVE_TOKEN") or None
+    if args.token_file:
+        token = args.token_file.read_text().strip() or None
+    champion = Bundle(args.bundle, threads=args.threads)
+    challenger = Bundle(args.challenger, threads=args.threads) if args.challenger else None
+    log = PredictionLog(args.log) if args.log else None
+    service = Service(champion, challenger, args.mode, args.weight, log)
+    server = serve(service, args.host, args.port, token, args.max_bytes, args.rate)
+    host, port = server.server_address[:2]
+    print(
+        f"serving {service.name} ({champion.version}"
+        + (f", {args.mode} with {challenger.version}" if challenger else "")
+        + f") on http://{host}:{port}/v2",
+        file=sys.stderr,
+        flush=True,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()
+    if log is not None:
+        log.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tango_runtime", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -52,9 +86,27 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", type=Path, help="write JSON lines here (default: stdout)")
     run.add_argument("--batch", type=int, default=16, help="images per network call")
     run.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    run.set_defaults(handler=predict)
+    up = commands.add_parser("serve", help="the Open Inference Protocol (v2) over HTTP")
+    up.add_argument("--bundle", type=Path, default=default_bundle, help="bundle folder")
+    up.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    up.add_argument("--port", type=int, default=8080, help="port (0: any free one)")
+    up.add_argument(
+        "--token-file", type=Path, help="require this bearer token (or set TANGO_SERVE_TOKEN)"
+    )
+    up.add_argument("--max-bytes", type=int, default=8 * 2**20, help="largest request body")
+    up.add_argument(
+        "--rate", type=float, default=100.0, help="requests a second per client (0: no limit)"
+    )
+    up.add_argument("--log", type=Path, help="prediction log (SQLite, WAL)")
+    up.add_argument("--challenger", type=Path, help="a second bundle: shadow or canary")
+    up.add_argument("--mode", choices=("shadow", "canary"), default="shadow")
+    up.add_argument("--weight", type=float, default=0.1, help="canary: the challenger's share")
+    up.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    up.set_defaults(handler=serve_command)
     args = parser.parse_args(argv)
     try:
-        return predict(args)
+        return args.handler(args)
     except BundleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -179,6 +179,15 @@ class Bundle:
             answers.append({"boxes": [self._box(b) for b in boxes]})
         return answers
 
+    def answers(self, raw: list[np.ndarray]) -> list[dict]:
+        """Answers from raw outputs of preprocessed inputs (boxes in input pixels)."""
+        if self.task == "classification":
+            return [self._class_answer(p) for p in softmax(raw[0])]
+        return [
+            {"boxes": [self._box(b) for b in boxes]}
+            for boxes in decode(np.asarray(raw[0]), self.thresholds)
+        ]
+
     def predict_files(self, paths: list[Path]) -> list[dict]:
         return self.answer([read_rgb(str(p)) for p in paths])
 

@@ -18,26 +18,8 @@ from tango_ci.data.dataset import load_split
 from tango_ci.exceptions import TangoError
 from tango_ci.rundir import read_json
 from tango_ci.runtime import Bundle, BundleError
-from tests.pipeline_helpers import make_repo
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def measured(tmp_path_factory):
-    """A tiny classification project run through bench, and its project folder."""
-    project = make_repo(tmp_path_factory.mktemp("deploy") / "repo", trials=1)
-    run = api.run(project, bench_seconds=1, until="bench")
-    return project, run
-
-
-@pytest.fixture(scope="module")
-def bundle(measured, tmp_path_factory) -> Path:
-    project, run = measured
-    out = tmp_path_factory.mktemp("bundles") / "cpu"
-    target = api.load_project(project).targets[0].name
-    api.deploy_run(project, target, out, run.id)
-    return out
 
 
 def test_the_bundle_lists_every_file_with_its_hash(bundle: Path) -> None:
