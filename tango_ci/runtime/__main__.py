@@ -58,7 +58,7 @@ def serve_command(args: argparse.Namespace) -> int:
     log = PredictionLog(args.log) if args.log else None
     service = Service(champion, challenger, args.mode, args.weight, log)
     server = serve(service, args.host, args.port, token, args.max_bytes, args.rate)
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), int(server.server_address[1])
     print(
         f"serving {service.name} ({champion.version}"
         + (f", {args.mode} with {challenger.version}" if challenger else "")
