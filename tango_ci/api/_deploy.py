@@ -25,9 +25,13 @@ def deploy_run(
 
 
 def deploy_version(reference: str, out: Path, repo_root: Path | None = None) -> dict:
-    """The bundle of a registry version (``NAME#prod``, ``NAME@v1.2.0``) into ``out``, built
-    from the run that produced it, which must be on this machine."""
-    from tango_ci.deploy import build_bundle
+    """The bundle of a registry version (``NAME#prod``, ``NAME@v1.2.0``) into ``out``: from
+    the run that produced it when that run is on this machine, else from its artifact pulled
+    from the DVC remote (every file checked against the registry's record)."""
+    import tempfile
+
+    from tango_ci.api._gitops import pull_artifact
+    from tango_ci.deploy import build_bundle, bundle_from_artifact
     from tango_ci.registry import Registry
 
     root = find_repo_root(repo_root or Path.cwd())
@@ -37,5 +41,11 @@ def deploy_version(reference: str, out: Path, repo_root: Path | None = None) -> 
     if not (isinstance(project, str) and isinstance(target, str) and isinstance(run_id, str)):
         raise TangoError(f"{reference}: its record names no project, target and run")
     spec = load_project(root / "projects" / project)
-    run = find_run(runs_root(root), spec.name, run_id)
-    return build_bundle(spec, run, target, out, version=f"{entry['name']}@{entry['version']}")
+    version = f"{entry['name']}@{entry['version']}"
+    runs = runs_root(root)
+    if (runs / spec.name / run_id / "spec.json").is_file():
+        return build_bundle(spec, find_run(runs, spec.name, run_id), target, out, version)
+    with tempfile.TemporaryDirectory(prefix="tango-deploy-") as folder:
+        pulled = Path(folder) / "artifact"
+        pull_artifact(reference, pulled, repo_root=root)
+        return bundle_from_artifact(spec, pulled, record, out, version)

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 from tango_ci.contracts import TrainedModel
 from tango_ci.exceptions import TangoError
@@ -27,9 +28,6 @@ ENGINE_PACKAGES = {"onnxruntime": "onnxruntime"}
 def build_bundle(spec, run: RunDir, target: str, out: Path, version: str | None = None) -> dict:
     """Write the bundle of ``target`` from ``run`` into ``out`` (which must not exist, or be
     an empty folder); returns its manifest."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise TangoError(f"{display(out)} exists and is not empty; nothing was written")
     metrics_path = run.stage_dir("bench") / target / "metrics.json"
     if not metrics_path.is_file():
         raise TangoError(
@@ -44,17 +42,63 @@ def build_bundle(spec, run: RunDir, target: str, out: Path, version: str | None 
         artifact = artifact / f"{metrics['engine']}-{metrics['precision']}"
     if not (artifact / "artifact.json").is_file():
         raise TangoError(f"run {run.id}: the artifact of target {target} is not in compile/")
+    model = read_record(TrainedModel, run.model_dir(target))
+    identity = {"project": spec.name, "target": target, "run": run.id}
+    bench = {
+        "p50_ms": metrics["latency"]["p50_ms"],
+        "p95_ms": metrics["latency"]["p95_ms"],
+        "quality": metrics["quality"],
+        "end_to_end": metrics.get("end_to_end"),
+        "host": metrics.get("host", {}).get("cpu"),
+        "runner": metrics.get("runner"),
+        "batch": metrics.get("batch", 1),
+    }
+    return _assemble(spec, artifact, model, identity, bench, out, version or f"run {run.id}")
+
+
+def bundle_from_artifact(spec, artifact: Path, record: dict, out: Path, version: str) -> dict:
+    """Write the bundle of a registry version whose artifact was pulled into ``artifact``
+    (``tango pull``): classes from its record, the input size from the network itself."""
+    built = read_json(artifact / "artifact.json")
+    size = _input_size(artifact / built["file"]) if built.get("engine") in ENGINE_PACKAGES else 0
+    classes = record.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise TangoError(f"{version}: its record lists no class names")
+    model = SimpleNamespace(image_size=size, classes=tuple(classes))
+    identity = {k: record.get(k) for k in ("project", "target", "run")}
+    metrics = record.get("metrics", {})
+    bench = {"p50_ms": metrics.get("p50_ms"), "p95_ms": metrics.get("p95_ms"), "metrics": metrics}
+    bench["runner"] = record.get("runner")
+    return _assemble(spec, artifact, model, identity, bench, out, version)
+
+
+def _input_size(model_file: Path) -> int:
+    """The square input size an ONNX network was exported for."""
+    import onnx
+
+    shape = onnx.load(str(model_file), load_external_data=False).graph.input[0].type.tensor_type
+    dims = [d.dim_value for d in shape.shape.dim]
+    if len(dims) != 4 or dims[2] <= 0 or dims[2] != dims[3]:
+        raise TangoError(f"{display(model_file)}: input shape {dims} is not N x 3 x S x S")
+    return int(dims[2])
+
+
+def _assemble(
+    spec, artifact: Path, model, identity: dict, bench: dict, out: Path, version: str
+) -> dict:
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise TangoError(f"{display(out)} exists and is not empty; nothing was written")
     built = read_json(artifact / "artifact.json")
     engine = built.get("engine")
     if engine not in ENGINE_PACKAGES:
         raise TangoError(
-            f"target {target}: its artifact is {engine}; bundles are built for "
+            f"target {identity.get('target')}: its artifact is {engine}; bundles are built for "
             f"{', '.join(ENGINE_PACKAGES)} artifacts (set engine: onnxruntime or auto)"
         )
     model_file = artifact / built["file"]
     if file_sha256(model_file) != built["sha256"]:
         raise TangoError(f"{display(model_file)}: sha256 differs from its artifact.json")
-    model = read_record(TrainedModel, run.model_dir(target))
     specs = get_task(spec.task).bundle_specs(spec, model)
     if specs is None:
         raise TangoError(f"the {spec.task} task cannot be bundled")
@@ -71,15 +115,9 @@ def build_bundle(spec, run: RunDir, target: str, out: Path, version: str | None 
         write_json(work / "preprocess.json", pre)
         write_json(work / "postprocess.json", post)
         write_json(work / "labels.json", list(model.classes))
-        version_of = ENGINE_PACKAGES[engine]
-        (work / "requirements.txt").write_text(
-            "numpy\nPillow\n"
-            + (
-                f"{version_of}=={built[version_of]}\n"
-                if built.get(version_of)
-                else f"{version_of}\n"
-            )
-        )
+        package = ENGINE_PACKAGES[engine]
+        pinned = f"{package}=={built[package]}" if built.get(package) else package
+        (work / "requirements.txt").write_text(f"numpy\nPillow\n{pinned}\n")
         files = {
             p.relative_to(work).as_posix(): file_sha256(p)
             for p in sorted(work.rglob("*"))
@@ -87,26 +125,18 @@ def build_bundle(spec, run: RunDir, target: str, out: Path, version: str | None 
         }
         manifest = {
             "schema": SCHEMA,
-            "project": spec.name,
-            "target": target,
-            "version": version or f"run {run.id}",
-            "run": run.id,
+            **identity,
+            "version": version,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "engine": engine,
             "precision": built.get("precision"),
-            "batch": metrics.get("batch", 1),
+            "batch": bench.pop("batch", 1),
             "model": f"model/{built['file']}",
             "providers": built.get("providers", ["CPUExecutionProvider"]),
             "session": built.get("session", {}),
             "recipe": built.get("recipe"),
-            "runner": metrics.get("runner"),
-            "bench": {
-                "p50_ms": metrics["latency"]["p50_ms"],
-                "p95_ms": metrics["latency"]["p95_ms"],
-                "quality": metrics["quality"],
-                "end_to_end": metrics.get("end_to_end"),
-                "host": metrics.get("host", {}).get("cpu"),
-            },
+            "runner": bench.pop("runner", None),
+            "bench": bench,
             "files": files,
         }
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -119,4 +149,4 @@ def build_bundle(spec, run: RunDir, target: str, out: Path, version: str | None 
     return manifest
 
 
-__all__ = ["build_bundle"]
+__all__ = ["build_bundle", "bundle_from_artifact"]

@@ -108,3 +108,34 @@ def test_in_a_fresh_virtualenv_without_torch_it_answers_as_bench_did(
     assert len(labels) == len(listed) == len(bench)
     assert labels == bench.tolist()  # identical labels, image for image
     assert np.array_equal(np.asarray([f["label"] for f in listed]), expected)
+
+
+def test_a_pulled_registry_artifact_bundles_like_its_run(measured, bundle, tmp_path) -> None:
+    """Where the run is not on the device (CI), the bundle comes from the artifact pulled
+    from the DVC remote and the version's record: same model, same answers."""
+    from tango_ci.deploy import bundle_from_artifact
+
+    project, run = measured
+    spec = api.load_project(project)
+    target = spec.targets[0].name
+    record = {
+        "project": spec.name,
+        "target": target,
+        "run": run.id,
+        "classes": json.loads((bundle / "labels.json").read_text()),
+        "metrics": {"p50_ms": 1.0},
+    }
+    pulled = tmp_path / "pulled"
+    import shutil
+
+    shutil.copytree(run.stage_dir("compile") / target, pulled)
+    manifest = bundle_from_artifact(
+        spec, pulled, record, tmp_path / "b", f"{spec.name}-{target}@v1.0.0"
+    )
+    assert manifest["version"] == f"{spec.name}-{target}@v1.0.0"
+    ours, theirs = Bundle(tmp_path / "b"), Bundle(bundle)
+    assert ours.preprocess == theirs.preprocess and ours.labels == theirs.labels
+    images = [
+        np.random.default_rng(i).integers(0, 255, (20, 24, 3), dtype=np.uint8) for i in range(4)
+    ]
+    assert ours.answer(images) == theirs.answer(images)
