@@ -7,6 +7,7 @@ import shutil
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tango_ci import api
@@ -109,3 +110,31 @@ def test_detection_pipeline_offline(tmp_path: Path, no_network: list[str]) -> No
     assert "validation mAP50 " in report and "accuracy" not in report.lower()
     for image in ("pr-cpu-fp32.png", "boxes-cpu-fp32.png", "latency-cpu-int8.png"):
         assert (run / "report" / image).stat().st_size > 1000
+    _bundle_scores_as_bench(root / "projects" / "tiny-det", run, fp32, tmp_path / "bundle")
+
+
+def _bundle_scores_as_bench(project: Path, run: Path, metrics: dict, out: Path) -> None:
+    """The deployment bundle, fed the original image files, gives bench's mAP (within 0.001):
+    the same letterbox, the same network and the same decoding at the same thresholds."""
+    from tango_ci.detection.data_stage import load_images
+    from tango_ci.detection.metrics import detection_metrics
+    from tango_ci.detection.postprocess import Thresholds, decode
+    from tango_ci.rundir import RunDir
+    from tango_ci.runtime import Bundle
+    from tango_ci.runtime.images import fit, read_rgb, to_input
+
+    api.deploy_run(project, "cpu-fp32", out, run.name)
+    bundle = Bundle(out)
+    assert bundle.postprocess["thresholds"] == {"conf": 0.25, "iou": 0.7, "max_det": 100}
+    _, truths, files = load_images(RunDir(run), "test")
+    limits = api.load_project(project).detection
+    thresholds = Thresholds(conf=limits.conf, iou=limits.iou, max_det=limits.max_det)
+    predictions = []
+    for file in files:
+        fitted, _ = fit(read_rgb(str(project / "data" / file)), bundle.preprocess)
+        raw = bundle.run(to_input(fitted[None], bundle.preprocess))
+        predictions += decode(np.asarray(raw[0]), thresholds)
+    scores = detection_metrics(predictions, truths, bundle.labels)
+    assert abs(scores["map50"] - metrics["task_metrics"]["map50"]) <= 0.001
+    answers = bundle.predict_files([project / "data" / f for f in files])
+    assert len(answers) == len(files) and all("boxes" in a for a in answers)
