@@ -312,6 +312,39 @@ def logs_export(
     )
 
 
+@commands.command("monitor")
+def monitor_command(
+    source: Path = typer.Argument(
+        ..., help="A prediction log (serve --log FILE) or a `tango logs export` .jsonl file."
+    ),
+    bundle: Path = typer.Option(..., "--bundle", help="The served bundle (its reference)."),
+    out: Path = typer.Option(Path("drift"), "--out", help="Folder for drift.json, drift.md."),
+    window: int = typer.Option(500, "--window", min=20, help="The last N answers compared."),
+    alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5, help="Family-wise level."),
+    version: str | None = typer.Option(
+        None, "--version", help="Model version (default: the bundle's)."
+    ),
+) -> None:
+    """Compare a served model's recent answers with the reference kept in its bundle.
+
+    Tests (numpy/scipy): MMD with a permutation p-value and per-class KS (Bonferroni) on the
+    outputs, the predicted class mix (chi-square) and MMD on the input images' per-channel
+    statistics; alpha is shared between them. Writes drift.json, drift.md and plots to OUT.
+    Exit codes: 0 no drift, 3 drift, 1 error.
+    """
+    from tango_ci.monitor import monitor
+
+    result = monitor(source, bundle, out, window=window, alpha=alpha, version=version)
+    for name, check in result["checks"].items():
+        err.print(
+            f"{name}: p {check['p_value_corrected']:.4g} "
+            f"{'DRIFT' if check['drift'] else 'ok'} (threshold {result['threshold']:.4g})"
+        )
+    err.print(f"{'drift' if result['drift'] else 'no drift'}: report in {out / 'drift.md'}")
+    if result["drift"]:
+        raise typer.Exit(3)
+
+
 # ----------------------------------------------------------------------------- gitops local
 @gitops_app.command("local")
 def gitops_local(

@@ -53,7 +53,10 @@ def build_bundle(spec, run: RunDir, target: str, out: Path, version: str | None 
         "runner": metrics.get("runner"),
         "batch": metrics.get("batch", 1),
     }
-    return _assemble(spec, artifact, model, identity, bench, out, version or f"run {run.id}")
+    reference = get_task(spec.task).reference_images(run)
+    return _assemble(
+        spec, artifact, model, identity, bench, out, version or f"run {run.id}", reference
+    )
 
 
 def bundle_from_artifact(spec, artifact: Path, record: dict, out: Path, version: str) -> dict:
@@ -84,7 +87,14 @@ def _input_size(model_file: Path) -> int:
 
 
 def _assemble(
-    spec, artifact: Path, model, identity: dict, bench: dict, out: Path, version: str
+    spec,
+    artifact: Path,
+    model,
+    identity: dict,
+    bench: dict,
+    out: Path,
+    version: str,
+    reference: tuple | None = None,
 ) -> dict:
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -140,6 +150,13 @@ def _assemble(
             "files": files,
         }
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if reference is not None:  # the bundle's own answers on the evaluation images
+            from tango_ci.monitor import REFERENCE, write_reference
+
+            images, split = reference
+            write_json(work / REFERENCE, write_reference(work, images, split))
+            manifest["files"][REFERENCE] = file_sha256(work / REFERENCE)
+            (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
             out.rmdir()
         work.rename(out)

@@ -168,6 +168,12 @@ class BaseTask(abc.ABC):
         ``split``; by default the test split, or the validation split when the run has none
         (``engine: auto``'s recipe search asks for ``val``: the test split stays the gate's)."""
 
+    def reference_images(self, run: Any, limit: int = 500) -> tuple[np.ndarray, str] | None:
+        """Up to ``limit`` evaluation images of ``run`` (uint8 HWC, as the network's input
+        size) and their split: the reference a deployed model's answers are monitored
+        against; None where the task has none."""
+        return None
+
     def bundle_specs(self, spec: Any, model: Any) -> tuple[dict, dict] | None:
         """``preprocess.json`` and ``postprocess.json`` of a deployment bundle for the trained
         network ``model`` (a TrainedModel) of project ``spec``, in the runtime's terms

@@ -67,6 +67,16 @@ class DetectionTask(BaseTask):
 
         return DetectionEvaluator(ctx, self.quality, DRAW_SCORE, model_dir, split)
 
+    def reference_images(self, run: Any, limit: int = 500):
+        import numpy as np
+
+        from tango_ci.detection.data_stage import load_images
+
+        data = run.stage_dir("data")  # the images training never fitted: validation and test
+        splits = [s for s in ("val", "test") if (data / f"{s}.npz").is_file()]
+        images = np.concatenate([load_images(run, s)[0] for s in splits])
+        return images[:limit], "+".join(splits)
+
     def bundle_specs(self, spec: Any, model: Any) -> tuple[dict, dict]:
         deploy = spec.detection.deploy
         thresholds = {"conf": deploy.conf, "iou": deploy.iou, "max_det": deploy.max_det}
