@@ -1,7 +1,7 @@
 """The `tango` command: parses options, calls tango_ci.api, prints. Nothing else lives here.
 
 This module holds the app, `validate`, `run` and the stage commands, `demo` and the entry
-point; the other commands are in ``cli_data``, ``cli_runner`` and ``cli_gitops``, added to the
+point; the other commands are in ``cli_data``, ``cli_runner``, ``cli_gitops`` and ``cli_deploy``, added to the
 app below. Shared consoles and options are in ``cli_common``.
 """
 
@@ -17,7 +17,9 @@ from rich.markup import escape
 from tango_ci import __version__, api
 from tango_ci.cli_common import PROJECT, RUN, TARGET, display, err, out, progress_bar, run_pipeline
 from tango_ci.cli_data import data_app
-from tango_ci.cli_gitops import ci_app, commands, gitops_app, logs_app, registry_app
+from tango_ci.cli_deploy import commands as deploy_commands
+from tango_ci.cli_deploy import label_app, logs_app
+from tango_ci.cli_gitops import ci_app, commands, gitops_app, registry_app
 from tango_ci.cli_runner import runner_app
 from tango_ci.exceptions import TangoError
 
@@ -31,12 +33,14 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(commands)  # promote, rollback, pull: top-level commands
+app.add_typer(deploy_commands)  # deploy, monitor
 app.add_typer(runner_app, name="runner")
 app.add_typer(data_app, name="data")
 app.add_typer(ci_app, name="ci")
 app.add_typer(registry_app, name="registry")
 app.add_typer(gitops_app, name="gitops")
 app.add_typer(logs_app, name="logs")
+app.add_typer(label_app, name="label")
 
 
 def _version(value: bool) -> None:

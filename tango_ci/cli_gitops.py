@@ -1,9 +1,9 @@
-"""The GitOps commands of `tango`: ci, registry, gitops, and promote, rollback, pull, deploy.
+"""The GitOps commands of `tango`: ci, registry, gitops, and promote, rollback, pull.
 
 Each command parses its options, calls :mod:`tango_ci.api` and prints; the steps themselves
 (plan, publish, promote) are the API's, shared with the local forge. :mod:`tango_ci.cli` adds
 these apps to the main one: ``ci_app``, ``registry_app`` and ``gitops_app`` as groups, and
-``commands`` (promote, rollback, pull, deploy) at the top level.
+``commands`` (promote, rollback, pull) at the top level.
 """
 
 from __future__ import annotations
@@ -29,10 +29,6 @@ registry_app = typer.Typer(
 gitops_app = typer.Typer(
     no_args_is_help=True,
     help="GitOps on one machine without a forge: a bare repository whose pushes run work.",
-)
-logs_app = typer.Typer(
-    no_args_is_help=True,
-    help="Prediction logs of served bundles (python -m tango_runtime serve --log FILE).",
 )
 commands = typer.Typer()  # merged into the main app: `tango promote`, `tango rollback`, ...
 
@@ -251,98 +247,6 @@ def pull_command(
         f"{record.get('precision', '?')}, run {record.get('run', '?')}): {len(files)} "
         f"file(s) in {to}, sha256 verified"
     )
-
-
-@commands.command("deploy")
-def deploy_command(
-    source: str = typer.Argument(
-        ...,
-        help="A project folder (projects/NAME, with --target) or a registry version "
-        "(NAME#prod, NAME@vX.Y.Z).",
-    ),
-    to: Path = typer.Option(..., "--to", help="New or empty folder to write the bundle to."),
-    target: str | None = typer.Option(None, "--target", help="Target (with a project)."),
-    run_id: str | None = typer.Option(
-        None, "--run", help="Run id (with a project; default: its latest run)."
-    ),
-) -> None:
-    """Write a self-contained bundle a device runs without torch or TANGO-CI.
-
-    The bundle holds the compiled artifact, preprocess.json, postprocess.json (detection:
-    detection.deploy's thresholds), labels.json, a manifest with every file's sha256, the
-    version and the bench figures, the tango_runtime package and requirements.txt (numpy,
-    Pillow, the engine runtime). On the device:
-
-        pip install -r BUNDLE/requirements.txt
-        cd BUNDLE && python -m tango_runtime predict IMAGES_OR_FOLDER --out answers.jsonl
-
-    The runtime verifies every file's sha256 before it loads anything.
-    """
-    if "#" in source or "@" in source:
-        if target or run_id:
-            raise TangoError("--target and --run go with a project folder, not a version")
-        manifest = api.deploy_version(source, to)
-    else:
-        if not target:
-            raise TangoError("with a project folder, name the target: --target NAME")
-        manifest = api.deploy_run(Path(source), target, to, run_id)
-    err.print(
-        f"bundle of {manifest['project']}/{manifest['target']} ({manifest['version']}, "
-        f"{manifest['engine']} {manifest['precision']}): {len(manifest['files'])} files in {to}"
-    )
-
-
-@logs_app.command("export")
-def logs_export(
-    log: Path = typer.Argument(..., help="The serve --log file (rotated files beside it too)."),
-    out: Path = typer.Option(..., "--out", help="New JSON-lines file to write."),
-    since: float | None = typer.Option(None, "--since", help="Only records from this Unix time."),
-) -> None:
-    """Write prediction logs as one JSON-lines file to track with DVC (`dvc add OUT`).
-
-    One line per answered request: time, request id, model version and role (champion,
-    challenger), latency, outputs and the input's hash and image statistics.
-    """
-    from tango_ci.deploy.logs import export_logs
-
-    done = export_logs(log, out, since)
-    per_version = ", ".join(f"{v}: {n}" for v, n in done["versions"].items()) or "none"
-    err.print(
-        f"{done['records']} records from {len(done['files'])} file(s) in {out} ({per_version})"
-    )
-
-
-@commands.command("monitor")
-def monitor_command(
-    source: Path = typer.Argument(
-        ..., help="A prediction log (serve --log FILE) or a `tango logs export` .jsonl file."
-    ),
-    bundle: Path = typer.Option(..., "--bundle", help="The served bundle (its reference)."),
-    out: Path = typer.Option(Path("drift"), "--out", help="Folder for drift.json, drift.md."),
-    window: int = typer.Option(500, "--window", min=20, help="The last N answers compared."),
-    alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5, help="Family-wise level."),
-    version: str | None = typer.Option(
-        None, "--version", help="Model version (default: the bundle's)."
-    ),
-) -> None:
-    """Compare a served model's recent answers with the reference kept in its bundle.
-
-    Tests (numpy/scipy): MMD with a permutation p-value and per-class KS (Bonferroni) on the
-    outputs, the predicted class mix (chi-square) and MMD on the input images' per-channel
-    statistics; alpha is shared between them. Writes drift.json, drift.md and plots to OUT.
-    Exit codes: 0 no drift, 3 drift, 1 error.
-    """
-    from tango_ci.monitor import monitor
-
-    result = monitor(source, bundle, out, window=window, alpha=alpha, version=version)
-    for name, check in result["checks"].items():
-        err.print(
-            f"{name}: p {check['p_value_corrected']:.4g} "
-            f"{'DRIFT' if check['drift'] else 'ok'} (threshold {result['threshold']:.4g})"
-        )
-    err.print(f"{'drift' if result['drift'] else 'no drift'}: report in {out / 'drift.md'}")
-    if result["drift"]:
-        raise typer.Exit(3)
 
 
 # ----------------------------------------------------------------------------- gitops local

@@ -56,7 +56,9 @@ def serve_command(args: argparse.Namespace) -> int:
     champion = Bundle(args.bundle, threads=args.threads)
     challenger = Bundle(args.challenger, threads=args.threads) if args.challenger else None
     log = PredictionLog(args.log) if args.log else None
-    service = Service(champion, challenger, args.mode, args.weight, log)
+    service = Service(
+        champion, challenger, args.mode, args.weight, log, keep_images=args.keep_images
+    )
     server = serve(service, args.host, args.port, token, args.max_bytes, args.rate)
     host, port = str(server.server_address[0]), int(server.server_address[1])
     print(
@@ -99,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "--rate", type=float, default=100.0, help="requests a second per client (0: no limit)"
     )
     up.add_argument("--log", type=Path, help="prediction log (SQLite, WAL)")
+    up.add_argument("--keep-images", type=Path, help="keep image requests here, for labelling")
     up.add_argument("--challenger", type=Path, help="a second bundle: shadow or canary")
     up.add_argument("--mode", choices=("shadow", "canary"), default="shadow")
     up.add_argument("--weight", type=float, default=0.1, help="canary: the challenger's share")

@@ -17,6 +17,7 @@ that gave it. Every answered request is logged (logs.py) before the answer is se
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import io
 import json
@@ -26,6 +27,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,11 +81,19 @@ class Service:
         weight: float = 0.1,
         log: PredictionLog | None = None,
         seed: int | None = None,
+        keep_images: Path | None = None,
+        max_kept: int = 100_000,
     ) -> None:
         if mode not in ("shadow", "canary"):
             raise ValueError(f"mode '{mode}' is not shadow or canary")
         self.champion, self.challenger, self.mode, self.weight = champion, challenger, mode, weight
         self.log = log
+        # image requests kept by content hash, for labelling (tango label queue)
+        self.keep_images, self.max_kept = keep_images, max_kept
+        self._kept = 0
+        if keep_images is not None:
+            keep_images.mkdir(parents=True, exist_ok=True)
+            self._kept = sum(1 for _ in keep_images.glob("*.img"))
         self.name = str(champion.manifest.get("target", "model"))
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -201,8 +211,24 @@ class Service:
             raise RequestError(400, "the body is not an image Pillow can read") from None
         fitted, _ = fit(image, self.champion.preprocess)
         request_id = str(uuid.uuid4())
+        self._keep(content)
         answer, version = self._run(request_id, content, fitted, lambda b: b.answer([image])[0])
         return {"model_name": self.name, "model_version": version, "id": request_id, **answer}
+
+    def _keep(self, content: bytes) -> None:
+        """Store an image request's bytes as ``<sha256>.img`` (once), while under the cap."""
+        if self.keep_images is None:
+            return
+        path = self.keep_images / f"{hashlib.sha256(content).hexdigest()}.img"
+        if path.exists():
+            return
+        with self._lock:
+            if self._kept >= self.max_kept:
+                return
+            self._kept += 1
+        temporary = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        temporary.write_bytes(content)
+        temporary.replace(path)
 
 
 def make_handler(service: Service, token: str | None, max_bytes: int, limiter: RateLimiter):

@@ -174,6 +174,11 @@ class BaseTask(abc.ABC):
         against; None where the task has none."""
         return None
 
+    def labelling(self, spec: Any) -> tuple[Path, list[str], bool] | None:
+        """Where imported labels go for project ``spec``: the data folder, the class names in
+        order, and whether labels are boxes; None where the task takes no imports."""
+        return None
+
     def bundle_specs(self, spec: Any, model: Any) -> tuple[dict, dict] | None:
         """``preprocess.json`` and ``postprocess.json`` of a deployment bundle for the trained
         network ``model`` (a TrainedModel) of project ``spec``, in the runtime's terms

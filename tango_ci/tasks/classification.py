@@ -68,6 +68,12 @@ class ClassificationTask(BaseTask):
         images = np.concatenate([load_split(data, s)[0] for s in splits])
         return images[:limit], "+".join(splits)
 
+    def labelling(self, spec: Any):
+        from tango_ci.data.layout import class_folders
+
+        root = spec.data.resolved
+        return root, [folder.name for folder in class_folders(root)], False
+
     def bundle_specs(self, spec: Any, model: Any) -> tuple[dict, dict]:
         from tango_ci.data.dataset import MEAN, STD
 

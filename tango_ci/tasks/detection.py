@@ -77,6 +77,15 @@ class DetectionTask(BaseTask):
         images = np.concatenate([load_images(run, s)[0] for s in splits])
         return images[:limit], "+".join(splits)
 
+    def labelling(self, spec: Any):
+        from tango_ci.data.yolo import read_dataset
+        from tango_ci.exceptions import TangoError
+
+        dataset, problems = read_dataset(spec.data.resolved)
+        if dataset is None:
+            raise TangoError(problems[0].format() if problems else "the dataset cannot be read")
+        return dataset.root, list(dataset.names), True
+
     def bundle_specs(self, spec: Any, model: Any) -> tuple[dict, dict]:
         deploy = spec.detection.deploy
         thresholds = {"conf": deploy.conf, "iou": deploy.iou, "max_det": deploy.max_det}

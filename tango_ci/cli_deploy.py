@@ -1,0 +1,171 @@
+"""The operation commands of `tango`: deploy, monitor, logs and label.
+
+Each parses its options, calls :mod:`tango_ci.api` or the part that does the work, and
+prints. :mod:`tango_ci.cli` adds ``logs_app`` and ``label_app`` as groups and ``commands``
+(deploy, monitor) at the top level.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tango_ci import api
+from tango_ci.cli_common import err
+from tango_ci.exceptions import TangoError
+
+logs_app = typer.Typer(
+    no_args_is_help=True,
+    help="Prediction logs of served bundles (python -m tango_runtime serve --log FILE).",
+)
+label_app = typer.Typer(
+    no_args_is_help=True,
+    help="Labelling: a queue of logged images for Label Studio or CVAT, and their import.",
+)
+commands = typer.Typer()  # merged into the main app: `tango deploy`, `tango monitor`
+
+
+@commands.command("deploy")
+def deploy_command(
+    source: str = typer.Argument(
+        ...,
+        help="A project folder (projects/NAME, with --target) or a registry version "
+        "(NAME#prod, NAME@vX.Y.Z).",
+    ),
+    to: Path = typer.Option(..., "--to", help="New or empty folder to write the bundle to."),
+    target: str | None = typer.Option(None, "--target", help="Target (with a project)."),
+    run_id: str | None = typer.Option(
+        None, "--run", help="Run id (with a project; default: its latest run)."
+    ),
+) -> None:
+    """Write a self-contained bundle a device runs without torch or TANGO-CI.
+
+    The bundle holds the compiled artifact, preprocess.json, postprocess.json (detection:
+    detection.deploy's thresholds), labels.json, a manifest with every file's sha256, the
+    version and the bench figures, the tango_runtime package and requirements.txt (numpy,
+    Pillow, the engine runtime). On the device:
+
+        pip install -r BUNDLE/requirements.txt
+        cd BUNDLE && python -m tango_runtime predict IMAGES_OR_FOLDER --out answers.jsonl
+
+    The runtime verifies every file's sha256 before it loads anything.
+    """
+    if "#" in source or "@" in source:
+        if target or run_id:
+            raise TangoError("--target and --run go with a project folder, not a version")
+        manifest = api.deploy_version(source, to)
+    else:
+        if not target:
+            raise TangoError("with a project folder, name the target: --target NAME")
+        manifest = api.deploy_run(Path(source), target, to, run_id)
+    err.print(
+        f"bundle of {manifest['project']}/{manifest['target']} ({manifest['version']}, "
+        f"{manifest['engine']} {manifest['precision']}): {len(manifest['files'])} files in {to}"
+    )
+
+
+@logs_app.command("export")
+def logs_export(
+    log: Path = typer.Argument(..., help="The serve --log file (rotated files beside it too)."),
+    out: Path = typer.Option(..., "--out", help="New JSON-lines file to write."),
+    since: float | None = typer.Option(None, "--since", help="Only records from this Unix time."),
+) -> None:
+    """Write prediction logs as one JSON-lines file to track with DVC (`dvc add OUT`).
+
+    One line per answered request: time, request id, model version and role (champion,
+    challenger), latency, outputs and the input's hash and image statistics.
+    """
+    from tango_ci.deploy.logs import export_logs
+
+    done = export_logs(log, out, since)
+    per_version = ", ".join(f"{v}: {n}" for v, n in done["versions"].items()) or "none"
+    err.print(
+        f"{done['records']} records from {len(done['files'])} file(s) in {out} ({per_version})"
+    )
+
+
+@commands.command("monitor")
+def monitor_command(
+    source: Path = typer.Argument(
+        ..., help="A prediction log (serve --log FILE) or a `tango logs export` .jsonl file."
+    ),
+    bundle: Path = typer.Option(..., "--bundle", help="The served bundle (its reference)."),
+    out: Path = typer.Option(Path("drift"), "--out", help="Folder for drift.json, drift.md."),
+    window: int = typer.Option(500, "--window", min=20, help="The last N answers compared."),
+    alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5, help="Family-wise level."),
+    version: str | None = typer.Option(
+        None, "--version", help="Model version (default: the bundle's)."
+    ),
+) -> None:
+    """Compare a served model's recent answers with the reference kept in its bundle.
+
+    Tests (numpy/scipy): MMD with a permutation p-value and per-class KS (Bonferroni) on the
+    outputs, the predicted class mix (chi-square) and MMD on the input images' per-channel
+    statistics; alpha is shared between them. Writes drift.json, drift.md and plots to OUT.
+    Exit codes: 0 no drift, 3 drift, 1 error.
+    """
+    from tango_ci.monitor import monitor
+
+    result = monitor(source, bundle, out, window=window, alpha=alpha, version=version)
+    for name, check in result["checks"].items():
+        err.print(
+            f"{name}: p {check['p_value_corrected']:.4g} "
+            f"{'DRIFT' if check['drift'] else 'ok'} (threshold {result['threshold']:.4g})"
+        )
+    err.print(f"{'drift' if result['drift'] else 'no drift'}: report in {out / 'drift.md'}")
+    if result["drift"]:
+        raise typer.Exit(3)
+
+
+@label_app.command("queue")
+def label_queue(
+    log: Path = typer.Argument(..., help="The prediction log (serve --log) or an export."),
+    bundle: Path = typer.Option(..., "--bundle", help="The served bundle (its labels)."),
+    images: Path = typer.Option(..., "--images", help="serve --keep-images folder."),
+    budget: int = typer.Option(50, "--budget", "-k", min=1, help="How many images to queue."),
+    strategy: str = typer.Option(
+        "entropy", "--strategy", help="entropy, margin, least-confidence, coreset or random."
+    ),
+    out: Path = typer.Option(..., "--out", help="New folder for the queue."),
+    window: int = typer.Option(5000, "--window", help="Consider the last N answers."),
+) -> None:
+    """Queue the logged images most worth labelling for Label Studio and CVAT.
+
+    OUT gets images/, tasks.json (Label Studio tasks with the model's answers as
+    pre-annotations: choices, or rectanglelabels in percent) and annotations.xml (CVAT for
+    images 1.1). Import the labelled export with `tango label import`.
+    """
+    from tango_ci.labelling import write_queue
+    from tango_ci.monitor import read_window
+    from tango_ci.runtime import Bundle
+
+    loaded = Bundle(bundle)
+    records = read_window(log, None, window)
+    done = write_queue(records, images, out, budget, strategy, loaded.labels)
+    err.print(f"{done['queued']} of {done['pool']} images queued by {strategy} in {out}")
+
+
+@label_app.command("import")
+def label_import(
+    export: Path = typer.Argument(..., help="A Label Studio JSON export or a CVAT XML file."),
+    project: Path = typer.Option(..., "--project", help="The project whose data gets them."),
+) -> None:
+    """Add labelled images to the project's data folder (class folders, or YOLO
+    images/train and labels/train), every entry checked; rejected entries are named.
+
+    Nothing is written when the file cannot be read. Then `tango data track PROJECT` puts the
+    new data under DVC, and its pointer change runs the pipeline as any change does.
+    """
+    from tango_ci.labelling.importing import import_labels
+    from tango_ci.plugins import get_task
+
+    spec = api.load_project(project)
+    where = get_task(spec.task).labelling(spec)
+    if where is None:
+        raise TangoError(f"the {spec.task} task takes no label imports")
+    data, labels, boxes = where
+    done = import_labels(export, data, labels, boxes)
+    for line in done["rejected"]:
+        err.print(f"rejected: {line}")
+    err.print(f"{done['imported']} imported into {data}, {len(done['rejected'])} rejected")
