@@ -168,11 +168,22 @@ class BaseTask(abc.ABC):
         ``split``; by default the test split, or the validation split when the run has none
         (``engine: auto``'s recipe search asks for ``val``: the test split stays the gate's)."""
 
-    def reference_images(self, run: Any, limit: int = 500) -> tuple[np.ndarray, str] | None:
-        """Up to ``limit`` evaluation images of ``run`` (uint8 HWC, as the network's input
-        size) and their split: the reference a deployed model's answers are monitored
-        against; None where the task has none."""
+    def split_images(self, run: Any, split: str) -> np.ndarray | None:
+        """The uint8 HWC images of ``split`` of ``run`` at the network's input size, as the
+        data stage kept them; None where the task keeps none."""
         return None
+
+    def reference_images(self, run: Any, limit: int = 500) -> tuple[np.ndarray, str] | None:
+        """Up to ``limit`` images training never fitted (validation and test) and their
+        splits: the reference a deployed model's answers are monitored against."""
+        import numpy as np
+
+        data = run.stage_dir("data")
+        splits = [s for s in ("val", "test") if (data / f"{s}.npz").is_file()]
+        arrays = [a for a in (self.split_images(run, s) for s in splits) if a is not None]
+        if not splits or len(arrays) != len(splits):
+            return None
+        return np.concatenate(arrays)[:limit], "+".join(splits)
 
     def labelling(self, spec: Any) -> tuple[Path, list[str], bool] | None:
         """Where imported labels go for project ``spec``: the data folder, the class names in

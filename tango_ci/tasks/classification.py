@@ -58,15 +58,10 @@ class ClassificationTask(BaseTask):
     def evaluator(self, ctx: StageContext, model_dir: Path, split: str | None = None) -> Evaluator:
         return ClassificationEvaluator(ctx, self.quality, model_dir, split)
 
-    def reference_images(self, run: Any, limit: int = 500):
-        import numpy as np
-
+    def split_images(self, run: Any, split: str):
         from tango_ci.data.dataset import load_split
 
-        data = run.stage_dir("data")  # the images training never fitted: validation and test
-        splits = [s for s in ("val", "test") if (data / f"{s}.npz").is_file()]
-        images = np.concatenate([load_split(data, s)[0] for s in splits])
-        return images[:limit], "+".join(splits)
+        return load_split(run.stage_dir("data"), split)[0]
 
     def labelling(self, spec: Any):
         from tango_ci.data.layout import class_folders

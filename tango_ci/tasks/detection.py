@@ -67,15 +67,10 @@ class DetectionTask(BaseTask):
 
         return DetectionEvaluator(ctx, self.quality, DRAW_SCORE, model_dir, split)
 
-    def reference_images(self, run: Any, limit: int = 500):
-        import numpy as np
-
+    def split_images(self, run: Any, split: str):
         from tango_ci.detection.data_stage import load_images
 
-        data = run.stage_dir("data")  # the images training never fitted: validation and test
-        splits = [s for s in ("val", "test") if (data / f"{s}.npz").is_file()]
-        images = np.concatenate([load_images(run, s)[0] for s in splits])
-        return images[:limit], "+".join(splits)
+        return load_images(run, split)[0]
 
     def labelling(self, spec: Any):
         from tango_ci.data.yolo import read_dataset
