@@ -44,6 +44,10 @@ def read_window(source: Path, version: str | None, window: int) -> list[dict]:
         if not files:
             raise TangoError(f"{display(source)}: no prediction log there")
         records = [r for f in files for r in read_records(f)]
+    for number, record in enumerate(records, 1):
+        problem = record_problem(record)
+        if problem:
+            raise TangoError(f"{display(source)}: record {number}: {problem}")
     chosen = [
         r
         for r in records
@@ -51,6 +55,44 @@ def read_window(source: Path, version: str | None, window: int) -> list[dict]:
         and (version is None or r.get("model_version") == version)
     ]
     return chosen[-window:]
+
+
+def _numbers(value, limit: int = 100_000) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) <= limit
+        and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in value
+        )
+    )
+
+
+def record_problem(record) -> str | None:
+    """What is wrong with one logged record (logs and exports are untrusted), or None."""
+    if not isinstance(record, dict):
+        return "not an object"
+    if not isinstance(record.get("model_version"), str):
+        return "'model_version' is not text"
+    outputs = record.get("outputs")
+    if not isinstance(outputs, dict):
+        return "'outputs' is not an object"
+    if "probabilities" in outputs and not _numbers(outputs["probabilities"]):
+        return "'outputs.probabilities' is not a list of finite numbers"
+    boxes = outputs.get("boxes", [])
+    if not isinstance(boxes, list) or not all(
+        isinstance(b, dict)
+        and isinstance(b.get("class"), int)
+        and isinstance(b.get("score"), int | float)
+        and np.isfinite(b["score"])
+        for b in boxes
+    ):
+        return "'outputs.boxes' is not a list of boxes with class and score"
+    summary = record.get("input_summary", {})
+    if not isinstance(summary, dict) or not all(
+        _numbers(summary.get(k, [])) for k in ("shape", "mean", "std")
+    ):
+        return "'input_summary' is not shape, mean and std lists of numbers"
+    return None
 
 
 def _kind(records: list[dict]) -> str:
@@ -117,6 +159,18 @@ def monitor(
             f"needs at least {MIN_RECORDS}"
         )
     kind, classes = _kind(reference), len(loaded.labels)
+    for number, record in enumerate(current, 1):
+        answer = record["outputs"]
+        if kind == "probabilities" and len(answer.get("probabilities", [])) != classes:
+            raise TangoError(
+                f"{display(source)}: record {number} of the window: not {classes} class "
+                "probabilities, as the bundle has"
+            )
+        if any(not 0 <= box["class"] < classes for box in answer.get("boxes", [])):
+            raise TangoError(
+                f"{display(source)}: record {number} of the window: a box class "
+                f"outside the bundle's {classes}"
+            )
     ref_out, ref_classes = _outputs(reference, kind)
     cur_out, cur_classes = _outputs(current, kind)
     checks: dict[str, dict] = {

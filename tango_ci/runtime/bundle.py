@@ -98,7 +98,12 @@ class Bundle:
         manifest = read_json(self.folder / MANIFEST, MANIFEST)
         if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
             raise BundleError(f"{MANIFEST}: not a {SCHEMA} manifest")
-        verify(self.folder, manifest)
+        verified = verify(self.folder, manifest)
+        if manifest.get("model") not in verified:
+            raise BundleError(f"{MANIFEST}: 'model' must name one of the listed files")
+        for name in ("preprocess.json", "postprocess.json", "labels.json"):
+            if name not in verified:
+                raise BundleError(f"{MANIFEST}: {name} is not among the listed files")
         self.manifest = manifest
         self.preprocess = read_json(self.folder / "preprocess.json", "preprocess.json")
         self.postprocess = read_json(self.folder / "postprocess.json", "postprocess.json")
