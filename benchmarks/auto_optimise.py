@@ -249,6 +249,10 @@ def verdict(rows: list[dict]) -> dict:
     }
 
 
+def _shown(method: str) -> str:
+    return "engine: auto, int8 searched" if method == "engine: auto" else method
+
+
 def markdown(results: dict) -> str:
     host = results["host"]
     lines = [
@@ -283,7 +287,8 @@ def markdown(results: dict) -> str:
             "",
             (
                 f"`engine: auto` (the fastest of its builds within {100 * GOAL_DROP:g} point) "
-                f"keeps **{v['chosen']}**: {v['p50_ms']:.3g} ms, {v['speedup']:.2f}x eager, "
+                f"keeps **{_shown(v['chosen'])}**: {v['p50_ms']:.3g} ms, "
+                f"{v['speedup']:.2f}x eager, "
                 f"drop {100 * v['drop']:+.1f} points."
                 if "chosen" in v
                 else "`engine: auto` has no build within the drop limit."
