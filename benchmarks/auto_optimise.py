@@ -53,8 +53,8 @@ from _common import ROOT, RUNNER, build, prepare, time_artifact
 
 from tango_ci.bench.accuracy import predict_labels
 from tango_ci.bench.latency import host_facts
-from tango_ci.bench.optimise import SearchProblem, search_recipes
-from tango_ci.compile import BuildRequest, get_compiler, load_artifact
+from tango_ci.bench.optimise import SearchProblem, build_recipe, search_recipes
+from tango_ci.compile import load_artifact
 from tango_ci.compile.recipes import cpu_features
 from tango_ci.data.dataset import preprocess
 from tango_ci.rundir import tool_versions
@@ -139,18 +139,8 @@ def build_all(name: str, data: dict, args) -> tuple[dict[str, Path], dict[str, d
         "recipe": result.best.to_json() if result.best else None,
     }
     if result.best is not None:
-        out = work / "auto"
-        get_compiler("onnxruntime").build(
-            BuildRequest(
-                onnx_path=onnx_path,
-                out_dir=out,
-                target=target,
-                runner=RUNNER,
-                calibration=calibration,
-                options={"recipe": result.best},
-            )
-        )
-        artifacts["engine: auto"] = out
+        build_recipe(problem, result.best, work / "auto")
+        artifacts["engine: auto"] = work / "auto"
     olive_artifact, notes["Olive"] = olive(
         args, onnx_path, calibration, data["val"], work / "olive"
     )

@@ -104,17 +104,7 @@ class _Search:
     def build(self, recipe: Recipe) -> tuple[Path, dict]:
         self._count += 1
         out = self.p.work / f"candidate-{self._count:03d}"
-        manifest = get_compiler(self.p.target.engine).build(
-            BuildRequest(
-                onnx_path=self.p.onnx_path,
-                out_dir=out,
-                target=self.p.target,
-                runner=self.p.runner,
-                calibration=self.p.calibration,
-                options={"recipe": recipe, "quantiser": self.quantiser},
-            )
-        )
-        return out, manifest
+        return out, build_recipe(self.p, recipe, out, self.quantiser)
 
     def time(self, artifact: Path) -> float:
         predictor = load_artifact(artifact, threads=self.p.runner.threads)
@@ -294,6 +284,26 @@ class _Search:
                     row.update(status="pruned", reason=f"{label}: not {SESSION_GAIN:.0%} faster")
 
 
+def build_recipe(
+    problem: SearchProblem, recipe: Recipe, out: Path, quantiser: Quantiser | None = None
+) -> dict:
+    """The artifact of ``recipe`` for ``problem``'s network and target, built into ``out``
+    (``quantiser``: one already calibrated, shared between the search's builds)."""
+    options: dict[str, Any] = {"recipe": recipe}
+    if quantiser is not None:
+        options["quantiser"] = quantiser
+    return get_compiler(problem.target.engine).build(
+        BuildRequest(
+            onnx_path=problem.onnx_path,
+            out_dir=out,
+            target=problem.target,
+            runner=problem.runner,
+            calibration=problem.calibration,
+            options=options,
+        )
+    )
+
+
 def search_recipes(problem: SearchProblem, reporter: Reporter | None = None) -> SearchResult:
     """Search int8 recipes for ``problem`` on this host; see the module's docstring."""
     problem.work.mkdir(parents=True, exist_ok=True)
@@ -321,4 +331,4 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-__all__ = ["SearchProblem", "SearchResult", "search_recipes", "time_predictor"]
+__all__ = ["SearchProblem", "SearchResult", "build_recipe", "search_recipes", "time_predictor"]

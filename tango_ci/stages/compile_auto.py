@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tango_ci.bench.optimise import SearchProblem, SearchResult, search_recipes
+from tango_ci.bench.optimise import SearchProblem, SearchResult, build_recipe, search_recipes
 from tango_ci.compile import BuildRequest, capabilities, get_compiler
 from tango_ci.compile.recipes import cpu_features
 from tango_ci.context import StageContext
@@ -146,16 +146,7 @@ def build_searched_int8(
             f"no int8 recipe kept the validation {evaluator.quality.label} drop within "
             f"{problem.max_drop:g}{detail}"
         )
-    return get_compiler(candidate.engine).build(
-        BuildRequest(
-            onnx_path=onnx_path,
-            out_dir=out,
-            target=candidate,
-            runner=runner,
-            calibration=calibration,
-            options={"recipe": result.best},
-        )
-    )
+    return build_recipe(problem, result.best, out)
 
 
 def recipe_table(problem: SearchProblem, result: SearchResult, evaluator) -> dict:
