@@ -3,7 +3,9 @@ the model's answers as pre-annotations) and CVAT XML.
 
 Strategies: ``entropy``, ``margin`` (smallest gap between the two best classes),
 ``least-confidence``, ``coreset`` (k-center greedy on the answers and input statistics: the
-images farthest from everything already chosen) and ``random``. Detection answers are scored
+images farthest from everything already chosen), ``bald`` (mutual information under MC
+dropout, :mod:`.bald`; classification only, and it needs the trained network, so its scores
+are computed from the kept images and passed in) and ``random``. Detection answers are scored
 by their boxes' scores (entropy of each box's score, summed; least confidence of the weakest
 box). Published gains over random are often small, so the queue says which strategy chose it
 and ``random`` is always one flag away.
@@ -12,6 +14,7 @@ and ``random`` is always one flag away.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -20,7 +23,8 @@ import numpy as np
 from tango_ci.exceptions import TangoError
 from tango_ci.rundir import display, write_json
 
-STRATEGIES = ("entropy", "margin", "least-confidence", "coreset", "random")
+STRATEGIES = ("entropy", "margin", "least-confidence", "bald", "coreset", "random")
+SCORED = ("bald",)  # scored outside the log, from the images and the trained network
 EPS = 1e-12
 
 
@@ -50,11 +54,42 @@ def _features(record: dict) -> np.ndarray:
     return np.asarray([*outputs, *summary.get("mean", []), *summary.get("std", [])], np.float64)
 
 
-def choose(records: list[dict], budget: int, strategy: str, seed: int = 0) -> list[int]:
-    """Indices of the ``budget`` records ``strategy`` picks, most worth labelling first."""
+def require_probabilities(records: list[dict], strategy: str) -> None:
+    """Refuse ``strategy`` (BALD) for answers without class probabilities (detection)."""
+    if any("probabilities" not in r["outputs"] for r in records):
+        others = ", ".join(s for s in STRATEGIES if s not in SCORED)
+        raise TangoError(
+            f"strategy '{strategy}' scores classification answers only; these answers have "
+            f"no class probabilities (detection?): use one of {others}"
+        )
+
+
+def choose(
+    records: list[dict],
+    budget: int,
+    strategy: str,
+    seed: int = 0,
+    scores: Sequence[float] | None = None,
+) -> list[int]:
+    """Indices of the ``budget`` records ``strategy`` picks, most worth labelling first.
+
+    ``scores`` (one per record, higher is more worth labelling) are what ``bald`` ranks by:
+    :func:`.bald.bald_scores` computes them from the images and the trained network.
+    """
     if strategy not in STRATEGIES:
         raise TangoError(f"strategy '{strategy}' is not one of {', '.join(STRATEGIES)}")
     count = min(budget, len(records))
+    if strategy in SCORED:
+        require_probabilities(records, strategy)
+        if scores is None:
+            raise TangoError(
+                f"strategy '{strategy}' ranks by scores computed from the images and the "
+                "trained network, and none were given (tango label queue: --model RUN/train)"
+            )
+        if len(scores) != len(records):
+            raise TangoError(f"{len(scores)} {strategy} scores for {len(records)} records")
+        ranked = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+        return [int(i) for i in ranked[:count]]
     if strategy == "random":
         return [int(i) for i in np.random.default_rng(seed).permutation(len(records))[:count]]
     if strategy == "coreset":
@@ -68,8 +103,8 @@ def choose(records: list[dict], budget: int, strategy: str, seed: int = 0) -> li
             chosen.append(nxt)
             distance = np.minimum(distance, np.linalg.norm(points - points[nxt], axis=1))
         return chosen
-    scores = np.asarray([_uncertainty(r["outputs"], strategy) for r in records])
-    return [int(i) for i in np.argsort(-scores, kind="stable")[:count]]
+    uncertainty = np.asarray([_uncertainty(r["outputs"], strategy) for r in records])
+    return [int(i) for i in np.argsort(-uncertainty, kind="stable")[:count]]
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -114,6 +149,20 @@ def _prediction(answer: dict, width: int, height: int) -> list[dict]:
     return results
 
 
+def kept_image(images: Path, record: dict) -> Path:
+    """Where ``serve --keep-images`` keeps the image a record answered."""
+    return images / f"{record['input_hash']}.img"
+
+
+def kept_pool(records: list[dict], images: Path) -> list[dict]:
+    """The latest answer per distinct image that was kept in ``images``."""
+    unique: dict[str, dict] = {}
+    for record in records:
+        if kept_image(images, record).is_file():
+            unique[record["input_hash"]] = record
+    return list(unique.values())
+
+
 def write_queue(
     records: list[dict],
     images: Path,
@@ -122,25 +171,30 @@ def write_queue(
     strategy: str,
     labels: list[str],
     seed: int = 0,
+    scores: Mapping[str, float] | None = None,
 ) -> dict:
-    """Label Studio ``tasks.json``, CVAT ``annotations.xml`` and the images, in ``out``."""
+    """Label Studio ``tasks.json``, CVAT ``annotations.xml`` and the images, in ``out``.
+
+    ``scores`` (input hash -> score) rank the kept images for ``bald``.
+    """
     if out.exists() and any(out.iterdir()):
         raise TangoError(f"{display(out)} exists and is not empty; nothing was written")
-    unique: dict[str, dict] = {}
-    for record in records:  # the latest answer per distinct image that was kept
-        if (images / f"{record['input_hash']}.img").is_file():
-            unique[record["input_hash"]] = record
-    pool = list(unique.values())
+    pool = kept_pool(records, images)
     if not pool:
         raise TangoError(
             f"no logged image is in {display(images)} (serve with --keep-images to keep them)"
         )
-    picked = [pool[i] for i in choose(pool, budget, strategy, seed)]
+    if scores is not None:
+        missing = [r["input_hash"] for r in pool if r["input_hash"] not in scores]
+        if missing:
+            raise TangoError(f"no {strategy} score for the kept image {missing[0][:16]}")
+    ranked = None if scores is None else [scores[r["input_hash"]] for r in pool]
+    picked = [pool[i] for i in choose(pool, budget, strategy, seed, ranked)]
     (out / "images").mkdir(parents=True)
     tasks, cvat = [], []
     for rank, record in enumerate(picked):
         name = f"{record['input_hash'][:16]}.png"
-        source = images / f"{record['input_hash']}.img"
+        source = kept_image(images, record)
         from PIL import Image
 
         with Image.open(source) as image:
