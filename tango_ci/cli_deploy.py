@@ -125,24 +125,67 @@ def label_queue(
     images: Path = typer.Option(..., "--images", help="serve --keep-images folder."),
     budget: int = typer.Option(50, "--budget", "-k", min=1, help="How many images to queue."),
     strategy: str = typer.Option(
-        "entropy", "--strategy", help="entropy, margin, least-confidence, coreset or random."
+        "entropy",
+        "--strategy",
+        help="entropy, margin, least-confidence, bald (needs --model), coreset or random.",
     ),
     out: Path = typer.Option(..., "--out", help="New folder for the queue."),
     window: int = typer.Option(5000, "--window", help="Consider the last N answers."),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        help="For bald: the train folder of the run the bundle was built from "
+        "(runs/PROJECT/RUN/train, with model.json and best.pt).",
+    ),
+    samples: int = typer.Option(20, "--samples", min=2, help="For bald: MC-dropout passes."),
+    dropout: float = typer.Option(
+        0.5, "--dropout", min=0.0, max=0.95, help="For bald: dropout rate before the head."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of random and of bald's dropout masks."),
 ) -> None:
     """Queue the logged images most worth labelling for Label Studio and CVAT.
 
     OUT gets images/, tasks.json (Label Studio tasks with the model's answers as
     pre-annotations: choices, or rectanglelabels in percent) and annotations.xml (CVAT for
     images 1.1). Import the labelled export with `tango label import`.
+
+    The log's answers are enough for every strategy but bald (classification only): it runs
+    the trained PyTorch network (--model) on the kept images SAMPLES times with dropout
+    before its last linear layer and queues the images whose passes disagree most. Its weights
+    are read as plain tensors, never unpickled.
     """
-    from tango_ci.labelling import write_queue
+    from tango_ci.labelling import SCORED, kept_image, kept_pool, require_probabilities, write_queue
     from tango_ci.monitor import read_window
     from tango_ci.runtime import Bundle
 
+    if (model is not None) != (strategy in SCORED):
+        raise TangoError(
+            "--strategy bald needs --model RUN/train"
+            if model is None
+            else f"--model is read by --strategy bald only, not {strategy}"
+        )
     loaded = Bundle(bundle)
     records = read_window(log, None, window)
-    done = write_queue(records, images, out, budget, strategy, loaded.labels)
+    scores = None
+    if model is not None:
+        from tango_ci.contracts import TrainedModel
+        from tango_ci.labelling.bald import kept_scores
+        from tango_ci.rundir import read_record
+        from tango_ci.train.stage import load_network
+
+        require_probabilities(records, strategy)  # before any work: detection is refused
+        info = read_record(TrainedModel, model)
+        if list(info.classes) != loaded.labels:
+            raise TangoError(
+                f"{model}: its classes ({', '.join(info.classes)}) are not the bundle's "
+                f"({', '.join(loaded.labels)}); pass the train folder of the bundle's run"
+            )
+        pool = kept_pool(records, images)
+        files = [(r["input_hash"], kept_image(images, r)) for r in pool]
+        scores = kept_scores(
+            load_network(model), files, info.image_size, samples=samples, p=dropout, seed=seed
+        )
+    done = write_queue(records, images, out, budget, strategy, loaded.labels, seed, scores)
     err.print(f"{done['queued']} of {done['pool']} images queued by {strategy} in {out}")
 
 
