@@ -62,6 +62,8 @@ def run(ctx: StageContext) -> None:
     for name in ("classes", "files", "bad"):
         ctx.recorder.output_file(name, folder / f"{name}.json")
     counts = {s: len(labels) for s, (_, labels) in built["arrays"].items()}
+    if spec.gate.challenger is not None:
+        counts.update(_challenger_sets(ctx, built, find_repo_root(spec.folder)))
     for bad in built["bad"]:
         ctx.reporter.log(f"unreadable image skipped: {bad['path']} ({bad['reason']})")
     ctx.recorder.inputs["dataset"] = {
@@ -79,6 +81,27 @@ def run(ctx: StageContext) -> None:
             "fingerprint": built["fingerprint"],
         }
     )
+
+
+def _challenger_sets(ctx: StageContext, built: dict, limit: Path) -> dict[str, int]:
+    """``new.npz`` and ``holdout.npz`` for the champion/challenger gate; their image counts."""
+    from tango_ci.data.challenger import challenger_sets
+
+    spec = ctx.spec
+    sets = challenger_sets(
+        spec.gate.challenger, built["classes"], spec.data.image_size, limit, built["files"]
+    )
+    counts = {}
+    for split, found in sets.items():
+        if found is None:
+            ctx.reporter.log(f"gate.challenger: no {split} images yet")
+            continue
+        images, labels, files = found
+        np.savez(ctx.folder / f"{split}.npz", images=images, labels=labels)
+        write_json(ctx.folder / f"{split}-files.json", files)
+        ctx.recorder.output_file(split, ctx.folder / f"{split}.npz")
+        counts[split] = len(labels)
+    return counts
 
 
 def test_source(root: Path, fraction: float, made: bool) -> str:

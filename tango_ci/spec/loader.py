@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from tango_ci.exceptions import SpecError
 from tango_ci.plugins import ENGINES, TASKS
@@ -147,6 +148,12 @@ def load_project(path: Path, repo_root: Path | None = None) -> ProjectSpec:
     runners = _check_project(checker, data, repo_root)
     checker.raise_if_any()
     data["data"]["resolved"] = resolve_inside(data["data"]["path"], path.parent, repo_root)
+    if challenger := data["gate"].get("challenger"):
+        challenger["new_resolved"] = resolve_inside(challenger["new_data"], path.parent, repo_root)
+        if challenger.get("holdout"):
+            challenger["holdout_resolved"] = resolve_inside(
+                challenger["holdout"], path.parent, repo_root
+            )
     if not data["search"].get("families"):
         task = TASKS.get(data["task"])
         supernet = data["search"].get("strategy") == "supernet"
@@ -227,6 +234,9 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
             f"{', '.join(task.gate_metrics)} or {LATENCY_METRIC}",
         )
 
+    if data["gate"].get("challenger"):
+        _check_challenger(checker, data["gate"]["challenger"], task, project_dir, repo_root)
+
     runners: dict[str, RunnerSpec] = {}
     first_index: dict[str, int] = {}
     for index, target in enumerate(data["targets"]):
@@ -270,6 +280,36 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
         if refusal:
             checker.add(here + ("precision",), refusal)
     return runners
+
+
+def _check_challenger(
+    checker: _Checker, challenger: dict, task: Any, project_dir: Path, repo_root: Path
+) -> None:
+    """``gate.challenger``: a task that scores new data, folders inside the repository, a
+    holdout that exists (new_data may not yet: the first import makes it)."""
+    here = ("gate", "challenger")
+    if not task.challenger_data:
+        checker.add(
+            here,
+            f"champion/challenger on new data is not built for {task.name} projects yet; "
+            "use gate.metric and gate.min_improvement",
+            prefer_key=True,
+        )
+        return
+    for key in ("new_data", "holdout"):
+        relative = challenger.get(key)
+        if relative is None:
+            continue
+        resolved = resolve_inside(relative, project_dir, repo_root)
+        escape = _escape_problem(relative, resolved, repo_root)
+        if escape:
+            checker.add(here + (key,), escape)
+        elif key == "holdout" and not (
+            resolved.is_dir() or resolved.with_name(resolved.name + ".dvc").exists()
+        ):
+            checker.add(here + (key,), f"holdout folder '{relative}' does not exist")
+    if challenger.get("new_data") == challenger.get("holdout"):
+        checker.add(here + ("holdout",), "the holdout must not be the new data folder")
 
 
 def _auto_possible(runner: RunnerSpec) -> bool:

@@ -193,9 +193,22 @@ class SpecialiseSpec:
 
 
 @dataclass(frozen=True)
+class ChallengerSpec:
+    """Champion/challenger on new labelled data and a frozen holdout (``gate.challenger``)."""
+
+    new_data: str
+    holdout: str | None = None
+    margin: float = 0.0
+    tolerance: float = 0.01
+    new_resolved: Path | None = None  # absolute paths, set by the loader
+    holdout_resolved: Path | None = None
+
+
+@dataclass(frozen=True)
 class GateSpec:
     metric: str | None = None
     min_improvement: float = 0.0
+    challenger: ChallengerSpec | None = None
 
 
 @dataclass(frozen=True)

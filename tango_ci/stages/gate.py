@@ -10,6 +10,7 @@ from tango_ci.rundir import read_json, write_record
 from tango_ci.spec import TargetSpec
 from tango_ci.spec.enums import LATENCY_METRIC
 from tango_ci.stages.compile import selected_targets
+from tango_ci.stages.gate_challenger import challenger_checks
 
 
 def _check(
@@ -138,7 +139,15 @@ def run(ctx: StageContext) -> None:
     for target in selected_targets(ctx):
         path = ctx.run.stage_dir("bench") / target.name / "metrics.json"
         metrics = read_json(path)
-        checks = target_checks(target, metrics) + [production_check(ctx, target, metrics)]
+        against = challenger_checks(ctx, target, metrics)
+        if against is None:
+            against = [production_check(ctx, target, metrics)]
+            if ctx.spec.gate.challenger is not None:
+                against[0]["note"] = (
+                    f"{ctx.spec.gate.challenger.new_data} has no labelled images yet: compared "
+                    "with production's recorded metric. " + against[0].get("note", "")
+                ).strip()
+        checks = target_checks(target, metrics) + against
         passed = all(c["status"] != "fail" for c in checks)
         targets[target.name] = {
             "passed": passed,

@@ -170,6 +170,10 @@ def render_markdown(report: dict, images: dict[str, str], details: dict[str, dic
                 f"| {check['check']} | {_format(check['value'], check.get('unit', ''))}"
                 f" | {limit} | {check['status']} |"
             )
+        notes = [c for c in d["checks"] if c.get("note")]
+        if notes:
+            lines.append("")
+        lines += [f"> {c['check']}: {' '.join(str(c['note']).split())[:300]}" for c in notes]
         lines += auto_table(m)
         if m["build"].get("advice") and not m.get("auto"):
             lines += ["", m["build"]["advice"]]

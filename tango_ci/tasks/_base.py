@@ -121,6 +121,9 @@ class BaseTask(abc.ABC):
     elastic_families: ClassVar[tuple[str, ...]] = ()
     #: whether the train stage trains ``search.baselines`` beside the search's winner
     trains_baselines: ClassVar[bool] = False
+    #: the data stage reads ``gate.challenger``'s folders and its evaluator scores them, so the
+    #: gate can compare production and the new model on new data and a frozen holdout
+    challenger_data: ClassVar[bool] = False
     #: data formats the task reads (``data.format`` in the project file)
     data_formats: ClassVar[tuple[str, ...]]
     quality: ClassVar[QualityMetric]

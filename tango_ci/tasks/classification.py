@@ -26,6 +26,7 @@ class ClassificationTask(BaseTask):
     families = ("resnet", "densenet", "mobilenetv3")
     elastic_families = ("ofa-resnet", "ofa-mobilenetv3")
     trains_baselines = True
+    challenger_data = True
     data_formats = ("imagefolder",)
     quality = QualityMetric("accuracy", "accuracy")
     gate_metrics = ("accuracy",)
