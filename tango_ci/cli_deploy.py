@@ -193,12 +193,22 @@ def label_queue(
 def label_import(
     export: Path = typer.Argument(..., help="A Label Studio JSON export or a CVAT XML file."),
     project: Path = typer.Option(..., "--project", help="The project whose data gets them."),
+    eval_fraction: float = typer.Option(
+        0.3,
+        "--eval-fraction",
+        min=0.0,
+        max=1.0,
+        help="With gate.challenger: this share of each class goes to its new_data folder.",
+    ),
 ) -> None:
     """Add labelled images to the project's data folder (class folders, or YOLO
     images/train and labels/train), every entry checked; rejected entries are named.
 
-    Nothing is written when the file cannot be read. Then `tango data track PROJECT` puts the
-    new data under DVC, and its pointer change runs the pipeline as any change does.
+    When the project sets gate.challenger, --eval-fraction of each class's images (0.3) go to
+    its new_data folder instead: the next model must beat production on them, so they are
+    never trained on. Nothing is written when the file cannot be read. Then
+    `tango data track PROJECT` puts the new data under DVC, and its pointer change runs the
+    pipeline as any change does.
     """
     from tango_ci.labelling.importing import import_labels
     from tango_ci.plugins import get_task
@@ -208,7 +218,10 @@ def label_import(
     if where is None:
         raise TangoError(f"the {spec.task} task takes no label imports")
     data, labels, boxes = where
-    done = import_labels(export, data, labels, boxes)
+    challenger = spec.gate.challenger
+    held = challenger.new_resolved if challenger is not None else None
+    done = import_labels(export, data, labels, boxes, held=held, fraction=eval_fraction)
     for line in done["rejected"]:
         err.print(f"rejected: {line}")
-    err.print(f"{done['imported']} imported into {data}, {len(done['rejected'])} rejected")
+    kept = f" ({done['held_out']} of them into {held} for the gate)" if held else ""
+    err.print(f"{done['imported']} imported into {data}{kept}, {len(done['rejected'])} rejected")

@@ -83,9 +83,24 @@ def _cvat(path: Path) -> list[_Entry]:
     return entries
 
 
-def import_labels(export: Path, data: Path, labels: list[str], detection: bool) -> dict:
+def import_labels(
+    export: Path,
+    data: Path,
+    labels: list[str],
+    detection: bool,
+    *,
+    held: Path | None = None,
+    fraction: float = 0.0,
+) -> dict:
     """Import ``export`` into the data folder ``data``; returns what was imported and every
-    rejected entry with its reason."""
+    rejected entry with its reason.
+
+    With ``held`` (``gate.challenger.new_data``), ``fraction`` of each class's accepted images
+    (the first by content hash, so the same export splits the same way) go there instead: the
+    new data the next model is scored on beside production's, never trained on.
+    """
+    if held is not None and detection:
+        raise TangoError("new data for the champion/challenger gate is for classification only")
     if export.is_symlink() or not export.is_file():
         raise TangoError(f"{display(export)}: not a regular file")
     if export.stat().st_size > MAX_EXPORT_BYTES:
@@ -97,21 +112,44 @@ def import_labels(export: Path, data: Path, labels: list[str], detection: bool) 
     rejected: list[str] = []
     try:
         for entry in entries:
-            problem = _stage(entry, root, staged, data, labels, detection)
+            problem = _stage(entry, root, staged, data, labels, detection, held)
             (rejected if problem else accepted).append(
                 f"{entry.where}: {problem}" if problem else entry.image
             )
+        moved = _held_out(staged, held, fraction) if held is not None else {}
         for source in sorted(p for p in staged.rglob("*") if p.is_file()):
-            target = data / source.relative_to(staged)
+            relative = source.relative_to(staged)
+            target = (held if held is not None and relative in moved else data) / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(source), target)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
-    return {"imported": len(accepted), "rejected": rejected}
+    return {"imported": len(accepted), "rejected": rejected, "held_out": len(moved)}
+
+
+def _held_out(staged: Path, held: Path, fraction: float) -> set[Path]:
+    """The staged images (paths relative to ``staged``) that go to the new-data folder."""
+    import hashlib
+
+    chosen: set[Path] = set()
+    for folder in sorted(p for p in staged.iterdir() if p.is_dir()):
+        images = sorted(folder.iterdir(), key=lambda p: hashlib.sha256(p.read_bytes()).hexdigest())
+        count = round(len(images) * fraction)
+        chosen.update(p.relative_to(staged) for p in images[:count])
+    clash = next((p for p in chosen if (held / p).exists()), None)
+    if clash is not None:
+        raise TangoError(f"{clash.as_posix()} is already in {display(held)}; nothing was imported")
+    return chosen
 
 
 def _stage(
-    entry: _Entry, root: Path, staged: Path, data: Path, labels: list[str], detection: bool
+    entry: _Entry,
+    root: Path,
+    staged: Path,
+    data: Path,
+    labels: list[str],
+    detection: bool,
+    held: Path | None = None,
 ) -> str | None:
     if entry.boxes and entry.boxes[0][1] is None:
         return entry.boxes[0][0]
@@ -127,8 +165,10 @@ def _stage(
     if not detection:
         if entry.label not in labels:
             return f"label '{str(entry.label)[:40]}' is not one of {', '.join(labels)}"
-        if (data / entry.label / name).exists():
+        if any((folder / entry.label / name).exists() for folder in (data, staged)):
             return f"{entry.label}/{name} is already in the data"
+        if held is not None and (held / entry.label / name).exists():
+            return f"{entry.label}/{name} is already in the new data ({display(held)})"
         (staged / entry.label).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, staged / entry.label / name)
         return None

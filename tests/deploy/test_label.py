@@ -147,3 +147,31 @@ def test_cvat_and_label_studio_boxes_become_yolo_labels(tmp_path) -> None:
         "1 0.500000 0.500000 0.500000 0.500000\n"
     )
     assert (data / "images" / "train" / "a.png").is_file()
+
+
+def test_a_share_of_each_class_is_kept_apart_for_the_gate(tmp_path) -> None:
+    """gate.challenger's new data: a share of each class, chosen by content, never trained on."""
+    queue, data, held = tmp_path / "queue", tmp_path / "data", tmp_path / "new-labels"
+    (queue / "images").mkdir(parents=True)
+    (data / "circle").mkdir(parents=True)
+    tasks = []
+    for index in range(8):
+        name = f"images/{index}.png"
+        (queue / name).write_bytes(_png(index + 1))
+        label = "circle" if index % 2 else "square"
+        tasks.append(
+            {
+                "data": {"image": name},
+                "annotations": [{"result": [{"type": "choices", "value": {"choices": [label]}}]}],
+            }
+        )
+    export = _export(queue, tasks)
+    labels = ["circle", "square"]
+    done = import_labels(export, data, labels, detection=False, held=held, fraction=0.5)
+    assert (done["imported"], done["held_out"]) == (8, 4)
+    for label in labels:
+        assert len(list((held / label).glob("*.png"))) == 2
+        assert len(list((data / label).glob("*.png"))) == 2
+    again = import_labels(export, data, labels, detection=False, held=held, fraction=0.5)
+    assert again["imported"] == 0
+    assert sum("already in the new data" in line for line in again["rejected"]) == 4
