@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from tango_ci import api
-from tango_ci.cli_common import err
+from tango_ci.cli_common import display, err
 from tango_ci.exceptions import TangoError
 
 logs_app = typer.Typer(
@@ -223,5 +223,8 @@ def label_import(
     done = import_labels(export, data, labels, boxes, held=held, fraction=eval_fraction)
     for line in done["rejected"]:
         err.print(f"rejected: {line}")
-    kept = f" ({done['held_out']} of them into {held} for the gate)" if held else ""
-    err.print(f"{done['imported']} imported into {data}{kept}, {len(done['rejected'])} rejected")
+    kept = f" ({done['held_out']} of them into {display(str(held))} for the gate)" if held else ""
+    err.print(
+        f"{done['imported']} imported into {display(str(data))}{kept}, "
+        f"{len(done['rejected'])} rejected"
+    )

@@ -254,16 +254,25 @@ def check_runner(path: Path) -> list[Finding]:
     return compare(load_runner(path))
 
 
-def track_data(project: Path | ProjectSpec) -> tuple[Path, Path]:
-    """Track the project's data with DVC and push it to the DVC remote.
+def track_data(project: Path | ProjectSpec) -> list[tuple[Path, Path]]:
+    """Track the project's data with DVC and push it to the DVC remote: the data folder, and
+    ``gate.challenger``'s new-data and holdout folders when they exist.
 
-    Returns the data folder and the pointer file written next to it, to be committed.
+    Returns each folder and the pointer file written next to it, to be committed.
     """
     from tango_ci.dvcstore import track
 
     spec = project if isinstance(project, ProjectSpec) else load_project(Path(project))
     assert spec.data.resolved is not None
-    return spec.data.resolved, track(find_repo_root(spec.folder), spec.data.resolved)
+    folders = [spec.data.resolved]
+    if (challenger := spec.gate.challenger) is not None:
+        folders += [
+            p
+            for p in (challenger.new_resolved, challenger.holdout_resolved)
+            if p is not None and p.is_dir()
+        ]
+    root = find_repo_root(spec.folder)
+    return [(folder, track(root, folder)) for folder in folders]
 
 
 def pull_data(project: Path | ProjectSpec) -> list[Path]:

@@ -61,7 +61,8 @@ def build_bundle(spec, run: RunDir, target: str, out: Path, version: str | None 
 
 def bundle_from_artifact(spec, artifact: Path, record: dict, out: Path, version: str) -> dict:
     """Write the bundle of a registry version whose artifact was pulled into ``artifact``
-    (``tango pull``): classes from its record, the input size from the network itself."""
+    (``tango pull``): classes from its record, the input size from the network itself, the
+    monitoring reference from the project's validation images where they are here."""
     built = read_json(artifact / "artifact.json")
     size = _input_size(artifact / built["file"]) if built.get("engine") in ENGINE_PACKAGES else 0
     classes = record.get("classes")
@@ -72,7 +73,8 @@ def bundle_from_artifact(spec, artifact: Path, record: dict, out: Path, version:
     metrics = record.get("metrics", {})
     bench = {"p50_ms": metrics.get("p50_ms"), "p95_ms": metrics.get("p95_ms"), "metrics": metrics}
     bench["runner"] = record.get("runner")
-    return _assemble(spec, artifact, model, identity, bench, out, version)
+    reference = get_task(spec.task).reference_from_data(spec)
+    return _assemble(spec, artifact, model, identity, bench, out, version, reference)
 
 
 def _input_size(model_file: Path) -> int:

@@ -188,6 +188,13 @@ class BaseTask(abc.ABC):
             return None
         return np.concatenate(arrays)[:limit], "+".join(splits)
 
+    def reference_from_data(self, spec: Any, limit: int = 500) -> tuple[np.ndarray, str] | None:
+        """The reference of a version deployed from its pulled artifact (its run is elsewhere):
+        up to ``limit`` validation and test images of the project's data as the spec splits it
+        (those training never fitted, as :meth:`reference_images` takes from a run); None
+        where the task cannot say or the data is not here."""
+        return None
+
     def labelling(self, spec: Any) -> tuple[Path, list[str], bool] | None:
         """Where imported labels go for project ``spec``: the data folder, the class names in
         order, and whether labels are boxes; None where the task takes no imports."""

@@ -64,6 +64,24 @@ class ClassificationTask(BaseTask):
 
         return load_split(run.stage_dir("data"), split)[0]
 
+    def reference_from_data(self, spec: Any, limit: int = 500):
+        import numpy as np
+
+        from tango_ci.data.dataset import decode, scan_imagefolder
+        from tango_ci.spec import find_repo_root
+
+        root, split = spec.data.resolved, spec.data.split
+        if root is None or not root.is_dir():
+            return None
+        _, items = scan_imagefolder(
+            root, split.val, split.seed, find_repo_root(spec.folder), test_fraction=split.test
+        )
+        held = [i for i in items if i.split in ("val", "test")][:limit]
+        if not held:
+            return None
+        splits = "+".join(s for s in ("val", "test") if any(i.split == s for i in held))
+        return np.stack([decode(i.path, spec.data.image_size) for i in held]), splits
+
     def labelling(self, spec: Any):
         from tango_ci.data.layout import class_folders
 
