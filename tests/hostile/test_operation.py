@@ -80,3 +80,24 @@ def test_a_cvat_file_with_an_entity_bomb_or_an_outside_entity_changes_nothing(tm
     else:
         assert done["imported"] == 0 and len(done["rejected"]) == 1
     assert list((data / "circle").iterdir()) == []
+
+
+def test_new_data_for_the_gate_may_not_link_out_of_the_repository(tmp_path: Path) -> None:
+    """gate.challenger's folders are read like the dataset: a class folder or an image linked
+    out of the repository is refused, naming it, before anything is read from it."""
+    from PIL import Image
+
+    from tango_ci.data.challenger import read_labelled
+
+    repo, outside = tmp_path / "repo", tmp_path / "secrets"
+    (repo / "new" / "circle").mkdir(parents=True)
+    outside.mkdir()
+    Image.new("RGB", (8, 8)).save(outside / "x.png")
+    Image.new("RGB", (8, 8)).save(repo / "new" / "circle" / "a.png")
+    (repo / "new" / "square").symlink_to(outside)
+    with pytest.raises(TangoError, match=r"new/square: a symbolic link out of the repository"):
+        read_labelled(repo / "new", ["circle", "square"], 8, repo, {})
+    (repo / "new" / "square").unlink()
+    (repo / "new" / "circle" / "b.png").symlink_to(outside / "x.png")
+    with pytest.raises(TangoError, match=r"b\.png: a symbolic link out of the repository"):
+        read_labelled(repo / "new", ["circle", "square"], 8, repo, {})
