@@ -51,19 +51,15 @@ def tuning_key(onnx_path: Path, target: dict, batch: int) -> str:
 
 
 class TvmPredictor(Predictor):
-    def __init__(self, library: Path, device_kind: str) -> None:
-        import tvm
-        from tvm import relax
+    """The bundle runtime's TVM runner, so bench and a deployed bundle run the same code."""
 
-        self._tvm = tvm
-        self.device = tvm.cuda(0) if device_kind == "cuda" else tvm.cpu(0)
-        self.vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), self.device)
+    def __init__(self, library: Path, device_kind: str, batch: int = 1) -> None:
+        from tango_ci.runtime.engines import TvmRunner
+
+        self._runner = TvmRunner(library, device_kind, batch)
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        result = self.vm["main"](self._tvm.runtime.tensor(np.ascontiguousarray(batch), self.device))
-        if hasattr(result, "numpy"):  # one output tensor
-            return [result.numpy()]
-        return [o.numpy() for o in result]
+        return self._runner.run(batch)
 
 
 UNTUNED_ADVICE = (
@@ -148,4 +144,6 @@ class TvmCompiler(BaseCompiler):
 
     def load(self, artifact_dir: Path, threads: int | None = None) -> Predictor:
         manifest = json.loads((artifact_dir / ARTIFACT).read_text())
-        return TvmPredictor(artifact_dir / manifest["file"], manifest["device"])
+        return TvmPredictor(
+            artifact_dir / manifest["file"], manifest["device"], int(manifest.get("batch", 1))
+        )

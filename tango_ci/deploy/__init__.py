@@ -21,8 +21,25 @@ from tango_ci.rundir import RunDir, display, file_sha256, read_json, read_record
 from tango_ci.runtime.bundle import MANIFEST, SCHEMA
 
 RUNTIME_SOURCE = Path(__file__).resolve().parents[1] / "runtime"
-#: the engine runtimes a bundle can be built for (their Python package on the device)
-ENGINE_PACKAGES = {"onnxruntime": "onnxruntime"}
+#: the engines a bundle can be built for, and the Python distributions their runtime needs on
+#: the device (the first pinned to the version the artifact records, the others to this host's)
+ENGINE_PACKAGES = {"onnxruntime": ("onnxruntime",), "tvm": ("apache-tvm", "apache-tvm-ffi")}
+
+
+def requirements(engine: str, built: dict) -> list[str]:
+    """``requirements.txt`` of a bundle: numpy, Pillow and the engine's runtime, pinned."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    lines = ["numpy", "Pillow"]
+    for index, package in enumerate(ENGINE_PACKAGES[engine]):
+        pinned = built.get(engine) if index == 0 else None
+        if not pinned:
+            try:
+                pinned = version(package)
+            except PackageNotFoundError:
+                pinned = None
+        lines.append(f"{package}=={pinned}" if pinned else package)
+    return lines
 
 
 def build_bundle(spec, run: RunDir, target: str, out: Path, version: str | None = None) -> dict:
@@ -64,7 +81,8 @@ def bundle_from_artifact(spec, artifact: Path, record: dict, out: Path, version:
     (``tango pull``): classes from its record, the input size from the network itself, the
     monitoring reference from the project's validation images where they are here."""
     built = read_json(artifact / "artifact.json")
-    size = _input_size(artifact / built["file"]) if built.get("engine") in ENGINE_PACKAGES else 0
+    model_file = artifact / str(built.get("file", ""))
+    size = _input_size(model_file) if model_file.suffix == ".onnx" else spec.data.image_size
     classes = record.get("classes")
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise TangoError(f"{version}: its record lists no class names")
@@ -106,7 +124,7 @@ def _assemble(
     if engine not in ENGINE_PACKAGES:
         raise TangoError(
             f"target {identity.get('target')}: its artifact is {engine}; bundles are built for "
-            f"{', '.join(ENGINE_PACKAGES)} artifacts (set engine: onnxruntime or auto)"
+            f"{', '.join(ENGINE_PACKAGES)} artifacts (set engine: onnxruntime, tvm or auto)"
         )
     model_file = artifact / built["file"]
     if file_sha256(model_file) != built["sha256"]:
@@ -127,9 +145,7 @@ def _assemble(
         write_json(work / "preprocess.json", pre)
         write_json(work / "postprocess.json", post)
         write_json(work / "labels.json", list(model.classes))
-        package = ENGINE_PACKAGES[engine]
-        pinned = f"{package}=={built[package]}" if built.get(package) else package
-        (work / "requirements.txt").write_text(f"numpy\nPillow\n{pinned}\n")
+        (work / "requirements.txt").write_text("\n".join(requirements(engine, built)) + "\n")
         files = {
             p.relative_to(work).as_posix(): file_sha256(p)
             for p in sorted(work.rglob("*"))
@@ -145,6 +161,7 @@ def _assemble(
             "batch": bench.pop("batch", 1),
             "model": f"model/{built['file']}",
             "providers": built.get("providers", ["CPUExecutionProvider"]),
+            "device": built.get("device", "cpu"),
             "session": built.get("session", {}),
             "recipe": built.get("recipe"),
             "runner": bench.pop("runner", None),

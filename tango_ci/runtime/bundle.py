@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .engines import OnnxRuntimeRunner
+from .engines import OnnxRuntimeRunner, TvmRunner
 from .images import fit, read_rgb, to_input
 from .postprocess import Thresholds, decode, softmax, unletterbox
 
@@ -109,18 +109,26 @@ class Bundle:
         self.postprocess = read_json(self.folder / "postprocess.json", "postprocess.json")
         self.labels = [str(x) for x in read_json(self.folder / "labels.json", "labels.json")]
         self._check_specs()
-        if manifest.get("engine") != "onnxruntime":
-            raise BundleError(
-                f"{MANIFEST}: engine '{manifest.get('engine')}' is not served by this runtime "
-                "(onnxruntime bundles only)"
-            )
         self.batch = int(manifest.get("batch", 1))
-        self.runner = OnnxRuntimeRunner(
-            self.folder / manifest["model"],
-            threads,
-            list(manifest.get("providers", ["CPUExecutionProvider"])),
-            manifest.get("session", {}),
-        )
+        engine = manifest.get("engine")
+        self.runner: OnnxRuntimeRunner | TvmRunner
+        if engine == "onnxruntime":
+            self.runner = OnnxRuntimeRunner(
+                self.folder / manifest["model"],
+                threads,
+                list(manifest.get("providers", ["CPUExecutionProvider"])),
+                manifest.get("session", {}),
+            )
+        elif engine == "tvm":
+            device = manifest.get("device", "cpu")
+            if device not in ("cpu", "cuda"):
+                raise BundleError(f"{MANIFEST}: TVM device '{str(device)[:20]}' is not cpu or cuda")
+            self.runner = TvmRunner(self.folder / manifest["model"], device, self.batch)
+        else:
+            raise BundleError(
+                f"{MANIFEST}: engine '{str(engine)[:40]}' is not served by this runtime "
+                "(onnxruntime and tvm bundles)"
+            )
         self.version = str(manifest.get("version", "unversioned"))
 
     def _check_specs(self) -> None:

@@ -1,5 +1,5 @@
-"""Engine sessions a bundle (and bench) runs an artifact with: onnxruntime here; TVM and
-TensorRT artifacts are served by their own runtimes on the device."""
+"""Engine sessions a bundle (and bench) runs an artifact with: onnxruntime, and TVM's Relax
+virtual machine for a compiled library. TensorRT artifacts are not bundled yet."""
 
 from __future__ import annotations
 
@@ -59,3 +59,23 @@ class OnnxRuntimeRunner:
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {self.input_name: batch})
+
+
+class TvmRunner:
+    """A TVM library (Relax VM) built for a fixed batch; one batch in, the outputs out."""
+
+    def __init__(self, library: Path, device: str = "cpu", batch: int = 1) -> None:
+        import tvm
+        from tvm import relax
+
+        self._tvm = tvm
+        self.device = tvm.cuda(0) if device == "cuda" else tvm.cpu(0)
+        self.vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), self.device)
+        self.input_shape = [batch]
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        data = self._tvm.runtime.tensor(np.ascontiguousarray(batch), self.device)
+        result = self.vm["main"](data)
+        if hasattr(result, "numpy"):  # one output tensor
+            return [result.numpy()]
+        return [o.numpy() for o in result]
