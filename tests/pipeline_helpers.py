@@ -76,3 +76,15 @@ def make_repo(
         )
     )
     return project
+
+
+def copy_template(work: Path) -> None:
+    """The template's files a fresh clone of a forge needs: runners, schemas, DVC set-up."""
+    for folder in ("runners", "schemas", ".dvc"):
+        shutil.copytree(
+            REPO / folder,
+            work / folder,
+            ignore=shutil.ignore_patterns("tmp", "cache", "config.local"),
+        )
+    for name in (".gitignore", ".dvcignore"):
+        shutil.copy2(REPO / name, work / name)

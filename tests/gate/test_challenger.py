@@ -72,7 +72,7 @@ def _gate(project: Path, *, again: bool = False) -> dict:
 
 
 def test_the_data_stage_keeps_the_new_images_apart(measured) -> None:
-    project, run = measured
+    _, run = measured
     with np.load(run.root / "data" / "new.npz") as new:
         labels = new["labels"]
     classes = read_json(run.root / "data" / "classes.json")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -21,8 +20,8 @@ from PIL import Image
 
 from tango_ci.data.synth import SynthRequest, write_shapes
 from tango_ci.gitops import local
-from tests.conftest import REPO, git
-from tests.pipeline_helpers import TINY
+from tests.conftest import git
+from tests.pipeline_helpers import TINY, copy_template
 
 pytestmark = pytest.mark.slow
 
@@ -112,14 +111,7 @@ def test_drift_labels_retrain_and_only_a_winning_challenger_is_promoted(tmp_path
     tango(tmp_path, "gitops", "local", str(bare), "--bench-seconds", "1")
     work = tmp_path / "work"
     git(tmp_path, "clone", "-q", str(bare), str(work))
-    for folder in ("runners", "schemas", ".dvc"):
-        shutil.copytree(
-            REPO / folder,
-            work / folder,
-            ignore=shutil.ignore_patterns("tmp", "cache", "config.local"),
-        )
-    for name in (".gitignore", ".dvcignore"):
-        shutil.copy2(REPO / name, work / name)
+    copy_template(work)
     storage = bare / "tango" / "dvc-storage"  # the forge's DVC remote, shared with this clone
     (work / ".dvc" / "config.local").write_text(f"['remote \"local\"']\n    url = {storage}\n")
     push_branch(work, bare, "main", "TANGO-CI template")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,8 @@ import pytest
 
 from tango_ci.gitops import local
 from tango_ci.rundir import file_sha256, read_json
-from tests.conftest import REPO, git
-from tests.pipeline_helpers import TINY
+from tests.conftest import git
+from tests.pipeline_helpers import TINY, copy_template
 
 pytestmark = pytest.mark.slow
 
@@ -40,14 +39,7 @@ def test_push_report_merge_promote_pull(tmp_path: Path) -> None:
 
     work = tmp_path / "work"
     git(tmp_path, "clone", "-q", str(bare), str(work))
-    for folder in ("runners", "schemas", ".dvc"):
-        shutil.copytree(
-            REPO / folder,
-            work / folder,
-            ignore=shutil.ignore_patterns("tmp", "cache", "config.local"),
-        )
-    for name in (".gitignore", ".dvcignore"):
-        shutil.copy2(REPO / name, work / name)
+    copy_template(work)
     identity = ["-c", "user.name=dev", "-c", "user.email=dev@example.com"]
     git(work, "add", "-A")
     git(work, *identity, "commit", "-qm", "TANGO-CI template")
