@@ -103,3 +103,17 @@ def test_the_constraints_pin_every_dependency_within_its_range() -> None:
         assert requirement.specifier.contains(pins[key(requirement.name)], prereleases=True), (
             f"{requirement.name}=={pins[key(requirement.name)]} is outside {requirement}"
         )
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_a_job_that_gates_has_the_registry_tags(workflow: Path) -> None:
+    """`tango gate` compares with the registry's prod versions: git tags, which a shallow
+    checkout lacks (the gate would then find no production model and compare with nothing)."""
+    jobs = yaml.safe_load(workflow.read_text()).get("jobs", {})
+    for name, job in jobs.items():
+        steps = job.get("steps", [])
+        if not any("tango gate" in s for s in _run_scripts(steps)):
+            continue
+        checkouts = [s.get("with", {}) for s in steps if "actions/checkout@" in s.get("uses", "")]
+        gated = [c for c in checkouts if c.get("path") != "trusted"]
+        assert gated and all(c.get("fetch-depth") == 0 for c in gated), f"{workflow.name}:{name}"
