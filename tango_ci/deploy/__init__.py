@@ -23,7 +23,11 @@ from tango_ci.runtime.bundle import MANIFEST, SCHEMA
 RUNTIME_SOURCE = Path(__file__).resolve().parents[1] / "runtime"
 #: the engines a bundle can be built for, and the Python distributions their runtime needs on
 #: the device (the first pinned to the version the artifact records, the others to this host's)
-ENGINE_PACKAGES = {"onnxruntime": ("onnxruntime",), "tvm": ("apache-tvm", "apache-tvm-ffi")}
+ENGINE_PACKAGES = {
+    "onnxruntime": ("onnxruntime",),
+    "tvm": ("apache-tvm", "apache-tvm-ffi"),
+    "tensorrt": ("tensorrt", "cuda-python"),
+}
 
 
 def requirements(engine: str, built: dict) -> list[str]:
@@ -124,7 +128,7 @@ def _assemble(
     if engine not in ENGINE_PACKAGES:
         raise TangoError(
             f"target {identity.get('target')}: its artifact is {engine}; bundles are built for "
-            f"{', '.join(ENGINE_PACKAGES)} artifacts (set engine: onnxruntime, tvm or auto)"
+            f"{', '.join(ENGINE_PACKAGES)} artifacts (set engine: onnxruntime, tvm, tensorrt or auto)"
         )
     model_file = artifact / built["file"]
     if file_sha256(model_file) != built["sha256"]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .engines import OnnxRuntimeRunner, TvmRunner
+from .engines import OnnxRuntimeRunner, TensorRtRunner, TvmRunner
 from .images import fit, read_rgb, to_input
 from .postprocess import Thresholds, decode, softmax, unletterbox
 
@@ -110,26 +110,39 @@ class Bundle:
         self.labels = [str(x) for x in read_json(self.folder / "labels.json", "labels.json")]
         self._check_specs()
         self.batch = int(manifest.get("batch", 1))
-        engine = manifest.get("engine")
-        self.runner: OnnxRuntimeRunner | TvmRunner
+        try:
+            self.runner = self._runner(manifest, threads)
+        except ImportError as exc:
+            raise BundleError(
+                f"{manifest['model']}: its engine's runtime is not installed here ({exc}); "
+                "`pip install -r requirements.txt`"
+            ) from None
+        except RuntimeError as exc:
+            raise BundleError(f"{manifest['model']}: {str(exc).splitlines()[0][:300]}") from None
+        self.version = str(manifest.get("version", "unversioned"))
+
+    def _runner(
+        self, manifest: dict, threads: int | None
+    ) -> OnnxRuntimeRunner | TvmRunner | TensorRtRunner:
+        engine, model = manifest.get("engine"), self.folder / manifest["model"]
         if engine == "onnxruntime":
-            self.runner = OnnxRuntimeRunner(
-                self.folder / manifest["model"],
+            return OnnxRuntimeRunner(
+                model,
                 threads,
                 list(manifest.get("providers", ["CPUExecutionProvider"])),
                 manifest.get("session", {}),
             )
-        elif engine == "tvm":
+        if engine == "tensorrt":
+            return TensorRtRunner(model, self.batch)
+        if engine == "tvm":
             device = manifest.get("device", "cpu")
             if device not in ("cpu", "cuda"):
                 raise BundleError(f"{MANIFEST}: TVM device '{str(device)[:20]}' is not cpu or cuda")
-            self.runner = TvmRunner(self.folder / manifest["model"], device, self.batch)
-        else:
-            raise BundleError(
-                f"{MANIFEST}: engine '{str(engine)[:40]}' is not served by this runtime "
-                "(onnxruntime and tvm bundles)"
-            )
-        self.version = str(manifest.get("version", "unversioned"))
+            return TvmRunner(model, device, self.batch)
+        raise BundleError(
+            f"{MANIFEST}: engine '{str(engine)[:40]}' is not served by this runtime "
+            "(onnxruntime, tvm and tensorrt bundles)"
+        )
 
     def _check_specs(self) -> None:
         spec = self.preprocess
