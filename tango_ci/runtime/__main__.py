@@ -1,12 +1,15 @@
 """``python -m tango_runtime predict IMAGE_OR_FOLDER ...`` and ``serve`` in a bundle.
 
 JSON lines out, one per image: the file, the model version, and the class with its
-probabilities, or the boxes (in the image's own pixels).
+probabilities, or the boxes (in the image's own pixels). A detection bundle reports boxes at
+the deployment thresholds of its postprocess.json; ``--conf``, ``--iou`` and ``--max-det``
+override them for one call (mAP, for one, is measured at a low ``conf``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -26,8 +29,41 @@ def _images(inputs: list[Path]) -> list[Path]:
     return found
 
 
+THRESHOLD_OPTIONS = {"conf": "--conf", "iou": "--iou", "max_det": "--max-det"}
+
+
+def _overridden(bundle: Bundle, args: argparse.Namespace) -> bool:
+    """Apply the threshold options given to a detection bundle; False (and a message) where
+    they are given to a classification bundle, which has no thresholds."""
+    given = {k: getattr(args, k) for k in THRESHOLD_OPTIONS if getattr(args, k) is not None}
+    if not given:
+        return True
+    if bundle.task != "detection":
+        options = ", ".join(THRESHOLD_OPTIONS[k] for k in given)
+        print(f"error: {options}: a {bundle.task} bundle has no thresholds", file=sys.stderr)
+        return False
+    bundle.thresholds = dataclasses.replace(bundle.thresholds, **given)
+    return True
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
 def predict(args: argparse.Namespace) -> int:
     bundle = Bundle(args.bundle, threads=args.threads)
+    if not _overridden(bundle, args):
+        return 2
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     try:
         paths = _images(args.inputs)
@@ -88,6 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", type=Path, help="write JSON lines here (default: stdout)")
     run.add_argument("--batch", type=int, default=16, help="images per network call")
     run.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    for name, option, kind, what in (
+        ("conf", "--conf", _fraction, "smallest score of a box reported"),
+        ("iou", "--iou", _fraction, "NMS IoU threshold"),
+        ("max_det", "--max-det", _positive, "most boxes reported per image"),
+    ):
+        run.add_argument(
+            option, dest=name, type=kind, help=f"detection: {what} (default: postprocess.json's)"
+        )
     run.set_defaults(handler=predict)
     up = commands.add_parser("serve", help="the Open Inference Protocol (v2) over HTTP")
     up.add_argument("--bundle", type=Path, default=default_bundle, help="bundle folder")
