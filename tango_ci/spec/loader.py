@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from tango_ci.exceptions import SpecError
 from tango_ci.plugins import ENGINES, TASKS
 from tango_ci.spec import _schema
 from tango_ci.spec._yaml import LocatedDocument, YamlProblem, load_located
 from tango_ci.spec.enums import AUTO_ENGINE, LATENCY_METRIC
+from tango_ci.spec.gate_checks import check_challenger
 from tango_ci.spec.models import ProjectSpec, RunnerSpec, from_dict
+from tango_ci.spec.paths import escape_problem, resolve_inside
 from tango_ci.spec.problems import Problem, format_field
 from tango_ci.spec.search_checks import check_search
 
@@ -161,41 +162,6 @@ def load_project(path: Path, repo_root: Path | None = None) -> ProjectSpec:
     return from_dict(ProjectSpec, data, path=path.resolve(), runners=runners)
 
 
-def resolve_inside(relative: str, project_dir: Path, repo_root: Path) -> Path:
-    """Resolve a path from the spec: relative to the project folder, else to the repo root.
-
-    A link loop resolves to the unresolved path, which ``_escape_problem`` then reports.
-    """
-    candidate = _resolve(project_dir / relative)
-    if not candidate.exists() and not Path(relative).is_absolute():
-        from_root = _resolve(repo_root / relative)
-        if from_root.exists():
-            return from_root
-    return candidate
-
-
-def _resolve(path: Path) -> Path:
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):  # a symbolic link loop
-        return path
-
-
-def _escape_problem(relative: str, resolved: Path, repo_root: Path) -> str | None:
-    if resolved.is_symlink() or _resolve(resolved) != resolved:
-        return f"'{relative}' is a symbolic link loop"
-    if resolved.is_relative_to(repo_root):
-        return None
-    if Path(relative).is_absolute():
-        return f"'{relative}' is outside the repository; use a path inside it"
-    if ".." in Path(relative).parts:
-        return f"'{relative}' leads outside the repository; use a path inside it"
-    return (
-        f"'{relative}' is a symbolic link out of the repository (to {resolved}); "
-        "use a path inside it"
-    )
-
-
 def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, RunnerSpec]:
     project_dir = checker.path.parent.resolve()
     _check_data(checker, data["data"], project_dir, repo_root, data["task"])
@@ -203,7 +169,7 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
     pretrained = data["train"].get("pretrained")
     if pretrained:
         resolved = resolve_inside(pretrained, project_dir, repo_root)
-        escape = _escape_problem(pretrained, resolved, repo_root)
+        escape = escape_problem(pretrained, resolved, repo_root)
         if escape:
             checker.add(("train", "pretrained"), escape)
         elif not resolved.is_file():
@@ -235,7 +201,7 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
         )
 
     if data["gate"].get("challenger"):
-        _check_challenger(checker, data["gate"]["challenger"], task, project_dir, repo_root)
+        check_challenger(checker, data["gate"]["challenger"], task, project_dir, repo_root)
 
     runners: dict[str, RunnerSpec] = {}
     first_index: dict[str, int] = {}
@@ -282,36 +248,6 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
     return runners
 
 
-def _check_challenger(
-    checker: _Checker, challenger: dict, task: Any, project_dir: Path, repo_root: Path
-) -> None:
-    """``gate.challenger``: a task that scores new data, folders inside the repository, a
-    holdout that exists (new_data may not yet: the first import makes it)."""
-    here = ("gate", "challenger")
-    if not task.challenger_data:
-        checker.add(
-            here,
-            f"champion/challenger on new data is not built for {task.name} projects yet; "
-            "use gate.metric and gate.min_improvement",
-            prefer_key=True,
-        )
-        return
-    for key in ("new_data", "holdout"):
-        relative = challenger.get(key)
-        if relative is None:
-            continue
-        resolved = resolve_inside(relative, project_dir, repo_root)
-        escape = _escape_problem(relative, resolved, repo_root)
-        if escape:
-            checker.add(here + (key,), escape)
-        elif key == "holdout" and not (
-            resolved.is_dir() or resolved.with_name(resolved.name + ".dvc").exists()
-        ):
-            checker.add(here + (key,), f"holdout folder '{relative}' does not exist")
-    if challenger.get("new_data") == challenger.get("holdout"):
-        checker.add(here + ("holdout",), "the holdout must not be the new data folder")
-
-
 def _auto_possible(runner: RunnerSpec) -> bool:
     accelerator = runner.hardware.accelerator.kind
     return any(
@@ -331,7 +267,7 @@ def _check_data(
             ("data", "format"),
             f"{task} reads {', '.join(owner.data_formats)} data, not {data['format']}",
         )
-    escape = _escape_problem(data["path"], resolved, repo_root)
+    escape = escape_problem(data["path"], resolved, repo_root)
     if escape:
         checker.add(("data", "path"), escape)
         return

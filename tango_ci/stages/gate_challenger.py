@@ -20,7 +20,7 @@ from tango_ci.exceptions import TangoError
 from tango_ci.plugins import get_task
 from tango_ci.rundir import read_json
 from tango_ci.spec import TargetSpec, find_repo_root
-from tango_ci.tasks._base import evaluation_split
+from tango_ci.tasks import evaluation_split
 
 
 def _info(check: str, status: str, note: str) -> dict:

@@ -34,7 +34,8 @@ def load_network(folder: Path) -> torch.nn.Module:
 
 def pretrained_path(spec):
     """The spec's local weights file (validated to exist inside the repository)."""
-    from tango_ci.spec.loader import find_repo_root, resolve_inside
+    from tango_ci.spec.loader import find_repo_root
+    from tango_ci.spec.paths import resolve_inside
 
     return resolve_inside(spec.train.pretrained, spec.folder, find_repo_root(spec.folder))
 
