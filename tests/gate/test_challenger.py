@@ -100,6 +100,27 @@ def test_the_challenger_is_scored_beside_production_on_the_same_images(measured)
     assert "+ margin 0.05" in new["check"]
 
 
+def test_a_tampered_production_artifact_fails_the_gate_naming_it(measured) -> None:
+    """Production's artifact is checked against its registry record before it is loaded: a
+    changed object in the DVC remote fails the comparison instead of scoring it."""
+    project, _ = measured
+    remote = project.parents[2] / "dvc-remote"
+    objects = [p for p in remote.rglob("*") if p.is_file() and not p.name.endswith(".dir")]
+    saved = {p: p.read_bytes() for p in objects}
+    try:
+        for path in objects:
+            path.chmod(0o644)
+            path.write_bytes(saved[path] + b"tampered")
+        checks = list(_gate(project).values())
+    finally:
+        for path, data in saved.items():
+            path.write_bytes(data)
+    assert checks[-1]["check"] == "champion/challenger" and checks[-1]["status"] == "fail"
+    note = checks[-1]["note"]
+    assert "tiny-cpu-fp32@v1.0.0 could not be scored here" in note
+    assert "from the DVC remote has sha256" in note and "the remote copy was altered" in note
+
+
 def test_images_from_the_training_data_are_refused(measured, tmp_path: Path) -> None:
     project, run = measured
     train = read_json(run.root / "data" / "files.json")
