@@ -95,14 +95,16 @@ def _batch_probabilities(
 
 def bald_scores(
     model: nn.Module,
-    images: np.ndarray,
+    images: np.ndarray | Iterable[np.ndarray],
     *,
     samples: int = 20,
     p: float = 0.5,
     seed: int = 0,
     batch: int = 128,
 ) -> np.ndarray:
-    """BALD of each uint8 NHWC image under ``samples`` MC-dropout passes of rate ``p``.
+    """BALD of each uint8 NHWC image under ``samples`` MC-dropout passes of rate ``p``;
+    ``images`` is one array, or batches of them (read lazily, so a large pool never sits in
+    memory whole).
 
     Runs where ``model`` is; ``model`` is left in the train/eval mode it came in.
     """
@@ -110,6 +112,12 @@ def bald_scores(
         raise TangoError(f"BALD needs at least 2 MC-dropout samples, not {samples}")
     if not 0 <= p < 1:
         raise TangoError(f"the dropout rate must be in [0, 1), not {p}")
+    whole = images if isinstance(images, np.ndarray) else None
+    chunks = (
+        (whole[start : start + batch] for start in range(0, len(whole), batch))
+        if whole is not None
+        else images
+    )
     head = last_linear(model)
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
@@ -117,13 +125,20 @@ def bald_scores(
     model.eval()
     scores = []
     try:
-        for start in range(0, len(images), batch):
-            x = torch.from_numpy(preprocess(images[start : start + batch])).to(device)
+        for chunk in chunks:
+            x = torch.from_numpy(preprocess(chunk)).to(device)
             probabilities = _batch_probabilities(model, head, x, samples, p, generator)
             scores.append(mutual_information(probabilities).cpu().numpy())
     finally:
         model.train(was_training)
     return np.concatenate(scores) if scores else np.zeros(0)
+
+
+def _decoded(path: Path, image_size: int) -> np.ndarray:
+    try:
+        return decode(path, image_size)
+    except Exception as exc:  # an untrusted file: name it, one line
+        raise TangoError(f"{path}: not a readable image ({type(exc).__name__})") from None
 
 
 def kept_scores(
@@ -134,17 +149,17 @@ def kept_scores(
     samples: int = 20,
     p: float = 0.5,
     seed: int = 0,
+    batch: int = 128,
 ) -> dict[str, float]:
     """BALD of kept image files, by their name in the log (input hash -> score); each file is
-    read as the data stage reads training images (RGB, resized square to ``image_size``)."""
-    names, images = [], []
-    for name, path in files:
-        try:
-            images.append(decode(path, image_size))
-        except Exception as exc:  # an untrusted file: name it, one line
-            raise TangoError(f"{path}: not a readable image ({type(exc).__name__})") from None
-        names.append(name)
-    if not images:
+    read as the data stage reads training images (RGB, resized square to ``image_size``), one
+    batch at a time."""
+    listed = list(files)
+    if not listed:
         return {}
-    scores = bald_scores(model, np.stack(images), samples=samples, p=p, seed=seed)
-    return {name: float(s) for name, s in zip(names, scores, strict=True)}
+    batches = (
+        np.stack([_decoded(path, image_size) for _, path in listed[start : start + batch]])
+        for start in range(0, len(listed), batch)
+    )
+    scores = bald_scores(model, batches, samples=samples, p=p, seed=seed)
+    return {name: float(s) for (name, _), s in zip(listed, scores, strict=True)}

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tango_ci.spec.paths import escape_problem, resolve_inside
 
+if TYPE_CHECKING:
+    from tango_ci.spec.loader import _Checker
+
 
 def check_challenger(
-    checker: Any, challenger: dict, task: Any, project_dir: Path, repo_root: Path
+    checker: _Checker, challenger: dict, task: Any, project_dir: Path, repo_root: Path
 ) -> None:
     """``gate.challenger``: a task that scores new data, folders inside the repository, a
     holdout that exists (new_data may not yet: the first import makes it)."""

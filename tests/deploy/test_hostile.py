@@ -38,3 +38,23 @@ def test_a_manifest_whose_model_is_not_listed_is_refused(bundle: Path, tmp_path:
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="'model' must name one of the listed files"):
         Bundle(copy)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"engine": "tvm", "device": "opencl; rm -rf /"}, "TVM device 'opencl; rm -rf /' is not"),
+        ({"engine": "tvm", "device": ["cuda"]}, "TVM device"),
+        ({"engine": "onnxruntime-but-not"}, "engine 'onnxruntime-but-not' is not served"),
+    ],
+)
+def test_an_engine_or_device_the_runtime_does_not_know_is_refused(
+    bundle: Path, tmp_path: Path, changes: dict, message: str
+) -> None:
+    """The manifest chooses the engine runner: only the three it knows, TVM on cpu or cuda."""
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text()) | changes
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=f"^manifest.json: {message}"):
+        Bundle(copy)
