@@ -31,6 +31,8 @@ class ClassificationSpace:
         self.classes = read_json(ctx.run.stage_dir("data") / "classes.json")
         self.train_data = load_split(ctx.run.stage_dir("data"), "train")
         self.val_data = load_split(ctx.run.stage_dir("data"), "val")
+        #: the images behind each score (an accuracy): pruning ignores gaps within their noise
+        self.accuracy_samples = len(self.val_data[1])
         images = self.train_data[0]
         rng = np.random.default_rng(self.spec.search.seed)
         pick = rng.choice(len(images), min(CALIBRATION_IMAGES, len(images)), False)

@@ -29,12 +29,18 @@ def make_sampler(name: str, seed: int, startup: int) -> Any:
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
 
 
-def make_pruner(name: str, epochs: int) -> Any:
+def make_pruner(name: str, epochs: int, samples: int | None = None) -> Any:
+    """``samples``: the validation images behind each score, when the score is an accuracy;
+    the median pruner then ignores gaps within its sampling noise (see ``pruning``)."""
     import optuna
 
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
     if name == "median":
+        if samples:
+            from tango_ci.search.pruning import SampledMedianPruner
+
+            return SampledMedianPruner(samples)
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     return optuna.pruners.NopPruner()
 
@@ -58,8 +64,11 @@ def make_storage(url: str) -> Any:
         )
 
 
-def create_study(spec: ProjectSpec, study_name: str, storage_url: str) -> Any:
-    """The run's study, created or (same name and storage) loaded to resume."""
+def create_study(
+    spec: ProjectSpec, study_name: str, storage_url: str, samples: int | None = None
+) -> Any:
+    """The run's study, created or (same name and storage) loaded to resume; ``samples`` as
+    for :func:`make_pruner`."""
     import optuna
 
     search = spec.search
@@ -72,7 +81,7 @@ def create_study(spec: ProjectSpec, study_name: str, storage_url: str) -> Any:
         sampler=make_sampler(
             search.sampler, search.seed, startup=min(5, max(1, search.trials // 2))
         ),
-        pruner=make_pruner(search.pruner, search.epochs),
+        pruner=make_pruner(search.pruner, search.epochs, samples),
     )
 
 

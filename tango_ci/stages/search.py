@@ -65,7 +65,12 @@ def run(ctx: StageContext) -> None:
     ctx.recorder.summary["device"] = device.describe()
     space = get_task(ctx.spec.task).search_space(ctx, device)
     multi = spec.search.sampler == "nsga2"
-    study = create_study(spec, f"{spec.name}-{ctx.run.id}", storage_url(ctx))
+    study = create_study(
+        spec,
+        f"{spec.name}-{ctx.run.id}",
+        storage_url(ctx),
+        samples=getattr(space, "accuracy_samples", None),
+    )
     optuna.storages.fail_stale_trials(study)
     queued = enqueue_architectures(study, space, spec.search.trials, spec.search.seed)
     if queued:
