@@ -111,6 +111,19 @@ def _prediction_lines(prediction: dict | None, runner: str) -> list[str]:
     ]
 
 
+def _tied_line(tied: dict | None, best: dict) -> list[str]:
+    """A warning when the search could not tell the winner from other architectures."""
+    if not tied:
+        return []
+    return [
+        f"The search could not tell this choice from {', '.join(tied['keys'])}: their search "
+        f"{best.get('score_label', 'score')} lies within {tied['margin']:.3f} of it (two "
+        "standard errors of the validation split). The choice among them is a guess; more "
+        "`search.epochs` would settle it.",
+        "",
+    ]
+
+
 def _source_line(sources: dict) -> list[str]:
     """Where the search's latencies came from, per target (measured here or predicted)."""
     if not sources:
@@ -235,6 +248,7 @@ def render_markdown(report: dict, images: dict[str, str], details: dict[str, dic
             f"{best.get('architecture')}, search {best.get('score_label', 'score')} "
             f"{_format(best.get('score'))}.",
             "",
+            *_tied_line(search.get("tied"), best),
             *_source_line(search.get("latency_sources", {})),
             f"![search]({images['search']})",
             "",

@@ -65,12 +65,8 @@ def run(ctx: StageContext) -> None:
     ctx.recorder.summary["device"] = device.describe()
     space = get_task(ctx.spec.task).search_space(ctx, device)
     multi = spec.search.sampler == "nsga2"
-    study = create_study(
-        spec,
-        f"{spec.name}-{ctx.run.id}",
-        storage_url(ctx),
-        samples=getattr(space, "accuracy_samples", None),
-    )
+    samples = getattr(space, "accuracy_samples", None)  # None: the score is no accuracy
+    study = create_study(spec, f"{spec.name}-{ctx.run.id}", storage_url(ctx), samples)
     optuna.storages.fail_stale_trials(study)
     queued = enqueue_architectures(study, space, spec.search.trials, spec.search.seed)
     if queued:
@@ -151,7 +147,7 @@ def run(ctx: StageContext) -> None:
         )
     finally:
         bar.close()
-    _write_results(ctx, study, multi)
+    _write_results(ctx, study, multi, samples)
 
 
 def _trial_record(
@@ -211,7 +207,7 @@ def pareto_front(records: list[dict]) -> list[dict]:
     )
 
 
-def _write_results(ctx: StageContext, study, multi: bool) -> None:
+def _write_results(ctx: StageContext, study, multi: bool, samples: int | None) -> None:
     spec, folder = ctx.spec, ctx.folder
     first = spec.targets[0]
     quality = get_task(spec.task).quality
@@ -244,6 +240,14 @@ def _write_results(ctx: StageContext, study, multi: bool) -> None:
     best = max(feasible, key=lambda r: (r["score"], -r["latency_ms"][first.name]))
     write_json(folder / "best.json", best)
     ctx.recorder.output_file("best", folder / "best.json")
+    tied = tied_with(best, feasible, samples)
+    if tied:
+        ctx.reporter.log(
+            f"the search could not tell {best['architecture_key']} from {', '.join(tied['keys'])}: "
+            f"their {best['score_label']} lies within {tied['margin']:.3f} (two standard errors "
+            f"on {samples} validation images) of the best, {best['score']:.3f}; the choice among "
+            "them is a guess that more search.epochs would settle"
+        )
     ctx.recorder.summary.update(
         {
             "trials": len(records),
@@ -265,11 +269,33 @@ def _write_results(ctx: StageContext, study, multi: bool) -> None:
             },
             "duplicates": sum(1 for r in records if r["duplicate_of"] is not None),
             "pareto": [r["number"] for r in front],
+            "tied": tied,
             "storage": _redact(storage_url(ctx)),
             "sampler": spec.search.sampler,
             "pruner": spec.search.pruner,
         }
     )
+
+
+def tied_with(best: dict, feasible: list[dict], samples: int | None) -> dict | None:
+    """Other architectures whose search score the validation split cannot tell from the
+    best's (within two binomial standard errors of an accuracy on ``samples`` images), or
+    None when there are none or the score is no accuracy."""
+    if not samples or best["score"] is None:
+        return None
+    from tango_ci.search.pruning import Z, standard_error
+
+    margin = Z * standard_error(best["score"], samples)
+    keys = sorted(
+        {
+            r["architecture_key"]
+            for r in feasible
+            if r["architecture_key"] != best["architecture_key"]
+            and r["score"] is not None
+            and r["score"] >= best["score"] - margin
+        }
+    )
+    return {"keys": keys, "margin": round(margin, 4)} if keys else None
 
 
 def _redact(url: str) -> str:

@@ -48,3 +48,29 @@ def test_make_pruner_uses_the_sample_count_when_the_space_gives_one():
     assert isinstance(make_pruner("median", 3), optuna.pruners.MedianPruner)
     with pytest.raises(ValueError, match="at least 1"):
         SampledMedianPruner(0)
+
+
+def _record(key: str, score: float) -> dict:
+    return {"architecture_key": key, "score": score}
+
+
+def test_architectures_the_validation_split_cannot_tell_from_the_winner_are_named():
+    from tango_ci.stages.search import tied_with
+
+    best = _record("resnet-s", 0.19)
+    feasible = [best, _record("resnet-m", 0.17), _record("resnet-m", 0.12), _record("xs", 0.1)]
+    # two standard errors of 0.19 on 600 images: 0.032, so 0.17 ties and 0.10 does not
+    assert tied_with(best, feasible, 600) == {"keys": ["resnet-m"], "margin": 0.032}
+    # on 60,000 images the margin is 0.0032 and nothing ties; without a sample count, no claim
+    assert tied_with(best, feasible, 60_000) is None
+    assert tied_with(best, feasible, None) is None
+
+
+def test_the_report_says_when_the_choice_was_a_guess():
+    from tango_ci.stages.report import _tied_line
+
+    best = {"score_label": "val accuracy"}
+    line = "".join(_tied_line({"keys": ["resnet-m", "resnet-xs"], "margin": 0.032}, best))
+    assert "could not tell this choice from resnet-m, resnet-xs" in line
+    assert "within 0.032" in line and "`search.epochs`" in line
+    assert _tied_line(None, best) == []
