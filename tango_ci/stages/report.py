@@ -111,13 +111,15 @@ def _prediction_lines(prediction: dict | None, runner: str) -> list[str]:
     ]
 
 
-def _tied_line(tied: dict | None, best: dict) -> list[str]:
-    """A warning when the search could not tell the winner from other architectures."""
-    if not tied:
+def _tied_line(tied: object, best: dict) -> list[str]:
+    """A warning when the search could not tell the winner from other architectures (the
+    summary may come from a downloaded run: anything but the expected shape says nothing)."""
+    if not isinstance(tied, dict) or not isinstance(tied.get("keys"), list) or not tied["keys"]:
         return []
+    keys = tied["keys"]
     return [
-        f"The search could not tell this choice from {', '.join(tied['keys'])}: their search "
-        f"{best.get('score_label', 'score')} lies within {tied['margin']:.3f} of it (two "
+        f"The search could not tell this choice from {', '.join(map(str, keys))}: their search "
+        f"{best.get('score_label', 'score')} lies within {_format(tied.get('margin'))} of it (two "
         "standard errors of the validation split). The choice among them is a guess; more "
         "`search.epochs` would settle it.",
         "",
