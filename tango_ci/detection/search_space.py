@@ -155,6 +155,10 @@ class DetectionSpace:
             "batch": trial.suggest_categorical("batch", [8, 16]),
         }
 
+    def defaults(self) -> dict:
+        """Each architecture is first tried at the project's own learning rate."""
+        return {"lr": self.spec.train.lr}
+
     def architectures(self) -> list[dict]:
         """Every distinct network ``suggest`` can give (one per ``key``), as its params."""
         search = self.spec.search

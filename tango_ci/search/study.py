@@ -2,8 +2,9 @@
 which architectures are tried.
 
 Left to itself a sampler repeats architectures (densenet-m twice in 8 trials), so each distinct
-architecture of the space is enqueued once, in a seeded shuffle, before the sampler chooses
-freely; a later trial that repeats a finished one exactly is not trained again.
+architecture of the space is enqueued once, in a seeded shuffle, with the space's default
+hyper-parameters (the project's training settings) where it has them, before the sampler
+chooses freely; a later trial that repeats a finished one exactly is not trained again.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def enqueue_architectures(study: Any, space: Any, trials: int, seed: int) -> lis
 
     Idempotent, so a resumed study enqueues nothing twice: the trials it holds (waiting ones
     included) count against ``trials`` and their architectures are taken. A space without
-    ``architectures()`` (a plug-in task's may have none) leaves the order to the sampler.
+    ``architectures()`` (a plug-in task's may have none) leaves the order to the sampler; one
+    with ``defaults()`` gives each enqueued architecture those hyper-parameters.
     """
     if not hasattr(space, "architectures"):
         return []
@@ -106,8 +108,9 @@ def enqueue_architectures(study: Any, space: Any, trials: int, seed: int) -> lis
     random.Random(seed).shuffle(order)
     fresh = [a for a in order if space.key(a) not in taken]
     chosen = fresh[: max(0, trials - len(alive))]
+    defaults = space.defaults() if hasattr(space, "defaults") else {}
     for params in chosen:
-        study.enqueue_trial(params, skip_if_exists=True)
+        study.enqueue_trial(defaults | params, skip_if_exists=True)
     return [space.key(p) for p in chosen]
 
 

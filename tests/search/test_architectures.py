@@ -58,6 +58,19 @@ def test_every_architecture_is_enqueued_once_in_a_seeded_order() -> None:
     assert len(study.trials) == 6
 
 
+def test_each_architecture_is_first_tried_with_the_space_defaults() -> None:
+    class WithDefaults(_Space):
+        def defaults(self) -> dict:
+            return {"lr": 0.002, "family": "ignored"}  # the architecture's own keys win
+
+    space, study = WithDefaults(["a", "b"], ["xs"]), _study()
+    enqueue_architectures(study, space, trials=3, seed=0)
+    study.optimize(lambda t: space.suggest(t)["lr"], n_trials=3)
+    given = [(t.params["family"], t.params["lr"]) for t in study.trials]
+    assert sorted(given[:2]) == [("a", 0.002), ("b", 0.002)]
+    assert given[2][1] != 0.002  # then the sampler chooses freely
+
+
 def test_an_exact_repeat_finds_its_finished_twin() -> None:
     space, study = _Space(["a"], ["xs"]), _study()
     study.enqueue_trial({"family": "a", "level": "xs", "lr": 0.01})
@@ -81,8 +94,18 @@ def test_four_trials_over_four_architectures_train_four_distinct_ones(tmp_path: 
     assert sorted(keys) == ["mobilenetv3-s", "mobilenetv3-xs", "resnet-s", "resnet-xs"]
     assert all(t["epochs_trained"] >= 1 and t["duplicate_of"] is None for t in trials)
     assert all(t["latency_source"] == {"cpu-fp32": "measured"} for t in trials)
+    # every architecture at the project's own training settings (lr 0.01, batch 16)
+    assert {(t["params"]["lr"], t["params"]["batch"]) for t in trials} == {(0.01, 16)}
     best = read_json(run.root / "search" / "best.json")
     assert best["latency_source"] == {"cpu-fp32": "measured"}
     summary = read_json(run.root / "search" / "manifest.json")["summary"]
     assert summary["latency_sources"]["cpu-fp32"]["source"] == "measured"
     assert summary["latency_sources"]["cpu-fp32"]["runner"] == "local-cpu"
+    # 8 images per class leave a validation split too small to rank anything: the best three
+    # were trained again for train.epochs (2, twice the search's 1) and the winner chosen there
+    assert [r["epochs"] for r in summary["finals"]] == [2]
+    assert len(summary["finals"][0]["scores"]) == 3 and set(summary["finals"][0]["scores"]) < set(
+        keys
+    )
+    assert best["final_epochs"] == 2
+    assert best["final_score"] == max(summary["finals"][0]["scores"].values())
