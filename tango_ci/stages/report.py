@@ -120,10 +120,35 @@ def _tied_line(tied: object, best: dict) -> list[str]:
     return [
         f"The search could not tell this choice from {', '.join(map(str, keys))}: their search "
         f"{best.get('score_label', 'score')} lies within {_format(tied.get('margin'))} of it (two "
-        "standard errors of the validation split). The choice among them is a guess; more "
-        "`search.epochs` would settle it.",
+        "standard errors of the validation split)"
+        + (f" even after {_format(tied['epochs'])} epochs each" if "epochs" in tied else "")
+        + ". The choice among them is a guess; more `search.epochs` would settle it.",
         "",
     ]
+
+
+def _finals_line(rounds: object) -> list[str]:
+    """How a tie was settled: each round's epochs and scores (anything but the expected shape,
+    from a downloaded run, says nothing)."""
+    if not isinstance(rounds, list) or not rounds:
+        return []
+    parts = []
+    for played in rounds:
+        if not isinstance(played, dict) or not isinstance(played.get("scores"), dict):
+            return []
+        scores = sorted(played["scores"].items(), key=_numeric_value, reverse=True)
+        listed = ", ".join(f"{key} {_format(value)}" for key, value in scores)
+        parts.append(f"after {_format(played.get('epochs'))} epochs {listed}")
+    return [
+        "The search's best architectures tied on its short training, so they were trained "
+        f"again for longer: {'; '.join(parts)}.",
+        "",
+    ]
+
+
+def _numeric_value(item: tuple) -> float:
+    value = item[1]
+    return float(value) if isinstance(value, int | float) else float("-inf")
 
 
 def _source_line(sources: dict) -> list[str]:
@@ -250,6 +275,7 @@ def render_markdown(report: dict, images: dict[str, str], details: dict[str, dic
             f"{best.get('architecture')}, search {best.get('score_label', 'score')} "
             f"{_format(best.get('score'))}.",
             "",
+            *_finals_line(search.get("finals")),
             *_tied_line(search.get("tied"), best),
             *_source_line(search.get("latency_sources", {})),
             f"![search]({images['search']})",

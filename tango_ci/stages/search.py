@@ -11,12 +11,14 @@ default), with heartbeats, so a killed search resumes without losing finished tr
 from __future__ import annotations
 
 import json
+import time
 import warnings
 
 from tango_ci.context import StageContext
 from tango_ci.exceptions import TangoError
 from tango_ci.plugins import get_task
 from tango_ci.rundir import read_json, write_json
+from tango_ci.search import finals
 from tango_ci.search.feasibility import describe_sources, latency_sources, measure_candidate
 from tango_ci.search.study import (
     DUPLICATE_OF,
@@ -131,23 +133,42 @@ def run(ctx: StageContext) -> None:
         score = space.train(params, trial.number, on_epoch, ctx.reporter)
         return (score, latency) if multi else score
 
+    settles = bool(samples) and not multi  # ties are settled by longer training (finals.py)
+    timeout = spec.search.timeout_s
+    deadline = None if timeout is None else time.monotonic() + timeout
     bar = ctx.reporter.task("search trials", total=spec.search.trials)
     bar.update(completed=len(done))
+    callbacks = [
+        lambda s, t: bar.update(completed=len([x for x in s.trials if x.state.is_finished()]))
+    ]
+    if timeout is not None and settles:  # the study leaves time for the finals
+        timeout *= finals.STUDY_SHARE
+        callbacks.append(lambda s, t: _stop_for_finals(s, samples or 0, ctx.reporter))
     try:
         study.optimize(
             objective,
             n_trials=remaining,
-            timeout=spec.search.timeout_s,
-            callbacks=[
-                lambda s, t: bar.update(
-                    completed=len([x for x in s.trials if x.state.is_finished()])
-                )
-            ],
+            timeout=timeout,
+            callbacks=callbacks,
             catch=(),
         )
     finally:
         bar.close()
-    _write_results(ctx, study, multi, samples)
+
+    def train_longer(record: dict, epochs: int) -> float:
+        return space.train(
+            record["params"], record["number"], lambda *_: None, ctx.reporter, epochs=epochs
+        )
+
+    _write_results(ctx, study, multi, samples, (train_longer, deadline))
+
+
+def _stop_for_finals(study, samples: int, reporter) -> None:
+    """Under a time budget, a tie after every architecture's first trial ends the study: the
+    time left settles it (``search/finals.py``)."""
+    if finals.first_pass_tied(study, samples):
+        reporter.log("every architecture tried once and the best is tied: settling it next")
+        study.stop()
 
 
 def _trial_record(
@@ -207,7 +228,10 @@ def pareto_front(records: list[dict]) -> list[dict]:
     )
 
 
-def _write_results(ctx: StageContext, study, multi: bool, samples: int | None) -> None:
+def _write_results(
+    ctx: StageContext, study, multi: bool, samples: int | None, settle: tuple
+) -> None:
+    """``settle``: how to train a record longer and the search's deadline, for the finals."""
     spec, folder = ctx.spec, ctx.folder
     first = spec.targets[0]
     quality = get_task(spec.task).quality
@@ -238,15 +262,25 @@ def _write_results(ctx: StageContext, study, multi: bool, samples: int | None) -
         )
         raise NoFeasibleCandidate(trials=len(records), closest=text)
     best = max(feasible, key=lambda r: (r["score"], -r["latency_ms"][first.name]))
+    rounds: list[dict] = []
+    if samples and best["score"] is not None and not multi:  # a tie: train longer (finals.py)
+        search = spec.search
+        most = max(search.epochs, min(spec.train.epochs, finals.CAP * search.epochs))
+        best, rounds = finals.settle(
+            best, feasible, samples, settle[0], (search.epochs, most), settle[1], ctx.reporter.log
+        )
     write_json(folder / "best.json", best)
     ctx.recorder.output_file("best", folder / "best.json")
-    tied = tied_with(best, feasible, samples)
+    tied = finals.still_tied(best, rounds, samples or 0) or (
+        None if rounds else tied_with(best, feasible, samples)
+    )
     if tied:
         ctx.reporter.log(
             f"the search could not tell {best['architecture_key']} from {', '.join(tied['keys'])}: "
             f"their {best['score_label']} lies within {tied['margin']:.3f} (two standard errors "
-            f"on {samples} validation images) of the best, {best['score']:.3f}; the choice among "
-            "them is a guess that more search.epochs would settle"
+            f"on {samples} validation images) of the best"
+            + (f" after {tied['epochs']} epochs each" if "epochs" in tied else "")
+            + "; the choice among them is a guess that more search.epochs would settle"
         )
     ctx.recorder.summary.update(
         {
@@ -266,10 +300,12 @@ def _write_results(ctx: StageContext, study, multi: bool, samples: int | None) -
                     "architecture",
                     "latency_source",
                 )
-            },
+            }
+            | {k: best[k] for k in ("final_score", "final_epochs") if k in best},
             "duplicates": sum(1 for r in records if r["duplicate_of"] is not None),
             "pareto": [r["number"] for r in front],
             "tied": tied,
+            "finals": rounds,
             "storage": _redact(storage_url(ctx)),
             "sampler": spec.search.sampler,
             "pruner": spec.search.pruner,
@@ -283,18 +319,8 @@ def tied_with(best: dict, feasible: list[dict], samples: int | None) -> dict | N
     None when there are none or the score is no accuracy."""
     if not samples or best["score"] is None:
         return None
-    from tango_ci.search.pruning import Z, standard_error
-
-    margin = Z * standard_error(best["score"], samples)
-    keys = sorted(
-        {
-            r["architecture_key"]
-            for r in feasible
-            if r["architecture_key"] != best["architecture_key"]
-            and r["score"] is not None
-            and r["score"] >= best["score"] - margin
-        }
-    )
+    rivals, margin = finals.tied_records(best, feasible, samples)
+    keys = sorted(r["architecture_key"] for r in rivals)
     return {"keys": keys, "margin": round(margin, 4)} if keys else None
 
 

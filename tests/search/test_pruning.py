@@ -74,3 +74,17 @@ def test_the_report_says_when_the_choice_was_a_guess():
     assert "could not tell this choice from resnet-m, resnet-xs" in line
     assert "within 0.032" in line and "`search.epochs`" in line
     assert _tied_line(None, best) == []
+
+
+def test_the_report_says_how_a_tie_was_settled_and_when_it_was_not():
+    from tango_ci.stages.report import _finals_line, _tied_line
+
+    rounds = [{"epochs": 6, "scores": {"resnet-xs": 0.2, "resnet-s": 0.31, "mobilenetv3-s": 0.15}}]
+    line = "".join(_finals_line(rounds))
+    assert (
+        "trained again for longer: after 6 epochs resnet-s 0.31, resnet-xs 0.2, mobilenetv3-s"
+        in line
+    )
+    tied = {"keys": ["resnet-m"], "margin": 0.03, "epochs": 12}
+    assert "even after 12 epochs each" in "".join(_tied_line(tied, {"score_label": "accuracy"}))
+    assert _finals_line([]) == []
