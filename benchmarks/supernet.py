@@ -14,7 +14,9 @@ once, specialised per budget with fine-tuning; without it: the chosen subnet wit
 weights and BatchNorm recalibrated as specialisation scored it. (b) that architecture from a
 fresh initialisation for the supernet's epochs. (c) a `strategy: trials` project per budget,
 `search.timeout_s` = the supernet's wall clock (training + specialisation) / 3, its winner then
-trained for the same epochs. (d) resnet, mobilenetv3, densenet at xs/s/m trained for the same
+trained for the same epochs. (e) the same without a time limit: `search.trials` 12, the
+acceptance's "with strategy: trials on that set, the chosen model is within 1 point of the best
+fixed baseline that fits each budget". (d) resnet, mobilenetv3, densenet at xs/s/m trained for the same
 epochs where their p95 fits the loosest budget; per budget the fitting one with the best
 validation accuracy. One test split for all (same images and split seed; no choice reads it).
 Compute: supernet training + N specialisations against N searches (search + winner training),
@@ -44,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
+from _supernet_table import markdown
 
 from tango_ci import api
 from tango_ci.bench.feasibility import SECOND_LOOK, measure_candidate
@@ -74,13 +77,14 @@ class Settings:
     epochs: int  # the supernet's, and every from-scratch training's
     finetune_epochs: int
     search_epochs: int  # per trial of strategy trials
+    untimed_trials: int  # (e): strategy trials without a time limit
     specialise_s: float
     population: int
     generations: int
 
 
-FULL = Settings(250, 15, 4, 3, 40.0, 12, 4)
-QUICK = Settings(60, 4, 1, 1, 15.0, 6, 2)
+FULL = Settings(250, 15, 4, 3, 12, 40.0, 12, 4)
+QUICK = Settings(60, 4, 1, 1, 4, 15.0, 6, 2)
 
 PROJECT = """\
 name: {name}
@@ -99,7 +103,7 @@ SUPERNET_SEARCH = (
 )
 TRIALS_SEARCH = (
     "{{strategy: trials, families: [resnet, mobilenetv3, densenet], levels: [xs, s, m], "
-    "trials: 200, epochs: {epochs}, timeout_s: {timeout}, seed: 0}}"
+    "trials: {trials}, epochs: {epochs}, timeout_s: {timeout}, seed: 0}}"
 )
 TARGET = (
     "  - {{name: {name}, runner: local-cpu, engine: onnxruntime, precision: fp32,\n"
@@ -224,13 +228,21 @@ def supernet_side(repo: Path, settings: Settings, budgets: dict[str, float]) -> 
     return {"run": str(root), "rows": rows, "compute": compute, "data": data}
 
 
-def trials_side(repo: Path, settings: Settings, budgets: dict[str, float], share_s: float):
+def trials_side(
+    repo: Path, settings: Settings, budgets: dict[str, float], share_s: float | None
+) -> list[dict]:
+    """Strategy trials per budget: within ``share_s`` seconds (200 trials at most), or with
+    ``settings.untimed_trials`` trials and no time limit when ``share_s`` is None."""
     rows = []
-    search = TRIALS_SEARCH.format(epochs=settings.search_epochs, timeout=round(share_s, 1))
+    timed_out = share_s is not None
+    trials = 200 if timed_out else settings.untimed_trials
+    timeout = round(share_s, 1) if share_s is not None else "null"
+    search = TRIALS_SEARCH.format(trials=trials, epochs=settings.search_epochs, timeout=timeout)
     for index, (name, budget) in enumerate(budgets.items()):
-        project = write_project(repo, f"trials-{index + 1}", settings, search, {name: budget})
+        prefix = "trials" if timed_out else "untimed"
+        project = write_project(repo, f"{prefix}-{index + 1}", settings, search, {name: budget})
         api.run(project, until="data", reporter=StderrReporter())
-        log(f"trials for {name} ({budget} ms): search.timeout_s {share_s:.0f}")
+        log(f"{prefix} for {name} ({budget} ms): {trials} trials, search.timeout_s {timeout}")
         try:
             root, seconds = timed(project, "search", "train")
         except TangoError as error:  # e.g. no candidate fits the budget
@@ -244,6 +256,7 @@ def trials_side(repo: Path, settings: Settings, budgets: dict[str, float], share
             {"target": name, "budget_ms": budget, "s": round(seconds, 1), "test_sha": sha(test)}
             | {"winner": "{family}-{level}".format(**best["params"]), "best_trial": best}
             | {"trials": len(trials), "trained": sum(1 for t in trials if t["epochs_trained"])}
+            | {"finals": read_json(root / "search" / "manifest.json")["summary"].get("finals")}
             | {"val": read_json(root / "train" / "metrics.json")["val_accuracy"]}
             | {"test": evaluate(load_network(root / "train"), *test)[0]}
         )
@@ -272,9 +285,9 @@ def sha(split: tuple) -> str:
     return hashlib.sha256(split[0].tobytes() + split[1].tobytes()).hexdigest()[:16]
 
 
-def summarise(rows: list, trials: list, fixed: list, compute: dict) -> list[dict]:
+def summarise(rows: list, trials: list, untimed: list, fixed: list, compute: dict) -> list[dict]:
     summary = []
-    for row, trial in zip(rows, trials, strict=True):
+    for row, trial, free in zip(rows, trials, untimed, strict=True):
         fitting = [f for f in fixed if f["trained"] and f["latency_ms"] <= row["budget_ms"]]
         best = max(fitting, key=lambda f: f["val"], default=None)
         a_ft, a_plain = row["a_ft"]["test"], row["a_no_ft"]["test"]
@@ -283,7 +296,9 @@ def summarise(rows: list, trials: list, fixed: list, compute: dict) -> list[dict
             {"budget_ms": row["budget_ms"], "subnet": row["chosen"]["architecture"]}
             | {"latency_ms": row["chosen"]["latency_ms"], "a_no_ft": a_plain, "a_ft": a_ft}
             | {"b_scratch": b, "c_trials": trial.get("test"), "c_winner": trial.get("winner")}
+            | {"e_trials": free.get("test"), "e_winner": free.get("winner"), "e_s": free.get("s")}
             | {"d_fixed": d, "d_name": best["name"] if best else "none fits"}
+            | {"goal_e": None if d is None or "test" not in free else free["test"] >= d - 0.01}
             | {"goal_ft": (d is None or a_ft >= d) and a_ft >= b - 0.01}
             | {"goal_no_ft": (d is None or a_plain >= d) and a_plain >= b - 0.01}
         )
@@ -294,53 +309,6 @@ def summarise(rows: list, trials: list, fixed: list, compute: dict) -> list[dict
         n: {"supernet_s": round(once + n * each), "search_s": round(n * per)} for n in TARGETS
     }
     return summary
-
-
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
-
-
-def markdown(results: dict) -> str:
-    s, c, host = results["settings"], results["compute"], results["host"]
-    lines = [
-        f"# Supernet against per-target search ({results['mode']})\n",
-        f"{host['cpu']}, {host['cores']} cores; load average {results['load_before']} before, "
-        f"{results['load_after']} after (a shared host slows every timing). Glyphs, 12 classes, "
-        f"{s['images_per_class']} images per class at 32 px; {results['test_images']} test "
-        f"images (1 point = {results['test_images'] / 100:.1f} images). {s['epochs']} epochs for "
-        f"the supernet and every training from scratch, {s['finetune_epochs']} of fine-tuning. "
-        f"Supernet: largest subnet {pct(c['largest_val'])}%, smallest {pct(c['smallest_val'])}% "
-        f"validation accuracy. Wall clock {results['wall_s'] / 60:.1f} min.\n",
-        "Test accuracy (%) per p95 budget (onnxruntime fp32, this host): (a) the specialised "
-        "subnet without and with fine-tuning, (b) its architecture from scratch, (c) strategy "
-        "trials at equal wall clock (its winner), (d) the fixed family/level within the budget "
-        "with the best validation accuracy. Goal: (a) >= (d) and (a) >= (b) - 1 point.\n",
-        "| budget ms | (a) subnet, p95 ms | (a) no-ft | (a) ft | (b) scratch | (c) trials "
-        "| (d) fixed | goal ft / no-ft |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    yes = {True: "yes", False: "no"}
-    for r in results["summary"]:
-        lines.append(
-            f"| {r['budget_ms']:.3f} | {r['subnet']}, {r['latency_ms']:.3f} | "
-            f"{pct(r['a_no_ft'])} | {pct(r['a_ft'])} | {pct(r['b_scratch'])} | "
-            f"{pct(r['c_trials'])} ({r['c_winner']}) | {pct(r['d_fixed'])} ({r['d_name']}) | "
-            f"{yes[r['goal_ft']]} / {yes[r['goal_no_ft']]} |"
-        )
-    lines += [
-        f"\nCompute, wall clock: supernet training {c['supernet_train_s']:.0f} s, one "
-        f"specialisation {c['specialise_per_target_s']:.0f} s (fine-tuning included); one "
-        f"per-target search {c['per_target_search_s']:.0f} s (`search.timeout_s` "
-        f"{results['share_s']:.0f} s, then the winner's training). Measured for 3 targets; "
-        "1 and 10 are extrapolated from the per-target means.\n",
-        "| targets | supernet + specialisations (s) | per-target search (s) | ratio | |",
-        "|---|---|---|---|---|",
-    ]
-    for n, t in c["targets"].items():
-        kind = "measured" if n == len(FRACTIONS) else "extrapolated"
-        ratio = t["search_s"] / max(t["supernet_s"], 1)
-        lines.append(f"| {n} | {t['supernet_s']} | {t['search_s']} | {ratio:.2f}x | {kind} |")
-    return "\n".join(lines) + "\n"
 
 
 def make_repo(work: Path) -> Path:
@@ -369,11 +337,12 @@ def main() -> None:
         compute, data = supernet["compute"], supernet.pop("data")
         share_s = (compute["supernet_train_s"] + compute["specialise_total_s"]) / len(budgets)
         trials = trials_side(repo, settings, budgets, share_s)
-        if any(t.get("test_sha", sha(data["test"])) != sha(data["test"]) for t in trials):
+        untimed = trials_side(repo, settings, budgets, None)
+        if any(t.get("test_sha", sha(data["test"])) != sha(data["test"]) for t in trials + untimed):
             raise SystemExit("a trials project's test split differs from the supernet's")
         log("fixed families and levels")
         fixed = fixed_side(repo, settings, budgets, data)
-        summary = summarise(supernet["rows"], trials, fixed, compute)
+        summary = summarise(supernet["rows"], trials, untimed, fixed, compute)
     results = {
         "mode": "quick" if args.quick else "full",
         "settings": dataclasses.asdict(settings) | {"lr": LR, "budgets_ms": budgets},
@@ -385,7 +354,7 @@ def main() -> None:
         "wall_s": round(time.perf_counter() - BEGAN, 1),
         "summary": summary,
         "compute": compute,
-        "runs": {"supernet": supernet, "trials": trials, "fixed": fixed},
+        "runs": {"supernet": supernet, "trials": trials, "untimed": untimed, "fixed": fixed},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     name = args.name or ("supernet-quick" if args.quick else "supernet")

@@ -1,0 +1,54 @@
+"""The Markdown table of ``benchmarks/supernet.py`` from its results."""
+
+from __future__ import annotations
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def markdown(results: dict) -> str:
+    s, c, host = results["settings"], results["compute"], results["host"]
+    lines = [
+        f"# Supernet against per-target search ({results['mode']})\n",
+        f"{host['cpu']}, {host['cores']} cores; load average {results['load_before']} before, "
+        f"{results['load_after']} after (a shared host slows every timing). Glyphs, 12 classes, "
+        f"{s['images_per_class']} images per class at 32 px; {results['test_images']} test "
+        f"images (1 point = {results['test_images'] / 100:.1f} images). {s['epochs']} epochs for "
+        f"the supernet and every training from scratch, {s['finetune_epochs']} of fine-tuning. "
+        f"Supernet: largest subnet {pct(c['largest_val'])}%, smallest {pct(c['smallest_val'])}% "
+        f"validation accuracy. Wall clock {results['wall_s'] / 60:.1f} min.\n",
+        "Test accuracy (%) per p95 budget (onnxruntime fp32, this host): (a) the specialised "
+        "subnet without and with fine-tuning, (b) its architecture from scratch, (c) strategy "
+        "trials at equal wall clock (its winner), (d) the fixed family/level within the budget "
+        f"with the best validation accuracy, (e) strategy trials with {s['untimed_trials']} "
+        f"trials and no time limit (its winner, wall clock of search and training); "
+        f"{s['search_epochs']} epochs per trial. Goals: (a) >= (d) and (a) >= (b) - 1 point; "
+        "(e) >= (d) - 1 point.\n",
+        "| budget ms | (a) subnet, p95 ms | (a) no-ft | (a) ft | (b) scratch | (c) trials "
+        "| (d) fixed | (e) trials, untimed | goal (a) ft / no-ft | goal (e) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    yes = {True: "yes", False: "no"}
+    for r in results["summary"]:
+        lines.append(
+            f"| {r['budget_ms']:.3f} | {r['subnet']}, {r['latency_ms']:.3f} | "
+            f"{pct(r['a_no_ft'])} | {pct(r['a_ft'])} | {pct(r['b_scratch'])} | "
+            f"{pct(r['c_trials'])} ({r['c_winner']}) | {pct(r['d_fixed'])} ({r['d_name']}) | "
+            f"{pct(r['e_trials'])} ({r['e_winner']}, {r['e_s'] or 0:.0f} s) | "
+            f"{yes[r['goal_ft']]} / {yes[r['goal_no_ft']]} | {yes.get(r['goal_e'], '-')} |"
+        )
+    lines += [
+        f"\nCompute, wall clock: supernet training {c['supernet_train_s']:.0f} s, one "
+        f"specialisation {c['specialise_per_target_s']:.0f} s (fine-tuning included); one "
+        f"per-target search {c['per_target_search_s']:.0f} s (`search.timeout_s` "
+        f"{results['share_s']:.0f} s, then the winner's training). Measured for 3 targets; "
+        "1 and 10 are extrapolated from the per-target means.\n",
+        "| targets | supernet + specialisations (s) | per-target search (s) | ratio | |",
+        "|---|---|---|---|---|",
+    ]
+    for n, t in c["targets"].items():
+        kind = "measured" if int(n) == len(s["budgets_ms"]) else "extrapolated"
+        ratio = t["search_s"] / max(t["supernet_s"], 1)
+        lines.append(f"| {n} | {t['supernet_s']} | {t['search_s']} | {ratio:.2f}x | {kind} |")
+    return "\n".join(lines) + "\n"
