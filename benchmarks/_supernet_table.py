@@ -1,6 +1,34 @@
-"""The Markdown table of ``benchmarks/supernet.py`` from its results."""
+"""The summary and Markdown table of ``benchmarks/supernet.py`` from its runs."""
 
 from __future__ import annotations
+
+TARGETS = [1, 3, 10]  # compute is given for this many targets
+
+
+def summarise(rows: list, trials: list, untimed: list, fixed: list, compute: dict) -> list[dict]:
+    summary = []
+    for row, trial, free in zip(rows, trials, untimed, strict=True):
+        fitting = [f for f in fixed if f["trained"] and f["latency_ms"] <= row["budget_ms"]]
+        best = max(fitting, key=lambda f: f["val"], default=None)
+        a_ft, a_plain = row["a_ft"]["test"], row["a_no_ft"]["test"]
+        b, d = row["b_scratch"]["test"], best["test"] if best else None
+        summary.append(
+            {"budget_ms": row["budget_ms"], "subnet": row["chosen"]["architecture"]}
+            | {"latency_ms": row["chosen"]["latency_ms"], "a_no_ft": a_plain, "a_ft": a_ft}
+            | {"b_scratch": b, "c_trials": trial.get("test"), "c_winner": trial.get("winner")}
+            | {"e_trials": free.get("test"), "e_winner": free.get("winner"), "e_s": free.get("s")}
+            | {"d_fixed": d, "d_name": best["name"] if best else "none fits"}
+            | {"goal_e": None if d is None or "test" not in free else free["test"] >= d - 0.01}
+            | {"goal_ft": (d is None or a_ft >= d) and a_ft >= b - 0.01}
+            | {"goal_no_ft": (d is None or a_plain >= d) and a_plain >= b - 0.01}
+        )
+    searched = [t["s"] for t in trials if "s" in t]
+    per = compute["per_target_search_s"] = round(sum(searched) / max(len(searched), 1), 1)
+    once, each = compute["supernet_train_s"], compute["specialise_per_target_s"]
+    compute["targets"] = {
+        n: {"supernet_s": round(once + n * each), "search_s": round(n * per)} for n in TARGETS
+    }
+    return summary
 
 
 def pct(value: float | None) -> str:

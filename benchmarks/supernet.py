@@ -24,6 +24,8 @@ measured for 3 targets and scaled to 1 and 10 from the per-target means.
 
     .venv/bin/python benchmarks/supernet.py            # about 25 minutes on an idle 2-core CPU
     .venv/bin/python benchmarks/supernet.py --quick    # about 5 minutes, fewer images/epochs
+    .venv/bin/python benchmarks/supernet.py --trials-only  # (c) and (e) again, for the budgets
+        # of the last results (the same data; (a), (b), (d) kept): after a change to the search
 
 Writes benchmarks/results/supernet.json and .md (supernet-quick.* with --quick).
 """
@@ -46,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
-from _supernet_table import markdown
+from _supernet_table import markdown, summarise
 
 from tango_ci import api
 from tango_ci.bench.feasibility import SECOND_LOOK, measure_candidate
@@ -66,7 +68,6 @@ from tango_ci.train.trainer import TrainConfig, evaluate, set_threads, train_mod
 ROOT = Path(__file__).resolve().parents[1]
 FRACTIONS = (0.25, 0.5, 0.9)  # where the budgets lie between the smallest and largest subnet
 FIXED = [(f, level) for f in ("resnet", "mobilenetv3", "densenet") for level in ("xs", "s", "m")]
-TARGETS = [1, 3, 10]
 LR = 0.002  # AdamW; 0.01 is too high for these networks
 CLASSES = [str(i) for i in range(12)]  # glyphs has 12; here only the count matters
 
@@ -83,7 +84,7 @@ class Settings:
     generations: int
 
 
-FULL = Settings(250, 15, 4, 3, 12, 40.0, 12, 4)
+FULL = Settings(250, 15, 4, 6, 12, 40.0, 12, 4)
 QUICK = Settings(60, 4, 1, 1, 4, 15.0, 6, 2)
 
 PROJECT = """\
@@ -285,32 +286,6 @@ def sha(split: tuple) -> str:
     return hashlib.sha256(split[0].tobytes() + split[1].tobytes()).hexdigest()[:16]
 
 
-def summarise(rows: list, trials: list, untimed: list, fixed: list, compute: dict) -> list[dict]:
-    summary = []
-    for row, trial, free in zip(rows, trials, untimed, strict=True):
-        fitting = [f for f in fixed if f["trained"] and f["latency_ms"] <= row["budget_ms"]]
-        best = max(fitting, key=lambda f: f["val"], default=None)
-        a_ft, a_plain = row["a_ft"]["test"], row["a_no_ft"]["test"]
-        b, d = row["b_scratch"]["test"], best["test"] if best else None
-        summary.append(
-            {"budget_ms": row["budget_ms"], "subnet": row["chosen"]["architecture"]}
-            | {"latency_ms": row["chosen"]["latency_ms"], "a_no_ft": a_plain, "a_ft": a_ft}
-            | {"b_scratch": b, "c_trials": trial.get("test"), "c_winner": trial.get("winner")}
-            | {"e_trials": free.get("test"), "e_winner": free.get("winner"), "e_s": free.get("s")}
-            | {"d_fixed": d, "d_name": best["name"] if best else "none fits"}
-            | {"goal_e": None if d is None or "test" not in free else free["test"] >= d - 0.01}
-            | {"goal_ft": (d is None or a_ft >= d) and a_ft >= b - 0.01}
-            | {"goal_no_ft": (d is None or a_plain >= d) and a_plain >= b - 0.01}
-        )
-    searched = [t["s"] for t in trials if "s" in t]
-    per = compute["per_target_search_s"] = round(sum(searched) / max(len(searched), 1), 1)
-    once, each = compute["supernet_train_s"], compute["specialise_per_target_s"]
-    compute["targets"] = {
-        n: {"supernet_s": round(once + n * each), "search_s": round(n * per)} for n in TARGETS
-    }
-    return summary
-
-
 def make_repo(work: Path) -> Path:
     repo = work / "repo"
     repo.mkdir(parents=True)
@@ -326,8 +301,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--name", help="file name of the results (default supernet[-quick])")
     parser.add_argument("--work", type=Path, help="work here and keep it (default: a temp dir)")
+    parser.add_argument(
+        "--trials-only",
+        action="store_true",
+        help="rerun (c) and (e) only, at the budgets and time share of the last results",
+    )
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
+    name = args.name or ("supernet-quick" if args.quick else "supernet")
+    if args.trials_only:
+        return rerun_trials(args.out / f"{name}.json", settings, args.work)
     threads = set_threads()
     load_before = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -356,12 +339,42 @@ def main() -> None:
         "compute": compute,
         "runs": {"supernet": supernet, "trials": trials, "untimed": untimed, "fixed": fixed},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = args.name or ("supernet-quick" if args.quick else "supernet")
-    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.out, name, results)
+
+
+def write_results(out: Path, name: str, results: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     text = markdown(results)
-    (args.out / f"{name}.md").write_text(text)
+    (out / f"{name}.md").write_text(text)
     print(text)
+
+
+def rerun_trials(path: Path, settings: Settings, work: Path | None) -> None:
+    """(c) and (e) for the budgets and time share in ``path``; its other columns are kept
+    (the data is synthesised from the same seed; the test split's hash must match)."""
+    results = json.loads(path.read_text())
+    budgets, share_s = results["settings"]["budgets_ms"], results["share_s"]
+    test_sha = results["runs"]["trials"][0]["test_sha"]
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = make_repo(work or Path(tmp))
+        trials = trials_side(repo, settings, budgets, share_s)
+        untimed = trials_side(repo, settings, budgets, None)
+    if any(t.get("test_sha", test_sha) != test_sha for t in trials + untimed):
+        raise SystemExit("the test split differs from the one of the results")
+    runs = results["runs"]
+    compute = results["compute"]
+    summary = summarise(runs["supernet"]["rows"], trials, untimed, runs["fixed"], compute)
+    results |= {
+        "settings": dataclasses.asdict(settings) | {"lr": LR, "budgets_ms": budgets},
+        "summary": summary,
+        "trials_rerun": {
+            "wall_s": round(time.perf_counter() - BEGAN, 1),
+            "host_load": [round(x, 2) for x in os.getloadavg()],
+        },
+        "runs": runs | {"trials": trials, "untimed": untimed},
+    }
+    write_results(path.parent, path.stem, results)
 
 
 if __name__ == "__main__":
