@@ -151,7 +151,9 @@ def search_command(
     """Search architectures and hyper-parameters (Optuna).
 
     Each candidate is built and timed on every target first; one over a budget is rejected
-    without training. An interrupted search resumes where it stopped.
+    without training. Every architecture is first tried at the project's train settings;
+    architectures whose validation accuracy the search cannot tell apart are trained again,
+    longer, until one is clear. An interrupted search resumes where it stopped.
     """
     run_pipeline(project, from_stage="search", until="search", run_id=run_id, storage=storage)
 
