@@ -111,20 +111,16 @@ def settle(
 
 
 def _winner(finalists: list[dict], rounds: list[dict]) -> dict:
-    """The leader of the last complete round (the search's best when none was played)."""
+    """The leader of the last complete round, every finalist of which played it (the search's
+    best when no round was played)."""
     if not rounds:
         return finalists[0]
-    last = rounds[-1]
-    scores = last["scores"]
-    leader = max((r for r in finalists if r["architecture_key"] in scores), key=_score_of(scores))
+    scores = rounds[-1]["scores"]
+    leader = max(finalists, key=lambda r: scores[r["architecture_key"]])
     return leader | {
         "final_score": scores[leader["architecture_key"]],
-        "final_epochs": last["epochs"],
+        "final_epochs": rounds[-1]["epochs"],
     }
-
-
-def _score_of(scores: dict[str, float]) -> Callable[[dict], Any]:
-    return lambda record: scores[record["architecture_key"]]
 
 
 def still_tied(winner: dict, rounds: list[dict], samples: int) -> dict | None:

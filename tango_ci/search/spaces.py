@@ -1,7 +1,11 @@
 """What is searched for each task: parameters, candidate export, and candidate training.
 
 The search stage drives Optuna, target awareness and resume the same way for every task; a
-space only knows its task's models.
+space only knows its task's models. What the stage asks of a space: ``suggest``, ``key``,
+``export``, ``train`` and ``calibration``; optionally ``architectures()`` and ``defaults()``
+(each architecture is tried once first, with those hyper-parameters) and ``accuracy_samples``
+(the score is an accuracy on that many images: the pruner ignores gaps within its noise, and
+a tie is settled by ``train(..., epochs=N)`` with more epochs, see ``finals``).
 """
 
 from __future__ import annotations
