@@ -236,14 +236,14 @@ def trials_side(
     ``settings.untimed_trials`` trials and no time limit when ``share_s`` is None."""
     rows = []
     timed_out = share_s is not None
-    trials = 200 if timed_out else settings.untimed_trials
+    count = 200 if timed_out else settings.untimed_trials
     timeout = round(share_s, 1) if share_s is not None else "null"
-    search = TRIALS_SEARCH.format(trials=trials, epochs=settings.search_epochs, timeout=timeout)
+    search = TRIALS_SEARCH.format(trials=count, epochs=settings.search_epochs, timeout=timeout)
     for index, (name, budget) in enumerate(budgets.items()):
         prefix = "trials" if timed_out else "untimed"
         project = write_project(repo, f"{prefix}-{index + 1}", settings, search, {name: budget})
         api.run(project, until="data", reporter=StderrReporter())
-        log(f"{prefix} for {name} ({budget} ms): {trials} trials, search.timeout_s {timeout}")
+        log(f"{prefix} for {name} ({budget} ms): {count} trials, search.timeout_s {timeout}")
         try:
             root, seconds = timed(project, "search", "train")
         except TangoError as error:  # e.g. no candidate fits the budget
