@@ -3,9 +3,10 @@
 A short search proxy ranks well only where the proxy separates the candidates. On 12-class
 glyphs, after three epochs resnet-s, mobilenetv3-s and resnet-xs all sit at 0.13-0.14
 validation accuracy (600 images: one standard error 0.014), while fifteen epochs bring them to
-0.58, 0.22 and 0.27: picking among them by the proxy is a guess. So when the best
-architecture's score is within two standard errors of others', the best and up to
-``FINALISTS - 1`` of the closest are trained again from scratch with twice the epochs, then
+0.58, 0.22 and 0.27: picking among them by the proxy is a guess. So when other trials' scores
+lie within two standard errors of the best's (other architectures, or the same one with other
+hyper-parameters: a learning rate that wins over 6 epochs can lose over 15), the best and up
+to ``FINALISTS - 1`` of the closest are trained again from scratch with twice the epochs, then
 twice again, until one is clear of the rest (successive halving on the tied set only), the
 epochs reach ``CAP`` times the search's or ``train.epochs``, or the search's time is up.
 
@@ -45,6 +46,24 @@ def tied_records(best: dict, feasible: list[dict], samples: int) -> tuple[list[d
     return sorted(per_key.values(), key=lambda r: -r["score"]), margin
 
 
+def label(record: dict) -> str:
+    """A trial as the finals name it: its architecture and number."""
+    return f"{record['architecture_key']} #{record['number']}"
+
+
+def rivals(best: dict, feasible: list[dict], samples: int) -> list[dict]:
+    """The other trials whose score lies within two standard errors of ``best``'s, best first."""
+    margin = Z * standard_error(best["score"], samples)
+    close = [
+        r
+        for r in feasible
+        if r["number"] != best["number"]
+        and r["score"] is not None
+        and r["score"] >= best["score"] - margin
+    ]
+    return sorted(close, key=lambda r: -r["score"])
+
+
 def first_pass_tied(study: Any, samples: int) -> bool:
     """Whether ``study`` has tried every architecture it was given (nothing waits) and its best
     feasible score is tied with another architecture's."""
@@ -82,30 +101,29 @@ def settle(
     short by the deadline does not count. The winner is ``best``'s record (or a rival's) with
     ``final_score`` and ``final_epochs`` added when a round was played.
     """
-    rivals, _ = tied_records(best, feasible, samples)
-    finalists = [best, *rivals[: FINALISTS - 1]]
+    finalists = [best, *rivals(best, feasible, samples)[: FINALISTS - 1]]
     search_epochs, most = epochs
     rounds: list[dict] = []
     current = search_epochs
     while len(finalists) > 1 and current < most:
         current = min(2 * current, most)
-        names = ", ".join(r["architecture_key"] for r in finalists)
+        names = ", ".join(map(label, finalists))
         log(f"settling a tie: training {names} for {current} epochs each")
         scores: dict[str, float] = {}
         for record in finalists:
             if deadline is not None and time.monotonic() > deadline:
                 log(f"search.timeout_s reached during the {current}-epoch round; it does not count")
                 return _winner(finalists, rounds), rounds
-            scores[record["architecture_key"]] = train(record, current)
+            scores[label(record)] = train(record, current)
         rounds.append({"epochs": current, "scores": {k: round(v, 4) for k, v in scores.items()}})
-        finalists.sort(key=lambda r: -scores[r["architecture_key"]])
-        lead = scores[finalists[0]["architecture_key"]]
+        finalists.sort(key=lambda r: -scores[label(r)])
+        lead = scores[label(finalists[0])]
         margin = Z * standard_error(lead, samples)
-        finalists = [r for r in finalists if scores[r["architecture_key"]] >= lead - margin]
+        finalists = [r for r in finalists if scores[label(r)] >= lead - margin]
         log(
             f"after {current} epochs: "
             + ", ".join(f"{k} {v:.3f}" for k, v in sorted(scores.items(), key=lambda kv: -kv[1]))
-            + ("" if len(finalists) > 1 else f"; {finalists[0]['architecture_key']} is clear")
+            + ("" if len(finalists) > 1 else f"; {label(finalists[0])} is clear")
         )
     return _winner(finalists, rounds), rounds
 
@@ -116,23 +134,21 @@ def _winner(finalists: list[dict], rounds: list[dict]) -> dict:
     if not rounds:
         return finalists[0]
     scores = rounds[-1]["scores"]
-    leader = max(finalists, key=lambda r: scores[r["architecture_key"]])
+    leader = max(finalists, key=lambda r: scores[label(r)])
     return leader | {
-        "final_score": scores[leader["architecture_key"]],
+        "final_score": scores[label(leader)],
         "final_epochs": rounds[-1]["epochs"],
     }
 
 
 def still_tied(winner: dict, rounds: list[dict], samples: int) -> dict | None:
-    """After finals, the architectures the last round still could not tell from the winner."""
+    """After finals, the trials the last round still could not tell from the winner."""
     if not rounds:
         return None
     scores = rounds[-1]["scores"]
-    lead = scores[winner["architecture_key"]]
+    lead = scores[label(winner)]
     margin = Z * standard_error(lead, samples)
-    keys = sorted(
-        k for k, v in scores.items() if k != winner["architecture_key"] and v >= lead - margin
-    )
+    keys = sorted(k for k, v in scores.items() if k != label(winner) and v >= lead - margin)
     return (
         {"keys": keys, "margin": round(margin, 4), "epochs": rounds[-1]["epochs"]} if keys else None
     )
@@ -143,6 +159,8 @@ __all__ = [
     "FINALISTS",
     "STUDY_SHARE",
     "first_pass_tied",
+    "label",
+    "rivals",
     "settle",
     "still_tied",
     "tied_records",

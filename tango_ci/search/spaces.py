@@ -124,9 +124,14 @@ class ClassificationSpace:
     ) -> float:
         """Train a candidate for ``epochs`` (the search's by default); its best validation
         accuracy."""
+        import torch
+
         from tango_ci.models import build_model
         from tango_ci.train.trainer import TrainConfig, train_model
 
+        # every candidate from the initial weights the train stage would give it: trials then
+        # differ in what they were given, not in the luck of their draw
+        torch.manual_seed(self.spec.search.seed)
         model = build_model(params["family"], params["level"], len(self.classes))
         config = TrainConfig(
             epochs=epochs or self.spec.search.epochs,

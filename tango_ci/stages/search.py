@@ -276,7 +276,8 @@ def _write_results(
     )
     if tied:
         ctx.reporter.log(
-            f"the search could not tell {best['architecture_key']} from {', '.join(tied['keys'])}: "
+            f"the search could not tell {finals.label(best) if rounds else best['architecture_key']} "
+            f"from {', '.join(tied['keys'])}: "
             f"their {best['score_label']} lies within {tied['margin']:.3f} (two standard errors "
             f"on {samples} validation images) of the best"
             + (f" after {tied['epochs']} epochs each" if "epochs" in tied else "")
