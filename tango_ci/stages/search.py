@@ -4,8 +4,10 @@ Before anything is built, each target's latency source is settled: a target whos
 this host (and has no latency model) refuses the search. Every distinct architecture is tried
 once before any is tried again (``search/study.py``), and an exact repeat is not trained twice.
 Every candidate is first built and timed for each target; one that breaks a budget is recorded
-as infeasible and never trained. Trials live in an Optuna storage (SQLite in the run folder by
-default), with heartbeats, so a killed search resumes without losing finished trials.
+as infeasible and never trained. When the validation split cannot tell the best trial from
+others, they are trained again for longer before one is chosen (``search/finals.py``). Trials
+live in an Optuna storage (SQLite in the run folder by default), with heartbeats, so a killed
+search resumes without losing finished trials.
 """
 
 from __future__ import annotations
