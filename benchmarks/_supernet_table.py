@@ -46,6 +46,15 @@ def markdown(results: dict) -> str:
         f"the supernet and every training from scratch, {s['finetune_epochs']} of fine-tuning. "
         f"Supernet: largest subnet {pct(c['largest_val'])}%, smallest {pct(c['smallest_val'])}% "
         f"validation accuracy. Wall clock {results['wall_s'] / 60:.1f} min.\n",
+        *(
+            [
+                "(c) and (e) were run again later with `--trials-only` (same budgets, same data: "
+                f"the test split's hash is checked), in {rerun['wall_s'] / 60:.1f} min, load "
+                f"average {rerun['host_load']} after.\n"
+            ]
+            if (rerun := results.get("trials_rerun"))
+            else []
+        ),
         "Test accuracy (%) per p95 budget (onnxruntime fp32, this host): (a) the specialised "
         "subnet without and with fine-tuning, (b) its architecture from scratch, (c) strategy "
         "trials at equal wall clock (its winner), (d) the fixed family/level within the budget "
