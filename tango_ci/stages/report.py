@@ -140,7 +140,7 @@ def _finals_line(rounds: object) -> list[str]:
         listed = ", ".join(f"{key} {_format(value)}" for key, value in scores)
         parts.append(f"after {_format(played.get('epochs'))} epochs {listed}")
     return [
-        "The search's best architectures tied on its short training, so they were trained "
+        "The search's best trials tied on its short training, so they were trained "
         f"again for longer: {'; '.join(parts)}.",
         "",
     ]
