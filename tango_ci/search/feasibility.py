@@ -5,6 +5,7 @@ not import ``search``, which imports ``train``)."""
 from __future__ import annotations
 
 from tango_ci.bench.feasibility import (
+    GATE,
     NEAR_LIMIT,
     QUICK,
     SECOND_LOOK,
@@ -16,6 +17,7 @@ from tango_ci.bench.feasibility import (
 )
 
 __all__ = [
+    "GATE",
     "NEAR_LIMIT",
     "QUICK",
     "SECOND_LOOK",

@@ -31,7 +31,7 @@ from tango_ci.export.onnx_export import parity
 from tango_ci.models import SubnetSpace, recalibrate_batchnorm, trained_subnet
 from tango_ci.rundir import read_record, write_json, write_record
 from tango_ci.runners.latency_source import latency_source
-from tango_ci.search.feasibility import measure_candidate
+from tango_ci.search.feasibility import GATE, measure_candidate
 from tango_ci.spec import TargetSpec
 from tango_ci.supernet.plots import specialise_scatter
 from tango_ci.supernet.train import build_supernet
@@ -39,8 +39,11 @@ from tango_ci.train.trainer import TrainConfig, evaluate, set_threads, train_mod
 
 PARITY_IMAGES = 32
 INT8_CALIBRATION_IMAGES = 64
-# each subnet is timed briefly (its rank is what counts); the chosen one is timed again with
-# the search's longer quick measurement, and a second look when it is near its budget
+# each subnet is timed briefly (its rank is what counts); the chosen one is timed again as the
+# bench stage times it for the gate, in CONFIRM_RUNS fresh processes, and judged by the worst:
+# the gate measures once, and the p95 of a sub-millisecond network moves from run to run on a
+# shared host (one subnet confirmed at 0.222 ms by a quick measurement benched at 0.235, 0.250
+# and 0.253 ms in three runs, failing its 0.25 ms budget twice)
 BRIEF: dict[str, Any] = {
     "max_seconds": 1.0,
     "min_repeats": 30,
@@ -48,6 +51,7 @@ BRIEF: dict[str, Any] = {
     "target_ci": 0.05,
 }
 CONFIRMATIONS = 3
+CONFIRM_RUNS = 2
 
 
 class NoFittingSubnet(TangoError):
@@ -92,8 +96,8 @@ class Specialiser:
 
     def measure(self, config: dict, network: torch.nn.Module, confirm: bool = False) -> dict:
         """The target's latency, size and budget violations of one subnet, measured here:
-        briefly while searching, with the search's quick measurement (and a second look near
-        the budget) to ``confirm`` the choice."""
+        briefly while searching, as the bench stage measures for the gate to ``confirm`` the
+        choice."""
         folder = self.workdir / self.space.key(config)
         folder.mkdir(parents=True, exist_ok=True)
         size = self.spec.data.image_size
@@ -114,8 +118,8 @@ class Specialiser:
                 folder / "build",
                 self.int8_images,
                 size,
-                settings=None if confirm else BRIEF,
-                second_look=confirm,
+                settings=GATE if confirm else BRIEF,
+                second_look=False,
             )[self.target.name]
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -198,15 +202,20 @@ def search_subnets(specialiser: Specialiser, budget_s: float) -> None:
 
 
 def choose(specialiser: Specialiser) -> dict:
-    """The most accurate subnet within every budget, its latency confirmed by a longer
-    measurement (a subnet that fails it is marked and the next is tried)."""
-    percentile = specialiser.target.constraints.latency_percentile
+    """The most accurate subnet within every budget, its latency confirmed as the gate will
+    measure it, at the worst of ``CONFIRM_RUNS`` runs (a subnet that fails is marked and the
+    next is tried)."""
+    key = f"{specialiser.target.constraints.latency_percentile}_ms"
     for _ in range(CONFIRMATIONS):
         best = _most_accurate(specialiser)
         network = specialiser.network(best["config"])
-        measured = specialiser.measure(best["config"], network, confirm=True)
+        runs = [
+            specialiser.measure(best["config"], network, confirm=True) for _ in range(CONFIRM_RUNS)
+        ]
+        measured = max(runs, key=lambda run: run["latency"][key])
         best["brief_latency_ms"] = best["latency_ms"]
-        best["latency_ms"] = measured["latency"][f"{percentile}_ms"]
+        best["confirm_runs_ms"] = [round(run["latency"][key], 4) for run in runs]
+        best["latency_ms"] = measured["latency"][key]
         best["violations"] = measured["violations"]
         best["feasible"] = not measured["violations"]
         best["confirmed"] = True
