@@ -45,13 +45,6 @@ SECOND_LOOK: dict[str, Any] = {
     "target_ci": 0.02,
 }
 NEAR_LIMIT = 1.5  # a latency within this factor of its limit is measured again
-# The bench stage's own measurement, which the gate reads (``measure_latency``'s defaults).
-GATE: dict[str, Any] = {
-    "max_seconds": 20.0,
-    "min_repeats": 200,
-    "min_seconds": 2.0,
-    "target_ci": 0.02,
-}
 
 
 def second_look_reason(latency: dict, percentile: str, limit: float | None) -> str | None:
