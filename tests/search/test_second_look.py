@@ -42,15 +42,26 @@ def test_a_near_limit_candidate_is_measured_again_before_it_is_judged(tmp_path: 
         folder / "model.onnx", folder, spec, tmp_path / "w1", calibration, 32
     )["cpu-fp32"]
     assert "second_look" not in first  # 1000 ms is far from any doubt
+    # A limit just under the quick measurement's p95 puts it "near the limit". Sub-millisecond
+    # timings on a busy CI host move by more than 30% between runs, so when the next quick
+    # measurement lands inside the new limit (or far over it), aim again from that one.
     p95 = first["latency"]["p95_ms"]
     target = spec.targets[0]
-    near = dataclasses.replace(
-        target, constraints=dataclasses.replace(target.constraints, latency_ms=p95 / 1.3)
-    )
-    spec = dataclasses.replace(spec, targets=(near,))
-    again = measure_candidate(
-        folder / "model.onnx", folder, spec, tmp_path / "w2", calibration, 32
-    )["cpu-fp32"]
+    for attempt in range(4):
+        near = dataclasses.replace(
+            target, constraints=dataclasses.replace(target.constraints, latency_ms=p95 / 1.3)
+        )
+        again = measure_candidate(
+            folder / "model.onnx",
+            folder,
+            dataclasses.replace(spec, targets=(near,)),
+            tmp_path / f"w{attempt + 2}",
+            calibration,
+            32,
+        )["cpu-fp32"]
+        if "second_look" in again:
+            break
+        p95 = again["latency"]["p95_ms"]  # no second look: this is the quick measurement
     look = again["second_look"]
     assert look["reason"].startswith(("p95", "unstable first measurement"))
     assert again["latency"]["repeats"] >= SECOND_LOOK["min_repeats"]
