@@ -34,6 +34,7 @@ from tango_ci.runners.latency_source import latency_source
 from tango_ci.search.feasibility import GATE, measure_candidate
 from tango_ci.spec import TargetSpec
 from tango_ci.supernet.plots import specialise_scatter
+from tango_ci.supernet.refine import climb
 from tango_ci.supernet.train import build_supernet
 from tango_ci.train.trainer import TrainConfig, evaluate, set_threads, train_model
 
@@ -51,6 +52,9 @@ BRIEF: dict[str, Any] = {
     "target_ci": 0.05,
 }
 CONFIRMATIONS = 3
+# NSGA-II gets this share of specialise.time_budget_s, the climb to the budget's edge the rest
+# (and any time NSGA-II leaves)
+SEARCH_SHARE = 0.8
 CONFIRM_RUNS = 2
 
 
@@ -164,9 +168,11 @@ class Specialiser:
         )
 
 
-def search_subnets(specialiser: Specialiser, budget_s: float) -> None:
-    """NSGA-II over the space until its generations are done or ``budget_s`` has passed; the
-    largest and smallest subnets are always scored."""
+def search_subnets(specialiser: Specialiser, budget_s: float) -> dict | None:
+    """NSGA-II over the space until its generations are done or ``SEARCH_SHARE`` of
+    ``budget_s`` has passed (the largest and smallest subnets are always scored), then a climb
+    from its best subnet towards the budget's edge until ``budget_s``; returns the climb's
+    account (None when no subnet fits)."""
     import optuna
 
     spec = specialiser.spec
@@ -185,10 +191,10 @@ def search_subnets(specialiser: Specialiser, budget_s: float) -> None:
     bar = specialiser.ctx.reporter.task(f"specialising {specialiser.target.name}", total=total)
     try:
         for index in range(total):
-            if time.perf_counter() - began > budget_s:
+            if time.perf_counter() - began > budget_s * SEARCH_SHARE:
                 specialiser.ctx.reporter.log(
-                    f"{specialiser.target.name}: time budget of {budget_s:g} s reached after "
-                    f"{index} subnets"
+                    f"{specialiser.target.name}: NSGA-II's share of the {budget_s:g} s budget "
+                    f"reached after {index} subnets"
                 )
                 break
             trial = study.ask()
@@ -199,6 +205,17 @@ def search_subnets(specialiser: Specialiser, budget_s: float) -> None:
             bar.update(completed=index + 1, accuracy=sample["accuracy"])
     finally:
         bar.close()
+    try:
+        start = _most_accurate(specialiser)
+    except NoFittingSubnet:
+        return None  # choose() says so
+    climbed = climb(specialiser, start, began + budget_s, spec.search.seed)
+    if climbed["steps"]:
+        specialiser.ctx.reporter.log(
+            f"{specialiser.target.name}: climbed from {climbed['from']} to {climbed['to']} "
+            f"({climbed['scored']} more subnets scored)"
+        )
+    return climbed
 
 
 def choose(specialiser: Specialiser) -> dict:
@@ -251,7 +268,7 @@ def specialise_target(ctx: StageContext, target: TargetSpec) -> dict[str, Any]:
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     specialiser = Specialiser(ctx, target, folder / "candidates")
-    search_subnets(specialiser, spec.specialise.time_budget_s)
+    climbed = search_subnets(specialiser, spec.specialise.time_budget_s)
     shutil.rmtree(folder / "candidates", ignore_errors=True)
     chosen = choose(specialiser)
     searched_s = time.perf_counter() - began
@@ -289,6 +306,7 @@ def specialise_target(ctx: StageContext, target: TargetSpec) -> dict[str, Any]:
         "latency_source_why": source.why,
         "runner": runner.name,
         "subnets_scored": len(samples),
+        "climb": climbed,
         "search_seconds": round(searched_s, 1),
         "seconds": round(time.perf_counter() - began, 1),
         "budget": {
