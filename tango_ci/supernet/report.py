@@ -31,6 +31,19 @@ def specialise_lines(run: RunDir, target: str, out: Path) -> tuple[list[str], di
     if not (folder / "result.json").is_file():
         return [], {}
     result = read_json(folder / "result.json")
+    try:
+        lines = _chosen_lines(result)
+    except (KeyError, TypeError, ValueError, AttributeError):  # a downloaded run's odd file
+        lines = ["", f"(specialise/{target}/result.json is not in the expected shape.)"]
+    images = {}
+    if (folder / "scatter.png").is_file():
+        name = f"specialise-{target}.png"
+        shutil.copy2(folder / "scatter.png", out / name)
+        images[f"specialise-{target}"] = name
+    return lines, images
+
+
+def _chosen_lines(result: dict) -> list[str]:
     chosen = result["chosen"]
     budget = result["budget"]
     limit = budget.get("latency_ms")
@@ -39,7 +52,7 @@ def specialise_lines(run: RunDir, target: str, out: Path) -> tuple[list[str], di
         if result.get("finetune_epochs")
         else ""
     )
-    lines = [
+    return [
         "",
         f"Specialised subnet: **{chosen['architecture']}**, validation accuracy "
         f"{chosen['accuracy']:.4f} with inherited weights{fine}; {budget['percentile']} "
@@ -48,11 +61,22 @@ def specialise_lines(run: RunDir, target: str, out: Path) -> tuple[list[str], di
         + f", **{result['latency_source']}** for runner {result['runner']} "
         f"({result['latency_source_why']}). "
         f"{result['subnets_scored']} subnets scored; specialisation took "
-        f"{result['seconds']:.1f} s.",
+        f"{result['seconds']:.1f} s." + _climb_text(result.get("climb")),
     ]
-    images = {}
-    if (folder / "scatter.png").is_file():
-        name = f"specialise-{target}.png"
-        shutil.copy2(folder / "scatter.png", out / name)
-        images[f"specialise-{target}"] = name
-    return lines, images
+
+
+def _climb_text(climb: object) -> str:
+    """How far the climb after NSGA-II moved (nothing when it did not, or the field is odd)."""
+    if not isinstance(climb, dict) or not isinstance(climb.get("steps"), list):
+        return ""
+    steps = climb["steps"]
+    if not steps and climb.get("stopped") == "time budget reached":
+        return " No time was left to climb from NSGA-II's best subnet."
+    if not steps:
+        return (
+            " No one-step-larger neighbour of NSGA-II's best subnet is more accurate within budget."
+        )
+    return (
+        f" From NSGA-II's best ({climb.get('from')}) a climb through one-step-larger neighbours "
+        f"took {len(steps)} step{'s' if len(steps) > 1 else ''} to {climb.get('to')}."
+    )
