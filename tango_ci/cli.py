@@ -176,11 +176,15 @@ def specialise_command(
 ) -> None:
     """Pick each target's subnet of the trained supernet (search.strategy: supernet).
 
-    An NSGA-II search over subnets on this host: accuracy from the supernet's weights after
-    BatchNorm recalibration, latency measured here only when this host passes `tango runner
-    check` for the target's runner (else refused, naming the runner). The most accurate subnet
-    within every budget is extracted, optionally fine-tuned (specialise.finetune_epochs) and
-    exported with the parity check. Projects searched with trials have nothing to specialise.
+    An NSGA-II search over subnets, then a climb from its best through one-step-larger
+    neighbours towards the budget's edge (within specialise.time_budget_s). Accuracy comes from
+    the supernet's weights after BatchNorm recalibration; latency is measured here only when
+    this host passes `tango runner check` for the target's runner, else predicted by the
+    runner's latency model (runners/RUNNER/latency/), else refused with one line naming the
+    runner and the command that makes a model. The most accurate subnet within every budget is
+    confirmed as the bench stage will time it, extracted, optionally fine-tuned
+    (specialise.finetune_epochs) and exported with the parity check. Projects searched with
+    trials have nothing to specialise.
     """
     run_pipeline(
         project, from_stage="specialise", until="specialise", run_id=run_id, targets=target or []
