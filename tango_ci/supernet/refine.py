@@ -55,9 +55,8 @@ def larger_neighbours(space: SubnetSpace, config: dict) -> list[dict]:
             def grow(c: dict, stage: int = stage, deeper: int = deeper) -> None:
                 added = deeper - c["depth"][stage]
                 c["depth"][stage] = deeper
-                for key in per_block:  # the new blocks repeat the stage's last block
-                    last = c[key][stage][-1] if c[key][stage] else min(dims[key])
-                    c[key][stage] += [last] * added
+                for key in per_block:  # the new blocks repeat the stage's last (depth >= 1)
+                    c[key][stage] += c[key][stage][-1:] * added
 
             add(grow)
         for key in per_block:
