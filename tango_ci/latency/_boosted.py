@@ -3,8 +3,8 @@
 A sum of kernel costs misses what depends on the network as a whole: cache reuse between
 layers, how an engine fuses or reorders a graph, quantise/dequantise pairs between int8 and float
 operators. Small gradient-boosted trees learn the log ratio of measured to summed latency from
-a summary of the network (its totals, each kernel kind's share of calls, work and traffic, and
-the sum itself). They are trained with xgboost on the device and stored as plain arrays, so
+a summary of the network (its totals, the sum itself, each kernel kind's calls and traffic, and
+a convolution's calls and work split by kernel size, stride, channels and output size). They are trained with xgboost on the device and stored as plain arrays, so
 predicting needs neither xgboost nor anything but numbers from the file.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tango_ci.exceptions import TangoError
 from tango_ci.latency._base import Features, Sample
 from tango_ci.latency._kernels import KernelRegression
 
@@ -41,25 +42,58 @@ KINDS = (
     "softmax",
     "shape",
 )
+#: the kinds whose work is split by kernel size, stride, channels and size in the summary
+WEIGHTED = ("conv", "dwconv", "gconv", "linear")
+#: key parts of a weighted kernel (see features.Kernel): kernel, stride, channels and output
+#: size up to a power of two
+PARTS = (
+    *(f"k{k}" for k in (1, 3, 5, 7)),
+    "s1",
+    "s2",
+    *(f"c{1 << n}" for n in range(11)),
+    *(f"h{1 << n}" for n in range(11)),
+)
 SUMMARY = (
     "log_calls",
     "log_mmacs",
     "log_melems",
     "log_sum_ms",
-    *(f"{kind}_{part}" for kind in KINDS for part in ("calls", "macs", "elems")),
+    *(f"{kind}_{part}" for kind in (*KINDS, "batchnormalization") for part in ("calls", "elems")),
+    *(f"{kind}_mmacs" for kind in WEIGHTED),
+    *(
+        f"{kind}-{part}_{what}"
+        for kind in WEIGHTED
+        for part in PARTS
+        for what in ("calls", "mmacs")
+    ),
 )
-TREES = 150
+_INDEX = {name: i for i, name in enumerate(SUMMARY)}
+TREES = 600
 TREE_DEPTH = 3
-LEARNING_RATE = 0.05
+LEARNING_RATE = 0.03
 
 
 def summary(features: Features, summed_ms: float) -> list[float]:
-    """The network as :data:`SUMMARY` numbers: totals, each kind's shares, the kernel sum."""
+    """The network as :data:`SUMMARY` numbers: its totals, the kernel sum, each kind's calls
+    and traffic, and a weighted kind's calls and work per kernel size, stride, channels and
+    size (how efficiently an engine runs a convolution depends on all four, unevenly: int8
+    kernels on ragged channel counts, say)."""
     totals = [sum(v[i] for v in features.values()) for i in range(3)]
-    row = [*(math.log1p(t) for t in totals), math.log(max(summed_ms, 1e-6))]
-    for kind in KINDS:
-        rows = [v for key, v in features.items() if key.split("-", 1)[0] == kind]
-        row += [sum(v[i] for v in rows) / totals[i] if totals[i] > 0 else 0.0 for i in range(3)]
+    row = [0.0] * len(SUMMARY)
+    row[:4] = [*(math.log1p(t) for t in totals), math.log(max(summed_ms, 1e-6))]
+    for key, (calls, mmacs, melems) in features.items():
+        kind, *parts = key.split("-")
+        for name, value in ((f"{kind}_calls", calls), (f"{kind}_elems", melems)):
+            if name in _INDEX:
+                row[_INDEX[name]] += value
+        if kind not in WEIGHTED:
+            continue
+        row[_INDEX[f"{kind}_mmacs"]] += mmacs
+        for part in parts:
+            for what, value in (("calls", calls), ("mmacs", mmacs)):
+                index = _INDEX.get(f"{kind}-{part}_{what}")
+                if index is not None:
+                    row[index] += value
     return row
 
 
@@ -87,14 +121,24 @@ def _flatten(tree: dict[str, Any]) -> dict[str, list]:
     return arrays
 
 
-def _tree_value(tree: dict[str, list], row: list[float]) -> float:
+def _tree_value(tree: dict[str, list], row: np.ndarray) -> float:
+    """The leaf value ``row`` (float32, as xgboost reads features) reaches. Thresholds compare
+    in float32 too: xgboost splits at feature values, so a float64 comparison sends a value
+    equal to a threshold the other way (in a real int8 profile that cost 11 points within
+    ±10%)."""
     node = 0
     for _ in range(len(tree["feature"])):  # a malformed tree cannot loop for ever
         feature = tree["feature"][node]
         if feature < 0:
             return float(tree["value"][node])
-        node = tree["yes"][node] if row[feature] < tree["threshold"][node] else tree["no"][node]
+        below = row[feature] < np.float32(tree["threshold"][node])
+        node = tree["yes"][node] if below else tree["no"][node]
     return 0.0
+
+
+def _margin(trees: list[dict[str, list]], row: list[float]) -> float:
+    features = np.asarray(row, dtype=np.float32)
+    return sum(_tree_value(tree, features) for tree in trees)
 
 
 class BoostedKernels(KernelRegression):
@@ -118,6 +162,7 @@ class BoostedKernels(KernelRegression):
                 "max_depth": TREE_DEPTH,
                 "eta": LEARNING_RATE,
                 "subsample": 0.8,
+                "colsample_bytree": 0.8,
                 "base_score": 0.0,
                 "nthread": 1,
                 "seed": 0,
@@ -126,11 +171,16 @@ class BoostedKernels(KernelRegression):
             TREES,
         )
         self.trees = [_flatten(json.loads(t)) for t in booster.get_dump(dump_format="json")]
+        own = booster.predict(xgboost.DMatrix(rows), output_margin=True)
+        walked = np.array([_margin(self.trees, row) for row in rows])
+        if not np.allclose(walked, own, rtol=1e-4, atol=1e-4):  # what the file will predict
+            worst = float(np.max(np.abs(walked - own)))
+            raise TangoError(f"the stored trees differ from xgboost's by up to {worst:.3g}")
 
     def predict(self, features: Features) -> float:
         summed = KernelRegression.predict(self, features)
         row = summary(features, summed)
-        return summed * math.exp(sum(_tree_value(tree, row) for tree in self.trees))
+        return summed * math.exp(_margin(self.trees, row))
 
     def parameters(self) -> dict[str, Any]:
         return super().parameters() | {"summary": list(SUMMARY), "trees": self.trees}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tango_ci.latency import LatencyModel, LatencyModelError, Sample, load_model, write_model
-from tango_ci.latency._boosted import SUMMARY, BoostedKernels
+from tango_ci.latency._boosted import SUMMARY, TREES, BoostedKernels
 from tango_ci.latency.model import cross_validate
 from tests.latency.helpers import TAILS
 
@@ -56,7 +56,7 @@ def test_a_written_boosted_model_predicts_the_same_after_loading(tmp_path: Path)
     assert [loaded.predictor.predict(s.features) for s in sample] == [
         fresh.predict(s.features) for s in sample
     ]
-    assert len(loaded.predictor.trees) == 150
+    assert len(loaded.predictor.trees) == TREES
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def test_a_written_boosted_model_predicts_the_same_after_loading(tmp_path: Path)
         (lambda p: p["trees"][0]["value"].append(0.5), "differ in length"),
         (lambda p: p.__setitem__("summary", ["log_calls"]), "another network summary"),
         (lambda p: p["trees"][0]["value"].__setitem__(0, 1e6), "at parameters/trees/0/value"),
-        (lambda p: p["trees"].append({"feature": [-1]}), "at parameters/trees/150"),
+        (lambda p: p["trees"].append({"feature": [-1]}), f"at parameters/trees/{TREES}"),
     ],
 )
 def test_a_tree_that_could_misroute_a_prediction_is_refused(
@@ -81,3 +81,28 @@ def test_a_tree_that_could_misroute_a_prediction_is_refused(
         load_model(path)
     message = str(refused.value)
     assert "\n" not in message and "model.json" in message and reason in message
+
+
+def test_a_value_equal_to_a_threshold_goes_where_xgboost_sends_it() -> None:
+    """xgboost reads features as float32 and splits at feature values: 0.3 is not below the
+    float32 threshold 0.3 (0.300000012 in the dump), though in float64 it is."""
+    from tango_ci.latency._boosted import _margin
+
+    tree = {
+        "feature": [0, -1, -1],
+        "threshold": [float(np.float32(0.3)), 0.0, 0.0],
+        "yes": [1, 0, 0],
+        "no": [2, 0, 0],
+        "value": [0.0, -1.0, 1.0],
+    }
+    assert _margin([tree], [0.3]) == 1.0
+    assert _margin([tree], [0.29]) == -1.0
+
+
+def test_the_stored_trees_predict_what_xgboost_predicted_when_fitted() -> None:
+    """fit() compares its flattened trees with the booster on every training network and
+    refuses a difference; float-valued work makes every split a float32 question."""
+    data = _networks(60, seed=4)
+    predictor = BoostedKernels()
+    predictor.fit(data, [])  # raises if a walked prediction differs from xgboost's
+    assert len(predictor.trees) == TREES
