@@ -4,8 +4,9 @@ A sum of kernel costs misses what depends on the network as a whole: cache reuse
 layers, how an engine fuses or reorders a graph, quantise/dequantise pairs between int8 and float
 operators. Small gradient-boosted trees learn the log ratio of measured to summed latency from
 a summary of the network (its totals, the sum itself, each kernel kind's calls and traffic, and
-a convolution's calls and work split by kernel size, stride, channels and output size). They are trained with xgboost on the device and stored as plain arrays, so
-predicting needs neither xgboost nor anything but numbers from the file.
+a convolution's calls and work split by kernel size, stride, channels and output size). They
+are trained with xgboost on the device and stored as plain arrays, so predicting needs neither
+xgboost nor anything but numbers from the file.
 """
 
 from __future__ import annotations
