@@ -100,8 +100,9 @@ def data_prepare(project: Path = PROJECT) -> None:
 
 @data_app.command("track")
 def data_track(project: Path = PROJECT) -> None:
-    """Track the project's data with DVC (`dvc add`) and push it to the DVC remote; with
-    gate.challenger, its new-data and holdout folders too.
+    """Track the project's data with DVC (`dvc add`) and push it to the DVC remote.
+
+    With gate.challenger, its new-data and holdout folders too.
 
     Commit the pointer file it writes (e.g. projects/NAME/data.dvc): a change of it is what
     makes `tango ci plan` retrain the project, and the pipeline pulls the data from it.

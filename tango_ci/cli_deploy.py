@@ -201,8 +201,9 @@ def label_import(
         help="With gate.challenger: this share of each class goes to its new_data folder.",
     ),
 ) -> None:
-    """Add labelled images to the project's data folder (class folders, or YOLO
-    images/train and labels/train), every entry checked; rejected entries are named.
+    """Add labelled images to the project's data folder, every entry checked.
+
+    Class folders, or YOLO images/train and labels/train; rejected entries are named.
 
     When the project sets gate.challenger, --eval-fraction of each class's images (0.3) go to
     its new_data folder instead: the next model must beat production on them, so they are

@@ -32,8 +32,9 @@ def runner_probe(
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing file."),
 ) -> None:
-    """Inspect this host (CPU, memory, engines that import, TVM target, NVIDIA GPU) and write
-    a runner file for it."""
+    """Inspect this host and write a runner file for it.
+
+    Reads the CPU, memory, engines that import, the TVM target and any NVIDIA GPU."""
     target = None if output == Path("-") else (output or Path("runners") / f"{name}.yaml")
     runner, missing, text = api.probe_runner(name, target, force=force)
     if target is None:
@@ -98,8 +99,10 @@ def runner_profile(
     ),
     yolo: bool = typer.Option(True, "--yolo/--no-yolo", help="Include YOLO detection scales."),
 ) -> None:
-    """Time a designed sample of blocks and whole networks on this device and fit a latency
-    model per engine and precision the runner offers.
+    """Time sample networks on this device and fit a latency model per engine and precision.
+
+    A designed sample of blocks and whole networks, for every engine and precision the runner
+    offers.
 
     Writes runners/<device>/latency/<engine>-<precision>.json (the model, with host facts,
     tool versions, sample counts and held-out error), the raw measurements beside it and
@@ -142,10 +145,11 @@ def runner_latency_report(
     runner: str = typer.Argument(..., help="Runner name (or runners/<name>.yaml)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """How the runner's latency models fare: their held-out error when profiled, and every
-    later bench measurement on the device against what the model predicted (registry
-    versions and this checkout's runs). A growing error means the device or its software
-    changed: profile it again."""
+    """How the runner's latency models fare against measurements on the device.
+
+    Their held-out error when profiled, and every later bench measurement on the device
+    against what the model predicted (registry versions and this checkout's runs). A growing
+    error means the device or its software changed: profile it again."""
     import json
 
     from rich.table import Table

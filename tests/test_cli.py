@@ -47,6 +47,20 @@ def test_every_command_has_help() -> None:
         assert len(result.output.splitlines()) > 5, f"{path} help is too thin"
 
 
+def test_each_command_is_summed_up_in_one_line() -> None:
+    """A group's command list shows each command's first paragraph with its line breaks kept
+    (typer's rich mode), so a summary wrapped in the docstring comes out broken mid-sentence."""
+    broken = []
+    for path in _command_paths(typer.main.get_command(app)):
+        command = typer.main.get_command(app)
+        for name in path:
+            command = command.commands[name]
+        first = (command.help or "").strip().split("\n\n")[0]
+        if "\n" in first:
+            broken.append(" ".join(path))
+    assert broken == []
+
+
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"tango-ci {__version__}"
