@@ -11,8 +11,8 @@ is lower."
 
 The measurements are exactly what `tango runner profile` takes (same design, same settings,
 same files), for `runners/local-cpu.yaml` with its thread count set by --threads, in a work
-folder that survives a kill (rerun to continue). The noise floor re-builds and re-times every
-held-out network in a fresh process with the same settings.
+folder that survives a kill (rerun to continue). The noise floor is the profile's own
+re-measurement (`tango_ci.profiling.noise`), here of every held-out network.
 
     .venv/bin/python benchmarks/latency_models.py              # about an hour on 2 cores
     .venv/bin/python benchmarks/latency_models.py --quick      # a few minutes
@@ -38,10 +38,11 @@ import yaml
 from tango_ci.bench.latency import host_facts
 from tango_ci.latency import Sample, errors
 from tango_ci.latency.model import DEPTHS, fit
-from tango_ci.latency.records import append_record, is_held_out, read_measurements
+from tango_ci.latency.records import is_held_out, read_measurements
+from tango_ci.profiling import noise
 from tango_ci.profiling.fit import fit_pair, usable
 from tango_ci.profiling.networks import write_sample
-from tango_ci.profiling.profile import ProfileOptions, measure_sample, run_profile
+from tango_ci.profiling.profile import ProfileOptions, run_profile
 from tango_ci.profiling.report import ERROR_HEADER, error_row
 from tango_ci.profiling.sample import ProfileSample
 from tango_ci.progress import Reporter, Task
@@ -78,31 +79,6 @@ def runner_file(work: Path, threads: int) -> Path:
     return path
 
 
-def noise_floor(runner, pair, held: list[dict], work: Path) -> list[dict]:
-    """Each held-out network built and timed again in a fresh process (resumable)."""
-    path = work / f"{pair[0]}-{pair[1]}.remeasured.jsonl"
-    done = {r["id"]: r for r in read_measurements(path)}
-    for index, record in enumerate(held):
-        if record["id"] in done:
-            continue
-        sample = ProfileSample(record["sample"])
-        folder = Path(tempfile.mkdtemp(prefix="tango-noise-"))
-        try:
-            onnx_path, model_dir = write_sample(sample, folder)
-            again = {"id": record["id"]} | measure_sample(
-                sample, onnx_path, model_dir, runner, *pair, folder
-            )
-        except Exception as exc:
-            again = {"id": record["id"], "failed": str(exc)[:200]}
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        append_record(path, again)
-        done[record["id"]] = again
-        if index % 10 == 0:
-            print(f"noise floor {pair}: {index}/{len(held)}", flush=True)
-    return [done[r["id"]] for r in held]
-
-
 def _current(features: dict) -> bool:
     """Whether ``features`` use today's keys (convolutions keyed down to channels and size)."""
     convs = [k for k in features if k.split("-")[0] in ("conv", "dwconv", "gconv")]
@@ -136,7 +112,7 @@ def refeaturise(work: Path) -> None:
         partial.replace(path)
 
 
-def evaluate(runner, pair, records: list[dict], work: Path, host: dict) -> dict:
+def evaluate(runner, pair, records: list[dict], host: dict) -> dict:
     networks, blocks, counts = usable(records, host["cpu"])
     train = [r for r in networks if not is_held_out(r["id"])]
     held = [r for r in networks if is_held_out(r["id"])]
@@ -158,16 +134,10 @@ def evaluate(runner, pair, records: list[dict], work: Path, host: dict) -> dict:
             rows[label + (" (kept)" if label == kept else "")] = errors(
                 model.predict_many(samples(held)), measured
             )
-    again = noise_floor(runner, pair, held, work)
-    pairs = [(r["p50_ms"], a["p50_ms"]) for r, a in zip(held, again, strict=True) if "p50_ms" in a]
-    first, second = np.array(pairs).T
-    relative = np.abs(second - first) / first
-    floor = {
-        "count": len(pairs),
-        "within_5": float(np.mean(relative <= 0.05)),
-        "within_10": float(np.mean(relative <= 0.10)),
-        "mape": float(np.mean(relative)),
-    }
+    # every held-out network again, in the profile's own re-measurement file (resumable)
+    floor = noise.floor(noise.remeasure(runner, *pair, held, len(held), _Printer()))
+    if floor is None:
+        raise SystemExit(f"{pair}: no held-out network could be timed again")
     chosen = fitted.model.metadata["heldout"]
     goal = chosen["within_10"] >= 0.95 or chosen["within_10"] >= floor["within_10"] - 0.02
     kinds = {}
@@ -251,7 +221,7 @@ def main() -> None:
     )
     records = run_profile(runner, options, _Printer())
     host = host_facts(runner.threads)
-    pairs = [evaluate(runner, pair, records[pair], work, host) for pair in PAIRS]
+    pairs = [evaluate(runner, pair, records[pair], host) for pair in PAIRS]
     result = {
         "host": host,
         "threads": args.threads,

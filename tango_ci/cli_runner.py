@@ -98,6 +98,12 @@ def runner_profile(
         DEFAULT_PROFILE.seed, help="Seed of the sample design (same seed: same networks)."
     ),
     yolo: bool = typer.Option(True, "--yolo/--no-yolo", help="Include YOLO detection scales."),
+    noise_networks: int = typer.Option(
+        DEFAULT_PROFILE.noise_networks,
+        min=0,
+        help="Held-out networks timed again in a fresh process: how far this device's own "
+        "timings move, the floor under any model's error (0: skip).",
+    ),
 ) -> None:
     """Time sample networks on this device and fit a latency model per engine and precision.
 
@@ -124,6 +130,7 @@ def runner_profile(
         time_budget_s=time_budget,
         seed=seed,
         with_yolo=yolo,
+        noise_networks=noise_networks,
     )
     with RichReporter(err) as reporter:
         outcome = api.profile_runner(path, options, reporter)
@@ -133,11 +140,15 @@ def runner_profile(
         err.print(
             f"{fitted.engine} {fitted.precision}: [bold]{fitted.model.method}[/bold], "
             f"held out {held['count']}: within ±10% {held['within_10']:.0%}, MAPE "
-            f"{held['mape']:.1%} (FLOPs-linear {flops['within_10']:.0%}, {flops['mape']:.1%})"
-            f" -> {fitted.path}",
+            f"{held['mape']:.1%} (FLOPs-linear {flops['within_10']:.0%}, {flops['mape']:.1%}"
+            f"{_again(fitted.model.metadata.get('noise_floor'))}) -> {fitted.path}",
             highlight=False,
         )
     err.print(f"report: {outcome.report}")
+
+
+def _again(found: dict | None) -> str:
+    return f"; timed again: {found['within_10']:.0%}" if found else ""
 
 
 @runner_app.command("latency-report")

@@ -70,7 +70,8 @@ def latency_model_problems(runner_file: Path) -> list[Problem]:
                     f"model of runner {runner_file.stem} belongs in runners/{runner_file.stem}/latency/{expected}",
                 )
             )
-    for path in sorted(folder.glob("*.measurements.jsonl")) if folder.is_dir() else []:
+    measured = [*folder.glob("*.measurements.jsonl"), *folder.glob("*.remeasured.jsonl")]
+    for path in sorted(measured) if folder.is_dir() else []:
         try:
             read_measurements(path)
         except MeasurementsError as exc:

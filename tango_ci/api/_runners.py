@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tango_ci.exceptions import TangoError
-from tango_ci.profiling.fit import FittedPair, fit_pair
+from tango_ci.latency.records import is_held_out
+from tango_ci.profiling.fit import FittedPair, fit_pair, usable
+from tango_ci.profiling.noise import floor, remeasure, verdict
 from tango_ci.profiling.profile import ProfileOptions, latency_folder, run_profile
 from tango_ci.progress import SILENT, Reporter
 
@@ -40,10 +42,14 @@ def profile_runner(
         )
     records = run_profile(runner, options, reporter)
     host = host_facts(runner.threads)
-    fitted = [
-        fit_pair(runner, engine, precision, found, host, options.seed)
-        for (engine, precision), found in records.items()
-    ]
+    fitted = []
+    for (engine, precision), found in records.items():
+        networks, _, _ = usable(found, host["cpu"])
+        held = [r for r in networks if is_held_out(r["id"])]
+        spread = floor(remeasure(runner, engine, precision, held, options.noise_networks, reporter))
+        if (warning := verdict(engine, precision, spread)) is not None:
+            reporter.log(warning)
+        fitted.append(fit_pair(runner, engine, precision, found, host, options.seed, spread))
     report = write_report(latency_folder(runner), runner.name, fitted)
     return ProfileOutcome(
         runner.name, fitted, report, {f"{e}-{p}": len(r) for (e, p), r in records.items()}

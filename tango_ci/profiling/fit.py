@@ -56,7 +56,11 @@ def fit_pair(
     records: list[dict],
     host: dict[str, Any],
     seed: int = 0,
+    noise: dict | None = None,
 ) -> FittedPair:
+    """Fit, judge on the held-out networks and write the model of one engine and precision;
+    ``noise`` is the device's own re-measurement spread (see :mod:`.noise`), kept beside the
+    model's error."""
     networks, blocks, counts = usable(records, host["cpu"])
     train = [r for r in networks if not is_held_out(r["id"])]
     held = [r for r in networks if is_held_out(r["id"])]
@@ -84,6 +88,8 @@ def fit_pair(
         "heldout_flops_linear": errors(baseline, measured),
         "cross_validation": scores,
     }
+    if noise is not None:
+        metadata["noise_floor"] = noise
     model = LatencyModel(
         runner.name,
         engine,

@@ -54,6 +54,8 @@ class ProfileOptions:
     time_budget_s: float = 3600.0
     seed: int = 0
     with_yolo: bool = True
+    #: held-out networks timed again in a fresh process (the noise floor); 0: none
+    noise_networks: int = 20
 
 
 def pairs_of(

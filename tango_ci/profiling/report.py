@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tango_ci.profiling.fit import FittedPair
+from tango_ci.profiling.noise import verdict
 
 
 def _pct(value: float) -> str:
@@ -54,6 +55,20 @@ def scatter(fitted: FittedPair, path: Path) -> None:
     plt.close(figure)
 
 
+def noise_lines(pair: FittedPair) -> list[str]:
+    """The device's own re-measurement spread as a table row (the floor under the model's
+    error), and the warning when the device is too noisy for any model."""
+    found = pair.model.metadata.get("noise_floor")
+    if not isinstance(found, dict):
+        return []
+    lines = [
+        f"| the device again (noise floor) | {found['count']} | {_pct(found['mape'])} | "
+        f"{_pct(found['within_5'])} | {_pct(found['within_10'])} | | |"
+    ]
+    warning = verdict(pair.engine, pair.precision, found)
+    return lines + (["", f"**Noisy device.** {warning}"] if warning else [])
+
+
 def write_report(folder: Path, runner: str, fitted: list[FittedPair]) -> Path:
     """Write the report and the scatters; returns the report's path."""
     lines = [
@@ -80,6 +95,7 @@ def write_report(folder: Path, runner: str, fitted: list[FittedPair]) -> Path:
             *ERROR_HEADER,
             error_row(pair.model.method, meta["heldout"]),
             error_row("flops-linear (baseline)", meta["heldout_flops_linear"]),
+            *noise_lines(pair),
             "",
             "Cross-validated on the fitted networks (5 folds):",
             "",

@@ -195,6 +195,7 @@ def test_a_profile_becomes_a_pull_request_that_tango_validate_checks(tmp_path: P
     assert profiled == {
         "onnxruntime-fp32.json",
         "onnxruntime-fp32.measurements.jsonl",
+        "onnxruntime-fp32.remeasured.jsonl",
         "onnxruntime-fp32.png",
         "report.md",
     }

@@ -86,7 +86,17 @@ def test_a_killed_profile_continues_where_it_stopped(tmp_path: Path) -> None:
     counts = model.metadata["samples"]
     assert counts["networks_fitted"] + counts["networks_held_out"] == 20
     assert counts["blocks"] == 4 and model.metadata["heldout"]["count"] >= 1
-    assert (folder / "report.md").read_text().count("| flops-linear (baseline) |") == 1
+    report = (folder / "report.md").read_text()
+    assert report.count("| flops-linear (baseline) |") == 1
+    # the device timed again: every held-out network (fewer than 20), each in a fresh process
+    spread = model.metadata["noise_floor"]
+    assert spread["count"] == counts["networks_held_out"]
+    assert 0 <= spread["within_5"] <= spread["within_10"] <= 1
+    again = _ids(folder / "onnxruntime-fp32.remeasured.jsonl")
+    assert len(again) == len(set(again)) == spread["count"]
+    assert set(again) <= {r["id"] for r in after}
+    assert report.count("| the device again (noise floor) |") == 1
+    assert "timed again:" in rerun.stderr
     assert (folder / "onnxruntime-fp32.png").stat().st_size > 1000
     assert "within ±10%" in rerun.stderr
     check = subprocess.run(
