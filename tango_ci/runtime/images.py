@@ -3,6 +3,12 @@
 A pre-processing spec (``preprocess.json`` in a bundle) says how: ``resize`` (classification:
 a square bilinear resize, then ``(x / 255 - mean) / std``) or ``letterbox`` (detection: keep
 the aspect ratio, pad with grey 114, then ``x / 255``), RGB, NCHW float32.
+
+Reading is for untrusted files: an image whose header declares more than ``MAX_PIXELS``
+pixels is refused before it is decoded (a 17 KB PNG can declare 144 million), and any file
+Pillow cannot decode is an ``ImageError`` with one line saying why. 16-bit grey images are
+brought to 8 bits by their top byte and float images (0..1, else 0..255) are scaled, instead of
+Pillow's ``convert("RGB")``, which clips them to white or black.
 """
 
 from __future__ import annotations
@@ -13,15 +19,62 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+#: the most pixels an image may declare: 40 million (a 7300 x 5500 photograph) is about
+#: 120 MB decoded as RGB
+MAX_PIXELS = 40_000_000
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+class ImageError(ValueError):
+    """An image that cannot be read, or is refused; the message is one line."""
+
+
+class ImageTooLarge(ImageError):
+    """An image that declares more pixels than ``MAX_PIXELS``."""
+
 
 def read_rgb(source: Any) -> np.ndarray:
-    """A file path, file object or PIL image as uint8 HWC RGB (Pillow refuses decompression
-    bombs: images of over 179 million pixels)."""
+    """A file path, file object or PIL image as uint8 HWC RGB; an ``ImageError`` for a file
+    that is not an image Pillow can decode or declares over ``MAX_PIXELS`` pixels."""
     if isinstance(source, Image.Image):
-        return np.asarray(source.convert("RGB"), dtype=np.uint8)
-    with Image.open(Path(source) if isinstance(source, str) else source) as image:
-        image.load()
+        return _rgb(source)
+    try:
+        with Image.open(Path(source) if isinstance(source, str) else source) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageTooLarge(
+                    f"{width}x{height} pixels is over the limit of {MAX_PIXELS} pixels"
+                )
+            image.load()
+            return _rgb(image)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"{_first_line(exc)}") from None
+    except Exception as exc:  # Pillow's decoders raise many kinds; all mean "not readable"
+        raise ImageError(
+            f"not an image Pillow can read ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0][:200] if text else ""
+
+
+def _rgb(image: Image.Image) -> np.ndarray:
+    """uint8 HWC RGB of any mode: 16-bit grey by its top byte, float scaled, the rest by
+    Pillow's conversion."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        grey = (np.clip(np.asarray(image).astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
+    elif image.mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0)
+        if values.size and values.max() <= 1.0:
+            values = values * 255.0
+        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    else:
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
 
 
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:
@@ -37,7 +90,8 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[in
     the image, its scale and the (left, top) padding."""
     height, width = image.shape[:2]
     scale = min(size / height, size / width)
-    new_w, new_h = round(width * scale), round(height * scale)
+    # at least one pixel a side: a 20000 x 1 strip would round its height to 0
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     resized = (
         np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
         if (new_w, new_h) != (width, height)

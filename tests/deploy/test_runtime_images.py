@@ -1,0 +1,77 @@
+"""How the bundle runtime reads images: 16-bit and float images by their values (Pillow's own
+RGB conversion clips them to white or black), an image that declares too many pixels refused
+before it is decoded, and a letterbox of any aspect ratio."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tango_ci.runtime.images import ImageError, ImageTooLarge, fit, read_rgb, to_input
+
+RESIZE = {"kind": "resize", "size": 8, "mean": 0.5, "std": 0.5}
+LETTERBOX = {"kind": "letterbox", "size": 16}
+
+
+def _saved(image: Image.Image, kind: str) -> io.BytesIO:
+    buffer = io.BytesIO()
+    image.save(buffer, kind)
+    buffer.seek(0)
+    return buffer
+
+
+def _network_input(source: io.BytesIO, spec: dict) -> np.ndarray:
+    fitted, _ = fit(read_rgb(source), spec)
+    return to_input(fitted[None], spec)
+
+
+GRADIENT = np.arange(256, dtype=np.uint8).reshape(16, 16)
+
+
+@pytest.mark.parametrize("kind", ["PNG", "TIFF"])
+def test_a_16_bit_gradient_gives_the_input_of_its_8_bit_version(kind: str) -> None:
+    sixteen = Image.fromarray(GRADIENT.astype(np.uint16) * 257)  # 0..65535
+    assert sixteen.mode == "I;16"
+    eight = _saved(Image.fromarray(GRADIENT), kind)
+    for spec in (RESIZE, LETTERBOX):
+        expected = _network_input(eight, spec)
+        eight.seek(0)
+        np.testing.assert_array_equal(_network_input(_saved(sixteen, kind), spec), expected)
+    as_int32 = Image.fromarray(GRADIENT.astype(np.int32) * 257)  # mode "I"
+    np.testing.assert_array_equal(read_rgb(as_int32)[:, :, 0], GRADIENT)
+
+
+def test_a_float_image_is_scaled_from_0_1_or_clipped_to_0_255() -> None:
+    unit = Image.fromarray(GRADIENT.astype(np.float32) / 255)
+    assert unit.mode == "F"
+    np.testing.assert_array_equal(
+        read_rgb(_saved(unit, "TIFF")), read_rgb(Image.fromarray(GRADIENT).convert("RGB"))
+    )
+    wide = Image.fromarray(GRADIENT.astype(np.float32) * 2 - 100)
+    np.testing.assert_array_equal(
+        read_rgb(_saved(wide, "TIFF"))[:, :, 1], np.clip(GRADIENT.astype(int) * 2 - 100, 0, 255)
+    )
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(monkeypatch) -> None:
+    monkeypatch.setattr("tango_ci.runtime.images.MAX_PIXELS", 99)
+    image = _saved(Image.new("L", (10, 10)), "PNG")
+    with pytest.raises(ImageTooLarge, match=r"^10x10 pixels is over the limit of 99 pixels$"):
+        read_rgb(image)
+    assert read_rgb(_saved(Image.new("L", (9, 11)), "PNG")).shape == (11, 9, 3)
+
+
+def test_anything_pillow_cannot_decode_is_an_image_error() -> None:
+    with pytest.raises(ImageError, match=r"^not an image Pillow can read \(Unidentified"):
+        read_rgb(io.BytesIO(b"\x89PNG not really"))
+
+
+@pytest.mark.parametrize("shape", [(1, 20_000), (20_000, 1), (3, 5_000)])
+def test_a_letterbox_of_an_extreme_aspect_ratio_keeps_one_pixel(shape: tuple) -> None:
+    image = np.full((*shape, 3), 200, np.uint8)
+    boxed, how = fit(image, LETTERBOX)
+    assert boxed.shape == (16, 16, 3)
+    assert (boxed == 200).any() and how["scale"] == 16 / max(shape)
