@@ -12,9 +12,14 @@ import argparse
 import dataclasses
 import json
 import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from .bundle import Bundle, BundleError
+from .images import ImageError, read_rgb
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -61,21 +66,33 @@ def _positive(text: str) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
+    """JSON lines for the images that can be read; one ``error: FILE: reason`` line on stderr
+    for each that cannot, and exit status 1 at the end if any could not."""
     bundle = Bundle(args.bundle, threads=args.threads)
     if not _overridden(bundle, args):
         return 2
+    failed = 0
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     try:
         paths = _images(args.inputs)
         for start in range(0, len(paths), args.batch):
-            chunk = paths[start : start + args.batch]
-            for path, answer in zip(chunk, bundle.predict_files(chunk), strict=True):
+            read: list[tuple[Path, np.ndarray]] = []
+            for path in paths[start : start + args.batch]:
+                try:
+                    read.append((path, read_rgb(str(path))))
+                except ImageError as exc:
+                    print(f"error: {path}: {exc}", file=sys.stderr, flush=True)
+                    failed += 1
+            if not read:
+                continue
+            answers = bundle.answer([image for _, image in read])
+            for (path, _), answer in zip(read, answers, strict=True):
                 record = {"image": str(path), "version": bundle.version, **answer}
                 out.write(json.dumps(record) + "\n")
     finally:
         if out is not sys.stdout:
             out.close()
-    return 0
+    return 1 if failed else 0
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -88,7 +105,10 @@ def serve_command(args: argparse.Namespace) -> int:
 
     token = os.environ.get("TANGO_SERVE_TOKEN") or None
     if args.token_file:
-        token = args.token_file.read_text().strip() or None
+        token = args.token_file.read_text().strip()
+        if not token:  # an empty token would switch authentication off
+            print(f"error: {args.token_file}: the token file is empty", file=sys.stderr)
+            return 1
     champion = Bundle(args.bundle, threads=args.threads)
     challenger = Bundle(args.challenger, threads=args.threads) if args.challenger else None
     log = PredictionLog(args.log) if args.log else None
@@ -122,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("inputs", nargs="+", type=Path, help="image files or folders of them")
     run.add_argument("--bundle", type=Path, default=default_bundle, help="bundle folder")
     run.add_argument("--out", type=Path, help="write JSON lines here (default: stdout)")
-    run.add_argument("--batch", type=int, default=16, help="images per network call")
+    run.add_argument("--batch", type=_positive, default=16, help="images per network call")
     run.add_argument("--threads", type=int, default=None, help="intra-op threads")
     for name, option, kind, what in (
         ("conf", "--conf", _fraction, "smallest score of a box reported"),
@@ -152,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--threads", type=int, default=None, help="intra-op threads")
     up.set_defaults(handler=serve_command)
     args = parser.parse_args(argv)
+    # read_rgb refuses images over MAX_PIXELS with one line; Pillow's own warning for those
+    # over 89 million pixels would be a second one
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     try:
         return args.handler(args)
     except BundleError as exc:

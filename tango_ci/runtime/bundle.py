@@ -11,7 +11,9 @@ Layout (``tango deploy`` writes it)::
     requirements.txt   numpy, Pillow and the engine runtime
 
 A file that differs from the manifest, a file the manifest names outside the bundle, a link,
-or a manifest that is not strict JSON is refused with one line naming it.
+or a manifest that is not strict JSON is refused with one line naming it. The files are data:
+every field is type-checked where it is read, and a model its engine cannot load (or whose
+input does not match preprocess.json) is refused at load, never at the first request.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .engines import OnnxRuntimeRunner, TensorRtRunner, TvmRunner
-from .images import fit, read_rgb, to_input
+from .engines import GRAPH_OPTIMISATIONS, OnnxRuntimeRunner, TensorRtRunner, TvmRunner
+from .images import ImageError, fit, read_rgb, to_input
 from .postprocess import Thresholds, decode, softmax, unletterbox
 
 MANIFEST = "manifest.json"
@@ -69,6 +71,28 @@ def read_json(path: Path, name: str) -> Any:
         )
     except (ValueError, UnicodeDecodeError) as exc:
         raise BundleError(f"{name}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise BundleError(f"{name}: not valid JSON (nested too deeply)") from None
+
+
+def _integer(values: dict, key: str, default: int, largest: int, where: str) -> int:
+    value = values.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= largest:
+        raise BundleError(f"{where}: '{key}' must be an integer 1-{largest}")
+    return value
+
+
+def _fraction(values: dict, key: str, default: float, where: str) -> float:
+    value = values.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise BundleError(f"{where}: '{key}' must be a number 0-1")
+    return float(value)
+
+
+def _strings(value: Any, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise BundleError(f"{what} must be a list of strings")
+    return value
 
 
 def verify(folder: Path, manifest: dict) -> dict[str, str]:
@@ -100,26 +124,39 @@ class Bundle:
         if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
             raise BundleError(f"{MANIFEST}: not a {SCHEMA} manifest")
         verified = verify(self.folder, manifest)
-        if manifest.get("model") not in verified:
+        model = manifest.get("model")
+        if not isinstance(model, str) or model not in verified:
             raise BundleError(f"{MANIFEST}: 'model' must name one of the listed files")
+        for key in ("version", "target"):
+            if not isinstance(manifest.get(key, ""), str):
+                raise BundleError(f"{MANIFEST}: '{key}' must be a string")
         for name in ("preprocess.json", "postprocess.json", "labels.json"):
             if name not in verified:
                 raise BundleError(f"{MANIFEST}: {name} is not among the listed files")
         self.manifest = manifest
         self.preprocess = read_json(self.folder / "preprocess.json", "preprocess.json")
         self.postprocess = read_json(self.folder / "postprocess.json", "postprocess.json")
-        self.labels = [str(x) for x in read_json(self.folder / "labels.json", "labels.json")]
+        self.labels = _strings(
+            read_json(self.folder / "labels.json", "labels.json"), "labels.json: the file"
+        )
         self._check_specs()
-        self.batch = int(manifest.get("batch", 1))
+        self.batch = _integer(manifest, "batch", 1, 65536, MANIFEST)
         try:
             self.runner = self._runner(manifest, threads)
+        except BundleError:
+            raise
         except ImportError as exc:
             raise BundleError(
-                f"{manifest['model']}: its engine's runtime is not installed here ({exc}); "
+                f"{model}: its engine's runtime is not installed here ({exc}); "
                 "`pip install -r requirements.txt`"
             ) from None
-        except RuntimeError as exc:
-            raise BundleError(f"{manifest['model']}: {str(exc).splitlines()[0][:300]}") from None
+        except Exception as exc:  # each engine has its own exception types (onnxruntime's
+            # InvalidProtobuf is no RuntimeError): whatever the loader raises, the file is bad
+            text = str(exc).splitlines()[0][:300] if str(exc) else ""
+            raise BundleError(
+                f"{model}: the engine cannot load it ({type(exc).__name__}: {text})"
+            ) from None
+        self._check_input()
         self.version = str(manifest.get("version", "unversioned"))
 
     def _runner(
@@ -127,12 +164,20 @@ class Bundle:
     ) -> OnnxRuntimeRunner | TvmRunner | TensorRtRunner:
         engine, model = manifest.get("engine"), self.folder / manifest["model"]
         if engine == "onnxruntime":
-            return OnnxRuntimeRunner(
-                model,
-                threads,
-                list(manifest.get("providers", ["CPUExecutionProvider"])),
-                manifest.get("session", {}),
+            providers = _strings(
+                manifest.get("providers", ["CPUExecutionProvider"]), f"{MANIFEST}: 'providers'"
             )
+            session = manifest.get("session", {})
+            if not isinstance(session, dict):
+                raise BundleError(f"{MANIFEST}: 'session' must be an object")
+            if session.get("graph_optimization", "all") not in GRAPH_OPTIMISATIONS:
+                raise BundleError(
+                    f"{MANIFEST}: 'session.graph_optimization' must be one of "
+                    f"{', '.join(GRAPH_OPTIMISATIONS)}"
+                )
+            if not isinstance(session.get("spinning", True), bool):
+                raise BundleError(f"{MANIFEST}: 'session.spinning' must be true or false")
+            return OnnxRuntimeRunner(model, threads, providers, session)
         if engine == "tensorrt":
             return TensorRtRunner(model, self.batch)
         if engine == "tvm":
@@ -165,11 +210,28 @@ class Bundle:
             raise BundleError("postprocess.json: 'task' must be classification or detection")
         if task == "detection":
             t = self.postprocess.get("thresholds", {})
+            where = "postprocess.json: 'thresholds'"
+            if not isinstance(t, dict):
+                raise BundleError(f"{where} must be an object")
             self.thresholds = Thresholds(
-                conf=float(t.get("conf", 0.25)),
-                iou=float(t.get("iou", 0.7)),
-                max_det=int(t.get("max_det", 100)),
+                conf=_fraction(t, "conf", 0.25, where),
+                iou=_fraction(t, "iou", 0.7, where),
+                max_det=_integer(t, "max_det", 100, 100_000, where),
             )
+
+    def _check_input(self) -> None:
+        """The model's input (where it states its sizes) must be what preprocess.json makes:
+        (N, 3, size, size); otherwise every request would fail in the engine."""
+        shape = list(self.runner.input_shape)
+        if len(shape) != 4:
+            return  # engines that do not report their input shape (TVM, TensorRT)
+        size = self.preprocess["size"]
+        for got, wanted in zip(shape[1:], (3, size, size), strict=True):
+            if isinstance(got, int) and got > 0 and got != wanted:
+                raise BundleError(
+                    f"preprocess.json: 'size' {size} makes (N, 3, {size}, {size}) inputs, "
+                    f"the model takes {tuple(shape)}"
+                )
 
     # ------------------------------------------------------------------ answers
     @property
@@ -216,7 +278,14 @@ class Bundle:
         ]
 
     def predict_files(self, paths: list[Path]) -> list[dict]:
-        return self.answer([read_rgb(str(p)) for p in paths])
+        """Answers for image files; an ``ImageError`` naming the first that cannot be read."""
+        images = []
+        for path in paths:
+            try:
+                images.append(read_rgb(str(path)))
+            except ImageError as exc:
+                raise ImageError(f"{path}: {exc}") from None
+        return self.answer(images)
 
     def _class_answer(self, probabilities: np.ndarray) -> dict:
         best = int(probabilities.argmax())
