@@ -22,6 +22,7 @@ from tango_ci.cli_deploy import label_app, logs_app
 from tango_ci.cli_gitops import ci_app, commands, gitops_app, registry_app
 from tango_ci.cli_runner import runner_app
 from tango_ci.exceptions import TangoError
+from tango_ci.printable import printable
 
 app = typer.Typer(
     name="tango",
@@ -298,14 +299,18 @@ def main(argv: list[str] | None = None) -> None:
             err.print(f"[red]error:[/red] {len(exc.problems)} problems", highlight=False)
         else:
             # messages quote files, records and names from outside: never read them as markup
-            err.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True)
+            err.print(
+                f"[red]error:[/red] {escape(printable(exc.message))}",
+                highlight=False,
+                soft_wrap=True,
+            )
         sys.exit(1)
     except OSError as exc:  # a read-only or full disk, a folder where a file should be, ...
         if show_traceback:
             raise
         where = f": {display(str(exc.filename))}" if exc.filename else ""
         err.print(
-            f"[red]error:[/red] {escape(str(exc.strerror or exc) + where)}",
+            f"[red]error:[/red] {escape(printable(str(exc.strerror or exc) + where))}",
             highlight=False,
             soft_wrap=True,
         )

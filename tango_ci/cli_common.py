@@ -14,8 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tango_ci import api
 
-out = Console()
-err = Console(stderr=True)
+# no emoji codes: ":x:" in a quoted file name or value stays ":x:"
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 PROJECT = typer.Argument(..., help="Project folder (projects/NAME) or its project.yaml.")
 RUN = typer.Option(None, "--run", help="Run id under runs/NAME/ (default: the latest run).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -15,6 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from tango_ci.printable import printable
 from tango_ci.progress import Reporter, Task
 
 
@@ -25,8 +27,13 @@ class _RichTask(Task):
     def update(
         self, completed: float | None = None, total: float | None = None, **fields: Any
     ) -> None:
-        info = "  ".join(
-            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items()
+        info = escape(
+            printable(
+                "  ".join(
+                    f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                    for k, v in fields.items()
+                )
+            )
         )
         kwargs: dict[str, Any] = {"info": info} if fields else {}
         if completed is not None:
@@ -75,4 +82,5 @@ class RichReporter(Reporter):
         return _RichTask(self.progress, self.progress.add_task(description, total=total, info=""))
 
     def log(self, message: str) -> None:
-        self.console.print(f"  {message}", highlight=False)
+        # messages quote names from outside: one line, never read as markup
+        self.console.print(f"  {escape(printable(message))}", highlight=False)

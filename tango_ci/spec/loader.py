@@ -16,14 +16,16 @@ from tango_ci.spec._yaml import LocatedDocument, YamlProblem, load_located
 from tango_ci.spec.enums import AUTO_ENGINE, LATENCY_METRIC
 from tango_ci.spec.gate_checks import check_challenger
 from tango_ci.spec.models import ProjectSpec, RunnerSpec, from_dict
-from tango_ci.spec.paths import escape_problem, resolve_inside
+from tango_ci.spec.paths import SQLITE, escape_problem, resolve_inside, storage_problem
 from tango_ci.spec.problems import Problem, format_field
 from tango_ci.spec.search_checks import check_search
 
 
 def find_repo_root(start: Path) -> Path:
-    """The git work tree holding ``start``; else the folder above ``projects/``; else cwd."""
-    start = start.resolve()
+    """The git work tree holding ``start``; else the folder above ``projects/``; else cwd.
+    Links are not followed on the way up: a ``projects`` folder linked in from elsewhere still
+    belongs to this repository (and is refused as leading out of it)."""
+    start = Path(os.path.abspath(start))
     for folder in [start, *start.parents]:
         if (folder / ".git").exists():
             return folder
@@ -31,6 +33,35 @@ def find_repo_root(start: Path) -> Path:
         if folder.name in ("projects", "runners"):
             return folder.parent
     return Path.cwd().resolve()
+
+
+def linked_out(path: Path, repo_root: Path) -> bool:
+    """Whether ``path``, inside ``repo_root`` as written, leads out of it through a symbolic
+    link on the way (a linked ``projects`` or ``runners`` folder)."""
+    written = Path(os.path.abspath(path))
+    root = Path(os.path.abspath(repo_root))
+    if not written.is_relative_to(root) and not written.is_relative_to(repo_root.resolve()):
+        return False
+    try:
+        return not written.resolve().is_relative_to(repo_root.resolve())
+    except (OSError, RuntimeError):  # a link loop
+        return True
+
+
+def _linked_out_problem(path: Path, repo_root: Path) -> Problem | None:
+    """A spec file whose ``projects`` or ``runners`` folder is a link out of the repository
+    (a link of the file itself or of a project folder has its own message)."""
+    written = Path(os.path.abspath(path))
+    folder = written.parent.parent if written.name == "project.yaml" else written.parent
+    if not linked_out(folder, repo_root):
+        return None
+    return Problem(display_path(path), 0, 0, "", f"{display_path(folder)}/ {LINKED_OUT}")
+
+
+LINKED_OUT = (
+    "leads out of the repository through a symbolic link; spec files must be real files of "
+    "the repository"
+)
 
 
 def display_path(path: Path) -> str:
@@ -130,6 +161,9 @@ def load_project(path: Path, repo_root: Path | None = None) -> ProjectSpec:
         path = path / "project.yaml"
     repo_root = (repo_root or find_repo_root(path.parent)).resolve()
     checker = _Checker(path, "project")
+    if problem := _linked_out_problem(path, repo_root):
+        checker.problems.append(problem)
+        checker.raise_if_any()
     if path.parent.is_symlink():  # a project folder linked in from elsewhere
         checker.problems.append(
             Problem(
@@ -155,6 +189,9 @@ def load_project(path: Path, repo_root: Path | None = None) -> ProjectSpec:
             challenger["holdout_resolved"] = resolve_inside(
                 challenger["holdout"], path.parent, repo_root
             )
+    if storage := data["search"].get("storage"):  # checked: a file inside the repository
+        relative = storage[len(SQLITE) :]
+        data["search"]["storage"] = SQLITE + str(resolve_inside(relative, path.parent, repo_root))
     if not data["search"].get("families"):
         task = TASKS.get(data["task"])
         supernet = data["search"].get("strategy") == "supernet"
@@ -186,6 +223,10 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
             f"no runner file runners/{train_runner}.yaml; "
             f"known runners: {', '.join(known) or 'none'}",
         )
+
+    storage = data["search"].get("storage")
+    if storage and (problem := storage_problem(storage, project_dir, repo_root)):
+        checker.add(("search", "storage"), problem)
 
     task = TASKS.get(data["task"])
     check_search(checker, data["search"], task)
@@ -295,6 +336,9 @@ def _runner_for(
     if name in cache:
         return cache[name]
     runner_path = repo_root / "runners" / f"{name}.yaml"
+    if linked_out(runner_path.parent, repo_root):
+        checker.add(here + ("runner",), f"runners/ {LINKED_OUT}")
+        return None
     if not runner_path.is_file():
         known = sorted(p.stem for p in (repo_root / "runners").glob("*.yaml"))
         checker.add(
@@ -324,6 +368,9 @@ def spec_files(repo_root: Path) -> list[Path]:
 def check_file(path: Path, repo_root: Path | None = None) -> list[Problem]:
     """All problems of one project or runner file (empty when it is valid)."""
     path = Path(path)
+    root = repo_root or find_repo_root(path.parent)
+    if problem := _linked_out_problem(path, root):
+        return [problem]
     is_runner = path.parent.name == "runners" or (
         path.is_file() and path.name != "project.yaml" and _looks_like_runner(path)
     )

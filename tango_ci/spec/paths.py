@@ -3,14 +3,39 @@ inside the repository."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+NAME_BYTES = 255  # the longest file name Linux, macOS and Windows file systems take
+PATH_BYTES = 4096
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def text_problem(relative: str) -> str | None:
+    """Why ``relative`` cannot name a file on any common file system (a control character, a
+    name or path too long), or None. Checked before the path touches the file system."""
+    if _CONTROL.search(relative):
+        return "contains a control character; use a plain file name"
+    try:
+        relative.encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in a quoted YAML string)
+        return "is not valid Unicode text"
+    if len(relative.encode()) > PATH_BYTES:
+        return f"is longer than {PATH_BYTES} bytes"
+    if any(len(part.encode()) > NAME_BYTES for part in relative.replace("\\", "/").split("/")):
+        return f"has a name longer than {NAME_BYTES} bytes"
+    return None
 
 
 def resolve_inside(relative: str, project_dir: Path, repo_root: Path) -> Path:
     """Resolve a path from the spec: relative to the project folder, else to the repo root.
 
-    A link loop resolves to the unresolved path, which ``escape_problem`` then reports.
+    A link loop resolves to the unresolved path, and a path no file system takes (see
+    :func:`text_problem`) to the project folder itself, untouched; ``escape_problem`` then
+    reports either.
     """
+    if text_problem(relative):
+        return project_dir
     candidate = resolve_path(project_dir / relative)
     if not candidate.exists() and not Path(relative).is_absolute():
         from_root = resolve_path(repo_root / relative)
@@ -27,7 +52,10 @@ def resolve_path(path: Path) -> Path:
 
 
 def escape_problem(relative: str, resolved: Path, repo_root: Path) -> str | None:
-    """Why a spec path leads out of the repository (or loops), or None when it stays inside."""
+    """Why a spec path cannot be used (no file system takes it, it leads out of the repository
+    or loops), or None when it stays inside."""
+    if problem := text_problem(relative):
+        return problem
     if resolved.is_symlink() or resolve_path(resolved) != resolved:
         return f"'{relative}' is a symbolic link loop"
     if resolved.is_relative_to(repo_root):
@@ -40,3 +68,22 @@ def escape_problem(relative: str, resolved: Path, repo_root: Path) -> str | None
         f"'{relative}' is a symbolic link out of the repository (to {resolved}); "
         "use a path inside it"
     )
+
+
+SQLITE = "sqlite:///"
+
+
+def storage_problem(url: str, project_dir: Path, repo_root: Path) -> str | None:
+    """Why a project file's ``search.storage`` is refused, or None. A project file comes with
+    pull requests, so it may name only an SQLite file inside the repository: a database server
+    (and its password) is given on the command line, ``tango search --storage URL``."""
+    if not url.startswith(SQLITE) or url.startswith(SQLITE + "/"):
+        return (
+            "a project file names only an SQLite file inside the repository "
+            "(sqlite:///relative/path.db); give a database server on the command line "
+            "(tango search --storage URL), never in a file a pull request can change"
+        )
+    relative = url[len(SQLITE) :]
+    if "?" in relative or not relative:
+        return "name the SQLite file only (sqlite:///relative/path.db), without options"
+    return escape_problem(relative, resolve_inside(relative, project_dir, repo_root), repo_root)

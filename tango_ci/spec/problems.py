@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+from tango_ci.printable import printable
+
 
 @dataclass(frozen=True, order=True)
 class Position:
@@ -24,19 +26,22 @@ class Problem:
     message: str
 
     def format(self) -> str:
+        """One line: keys and values quoted from the file keep their control characters
+        escaped."""
         where = f"{self.file}:{self.line}:{self.col}" if self.line else self.file
-        return (
+        text = (
             f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
         )
+        return printable(text)
 
     def github_annotation(self) -> str:
         """A workflow command that makes GitHub show the problem on the pull request's diff."""
-        props = [f"file={_escape_property(self.file)}"]
+        props = [f"file={_escape_property(printable(self.file))}"]
         if self.line:
             props += [f"line={self.line}", f"col={self.col}"]
         props.append(f"title={_escape_property('tango validate')}")
         text = f"{self.field}: {self.message}" if self.field else self.message
-        return f"::error {','.join(props)}::{_escape_data(text)}"
+        return f"::error {','.join(props)}::{_escape_data(printable(text))}"
 
 
 def format_field(path: Iterable[str | int]) -> str:

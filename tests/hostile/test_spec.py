@@ -14,6 +14,12 @@ import pytest
 from tests.conftest import MINIMAL_PROJECT as BASE
 from tests.hostile.conftest import Tree, tango
 
+STORAGE_ONLY = (
+    "a project file names only an SQLite file inside the repository "
+    "(sqlite:///relative/path.db); give a database server on the command line "
+    "(tango search --storage URL), never in a file a pull request can change"
+)
+
 CASES = {
     # issue 10: NaN passed the schema (bounds are false for NaN) and reached decision.json
     "nan-split": (
@@ -94,6 +100,39 @@ CASES = {
     "storage-long": (
         BASE + "search: {storage: " + "s" * 5000 + "}\n",
         "11:19: search.storage: is longer than the 4096 characters allowed",
+    ),
+    # control characters and over-long names reached the file system: a traceback, or a
+    # folder whose name held a newline
+    "data-nul": (
+        BASE.replace("path: data", 'path: "da\\0ta"'),
+        "4:9: data.path: contains a control character; use a plain file name",
+    ),
+    "data-newline": (
+        BASE.replace("path: data", 'path: "da\\nta"'),
+        "4:9: data.path: contains a control character; use a plain file name",
+    ),
+    "data-name-long": (
+        BASE.replace("path: data", "path: " + "c" * 300),
+        "4:9: data.path: has a name longer than 255 bytes",
+    ),
+    # a pull request pointed the search at a database server, or wrote a study file anywhere
+    "storage-server": (
+        BASE + "search: {storage: 'postgresql://evil.example/db'}\n",
+        "11:19: search.storage: " + STORAGE_ONLY,
+    ),
+    "storage-absolute": (
+        BASE + "search: {storage: 'sqlite:////tmp/outside/evil.db'}\n",
+        "11:19: search.storage: " + STORAGE_ONLY,
+    ),
+    "storage-dotdot": (
+        BASE + "search: {storage: 'sqlite:///../../../evil.db'}\n",
+        "11:19: search.storage: '../../../evil.db' leads outside the repository; use a path "
+        "inside it",
+    ),
+    # a key that held a newline printed a line of its own: a forged workflow command
+    "key-newline": (
+        BASE + '"zz\\n::error::forged\\e[2J": 1\n',
+        "11:1: zz\\n::error::forged\\x1b[2J: unknown field 'zz\\n::error::forged\\x1b[2J'",
     ),
     "targets-many": (
         BASE.split("targets:")[0]

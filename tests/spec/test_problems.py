@@ -17,8 +17,9 @@ def test_github_annotation_escapes_what_would_break_the_command() -> None:
     problem = Problem("projects/a,b/project.yaml", 3, 5, "name", "50% bad\nsecond line")
     assert problem.github_annotation() == (
         "::error file=projects/a%2Cb/project.yaml,line=3,col=5,title=tango validate::"
-        "name: 50%25 bad%0Asecond line"
+        "name: 50%25 bad\\nsecond line"  # the newline is shown, not kept: one line
     )
+    assert problem.format() == "projects/a,b/project.yaml:3:5: name: 50% bad\\nsecond line"
 
 
 def test_json_output_keeps_every_field() -> None:
