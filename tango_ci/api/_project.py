@@ -18,6 +18,7 @@ from tango_ci.spec import (
     display_path,
     find_repo_root,
     load_project,
+    name_taken,
     spec_files,
 )
 
@@ -36,10 +37,14 @@ def validate(paths: Iterable[Path] = (), repo_root: Path | None = None) -> list[
             "(looked for projects/*/project.yaml and runners/*.yaml)"
         )
     problems: list[Problem] = []
+    named: dict[str, Path] = {}
     for path in files:
-        problems.extend(check_file(path, root if path.resolve().is_relative_to(root) else None))
+        found = check_file(path, root if path.resolve().is_relative_to(root) else None)
+        problems.extend(found)
         if path.parent.name == "runners" and path.suffix in (".yaml", ".yml"):
             problems.extend(latency_model_problems(path))
+        elif path.name == "project.yaml" and not found:
+            problems.extend(name_taken(path, named))
     return problems
 
 

@@ -17,6 +17,7 @@ from tango_ci.spec.models import (
     TargetSpec,
     to_dict,
 )
+from tango_ci.spec.names import name_taken
 from tango_ci.spec.problems import Problem
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "find_repo_root",
     "load_project",
     "load_runner",
+    "name_taken",
     "spec_files",
     "to_dict",
 ]

@@ -386,7 +386,8 @@ def check_file(path: Path, repo_root: Path | None = None) -> list[Problem]:
 
 def _looks_like_runner(path: Path) -> bool:
     try:
-        head = path.read_text(encoding="utf-8", errors="replace")[:4096]
+        with open(path, "rb") as handle:  # the head only: the size limit is checked later
+            head = handle.read(4096).decode("utf-8", errors="replace")
     except OSError:
         return False
     return "\nhardware:" in f"\n{head}" and "\ntask:" not in f"\n{head}"
