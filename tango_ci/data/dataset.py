@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tango_ci.data.files import MAX_IMAGE_BYTES, FileRefused, regular_size, sha256
+from tango_ci.data.images import read_image
 from tango_ci.data.layout import class_folders, confined, has_split_folders, is_image
 from tango_ci.exceptions import TangoError
 
@@ -104,10 +106,29 @@ def _images(folder: Path, limit: Path | None) -> list[Path]:
 
 
 def decode(path: Path, size: int) -> np.ndarray:
-    """An image as uint8 HWC RGB at ``size`` x ``size`` (the deployment runtime's code)."""
-    from tango_ci.runtime.images import read_rgb, resize_square
+    """An image as uint8 HWC RGB at ``size`` x ``size``: read safely and upright
+    (:func:`tango_ci.data.images.read_image`), resized by the deployment runtime's code."""
+    from tango_ci.runtime.images import resize_square
 
-    return resize_square(read_rgb(path), size)
+    return resize_square(read_image(path), size)
+
+
+def _read(path: Path, size: int) -> tuple[str, np.ndarray | None, str]:
+    """An image's digest, pixels (None when unreadable) and why not. A file that is too large
+    or not a regular file is refused before it is read, even to hash it."""
+    try:
+        regular_size(path, MAX_IMAGE_BYTES)
+    except (FileRefused, OSError) as exc:
+        reason = exc.message if isinstance(exc, FileRefused) else str(exc)
+        return "refused", None, f"image file refused: {reason}"[:200]
+    try:
+        digest = sha256(path)
+    except OSError as exc:
+        return "unreadable", None, f"{type(exc).__name__}: {exc}"[:200]
+    try:
+        return digest, decode(path, size), ""
+    except Exception as exc:  # any decoder failure means an unreadable image
+        return digest, None, f"{type(exc).__name__}: {exc}"[:200]
 
 
 def preprocess(images: np.ndarray) -> np.ndarray:
@@ -151,17 +172,16 @@ def build_arrays(
     files: list[dict] = []
     for index, item in enumerate(items, 1):
         relative = item.path.relative_to(root).as_posix()
-        raw = item.path.read_bytes()
-        digest = hashlib.sha256(raw).hexdigest()
+        digest, pixels, reason = _read(item.path, image_size)
         fingerprint.update(f"{relative}\0{digest}\n".encode())
-        try:
-            arrays[item.split].append(decode(item.path, image_size))
+        if pixels is None:
+            bad.append({"path": relative, "reason": reason})
+        else:
+            arrays[item.split].append(pixels)
             labels[item.split].append(item.label)
             files.append(
                 {"path": relative, "sha256": digest, "label": item.label, "split": item.split}
             )
-        except Exception as exc:
-            bad.append({"path": relative, "reason": f"{type(exc).__name__}: {exc}"[:200]})
         if progress:
             progress(index, len(items))
     total = len(items)

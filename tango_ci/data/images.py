@@ -1,0 +1,59 @@
+"""Decoding dataset images safely and as the trainers see them.
+
+Only the formats the data stage accepts by suffix are opened: Pillow otherwise picks a decoder
+from the file's content, and a ``.jpg`` that is really PostScript would run Ghostscript on
+untrusted data. Images over :data:`MAX_IMAGE_BYTES` bytes or the runtime's ``MAX_PIXELS`` are
+refused before decoding. Pixels come out as ultralytics and OpenCV read them: rotated by the
+EXIF orientation (phone photos), and 16-bit or float images scaled to 8 bits by the
+deployment runtime's conversion.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from tango_ci.data.files import MAX_IMAGE_BYTES, regular_size
+from tango_ci.runtime.images import MAX_PIXELS, ImageTooLarge, read_rgb
+
+#: Pillow's names of the formats of :data:`tango_ci.data.layout.IMAGE_SUFFIXES` (the JPEG
+#: opener also reads MPO, the JPEG variant many cameras write)
+FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "TIFF")
+
+
+def check_image(path: Path) -> None:
+    """Decode ``path`` fully (a truncated file fails here, not in a later stage); raises
+    for anything unreadable or refused."""
+    with _opened(path) as image:
+        image.load()
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as uint8 HWC RGB, upright by its EXIF orientation, converted as the
+    deployment runtime converts (16-bit and float images scaled, not clipped); raises for
+    anything unreadable or refused."""
+    with _opened(path) as image:
+        image.load()
+        return read_rgb(upright(image))
+
+
+def _opened(path: Path) -> Image.Image:
+    """``path`` opened by an allowed decoder, its size and declared pixels within limits."""
+    regular_size(path, MAX_IMAGE_BYTES)
+    image = Image.open(path, formats=FORMATS)
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        image.close()
+        raise ImageTooLarge(f"{width}x{height} pixels is over the limit of {MAX_PIXELS} pixels")
+    return image
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` turned by its EXIF orientation (as ultralytics and OpenCV read it); as it is
+    when that cannot be read."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block in a good image: the pixels still count
+        return image

@@ -1,0 +1,91 @@
+"""Messy and hostile images in an ImageFolder: decoders limited to the accepted formats, huge
+files refused unread, EXIF-rotated photos decoded as the trainers see them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import EpsImagePlugin, Image
+
+from tango_ci.data.dataset import build_arrays
+from tango_ci.data.files import MAX_IMAGE_BYTES
+
+
+def _image(path: Path, pixels: np.ndarray, **save) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, **save)
+    return path
+
+
+def _folder(root: Path, per_class: int = 4) -> Path:
+    for index, name in enumerate(("a", "b")):
+        for i in range(per_class):
+            _image(root / name / f"{i}.png", np.full((8, 8, 3), 40 * index + i, np.uint8))
+    return root
+
+
+def _build(folder: Path, **kwargs) -> dict:
+    options = {"image_size": 8, "val_fraction": 0.25, "seed": 0, "max_bad_fraction": 0.5}
+    return build_arrays(folder, **{**options, **kwargs})
+
+
+def _pixels(built: dict, path: str) -> np.ndarray:
+    """The decoded pixels of one file, in whichever split it fell."""
+    split = next(f["split"] for f in built["files"] if f["path"] == path)
+    order = [f["path"] for f in built["files"] if f["split"] == split]
+    return built["arrays"][split][0][order.index(path)]
+
+
+def test_postscript_named_jpg_never_reaches_the_eps_decoder(tmp_path: Path, monkeypatch) -> None:
+    """A .jpg that is really EPS would make Pillow run Ghostscript on untrusted data."""
+    opened: list[str] = []
+
+    def spy(self) -> None:
+        opened.append(str(self.fp))
+        raise SyntaxError("not allowed")
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", spy)
+    folder = _folder(tmp_path / "d")
+    (folder / "a" / "e.jpg").write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n")
+    built = _build(folder)
+    assert opened == []
+    assert [b["path"] for b in built["bad"]] == ["a/e.jpg"]
+
+
+def test_an_image_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "d")
+    with open(folder / "a" / "huge.png", "wb") as handle:  # sparse: no disk used
+        handle.truncate(MAX_IMAGE_BYTES + 1)
+    built = _build(folder)
+    assert built["bad"] == [
+        {
+            "path": "a/huge.png",
+            "reason": f"image file refused: {MAX_IMAGE_BYTES + 1} bytes, larger than the "
+            f"{MAX_IMAGE_BYTES} allowed",
+        }
+    ]
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    """A phone photo stored sideways: the left half (red) is the top once turned upright."""
+    folder = _folder(tmp_path / "d")
+    pixels = np.zeros((8, 16, 3), np.uint8)
+    pixels[:, :8, 0] = 255  # left half red
+    pixels[:, 8:, 2] = 255  # right half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    _image(folder / "a" / "phone.png", pixels, exif=exif)
+    upright = _pixels(_build(folder), "a/phone.png")
+    assert upright[1, :, 0].min() > 200 and upright[1, :, 2].max() < 50  # top row red
+    assert upright[-2, :, 2].min() > 200 and upright[-2, :, 0].max() < 50  # bottom row blue
+
+
+@pytest.mark.parametrize("name", ["t.JPG", "w.webp", "b.bmp", "t.tiff"])
+def test_every_accepted_suffix_still_decodes(tmp_path: Path, name: str) -> None:
+    folder = _folder(tmp_path / "d")
+    _image(folder / "a" / name, np.full((8, 8, 3), 200, np.uint8))
+    built = _build(folder)
+    assert built["bad"] == []
+    assert f"a/{name}" in [f["path"] for f in built["files"]]
