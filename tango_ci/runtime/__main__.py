@@ -65,6 +65,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 86400:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds above 0")
+    return value
+
+
 def predict(args: argparse.Namespace) -> int:
     """JSON lines for the images that can be read; one ``error: FILE: reason`` line on stderr
     for each that cannot, and exit status 1 at the end if any could not."""
@@ -115,7 +122,16 @@ def serve_command(args: argparse.Namespace) -> int:
     service = Service(
         champion, challenger, args.mode, args.weight, log, keep_images=args.keep_images
     )
-    server = serve(service, args.host, args.port, token, args.max_bytes, args.rate)
+    server = serve(
+        service,
+        args.host,
+        args.port,
+        token,
+        args.max_bytes,
+        args.rate,
+        timeout=args.timeout,
+        max_connections=args.max_connections,
+    )
     host, port = str(server.server_address[0]), int(server.server_address[1])
     print(
         f"serving {service.name} ({champion.version}"
@@ -163,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--max-bytes", type=int, default=8 * 2**20, help="largest request body")
     up.add_argument(
         "--rate", type=float, default=100.0, help="requests a second per client (0: no limit)"
+    )
+    up.add_argument(
+        "--timeout", type=_seconds, default=30.0, help="drop a client silent this long (s)"
+    )
+    up.add_argument(
+        "--max-connections", type=_positive, default=64, help="open connections (over: 503)"
     )
     up.add_argument("--log", type=Path, help="prediction log (SQLite, WAL)")
     up.add_argument("--keep-images", type=Path, help="keep image requests here, for labelling")

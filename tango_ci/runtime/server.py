@@ -7,67 +7,37 @@
 - ``POST /v2/models/NAME/image``: an image file as the body, the answer (class or boxes) out,
   for people and curl.
 
-Limits: request bodies over ``max_bytes`` get 413, clients over ``rate`` requests a second 429,
-a missing or wrong bearer token 401, anything malformed a 4xx JSON ``{"error": ...}``; the
-server keeps serving. It binds to 127.0.0.1 unless told otherwise. With a challenger it runs
-``shadow`` (both answer, the champion's answer is returned, both are logged) or ``canary``
-(a ``weight`` share of requests is answered by the challenger); every answer names the version
-that gave it. Every answered request is logged (logs.py) before the answer is sent.
+Limits: request bodies over ``max_bytes`` and images declaring over 40 million pixels get 413,
+clients over ``rate`` requests a second 429, a missing or wrong bearer token 401, anything
+malformed a 4xx JSON ``{"error": ...}``; the server keeps serving (handler.py: the HTTP side,
+with its timeout and connection cap). It binds to 127.0.0.1 unless told otherwise. With a
+challenger it runs ``shadow`` (both answer, the champion's answer is returned, both are
+logged) or ``canary`` (a ``weight`` share of requests is answered by the challenger); every
+answer names the version that gave it. Every answered request is logged (logs.py) before the answer is sent.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import io
-import json
 import random
-import socket
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .bundle import Bundle
-from .images import fit, read_rgb
+from .handler import CappedServer, RateLimiter, RequestError, make_handler
+from .images import ImageError, ImageTooLarge, fit, read_rgb
 from .logs import PredictionLog, input_summary
+
+__all__ = ["RateLimiter", "RequestError", "Service", "serve"]
 
 DATATYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64}
 MAX_ELEMENTS = 64 * 2**20
-#: an oversized body is read and dropped up to this size before the 413 (then hung up on)
-DRAIN_LIMIT = 256 * 2**20
-
-
-class RequestError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class RateLimiter:
-    """A token bucket per client address: ``rate`` requests a second, bursts of ``rate``."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, client: str) -> bool:
-        if self.rate <= 0:
-            return True
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(client, (self.rate, now))
-            tokens = min(self.rate, tokens + (now - last) * self.rate)
-            if tokens < 1:
-                self._buckets[client] = (tokens, now)
-                return False
-            self._buckets[client] = (tokens - 1, now)
-            return True
 
 
 class Service:
@@ -180,7 +150,7 @@ class Service:
         data = tensor.get("data")
         try:
             array = np.asarray(data, dtype=DATATYPES[datatype])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError, RecursionError):
             raise RequestError(400, "'data' is not a list of numbers") from None
         if array.size != count:
             raise RequestError(400, f"'data' holds {array.size} values, the shape {count}")
@@ -207,7 +177,9 @@ class Service:
     def image(self, content: bytes) -> dict:
         try:
             image = read_rgb(io.BytesIO(content))
-        except Exception:
+        except ImageTooLarge as exc:
+            raise RequestError(413, f"the image is too large: {exc}") from None
+        except ImageError:
             raise RequestError(400, "the body is not an image Pillow can read") from None
         fitted, _ = fit(image, self.champion.preprocess)
         request_id = str(uuid.uuid4())
@@ -231,105 +203,6 @@ class Service:
         temporary.replace(path)
 
 
-def make_handler(service: Service, token: str | None, max_bytes: int, limiter: RateLimiter):
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "tango-runtime"
-        protocol_version = "HTTP/1.1"
-
-        def setup(self) -> None:
-            super().setup()
-            # the answer goes out as headers then body: without this, Nagle's algorithm and
-            # the client's delayed ACK hold the body ~40 ms on a kept-alive connection
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # requests are logged to the prediction log, not stderr
-
-        def _send(self, status: int, payload: dict) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _guard(self) -> None:
-            if not limiter.allow(self.client_address[0]):
-                raise RequestError(429, "too many requests")
-            if token is not None:
-                given = self.headers.get("Authorization", "")
-                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                    raise RequestError(401, "a valid bearer token is required")
-
-        def _drain(self, length: int) -> None:
-            """Read and drop an oversized body (up to DRAIN_LIMIT), so the client gets its 413
-            instead of a broken pipe; beyond that the connection is closed."""
-            self.close_connection = True
-            left = min(length, DRAIN_LIMIT)
-            while left > 0:
-                chunk = self.rfile.read(min(left, 1 << 20))
-                if not chunk:
-                    break
-                left -= len(chunk)
-
-        def _model(self, parts: list[str]) -> None:
-            if parts[2] != service.name:
-                raise RequestError(
-                    404, f"no model '{parts[2][:64]}'; this server has '{service.name}'"
-                )
-
-        def do_GET(self) -> None:
-            try:
-                self._guard()
-                parts = self.path.split("?")[0].strip("/").split("/")
-                if parts == ["v2", "health", "live"]:
-                    return self._send(200, {"live": True})
-                if parts == ["v2", "health", "ready"]:
-                    return self._send(200, {"ready": True})
-                if parts == ["v2"]:
-                    return self._send(
-                        200, {"name": "tango-runtime", "version": "1", "extensions": []}
-                    )
-                if len(parts) >= 3 and parts[:2] == ["v2", "models"]:
-                    self._model(parts)
-                    if len(parts) == 3:
-                        return self._send(200, service.model_metadata())
-                    if parts[3:] == ["ready"]:
-                        return self._send(200, {"name": service.name, "ready": True})
-                raise RequestError(404, "no such endpoint")
-            except RequestError as exc:
-                self._send(exc.status, {"error": str(exc)})
-
-        def do_POST(self) -> None:
-            try:
-                self._guard()
-                length = self.headers.get("Content-Length")
-                if length is None or not length.isdigit():
-                    raise RequestError(411, "Content-Length is required")
-                if int(length) > max_bytes:
-                    self._drain(int(length))
-                    raise RequestError(413, f"request body over {max_bytes} bytes")
-                content = self.rfile.read(int(length))
-                parts = self.path.split("?")[0].strip("/").split("/")
-                if len(parts) == 4 and parts[:2] == ["v2", "models"]:
-                    self._model(parts)
-                    if parts[3] == "infer":
-                        try:
-                            body = json.loads(content)
-                        except (ValueError, UnicodeDecodeError):
-                            raise RequestError(400, "the body is not JSON") from None
-                        return self._send(200, service.infer(body))
-                    if parts[3] == "image":
-                        return self._send(200, service.image(content))
-                raise RequestError(404, "no such endpoint")
-            except RequestError as exc:
-                self._send(exc.status, {"error": str(exc)})
-            except Exception as exc:
-                self._send(500, {"error": f"{type(exc).__name__}"})
-
-    return Handler
-
-
 def serve(
     service: Service,
     host: str = "127.0.0.1",
@@ -337,10 +210,12 @@ def serve(
     token: str | None = None,
     max_bytes: int = 8 * 2**20,
     rate: float = 100.0,
-) -> ThreadingHTTPServer:
-    """A started server (its thread is a daemon); ``server.shutdown()`` stops it."""
-    handler = make_handler(service, token, max_bytes, RateLimiter(rate))
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
+    timeout: float = 30.0,
+    max_connections: int = 64,
+) -> CappedServer:
+    """A started server (its thread is a daemon); ``server.shutdown()`` stops it. A client
+    silent for ``timeout`` seconds is dropped; over ``max_connections`` a new one gets 503."""
+    handler = make_handler(service, token, max_bytes, RateLimiter(rate), timeout)
+    server = CappedServer((host, port), handler, max_connections)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

@@ -1,0 +1,272 @@
+"""HTTP for ``serve``: the request handler, the rate limiter and a server that caps its
+connections. The routes and what they answer are in server.py.
+
+Every answer is JSON, errors included (also those http.server makes itself: a malformed
+request line, over-long headers, an unknown method); every error closes the connection, so a
+body left unread can never be parsed as the next request. A client that sends nothing for
+``timeout`` seconds (headers or body) is answered 408, or hung up on, and a client that goes
+away is forgotten quietly. Over ``max_connections`` open connections, a new one is answered
+503 and closed before any thread starts for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import socket
+import sys
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .server import Service
+
+#: an oversized body is read and dropped up to this size before the 413 (then hung up on)
+DRAIN_LIMIT = 256 * 2**20
+#: a Content-Length of more digits than this is refused without being converted
+MAX_LENGTH_DIGITS = 18
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RateLimiter:
+    """A token bucket per client address: ``rate`` requests a second, bursts of ``rate``."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        if self.rate <= 0:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(client, (self.rate, now))
+            tokens = min(self.rate, tokens + (now - last) * self.rate)
+            if tokens < 1:
+                self._buckets[client] = (tokens, now)
+                return False
+            self._buckets[client] = (tokens - 1, now)
+            return True
+
+
+def content_length(text: str | None, max_bytes: int) -> int:
+    """The body's length from its header: 411 when missing or not ASCII digits (``"²"`` is a
+    digit to ``str.isdigit``, not to ``int``), 413 when over ``max_bytes``."""
+    if text is None:
+        raise RequestError(411, "Content-Length is required")
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise RequestError(411, "Content-Length must be a number of bytes")
+    if len(text) > MAX_LENGTH_DIGITS:
+        raise RequestError(413, f"request body over {max_bytes} bytes")
+    return int(text)
+
+
+def make_handler(
+    service: Service,
+    token: str | None,
+    max_bytes: int,
+    limiter: RateLimiter,
+    read_timeout: float,
+):
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "tango-runtime"
+        protocol_version = "HTTP/1.1"
+        timeout = read_timeout  # StreamRequestHandler.setup puts it on the socket
+
+        def setup(self) -> None:
+            super().setup()
+            # the answer goes out as headers then body: without this, Nagle's algorithm and
+            # the client's delayed ACK hold the body ~40 ms on a kept-alive connection
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (ConnectionError, TimeoutError):
+                self.close_connection = True  # the client went away or stalled: no one to answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # requests are logged to the prediction log, not stderr
+
+        def _send(self, status: int, payload: dict) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            if status >= 400:
+                # the request's body may be unread: it must not be taken for the next request
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None):
+            """http.server's own refusals (bad request line, unknown method), as JSON."""
+            if self.command == "HEAD":
+                return super().send_error(code, message, explain)
+            self.close_connection = True
+            self._send(code, {"error": message or HTTPStatus(code).phrase})
+
+        def _guard(self) -> None:
+            if not limiter.allow(self.client_address[0]):
+                raise RequestError(429, "too many requests")
+            if token is not None:
+                given = self.headers.get("Authorization", "")
+                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                    raise RequestError(401, "a valid bearer token is required")
+
+        def _drain(self, length: int) -> None:
+            """Read and drop an oversized body (up to DRAIN_LIMIT), so the client gets its 413
+            instead of a broken pipe; beyond that, or when it stalls, the connection is closed."""
+            self.close_connection = True
+            left = min(length, DRAIN_LIMIT)
+            try:
+                while left > 0:
+                    chunk = self.rfile.read(min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+            except TimeoutError:
+                pass
+
+        def _body(self) -> bytes:
+            try:
+                length = content_length(self.headers.get("Content-Length"), max_bytes)
+            except RequestError as exc:
+                if exc.status == 413:
+                    self._drain(DRAIN_LIMIT)
+                raise
+            if length > max_bytes:
+                self._drain(length)
+                raise RequestError(413, f"request body over {max_bytes} bytes")
+            try:
+                content = self.rfile.read(length)
+            except TimeoutError:
+                raise RequestError(
+                    408, f"the body did not arrive within {read_timeout:g} s"
+                ) from None
+            if len(content) < length:
+                raise RequestError(400, "the body is shorter than its Content-Length")
+            return content
+
+        def _model(self, parts: list[str]) -> None:
+            if parts[2] != service.name:
+                raise RequestError(
+                    404, f"no model '{parts[2][:64]}'; this server has '{service.name}'"
+                )
+
+        def do_GET(self) -> None:
+            try:
+                self._guard()
+                parts = self.path.split("?")[0].strip("/").split("/")
+                if parts == ["v2", "health", "live"]:
+                    return self._send(200, {"live": True})
+                if parts == ["v2", "health", "ready"]:
+                    return self._send(200, {"ready": True})
+                if parts == ["v2"]:
+                    return self._send(
+                        200, {"name": "tango-runtime", "version": "1", "extensions": []}
+                    )
+                if len(parts) >= 3 and parts[:2] == ["v2", "models"]:
+                    self._model(parts)
+                    if len(parts) == 3:
+                        return self._send(200, service.model_metadata())
+                    if parts[3:] == ["ready"]:
+                        return self._send(200, {"name": service.name, "ready": True})
+                raise RequestError(404, "no such endpoint")
+            except RequestError as exc:
+                self._send(exc.status, {"error": str(exc)})
+
+        def do_POST(self) -> None:
+            try:
+                self._guard()
+                content = self._body()
+                parts = self.path.split("?")[0].strip("/").split("/")
+                if len(parts) == 4 and parts[:2] == ["v2", "models"]:
+                    self._model(parts)
+                    if parts[3] == "infer":
+                        return self._send(200, service.infer(_json(content)))
+                    if parts[3] == "image":
+                        return self._send(200, service.image(content))
+                raise RequestError(404, "no such endpoint")
+            except RequestError as exc:
+                self._send(exc.status, {"error": str(exc)})
+            except (ConnectionError, TimeoutError):
+                raise  # no one to answer: handle() closes the connection
+            except Exception as exc:
+                self._send(500, {"error": f"{type(exc).__name__}"})
+
+        def _not_allowed(self) -> None:
+            self._send(405, {"error": f"{self.command} is not allowed; use GET or POST"})
+
+        do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
+
+    return Handler
+
+
+def _json(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        raise RequestError(400, "the body is not JSON") from None
+    except RecursionError:
+        raise RequestError(400, "the body is JSON nested too deeply") from None
+
+
+class CappedServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``max_connections`` of them: a connection over the
+    cap is answered 503 from the accepting thread, without waiting for its request."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type, max_connections: int) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        body = json.dumps({"error": "too many connections; try again later"}).encode()
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
+        )
+        try:
+            request.setblocking(False)  # this is the accepting thread: it must not wait
+            with contextlib.suppress(OSError):  # what has arrived, so close() is not a RST
+                request.recv(1 << 16)
+            request.sendall(head.encode() + body)
+        except OSError:
+            pass
+        finally:
+            self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that fails (reset, broken pipe) is the client's business: no trace."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)

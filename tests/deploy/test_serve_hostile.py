@@ -1,0 +1,184 @@
+"""serve against hostile clients, over raw sockets (what urllib will not send): bodies that
+stall or never come, more connections than the cap, a body sent with a refused request (it
+must not be parsed as the next request), a client that resets, a decompression bomb, JSON
+nested too deeply, numbers too large and lengths that are not numbers. Each gets a 4xx or 5xx
+JSON answer or a closed connection, within the timeout, and the server keeps serving."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import time
+from pathlib import Path
+
+import pytest
+
+from tango_ci.runtime import Bundle
+from tango_ci.runtime.server import Service, serve
+from tests.deploy.test_runtime_files import png_header
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "s3cret"
+STILL_OPEN = b"<still open>"
+LIVE = (
+    b"GET /v2/health/live HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer s3cret\r\n"
+    b"Connection: close\r\n\r\n"
+)
+
+
+@pytest.fixture(scope="module")
+def service(bundle: Path) -> Service:
+    return Service(Bundle(bundle))
+
+
+@pytest.fixture
+def address(service: Service):
+    running = serve(service, port=0, token=TOKEN, rate=0, timeout=0.5, max_bytes=2**20)
+    yield running.server_address[:2]
+    running.shutdown()
+
+
+def exchange(address, data: bytes, wait: float = 5.0) -> bytes:
+    """Send ``data``, then read until the server closes (``STILL_OPEN`` appended if it has
+    not within ``wait`` seconds)."""
+    with socket.create_connection(address, timeout=wait) as connection:
+        connection.sendall(data)
+        received = b""
+        try:
+            while chunk := connection.recv(1 << 16):
+                received += chunk
+        except TimeoutError:
+            received += STILL_OPEN
+        return received
+
+
+def request(method: str, path: str, body: bytes = b"", length: str | None = None, auth=True):
+    head = f"{method} {path} HTTP/1.1\r\nHost: test\r\n"
+    if auth:
+        head += f"Authorization: Bearer {TOKEN}\r\n"
+    length = str(len(body)) if length is None else length
+    return head.encode() + b"Content-Length: " + length.encode("latin-1") + b"\r\n\r\n" + body
+
+
+def answers(received: bytes) -> list[tuple[int, dict]]:
+    """The (status, JSON body) of each response in ``received``; the last must be whole."""
+    assert not received.endswith(STILL_OPEN), received[:300]
+    found = []
+    while received:
+        head, _, rest = received.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = next(
+            int(v) for k, _, v in (x.partition(": ") for x in lines) if k == "Content-Length"
+        )
+        found.append((int(lines[0].split()[1]), json.loads(rest[:length])))
+        received = rest[length:]
+    return found
+
+
+def model(service: Service, endpoint: str) -> str:
+    return f"/v2/models/{service.name}/{endpoint}"
+
+
+def test_a_body_sent_with_a_refused_request_is_not_taken_for_the_next_request(address) -> None:
+    smuggled = b"GET /v2/health/live HTTP/1.1\r\nHost: test\r\n\r\n"
+    for refused in (
+        request("POST", "/v2/health/live", smuggled, auth=False),  # 401
+        request("POST", "/v2/models/x/infer", smuggled, length="x"),  # 411
+        request("GET", "/v2/health/live", smuggled, auth=False),  # 401 on GET, body unread
+    ):
+        [(status, body)] = answers(exchange(address, refused, wait=2.0))
+        assert status in (401, 411) and set(body) == {"error"}
+
+
+def test_a_stalled_body_is_answered_408_and_the_connection_closed(address) -> None:
+    began = time.monotonic()
+    partial = request("POST", "/v2/models/x/infer", b"0123456789", length="1000")
+    assert answers(exchange(address, partial)) == [
+        (408, {"error": "the body did not arrive within 0.5 s"})
+    ]
+    # a length over max_bytes with no body: drained until the timeout, then 413
+    [(status, _)] = answers(exchange(address, request("POST", "/v2", length="999999999999")))
+    assert status == 413
+    [(status, _)] = answers(exchange(address, request("POST", "/v2", length="9" * 400)))
+    assert status == 413
+    assert time.monotonic() - began < 4.0
+    # silence before the request line: hung up on
+    assert exchange(address, b"") == b""
+
+
+def test_over_the_connection_cap_a_client_gets_503_until_one_is_freed(service: Service) -> None:
+    running = serve(service, port=0, timeout=0.5, max_connections=2)
+    address = running.server_address[:2]
+    try:
+        idle = [socket.create_connection(address) for _ in range(2)]
+        time.sleep(0.1)
+        [(status, body)] = answers(exchange(address, LIVE))
+        assert status == 503 and "too many connections" in body["error"]
+        time.sleep(1.0)  # the idle ones time out and free their slots
+        assert answers(exchange(address, LIVE)) == [(200, {"live": True})]
+        for connection in idle:
+            assert connection.recv(100) == b""  # closed by the server
+            connection.close()
+    finally:
+        running.shutdown()
+
+
+def test_malformed_json_numbers_and_lengths_are_4xx(address, service: Service) -> None:
+    infer = model(service, "infer")
+    nested = b'{"inputs": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    huge = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "images",
+                    "shape": [1, 3, 32, 32],
+                    "datatype": "FP32",
+                    "data": [10**400] + [0] * (3 * 32 * 32 - 1),
+                }
+            ]
+        }
+    ).encode()
+    cases = [
+        (request("POST", infer, nested), 400, "the body is JSON nested too deeply"),
+        (request("POST", infer, huge), 400, "'data' is not a list of numbers"),
+        (
+            request("POST", infer, b"{}", length="\xb2"),
+            411,
+            "Content-Length must be a number of bytes",
+        ),
+    ]
+    for data, status, message in cases:
+        [(got, body)] = answers(exchange(address, data))
+        assert (got, body["error"]) == (status, message)
+
+
+def test_an_image_declaring_144_million_pixels_is_413(address, service: Service) -> None:
+    bomb = request("POST", model(service, "image"), png_header(12_000, 12_000))
+    [(status, body)] = answers(exchange(address, bomb))
+    assert status == 413
+    assert body["error"] == (
+        "the image is too large: 12000x12000 pixels is over the limit of 40000000 pixels"
+    )
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "OPTIONS", "PATCH"])
+def test_other_methods_are_405_json(address, method: str) -> None:
+    [(status, body)] = answers(exchange(address, request(method, "/v2/health/live")))
+    assert (status, body) == (405, {"error": f"{method} is not allowed; use GET or POST"})
+
+
+def test_a_client_that_resets_leaves_no_traceback(address, service: Service, capsys) -> None:
+    for partial in (
+        request("POST", model(service, "infer"), b"0123456789", length="100"),
+        b"GET /v2/health/li",
+    ):
+        connection = socket.create_connection(address)
+        connection.sendall(partial)
+        time.sleep(0.1)
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        connection.close()  # a reset, not a close
+    time.sleep(0.7)
+    assert answers(exchange(address, LIVE)) == [(200, {"live": True})]
+    assert "Traceback" not in capsys.readouterr().err
