@@ -12,15 +12,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-from PIL import Image
 
+from tango_ci.data.files import FileRefused, decode_text, read_bytes, sha256, undecodable_line
+from tango_ci.data.images import check_image, read_image
 from tango_ci.data.layout import IMAGE_SUFFIXES, inside
+from tango_ci.data.yolo_labels import (
+    label_path,
+    parse_label_bytes,
+    parse_labels,
+    read_label_file,
+)
+from tango_ci.data.yolo_yaml import load_data_yaml, quoted
+from tango_ci.exceptions import TangoError
 from tango_ci.spec.problems import Problem
 
-SPLITS = ("train", "val")
-#: splits data.yaml may name besides the required ones; ``test`` is for the gate only
-OPTIONAL_SPLITS = ("test",)
+__all__ = [
+    "YoloDataset",
+    "check_dataset",
+    "label_path",
+    "letterbox",
+    "listed_images",
+    "load_split",
+    "parse_labels",
+    "read_dataset",
+]
 
 
 @dataclass(frozen=True)
@@ -34,22 +49,7 @@ class YoloDataset:
         return label_path(image)
 
 
-def label_path(image: Path) -> Path:
-    """ultralytics' rule: the last ``images`` folder of the path becomes ``labels``."""
-    parts = list(image.parts)
-    for index in range(len(parts) - 1, -1, -1):
-        if parts[index] == "images":
-            parts[index] = "labels"
-            break
-    return Path(*parts).with_suffix(".txt")
-
-
-def _names(raw) -> tuple[str, ...] | None:
-    if isinstance(raw, list) and all(isinstance(n, str) for n in raw):
-        return tuple(raw)
-    if isinstance(raw, dict) and sorted(raw) == list(range(len(raw))):
-        return tuple(str(raw[i]) for i in range(len(raw)))
-    return None
+_STAY = "data must stay inside it"
 
 
 def _display(path: Path, base: Path) -> str:
@@ -70,73 +70,35 @@ def read_dataset(path: Path, limit: Path | None = None) -> tuple[YoloDataset | N
     name = _display(data_yaml, base)
     if not data_yaml.is_file():
         return None, [Problem(str(data_yaml), 0, 0, "", "no data.yaml found")]
-    try:
-        content = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        return None, [
-            Problem(name, line, col, "", f"invalid YAML: {getattr(exc, 'problem', None) or exc}")
-        ]
-    if not isinstance(content, dict):
-        return None, [Problem(name, 1, 1, "", "data.yaml must be a mapping")]
-    problems = [
-        Problem(name, 1, 1, "", f"missing required field '{key}'")
-        for key in ("train", "val", "names")
-        if key not in content
-    ]
-    if problems:
+    fields, problems = load_data_yaml(data_yaml, name)
+    if fields is None:
         return None, problems
-    names = _names(content["names"])
-    if names is None or not names:
-        return None, [
-            Problem(
-                name,
-                1,
-                1,
-                "names",
-                "must be a list of class names, or a mapping 0: name, 1: name, ... without gaps",
-            )
-        ]
-    root = inside(base / str(content.get("path", ".")), limit)
+
+    def at(key: str, message: str) -> Problem:
+        return Problem(name, 1, 1, key, message)
+
+    root = inside(base / fields.path, limit)
     if root is None:
-        return None, [
-            Problem(
-                name,
-                1,
-                1,
-                "path",
-                f"'{str(content.get('path'))[:100]}' leads "
-                "out of the repository; data must stay "
-                "inside it",
-            )
-        ]
+        return None, [at("path", f"{quoted(fields.path)} leads out of the repository; {_STAY}")]
     images: dict[str, tuple[Path, ...]] = {}
-    named = [s for s in OPTIONAL_SPLITS if content.get(s) not in (None, "", [])]
-    for split in (*SPLITS, *named):
-        folder = inside(root / str(content[split]), limit)
+    for split, value in fields.splits.items():
+        folder = inside(root / value, limit)
         if folder is None:
-            problems.append(
-                Problem(
-                    name,
-                    1,
-                    1,
-                    split,
-                    f"'{str(content[split])[:100]}' leads "
-                    "out of the repository; data must stay "
-                    "inside it",
-                )
-            )
+            problems.append(at(split, f"{quoted(value)} leads out of the repository; {_STAY}"))
             continue
-        if folder.is_file() and folder.suffix == ".txt":
-            found = listed_images(folder)
+        kind = _kind(folder)
+        if kind == "file" and folder.suffix == ".txt":
+            found, listing = _listed(folder, base)
+            if listing:
+                problems += listing
+                continue
             problems += [
-                Problem(_display(p, base), 0, 0, "", f"listed in {content[split]} but missing")
+                Problem(_display(p, base), 0, 0, "", f"listed in {quoted(value)} but missing")
                 for p in found
                 if not p.exists()
             ]
-        elif not folder.is_dir():
-            problems.append(Problem(name, 1, 1, split, f"folder '{content[split]}' does not exist"))
+        elif kind != "folder":
+            problems.append(at(split, f"folder {quoted(value)} does not exist"))
             continue
         else:
             found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -147,96 +109,44 @@ def read_dataset(path: Path, limit: Path | None = None) -> tuple[YoloDataset | N
                 0,
                 0,
                 "",
-                "a symbolic link out of the repository (or a link loop); data must stay inside it",
+                f"a symbolic link out of the repository (or a link loop); {_STAY}",
             )
             for p in outside
         ]
         images[split] = tuple(p for p in found if p not in outside and p.is_file())
         if not images[split]:
-            problems.append(Problem(name, 1, 1, split, f"folder '{content[split]}' has no images"))
+            problems.append(at(split, f"folder {quoted(value)} has no images"))
     if problems:
         return None, problems
-    return YoloDataset(root=root, data_yaml=data_yaml, names=names, images=images), []
+    return YoloDataset(root=root, data_yaml=data_yaml, names=fields.names, images=images), []
+
+
+def _kind(path: Path) -> str | None:
+    """ "file", "folder" or None (missing, or a name the system refuses, such as one too long)."""
+    try:
+        return "file" if path.is_file() else "folder" if path.is_dir() else None
+    except OSError:
+        return None
 
 
 def listed_images(path: Path) -> list[Path]:
     """The images a list file names, one a line (ultralytics' other form of a split):
-    relative lines are relative to the file's folder."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    relative lines are relative to the file's folder. Raises :class:`FileRefused` for a list
+    that is not a regular file or too large, ``UnicodeDecodeError`` for one not UTF-8."""
+    lines = decode_text(read_bytes(path)).splitlines()
     return [path.parent / line.strip() for line in lines if line.strip()]
 
 
-def parse_labels(path: Path, classes: int, display: str) -> tuple[np.ndarray, list[Problem]]:
-    """Boxes of one label file as (N, 5) [class, cx, cy, w, h]; problems per line."""
-    rows, problems = [], []
+def _listed(path: Path, base: Path) -> tuple[list[Path], list[Problem]]:
+    """:func:`listed_images`, or the problem of the list file."""
+    shown = _display(path, base)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        return np.zeros((0, 5), np.float32), [Problem(display, 1, 1, "", "not UTF-8 text")]
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        fields = line.split()
-        if len(fields) != 5:
-            problems.append(
-                Problem(
-                    display,
-                    number,
-                    1,
-                    "",
-                    f"expected 5 values (class cx cy w h), got {len(fields)}",
-                )
-            )
-            continue
-        try:
-            values = [float(v) for v in fields]
-        except ValueError:
-            bad = next(v for v in fields if not _is_number(v))
-            problems.append(
-                Problem(display, number, line.index(bad) + 1, "", f"'{bad}' is not a number")
-            )
-            continue
-        cls, cx, cy, w, h = values
-        if cls != int(cls) or not 0 <= cls < classes:
-            problems.append(
-                Problem(
-                    display,
-                    number,
-                    1,
-                    "",
-                    f"class {fields[0]} is not a class id of data.yaml (0..{classes - 1})",
-                )
-            )
-            continue
-        for label, value, column in (("cx", cx, 1), ("cy", cy, 2), ("w", w, 3), ("h", h, 4)):
-            if not 0 <= value <= 1:
-                col = line.index(fields[column]) + 1
-                problems.append(
-                    Problem(
-                        display,
-                        number,
-                        col,
-                        "",
-                        f"{label} {fields[column]} is outside 0..1 (coordinates are normalised)",
-                    )
-                )
-                break
-        else:
-            if w <= 0 or h <= 0:
-                problems.append(Problem(display, number, 1, "", "box has zero width or height"))
-            elif cx - w / 2 < -0.01 or cx + w / 2 > 1.01 or cy - h / 2 < -0.01 or cy + h / 2 > 1.01:
-                problems.append(Problem(display, number, 1, "", "box reaches outside the image"))
-            else:
-                rows.append(values)
-    return np.asarray(rows, np.float32).reshape(-1, 5), problems
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+        return listed_images(path), []
+    except FileRefused as exc:
+        return [], [Problem(shown, 0, 0, "", f"list file refused: {exc.message}")]
+    except UnicodeDecodeError as exc:
+        line, col = undecodable_line(exc)
+        return [], [Problem(shown, line, col, "", "not UTF-8 text")]
 
 
 def check_dataset(
@@ -258,26 +168,22 @@ def check_dataset(
         boxes = 0
         for image in images:
             shown = _display(image, base)
-            fingerprint.update(f"{shown}\0{_sha(image)}\n".encode())
-            try:
-                with Image.open(image) as handle:
-                    handle.verify()
-            # any failure means unreadable: once ultralytics is imported, a failed open also
-            # tries optional decoders and may raise ImportError instead of PIL's error
-            except Exception:
-                problems.append(Problem(shown, 0, 0, "", "image cannot be read (empty or corrupt)"))
+            problem = _image_problem(image, shown)
+            if problem is not None:
+                fingerprint.update(f"{shown}\0unreadable\n".encode())
+                problems.append(problem)
                 continue
+            fingerprint.update(f"{shown}\0{sha256(image)}\n".encode())
             labels = label_path(image)
+            label_shown = _display(labels, base)
             if labels.is_symlink() and inside(labels, limit) is None:
                 problems.append(
                     Problem(
-                        _display(labels, base),
+                        label_shown,
                         0,
                         0,
                         "",
-                        "a symbolic link out "
-                        "of the repository (or a link loop); data must stay "
-                        "inside it",
+                        f"a symbolic link out of the repository (or a link loop); {_STAY}",
                     )
                 )
                 continue
@@ -288,17 +194,20 @@ def check_dataset(
                         0,
                         0,
                         "",
-                        f"no label file "
-                        f"{_display(labels, base)} (write an empty one for an "
-                        "image without objects)",
+                        f"no label file {label_shown} (write an empty one for an image without "
+                        "objects)",
                     )
                 )
                 continue
-            fingerprint.update(f"{_display(labels, base)}\0{_sha(labels)}\n".encode())
-            rows, found = parse_labels(labels, len(dataset.names), _display(labels, base))
+            raw, found = read_label_file(labels, label_shown)
+            if raw is not None:
+                fingerprint.update(f"{label_shown}\0{hashlib.sha256(raw).hexdigest()}\n".encode())
+                rows, found = parse_label_bytes(raw, len(dataset.names), label_shown)
             problems += found
+            if raw is None or found:
+                continue
             boxes += len(rows)
-            stats["background_images"] += int(len(rows) == 0 and not found)
+            stats["background_images"] += int(len(rows) == 0)
             for cls in rows[:, 0].astype(int):
                 stats["per_class"][dataset.names[cls]] += 1
         stats["images"][split] = len(images)
@@ -307,8 +216,17 @@ def check_dataset(
     return dataset, stats, sorted(problems, key=lambda p: (p.file, p.line))
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _image_problem(image: Path, shown: str) -> Problem | None:
+    """Why ``image`` cannot be used, decoded in full (a truncated file fails here); or None."""
+    try:
+        check_image(image)
+    except FileRefused as exc:
+        return Problem(shown, 0, 0, "", f"image file refused: {exc.message}")
+    # any failure means unreadable: once ultralytics is imported, a failed open also tries
+    # optional decoders and may raise ImportError instead of PIL's error
+    except Exception:
+        return Problem(shown, 0, 0, "", "image cannot be read (empty or corrupt)")
+    return None
 
 
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
@@ -323,8 +241,12 @@ def load_split(dataset: YoloDataset, split: str, size: int) -> dict:
     """Letterboxed images (uint8 NHWC) and their boxes in pixels of the letterboxed image."""
     images, boxes = [], []
     for path in dataset.images[split]:
-        with Image.open(path) as handle:
-            pixels = np.asarray(handle.convert("RGB"))
+        try:
+            pixels = read_image(path)
+        except Exception as exc:  # check_dataset decoded every image: this is a changed file
+            raise TangoError(
+                f"{path}: image cannot be read ({type(exc).__name__}: {exc})"
+            ) from None
         boxed, scale, (left, top) = letterbox(pixels, size)
         rows, _ = parse_labels(label_path(path), len(dataset.names), "")
         h, w = pixels.shape[:2]

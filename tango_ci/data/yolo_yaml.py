@@ -1,0 +1,158 @@
+"""A YOLO dataset's ``data.yaml``, read with bounds: it comes with the data, from anyone.
+
+The file is size-limited and aliases are refused (a data.yaml never needs them, and a few
+hundred bytes of nested aliases expand to gigabytes), so parsing is bounded by the file's size.
+Fields are checked for their types, and values echoed in messages are cut short.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tango_ci.data.files import FileRefused, decode_text, read_bytes, undecodable_line
+from tango_ci.spec.problems import Position, Problem
+
+MAX_YAML_BYTES = 1024 * 1024
+MAX_EVENTS = 100_000
+SPLIT_FIELDS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class DataYaml:
+    """data.yaml's checked fields: the split paths (``test`` only when given) and the names."""
+
+    path: str
+    splits: dict[str, str]
+    names: tuple[str, ...]
+    positions: dict[str, Position] = field(default_factory=dict)
+
+    def where(self, key: str) -> Position:
+        """Where ``key``'s value is written (1:1 when unknown)."""
+        return self.positions.get(key, Position(1, 1))
+
+
+def quoted(value: Any, limit: int = 100) -> str:
+    """A value for a message, quoted and cut so a huge one never floods the line."""
+    text = str(value)
+    return f"'{text}'" if len(text) <= limit else f"'{text[: limit - 3]}...'"
+
+
+def load_data_yaml(path: Path, display: str) -> tuple[DataYaml | None, list[Problem]]:
+    """data.yaml's fields, or the problems that stop it being read."""
+
+    def problem(position: Position, key: str, message: str) -> list[Problem]:
+        return [Problem(display, position.line, position.col, key, message)]
+
+    try:
+        text = decode_text(read_bytes(path, MAX_YAML_BYTES))
+    except FileRefused as exc:
+        return None, [Problem(display, 0, 0, "", f"refused: {exc.message}")]
+    except UnicodeDecodeError as exc:
+        return None, problem(Position(*undecodable_line(exc)), "", "not UTF-8 text")
+    try:
+        refusal = _refusal(text)
+        if refusal is not None:
+            return None, problem(*refusal)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        content = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
+        reason = exc.problem or exc.context or "malformed"
+        return None, problem(where, "", f"invalid YAML: {reason}")
+    except (yaml.YAMLError, RecursionError) as exc:
+        return None, problem(Position(1, 1), "", f"invalid YAML: {type(exc).__name__}")
+    if not isinstance(content, dict) or not isinstance(node, yaml.MappingNode):
+        return None, problem(Position(1, 1), "", "data.yaml must be a mapping")
+    positions = {
+        str(key.value): Position(value.start_mark.line + 1, value.start_mark.column + 1)
+        for key, value in node.value
+        if isinstance(key, yaml.ScalarNode)
+    }
+    return _fields(content, positions, display)
+
+
+def _refusal(text: str) -> tuple[Position, str, str] | None:
+    """The first alias, or the point where the document has too many parts; None if fine."""
+    for count, event in enumerate(yaml.parse(text, Loader=yaml.SafeLoader)):
+        mark = event.start_mark
+        where = Position(mark.line + 1, mark.column + 1)
+        if isinstance(event, yaml.AliasEvent):
+            return where, "", "YAML aliases (*name) are not supported in data.yaml; write it out"
+        if count > MAX_EVENTS:
+            return where, "", f"more than {MAX_EVENTS} YAML values; refusing to read it"
+    return None
+
+
+def _fields(
+    content: dict, positions: dict[str, Position], display: str
+) -> tuple[DataYaml | None, list[Problem]]:
+    def at(key: str, message: str) -> Problem:
+        where = positions.get(key, Position(1, 1))
+        return Problem(display, where.line, where.col, key, message)
+
+    problems = [
+        Problem(display, 1, 1, "", f"missing required field '{key}'")
+        for key in ("train", "val", "names")
+        if key not in content
+    ]
+    if problems:
+        return None, problems
+    root = content.get("path")
+    if root is None:
+        root = "."
+    if not isinstance(root, str):
+        problems.append(at("path", f"must be a folder (text), got {_kind(root)}"))
+    splits = {}
+    for key in SPLIT_FIELDS:
+        value = content.get(key)
+        if key == "test" and value in (None, "", []):
+            continue
+        if isinstance(value, list):
+            problems.append(
+                at(key, "a list of folders is not supported; give one folder or a .txt list file")
+            )
+        elif not isinstance(value, str) or not value:
+            problems.append(at(key, f"must be a folder or a .txt list file, got {_kind(value)}"))
+        else:
+            splits[key] = value
+    names, problem = _names(content["names"])
+    if problem:
+        problems.append(at("names", problem))
+    if problems:
+        return None, problems
+    return DataYaml(str(root), splits, names, positions), []
+
+
+def _names(raw: Any) -> tuple[tuple[str, ...], str | None]:
+    """Class names from a list, or a mapping 0: name, 1: name, ...; or why not."""
+    if isinstance(raw, dict) and all(isinstance(k, int) for k in raw):
+        if sorted(raw) != list(range(len(raw))):
+            return (), "mapping keys must be 0, 1, 2, ... without gaps"
+        raw = [raw[i] for i in range(len(raw))]
+    if not isinstance(raw, list) or not raw:
+        return (), "must be a list of class names, or a mapping 0: name, 1: name, ... without gaps"
+    for index, name in enumerate(raw):
+        # names like 0, 1, 2 (digits) are fine; yes/no read as booleans are not meant as names
+        if isinstance(name, bool) or not isinstance(name, str | int) or str(name) == "":
+            return (), f"class {index} must be a name (text), got {_kind(name)}; quote it"
+    names = tuple(str(name) for name in raw)
+    first: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in first:
+            return (), f"{quoted(name, 60)} is named twice (classes {first[name]} and {index})"
+        first[name] = index
+    return names, None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool | int | float):
+        return f"the {type(value).__name__} {quoted(value, 60)}"
+    kinds: dict[type, str] = {dict: "a mapping", list: "a list"}
+    return kinds.get(type(value), type(value).__name__)
