@@ -14,7 +14,11 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".
 
 
 def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    """An image by its suffix; hidden files (macOS's ``._name`` AppleDouble files, which carry
+    an image's suffix but no image) are not."""
+    return (
+        path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+    )
 
 
 def class_folders(root: Path) -> list[Path]:
@@ -67,18 +71,10 @@ def yolo_problem(path: Path) -> str | None:
     data_yaml = path / "data.yaml" if path.is_dir() else path
     if not data_yaml.is_file():
         return "is not a YOLO data.yaml file (nor a folder with one)"
-    import yaml
+    from tango_ci.data.yolo_yaml import load_data_yaml
 
-    try:
-        content = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        return f"data.yaml cannot be read: {str(exc).splitlines()[0]}"
-    if not isinstance(content, dict):
-        return "data.yaml must be a mapping"
-    missing = [key for key in ("train", "val", "names") if key not in content]
-    if missing:
-        return f"data.yaml lacks {', '.join(missing)}"
-    return None
+    _, problems = load_data_yaml(data_yaml, "data.yaml")
+    return f"has a broken data.yaml ({problems[0].format()})" if problems else None
 
 
 FORMAT_CHECKS = {"imagefolder": imagefolder_problem, "yolo": yolo_problem}

@@ -101,7 +101,7 @@ def read_dataset(path: Path, limit: Path | None = None) -> tuple[YoloDataset | N
             problems.append(at(split, f"folder {quoted(value)} does not exist"))
             continue
         else:
-            found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = _images(folder)
         outside = [p for p in found if inside(p, limit) is None]
         problems += [
             Problem(
@@ -119,6 +119,17 @@ def read_dataset(path: Path, limit: Path | None = None) -> tuple[YoloDataset | N
     if problems:
         return None, problems
     return YoloDataset(root=root, data_yaml=data_yaml, names=fields.names, images=images), []
+
+
+def _images(folder: Path) -> list[Path]:
+    """Images under ``folder`` by suffix, sorted; hidden files and folders (``._name``
+    AppleDouble files, ``.git``) left out."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def _kind(path: Path) -> str | None:

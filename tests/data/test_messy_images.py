@@ -89,3 +89,13 @@ def test_every_accepted_suffix_still_decodes(tmp_path: Path, name: str) -> None:
     built = _build(folder)
     assert built["bad"] == []
     assert f"a/{name}" in [f["path"] for f in built["files"]]
+
+
+def test_macos_appledouble_files_are_skipped(tmp_path: Path) -> None:
+    """``._name.png`` files (resource forks copied from macOS) carry an image suffix but no
+    image; like ``.DS_Store`` they are not part of the dataset."""
+    folder = _folder(tmp_path / "d")
+    for image in list(folder.glob("*/*.png")):
+        (image.parent / f"._{image.name}").write_bytes(b"\x00\x05\x16\x07" + bytes(80))
+    built = _build(folder)
+    assert built["bad"] == [] and len(built["files"]) == 8

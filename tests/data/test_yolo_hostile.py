@@ -12,6 +12,7 @@ import pytest
 from PIL import EpsImagePlugin, Image
 
 from tango_ci.data.files import MAX_TEXT_BYTES
+from tango_ci.data.layout import yolo_problem
 from tango_ci.data.yolo import check_dataset, load_split, read_dataset
 
 DATA_YAML = "path: .\ntrain: images/train\nval: images/val\nnames: [a, b]\n"
@@ -175,3 +176,18 @@ def test_numeric_class_names_just_work(root: Path) -> None:
     (root / "data.yaml").write_text(DATA_YAML.replace("[a, b]", "[0, 1]"))
     dataset, problems = read_dataset(root, root.parent)
     assert problems == [] and dataset is not None and dataset.names == ("0", "1")
+
+
+def test_macos_appledouble_files_are_skipped(root: Path) -> None:
+    (root / "images/val/._0.png").write_bytes(b"\x00\x05\x16\x07" + bytes(100))
+    (root / "images/val/.DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    assert _problems(root) == []
+
+
+def test_validation_reads_data_yaml_with_the_same_bounds(root: Path) -> None:
+    """The project check (``yolo_problem``) reads data.yaml before the data stage does."""
+    (root / "data.yaml").write_text("a: &a [x, x]\nb: [*a, *a]\n" + DATA_YAML)
+    assert yolo_problem(root) == (
+        "has a broken data.yaml (data.yaml:2:5: YAML aliases (*name) are not supported in "
+        "data.yaml; write it out)"
+    )
