@@ -16,7 +16,13 @@ import numpy as np
 
 from tango_ci.data.files import MAX_IMAGE_BYTES, FileRefused, regular_size, sha256
 from tango_ci.data.images import read_image
-from tango_ci.data.layout import class_folders, confined, has_split_folders, is_image
+from tango_ci.data.layout import (
+    class_folders,
+    confined,
+    has_split_folders,
+    is_image,
+    unread_folders,
+)
 from tango_ci.exceptions import TangoError
 
 SPLITS = ("train", "val", "test")
@@ -131,6 +137,23 @@ def _read(path: Path, size: int) -> tuple[str, np.ndarray | None, str]:
         return digest, None, f"{type(exc).__name__}: {exc}"[:200]
 
 
+def duplicates(files: list[dict]) -> list[str]:
+    """A warning when identical images sit in different splits (a test image the model trained
+    on scores too well): how many, and the first pair."""
+    first: dict[str, dict] = {}
+    pairs = []
+    for entry in files:
+        seen = first.setdefault(entry["sha256"], entry)
+        if seen["split"] != entry["split"]:
+            pairs.append((seen["path"], entry["path"]))
+    if not pairs:
+        return []
+    return [
+        f"{len(pairs)} image(s) are identical to one in another split (leakage between "
+        f"splits); first: {pairs[0][0]} and {pairs[0][1]}"
+    ]
+
+
 def preprocess(images: np.ndarray) -> np.ndarray:
     """uint8 NHWC -> float32 NCHW, the network input for every engine (the deployment
     runtime's code, so a bundle feeds its network exactly as bench did)."""
@@ -205,6 +228,7 @@ def build_arrays(
         if not arrays[split]:
             raise TangoError(f"{root}: the {split} split has no readable images")
     return {
+        "warnings": unread_folders(root) + duplicates(files),
         "classes": classes,
         "arrays": {s: (np.stack(arrays[s]), np.asarray(labels[s], dtype=np.int64)) for s in arrays},
         "bad": bad,

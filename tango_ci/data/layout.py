@@ -32,6 +32,26 @@ def class_folders(root: Path) -> list[Path]:
     )
 
 
+def unread_folders(root: Path) -> list[str]:
+    """Warnings for folders the data stage leaves out: folders of class folders without an
+    image directly inside (empty, or images only in subfolders), and val/ classes train/ lacks."""
+    parents = [root / s for s in ("train", "val", "test")] if has_split_folders(root) else [root]
+    found = []
+    train = {d.name for d in class_folders(root / "train")}
+    for parent in (p for p in parents if p.is_dir()):
+        for folder in sorted(d for d in parent.iterdir() if d.is_dir()):
+            shown = folder.relative_to(root).as_posix()
+            if folder.name.startswith("."):
+                continue
+            if not any(map(is_image, folder.iterdir())):
+                deeper = any(map(is_image, folder.rglob("*")))
+                reason = "its images are in subfolders, which are not read" if deeper else "empty"
+                found.append(f"{shown}: {reason}; not a class")
+            elif parent.name == "val" and parent != root and folder.name not in train:
+                found.append(f"{shown}: a class train/ lacks; its images are not read")
+    return found
+
+
 def has_split_folders(root: Path) -> bool:
     return (root / "train").is_dir() and (root / "val").is_dir()
 

@@ -64,6 +64,8 @@ def run(ctx: StageContext) -> None:
     counts = {s: len(labels) for s, (_, labels) in built["arrays"].items()}
     if spec.gate.challenger is not None:
         counts.update(_challenger_sets(ctx, built, find_repo_root(spec.folder)))
+    for warning in built["warnings"]:
+        ctx.reporter.log(f"warning: {warning}")
     for bad in built["bad"]:
         ctx.reporter.log(f"unreadable image skipped: {bad['path']} ({bad['reason']})")
     ctx.recorder.inputs["dataset"] = {

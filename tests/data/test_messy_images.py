@@ -99,3 +99,35 @@ def test_macos_appledouble_files_are_skipped(tmp_path: Path) -> None:
         (image.parent / f"._{image.name}").write_bytes(b"\x00\x05\x16\x07" + bytes(80))
     built = _build(folder)
     assert built["bad"] == [] and len(built["files"]) == 8
+
+
+def test_folders_left_out_are_named_in_warnings(tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "d")
+    _image(folder / "c" / "2019" / "0.png", np.zeros((8, 8, 3), np.uint8))
+    (folder / "d").mkdir()
+    built = _build(folder)
+    assert built["classes"] == ["a", "b"]
+    assert built["warnings"] == [
+        "c: its images are in subfolders, which are not read; not a class",
+        "d: empty; not a class",
+    ]
+
+
+def test_val_class_missing_from_train_is_named(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    for split in ("train", "val"):
+        _folder(root / split, per_class=2)
+    _image(root / "val" / "zzz" / "0.png", np.zeros((8, 8, 3), np.uint8))
+    built = _build(root)
+    assert built["warnings"][0] == "val/zzz: a class train/ lacks; its images are not read"
+
+
+def test_identical_images_across_splits_are_counted(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    for split in ("train", "val"):
+        _folder(root / split, per_class=2)  # the same pixels: every val image is a train one
+    built = _build(root)
+    assert built["warnings"] == [
+        "4 image(s) are identical to one in another split (leakage between splits); "
+        "first: train/a/0.png and val/a/0.png"
+    ]
