@@ -214,11 +214,9 @@ class RunDir:
 def runs_root(repo_root: Path) -> Path:
     """Where runs are written: ``TANGO_RUNS_DIR``, else ``runs/`` of the repository, which must
     be a real folder (a committed link would send every run's files elsewhere)."""
-    chosen = os.environ.get("TANGO_RUNS_DIR")
-    if chosen:
+    if chosen := os.environ.get("TANGO_RUNS_DIR"):
         return Path(chosen)
-    runs = Path(repo_root) / "runs"
-    if runs.is_symlink():
+    if (runs := Path(repo_root) / "runs").is_symlink():
         raise TangoError(
             f"{display(runs)} is a symbolic link (to {os.readlink(runs)}); runs are written "
             "inside the repository: remove the link, or set TANGO_RUNS_DIR to write elsewhere"
