@@ -72,8 +72,7 @@ def calibration_images(
     data_yaml: Path, size: int, count: int = CALIBRATION_IMAGES, seed: int = 0
 ) -> np.ndarray:
     """A seeded sample of training images, letterboxed and preprocessed."""
-    from PIL import Image
-
+    from tango_ci.data.images import read_image
     from tango_ci.data.yolo import letterbox, read_dataset
 
     dataset, problems = read_dataset(data_yaml)
@@ -85,8 +84,7 @@ def calibration_images(
     pick = np.random.default_rng(seed).choice(len(images), min(count, len(images)), False)
     boxed = []
     for index in sorted(pick):
-        with Image.open(images[index]) as handle:
-            boxed.append(letterbox(np.asarray(handle.convert("RGB")), size)[0])
+        boxed.append(letterbox(read_image(images[index]), size)[0])
     return preprocess_detection(np.stack(boxed))
 
 

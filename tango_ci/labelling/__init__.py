@@ -110,7 +110,7 @@ def choose(
 def _image_size(path: Path) -> tuple[int, int]:
     from PIL import Image
 
-    with Image.open(path) as image:
+    with Image.open(path, formats=["PNG"]) as image:  # written by this module
         return image.size
 
 
@@ -197,8 +197,9 @@ def write_queue(
         source = kept_image(images, record)
         from PIL import Image
 
-        with Image.open(source) as image:
-            image.convert("RGB").save(out / "images" / name)
+        from tango_ci.data.images import read_image  # allowed decoders, bounded, upright
+
+        Image.fromarray(read_image(source)).save(out / "images" / name)
         width, height = _image_size(out / "images" / name)
         answer = record["outputs"]
         tasks.append(

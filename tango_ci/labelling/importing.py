@@ -16,8 +16,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from PIL import Image
-
+from tango_ci.data.images import read_image
 from tango_ci.exceptions import TangoError
 from tango_ci.rundir import display
 
@@ -156,10 +155,9 @@ def _stage(
     source = (root / entry.image).resolve()
     if not source.is_relative_to(root) or not source.is_file():
         return f"image '{entry.image[:80]}' is not a file beside the export"
-    try:
-        with Image.open(source) as image:
-            width, height = image.size
-    except OSError:
+    try:  # allowed decoders only, bounded, upright as the labelling tool showed it
+        height, width = read_image(source).shape[:2]
+    except Exception:  # Pillow's decoders raise many kinds; all mean "not an image"
         return f"image '{entry.image[:80]}' is not an image"
     name = source.name
     if not detection:

@@ -175,3 +175,29 @@ def test_a_share_of_each_class_is_kept_apart_for_the_gate(tmp_path) -> None:
     again = import_labels(export, data, labels, detection=False, held=held, fraction=0.5)
     assert again["imported"] == 0
     assert sum("already in the new data" in line for line in again["rejected"]) == 4
+
+
+def test_an_imported_postscript_image_never_reaches_the_eps_decoder(tmp_path, monkeypatch):
+    """A labelled export is untrusted: a .png that is really EPS would make Pillow run
+    Ghostscript; it is named as not an image, and nothing is added."""
+    from PIL import EpsImagePlugin
+
+    opened: list[str] = []
+
+    def spy(self) -> None:
+        opened.append(str(self.fp))
+        raise SyntaxError("not allowed")
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", spy)
+    queue, data = tmp_path / "queue", tmp_path / "data"
+    (queue / "images").mkdir(parents=True)
+    (queue / "images" / "e.png").write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n")
+    (data / "circle").mkdir(parents=True)
+    result = [{"type": "choices", "value": {"choices": ["circle"]}}]
+    export = _export(
+        queue, [{"data": {"image": "images/e.png"}, "annotations": [{"result": result}]}]
+    )
+    done = import_labels(export, data, ["circle"], detection=False)
+    assert opened == []
+    assert done["imported"] == 0 and "'images/e.png' is not an image" in done["rejected"][0]
+    assert list((data / "circle").iterdir()) == []
