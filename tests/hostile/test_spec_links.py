@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tango_ci.spec import load_project
 from tests.conftest import MINIMAL_PROJECT as BASE
+from tests.conftest import write_project
 from tests.hostile.conftest import Tree, tango
 
 OUT = "leads out of the repository through a symbolic link; spec files must be real files of "
@@ -19,8 +20,7 @@ def _move_out(folder: Path, elsewhere: Path) -> None:
 
 
 def test_a_linked_projects_folder_is_refused(spec_repo: Path, tmp_path: Path) -> None:
-    (spec_repo / "projects" / "demo").mkdir()
-    (spec_repo / "projects" / "demo" / "project.yaml").write_text(BASE)
+    write_project(spec_repo, "demo", BASE)
     _move_out(spec_repo / "projects", tmp_path / "outside-projects")
     result = tango("run", "projects/demo", cwd=spec_repo)
     assert result.code == 1
@@ -34,8 +34,7 @@ def test_a_linked_projects_folder_is_refused(spec_repo: Path, tmp_path: Path) ->
 
 
 def test_a_linked_runners_folder_is_refused(spec_repo: Path, tmp_path: Path) -> None:
-    (spec_repo / "projects" / "demo").mkdir()
-    (spec_repo / "projects" / "demo" / "project.yaml").write_text(BASE)
+    write_project(spec_repo, "demo", BASE)
     _move_out(spec_repo / "runners", tmp_path / "outside-runners")
     result = tango("validate", "projects/demo", cwd=spec_repo)
     assert result.code == 1
@@ -50,8 +49,7 @@ def test_a_linked_runners_folder_is_refused(spec_repo: Path, tmp_path: Path) -> 
 def test_a_linked_runs_folder_is_refused_before_anything_is_written(
     spec_repo: Path, tmp_path: Path
 ) -> None:
-    (spec_repo / "projects" / "demo").mkdir()
-    (spec_repo / "projects" / "demo" / "project.yaml").write_text(BASE)
+    write_project(spec_repo, "demo", BASE)
     outside = tmp_path / "outside-runs"
     outside.mkdir()
     (spec_repo / "runs").symlink_to(outside, target_is_directory=True)
