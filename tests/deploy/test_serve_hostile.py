@@ -112,7 +112,7 @@ def test_over_the_connection_cap_a_client_gets_503_until_one_is_freed(service: S
     running = serve(service, port=0, timeout=0.5, max_connections=2)
     address = running.server_address[:2]
     try:
-        idle = [socket.create_connection(address) for _ in range(2)]
+        idle = [socket.create_connection(address, timeout=5) for _ in range(2)]
         time.sleep(0.1)
         [(status, body)] = answers(exchange(address, LIVE))
         assert status == 503 and "too many connections" in body["error"]
