@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from tango_ci.data.files import MAX_IMAGE_BYTES, regular_size
-from tango_ci.runtime.images import MAX_PIXELS, ImageTooLarge, read_rgb
+from tango_ci.runtime.images import MAX_PIXELS, ImageTooLarge, read_rgb, upright
 
 #: Pillow's names of the formats of :data:`tango_ci.data.layout.IMAGE_SUFFIXES` (the JPEG
 #: opener also reads MPO, the JPEG variant many cameras write)
@@ -48,12 +48,3 @@ def _opened(path: Path) -> Image.Image:
         image.close()
         raise ImageTooLarge(f"{width}x{height} pixels is over the limit of {MAX_PIXELS} pixels")
     return image
-
-
-def upright(image: Image.Image) -> Image.Image:
-    """``image`` turned by its EXIF orientation (as ultralytics and OpenCV read it); as it is
-    when that cannot be read."""
-    try:
-        return ImageOps.exif_transpose(image)
-    except Exception:  # a broken EXIF block in a good image: the pixels still count
-        return image

@@ -4,7 +4,10 @@ A pre-processing spec (``preprocess.json`` in a bundle) says how: ``resize`` (cl
 a square bilinear resize, then ``(x / 255 - mean) / std``) or ``letterbox`` (detection: keep
 the aspect ratio, pad with grey 114, then ``x / 255``), RGB, NCHW float32.
 
-Reading is for untrusted files: an image whose header declares more than ``MAX_PIXELS``
+Reading is for untrusted files: only the decoders of :data:`FORMATS` are used (Pillow otherwise
+picks one by the file's content, and a ``.jpg`` that is really PostScript would run
+Ghostscript on it), the image is turned upright by its EXIF orientation (phone photos; the
+data stage and the trainers read them so), an image whose header declares more than ``MAX_PIXELS``
 pixels is refused before it is decoded (a 17 KB PNG can declare 144 million), and any file
 Pillow cannot decode is an ``ImageError`` with one line saying why. 16-bit grey images are
 brought to 8 bits by their top byte and float images (0..1, else 0..255) are scaled, instead of
@@ -22,6 +25,8 @@ from PIL import Image
 #: the most pixels an image may declare: 40 million (a 7300 x 5500 photograph) is about
 #: 120 MB decoded as RGB
 MAX_PIXELS = 40_000_000
+#: the decoders a served or predicted image may use
+FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "TIFF", "GIF")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
@@ -39,14 +44,15 @@ def read_rgb(source: Any) -> np.ndarray:
     if isinstance(source, Image.Image):
         return _rgb(source)
     try:
-        with Image.open(Path(source) if isinstance(source, str) else source) as image:
+        opened = Path(source) if isinstance(source, str) else source
+        with Image.open(opened, formats=FORMATS) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageTooLarge(
                     f"{width}x{height} pixels is over the limit of {MAX_PIXELS} pixels"
                 )
             image.load()
-            return _rgb(image)
+            return _rgb(upright(image))
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -60,6 +66,17 @@ def read_rgb(source: Any) -> np.ndarray:
 def _first_line(exc: BaseException) -> str:
     text = str(exc)
     return text.splitlines()[0][:200] if text else ""
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` turned by its EXIF orientation (as ultralytics and OpenCV read it); as it is
+    when that cannot be read."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block in a good image: the pixels still count
+        return image
 
 
 def _rgb(image: Image.Image) -> np.ndarray:

@@ -75,3 +75,36 @@ def test_a_letterbox_of_an_extreme_aspect_ratio_keeps_one_pixel(shape: tuple) ->
     boxed, how = fit(image, LETTERBOX)
     assert boxed.shape == (16, 16, 3)
     assert (boxed == 200).any() and how["scale"] == 16 / max(shape)
+
+
+def test_a_postscript_body_never_reaches_the_eps_decoder(monkeypatch) -> None:
+    """Served bodies are untrusted: EPS would make Pillow run Ghostscript on them."""
+    from PIL import EpsImagePlugin
+
+    opened: list[str] = []
+
+    def spy(self) -> None:
+        opened.append("eps")
+        raise SyntaxError("not allowed")
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", spy)
+    body = io.BytesIO(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n")
+    with pytest.raises(ImageError):
+        read_rgb(body)
+    assert opened == []
+
+
+def test_a_phone_photo_is_read_upright_as_the_trainers_read_it() -> None:
+    """EXIF orientation 6 (rotated 90 degrees clockwise): the data stage and ultralytics turn
+    it upright, so the deployed model must see it so too."""
+    pixels = np.zeros((20, 40, 3), dtype=np.uint8)
+    pixels[:, :20] = 255  # left half white, as stored
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif.tobytes(), quality=95)
+    buffer.seek(0)
+    read = read_rgb(buffer)
+    assert read.shape == (40, 20, 3)  # upright: taller than wide
+    assert read[:20].mean() > 200 and read[20:].mean() < 50  # the white half is now on top
