@@ -217,11 +217,9 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
 
     train_runner = data["train"].get("runner", "gpu-server")
     if not (repo_root / "runners" / f"{train_runner}.yaml").is_file():
-        known = sorted(p.stem for p in (repo_root / "runners").glob("*.yaml"))
         checker.add(
             ("train", "runner"),
-            f"no runner file runners/{train_runner}.yaml; "
-            f"known runners: {', '.join(known) or 'none'}",
+            f"no runner file runners/{train_runner}.yaml; known runners: {_known(repo_root)}",
         )
 
     storage = data["search"].get("storage")
@@ -329,6 +327,12 @@ def _check_data(
         checker.add(("data", "path"), f"'{data['path']}' {problem}")
 
 
+def _known(repo_root: Path) -> str:
+    """The runner files of the repository (a folder or pipe named x.yaml is not one)."""
+    known = sorted(p.stem for p in (repo_root / "runners").glob("*.yaml") if p.is_file())
+    return ", ".join(known) or "none"
+
+
 def _runner_for(
     checker: _Checker, target: dict, here: tuple, repo_root: Path, cache: dict[str, RunnerSpec]
 ) -> RunnerSpec | None:
@@ -340,10 +344,9 @@ def _runner_for(
         checker.add(here + ("runner",), f"runners/ {LINKED_OUT}")
         return None
     if not runner_path.is_file():
-        known = sorted(p.stem for p in (repo_root / "runners").glob("*.yaml"))
         checker.add(
             here + ("runner",),
-            f"no runner file runners/{name}.yaml; known runners: {', '.join(known) or 'none'}",
+            f"no runner file runners/{name}.yaml; known runners: {_known(repo_root)}",
         )
         return None
     try:

@@ -87,3 +87,13 @@ def test_a_forged_workflow_command_stays_inside_its_problem_line(spec_repo: Path
     assert run.error_line == f"projects/demo/project.yaml:11:1: {field}: unknown field '{field}'"
     assert "❌" not in run.stderr  # ":x:" is text, not an emoji code
     tree.assert_unchanged()
+
+
+def test_a_folder_named_like_a_runner_file_is_not_a_runner(spec_repo: Path) -> None:
+    (spec_repo / "runners" / "rd.yaml").mkdir()
+    write_project(spec_repo, "demo", BASE.replace("runner: local-cpu", "runner: rd"))
+    result = tango("validate", "projects/demo", cwd=spec_repo)
+    assert result.code == 1
+    [line] = result.stdout.splitlines()
+    assert line.startswith("projects/demo/project.yaml:9:13: targets[0].runner: no runner file ")
+    assert "local-cpu" in line and ", rd" not in line
