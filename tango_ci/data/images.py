@@ -16,11 +16,13 @@ import numpy as np
 from PIL import Image
 
 from tango_ci.data.files import MAX_IMAGE_BYTES, regular_size
-from tango_ci.runtime.images import MAX_PIXELS, ImageTooLarge, read_rgb, upright
-
-#: Pillow's names of the formats of :data:`tango_ci.data.layout.IMAGE_SUFFIXES` (the JPEG
-#: opener also reads MPO, the JPEG variant many cameras write)
-FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "TIFF")
+from tango_ci.runtime.images import (
+    MAX_PIXELS,
+    ImageTooLarge,
+    open_image,
+    read_rgb,
+    upright,
+)
 
 
 def check_image(path: Path) -> None:
@@ -42,7 +44,7 @@ def read_image(path: Path) -> np.ndarray:
 def _opened(path: Path) -> Image.Image:
     """``path`` opened by an allowed decoder, its size and declared pixels within limits."""
     regular_size(path, MAX_IMAGE_BYTES)
-    image = Image.open(path, formats=FORMATS)
+    image = open_image(path)
     width, height = image.size
     if width * height > MAX_PIXELS:
         image.close()

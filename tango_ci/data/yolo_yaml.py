@@ -64,7 +64,8 @@ def load_data_yaml(path: Path, display: str) -> tuple[DataYaml | None, list[Prob
         where = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
         reason = exc.problem or exc.context or "malformed"
         return None, problem(where, "", f"invalid YAML: {reason}")
-    except (yaml.YAMLError, RecursionError) as exc:
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError, OverflowError) as exc:
+        # a date or number PyYAML parses and cannot build (2024-13-45, 0x_) is a ValueError
         return None, problem(Position(1, 1), "", f"invalid YAML: {type(exc).__name__}")
     if not isinstance(content, dict) or not isinstance(node, yaml.MappingNode):
         return None, problem(Position(1, 1), "", "data.yaml must be a mapping")

@@ -16,6 +16,7 @@ Pillow's ``convert("RGB")``, which clips them to white or black.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,22 @@ from PIL import Image
 #: the most pixels an image may declare: 40 million (a 7300 x 5500 photograph) is about
 #: 120 MB decoded as RGB
 MAX_PIXELS = 40_000_000
-#: the decoders a served or predicted image may use
-FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "TIFF", "GIF")
+#: the decoders an image may use, in the data stage and in a bundle alike (a model never
+#: serves a format it could not have been trained on)
+FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "TIFF")
+
+
+def open_image(source: Any) -> Image.Image:
+    """Pillow's own ``Image.open`` with the :data:`FORMATS` decoders only. ultralytics, once
+    imported, replaces ``Image.open`` with a version that installs a package (pi-heif) the
+    first time a file is not identified; its saved original is used instead."""
+    opener = Image.open
+    if getattr(opener, "__module__", "").startswith("ultralytics"):
+        patches = sys.modules.get("ultralytics.utils.patches")
+        opener = getattr(patches, "_image_open", opener)
+    return opener(source, formats=FORMATS)
+
+
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
@@ -45,7 +60,7 @@ def read_rgb(source: Any) -> np.ndarray:
         return _rgb(source)
     try:
         opened = Path(source) if isinstance(source, str) else source
-        with Image.open(opened, formats=FORMATS) as image:
+        with open_image(opened) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageTooLarge(

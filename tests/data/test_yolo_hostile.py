@@ -161,6 +161,10 @@ def test_exif_rotated_image_keeps_boxes_on_the_upright_image(root: Path) -> None
             DATA_YAML.replace("[a, b]", "[a, yes]"),
             "data.yaml:4:8: names: class 1 must be a name (text), got the bool 'True'; quote it",
         ),
+        (  # PyYAML parses a date it cannot build: a ValueError, not a YAMLError
+            DATA_YAML + "date: 2024-13-45\n",
+            "data.yaml:1:1: invalid YAML: ValueError",
+        ),
         (
             DATA_YAML.replace("images/val", "x" * 5000),
             "data.yaml:1:1: val: folder '" + "x" * 97 + "...' does not exist",

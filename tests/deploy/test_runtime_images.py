@@ -108,3 +108,17 @@ def test_a_phone_photo_is_read_upright_as_the_trainers_read_it() -> None:
     read = read_rgb(buffer)
     assert read.shape == (40, 20, 3)  # upright: taller than wide
     assert read[:20].mean() > 200 and read[20:].mean() < 50  # the white half is now on top
+
+
+def test_with_ultralytics_imported_an_unknown_file_installs_nothing(monkeypatch) -> None:
+    """ultralytics replaces Image.open with one that runs check_requirements("pi-heif") (a pip
+    install) the first time a file is not identified; images are opened with Pillow's own."""
+    import ultralytics.utils.checks
+    import ultralytics.utils.patches  # applies the replacement
+
+    asked: list = []
+    monkeypatch.setattr(ultralytics.utils.checks, "check_requirements", asked.append)
+    assert Image.open.__module__.startswith("ultralytics")
+    with pytest.raises(ImageError):
+        read_rgb(io.BytesIO(b"not an image at all, " * 20))
+    assert asked == []
