@@ -227,7 +227,8 @@ def runs_root(repo_root: Path) -> Path:
 def create_run(runs: Path, project: str, spec: dict) -> RunDir:
     root = runs / project / new_run_id()
     root.mkdir(parents=True)
-    write_json(root / "spec.json", spec)  # latest moves when a stage of it completes
+    write_json(root / "spec.json", spec)
+    _point_latest(root)
     return RunDir(root)
 
 
@@ -342,7 +343,6 @@ class StageRecorder:
             },
         }
         write_json(self.folder / MANIFEST, manifest)
-        _point_latest(self.run.root)  # a run whose first stage failed never becomes latest
         return manifest
 
 

@@ -97,19 +97,3 @@ def test_a_folder_named_like_a_runner_file_is_not_a_runner(spec_repo: Path) -> N
     [line] = result.stdout.splitlines()
     assert line.startswith("projects/demo/project.yaml:9:13: targets[0].runner: no runner file ")
     assert "local-cpu" in line and ", rd" not in line
-
-
-def test_a_run_whose_first_stage_fails_does_not_become_latest(spec_repo: Path) -> None:
-    write_project(spec_repo, "demo", BASE)
-    assert tango("data", "prepare", "projects/demo", cwd=spec_repo).code == 0
-    latest = spec_repo / "runs" / "demo" / "latest"
-    good = latest.resolve()
-    assert (good / "data" / "classes.json").is_file()
-    # a link out of the repository among the images: the data stage refuses the next run
-    some_class = next(p for p in (spec_repo / "projects" / "demo" / "data").iterdir() if p.is_dir())
-    (some_class / "zz.png").symlink_to("/etc/hostname")
-    result = tango("data", "prepare", "projects/demo", cwd=spec_repo)
-    assert result.code == 1
-    runs = sorted(p for p in latest.parent.iterdir() if p.name != "latest")
-    assert len(runs) == 2  # the failed run is kept, for looking into
-    assert latest.resolve() == good  # but the next stage still finds the last good data
