@@ -212,8 +212,7 @@ class RunDir:
 
 
 def runs_root(repo_root: Path) -> Path:
-    """Where runs are written: ``TANGO_RUNS_DIR``, else ``runs/`` of the repository, which must
-    be a real folder (a committed link would send every run's files elsewhere)."""
+    """``TANGO_RUNS_DIR``, else the repository's ``runs/``: a real folder, not a link."""
     if chosen := os.environ.get("TANGO_RUNS_DIR"):
         return Path(chosen)
     if (runs := Path(repo_root) / "runs").is_symlink():
@@ -225,6 +224,8 @@ def runs_root(repo_root: Path) -> Path:
 
 
 def create_run(runs: Path, project: str, spec: dict) -> RunDir:
+    if (runs / project).resolve() != runs.resolve() / project:  # a committed link elsewhere
+        raise TangoError(f"{display(runs / project)} is a link; runs stay inside {display(runs)}")
     root = runs / project / new_run_id()
     root.mkdir(parents=True)
     write_json(root / "spec.json", spec)
@@ -246,10 +247,9 @@ def fork_run(run: RunDir, keep: Iterable[str]) -> RunDir:
 
 
 def _point_latest(root: Path) -> None:
-    link = root.parent / "latest"
     temporary = root.parent / f".latest-{secrets.token_hex(4)}"
     temporary.symlink_to(root.name)
-    os.replace(temporary, link)
+    os.replace(temporary, root.parent / "latest")
 
 
 class RunBusy(TangoError):

@@ -74,7 +74,11 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
-    _INT, re.compile(r"^[-+]?(?:[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+)$"), list("-+0123456789")
+    # no leading zero: PyYAML's constructor would read 010 as octal 8 (YAML 1.2 says 10);
+    # as text it is refused where a number goes, never misread
+    _INT,
+    re.compile(r"^[-+]?(?:0|[1-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
 )
 _Loader.add_implicit_resolver(
     _FLOAT,

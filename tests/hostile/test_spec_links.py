@@ -97,3 +97,15 @@ def test_a_folder_named_like_a_runner_file_is_not_a_runner(spec_repo: Path) -> N
     [line] = result.stdout.splitlines()
     assert line.startswith("projects/demo/project.yaml:9:13: targets[0].runner: no runner file ")
     assert "local-cpu" in line and ", rd" not in line
+
+
+def test_a_linked_project_runs_folder_is_refused(spec_repo: Path, tmp_path: Path) -> None:
+    write_project(spec_repo, "demo", BASE)
+    outside = tmp_path / "outside-runs"
+    outside.mkdir()
+    (spec_repo / "runs").mkdir()
+    (spec_repo / "runs" / "demo").symlink_to(outside, target_is_directory=True)
+    result = tango("data", "prepare", "projects/demo", cwd=spec_repo)
+    assert result.code == 1
+    assert result.error_line == "runs/demo is a link; runs stay inside runs"
+    assert list(outside.iterdir()) == []

@@ -32,6 +32,11 @@ def test_numbers_are_read_as_yaml_1_2_reads_them(spec_repo: Path) -> None:
     folder.mkdir()
     (folder / "project.yaml").write_text(MINIMAL_PROJECT + "train: {lr: 1e-3}\n")
     assert load_project(folder / "project.yaml").train.lr == 0.001
+    (folder / "project.yaml").write_text(MINIMAL_PROJECT + "train: {epochs: 010}\n")
+    result = tango("validate", cwd=spec_repo)  # not octal 8, as PyYAML's int constructor reads it
+    assert result.stdout.splitlines() == [
+        "projects/demo/project.yaml:11:17: train.epochs: expected integer, got string '010'"
+    ]
     (folder / "project.yaml").write_text(MINIMAL_PROJECT + "search: {timeout_s: 1:30}\n")
     result = tango("validate", cwd=spec_repo)
     assert result.code == 1
