@@ -38,12 +38,13 @@ def find_repo_root(start: Path) -> Path:
 def linked_out(path: Path, repo_root: Path) -> bool:
     """Whether ``path``, inside ``repo_root`` as written, leads out of it through a symbolic
     link on the way (a linked ``projects`` or ``runners`` folder)."""
-    written = Path(os.path.abspath(path))
-    root = Path(os.path.abspath(repo_root))
-    if not written.is_relative_to(root) and not written.is_relative_to(repo_root.resolve()):
+    written, root = Path(os.path.abspath(path)), os.path.realpath(repo_root)
+    # inside as written: a folder on its way (unresolved) is the repository's root, which may
+    # itself lie below a link (/tmp on macOS)
+    if not any(os.path.realpath(folder) == root for folder in written.parents):
         return False
     try:
-        return not written.resolve().is_relative_to(repo_root.resolve())
+        return not written.resolve().is_relative_to(root)
     except (OSError, RuntimeError):  # a link loop
         return True
 

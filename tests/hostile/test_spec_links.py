@@ -109,3 +109,18 @@ def test_a_linked_project_runs_folder_is_refused(spec_repo: Path, tmp_path: Path
     assert result.code == 1
     assert result.error_line == "runs/demo is a link; runs stay inside runs"
     assert list(outside.iterdir()) == []
+
+
+def test_a_linked_projects_folder_is_refused_in_a_checkout_reached_through_a_link(
+    spec_repo: Path, tmp_path: Path
+) -> None:
+    """The checkout itself may lie below a link (/tmp on macOS): a projects/ link out of it is
+    still refused, and its own files are not."""
+    via = tmp_path / "via"
+    via.symlink_to(spec_repo, target_is_directory=True)
+    write_project(spec_repo, "demo", BASE)
+    assert tango("validate", cwd=via).code == 0
+    _move_out(spec_repo / "projects", tmp_path / "outside-projects")
+    result = tango("run", "projects/demo", cwd=via)
+    assert result.code == 1
+    assert result.error_line == f"projects/demo/project.yaml: projects/ {OUT}the repository"
