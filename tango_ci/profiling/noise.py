@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tango_ci.jsonfiles import one_line_reason
-from tango_ci.latency.records import append_record, read_measurements
+from tango_ci.latency.records import MeasurementsError, append_record, read_measurements
 from tango_ci.profiling.profile import latency_folder, measure_sample
 from tango_ci.profiling.sample import ProfileSample
 from tango_ci.progress import SILENT, Reporter
@@ -49,7 +49,12 @@ def remeasure(
     chosen = sorted(held, key=lambda r: r["id"])[:count]
     # a re-measurement counts only against the first timing it was taken after (a profile
     # started afresh measures every network again)
-    done = {r["id"]: r for r in read_measurements(path)}
+    try:
+        done = {r["id"]: r for r in read_measurements(path)}
+    except MeasurementsError as exc:  # kept aside, never lost; the floor is measured afresh
+        path.replace(path.with_name(path.name + ".broken"))
+        reporter.log(f"{exc.message}; kept as {path.name}.broken, timing again")
+        done = {}
     fresh = {
         r["id"]
         for r in chosen

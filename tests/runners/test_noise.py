@@ -99,3 +99,17 @@ def test_validate_names_the_line_of_a_broken_re_measurement_file(tmp_path: Path)
     assert check.stdout.splitlines() == [
         "runners/local-cpu/latency/onnxruntime-fp32.remeasured.jsonl:2:1: not a measurement record"
     ]
+
+
+def test_a_broken_re_measurement_file_is_kept_aside_not_fatal(tmp_path: Path) -> None:
+    """A broken file (a bad merge, say) must not throw away the profile after an hour of
+    measuring: it is kept as .broken and the floor is measured again."""
+    root = tmp_path / "repo"
+    template_repo(root)
+    runner = load_runner(root / "runners" / "local-cpu.yaml")
+    path = remeasured_path(runner, "onnxruntime", "fp32")
+    path.parent.mkdir(parents=True)
+    path.write_text('{"id": "0000000000000000", "p50_ms": 1.0}\n[1, 2]\n{"id": "x"}\n')
+    assert remeasure(runner, "onnxruntime", "fp32", _held(1), 1) == []  # not a network: failed
+    assert path.with_name(path.name + ".broken").read_text().startswith('{"id": "0000')
+    assert json.loads(path.read_text())["id"] == "0000000000000000"  # a fresh file
