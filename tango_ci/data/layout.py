@@ -6,6 +6,7 @@ refuses one that leads out (or loops), so a class folder linked to ``/home`` is 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tango_ci.exceptions import TangoError
@@ -41,10 +42,13 @@ def unread_folders(root: Path) -> list[str]:
     for parent in (p for p in parents if p.is_dir()):
         for folder in sorted(d for d in parent.iterdir() if d.is_dir()):
             shown = folder.relative_to(root).as_posix()
-            if folder.name.startswith("."):
+            if folder.name.startswith(".") or folder.is_symlink():  # a link is refused elsewhere
                 continue
             if not any(map(is_image, folder.iterdir())):
-                deeper = any(map(is_image, folder.rglob("*")))
+                # os.walk does not follow links: a link to / inside is not walked
+                deeper = any(
+                    is_image(Path(d) / f) for d, _, files in os.walk(folder) for f in files
+                )
                 reason = "its images are in subfolders, which are not read" if deeper else "empty"
                 found.append(f"{shown}: {reason}; not a class")
             elif parent.name == "val" and parent != root and folder.name not in train:

@@ -24,6 +24,7 @@ from tango_ci.data.yolo_labels import (
 )
 from tango_ci.data.yolo_yaml import load_data_yaml, quoted
 from tango_ci.exceptions import TangoError
+from tango_ci.runtime.images import ImageTooLarge
 from tango_ci.spec.problems import Problem
 
 __all__ = [
@@ -233,9 +234,9 @@ def _image_problem(image: Path, shown: str) -> Problem | None:
         check_image(image)
     except FileRefused as exc:
         return Problem(shown, 0, 0, "", f"image file refused: {exc.message}")
-    # any failure means unreadable: once ultralytics is imported, a failed open also tries
-    # optional decoders and may raise ImportError instead of PIL's error
-    except Exception:
+    except ImageTooLarge as exc:
+        return Problem(shown, 0, 0, "", f"image refused: {exc}")
+    except Exception:  # any other failure means unreadable
         return Problem(shown, 0, 0, "", "image cannot be read (empty or corrupt)")
     return None
 
