@@ -32,14 +32,20 @@ FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "TIFF")
 
 
 def open_image(source: Any) -> Image.Image:
-    """Pillow's own ``Image.open`` with the :data:`FORMATS` decoders only. ultralytics, once
-    imported, replaces ``Image.open`` with a version that installs a package (pi-heif) the
-    first time a file is not identified; its saved original is used instead."""
+    """``source`` opened, not yet decoded, by Pillow's own ``Image.open`` with the
+    :data:`FORMATS` decoders only; ``ImageTooLarge`` when it declares over ``MAX_PIXELS``
+    pixels. ultralytics, once imported, replaces ``Image.open`` with a version that installs a
+    package (pi-heif) the first time a file is not identified; its saved original is used."""
     opener = Image.open
     if getattr(opener, "__module__", "").startswith("ultralytics"):
         patches = sys.modules.get("ultralytics.utils.patches")
         opener = getattr(patches, "_image_open", opener)
-    return opener(source, formats=FORMATS)
+    image = opener(source, formats=FORMATS)
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        image.close()
+        raise ImageTooLarge(f"{width}x{height} pixels is over the limit of {MAX_PIXELS} pixels")
+    return image
 
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -61,11 +67,6 @@ def read_rgb(source: Any) -> np.ndarray:
     try:
         opened = Path(source) if isinstance(source, str) else source
         with open_image(opened) as image:
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise ImageTooLarge(
-                    f"{width}x{height} pixels is over the limit of {MAX_PIXELS} pixels"
-                )
             image.load()
             return _rgb(upright(image))
     except ImageError:

@@ -3,18 +3,18 @@ inside the repository."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+
+from tango_ci.printable import printable
 
 NAME_BYTES = 255  # the longest file name Linux, macOS and Windows file systems take
 PATH_BYTES = 4096
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def text_problem(relative: str) -> str | None:
     """Why ``relative`` cannot name a file on any common file system (a control character, a
     name or path too long), or None. Checked before the path touches the file system."""
-    if _CONTROL.search(relative):
+    if printable(relative) != relative:  # a control character or line separator
         return "contains a control character; use a plain file name"
     try:
         relative.encode()

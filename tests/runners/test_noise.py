@@ -4,8 +4,6 @@ beside it, said when the device is too noisy, resumed after a kill, checked by v
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -83,33 +81,3 @@ def test_re_measurements_on_file_are_reused_not_taken_again(tmp_path: Path) -> N
     assert remeasure(runner, "onnxruntime", "fp32", held, 2) == [(1.0, 1.05)]
     last = json.loads(path.read_text().splitlines()[-1])
     assert (last["id"], last["first_p50_ms"]) == ("0000000000000001", 2.2)
-
-
-def test_validate_names_the_line_of_a_broken_re_measurement_file(tmp_path: Path) -> None:
-    root = tmp_path / "repo"
-    template_repo(root)
-    folder = root / "runners" / "local-cpu" / "latency"
-    folder.mkdir(parents=True)
-    good = json.dumps({"id": "00000000000000aa", "p50_ms": 1.0})
-    (folder / "onnxruntime-fp32.remeasured.jsonl").write_text(f"{good}\n[1, 2]\n{good}\n")
-    check = subprocess.run(
-        [sys.executable, "-m", "tango_ci", "validate"], cwd=root, capture_output=True, text=True
-    )
-    assert check.returncode == 1
-    assert check.stdout.splitlines() == [
-        "runners/local-cpu/latency/onnxruntime-fp32.remeasured.jsonl:2:1: not a measurement record"
-    ]
-
-
-def test_a_broken_re_measurement_file_is_kept_aside_not_fatal(tmp_path: Path) -> None:
-    """A broken file (a bad merge, say) must not throw away the profile after an hour of
-    measuring: it is kept as .broken and the floor is measured again."""
-    root = tmp_path / "repo"
-    template_repo(root)
-    runner = load_runner(root / "runners" / "local-cpu.yaml")
-    path = remeasured_path(runner, "onnxruntime", "fp32")
-    path.parent.mkdir(parents=True)
-    path.write_text('{"id": "0000000000000000", "p50_ms": 1.0}\n[1, 2]\n{"id": "x"}\n')
-    assert remeasure(runner, "onnxruntime", "fp32", _held(1), 1) == []  # not a network: failed
-    assert path.with_name(path.name + ".broken").read_text().startswith('{"id": "0000')
-    assert json.loads(path.read_text())["id"] == "0000000000000000"  # a fresh file
