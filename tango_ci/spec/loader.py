@@ -166,17 +166,10 @@ def load_project(path: Path, repo_root: Path | None = None) -> ProjectSpec:
         checker.problems.append(problem)
         checker.raise_if_any()
     if path.parent.is_symlink():  # a project folder linked in from elsewhere
-        checker.problems.append(
-            Problem(
-                checker.display,
-                0,
-                0,
-                "",
-                "its folder is a symbolic "
-                "link; project folders must be real folders of the "
-                "repository",
-            )
+        why = (
+            "its folder is a symbolic link; project folders must be real folders of the repository"
         )
+        checker.problems.append(Problem(checker.display, 0, 0, "", why))
         checker.raise_if_any()
     data = checker.parse()
     checker.raise_if_any()
@@ -217,7 +210,9 @@ def _check_project(checker: _Checker, data: dict, repo_root: Path) -> dict[str, 
             )
 
     train_runner = data["train"].get("runner", "gpu-server")
-    if not (repo_root / "runners" / f"{train_runner}.yaml").is_file():
+    if linked_out(repo_root / "runners", repo_root):
+        checker.add(("train", "runner"), f"runners/ {LINKED_OUT}")
+    elif not (repo_root / "runners" / f"{train_runner}.yaml").is_file():
         checker.add(
             ("train", "runner"),
             f"no runner file runners/{train_runner}.yaml; known runners: {_known(repo_root)}",

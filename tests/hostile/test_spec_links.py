@@ -38,8 +38,9 @@ def test_a_linked_runners_folder_is_refused(spec_repo: Path, tmp_path: Path) -> 
     _move_out(spec_repo / "runners", tmp_path / "outside-runners")
     result = tango("validate", "projects/demo", cwd=spec_repo)
     assert result.code == 1
-    assert result.stdout.splitlines() == [
-        f"projects/demo/project.yaml:9:13: targets[0].runner: runners/ {OUT}the repository"
+    assert result.stdout.splitlines() == [  # the train runner (by default gpu-server) too
+        f"projects/demo/project.yaml:1:1: train.runner: runners/ {OUT}the repository",
+        f"projects/demo/project.yaml:9:13: targets[0].runner: runners/ {OUT}the repository",
     ]
     result = tango("validate", "runners/local-cpu.yaml", cwd=spec_repo)
     assert result.code == 1
