@@ -21,6 +21,7 @@ from PIL import Image
 from .bundle import Bundle, BundleError
 from .images import ImageError, read_rgb
 
+MAX_TOKEN_BYTES = 4096
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -102,6 +103,28 @@ def predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _token(path: Path | None, environment: str | None) -> tuple[str | None, str | None]:
+    """The bearer token (from the file, else the environment) or why it cannot be one: an
+    empty one would switch authentication off, and one that is not visible ASCII could never
+    match (HTTP headers arrive as Latin-1)."""
+    source, token = "TANGO_SERVE_TOKEN", environment
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_TOKEN_BYTES + 1)
+        except OSError as exc:
+            return None, f"{path}: cannot read the token file ({exc.strerror or exc})"
+        if len(raw) > MAX_TOKEN_BYTES:
+            return None, f"{path}: the token file is over {MAX_TOKEN_BYTES} bytes"
+        token = raw.decode("utf-8", "replace").strip()
+        if not token:
+            return None, f"{path}: the token file is empty"
+    if token is not None and not all("!" <= c <= "~" for c in token):
+        return None, f"{source}: the token must be visible ASCII without spaces"
+    return token, None
+
+
 def serve_command(args: argparse.Namespace) -> int:
     import os
     import signal
@@ -110,12 +133,10 @@ def serve_command(args: argparse.Namespace) -> int:
     from .logs import PredictionLog
     from .server import Service, serve
 
-    token = os.environ.get("TANGO_SERVE_TOKEN") or None
-    if args.token_file:
-        token = args.token_file.read_text().strip()
-        if not token:  # an empty token would switch authentication off
-            print(f"error: {args.token_file}: the token file is empty", file=sys.stderr)
-            return 1
+    token, problem = _token(args.token_file, os.environ.get("TANGO_SERVE_TOKEN") or None)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     champion = Bundle(args.bundle, threads=args.threads)
     challenger = Bundle(args.challenger, threads=args.threads) if args.challenger else None
     log = PredictionLog(args.log) if args.log else None

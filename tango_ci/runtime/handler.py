@@ -38,18 +38,30 @@ class RequestError(Exception):
 
 
 class RateLimiter:
-    """A token bucket per client address: ``rate`` requests a second, bursts of ``rate``."""
+    """A token bucket per client address: ``rate`` requests a second, bursts of ``rate``.
+    Buckets refilled to the brim are forgotten once ``max_clients`` are held, so a stream of
+    new addresses cannot grow the table without bound."""
 
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
+    def __init__(self, rate: float, max_clients: int = 4096) -> None:
+        self.rate, self.max_clients = rate, max_clients
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """How many clients' buckets are held."""
+        return len(self._buckets)
 
     def allow(self, client: str) -> bool:
         if self.rate <= 0:
             return True
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) >= self.max_clients:  # a refilled bucket is a new client's
+                self._buckets = {
+                    c: (t, last)
+                    for c, (t, last) in self._buckets.items()
+                    if t + (now - last) * self.rate < self.rate
+                }
             tokens, last = self._buckets.get(client, (self.rate, now))
             tokens = min(self.rate, tokens + (now - last) * self.rate)
             if tokens < 1:

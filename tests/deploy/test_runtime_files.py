@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -151,3 +152,49 @@ def test_serve_refuses_an_empty_token_file(tmp_path: Path, capsys, monkeypatch) 
     argv = ["serve", "--bundle", str(tmp_path / "no-bundle"), "--token-file", str(empty)]
     assert main([*argv, "--port", "0"]) == 1
     assert _error_line(capsys) == f"error: {empty}: the token file is empty"
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ("jeton-é\n", "the token must be visible ASCII without spaces"),
+        ("two words", "the token must be visible ASCII without spaces"),
+        ("x" * 5000, "the token file is over 4096 bytes"),
+    ],
+)
+def test_serve_refuses_a_token_no_client_could_send(
+    tmp_path: Path, capsys, content: str, why: str
+) -> None:
+    """HTTP headers arrive as Latin-1: a token with other characters could never match."""
+    path = tmp_path / "token"
+    path.write_text(content, encoding="utf-8")
+    argv = ["serve", "--bundle", str(tmp_path / "no-bundle"), "--token-file", str(path)]
+    assert main([*argv, "--port", "0"]) == 1
+    assert _error_line(capsys) == f"error: {path}: {why}"
+
+
+def test_serve_names_a_token_file_it_cannot_read_and_a_bad_environment_token(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    missing = tmp_path / "missing"
+    argv = ["serve", "--bundle", str(tmp_path / "no-bundle"), "--port", "0"]
+    assert main([*argv, "--token-file", str(missing)]) == 1
+    assert _error_line(capsys).startswith(f"error: {missing}: cannot read the token file (")
+    monkeypatch.setenv("TANGO_SERVE_TOKEN", "naïve")
+    assert main(argv) == 1
+    assert _error_line(capsys) == (
+        "error: TANGO_SERVE_TOKEN: the token must be visible ASCII without spaces"
+    )
+
+
+def test_the_rate_limiter_forgets_refilled_clients_but_not_a_limited_one() -> None:
+    """A stream of new addresses cannot grow the table without bound, and forgetting never
+    lets a client that is being limited through."""
+    from tango_ci.runtime.handler import RateLimiter
+
+    limiter = RateLimiter(rate=10, max_clients=3)
+    assert all(limiter.allow(client) for client in ("a", "b", "c"))
+    assert [limiter.allow("d") for _ in range(11)] == [True] * 10 + [False]
+    time.sleep(0.15)  # a, b and c refill (0.1 s); d has about one request back
+    assert limiter.allow("e") and len(limiter) == 2  # d and e
+    assert [limiter.allow("d") for _ in range(3)] == [True, False, False]
