@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,13 +36,11 @@ import yaml
 from tango_ci.bench.latency import host_facts
 from tango_ci.latency import Sample, errors
 from tango_ci.latency.model import DEPTHS, fit
-from tango_ci.latency.records import is_held_out, read_measurements
+from tango_ci.latency.records import is_held_out
 from tango_ci.profiling import noise
 from tango_ci.profiling.fit import fit_pair, usable
-from tango_ci.profiling.networks import write_sample
 from tango_ci.profiling.profile import ProfileOptions, run_profile
 from tango_ci.profiling.report import ERROR_HEADER, error_row
-from tango_ci.profiling.sample import ProfileSample
 from tango_ci.progress import Reporter, Task
 from tango_ci.spec import load_runner
 
@@ -79,41 +75,8 @@ def runner_file(work: Path, threads: int) -> Path:
     return path
 
 
-def _current(features: dict) -> bool:
-    """Whether ``features`` use today's keys (convolutions keyed down to channels and size)."""
-    convs = [k for k in features if k.split("-")[0] in ("conv", "dwconv", "gconv")]
-    return bool(convs) and all(len(k.split("-")) == 5 for k in convs)
-
-
-def refeaturise(work: Path) -> None:
-    """Recompute the features of every record made before the keys changed, from its sample
-    (exported again, nothing timed): the measurements stay valid."""
-    from tango_ci.latency import network_features
-
-    cache: dict[str, dict] = {}
-    for path in sorted((work / "runners" / "local-cpu" / "latency").glob("*.measurements.jsonl")):
-        records = read_measurements(path)
-        for record in records:
-            if "failed" in record or _current(record["features"]):
-                continue
-            if record["id"] not in cache:
-                sample = ProfileSample(record["sample"])
-                folder = Path(tempfile.mkdtemp(prefix="tango-refeature-"))
-                try:
-                    onnx_path, _ = write_sample(sample, folder)
-                    cache[record["id"]] = network_features(onnx_path, sample.batch, sample.size)
-                finally:
-                    shutil.rmtree(folder, ignore_errors=True)
-                if len(cache) % 50 == 0:
-                    print(f"refeaturised {len(cache)}", flush=True)
-            record["features"] = cache[record["id"]]
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text("".join(json.dumps(r) + "\n" for r in records))
-        partial.replace(path)
-
-
 def evaluate(runner, pair, records: list[dict], host: dict) -> dict:
-    networks, blocks, counts = usable(records, host["cpu"])
+    networks, blocks, counts = usable(records, host["cpu"], pair[0])
     train = [r for r in networks if not is_held_out(r["id"])]
     held = [r for r in networks if is_held_out(r["id"])]
     fitted = fit_pair(runner, *pair, records, host)
@@ -201,19 +164,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=None, help="measurement folder (resume)")
     parser.add_argument(
-        "--refeaturise", action="store_true", help="recompute the features of every record"
+        "--pairs",
+        nargs="+",
+        choices=[f"{e}-{p}" for e, p in PAIRS],
+        default=None,
+        help="measure and report only these engine-precision pairs (results named after them)",
     )
     args = parser.parse_args()
     networks, blocks = (40, 20) if args.quick else (args.networks, args.blocks)
+    pairs_wanted = [pair for pair in PAIRS if args.pairs is None or "-".join(pair) in args.pairs]
     suffix = "-quick" if args.quick else ""
+    if args.pairs is not None:
+        suffix += "-" + "+".join("-".join(pair) for pair in pairs_wanted)
     work = args.work or RESULTS / f".latency-work{suffix}"
     began = time.monotonic()
     runner = load_runner(runner_file(work, args.threads))
-    if args.refeaturise:
-        refeaturise(work)
     options = ProfileOptions(
-        engines=tuple(sorted({e for e, _ in PAIRS})),
-        precisions=tuple(sorted({p for _, p in PAIRS})),
+        engines=tuple(sorted({e for e, _ in pairs_wanted})),
+        precisions=tuple(sorted({p for _, p in pairs_wanted})),
         blocks=blocks,
         networks=networks,
         time_budget_s=6 * 3600,
@@ -221,7 +189,7 @@ def main() -> None:
     )
     records = run_profile(runner, options, _Printer())
     host = host_facts(runner.threads)
-    pairs = [evaluate(runner, pair, records[pair], host) for pair in PAIRS]
+    pairs = [evaluate(runner, pair, records[pair], host) for pair in pairs_wanted]
     result = {
         "host": host,
         "threads": args.threads,

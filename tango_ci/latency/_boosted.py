@@ -68,31 +68,44 @@ SUMMARY = (
         for what in ("calls", "mmacs")
     ),
 )
-_INDEX = {name: i for i, name in enumerate(SUMMARY)}
+#: PyTorch eager's feature set adds BatchNorm after folded convolutions and dense convolutions
+#: on oneDNN (see features.py); its summary appends them, so models of other engines keep theirs
+EAGER_SUMMARY = (
+    *SUMMARY,
+    "batchnorm_calls",
+    "batchnorm_elems",
+    "convbig_calls",
+    "convbig_elems",
+    "convbig_mmacs",
+    *(f"convbig-{part}_{what}" for part in PARTS for what in ("calls", "mmacs")),
+)
+_EAGER_KINDS = ("convbig", "batchnorm")
+_INDEXES = {names: {name: i for i, name in enumerate(names)} for names in (SUMMARY, EAGER_SUMMARY)}
 TREES = 600
 TREE_DEPTH = 3
 LEARNING_RATE = 0.03
 
 
-def summary(features: Features, summed_ms: float) -> list[float]:
+def summary(features: Features, summed_ms: float, names: tuple[str, ...] = SUMMARY) -> list[float]:
     """The network as :data:`SUMMARY` numbers: its totals, the kernel sum, each kind's calls
     and traffic, and a weighted kind's calls and work per kernel size, stride, channels and
     size (how efficiently an engine runs a convolution depends on all four, unevenly: int8
     kernels on ragged channel counts, say)."""
+    index_of = _INDEXES[names]
     totals = [sum(v[i] for v in features.values()) for i in range(3)]
-    row = [0.0] * len(SUMMARY)
+    row = [0.0] * len(names)
     row[:4] = [*(math.log1p(t) for t in totals), math.log(max(summed_ms, 1e-6))]
     for key, (calls, mmacs, melems) in features.items():
         kind, *parts = key.split("-")
         for name, value in ((f"{kind}_calls", calls), (f"{kind}_elems", melems)):
-            if name in _INDEX:
-                row[_INDEX[name]] += value
-        if kind not in WEIGHTED:
+            if name in index_of:
+                row[index_of[name]] += value
+        if f"{kind}_mmacs" not in index_of:
             continue
-        row[_INDEX[f"{kind}_mmacs"]] += mmacs
+        row[index_of[f"{kind}_mmacs"]] += mmacs
         for part in parts:
             for what, value in (("calls", calls), ("mmacs", mmacs)):
-                index = _INDEX.get(f"{kind}-{part}_{what}")
+                index = index_of.get(f"{kind}-{part}_{what}")
                 if index is not None:
                     row[index] += value
     return row
@@ -148,6 +161,7 @@ class BoostedKernels(KernelRegression):
     def __init__(self, *args: Any, trees: list[dict] | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.trees = trees or []
+        self.names: tuple[str, ...] = SUMMARY
 
     def fit(self, networks: list[Sample], blocks: list[Sample]) -> None:
         import json
@@ -155,8 +169,12 @@ class BoostedKernels(KernelRegression):
         import xgboost
 
         super().fit(networks, blocks)
+        eager = any(k.split("-", 1)[0] in _EAGER_KINDS for s in networks for k in s.features)
+        self.names = EAGER_SUMMARY if eager else SUMMARY
         summed = [KernelRegression.predict(self, s.features) for s in networks]
-        rows = np.array([summary(s.features, m) for s, m in zip(networks, summed, strict=True)])
+        rows = np.array(
+            [summary(s.features, m, self.names) for s, m in zip(networks, summed, strict=True)]
+        )
         target = np.log([s.p50_ms for s in networks]) - np.log(np.maximum(summed, 1e-6))
         booster = xgboost.train(
             {
@@ -180,21 +198,23 @@ class BoostedKernels(KernelRegression):
 
     def predict(self, features: Features) -> float:
         summed = KernelRegression.predict(self, features)
-        row = summary(features, summed)
+        row = summary(features, summed, self.names)
         return summed * math.exp(_margin(self.trees, row))
 
     def parameters(self) -> dict[str, Any]:
-        return super().parameters() | {"summary": list(SUMMARY), "trees": self.trees}
+        return super().parameters() | {"summary": list(self.names), "trees": self.trees}
 
     def _load_extra(self, parameters: dict[str, Any]) -> None:
-        if parameters["summary"] != list(SUMMARY):
+        known = [names for names in _INDEXES if parameters["summary"] == list(names)]
+        if not known:
             raise ValueError("its trees read another network summary than this version's")
+        self.names = known[0]
         for number, tree in enumerate(parameters["trees"]):
             size = len(tree["feature"])
             if any(len(tree[k]) != size for k in ("threshold", "yes", "no", "value")):
                 raise ValueError(f"tree {number}: its arrays differ in length")
             if any(not 0 <= i < size for i in tree["yes"] + tree["no"]) or any(
-                f >= len(SUMMARY) for f in tree["feature"]
+                f >= len(self.names) for f in tree["feature"]
             ):
                 raise ValueError(f"tree {number}: a node points outside the tree or summary")
         self.trees = parameters["trees"]

@@ -8,6 +8,14 @@ size, elementwise operations after a convolution keyed apart from free-standing 
 fuse them, and the fitted cost shows whether this one does), everything else by operator. Its work is
 multiply-accumulates, activation elements read and written, and weights.
 
+PyTorch eager runs what the ONNX graph no longer shows, so its kernels are read apart
+(``feature_set`` "pytorch-eager"): a BatchNorm after every convolution the export folded one
+into (a convolution with a bias whose output is more than one pixel; squeeze-excitation and
+detection-head convolutions with a bias of their own are the rare exception), dense
+convolutions keyed ``convbig`` where PyTorch hands them to oneDNN (an input over 20480 elements
+or a batch over one, ``ConvParams::use_mkldnn``), and weights counted as elements read, since
+oneDNN reorders them on every eager call.
+
 The file is untrusted (a pull request's network): it is parsed as data, with a size limit, and
 nothing in it is run.
 """
@@ -22,6 +30,10 @@ from pathlib import Path
 from tango_ci.exceptions import TangoError
 
 MAX_ONNX_BYTES = 2 * 2**30
+# what a kernel list is read as, per engine; a model remembers the set it was fitted on
+FEATURE_SETS = {"pytorch": "pytorch-eager"}
+DEFAULT_FEATURE_SET = "onnx"
+ONEDNN_INPUT = 20480  # PyTorch's threshold for a dense convolution on oneDNN (fp32 CPU)
 # count, multiply-accumulates (millions), activation elements read + written (millions)
 FEATURES = ("count", "mmacs", "melems")
 _UNARY = frozenset(
@@ -119,9 +131,19 @@ def _load(path: Path, batch: int, size: int | None):
         raise FeatureError(source=str(path), reason=f"shape inference failed ({exc})") from None
 
 
-def kernels(path: Path, batch: int = 1, size: int | None = None) -> list[Kernel]:
+def feature_set(engine: str) -> str:
+    """The name of the kernel reading an engine's model is fitted on."""
+    return FEATURE_SETS.get(engine, DEFAULT_FEATURE_SET)
+
+
+def kernels(
+    path: Path, batch: int = 1, size: int | None = None, features: str = DEFAULT_FEATURE_SET
+) -> list[Kernel]:
     """The kernels of the ONNX network at ``path`` run at ``batch`` (and images of ``size``
-    where the graph leaves the image size open)."""
+    where the graph leaves the image size open), read as the feature set ``features`` says."""
+    if features not in (DEFAULT_FEATURE_SET, *FEATURE_SETS.values()):
+        raise FeatureError(source=str(path), reason=f"unknown feature set '{features}'")
+    eager = features == "pytorch-eager"
     model = _load(path, batch, size)
     graph = model.graph
     shapes: dict[str, tuple[int, ...]] = {}
@@ -161,8 +183,14 @@ def kernels(path: Path, batch: int = 1, size: int | None = None) -> list[Kernel]
                 kind = "conv"
             out_shape = shapes.get(node.output[0]) or (0, 0, 0)
             channels = min(in_channels, out_shape[1]) if kind == "conv" else out_shape[1]
+            if eager:
+                moved += elements(inputs[1])  # oneDNN reorders the weights on every call
+                if kind == "conv" and (batch > 1 or elements(inputs[0]) > ONEDNN_INPUT):
+                    kind = "convbig"
             key = f"{kind}-k{size}-s{stride}-c{_bucket(channels)}-h{_bucket(out_shape[-1])}"
             found.append(Kernel(key, out * per_output, moved))
+            if eager and len(inputs) > 2 and math.prod(out_shape[2:]) > 1:
+                found.append(Kernel("batchnorm", 0.0, 2 * out))  # folded by the export only
         elif op in ("Gemm", "MatMul"):
             depth = (shapes.get(inputs[0]) or weights.get(inputs[0]) or (1,))[-1]
             found.append(Kernel(f"linear-c{_bucket(depth)}", out * depth, moved))
@@ -200,9 +228,11 @@ def aggregate(found: list[Kernel], keys: dict[str, str] | None = None) -> dict[s
     return totals
 
 
-def network_features(path: Path, batch: int = 1, size: int | None = None) -> dict[str, list[float]]:
+def network_features(
+    path: Path, batch: int = 1, size: int | None = None, features: str = DEFAULT_FEATURE_SET
+) -> dict[str, list[float]]:
     """Summed features per kernel key of the network at ``path``: what a profile stores."""
-    return aggregate(kernels(path, batch, size))
+    return aggregate(kernels(path, batch, size, features))
 
 
 def total_macs(features: dict[str, list[float]]) -> float:

@@ -23,7 +23,7 @@ from tango_ci.latency._base import BaseLatencyModel, Sample, errors
 from tango_ci.latency._boosted import BoostedKernels
 from tango_ci.latency._flops import FlopsLinear
 from tango_ci.latency._kernels import DEPTHS, KernelRegression, KernelTable
-from tango_ci.latency.features import network_features
+from tango_ci.latency.features import DEFAULT_FEATURE_SET, network_features
 
 METHODS: dict[str, type[BaseLatencyModel]] = {
     m.method: m for m in (KernelTable, KernelRegression, BoostedKernels, FlopsLinear)
@@ -67,7 +67,13 @@ class LatencyModel:
         """Predicted ``p50_ms`` .. ``p99_ms`` of the ONNX network at ``onnx_path`` at
         ``batch`` (images of ``size``), with the kernel keys the model never saw and where the
         model came from."""
-        return self.predict_features(network_features(onnx_path, batch, size))
+        return self.predict_features(network_features(onnx_path, batch, size, self.features))
+
+    @property
+    def features(self) -> str:
+        """The feature set the model was fitted on (models from before the sets: the ONNX
+        graph's)."""
+        return str(self.metadata.get("feature_set", DEFAULT_FEATURE_SET))
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -15,9 +15,11 @@ import numpy as np
 
 from tango_ci.exceptions import TangoError
 from tango_ci.latency import LatencyModel, Sample, errors, write_model
+from tango_ci.latency.features import feature_set
 from tango_ci.latency.model import choose_method, fit, tail_ratios
 from tango_ci.latency.records import is_held_out, model_file
 from tango_ci.profiling.profile import runner_file
+from tango_ci.profiling.refeature import stale
 from tango_ci.spec import RunnerSpec
 
 MIN_NETWORKS = 8
@@ -36,13 +38,18 @@ def _samples(records: list[dict]) -> list[Sample]:
     return [Sample(r["features"], r["p50_ms"]) for r in records]
 
 
-def usable(records: list[dict], cpu: str) -> tuple[list[dict], list[dict], dict[str, int]]:
-    """(networks, blocks, counts) of the measured records taken on ``cpu``."""
-    good = [r for r in records if "failed" not in r and r.get("cpu") == cpu]
+def usable(
+    records: list[dict], cpu: str, engine: str
+) -> tuple[list[dict], list[dict], dict[str, int]]:
+    """(networks, blocks, counts) of the measured records of ``engine`` taken on ``cpu`` and
+    read with the engine's feature set."""
+    measured = [r for r in records if "failed" not in r]
+    good = [r for r in measured if r.get("cpu") == cpu and not stale(r, engine)]
     counts = {
         "records": len(records),
-        "failed": sum("failed" in r for r in records),
-        "other_host": sum("failed" not in r and r.get("cpu") != cpu for r in records),
+        "failed": len(records) - len(measured),
+        "other_host": sum(r.get("cpu") != cpu for r in measured),
+        "stale_features": sum(r.get("cpu") == cpu and stale(r, engine) for r in measured),
     }
     networks = [r for r in good if r["kind"] == "network"]
     blocks = [r for r in good if r["kind"] == "block"]
@@ -61,7 +68,7 @@ def fit_pair(
     """Fit, judge on the held-out networks and write the model of one engine and precision;
     ``noise`` is the device's own re-measurement spread (see :mod:`.noise`), kept beside the
     model's error."""
-    networks, blocks, counts = usable(records, host["cpu"])
+    networks, blocks, counts = usable(records, host["cpu"], engine)
     train = [r for r in networks if not is_held_out(r["id"])]
     held = [r for r in networks if is_held_out(r["id"])]
     if len(train) < MIN_NETWORKS or not held:
@@ -77,6 +84,7 @@ def fit_pair(
     predicted = predictor.predict_many(_samples(held))
     baseline = flops.predict_many(_samples(held))
     metadata = {
+        "feature_set": feature_set(engine),
         "host": host,
         "samples": {
             "networks_fitted": len(train),

@@ -28,9 +28,10 @@ from tango_ci.bench.latency import host_facts
 from tango_ci.compile import capabilities
 from tango_ci.exceptions import TangoError
 from tango_ci.jsonfiles import one_line_reason
-from tango_ci.latency.features import network_features
+from tango_ci.latency.features import feature_set, network_features
 from tango_ci.latency.records import append_record, models_folder, read_measurements
 from tango_ci.plugins import ENGINES
+from tango_ci.profiling.refeature import refresh_features
 from tango_ci.profiling.sample import ProfileSample, design
 from tango_ci.progress import SILENT, Reporter
 from tango_ci.spec import RunnerSpec, TargetSpec
@@ -147,6 +148,10 @@ def run_profile(
         with_yolo=options.with_yolo,
     )
     records = {pair: read_measurements(measurements_path(runner, *pair)) for pair in pairs}
+    by_id = {sample.id: sample for sample in samples}
+    for (engine, precision), found in records.items():
+        path = measurements_path(runner, engine, precision)
+        refresh_features(path, engine, found, by_id, reporter)
     done = {pair: {r["id"] for r in found} for pair, found in records.items()}
     deadline = time.monotonic() + options.time_budget_s
     cpu = host_facts(runner.threads)["cpu"]
@@ -174,7 +179,10 @@ def run_profile(
                 from tango_ci.profiling.networks import write_sample  # torch: only to measure
 
                 onnx_path, model_dir = write_sample(sample, folder)
-                features = network_features(onnx_path, sample.batch, sample.size)
+                features = {
+                    name: network_features(onnx_path, sample.batch, sample.size, name)
+                    for name in {feature_set(e) for e, _ in missing}
+                }
             except Exception as exc:  # a sample that cannot be built is skipped, and said
                 reporter.log(f"{sample.describe()}: not built ({one_line_reason(exc)})")
                 shutil.rmtree(folder, ignore_errors=True)
@@ -186,7 +194,8 @@ def run_profile(
                     "sample": sample.spec,
                     "describe": sample.describe(),
                     "cpu": cpu,
-                    "features": features,
+                    "features": features[feature_set(engine)],
+                    "feature_set": feature_set(engine),
                     "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 }
                 try:
