@@ -66,6 +66,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not 0 or a positive integer")
+    return value
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if not 0 < value < 86400:
@@ -152,6 +159,7 @@ def serve_command(args: argparse.Namespace) -> int:
         args.rate,
         timeout=args.timeout,
         max_connections=args.max_connections,
+        max_per_client=args.max_per_client,
     )
     host, port = str(server.server_address[0]), int(server.server_address[1])
     print(
@@ -202,10 +210,20 @@ def main(argv: list[str] | None = None) -> int:
         "--rate", type=float, default=100.0, help="requests a second per client (0: no limit)"
     )
     up.add_argument(
-        "--timeout", type=_seconds, default=30.0, help="drop a client silent this long (s)"
+        "--timeout",
+        type=_seconds,
+        default=30.0,
+        help="drop a client silent this long (s); a request must arrive whole within 4x this",
     )
     up.add_argument(
         "--max-connections", type=_positive, default=64, help="open connections (over: 503)"
+    )
+    up.add_argument(
+        "--max-per-client",
+        type=_count,
+        default=None,
+        help="open connections from one address (over: 503); default a quarter of "
+        "--max-connections, 0 for none (behind a proxy every client has its address)",
     )
     up.add_argument("--log", type=Path, help="prediction log (SQLite, WAL)")
     up.add_argument("--keep-images", type=Path, help="keep image requests here, for labelling")

@@ -4,9 +4,11 @@ connections. The routes and what they answer are in server.py.
 Every answer is JSON, errors included (also those http.server makes itself: a malformed
 request line, over-long headers, an unknown method); every error closes the connection, so a
 body left unread can never be parsed as the next request. A client that sends nothing for
-``timeout`` seconds (headers or body) is answered 408, or hung up on, and a client that goes
-away is forgotten quietly. Over ``max_connections`` open connections, a new one is answered
-503 and closed before any thread starts for it.
+``timeout`` seconds (headers or body) is answered 408, or hung up on; a request whose line,
+headers and body have not all arrived within ``REQUEST_TIMEOUTS`` times that is hung up on
+(a byte now and then would otherwise hold a connection for ever); a client that goes away is
+forgotten quietly. Over ``max_connections`` open connections, or ``max_per_client`` from one
+address, a new one is answered 503 and closed before any thread starts for it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .server import Service
 
+#: a request must arrive whole within this many read timeouts
+REQUEST_TIMEOUTS = 4
 #: an oversized body is read and dropped up to this size before the 413 (then hung up on)
 DRAIN_LIMIT = 256 * 2**20
 #: a Content-Length of more digits than this is refused without being converted
@@ -108,6 +112,21 @@ def make_handler(
             except (ConnectionError, TimeoutError):
                 self.close_connection = True  # the client went away or stalled: no one to answer
 
+        def handle_one_request(self) -> None:
+            self.arrived = threading.Event()  # set once the line, headers and body are read
+            timer = threading.Timer(REQUEST_TIMEOUTS * read_timeout, self._hang_up_if_slow)
+            timer.daemon = True
+            timer.start()
+            try:
+                super().handle_one_request()
+            finally:
+                timer.cancel()
+
+        def _hang_up_if_slow(self) -> None:
+            if not self.arrived.is_set():
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
         def log_message(self, format: str, *args: Any) -> None:
             return  # requests are logged to the prediction log, not stderr
 
@@ -169,6 +188,7 @@ def make_handler(
                 ) from None
             if len(content) < length:
                 raise RequestError(400, "the body is shorter than its Content-Length")
+            self.arrived.set()
             return content
 
         def _model(self, parts: list[str]) -> None:
@@ -178,6 +198,7 @@ def make_handler(
                 )
 
         def do_GET(self) -> None:
+            self.arrived.set()  # a GET's body is never read (an error closes the connection)
             try:
                 self._guard()
                 parts = self.path.split("?")[0].strip("/").split("/")
@@ -219,6 +240,7 @@ def make_handler(
                 self._send(500, {"error": f"{type(exc).__name__}"})
 
         def _not_allowed(self) -> None:
+            self.arrived.set()
             self._send(405, {"error": f"{self.command} is not allowed; use GET or POST"})
 
         do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
@@ -236,30 +258,56 @@ def _json(content: bytes) -> Any:
 
 
 class CappedServer(ThreadingHTTPServer):
-    """A thread per connection, at most ``max_connections`` of them: a connection over the
-    cap is answered 503 from the accepting thread, without waiting for its request."""
+    """A thread per connection, at most ``max_connections`` of them and ``max_per_client``
+    from one address (0: no cap per address, as behind a proxy): a connection over either cap
+    is answered 503 from the accepting thread, without waiting for its request."""
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: type, max_connections: int) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type,
+        max_connections: int,
+        max_per_client: int = 0,
+    ) -> None:
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(max_connections)
+        self.max_per_client = max_per_client
+        self._open: dict[str, int] = {}
+        self._open_lock = threading.Lock()
+
+    def _take(self, client: str) -> bool:
+        with self._open_lock:
+            if self.max_per_client and self._open.get(client, 0) >= self.max_per_client:
+                return False
+            if not self._slots.acquire(blocking=False):
+                return False
+            self._open[client] = self._open.get(client, 0) + 1
+            return True
+
+    def _give_back(self, client: str) -> None:
+        with self._open_lock:
+            left = self._open.pop(client, 1) - 1
+            if left > 0:
+                self._open[client] = left
+            self._slots.release()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        if not self._take(client_address[0]):
             self._refuse(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._give_back(client_address[0])
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._give_back(client_address[0])
 
     def _refuse(self, request: socket.socket) -> None:
         body = json.dumps({"error": "too many connections; try again later"}).encode()

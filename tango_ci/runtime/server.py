@@ -212,10 +212,14 @@ def serve(
     rate: float = 100.0,
     timeout: float = 30.0,
     max_connections: int = 64,
+    max_per_client: int | None = None,
 ) -> CappedServer:
     """A started server (its thread is a daemon); ``server.shutdown()`` stops it. A client
-    silent for ``timeout`` seconds is dropped; over ``max_connections`` a new one gets 503."""
+    silent for ``timeout`` seconds is dropped; over ``max_connections``, or over
+    ``max_per_client`` from one address (a quarter of the cap unless given; 0: none), a new
+    one gets 503."""
+    per_client = max(1, max_connections // 4) if max_per_client is None else max_per_client
     handler = make_handler(service, token, max_bytes, RateLimiter(rate), timeout)
-    server = CappedServer((host, port), handler, max_connections)
+    server = CappedServer((host, port), handler, max_connections, per_client)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

@@ -109,7 +109,7 @@ def test_a_stalled_body_is_answered_408_and_the_connection_closed(address) -> No
 
 
 def test_over_the_connection_cap_a_client_gets_503_until_one_is_freed(service: Service) -> None:
-    running = serve(service, port=0, timeout=0.5, max_connections=2)
+    running = serve(service, port=0, timeout=0.5, max_connections=2, max_per_client=0)
     address = running.server_address[:2]
     try:
         idle = [socket.create_connection(address, timeout=5) for _ in range(2)]
@@ -182,3 +182,46 @@ def test_a_client_that_resets_leaves_no_traceback(address, service: Service, cap
     time.sleep(0.7)
     assert answers(exchange(address, LIVE)) == [(200, {"live": True})]
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_request_trickled_a_byte_at_a_time_is_hung_up_on(address) -> None:
+    """Each byte comes within the 0.5 s read timeout, but the request must arrive whole
+    within four of them: the server hangs up, it does not wait for ever."""
+    began = time.monotonic()
+    with socket.create_connection(address, timeout=5) as connection:
+        connection.sendall(b"GET /v2/health/live HTTP/1.1\r\n")
+        closed = False
+        for _ in range(40):  # 40 x 0.2 s = 8 s if never hung up on
+            time.sleep(0.2)
+            try:
+                connection.sendall(b"X")
+                if connection.recv(1 << 16, socket.MSG_DONTWAIT) == b"":
+                    closed = True
+                    break
+            except BlockingIOError:
+                continue
+            except OSError:
+                closed = True
+                break
+    assert closed and time.monotonic() - began < 4.0
+
+
+def test_one_address_cannot_take_every_connection(service: Service) -> None:
+    running = serve(service, port=0, timeout=5, max_connections=8, max_per_client=2)
+    address = running.server_address[:2]
+    try:
+        idle = [socket.create_connection(address, timeout=5) for _ in range(2)]
+        time.sleep(0.1)
+        [(status, body)] = answers(exchange(address, LIVE))
+        assert status == 503 and "too many connections" in body["error"]
+        other = socket.create_connection(address, timeout=5, source_address=("127.0.0.2", 0))
+        with other:  # another address still has its share
+            other.sendall(LIVE)
+            assert other.recv(1 << 16).startswith(b"HTTP/1.1 200")
+        idle.pop().close()
+        time.sleep(0.2)
+        assert answers(exchange(address, LIVE)) == [(200, {"live": True})]
+        for connection in idle:
+            connection.close()
+    finally:
+        running.shutdown()
