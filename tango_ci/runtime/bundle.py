@@ -14,6 +14,9 @@ A file that differs from the manifest, a file the manifest names outside the bun
 or a manifest that is not strict JSON is refused with one line naming it. The files are data:
 every field is type-checked where it is read, and a model its engine cannot load (or whose
 input does not match preprocess.json) is refused at load, never at the first request.
+
+Every listed file is copied into a private folder while it is hashed, and loaded from that
+copy: a file swapped in the bundle after its check is never the one loaded.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -39,12 +44,20 @@ class BundleError(Exception):
     """A bundle that cannot be trusted or used; the message is one line naming the file."""
 
 
-def sha256(path: Path) -> str:
+def sha256(path: Path, copy_to: Path | None = None) -> str:
+    """The file's sha256, of the very bytes written to ``copy_to`` when given."""
     # tango_ci.jsonfiles.file_sha256 again, on purpose: a bundle runs without tango_ci
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+        if copy_to is None:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+            return digest.hexdigest()
+        copy_to.parent.mkdir(parents=True, exist_ok=True)
+        with open(copy_to, "xb") as copy:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+                copy.write(block)
     return digest.hexdigest()
 
 
@@ -95,8 +108,9 @@ def _strings(value: Any, what: str) -> list[str]:
     return value
 
 
-def verify(folder: Path, manifest: dict) -> dict[str, str]:
-    """Check every file the manifest lists; the verified (relative path -> sha256)."""
+def verify(folder: Path, manifest: dict, copy_to: Path | None = None) -> dict[str, str]:
+    """Check every file the manifest lists (copied into ``copy_to`` as it is hashed, when
+    given); the verified (relative path -> sha256)."""
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise BundleError(f"{MANIFEST}: no 'files' object")
@@ -110,7 +124,7 @@ def verify(folder: Path, manifest: dict) -> dict[str, str]:
             raise BundleError(f"{relative}: missing or not a regular file")
         if not path.resolve().is_relative_to(root):
             raise BundleError(f"{relative}: leads out of the bundle")
-        if sha256(path) != expected:
+        if sha256(path, None if copy_to is None else copy_to / relative) != expected:
             raise BundleError(f"{relative}: sha256 differs from {MANIFEST} (tampered or damaged)")
     return files
 
@@ -123,7 +137,14 @@ class Bundle:
         manifest = read_json(self.folder / MANIFEST, MANIFEST)
         if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
             raise BundleError(f"{MANIFEST}: not a {SCHEMA} manifest")
-        verified = verify(self.folder, manifest)
+        with tempfile.TemporaryDirectory(prefix="tango-bundle-") as private:
+            os.chmod(private, 0o700)
+            self._load(
+                Path(private), manifest, verify(self.folder, manifest, Path(private)), threads
+            )
+
+    def _load(self, folder: Path, manifest: dict, verified: dict, threads: int | None) -> None:
+        """Everything from ``folder``, the private copy of the verified files."""
         model = manifest.get("model")
         if not isinstance(model, str) or model not in verified:
             raise BundleError(f"{MANIFEST}: 'model' must name one of the listed files")
@@ -134,15 +155,15 @@ class Bundle:
             if name not in verified:
                 raise BundleError(f"{MANIFEST}: {name} is not among the listed files")
         self.manifest = manifest
-        self.preprocess = read_json(self.folder / "preprocess.json", "preprocess.json")
-        self.postprocess = read_json(self.folder / "postprocess.json", "postprocess.json")
+        self.preprocess = read_json(folder / "preprocess.json", "preprocess.json")
+        self.postprocess = read_json(folder / "postprocess.json", "postprocess.json")
         self.labels = _strings(
-            read_json(self.folder / "labels.json", "labels.json"), "labels.json: the file"
+            read_json(folder / "labels.json", "labels.json"), "labels.json: the file"
         )
         self._check_specs()
         self.batch = _integer(manifest, "batch", 1, 65536, MANIFEST)
         try:
-            self.runner = self._runner(manifest, threads)
+            self.runner = self._runner(folder, manifest, threads)
         except BundleError:
             raise
         except ImportError as exc:
@@ -160,9 +181,9 @@ class Bundle:
         self.version = str(manifest.get("version", "unversioned"))
 
     def _runner(
-        self, manifest: dict, threads: int | None
+        self, folder: Path, manifest: dict, threads: int | None
     ) -> OnnxRuntimeRunner | TvmRunner | TensorRtRunner:
-        engine, model = manifest.get("engine"), self.folder / manifest["model"]
+        engine, model = manifest.get("engine"), folder / manifest["model"]
         if engine == "onnxruntime":
             providers = _strings(
                 manifest.get("providers", ["CPUExecutionProvider"]), f"{MANIFEST}: 'providers'"

@@ -54,6 +54,35 @@ def test_a_tampered_file_is_refused_at_load_naming_it(bundle: Path, tmp_path: Pa
         Bundle(copy)
 
 
+def test_files_swapped_after_their_check_are_never_the_ones_loaded(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the hash check and the load, labels and model are swapped in the bundle (a
+    race an attacker with write access to the folder can win): the bundle loads what it
+    hashed, from its private copy."""
+    import shutil
+
+    from tango_ci.runtime import bundle as module
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    honest = Bundle(copy)
+    image = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    expected = honest.answer([image])[0]
+    checked = module.verify
+
+    def verify_then_swap(folder: Path, manifest: dict, copy_to: Path | None = None):
+        found = checked(folder, manifest, copy_to)
+        (folder / "labels.json").write_text(json.dumps(["evil"] * len(honest.labels)))
+        (folder / "model" / "model.onnx").write_bytes(b"swapped")
+        return found
+
+    monkeypatch.setattr(module, "verify", verify_then_swap)
+    loaded = Bundle(copy)
+    assert loaded.labels == honest.labels
+    assert loaded.answer([image])[0] == expected
+
+
 def test_a_manifest_pointing_outside_the_bundle_is_refused(bundle: Path, tmp_path: Path) -> None:
     import shutil
 
