@@ -8,12 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from tango_ci import api
 from tango_ci.cli_common import PROJECT, display, err, progress_bar, run_pipeline
 from tango_ci.data.synth import DEFAULT_KIND, KINDS
 from tango_ci.plugins import TASKS
+from tango_ci.printable import printable
 
 
 class _DataGroup(TyperGroup):
@@ -137,11 +139,14 @@ def data_check(
     """Check a YOLO dataset: data.yaml, every image and every label line.
 
     Prints one `file:line:col: message` line per problem (missing label files, boxes out of
-    range, unknown class ids, unreadable images, ...) and exits 1 if there are any.
+    range, unknown class ids, unreadable images, ...) and exits 1 if there are any; warns of
+    images identical across splits (a test image the model trained on scores too well).
     """
     stats, problems = api.check_yolo_dataset(path)
     for problem in problems:
         print(problem.format())
+    for warning in stats.get("warnings", []):
+        err.print(f"[yellow]warning[/yellow]: {escape(printable(warning))}")
     if problems:
         raise typer.Exit(1)
     images, boxes = stats["images"], stats["boxes"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tango_ci.data.dataset import duplicates
 from tango_ci.data.files import FileRefused, decode_text, read_bytes, sha256, undecodable_line
 from tango_ci.data.images import check_image, read_image
 from tango_ci.data.layout import IMAGE_SUFFIXES, inside
@@ -76,7 +77,8 @@ def read_dataset(path: Path, limit: Path | None = None) -> tuple[YoloDataset | N
         return None, problems
 
     def at(key: str, message: str) -> Problem:
-        return Problem(name, 1, 1, key, message)
+        where = fields.where(key)
+        return Problem(name, where.line, where.col, key, message)
 
     root = inside(base / fields.path, limit)
     if root is None:
@@ -176,6 +178,7 @@ def check_dataset(
         "per_class": {n: 0 for n in dataset.names},
         "background_images": 0,
     }
+    hashed: list[dict] = []  # for images identical across splits
     for split, images in dataset.images.items():
         boxes = 0
         for image in images:
@@ -185,7 +188,9 @@ def check_dataset(
                 fingerprint.update(f"{shown}\0unreadable\n".encode())
                 problems.append(problem)
                 continue
-            fingerprint.update(f"{shown}\0{sha256(image)}\n".encode())
+            digest = sha256(image)
+            hashed.append({"path": shown, "sha256": digest, "split": split})
+            fingerprint.update(f"{shown}\0{digest}\n".encode())
             labels = label_path(image)
             label_shown = _display(labels, base)
             if labels.is_symlink() and inside(labels, limit) is None:
@@ -225,6 +230,7 @@ def check_dataset(
         stats["images"][split] = len(images)
         stats["boxes"][split] = boxes
     stats["fingerprint"] = fingerprint.hexdigest()
+    stats["warnings"] = duplicates(hashed)
     return dataset, stats, sorted(problems, key=lambda p: (p.file, p.line))
 
 

@@ -88,6 +88,8 @@ def run(ctx: StageContext) -> None:
     given, stats, problems = check_dataset(root, find_repo_root(spec.folder))
     if problems or given is None:  # check_dataset gives no dataset without problems
         raise DatasetError(problems)
+    for warning in stats.pop("warnings", []):
+        ctx.reporter.log(f"warning: {warning}")
     dataset = draw_test(given, spec.data.split.test, spec.data.split.seed)
     drawn = dataset is not given
     folder = ctx.folder

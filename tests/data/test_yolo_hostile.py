@@ -167,7 +167,7 @@ def test_exif_rotated_image_keeps_boxes_on_the_upright_image(root: Path) -> None
         ),
         (
             DATA_YAML.replace("images/val", "x" * 5000),
-            "data.yaml:1:1: val: folder '" + "x" * 97 + "...' does not exist",
+            "data.yaml:3:6: val: folder '" + "x" * 97 + "...' does not exist",
         ),
     ],
 )

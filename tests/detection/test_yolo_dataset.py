@@ -70,7 +70,7 @@ CASES = {
     "outside-image": "labels/train/00006.txt:1:1: box reaches outside the image",
     "empty-image": "images/train/00007.png: image cannot be read (empty or corrupt)",
     "yaml-no-names": "data.yaml:1:1: missing required field 'names'",
-    "yaml-missing-split": "data.yaml:1:1: val: folder 'images/val2' does not exist",
+    "yaml-missing-split": "data.yaml:2:6: val: folder 'images/val2' does not exist",
     "yaml-malformed": "data.yaml:3:6: invalid YAML: expected ',' or ']', but got ':'",
 }
 
@@ -103,3 +103,26 @@ def test_cli_prints_the_lines_and_exits_one(clean: Path, tmp_path: Path) -> None
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stdout.splitlines() == [CASES["zero-size"], CASES["unknown-class"]]
+
+
+def test_an_image_in_two_splits_is_warned_of_not_refused(clean: Path, tmp_path: Path) -> None:
+    """A validation image the model trained on scores too well: said by check and the data
+    stage, while the dataset stays usable."""
+    root = tmp_path / "data"
+    shutil.copytree(clean, root)
+    shutil.copy(root / "images" / "train" / "00002.png", root / "images" / "val" / "copy.png")
+    shutil.copy(root / "labels" / "train" / "00002.txt", root / "labels" / "val" / "copy.txt")
+    stats, problems = api.check_yolo_dataset(root)
+    assert problems == [] and stats["images"]["val"] == 3
+    assert stats["warnings"] == [
+        "1 image(s) are identical to one in another split (leakage between splits); first: "
+        "images/train/00002.png and images/val/copy.png"
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "tango_ci", "data", "check", str(root)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0
+    assert result.stderr.splitlines()[0].startswith("warning: 1 image(s) are identical")
+    assert api.check_yolo_dataset(clean)[0]["warnings"] == []

@@ -94,7 +94,7 @@ def test_yolo_path_elsewhere_is_refused(repo: Path, outside: Path) -> None:
     result = tango("data", "check", str(dataset.relative_to(repo)), cwd=repo)
     assert result.code == 1
     assert result.stdout.splitlines() == [
-        f"data.yaml:1:1: path: '{outside / 'yolo'}' leads out of the repository; data must stay "
+        f"data.yaml:1:7: path: '{outside / 'yolo'}' leads out of the repository; data must stay "
         "inside it"
     ]
 
@@ -104,7 +104,7 @@ def test_yolo_split_escaping_is_refused(repo: Path) -> None:
     result = tango("data", "check", "yolo", cwd=repo)
     assert result.code == 1
     assert result.stdout.splitlines() == [
-        "data.yaml:1:1: train: '../../../../etc' leads out of the repository; data must stay "
+        "data.yaml:1:8: train: '../../../../etc' leads out of the repository; data must stay "
         "inside it"
     ]
     assert dataset.exists()
