@@ -164,6 +164,13 @@ def kernels(
     for node in graph.node:
         op = node.op_type
         inputs = [i for i in node.input if i]
+        need = 2 if op in ("Conv", "Gemm", "MatMul") else int(op in _UNARY or op in _BINARY)
+        if len(inputs) < need or (need and not node.output):
+            raise FeatureError(
+                source=str(path),
+                reason=f"a {_key(op)} node with {len(inputs)} inputs and {len(node.output)} "
+                "outputs is not a network",
+            )
         moved = sum(elements(i) for i in inputs if i not in constants) + sum(
             elements(o) for o in node.output
         )
@@ -173,7 +180,7 @@ def kernels(
             size = int(kernel_shape[-1]) if len(kernel_shape) > 2 else 1
             stride = max(_attribute(node, "strides", [1]) or [1])
             group = int(_attribute(node, "group", 1))
-            in_channels = (shapes.get(inputs[0]) or (0, 0))[1]
+            in_channels = (*shapes.get(inputs[0], ()), 0, 0)[1]  # a hostile 1-D shape: 0
             per_output = math.prod(kernel_shape[1:]) if len(kernel_shape) > 1 else 1
             if group > 1 and group == in_channels:
                 kind = "dwconv"
@@ -182,7 +189,8 @@ def kernels(
             else:
                 kind = "conv"
             out_shape = shapes.get(node.output[0]) or (0, 0, 0)
-            channels = min(in_channels, out_shape[1]) if kind == "conv" else out_shape[1]
+            out_channels = out_shape[1] if len(out_shape) > 1 else 0  # a hostile 1-D shape
+            channels = min(in_channels, out_channels) if kind == "conv" else out_channels
             if eager:
                 moved += elements(inputs[1])  # oneDNN reorders the weights on every call
                 if kind == "conv" and (batch > 1 or elements(inputs[0]) > ONEDNN_INPUT):

@@ -115,3 +115,38 @@ def test_hostile_measurements_are_refused_with_their_line(
     assert line.startswith("runners/arm-board/latency/onnxruntime-fp32.measurements.jsonl")
     assert reason in line
     records.unlink()
+
+
+@pytest.mark.parametrize(
+    ("inputs", "shape"),
+    [(["x"], [1, 3, 8, 8]), (["x", ""], [1, 3, 8, 8]), (["x", "w"], [5]), (["x", "w"], [])],
+)
+@pytest.mark.parametrize("features", ["onnx", "pytorch-eager"])
+def test_a_malformed_network_is_refused_or_read_never_a_traceback(
+    tmp_path: Path, inputs: list[str], shape: list[int], features: str
+) -> None:
+    """A convolution without weights, or with a 1-D or empty shape (a network an artifact can
+    carry): one FeatureError line, or kernels read with zero where a size is unknown."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from tango_ci.latency import FeatureError, kernels
+
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], [0.0] * 108)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", inputs, ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        initializer=[weights],
+    )
+    path = tmp_path / "net.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    try:
+        [kernel] = kernels(path, features=features)
+    except FeatureError as refused:
+        assert not all(inputs) or len(inputs) < 2
+        assert "\n" not in str(refused)
+        assert "a conv node with 1 inputs and 1 outputs is not a network" in str(refused)
+    else:
+        assert all(inputs) and len(inputs) == 2 and kernel.kind == "conv"
