@@ -16,8 +16,13 @@ re-measurement (`tango_ci.profiling.noise`), here of every held-out network.
 
     .venv/bin/python benchmarks/latency_models.py              # about an hour on 2 cores
     .venv/bin/python benchmarks/latency_models.py --quick      # a few minutes
+    .venv/bin/python benchmarks/latency_models.py --pairs pytorch-fp32   # one engine
 
-Writes benchmarks/results/latency_models.json and .md (latency_models-quick.* with --quick).
+A rerun reads measurements whose feature set has changed since (PyTorch eager's) again from
+their samples, without timing them again.
+
+Writes benchmarks/results/latency_models.json and .md (latency_models-quick.* with --quick,
+latency_models-<pairs>.* with --pairs).
 """
 
 from __future__ import annotations
