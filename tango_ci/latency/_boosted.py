@@ -68,18 +68,16 @@ SUMMARY = (
         for what in ("calls", "mmacs")
     ),
 )
-#: PyTorch eager's feature set adds BatchNorm after folded convolutions and dense convolutions
-#: on oneDNN (see features.py); its summary appends them, so models of other engines keep theirs
+#: PyTorch eager's feature set adds dense convolutions on oneDNN (see features.py); its summary
+#: appends them, so models of other engines keep theirs
 EAGER_SUMMARY = (
     *SUMMARY,
-    "batchnorm_calls",
-    "batchnorm_elems",
     "convbig_calls",
     "convbig_elems",
     "convbig_mmacs",
     *(f"convbig-{part}_{what}" for part in PARTS for what in ("calls", "mmacs")),
 )
-_EAGER_KINDS = ("convbig", "batchnorm")
+_EAGER_KINDS = ("convbig",)
 _INDEXES = {names: {name: i for i, name in enumerate(names)} for names in (SUMMARY, EAGER_SUMMARY)}
 TREES = 600
 TREE_DEPTH = 3

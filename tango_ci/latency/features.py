@@ -11,10 +11,11 @@ multiply-accumulates, activation elements read and written, and weights.
 PyTorch eager runs what the ONNX graph no longer shows, so its kernels are read apart
 (``feature_set`` "pytorch-eager"): a BatchNorm after every convolution the export folded one
 into (a convolution with a bias whose output is more than one pixel; squeeze-excitation and
-detection-head convolutions with a bias of their own are the rare exception), dense
-convolutions keyed ``convbig`` where PyTorch hands them to oneDNN (an input over 20480 elements
-or a batch over one, ``ConvParams::use_mkldnn``), and weights counted as elements read, since
-oneDNN reorders them on every eager call.
+detection-head convolutions with a bias of their own are the rare exception), keyed like the
+BatchNorms the graph still shows; dense convolutions keyed ``convbig`` where PyTorch hands them
+to oneDNN (an input over 20480 elements or a batch over one, ``ConvParams::use_mkldnn``);
+weights counted as elements read, since oneDNN reorders them on every eager call; and no
+activation counted as fused into its convolution.
 
 The file is untrusted (a pull request's network): it is parsed as data, with a size limit, and
 nothing in it is run.
@@ -198,7 +199,8 @@ def kernels(
             key = f"{kind}-k{size}-s{stride}-c{_bucket(channels)}-h{_bucket(out_shape[-1])}"
             found.append(Kernel(key, out * per_output, moved))
             if eager and len(inputs) > 2 and math.prod(out_shape[2:]) > 1:
-                found.append(Kernel("batchnorm", 0.0, 2 * out))  # folded by the export only
+                # folded by the export only: keyed as the BatchNorm the graph still shows
+                found.append(Kernel("batchnormalization", 0.0, 2 * out))
         elif op in ("Gemm", "MatMul"):
             depth = (shapes.get(inputs[0]) or weights.get(inputs[0]) or (1,))[-1]
             found.append(Kernel(f"linear-c{_bucket(depth)}", out * depth, moved))
@@ -209,6 +211,7 @@ def kernels(
                 and producer.op_type == "Conv"
                 and consumers[producer.output[0]] <= 2  # x * sigmoid(x) reads it twice
             )
+            fused = fused and not eager  # eager PyTorch runs every operator on its own
             suffix = "-fused" if fused else ("-const" if op in _BINARY else "")
             found.append(Kernel(f"{_key(op)}{suffix}", 0.0, moved))
         elif op in _POOLS:
