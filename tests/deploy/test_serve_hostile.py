@@ -108,14 +108,20 @@ def test_a_stalled_body_is_answered_408_and_the_connection_closed(address) -> No
     assert exchange(address, b"") == b""
 
 
+def _hold_and_refused(address, count: int) -> list[socket.socket]:
+    """``count`` idle connections held open, after which one more is answered 503."""
+    idle = [socket.create_connection(address, timeout=5) for _ in range(count)]
+    time.sleep(0.1)
+    [(status, body)] = answers(exchange(address, LIVE))
+    assert status == 503 and "too many connections" in body["error"]
+    return idle
+
+
 def test_over_the_connection_cap_a_client_gets_503_until_one_is_freed(service: Service) -> None:
     running = serve(service, port=0, timeout=0.5, max_connections=2, max_per_client=0)
     address = running.server_address[:2]
     try:
-        idle = [socket.create_connection(address, timeout=5) for _ in range(2)]
-        time.sleep(0.1)
-        [(status, body)] = answers(exchange(address, LIVE))
-        assert status == 503 and "too many connections" in body["error"]
+        idle = _hold_and_refused(address, 2)
         time.sleep(1.0)  # the idle ones time out and free their slots
         assert answers(exchange(address, LIVE)) == [(200, {"live": True})]
         for connection in idle:
@@ -210,10 +216,7 @@ def test_one_address_cannot_take_every_connection(service: Service) -> None:
     running = serve(service, port=0, timeout=5, max_connections=8, max_per_client=2)
     address = running.server_address[:2]
     try:
-        idle = [socket.create_connection(address, timeout=5) for _ in range(2)]
-        time.sleep(0.1)
-        [(status, body)] = answers(exchange(address, LIVE))
-        assert status == 503 and "too many connections" in body["error"]
+        idle = _hold_and_refused(address, 2)
         other = socket.create_connection(address, timeout=5, source_address=("127.0.0.2", 0))
         with other:  # another address still has its share
             other.sendall(LIVE)
