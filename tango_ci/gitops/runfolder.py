@@ -203,7 +203,7 @@ def collect(run_dir: RunDir) -> dict:
             # a supernet run deploys each target's own subnet
             "architecture": _target_architecture(run_dir, task, name, architecture),
         }
-        recipe = metrics.get("build", {}).get("recipe")
+        recipe = (metrics.get("build") or {}).get("recipe")
         if recipe is not None:  # how the int8 artifact was built, so a rebuild is exact
             targets[name]["recipe"] = check_recipe(recipe, f"run {run_dir.id}: bench/{name}")
     report_files(run_dir)  # refused now, before the artifacts are stored, not after

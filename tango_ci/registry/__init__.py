@@ -22,7 +22,7 @@ from tango_ci.gitrepo import clean_environment, git, has_remote
 from tango_ci.registry.records import UntrustedDataError, check_record, parse_json
 
 RECORD_HEADER = "tango-ci/1"
-_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)\Z")
 
 
 class PromotionConflict(TangoError):

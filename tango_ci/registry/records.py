@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -22,11 +23,15 @@ MAX_JSON_BYTES = 4 * 2**20  # a metrics.json or results.json is a few KiB
 MAX_LISTING_BYTES = 8 * 2**20  # a DVC .dir listing: ~100 bytes per file
 MAX_FILES = 10_000  # files in one artifact
 MAX_PATH_CHARS = 1024
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
-MD5 = re.compile(r"^[0-9a-f]{32}$")
-DIR_MD5 = re.compile(r"^[0-9a-f]{32}\.dir$")
-# project, target and artifact names: they become branch names, tag names and folder names
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
+MD5 = re.compile(r"^[0-9a-f]{32}\Z")
+DIR_MD5 = re.compile(r"^[0-9a-f]{32}\.dir\Z")
+# project, target and artifact names: they become branch names, tag names and folder names.
+# (\Z, not $, which also matches before a final newline: some callers use .match)
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
+# an architecture is printed in tables and logs: as the trained-model schema allows, no markup
+ARCHITECTURE = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029\[\]<>`|]{0,300}")
+ARCHITECTURE_IS = "at most 300 characters, without control characters or []<>`|"
 
 
 class UntrustedDataError(TangoError):
@@ -34,13 +39,8 @@ class UntrustedDataError(TangoError):
 
 
 def _kind(value: Any) -> str:
-    return {
-        dict: "an object",
-        list: "a list",
-        str: "a string",
-        bool: "a boolean",
-        type(None): "null",
-    }.get(type(value), "a number")
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    return kinds.get(type(value), "null" if value is None else "a number")
 
 
 def parse_json(data: bytes | str, what: str, limit: int = MAX_JSON_BYTES) -> Any:
@@ -154,7 +154,7 @@ class Shape:
     def string(self, pattern: re.Pattern | None = None, expected: str = "") -> str:
         if not isinstance(self.value, str) or len(self.value) > MAX_PATH_CHARS:
             raise self._fail("a string")
-        if pattern is not None and not pattern.match(self.value):
+        if pattern is not None and not pattern.fullmatch(self.value):
             shown = self.value if len(self.value) <= 80 else self.value[:77] + "..."
             raise UntrustedDataError(
                 f"{self.what}: {self.where} must be {expected or 'a name'}, not '{shown}'"
@@ -167,6 +167,8 @@ class Shape:
     def number(self) -> float:
         if isinstance(self.value, bool) or not isinstance(self.value, (int, float)):
             raise self._fail("a number")
+        if not abs(self.value) <= sys.float_info.max:  # an integer float() cannot hold
+            raise UntrustedDataError(f"{self.what}: {self.where} is too large for a number")
         return self.value
 
     def count(self) -> int:
@@ -229,6 +231,8 @@ def check_record(value: Any, what: str, *, artifact: bool = False) -> dict:
     for key in ("run", "engine", "precision", "report_commit"):
         if (field := shape.optional(key)) is not None:
             field.string()
+    if (architecture := shape.optional("architecture")) is not None:
+        architecture.string(ARCHITECTURE, ARCHITECTURE_IS)
     if (metrics := shape.optional("metrics")) is not None:
         for _, metric in metrics.items(64):
             if metric.value is not None:
@@ -257,7 +261,7 @@ def check_target_results(shape: Shape, *, stored: bool) -> dict:
     for key in ("engine", "precision", "runner"):
         shape.field(key).string()
     if (architecture := shape.optional("architecture")) is not None:
-        architecture.string()
+        architecture.string(ARCHITECTURE, ARCHITECTURE_IS)
     for _, metric in shape.field("metrics").items(64):
         if metric.value is not None:
             metric.number()
@@ -279,7 +283,7 @@ def check_results(value: Any, what: str, *, stored: bool = False) -> dict:
     shape.field("project").name()
     shape.field("run").name()
     shape.field("task").string()
-    shape.field("architecture").string()
+    shape.field("architecture").string(ARCHITECTURE, ARCHITECTURE_IS)
     shape.field("passed").boolean()
     if (path := shape.optional("path")) is not None:
         safe_relpath(path.string(), f"{what}: field 'path'")
@@ -288,7 +292,7 @@ def check_results(value: Any, what: str, *, stored: bool = False) -> dict:
         for item in classes.list(100_000):
             item.string()
     if (source := shape.optional("source_commit")) is not None:
-        source.string(re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$"), "a commit id")
+        source.string(re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?"), "a commit id")
     targets = shape.field("targets").items(1000)
     for name, target in targets:
         Shape(name, what, "targets").name()

@@ -1,0 +1,111 @@
+"""What a stranger can put in a run folder, a report branch, a data pointer or a registry
+record, read by the GitOps code in process: each refused with one TangoError line, never a
+traceback and never a promotion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tango_ci.exceptions import TangoError
+from tango_ci.gitops.runfolder import collect
+from tango_ci.registry.records import (
+    DIR_MD5,
+    MD5,
+    NAME,
+    SHA256,
+    UntrustedDataError,
+    check_record,
+    check_results,
+)
+from tango_ci.rundir import RunDir
+from tests.hostile.test_forge import RUN, fabricate_run
+
+
+def results(**changes) -> dict:
+    """A results.json as publish writes it, with ``changes`` to its first target."""
+    target = {
+        "passed": True,
+        "engine": "onnxruntime",
+        "precision": "fp32",
+        "runner": "local-cpu",
+        "metrics": {"accuracy": 0.9},
+    }
+    return {
+        "project": "demo",
+        "run": "r1",
+        "task": "classification",
+        "architecture": "resnet-xs",
+        "passed": True,
+        "targets": {"cpu": target | changes},
+    }
+
+
+# ----------------------------------------------------------------------------- records
+@pytest.mark.parametrize(
+    "pattern, text",
+    [
+        (NAME, "demo\n"),
+        (SHA256, "a" * 64 + "\n"),
+        (MD5, "a" * 32 + "\n"),
+        (DIR_MD5, "a" * 32 + ".dir\n"),
+    ],
+)
+def test_a_trailing_newline_is_not_a_name_or_hash(pattern, text: str) -> None:
+    assert pattern.match(text) is None
+    assert pattern.match(text[:-1])
+
+
+def test_a_project_name_with_a_newline_is_refused() -> None:
+    with pytest.raises(UntrustedDataError, match="field 'project' must be a name"):
+        check_results(results() | {"project": "demo\n"}, "results.json")
+
+
+@pytest.mark.parametrize(
+    "architecture", ["a\n::error::forged", "x\x1b[2J", "[/x]", "a|b", "a" * 301]
+)
+def test_an_architecture_that_prints_as_more_than_text_is_refused(architecture: str) -> None:
+    pattern = "must be at most 300 characters, without control characters"
+    with pytest.raises(UntrustedDataError, match=f"field 'architecture' {pattern}"):
+        check_results(results() | {"architecture": architecture}, "results.json")
+    with pytest.raises(UntrustedDataError, match=f"field 'targets.cpu.architecture' {pattern}"):
+        check_results(results(architecture=architecture), "results.json")
+    with pytest.raises(UntrustedDataError, match=f"field 'architecture' {pattern}"):
+        check_record({"architecture": architecture}, "demo-cpu@v1.0.0")
+
+
+def test_a_metric_no_float_can_hold_is_refused() -> None:
+    with pytest.raises(UntrustedDataError, match=r"field 'targets\.cpu\.metrics\.accuracy' is too"):
+        check_results(results(metrics={"accuracy": 10**400}), "results.json")
+
+
+# ----------------------------------------------------------------------------- run folders
+def _metrics(run: Path, change) -> None:
+    path = run / "bench" / "cpu" / "metrics.json"
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+
+def test_a_null_build_record_is_read_as_none(tmp_path: Path) -> None:
+    run = fabricate_run(tmp_path)
+    _metrics(run, lambda m: m | {"build": None})
+    assert collect(RunDir(run))["targets"]["cpu"]["artifact_files"]
+
+
+def test_a_task_metric_no_float_can_hold_is_one_line(tmp_path: Path) -> None:
+    run = fabricate_run(tmp_path)
+    _metrics(run, lambda m: m | {"task_metrics": {"accuracy": 10**400}})
+    with pytest.raises(TangoError) as caught:
+        collect(RunDir(run))
+    assert str(caught.value) == (
+        f"run {RUN}: bench/cpu/metrics.json: field 'task_metrics.accuracy' is too large for a "
+        "number"
+    )
+
+
+def test_a_version_with_a_trailing_newline_is_refused() -> None:
+    from tango_ci.registry import parse_reference
+
+    with pytest.raises(TangoError, match=r"is not a version like v1\.2\.3"):
+        parse_reference("demo-cpu@v1.0.0\n")
