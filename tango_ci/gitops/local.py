@@ -1,7 +1,8 @@
 """`tango gitops local`: the GitOps loop on one machine, without a forge.
 
-A bare repository gets a ``post-receive`` hook that queues one job per pushed branch and
-returns at once; a background worker (one at a time, under a file lock) takes the jobs in
+A bare repository gets a ``pre-receive`` hook that refuses a push to ``reports/*`` from anyone
+but its own worker (promotion trusts those branches), and a ``post-receive`` hook that queues
+one job per pushed branch and returns at once; a background worker (one at a time, under a file lock) takes the jobs in
 order and does on this host what the workflows do:
 
 - a push to a branch other than main: plan the change against main, run the pipeline of
@@ -22,7 +23,8 @@ reach ``sys.path``), from a folder outside the clone, with the project given by 
 path; the run folders and logs are written outside the clone too, and the one file written
 into it (``.dvc/config.local``) is never written through a link.
 
-Everything lives under ``<bare>/tango/``: ``queue/`` (jobs as JSON, with their state),
+Everything lives under ``<bare>/tango/``: ``push-token`` (what the worker's pushes of reports
+carry), ``queue/`` (jobs as JSON, with their state),
 ``work/`` (a clone per job), ``runs/`` (a run folder and log per job), ``dvc-storage/`` (the
 DVC remote) and ``worker.log``.
 """
@@ -32,10 +34,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -50,6 +55,20 @@ if TYPE_CHECKING:
 
 MAIN = "main"
 STATES = ("queued", "running", "done", "failed")
+TOKEN_VARIABLE = "TANGO_FORGE_PUSH_TOKEN"  # set by the worker while it pushes a report
+PRE_RECEIVE = """#!/bin/sh
+# TANGO-CI: reports/* are written by this forge's worker only; promotion trusts them.
+token=$(cat {token} 2>/dev/null)
+while read -r old new ref; do
+  case "$ref" in
+    refs/heads/reports/*)
+      if [ -z "$token" ] || [ "${variable}" != "$token" ]; then
+        echo "tango-ci: $ref is written by the forge's worker only; push refused" >&2
+        exit 1
+      fi;;
+  esac
+done
+"""
 
 
 def _home(bare: Path) -> Path:
@@ -70,13 +89,23 @@ def create(bare: Path, *, python: str = sys.executable, run_args: tuple[str, ...
     home = _home(bare)
     for sub in ("queue", "work", "runs", "dvc-storage"):
         (home / sub).mkdir(parents=True, exist_ok=True)
+    token = home / "push-token"
+    token.touch(mode=0o600)
+    token.write_text(secrets.token_hex(32))
+    guard = bare / "hooks" / "pre-receive"
+    guard.write_text(
+        PRE_RECEIVE.replace("{token}", shlex.quote(str(token))).replace(
+            "{variable}", TOKEN_VARIABLE
+        )
+    )
     hook = bare / "hooks" / "post-receive"
     hook.write_text(
         "#!/bin/sh\n# TANGO-CI: queue the pushed refs and return at once.\n"
         f"exec {shlex.quote(python)} -I -m tango_ci.gitops.local hook "
         f"{shlex.quote(str(bare))}\n"
     )
-    hook.chmod(0o755)
+    for script in (guard, hook):
+        script.chmod(0o755)
     (home / "config.json").write_text(
         json.dumps({"python": python, "run_args": list(run_args)}, indent=2) + "\n"
     )
@@ -85,8 +114,23 @@ def create(bare: Path, *, python: str = sys.executable, run_args: tuple[str, ...
 
 def tool_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of the tool's own processes: no GIT_* of the hook, no PYTHON*."""
-    env = {k: v for k, v in clean_environment().items() if not k.startswith("PYTHON")}
+    env = {
+        k: v
+        for k, v in clean_environment().items()
+        if not k.startswith("PYTHON") and k != TOKEN_VARIABLE
+    }
     return env | (extra or {})
+
+
+@contextmanager
+def report_pushes(bare: Path) -> Iterator[None]:
+    """While inside, this process's pushes to ``reports/*`` pass the pre-receive hook."""
+    token = _home(bare) / "push-token"
+    os.environ[TOKEN_VARIABLE] = token.read_text().strip() if token.is_file() else ""
+    try:
+        yield
+    finally:
+        os.environ.pop(TOKEN_VARIABLE, None)
 
 
 def queue_push(bare: Path, lines: list[str]) -> list[Path]:
@@ -284,7 +328,8 @@ def _run_and_publish(bare: Path, folder: Path, entry: dict, job: dict, log) -> P
     if run_dir is None or not (run_dir.stage_dir("gate") / "decision.json").is_file():
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise TangoError(f"{project}: the pipeline stopped before the gate: {tail}")
-    published = publish_run(folder, run_dir, job["after"])
+    with report_pushes(bare):
+        published = publish_run(folder, run_dir, job["after"])
     log(
         f"{project}: artifacts stored in the DVC remote; report {published.commit[:10]} "
         f"pushed to {published.branch} (gate {'pass' if published.passed else 'fail'})"

@@ -6,6 +6,9 @@ is told. A report is found on its ``reports/<project>`` branch (:mod:`tango_ci.g
 every target of it that passed its gate and is not registered yet gets a new version at the
 head of main, assigned to ``prod``. So a promotion that failed is made by the next push, and
 promoting twice promotes nothing the second time.
+
+A report branch holds what anyone with push access wrote, so a target whose artifact is not
+in the DVC remote that main configures is never registered: a device would pull it from there.
 """
 
 from __future__ import annotations
@@ -15,7 +18,29 @@ from pathlib import Path
 from tango_ci.exceptions import TangoError
 from tango_ci.gitops.reports import is_merged, report_projects, reports
 from tango_ci.gitrepo import first_parent_trees, is_ancestor, rev_parse, tree_id
+from tango_ci.printable import printable
 from tango_ci.registry import Registry, artifact_name
+
+
+def configured_remote(repo: Path) -> str | None:
+    """The URL of the DVC remote the checkout of main configures; None when there is none."""
+    from tango_ci.dvcstore import remote_url
+
+    try:
+        return remote_url(repo)
+    except TangoError:
+        return None
+
+
+def _foreign_remote(artifact: dict, remote: str | None) -> str | None:
+    """Why an artifact stored elsewhere than ``remote`` is not promoted; None when it is there."""
+    if artifact["remote"] == remote:
+        return None
+    shown = printable(artifact["remote"][:120])
+    return (
+        f"its artifact is in the DVC remote '{shown}', not in this repository's "
+        f"({remote or 'none configured'})"
+    )
 
 
 def _registered(registry: Registry, name: str, run: str, report_commit: str) -> bool:
@@ -37,15 +62,18 @@ def promote_results(
     stage: str = "prod",
     push: bool = True,
     registry: Registry | None = None,
+    remote: str | None = None,
 ) -> list[dict]:
     """Register a version of each passing target at ``head`` and assign it to ``stage``.
 
     A target whose run (or report) is registered already is left out: promoting is
-    idempotent.
+    idempotent. A target whose artifact is not in ``remote`` (default: the DVC remote of
+    ``repo``) is skipped, with the reason.
     """
     if registry is None:
         registry = Registry(repo)
         registry.fetch()
+    remote = remote or configured_remote(repo)
     done: list[dict] = []
     for target, entry in sorted(results["targets"].items()):
         name = artifact_name(results["project"], target)
@@ -59,12 +87,15 @@ def promote_results(
             continue
         if _registered(registry, name, results["run"], report_commit):
             continue
+        if (foreign := _foreign_remote(entry["artifact"], remote)) is not None:
+            done.append({"name": name, "skipped": foreign})
+            continue
         record = {
             "project": results["project"],
             "target": target,
             "run": results["run"],
             "task": results["task"],
-            "classes": results["classes"],
+            "classes": results.get("classes"),
             "architecture": entry.get("architecture", results["architecture"]),
             "engine": entry["engine"],
             "precision": entry["precision"],
@@ -107,6 +138,7 @@ def promote_pending(
     base = base if base and rev_parse(repo, base) else None
     registry = Registry(repo)
     registry.fetch()
+    remote = configured_remote(repo)
     trees = first_parent_trees(repo, head_commit)
     outcome = []
     for project in report_projects(repo):
@@ -126,7 +158,14 @@ def promote_pending(
             continue  # the project was removed from main
         news = base is None or not is_ancestor(repo, results["source_commit"], base)
         done = promote_results(
-            repo, results, head_commit, commit, stage=stage, push=push, registry=registry
+            repo,
+            results,
+            head_commit,
+            commit,
+            stage=stage,
+            push=push,
+            registry=registry,
+            remote=remote,
         )
         if any("version" in item for item in done) or (news and done):
             outcome.append(

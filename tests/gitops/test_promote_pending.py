@@ -28,14 +28,21 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return push_dir(root / "artifact", str(root / "dvc-remote"))
 
 
+def dvc_remote(root: Path, url: str) -> str:
+    """A committed .dvc/config whose default remote is ``url`` (promotion checks against it)."""
+    text = f"[core]\n    remote = store\n['remote \"store\"']\n    url = {url}\n"
+    return change(root, ".dvc/config", text, "the DVC remote")
+
+
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
+def repo(tmp_path: Path, stored: dict) -> Path:
     root = tmp_path / "repo"
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.name", "t")
     git(root, "config", "user.email", "t@t")
     change(root, "README.md", "a fork of TANGO-CI\n", "template")
+    dvc_remote(root, stored["remote"])
     return root
 
 

@@ -5,12 +5,17 @@ traceback and never a promotion."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tango_ci.exceptions import TangoError
+from tango_ci.gitops import local
+from tango_ci.gitops.promote import promote_pending
 from tango_ci.gitops.runfolder import collect
+from tango_ci.gitrepo import commit_files
 from tango_ci.registry.records import (
     DIR_MD5,
     MD5,
@@ -21,6 +26,13 @@ from tango_ci.registry.records import (
     check_results,
 )
 from tango_ci.rundir import RunDir
+from tests.conftest import git
+from tests.gitops.test_promote_pending import (  # fixtures are used by name
+    branch_with_project,
+    merge,
+    repo,  # noqa: F401
+    stored,  # noqa: F401
+)
 from tests.hostile.test_forge import RUN, fabricate_run
 
 
@@ -109,3 +121,62 @@ def test_a_version_with_a_trailing_newline_is_refused() -> None:
 
     with pytest.raises(TangoError, match=r"is not a version like v1\.2\.3"):
         parse_reference("demo-cpu@v1.0.0\n")
+
+
+# ----------------------------------------------------------------------------- promotion
+def merged_report(repo: Path, artifact: dict, **changes) -> None:
+    """A well-shaped report of project a, pushed by hand, whose source main merged."""
+    source = branch_with_project(repo, "add-a", "a")
+    forged = results(artifact=artifact) | {"project": "a", "source_commit": source} | changes
+    commit_files(repo, "reports/a", {"results.json": json.dumps(forged).encode()}, "by hand")
+    merge(repo, "add-a")
+
+
+def test_an_artifact_in_another_dvc_remote_is_never_promoted(repo: Path, stored: dict) -> None:
+    merged_report(repo, stored | {"remote": "s3://attacker/store\n::error::x"})
+    outcome = promote_pending(repo, "main", push=False)
+    assert outcome[0]["promoted"] == [
+        {
+            "name": "a-cpu",
+            "skipped": "its artifact is in the DVC remote 's3://attacker/store\\n::error::x', "
+            f"not in this repository's ({stored['remote']})",
+        }
+    ]
+    assert git(repo, "tag", "--list").strip() == ""
+
+
+def test_without_a_dvc_remote_on_main_nothing_is_promoted(repo: Path, stored: dict) -> None:
+    git(repo, "rm", "-q", ".dvc/config")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "no remote")
+    merged_report(repo, stored)
+    skipped = promote_pending(repo, "main", push=False)[0]["promoted"][0]["skipped"]
+    assert skipped.endswith("not in this repository's (none configured)")
+    assert git(repo, "tag", "--list").strip() == ""
+
+
+def test_a_report_without_classes_is_promoted(repo: Path, stored: dict) -> None:
+    merged_report(repo, stored)  # results() has no "classes": check_results lets it be
+    outcome = promote_pending(repo, "main", push=False)
+    assert [item.get("version") for item in outcome[0]["promoted"]] == ["v1.0.0"]
+
+
+def test_the_local_forge_takes_pushes_to_reports_from_its_worker_only(tmp_path: Path) -> None:
+    bare = local.create(tmp_path / "forge.git")
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(bare), str(work))
+    git(work, "checkout", "-qb", "reports/demo")
+    (work / "results.json").write_text("{}\n")
+    git(work, "add", "results.json")
+    git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "forged")
+    pushed = subprocess.run(
+        ["git", "push", "origin", "reports/demo"], cwd=work, capture_output=True, text=True
+    )
+    assert pushed.returncode != 0
+    assert "tango-ci: refs/heads/reports/demo is written by the forge's worker only" in (
+        pushed.stderr
+    )
+    assert not git(bare, "branch", "--list", "reports/*").strip()
+    with local.report_pushes(bare):
+        git(work, "push", "-q", "origin", "reports/demo")
+    assert git(bare, "branch", "--list", "reports/*").strip() == "reports/demo"
+    assert local.TOKEN_VARIABLE not in os.environ
