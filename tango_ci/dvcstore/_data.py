@@ -1,8 +1,9 @@
 """A project's data under DVC: tracked with ``dvc add``, pulled through its pointer files.
 
-A pointer file (``*.dvc``) comes with a pushed branch, so it is data: its outputs must stay
-inside the work tree, and a folder's listing must keep every file inside that folder, before
-``dvc checkout`` writes anything.
+A pointer file (``*.dvc``) comes with a pushed branch, so it is data: it may hold outputs and
+their hashes only (``wdir``, ``deps`` or an output's ``remote`` would move where DVC reads or
+writes), its outputs must stay inside the work tree, and a folder's listing must keep every
+file inside that folder, before ``dvc checkout`` writes anything.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import yaml
 
 from tango_ci.dvcstore._dvc import cache_object, remote_url, run_dvc
 from tango_ci.exceptions import TangoError
+from tango_ci.printable import printable
 from tango_ci.registry.records import (
     DIR_MD5,
     MAX_FILES,
@@ -28,6 +30,8 @@ from tango_ci.registry.records import (
 )
 
 MAX_POINTER_BYTES = 2**20
+POINTER_KEYS = ("outs", "md5", "frozen")  # what `dvc add` writes; wdir and deps are refused
+OUTPUT_KEYS = ("path", "md5", "size", "nfiles", "hash")  # an output's remote is refused
 
 
 def track(repo_root: Path, data: Path) -> Path:
@@ -63,7 +67,10 @@ def _pointer_outputs(root: Path, pointer: Path) -> list[tuple[Path, str]]:
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise UntrustedDataError(f"{shown} is not valid YAML ({error})".splitlines()[0]) from None
     outputs = []
-    for out in Shape(data, shown).field("outs").list(16):
+    document = Shape(data, shown)
+    _only_keys(document, POINTER_KEYS)
+    for out in document.field("outs").list(16):
+        _only_keys(out, OUTPUT_KEYS)
         relative = out.field("path").string()
         md5 = out.field("md5").string()
         if not (MD5.match(md5) or DIR_MD5.match(md5)):
@@ -97,6 +104,15 @@ def _pointer_outputs(root: Path, pointer: Path) -> list[tuple[Path, str]]:
             )
         outputs.append((target, md5))
     return outputs
+
+
+def _only_keys(shape: Shape, allowed: tuple[str, ...]) -> None:
+    extra = sorted(str(key) for key in shape.object() if key not in allowed)
+    if extra:
+        raise UntrustedDataError(
+            f"{shape.what}: {shape.where} has '{printable(extra[0][:40])}', which a data "
+            f"pointer may not have (only {', '.join(allowed)}); it was not pulled"
+        )
 
 
 def _holds_link(folder: Path) -> bool:
@@ -136,6 +152,12 @@ def pull_pointers(repo_root: Path, folder: Path) -> list[Path]:
     folder's listing must keep every file inside it: ``dvc checkout`` writes only after that.
     """
     root = Path(repo_root).resolve()
+    dvc = root / ".dvc"
+    if dvc.is_symlink() or (dvc.exists() and not dvc.is_dir()):
+        raise UntrustedDataError(
+            f"{dvc} is a symbolic link or not a folder; DVC would take its config and cache "
+            "from there, so nothing was pulled"
+        )
     pointers = sorted(
         Path(parent, name)
         for parent, _, files in os.walk(folder)

@@ -230,7 +230,12 @@ def _checkout(bare: Path, job: dict) -> Path:
     git(bare.parent, "clone", "--quiet", "--no-checkout", str(bare), str(folder))
     git(folder, "checkout", "--quiet", "--detach", job["after"])
     dvc = folder / ".dvc"
-    if dvc.is_dir() and not dvc.is_symlink():  # every job shares the bare repository's remote
+    if dvc.is_symlink() or (dvc.exists() and not dvc.is_dir()):
+        raise TangoError(
+            f"{job['branch']}: .dvc is a symbolic link or not a folder, so the forge cannot set "
+            "its DVC remote and cache; the job was refused"
+        )
+    if dvc.is_dir():  # every job shares the bare repository's remote
         # and keeps its cache in its clone, whatever the branch's .dvc/config says
         _write_new(
             dvc / "config.local",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tango_ci.dvcstore import pull_pointers
 from tango_ci.exceptions import TangoError
 from tango_ci.gitops import local
 from tango_ci.gitops.promote import promote_pending
@@ -180,3 +181,71 @@ def test_the_local_forge_takes_pushes_to_reports_from_its_worker_only(tmp_path: 
         git(work, "push", "-q", "origin", "reports/demo")
     assert git(bare, "branch", "--list", "reports/*").strip() == "reports/demo"
     assert local.TOKEN_VARIABLE not in os.environ
+
+
+# ----------------------------------------------------------------------------- data pointers
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "wdir: ../../outside\nouts:\n- md5: {md5}\n  path: data\n",
+            "the document has 'wdir', which a data pointer may not have (only outs, md5, frozen)",
+        ),
+        (
+            "deps:\n- path: /etc/passwd\nouts:\n- md5: {md5}\n  path: data\n",
+            "the document has 'deps', which a data pointer may not have (only outs, md5, frozen)",
+        ),
+        (
+            "outs:\n- md5: {md5}\n  path: data\n  remote: attacker\n",
+            "field 'outs[0]' has 'remote', which a data pointer may not have (only path, md5, "
+            "size, nfiles, hash)",
+        ),
+    ],
+)
+def test_a_data_pointer_may_hold_only_outputs_and_hashes(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    folder = tmp_path / "projects" / "p"
+    folder.mkdir(parents=True)
+    (folder / "data.dvc").write_text(text.format(md5="0" * 32 + ".dir"))
+    with pytest.raises(UntrustedDataError) as caught:
+        pull_pointers(tmp_path, folder)
+    assert str(caught.value) == f"projects/p/data.dvc: {message}; it was not pulled"
+
+
+def test_data_is_not_pulled_through_a_linked_dvc_folder(tmp_path: Path, outside: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / ".dvc").symlink_to(outside)
+    with pytest.raises(UntrustedDataError, match=r"\.dvc is a symbolic link or not a folder"):
+        pull_pointers(tmp_path / "repo", tmp_path / "repo")
+
+
+@pytest.mark.parametrize("kind", ["link", "file"])
+def test_the_local_forge_refuses_a_branch_whose_dvc_is_not_a_folder(
+    tmp_path: Path, outside: Path, kind: str
+) -> None:
+    bare = tmp_path / "forge.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    (bare / "tango" / "work").mkdir(parents=True)
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(bare), str(work))
+    if kind == "link":
+        (work / ".dvc").symlink_to(outside)
+    else:
+        (work / ".dvc").write_text("[core]\n")
+    git(work, "add", ".dvc")
+    git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a .dvc")
+    git(work, "push", "-q", "origin", "HEAD:hostile")
+    job = {
+        "id": "j1",
+        "kind": "report",
+        "branch": "hostile",
+        "after": git(work, "rev-parse", "HEAD").strip(),
+    }
+    with pytest.raises(TangoError) as caught:
+        local.run_job(bare, job, print)
+    assert str(caught.value) == (
+        "hostile: .dvc is a symbolic link or not a folder, so the forge cannot set its DVC "
+        "remote and cache; the job was refused"
+    )
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
