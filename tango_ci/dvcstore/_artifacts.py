@@ -9,6 +9,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
@@ -58,15 +59,22 @@ def _object_url(url: str, md5: str) -> str:
     return str(cache_object(Path(url), md5))
 
 
-def push_dir(folder: Path, url: str) -> dict:
-    """Push ``folder`` to the remote at ``url``; returns where it lives and its hashes."""
-    files = tree_hashes(folder)
-    if not files:
-        raise TangoError(f"{folder} holds no files to push")
+def push_dir(folder: Path, url: str, only: Iterable[str] | None = None) -> dict:
+    """Push ``folder`` (or only the files ``only`` names in it) to the remote at ``url``;
+    returns where it lives and the hashes of what was pushed."""
+    if only is None:  # every file (a link anywhere is refused)
+        only = [path.relative_to(folder).as_posix() for path in regular_files(folder)]
     with tempfile.TemporaryDirectory(prefix="tango-dvc-") as tmp:
         work = Path(tmp)
+        copy = work / "artifact"
+        for relpath in sorted(only):
+            safe_relpath(relpath, str(folder))
+            (copy / relpath).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(folder / relpath, copy / relpath, follow_symlinks=False)
+        files = tree_hashes(copy) if copy.is_dir() else {}  # what is pushed, as it is pushed
+        if not files:
+            raise TangoError(f"{folder} holds no files to push")
         _scratch(work, url)
-        shutil.copytree(folder, work / "artifact")
         run_dvc(work, "add", "-q", "artifact")
         run_dvc(work, "push", "-q")
         out = yaml.safe_load((work / "artifact.dvc").read_text())["outs"][0]

@@ -63,13 +63,15 @@ def publish_run(
 def store_artifacts(results: dict, remote_url: str) -> dict:
     """Push every target's artifact to the DVC remote; adds its record to ``results``.
 
-    What is pushed is compared once more with the hashes :func:`collect` verified.
+    Only the files :func:`collect` verified are pushed, and what is pushed is compared once
+    more with their hashes.
     """
     from tango_ci.dvcstore import push_dir
 
     for name, target in sorted(results["targets"].items()):
-        stored = push_dir(Path(target["artifact_dir"]), remote_url)
-        for relpath, expected in sorted((target.get("artifact_files") or {}).items()):
+        verified = target.get("artifact_files") or {}
+        stored = push_dir(Path(target["artifact_dir"]), remote_url, only=verified)
+        for relpath, expected in sorted(verified.items()):
             actual = stored["files"].get(relpath, "(missing)")
             if actual != expected:
                 raise ArtifactMismatch(

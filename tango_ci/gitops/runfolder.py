@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tango_ci.compile import ARTIFACT
 from tango_ci.contracts import TrainedModel
 from tango_ci.exceptions import TangoError
 from tango_ci.plugins import get_task
@@ -100,7 +101,10 @@ def _recorded_hashes(
 def verify_artifact(run_dir: RunDir, target: str, folder: Path, metrics: dict) -> dict:
     """Every file the stage records name in ``folder`` has the sha256 they recorded.
 
-    Returns relpath -> sha256 of the recorded files; a mismatch names the file and both hashes.
+    Returns relpath -> sha256 of what is published of the folder: the recorded files, and the
+    backend's records beside them (``artifact.json``; PyTorch's ``model.json``), each checked.
+    Anything else there (build scratch, or a file planted in a downloaded run) is left out.
+    A mismatch names the file and both hashes.
     """
     from tango_ci.dvcstore import regular_files
 
@@ -134,6 +138,10 @@ def verify_artifact(run_dir: RunDir, target: str, folder: Path, metrics: dict) -
                     expected=expected,
                 )
         verified[relpath] = actual
+    for name, check in ((ARTIFACT, check_built), ("model.json", check_model)):
+        if name in present and name not in verified:
+            _run_json(run_dir, f"{shown}/{name}", check)
+            verified[name] = file_sha256(present[name])
     return verified
 
 

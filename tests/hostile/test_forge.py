@@ -211,8 +211,10 @@ def test_a_sound_run_folder_is_published(ci_repo: Path) -> None:
     assert "on reports/demo; gate pass" in result.stderr
     results = json.loads(git(ci_repo, "show", "reports/demo:results.json"))
     model = ci_repo / "runs" / "demo" / RUN / "compile" / "cpu" / "model.onnx"
+    built = model.with_name("artifact.json")
     assert results["targets"]["cpu"]["artifact_files"] == {
-        "model.onnx": hashlib.sha256(model.read_bytes()).hexdigest()
+        "model.onnx": hashlib.sha256(model.read_bytes()).hexdigest(),
+        "artifact.json": hashlib.sha256(built.read_bytes()).hexdigest(),
     }
     assert results["targets"]["cpu"]["artifact"]["md5"].endswith(".dir")
 

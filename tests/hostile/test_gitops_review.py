@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from tango_ci.dvcstore import pull_pointers
 from tango_ci.exceptions import TangoError
 from tango_ci.gitops import local
 from tango_ci.gitops.promote import promote_pending
+from tango_ci.gitops.publish import publish_run
 from tango_ci.gitops.runfolder import collect
 from tango_ci.gitrepo import commit_files
 from tango_ci.registry.records import (
@@ -34,7 +36,7 @@ from tests.gitops.test_promote_pending import (  # fixtures are used by name
     repo,  # noqa: F401
     stored,  # noqa: F401
 )
-from tests.hostile.test_forge import RUN, fabricate_run
+from tests.hostile.test_forge import RUN, ci_repo, fabricate_run  # noqa: F401 (a fixture)
 
 
 def results(**changes) -> dict:
@@ -249,3 +251,26 @@ def test_the_local_forge_refuses_a_branch_whose_dvc_is_not_a_folder(
         "remote and cache; the job was refused"
     )
     assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
+
+
+# ----------------------------------------------------------------------------- artifact folders
+def test_only_the_verified_files_of_an_artifact_are_pushed(ci_repo: Path) -> None:
+    run = ci_repo / "runs" / "demo" / RUN
+    planted = b"a file no stage recorded"
+    (run / "compile" / "cpu" / "planted.engine").write_bytes(planted)
+    (run / "compile" / "cpu" / "quantization").mkdir()
+    (run / "compile" / "cpu" / "quantization" / "scratch.onnx").write_bytes(planted)
+    shutil.copy2(run / "train" / "model.json", run / "compile" / "cpu" / "model.json")
+    published = publish_run(ci_repo, RunDir(run), push=False)
+    target = published.results["targets"]["cpu"]
+    assert sorted(target["artifact"]["files"]) == ["artifact.json", "model.json", "model.onnx"]
+    assert target["artifact"]["files"] == target["artifact_files"]
+    stored = [p.read_bytes() for p in (ci_repo.parent / "storage").rglob("*") if p.is_file()]
+    assert planted not in stored
+
+
+def test_a_malformed_model_record_in_an_artifact_is_refused(tmp_path: Path) -> None:
+    run = fabricate_run(tmp_path)
+    (run / "compile" / "cpu" / "model.json").write_text('{"task": "[x](http://e)"}')
+    with pytest.raises(UntrustedDataError, match=r"^run \S+: compile/cpu/model\.json: "):
+        collect(RunDir(run))
