@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 
 from tango_ci.exceptions import TangoError
 from tango_ci.gitrepo import ZERO, clean_environment, git, rev_parse
+from tango_ci.printable import printable
 from tango_ci.rundir import write_json
 
 if TYPE_CHECKING:
@@ -212,7 +213,7 @@ def work(bare: Path) -> None:
             except Exception as error:
                 job["state"] = "failed"
                 job["error"] = f"{type(error).__name__}: {error}"
-                print(f"{_now()} job {job['id']} failed: {job['error']}", flush=True)
+                print(f"{_now()} job {job['id']} failed: {printable(job['error'])}", flush=True)
             job["finished_at"] = _now()
             write_json(path, job)
     if _next_job(home) is not None:  # queued while this worker was letting go
@@ -220,9 +221,10 @@ def work(bare: Path) -> None:
 
 
 def _log(path: Path, job: dict, message: str) -> None:
-    job["log"].append(f"{_now()} {message}")
+    line = f"{_now()} {printable(message)}"  # a report's text: one line, no escapes
+    job["log"].append(line)
     write_json(path, job)
-    print(f"{_now()} {message}", flush=True)
+    print(line, flush=True)
 
 
 def _checkout(bare: Path, job: dict) -> Path:

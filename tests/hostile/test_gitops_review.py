@@ -274,3 +274,70 @@ def test_a_malformed_model_record_in_an_artifact_is_refused(tmp_path: Path) -> N
     (run / "compile" / "cpu" / "model.json").write_text('{"task": "[x](http://e)"}')
     with pytest.raises(UntrustedDataError, match=r"^run \S+: compile/cpu/model\.json: "):
         collect(RunDir(run))
+
+
+# ----------------------------------------------------------------------------- printed text
+HOSTILE = "[/x] [bold]b\n::error::forged\x1b[2J"
+
+
+def cli(monkeypatch: pytest.MonkeyPatch, *args: str, **api_calls) -> str:
+    """The output of `tango ARGS` in process, with ``api_calls`` replacing the API's answers;
+    it must end well, with no control character and no line a text from outside began."""
+    from typer.testing import CliRunner
+
+    from tango_ci import api
+    from tango_ci.cli import app
+
+    for name, answer in api_calls.items():
+        monkeypatch.setattr(api, name, lambda *a, answer=answer, **k: answer)
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "400", "NO_COLOR": "1"})
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\n::error" not in result.output
+    return result.output
+
+
+def test_registry_tables_print_records_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    record = {"architecture": HOSTILE, "engine": HOSTILE, "run": "[/x]", "metrics": {}}
+    version = {"version": "v1.0.0", "stages": ["[/x]"], "record": record}
+    shown = cli(monkeypatch, "registry", "show", "demo-cpu", artifact_versions=[version])
+    assert "[/x] [bold]b\\n::error::forged\\x1b[2J" in shown
+    row = {"name": "[/x]", "latest": "v1.0.0", "stages": {"[b]": "v1.0.0"}}
+    assert "[b]: v1.0.0" in cli(monkeypatch, "registry", "ls", registry_overview=[row])
+    event = {"created_at": "t", "event": "[/x]", "version": "v1.0.0", "stage": None}
+    event |= {"tag": "[/x]", "author": HOSTILE}
+    history = cli(monkeypatch, "registry", "history", "demo-cpu", artifact_history=[event])
+    assert "[/x] [bold]b\\n::error::forged" in history
+
+
+def test_forge_status_and_plan_print_outside_text_as_text(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    job = {"id": "j1", "branch": "b", "state": "failed", "error": HOSTILE, "results": [], "log": []}
+    status = cli(monkeypatch, "gitops", "status", str(tmp_path), forge_status=[job])
+    assert "[/x] [bold]b\\n::error::forged" in status
+    plan = SimpleNamespace(
+        projects=[{"project": "demo", "runner": "gpu", "runs-on": "[x]"}],
+        reasons={"demo": [HOSTILE]},
+        targets=[{"project": "demo", "target": "cpu", "runner": "[/x]", "runs-on": "[/y]"}],
+    )
+    planned = cli(monkeypatch, "ci", "plan", "--all", plan_change=plan, write_github_output=None)
+    assert "demo: [/x] [bold]b\\n::error::forged\\x1b[2J; train on gpu [x]" in planned
+    assert "target cpu on [/x] [/y]" in planned
+
+
+def test_promotion_lines_are_printed_and_logged_as_one_line_each(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    why = "architecture a -> x\n::error file=README.md::forged\x1b[2J (minor)"
+    outcome = [{"project": "a", "report": "c", "run": "r1", "passed": True}]
+    outcome[0]["promoted"] = [{"name": "a-cpu", "version": "v1.1.0", "why": why}]
+    printed = cli(monkeypatch, "ci", "promote", "--no-push", promote_merged=outcome)
+    assert "a-cpu: v1.1.0 (architecture a -> x\\n::error file=README.md::forged\\x1b[2J" in printed
+    job = {"log": []}
+    local._log(tmp_path / "job.json", job, why)
+    assert "\n" not in job["log"][0] and "\x1b" not in job["log"][0]
