@@ -123,28 +123,21 @@ class RunDir:
         manifest = self.manifest(stage)
         if manifest is None:
             return 0
-        outputs = manifest.get("outputs")
+        outputs, where = manifest.get("outputs"), display(self.stage_dir(stage) / MANIFEST)
         if not isinstance(outputs, dict):
-            raise RunFileError(
-                f"{display(self.stage_dir(stage) / MANIFEST)}: 'outputs' must be a JSON object"
-            )
+            raise RunFileError(f"{where}: 'outputs' must be a JSON object")
         root = self.root.resolve()
         for name, entry in outputs.items():
+            relative = entry.get("path") if isinstance(entry, dict) else None
+            if not isinstance(relative, str) or not isinstance(entry.get("sha256"), str):
+                raise RunFileError(f"{where}: output {name[:60]!r} needs a path and a sha256")
+            path = self.root / relative  # checked for a NUL first: resolve() would raise
             if (
-                not isinstance(entry, dict)
-                or not isinstance(entry.get("path"), str)
-                or not isinstance(entry.get("sha256"), str)
+                "\0" in relative
+                or os.path.isabs(relative)
+                or not path.resolve().is_relative_to(root)
             ):
-                raise RunFileError(
-                    f"{display(self.stage_dir(stage) / MANIFEST)}: output "
-                    f"{name[:60]!r} needs a path and a sha256"
-                )
-            path = self.root / entry["path"]
-            if Path(entry["path"]).is_absolute() or not path.resolve().is_relative_to(root):
-                raise RunFileError(
-                    f"{display(self.stage_dir(stage) / MANIFEST)}: output "
-                    f"{entry['path'][:80]!r} is outside the run folder"
-                )
+                raise RunFileError(f"{where}: output {relative[:80]!r} is outside the run folder")
             if not path.is_file():
                 raise RunFileError(
                     f"{display(path)}: missing, although the {stage} stage "

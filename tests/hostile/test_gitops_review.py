@@ -341,3 +341,16 @@ def test_promotion_lines_are_printed_and_logged_as_one_line_each(
     job = {"log": []}
     local._log(tmp_path / "job.json", job, why)
     assert "\n" not in job["log"][0] and "\x1b" not in job["log"][0]
+
+
+# ----------------------------------------------------------------------------- run manifests
+@pytest.mark.parametrize("path", ["a\x00b", "/etc/passwd", "../../outside"])
+def test_a_manifest_output_outside_the_run_or_with_a_nul_is_one_line(
+    tmp_path: Path, path: str
+) -> None:
+    run = fabricate_run(tmp_path)
+    manifest = {"stage": "compile", "status": "complete", "outputs": {"x": {"path": path}}}
+    manifest["outputs"]["x"]["sha256"] = "0" * 64
+    (run / "compile" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(TangoError, match=r"is outside the run folder$"):
+        RunDir(run).verify("compile")
