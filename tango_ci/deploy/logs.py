@@ -9,8 +9,9 @@ import tempfile
 from pathlib import Path
 
 from tango_ci.exceptions import TangoError
+from tango_ci.monitor import unreadable_log
 from tango_ci.rundir import display
-from tango_ci.runtime.logs import log_files, read_records
+from tango_ci.runtime.logs import LogError, iter_records, log_files
 
 
 def export_logs(log: Path, out: Path, since: float | None = None) -> dict:
@@ -29,15 +30,14 @@ def export_logs(log: Path, out: Path, since: float | None = None) -> dict:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             for path in files:
                 try:
-                    records = read_records(path)
-                except sqlite3.DatabaseError as exc:
-                    raise TangoError(f"{display(path)}: not a prediction log ({exc})") from None
-                for record in records:
-                    if since is not None and record["time"] < since:
-                        continue
-                    stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-                    version = record["model_version"]
-                    counts[version] = counts.get(version, 0) + 1
+                    for _, record in iter_records(path):  # every field checked, streamed
+                        if since is not None and record["time"] < since:
+                            continue
+                        stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+                        version = record["model_version"]
+                        counts[version] = counts.get(version, 0) + 1
+                except (sqlite3.DatabaseError, LogError) as exc:
+                    raise unreadable_log(path, exc) from None
         os.replace(temporary, out)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -12,7 +12,10 @@ plots are written; the CLI exits 3 on drift.
 
 from __future__ import annotations
 
-import json
+import math
+import re
+import sqlite3
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -27,44 +30,100 @@ MAX_SAMPLE = 400
 MIN_RECORDS = 20
 
 
-def read_window(source: Path, version: str | None, window: int) -> list[dict]:
-    """The last ``window`` records of ``version`` (default: every version) from a log store
-    (and its rotated files) or an exported JSON-lines file."""
-    from tango_ci.runtime.logs import log_files, read_records
+#: an exported log larger than this is refused: every line is parsed and checked
+MAX_EXPORT_BYTES = 2**30
+MAX_LINE_BYTES = 16 * 2**20
+#: a request's content hash as serve logs it (and names a kept image by)
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
+
+class LogRecordError(TangoError):
+    """A prediction log or export that cannot be read, or a record not as serve writes it."""
+
+
+def unreadable_log(path: Path, exc: Exception) -> LogRecordError:
+    """The one line for a log file that SQLite cannot read or whose row is malformed."""
+    from tango_ci.runtime.logs import LogError
+
+    if isinstance(exc, LogError):
+        return LogRecordError(f"{display(path)}: {str(exc)[:200]}")
+    return LogRecordError(f"{display(path)}: not a prediction log ({str(exc)[:160]})")
+
+
+def read_window(source: Path, version: str | None, window: int) -> list[dict]:
+    """The last ``window`` champion records of ``version`` (default: every version) from a
+    log store (newest files first, only as many rows as needed) or an exported JSON-lines file
+    (streamed, every line checked)."""
+    if window < 1:
+        raise TangoError(f"the window must be at least 1 record, not {window}")
     if source.suffix == ".jsonl":
-        records = []
-        for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
+        return _export_window(source, version, window)
+    from tango_ci.runtime.logs import LogError, iter_records, log_files
+
+    files = log_files(source)
+    if not files:
+        raise TangoError(f"{display(source)}: no prediction log there")
+    where = {"role": "champion"} | ({} if version is None else {"model_version": version})
+    chosen: list[dict] = []
+    for path in reversed(files):
+        try:
+            rows = list(iter_records(path, last=window - len(chosen), where=where))
+        except (sqlite3.DatabaseError, LogError) as exc:
+            raise unreadable_log(path, exc) from None
+        for row, record in rows:
+            problem = record_problem(record)
+            if problem:
+                raise LogRecordError(f"{display(path)}: row {row}: {problem}")
+        chosen[:0] = [record for _, record in rows]
+        if len(chosen) >= window:
+            break
+    return chosen
+
+
+def _export_window(source: Path, version: str | None, window: int) -> list[dict]:
+    from tango_ci.jsonfiles import strict_json
+
+    if source.is_symlink() or not source.is_file():
+        raise TangoError(f"{display(source)}: not a regular file")
+    size = source.stat().st_size
+    if size > MAX_EXPORT_BYTES:
+        raise TangoError(
+            f"{display(source)}: {size} bytes, more than the {MAX_EXPORT_BYTES >> 20} MiB "
+            "an export may have (export a shorter span with --since)"
+        )
+    chosen: deque[dict] = deque(maxlen=window)
+    with source.open("rb") as stream:
+        for number, line in enumerate(iter(lambda: stream.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(line) > MAX_LINE_BYTES:
+                raise LogRecordError(f"{display(source)}:{number}: longer than a record may be")
             try:
-                records.append(json.loads(line))
-            except ValueError:
-                raise TangoError(f"{display(source)}:{number}: not a JSON record") from None
-    else:
-        files = log_files(source)
-        if not files:
-            raise TangoError(f"{display(source)}: no prediction log there")
-        records = [r for f in files for r in read_records(f)]
-    for number, record in enumerate(records, 1):
-        problem = record_problem(record)
-        if problem:
-            raise TangoError(f"{display(source)}: record {number}: {problem}")
-    chosen = [
-        r
-        for r in records
-        if r.get("role", "champion") == "champion"
-        and (version is None or r.get("model_version") == version)
-    ]
-    return chosen[-window:]
+                record = strict_json(line)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise LogRecordError(
+                    f"{display(source)}:{number}: not a JSON record ({str(exc)[:80]})"
+                ) from None
+            problem = record_problem(record)
+            if problem:
+                raise LogRecordError(f"{display(source)}: record {number}: {problem}")
+            if record.get("role", "champion") == "champion" and (
+                version is None or record.get("model_version") == version
+            ):
+                chosen.append(record)
+    return list(chosen)
+
+
+def finite_number(value: object) -> bool:
+    """A JSON number (no bool) that is finite as a float: huge integers are not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _numbers(value, limit: int = 100_000) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) <= limit
-        and all(
-            isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in value
-        )
-    )
+    return isinstance(value, list) and len(value) <= limit and all(finite_number(v) for v in value)
 
 
 def record_problem(record) -> str | None:
@@ -73,6 +132,14 @@ def record_problem(record) -> str | None:
         return "not an object"
     if not isinstance(record.get("model_version"), str):
         return "'model_version' is not text"
+    for key in ("role", "request"):
+        if not isinstance(record.get(key, ""), str):
+            return f"'{key}' is not text"
+    if "time" in record and not finite_number(record["time"]):
+        return "'time' is not a finite number"
+    digest = record.get("input_hash", "0" * 64)
+    if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
+        return "'input_hash' is not a sha256 in hex"
     outputs = record.get("outputs")
     if not isinstance(outputs, dict):
         return "'outputs' is not an object"
@@ -82,8 +149,8 @@ def record_problem(record) -> str | None:
     if not isinstance(boxes, list) or not all(
         isinstance(b, dict)
         and isinstance(b.get("class"), int)
-        and isinstance(b.get("score"), int | float)
-        and np.isfinite(b["score"])
+        and not isinstance(b.get("class"), bool)
+        and finite_number(b.get("score"))
         for b in boxes
     ):
         return "'outputs.boxes' is not a list of boxes with class and score"
@@ -118,12 +185,71 @@ def _outputs(records: list[dict], kind: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _inputs(records: list[dict]) -> np.ndarray:
     """Per-channel mean and standard deviation of every image input (tensor requests aside)."""
-    rows = [
-        r["input_summary"]["mean"] + r["input_summary"]["std"]
-        for r in records
-        if len(r.get("input_summary", {}).get("shape", [])) == 3
-    ]
+    rows = [r["input_summary"]["mean"] + r["input_summary"]["std"] for r in records if _is_image(r)]
     return np.asarray(rows, dtype=np.float64)
+
+
+def _reference(bundle: Path, manifest: dict) -> list[dict]:
+    """The reference records, read only as the verified manifest lists them (size-limited,
+    hash-checked again: the bundle folder may change after the check, strict JSON)."""
+    import hashlib
+
+    from tango_ci.jsonfiles import MAX_JSON_BYTES, strict_json
+
+    path = bundle / REFERENCE
+    expected = (manifest.get("files") or {}).get(REFERENCE)
+    if not isinstance(expected, str):
+        raise TangoError(f"{display(path)}: the bundle lists no reference; redeploy it")
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_JSON_BYTES + 1)
+    except OSError as exc:
+        raise TangoError(f"{display(path)}: cannot read ({exc.strerror})") from None
+    if len(data) > MAX_JSON_BYTES or hashlib.sha256(data).hexdigest() != expected:
+        raise TangoError(f"{display(path)}: differs from the bundle's manifest")
+    try:
+        records = strict_json(data).get("records")
+    except (ValueError, AttributeError):
+        records = None
+    if not isinstance(records, list) or not records:
+        raise TangoError(f"{display(path)}: not a reference (no 'records' list)")
+    for number, record in enumerate(records, 1):
+        # the reference is the bundle's own answers: no version or hash of a request
+        problem = record_problem(
+            {"model_version": ""} | record if isinstance(record, dict) else record
+        )
+        if problem:
+            raise LogRecordError(f"{display(path)}: record {number}: {problem}")
+    return records
+
+
+def _channels(records: list[dict]) -> int | None:
+    """The channel count of the first image input's statistics (the reference's first)."""
+    return next(
+        (len(r["input_summary"]["mean"]) for r in records if _is_image(r)),
+        None,
+    )
+
+
+def _is_image(record: dict) -> bool:
+    return len(record.get("input_summary", {}).get("shape", [])) == 3
+
+
+def _window_problem(record: dict, kind: str, classes: int, channels: int | None) -> str | None:
+    """What makes one checked record unfit to compare with this bundle's reference."""
+    answer = record["outputs"]
+    if kind == "probabilities" and len(answer.get("probabilities", [])) != classes:
+        return f"not {classes} class probabilities, as the bundle has"
+    if kind == "boxes" and "probabilities" in answer:
+        return "class probabilities where the bundle answers with boxes"
+    if any(not 0 <= box["class"] < classes for box in answer.get("boxes", [])):
+        return f"a box class outside the bundle's {classes}"
+    summary = record.get("input_summary", {})
+    if _is_image(record) and not (
+        len(summary.get("mean", [])) == len(summary.get("std", [])) == channels
+    ):
+        return f"the input statistics are not {channels} channel means and deviations"
+    return None
 
 
 def _cut(sample: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -144,13 +270,13 @@ def monitor(
 ) -> dict:
     """Compare the last ``window`` answers of ``version`` (default: the bundle's) with the
     bundle's reference; writes ``drift.json``, ``drift.md`` and plots into ``out``."""
-    from tango_ci.runtime import Bundle
+    from tango_ci.runtime import Bundle, BundleError
 
-    loaded = Bundle(bundle)  # hashes checked, the reference among them
-    reference_path = Path(bundle) / REFERENCE
-    if not reference_path.is_file():
-        raise TangoError(f"{display(reference_path)}: the bundle has no reference; redeploy it")
-    reference = json.loads(reference_path.read_text())["records"]
+    try:
+        loaded = Bundle(bundle)  # hashes checked, the reference among them
+    except BundleError as exc:
+        raise TangoError(f"{display(bundle)}: {exc}") from None
+    reference = _reference(Path(bundle), loaded.manifest)
     version = version or loaded.version
     current = read_window(Path(source), version, window)
     if len(current) < MIN_RECORDS:
@@ -159,18 +285,14 @@ def monitor(
             f"needs at least {MIN_RECORDS}"
         )
     kind, classes = _kind(reference), len(loaded.labels)
-    for number, record in enumerate(current, 1):
-        answer = record["outputs"]
-        if kind == "probabilities" and len(answer.get("probabilities", [])) != classes:
-            raise TangoError(
-                f"{display(source)}: record {number} of the window: not {classes} class "
-                "probabilities, as the bundle has"
-            )
-        if any(not 0 <= box["class"] < classes for box in answer.get("boxes", [])):
-            raise TangoError(
-                f"{display(source)}: record {number} of the window: a box class "
-                f"outside the bundle's {classes}"
-            )
+    channels = _channels(reference + current)
+    shown = display(Path(bundle) / REFERENCE)
+    for name, records in ((shown, reference), (display(source), current)):
+        for number, record in enumerate(records, 1):
+            where = f"{name}: record {number}" + (" of the window" if records is current else "")
+            problem = _window_problem(record, kind, classes, channels)
+            if problem:
+                raise LogRecordError(f"{where}: {problem}")
     ref_out, ref_classes = _outputs(reference, kind)
     cur_out, cur_classes = _outputs(current, kind)
     checks: dict[str, dict] = {

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,22 +125,134 @@ class PredictionLog:
             self._connection.close()
 
 
-def read_records(path: Path | str) -> list[dict]:
-    """Every record of one log file, oldest first (outputs and summaries parsed)."""
-    connection = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+class LogError(Exception):
+    """A log file that is not what :class:`PredictionLog` writes; the message is one line
+    naming the row (callers name the file)."""
+
+
+#: the longest text or blob a row may hold: a logged answer is a few kilobytes
+MAX_FIELD_BYTES = 16 * 2**20
+TEXT = ("request", "model_version", "role", "input_hash")
+NUMBERS = ("time", "latency_ms")
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _field(column: str, value: Any) -> Any:
+    """One column's value as the writer stored it, else ``ValueError`` saying what is off."""
+    if column in TEXT:
+        if not isinstance(value, str):
+            raise ValueError(f"'{column}' is not text")
+        return value
+    if column in NUMBERS:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"'{column}' is not a number")
+        try:
+            if not math.isfinite(float(value)):
+                raise ValueError(f"'{column}' is not a finite number")
+        except OverflowError:
+            raise ValueError(f"'{column}' is not a finite number") from None
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"'{column}' is not JSON text")
     try:
-        rows = connection.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM predictions ORDER BY id"
-        ).fetchall()
+        return json.loads(value, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError(f"'{column}' is nested too deeply") from None
+    except ValueError as exc:
+        raise ValueError(f"'{column}' is not JSON ({str(exc)[:80]})") from None
+
+
+def _check_table(connection: sqlite3.Connection) -> None:
+    """``predictions`` must be a plain table with the writer's columns: a view (or a generated
+    column) would run whatever query the file's author wrote on every read."""
+    found = connection.execute(
+        "SELECT type, sql FROM sqlite_master WHERE lower(name) = 'predictions'"
+    ).fetchall()
+    if len(found) != 1 or found[0][0] != "table":
+        raise LogError("not a prediction log: 'predictions' is missing or not a table")
+    if not str(found[0][1] or "").lstrip().upper().startswith("CREATE TABLE"):
+        raise LogError("not a prediction log: 'predictions' is not a plain table")
+    columns = {row[1]: row[6] for row in connection.execute("PRAGMA table_xinfo(predictions)")}
+    missing = [c for c in ("id", *COLUMNS) if c not in columns]
+    if missing:
+        raise LogError(f"not a prediction log: its table lacks {', '.join(missing)}")
+    if any(hidden for hidden in columns.values()):
+        raise LogError("not a prediction log: its table has generated or hidden columns")
+
+
+class _Deadline:
+    """A progress handler that stops a query once ``seconds`` pass without a row: a plain
+    table gives its rows steadily, a crafted file may compute forever."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.row()
+
+    def row(self) -> None:
+        self.since = time.monotonic()
+
+    def __call__(self) -> bool:
+        return self.seconds is not None and time.monotonic() - self.since > self.seconds
+
+
+def iter_records(
+    path: Path | str,
+    last: int | None = None,
+    where: dict[str, str] | None = None,
+    seconds: float | None = 60.0,
+) -> Iterator[tuple[str, dict]]:
+    """(row id, record) of one log file, oldest first, every field checked; with ``last``,
+    only the newest ``last`` rows whose columns equal ``where``'s values. Raises
+    :class:`LogError` (the row named) or ``sqlite3.DatabaseError`` (a file SQLite cannot
+    read); a query that gives no row for ``seconds`` is stopped."""
+    where = {c: v for c, v in (where or {}).items() if c in COLUMNS}
+    connection = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        deadline = _Deadline(seconds)
+        connection.set_progress_handler(deadline, 10_000)
+        connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_FIELD_BYTES)
+        connection.execute("PRAGMA trusted_schema = OFF")
+        _check_table(connection)
+        query = f"SELECT id, {', '.join(COLUMNS)} FROM predictions"
+        if where:
+            query += " WHERE " + " AND ".join(f"{c} = ?" for c in where)
+        if last is None:
+            rows: Iterable = connection.execute(query + " ORDER BY id", tuple(where.values()))
+        else:
+            newest = connection.execute(
+                query + " ORDER BY id DESC LIMIT ?", (*where.values(), last)
+            ).fetchall()
+            rows = reversed(newest)
+        for row_id, *values in rows:
+            shown = str(row_id)[:40] if isinstance(row_id, int) else repr(row_id)[:40]
+            try:
+                record = {c: _field(c, v) for c, v in zip(COLUMNS, values, strict=True)}
+            except ValueError as exc:
+                raise LogError(f"row {shown}: {exc}") from None
+            yield shown, record
+            deadline.row()
+    except sqlite3.OperationalError as exc:
+        if "interrupted" in str(exc):
+            raise LogError(f"no row came for {seconds:g} s; reading stopped") from None
+        raise
     finally:
         connection.close()
-    records = []
-    for row in rows:
-        record = dict(zip(COLUMNS, row, strict=True))
-        record["outputs"] = json.loads(record["outputs"])
-        record["input_summary"] = json.loads(record["input_summary"])
-        records.append(record)
-    return records
+
+
+def read_records(path: Path | str, **options: Any) -> list[dict]:
+    """Every record of one log file, oldest first (outputs and summaries parsed, every field
+    checked); ``options`` as :func:`iter_records` takes them."""
+    return [record for _, record in iter_records(path, **options)]
 
 
 def log_files(path: Path | str) -> list[Path]:

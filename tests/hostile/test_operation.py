@@ -28,7 +28,7 @@ GOOD = {
         ("{not json", "record-file.jsonl:2: not a JSON record"),
         (
             json.dumps(GOOD | {"outputs": {"probabilities": [float("nan"), 1.0]}}),
-            "record 2: 'outputs.probabilities' is not a list of finite numbers",
+            ":2: not a JSON record (NaN at outputs/probabilities/0 is not a number JSON allows)",
         ),
         (json.dumps(GOOD | {"outputs": "class 1"}), "record 2: 'outputs' is not an object"),
         (json.dumps(GOOD | {"model_version": 7}), "record 2: 'model_version' is not text"),
