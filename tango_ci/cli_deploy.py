@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from tango_ci import api
 from tango_ci.cli_common import display, err
 from tango_ci.exceptions import TangoError
+from tango_ci.printable import printable
 
 logs_app = typer.Typer(
     no_args_is_help=True,
@@ -24,6 +26,12 @@ label_app = typer.Typer(
     help="Labelling: a queue of logged images for Label Studio or CVAT, and their import.",
 )
 commands = typer.Typer()  # merged into the main app: `tango deploy`, `tango monitor`
+
+
+def _say(line: str) -> None:
+    """One line on stderr; versions, labels and file names come from outside, so never
+    markup, and control characters shown as escapes (no forged workflow command)."""
+    err.print(escape(printable(line)), highlight=False, soft_wrap=True)
 
 
 @commands.command("deploy")
@@ -59,7 +67,7 @@ def deploy_command(
         if not target:
             raise TangoError("with a project folder, name the target: --target NAME")
         manifest = api.deploy_run(Path(source), target, to, run_id)
-    err.print(
+    _say(
         f"bundle of {manifest['project']}/{manifest['target']} ({manifest['version']}, "
         f"{manifest['engine']} {manifest['precision']}): {len(manifest['files'])} files in {to}"
     )
@@ -80,9 +88,7 @@ def logs_export(
 
     done = export_logs(log, out, since)
     per_version = ", ".join(f"{v}: {n}" for v, n in done["versions"].items()) or "none"
-    err.print(
-        f"{done['records']} records from {len(done['files'])} file(s) in {out} ({per_version})"
-    )
+    _say(f"{done['records']} records from {len(done['files'])} file(s) in {out} ({per_version})")
 
 
 @commands.command("monitor")
@@ -109,11 +115,11 @@ def monitor_command(
 
     result = monitor(source, bundle, out, window=window, alpha=alpha, version=version)
     for name, check in result["checks"].items():
-        err.print(
+        _say(
             f"{name}: p {check['p_value_corrected']:.4g} "
             f"{'DRIFT' if check['drift'] else 'ok'} (threshold {result['threshold']:.4g})"
         )
-    err.print(f"{'drift' if result['drift'] else 'no drift'}: report in {out / 'drift.md'}")
+    _say(f"{'drift' if result['drift'] else 'no drift'}: report in {out / 'drift.md'}")
     if result["drift"]:
         raise typer.Exit(3)
 
@@ -130,7 +136,7 @@ def label_queue(
         help="entropy, margin, least-confidence, bald (needs --model), coreset or random.",
     ),
     out: Path = typer.Option(..., "--out", help="New folder for the queue."),
-    window: int = typer.Option(5000, "--window", help="Consider the last N answers."),
+    window: int = typer.Option(5000, "--window", min=1, help="Consider the last N answers."),
     model: Path | None = typer.Option(
         None,
         "--model",
@@ -154,9 +160,16 @@ def label_queue(
     before its last linear layer and queues the images whose passes disagree most. Its weights
     are read as plain tensors, never unpickled.
     """
-    from tango_ci.labelling import SCORED, kept_image, kept_pool, require_probabilities, write_queue
+    from tango_ci.labelling import (
+        SCORED,
+        check_queue,
+        kept_image,
+        kept_pool,
+        require_probabilities,
+        write_queue,
+    )
     from tango_ci.monitor import read_window
-    from tango_ci.runtime import Bundle
+    from tango_ci.runtime import Bundle, BundleError
 
     if (model is not None) != (strategy in SCORED):
         raise TangoError(
@@ -164,8 +177,12 @@ def label_queue(
             if model is None
             else f"--model is read by --strategy bald only, not {strategy}"
         )
-    loaded = Bundle(bundle)
+    try:
+        loaded = Bundle(bundle)
+    except BundleError as exc:
+        raise TangoError(f"{display(str(bundle))}: {exc}") from None
     records = read_window(log, None, window)
+    check_queue(records, len(loaded.labels), display(str(log)))
     scores = None
     if model is not None:
         from tango_ci.contracts import TrainedModel
@@ -186,7 +203,7 @@ def label_queue(
             load_network(model), files, info.image_size, samples=samples, p=dropout, seed=seed
         )
     done = write_queue(records, images, out, budget, strategy, loaded.labels, seed, scores)
-    err.print(f"{done['queued']} of {done['pool']} images queued by {strategy} in {out}")
+    _say(f"{done['queued']} of {done['pool']} images queued by {strategy} in {out}")
 
 
 @label_app.command("import")
@@ -223,9 +240,9 @@ def label_import(
     held = challenger.new_resolved if challenger is not None else None
     done = import_labels(export, data, labels, boxes, held=held, fraction=eval_fraction)
     for line in done["rejected"]:
-        err.print(f"rejected: {line}")
+        _say(f"rejected: {line}")
     kept = f" ({done['held_out']} of them into {display(str(held))} for the gate)" if held else ""
-    err.print(
+    _say(
         f"{done['imported']} imported into {display(str(data))}{kept}, "
         f"{len(done['rejected'])} rejected"
     )

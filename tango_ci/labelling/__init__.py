@@ -28,6 +28,42 @@ SCORED = ("bald",)  # scored outside the log, from the images and the trained ne
 EPS = 1e-12
 
 
+def queue_problem(record: dict, classes: int) -> str | None:
+    """What the queue needs of a record beyond :func:`tango_ci.monitor.record_problem`:
+    the kept image's name (a sha256), as many probabilities as the bundle has labels, and
+    answers it can turn into pre-annotations. None when it is fit."""
+    from tango_ci.monitor import SHA256_HEX, finite_number, record_problem
+
+    problem = record_problem(record)
+    if problem:
+        return problem
+    digest = record.get("input_hash")
+    if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
+        return "'input_hash' is not a sha256 in hex"
+    answer = record["outputs"]
+    if "probabilities" in answer and len(answer["probabilities"]) != classes:
+        return f"not {classes} class probabilities, as the bundle has"
+    if "label" in answer and not isinstance(answer["label"], str):
+        return "'outputs.label' is not text"
+    for number, box in enumerate(answer.get("boxes", []), 1):
+        corners = box.get("box")
+        if not (
+            isinstance(corners, list) and len(corners) == 4 and all(map(finite_number, corners))
+        ):
+            return f"box {number} has no 'box' of 4 finite numbers"
+        if not isinstance(box.get("label"), str):
+            return f"box {number}: 'label' is not text"
+    return None
+
+
+def check_queue(records: list[dict], classes: int, source: str = "the log") -> None:
+    """Refuse records the queue cannot use, naming the first (``source`` is the log shown)."""
+    for number, record in enumerate(records, 1):
+        problem = queue_problem(record, classes)
+        if problem:
+            raise TangoError(f"{source}: record {number} of the window: {problem}")
+
+
 def _uncertainty(answer: dict, strategy: str) -> float:
     if "probabilities" in answer:
         p = np.clip(np.asarray(answer["probabilities"], dtype=np.float64), EPS, 1.0)
@@ -93,7 +129,13 @@ def choose(
     if strategy == "random":
         return [int(i) for i in np.random.default_rng(seed).permutation(len(records))[:count]]
     if strategy == "coreset":
-        points = np.stack([_features(r) for r in records])
+        features = [_features(r) for r in records]
+        if len({len(f) for f in features}) > 1:
+            raise TangoError(
+                "coreset compares answers and input statistics of one length; these records "
+                "differ (tensor and image requests, or answers of different models?)"
+            )
+        points = np.stack(features)
         scale = points.std(0)
         points = points / np.where(scale == 0, 1.0, scale)
         chosen = [int(np.argmax(np.linalg.norm(points - points.mean(0), axis=1)))]
@@ -150,8 +192,17 @@ def _prediction(answer: dict, width: int, height: int) -> list[dict]:
 
 
 def kept_image(images: Path, record: dict) -> Path:
-    """Where ``serve --keep-images`` keeps the image a record answered."""
-    return images / f"{record['input_hash']}.img"
+    """Where ``serve --keep-images`` keeps the image a record answered (its sha256 names it;
+    a name that is no sha256, or a kept file linking out of ``images``, is refused)."""
+    from tango_ci.monitor import SHA256_HEX
+
+    digest = record.get("input_hash")
+    if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
+        raise TangoError(f"a record's input hash {str(digest)[:20]!r} is not a sha256 in hex")
+    path = images / f"{digest}.img"
+    if path.exists() and not path.resolve().is_relative_to(images.resolve()):
+        raise TangoError(f"{display(path)}: leads out of {display(images)}")
+    return path
 
 
 def kept_pool(records: list[dict], images: Path) -> list[dict]:
@@ -179,6 +230,7 @@ def write_queue(
     """
     if out.exists() and any(out.iterdir()):
         raise TangoError(f"{display(out)} exists and is not empty; nothing was written")
+    check_queue(records, len(labels))
     pool = kept_pool(records, images)
     if not pool:
         raise TangoError(

@@ -3,14 +3,14 @@ project's data folder: class folders (classification) or YOLO ``images/train`` a
 ``labels/train`` (detection).
 
 Every entry is checked (an image inside the export's folder, a known label, boxes inside the
-image, no file of that name already in the data); a rejected entry is named with its reason and
-skipped. Accepted files are staged in a temporary folder first and moved in only when the whole
+image, no file of that name already in the data or this import; for detection no image or
+labels of that stem either, as YOLO pairs them by stem); a rejected entry is named with its
+reason and skipped. Accepted files are staged in a temporary folder first and moved in only when the whole
 file was read, so a malformed export changes nothing in the data folder.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
@@ -24,42 +24,68 @@ MAX_EXPORT_BYTES = 64 * 2**20
 
 
 class _Entry:
-    def __init__(self, where: str, image: str, label: str | None, boxes: list) -> None:
+    def __init__(
+        self, where: str, image: str, label: str | None, boxes: list, problem: str | None = None
+    ) -> None:
         self.where, self.image, self.label, self.boxes = where, image, label, boxes
+        self.problem = problem  # why the export's entry itself is unusable, or None
 
 
 def _label_studio(path: Path) -> list[_Entry]:
+    from tango_ci.jsonfiles import strict_json
+
     try:
-        tasks = json.loads(path.read_text(encoding="utf-8"))
+        tasks = strict_json(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise TangoError(f"{display(path)}: not a Label Studio JSON export ({exc})") from None
+        reason = str(exc)[:120]
+        raise TangoError(f"{display(path)}: not a Label Studio JSON export ({reason})") from None
     if not isinstance(tasks, list):
         raise TangoError(f"{display(path)}: a Label Studio export is a list of tasks")
     entries = []
     for number, task in enumerate(tasks):
         where = f"{display(path)}: task {number}"
-        image = (task.get("data") or {}).get("image") if isinstance(task, dict) else None
-        annotations = (
-            [
-                a
-                for a in (task.get("annotations") or [])
-                if isinstance(a, dict) and not a.get("was_cancelled")
-            ]
-            if isinstance(task, dict)
-            else []
-        )
-        if not isinstance(image, str) or not annotations:
-            entries.append(_Entry(where, "", None, [("no image or no annotation", None)]))
-            continue
-        label, boxes = None, []
-        for item in annotations[-1].get("result") or []:
-            value = item.get("value", {}) if isinstance(item, dict) else {}
-            if item.get("type") == "choices" and value.get("choices"):
-                label = str(value["choices"][0])
-            elif item.get("type") == "rectanglelabels" and value.get("rectanglelabels"):
-                boxes.append(("percent", value))
-        entries.append(_Entry(where, image, label, boxes))
+        try:
+            image, label, boxes = _task(task)
+        except ValueError as exc:
+            entries.append(_Entry(where, "", None, [], str(exc)))
+        else:
+            entries.append(_Entry(where, image, label, boxes))
     return entries
+
+
+def _task(task: object) -> tuple[str, str | None, list]:
+    """(image, class label, rectangle values) of one task; ``ValueError`` says what is off."""
+    data = task.get("data") if isinstance(task, dict) else None
+    image = data.get("image") if isinstance(data, dict) else None
+    annotations = task.get("annotations") if isinstance(task, dict) else None
+    if not isinstance(image, str) or not isinstance(annotations, list):
+        raise ValueError("no image or no annotation")
+    kept = [a for a in annotations if isinstance(a, dict) and not a.get("was_cancelled")]
+    if not kept:
+        raise ValueError("no image or no annotation")
+    results = kept[-1].get("result") or []
+    if not isinstance(results, list):
+        raise ValueError("the annotation's 'result' is not a list")
+    label, boxes = None, []
+    for item in results:
+        if not isinstance(item, dict):
+            raise ValueError("a result is not an object")
+        kind = item.get("type")
+        if kind not in ("choices", "rectanglelabels"):
+            continue  # another kind of result (text, a relation): not imported
+        value = item.get("value")
+        if not isinstance(value, dict):
+            raise ValueError(f"a '{kind}' result has no 'value' object")
+        names = value.get(kind)
+        if not names:
+            continue
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise ValueError(f"a result's '{kind}' is not a list of label names")
+        if kind == "choices":
+            label = names[0]
+        else:
+            boxes.append(("percent", value))
+    return image, label, boxes
 
 
 def _cvat(path: Path) -> list[_Entry]:
@@ -109,21 +135,34 @@ def import_labels(
     staged = Path(tempfile.mkdtemp(prefix=".label-import-", dir=data.parent))
     accepted: list[str] = []
     rejected: list[str] = []
+    taken = _taken_stems(data) if detection else set()
     try:
         for entry in entries:
-            problem = _stage(entry, root, staged, data, labels, detection, held)
+            problem = _stage(entry, root, staged, data, labels, detection, held, taken)
             (rejected if problem else accepted).append(
                 f"{entry.where}: {problem}" if problem else entry.image
             )
-        moved = _held_out(staged, held, fraction) if held is not None else {}
+        moved = _held_out(staged, held, fraction) if held is not None else set()
+        plan = []
         for source in sorted(p for p in staged.rglob("*") if p.is_file()):
             relative = source.relative_to(staged)
-            target = (held if held is not None and relative in moved else data) / relative
+            folder = held if held is not None and relative in moved else data
+            plan.append((source, folder / relative))
+        clash = next((target for _, target in plan if target.exists()), None)
+        if clash is not None:  # written there while this import ran: never overwrite it
+            raise TangoError(f"{display(clash)} appeared during the import; nothing was imported")
+        for source, target in plan:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(source), target)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     return {"imported": len(accepted), "rejected": rejected, "held_out": len(moved)}
+
+
+def _taken_stems(data: Path) -> set[str]:
+    """The stems of the files in ``images/train`` and ``labels/train`` of a YOLO data folder."""
+    folders = (data / "images" / "train", data / "labels" / "train")
+    return {p.stem for folder in folders if folder.is_dir() for p in folder.iterdir()}
 
 
 def _held_out(staged: Path, held: Path, fraction: float) -> set[Path]:
@@ -149,9 +188,13 @@ def _stage(
     labels: list[str],
     detection: bool,
     held: Path | None = None,
+    taken: set[str] | None = None,
 ) -> str | None:
-    if entry.boxes and entry.boxes[0][1] is None:
-        return entry.boxes[0][0]
+    """Stage one entry; the reason it is rejected, or None. ``taken``: the stems of the
+    training images and labels in the data and staged so far (detection)."""
+    taken = set() if taken is None else taken
+    if entry.problem is not None:
+        return entry.problem
     source = (root / entry.image).resolve()
     if not source.is_relative_to(root) or not source.is_file():
         return f"image '{entry.image[:80]}' is not a file beside the export"
@@ -163,8 +206,10 @@ def _stage(
     if not detection:
         if entry.label not in labels:
             return f"label '{str(entry.label)[:40]}' is not one of {', '.join(labels)}"
-        if any((folder / entry.label / name).exists() for folder in (data, staged)):
+        if (data / entry.label / name).exists():
             return f"{entry.label}/{name} is already in the data"
+        if (staged / entry.label / name).exists():
+            return f"{entry.label}/{name} comes twice in this import"
         if held is not None and (held / entry.label / name).exists():
             return f"{entry.label}/{name} is already in the new data ({display(held)})"
         (staged / entry.label).mkdir(parents=True, exist_ok=True)
@@ -185,13 +230,19 @@ def _stage(
                 x1, y1 = float(value["xtl"]) / width, float(value["ytl"]) / height
                 x, y = x1, y1
                 w, h = float(value["xbr"]) / width - x1, float(value["ybr"]) / height - y1
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             return "a box lacks its coordinates"
         if not (x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= 1.0001 and y + h <= 1.0001):
             return "a box lies outside the image"
         rows.append(f"{labels.index(label)} {x + w / 2:.6f} {y + h / 2:.6f} {w:.6f} {h:.6f}")
-    if (data / "images" / "train" / name).exists():
-        return f"images/train/{name} is already in the data"
+    # YOLO pairs an image with labels/train/<stem>.txt: a second image of that stem (x.jpg
+    # beside x.png, or a/y.png and b/y.png in one export) would take the other's labels
+    if source.stem in taken:
+        return (
+            f"an image or labels named '{source.stem}' are already in the data "
+            "(images/train, labels/train) or in this import"
+        )
+    taken.add(source.stem)
     (staged / "images" / "train").mkdir(parents=True, exist_ok=True)
     (staged / "labels" / "train").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, staged / "images" / "train" / name)
