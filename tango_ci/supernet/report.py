@@ -7,9 +7,19 @@ from pathlib import Path
 
 from tango_ci.rundir import RunDir, read_json
 
+#: what a field of a downloaded run's odd file raises when formatted
+_ODD = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
+
 
 def supernet_lines(search: dict, training: dict) -> list[str]:
     """The search section of a supernet project: what was trained once for every target."""
+    try:
+        return _supernet_lines(search, training)
+    except _ODD:  # a downloaded run's odd search or training record
+        return ["### Supernet", "", "(The supernet's records are not in the expected shape.)", ""]
+
+
+def _supernet_lines(search: dict, training: dict) -> list[str]:
     return [
         "### Supernet",
         "",
@@ -33,7 +43,7 @@ def specialise_lines(run: RunDir, target: str, out: Path) -> tuple[list[str], di
     result = read_json(folder / "result.json")
     try:
         lines = _chosen_lines(result)
-    except (KeyError, TypeError, ValueError, AttributeError):  # a downloaded run's odd file
+    except _ODD:  # a downloaded run's odd file
         lines = ["", f"(specialise/{target}/result.json is not in the expected shape.)"]
     images = {}
     if (folder / "scatter.png").is_file():
