@@ -30,8 +30,13 @@ from tango_ci.registry.records import (
 )
 
 MAX_POINTER_BYTES = 2**20
-POINTER_KEYS = ("outs", "md5", "frozen")  # what `dvc add` writes; wdir and deps are refused
-OUTPUT_KEYS = ("path", "md5", "size", "nfiles", "hash")  # an output's remote is refused
+# what `dvc add` and a person editing a pointer write; wdir, deps (where DVC reads or writes)
+# and an output's remote or cloud version (where it downloads from) are refused
+POINTER_KEYS = ("outs", "md5", "frozen", "meta", "desc")
+OUTPUT_KEYS = (
+    *("path", "md5", "size", "nfiles", "hash", "isexec"),
+    *("desc", "type", "labels", "meta", "cache", "persist", "push"),
+)
 
 
 def track(repo_root: Path, data: Path) -> Path:
