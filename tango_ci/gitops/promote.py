@@ -22,24 +22,34 @@ from tango_ci.printable import printable
 from tango_ci.registry import Registry, artifact_name
 
 
-def configured_remote(repo: Path) -> str | None:
-    """The URL of the DVC remote the checkout of main configures; None when there is none."""
+def configured_remote(repo: Path) -> str:
+    """The URL of the DVC remote the checkout of main configures, or why there is none (a
+    text without "://" or a leading "/", so no artifact's remote equals it)."""
     from tango_ci.dvcstore import remote_url
 
     try:
         return remote_url(repo)
-    except TangoError:
-        return None
+    except TangoError as exc:
+        return f"none: {exc}"
 
 
-def _foreign_remote(artifact: dict, remote: str | None) -> str | None:
-    """Why an artifact stored elsewhere than ``remote`` is not promoted; None when it is there."""
-    if artifact["remote"] == remote:
+def _local(url: str) -> bool:
+    return "://" not in url and url.startswith("/")
+
+
+def _foreign_remote(artifact: dict, remote: str) -> str | None:
+    """Why an artifact stored elsewhere than ``remote`` is not promoted; None when it is there.
+
+    A remote on a server must be the very one main names. A local folder is compared as a
+    kind only: main's relative ``../.dvc-storage`` resolves to another absolute path in each
+    checkout (the workflows publish from ``trusted/``), and a folder on the runner is no
+    download from elsewhere."""
+    stored = artifact["remote"]
+    if stored == remote or (_local(stored) and _local(remote)):
         return None
-    shown = printable(artifact["remote"][:120])
     return (
-        f"its artifact is in the DVC remote '{shown}', not in this repository's "
-        f"({remote or 'none configured'})"
+        f"its artifact is in the DVC remote '{printable(stored[:120])}', not in this "
+        f"repository's ({printable(remote[:200])})"
     )
 
 

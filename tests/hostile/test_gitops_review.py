@@ -153,8 +153,17 @@ def test_without_a_dvc_remote_on_main_nothing_is_promoted(repo: Path, stored: di
     git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "no remote")
     merged_report(repo, stored)
     skipped = promote_pending(repo, "main", push=False)[0]["promoted"][0]["skipped"]
-    assert skipped.endswith("not in this repository's (none configured)")
+    assert "not in this repository's (none: " in skipped and "is not a DVC repository" in skipped
     assert git(repo, "tag", "--list").strip() == ""
+
+
+def test_a_local_remote_resolved_in_another_checkout_is_promoted(repo: Path, stored: dict) -> None:
+    """main's relative `../.dvc-storage` is an absolute path of the checkout that resolved it:
+    the workflows publish from trusted/ and promote from the workspace root."""
+    elsewhere = str(Path(stored["remote"]).parent / "trusted" / ".dvc-storage")
+    merged_report(repo, stored | {"remote": elsewhere})
+    [promoted] = promote_pending(repo, "main", push=False)[0]["promoted"]
+    assert "skipped" not in promoted and git(repo, "tag", "--list").strip() != ""
 
 
 def test_a_report_without_classes_is_promoted(repo: Path, stored: dict) -> None:
