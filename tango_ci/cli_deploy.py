@@ -182,7 +182,7 @@ def label_queue(
     except BundleError as exc:
         raise TangoError(f"{display(str(bundle))}: {exc}") from None
     records = read_window(log, None, window)
-    check_queue(records, len(loaded.labels), display(str(log)))
+    check_queue(records, display(str(log)))
     scores = None
     if model is not None:
         from tango_ci.contracts import TrainedModel

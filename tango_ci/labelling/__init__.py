@@ -28,10 +28,11 @@ SCORED = ("bald",)  # scored outside the log, from the images and the trained ne
 EPS = 1e-12
 
 
-def queue_problem(record: dict, classes: int) -> str | None:
+def queue_problem(record: dict) -> str | None:
     """What the queue needs of a record beyond :func:`tango_ci.monitor.record_problem`:
-    the kept image's name (a sha256), as many probabilities as the bundle has labels, and
-    answers it can turn into pre-annotations. None when it is fit."""
+    the kept image's name (a sha256), probabilities to rank by, and answers it can turn into
+    pre-annotations. None when it is fit. Records of models with other class counts may mix
+    (a window spans a retraining): each is ranked on its own, and coreset refuses the mix."""
     from tango_ci.monitor import SHA256_HEX, finite_number, record_problem
 
     problem = record_problem(record)
@@ -41,8 +42,8 @@ def queue_problem(record: dict, classes: int) -> str | None:
     if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
         return "'input_hash' is not a sha256 in hex"
     answer = record["outputs"]
-    if "probabilities" in answer and len(answer["probabilities"]) != classes:
-        return f"not {classes} class probabilities, as the bundle has"
+    if "probabilities" in answer and not answer["probabilities"]:
+        return "'outputs.probabilities' is empty"
     if "label" in answer and not isinstance(answer["label"], str):
         return "'outputs.label' is not text"
     for number, box in enumerate(answer.get("boxes", []), 1):
@@ -56,10 +57,10 @@ def queue_problem(record: dict, classes: int) -> str | None:
     return None
 
 
-def check_queue(records: list[dict], classes: int, source: str = "the log") -> None:
+def check_queue(records: list[dict], source: str = "the log") -> None:
     """Refuse records the queue cannot use, naming the first (``source`` is the log shown)."""
     for number, record in enumerate(records, 1):
-        problem = queue_problem(record, classes)
+        problem = queue_problem(record)
         if problem:
             raise TangoError(f"{source}: record {number} of the window: {problem}")
 
@@ -230,7 +231,7 @@ def write_queue(
     """
     if out.exists() and any(out.iterdir()):
         raise TangoError(f"{display(out)} exists and is not empty; nothing was written")
-    check_queue(records, len(labels))
+    check_queue(records)
     pool = kept_pool(records, images)
     if not pool:
         raise TangoError(

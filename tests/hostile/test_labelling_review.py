@@ -20,7 +20,7 @@ from tests.conftest import spec_repo, write_project  # noqa: F401  (fixture)
 from tests.hostile.conftest import Tree, tango
 from tests.hostile.test_operation import GOOD
 
-HASH = "ab" * 32
+HASH, OTHER = "ab" * 32, "cd" * 32
 RECORD = GOOD | {"input_hash": HASH, "outputs": {"probabilities": [0.5, 0.5]}}
 
 
@@ -28,7 +28,8 @@ RECORD = GOOD | {"input_hash": HASH, "outputs": {"probabilities": [0.5, 0.5]}}
 def kept(tmp_path: Path) -> Path:
     folder = tmp_path / "kept"
     folder.mkdir()
-    Image.new("RGB", (8, 8)).save(folder / f"{HASH}.img", format="PNG")
+    for name in (HASH, OTHER):
+        Image.new("RGB", (8, 8)).save(folder / f"{name}.img", format="PNG")
     return folder
 
 
@@ -46,7 +47,7 @@ def test_a_hash_that_walks_out_of_the_kept_images_is_refused(kept: Path, tmp_pat
 
 
 def test_a_kept_image_linked_out_of_the_folder_is_refused(kept: Path, tmp_path) -> None:
-    other = "cd" * 32
+    other = "ef" * 32
     Image.new("RGB", (8, 8)).save(tmp_path / "secret.png")
     (kept / f"{other}.img").symlink_to(tmp_path / "secret.png")
     records = [RECORD, RECORD | {"input_hash": other}]
@@ -58,8 +59,8 @@ def test_a_kept_image_linked_out_of_the_folder_is_refused(kept: Path, tmp_path) 
 @pytest.mark.parametrize(
     ("outputs", "message"),
     [
-        ({"probabilities": []}, "not 2 class probabilities, as the bundle has"),
-        ({"probabilities": [0.2, 0.3, 0.5]}, "not 2 class probabilities"),
+        ({"probabilities": []}, "'outputs.probabilities' is empty"),
+        ({"probabilities": [0.2, 0.3, 0.5]}, "coreset compares answers and input statistics"),
         ({"label": 5, "probabilities": [0.5, 0.5]}, "'outputs.label' is not text"),
         ({"boxes": [{"class": 0, "score": 0.5, "label": "a"}]}, "box 1 has no 'box' of 4"),
         (
@@ -77,13 +78,24 @@ def test_a_kept_image_linked_out_of_the_folder_is_refused(kept: Path, tmp_path) 
     ],
 )
 def test_a_record_the_queue_cannot_use_is_refused_naming_it(kept, tmp_path, outputs, message):
-    records = [RECORD, RECORD | {"outputs": outputs}]
-    with pytest.raises(TangoError, match=f"record 2 of the window: {message}"):
+    records = [RECORD, RECORD | {"input_hash": OTHER, "outputs": outputs}]
+    with pytest.raises(TangoError, match=message):
         write_queue(records, kept, tmp_path / "out", 5, "coreset", ["a", "b"])
     assert not (tmp_path / "out").exists()
     without = {k: v for k, v in RECORD.items() if k != "input_hash"}
     with pytest.raises(TangoError, match="record 1 of the window: 'input_hash' is not a sha256"):
         write_queue([without], kept, tmp_path / "out", 5, "entropy", ["a", "b"])
+
+
+def test_a_window_spanning_a_retraining_to_more_classes_is_ranked(kept, tmp_path) -> None:
+    """After a retraining that added a class, the window holds answers of 2 and of 3
+    classes: entropy ranks each on its own, as before the checks."""
+    records = [
+        RECORD,
+        RECORD | {"input_hash": OTHER, "outputs": {"probabilities": [0.2, 0.3, 0.5]}},
+    ]
+    done = write_queue(records, kept, tmp_path / "out", 5, "entropy", ["a", "b", "c"])
+    assert done["pool"] == 2
 
 
 def test_coreset_refuses_input_statistics_of_different_lengths() -> None:
