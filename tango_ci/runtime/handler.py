@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -46,8 +47,10 @@ class RateLimiter:
     Buckets refilled to the brim are forgotten once ``max_clients`` are held, so a stream of
     new addresses cannot grow the table without bound."""
 
-    def __init__(self, rate: float, max_clients: int = 4096) -> None:
-        self.rate, self.max_clients = rate, max_clients
+    def __init__(
+        self, rate: float, max_clients: int = 4096, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate, self.max_clients, self.clock = rate, max_clients, clock
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
@@ -58,7 +61,7 @@ class RateLimiter:
     def allow(self, client: str) -> bool:
         if self.rate <= 0:
             return True
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             if len(self._buckets) >= self.max_clients:  # a refilled bucket is a new client's
                 self._buckets = {

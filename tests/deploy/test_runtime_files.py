@@ -9,7 +9,6 @@ import hashlib
 import json
 import shutil
 import struct
-import time
 import zlib
 from pathlib import Path
 
@@ -192,9 +191,10 @@ def test_the_rate_limiter_forgets_refilled_clients_but_not_a_limited_one() -> No
     lets a client that is being limited through."""
     from tango_ci.runtime.handler import RateLimiter
 
-    limiter = RateLimiter(rate=10, max_clients=3)
+    now = [0.0]
+    limiter = RateLimiter(rate=10, max_clients=3, clock=lambda: now[0])
     assert all(limiter.allow(client) for client in ("a", "b", "c"))
     assert [limiter.allow("d") for _ in range(11)] == [True] * 10 + [False]
-    time.sleep(0.15)  # a, b and c refill (0.1 s); d has about one request back
+    now[0] = 0.15  # a, b and c refill (0.1 s); d has 1.5 requests back
     assert limiter.allow("e") and len(limiter) == 2  # d and e
     assert [limiter.allow("d") for _ in range(3)] == [True, False, False]
