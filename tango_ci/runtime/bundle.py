@@ -61,7 +61,8 @@ def sha256(path: Path, copy_to: Path | None = None) -> str:
     return digest.hexdigest()
 
 
-def _refuse(constant: str) -> float:
+def refuse_constant(constant: str) -> float:
+    """``json.loads``'s ``parse_constant``: NaN and Infinity are no JSON numbers."""
     raise ValueError(f"{constant} is not a number")
 
 
@@ -80,7 +81,9 @@ def read_json(path: Path, name: str) -> Any:
         raise BundleError(f"{name}: larger than {MAX_JSON_BYTES >> 20} MiB")
     try:
         return json.loads(
-            path.read_text(encoding="utf-8"), parse_constant=_refuse, object_pairs_hook=_unique
+            path.read_text(encoding="utf-8"),
+            parse_constant=refuse_constant,
+            object_pairs_hook=_unique,
         )
     except (ValueError, UnicodeDecodeError) as exc:
         raise BundleError(f"{name}: not valid JSON ({exc})") from None
@@ -155,6 +158,15 @@ class Bundle:
             if name not in verified:
                 raise BundleError(f"{MANIFEST}: {name} is not among the listed files")
         self.manifest = manifest
+        # the verified bytes of every other listed JSON document at the top (the monitor's
+        # reference), so a reader never opens the bundle folder again after the check
+        self.documents = {
+            name: (folder / name).read_bytes()
+            for name in verified
+            if "/" not in name
+            and name.endswith(".json")
+            and (folder / name).stat().st_size <= MAX_JSON_BYTES
+        }
         self.preprocess = read_json(folder / "preprocess.json", "preprocess.json")
         self.postprocess = read_json(folder / "postprocess.json", "postprocess.json")
         self.labels = _strings(

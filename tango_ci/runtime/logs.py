@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .bundle import refuse_constant
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -136,10 +138,6 @@ TEXT = ("request", "model_version", "role", "input_hash")
 NUMBERS = ("time", "latency_ms")
 
 
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -165,7 +163,7 @@ def _field(column: str, value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError(f"'{column}' is not JSON text")
     try:
-        return json.loads(value, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return json.loads(value, parse_constant=refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise ValueError(f"'{column}' is nested too deeply") from None
     except ValueError as exc:
