@@ -389,3 +389,19 @@ def test_a_manifest_output_outside_the_run_or_with_a_nul_is_one_line(
     (run / "compile" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(TangoError, match=r"is outside the run folder$"):
         RunDir(run).verify("compile")
+
+
+@pytest.mark.parametrize(
+    "text", ["resnet18 at 224 (xs)", "é ok", "a\nb", "a\x1b[2Jb", "a\u2028b", "x[/y]", "a|b", ""]
+)
+def test_records_read_an_architecture_exactly_as_the_trained_model_schema(text: str) -> None:
+    """One definition of a printable architecture: the schema's pattern and the records'
+    check agree on every case."""
+    import re
+
+    from tango_ci.contracts import schema_file
+    from tango_ci.registry.records import ARCHITECTURE
+
+    schema = json.loads(schema_file("run/trained-model.schema.json").read_text())
+    pattern = schema["properties"]["architecture"]["pattern"]
+    assert bool(re.search(pattern, text)) == bool(ARCHITECTURE.fullmatch(text))
