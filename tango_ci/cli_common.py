@@ -10,13 +10,33 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from tango_ci import api
+from tango_ci.printable import printable
 
 # no emoji codes: ":x:" in a quoted file name or value stays ":x:"
 out = Console(emoji=False)
 err = Console(stderr=True, emoji=False)
+
+
+def say(line: str) -> None:
+    """A line made of text from outside (versions, labels, file names, records), on stderr as
+    one line: never markup, control characters shown as escapes (no forged workflow command)."""
+    err.print(printable(line), markup=False, highlight=False, soft_wrap=True)
+
+
+def quoted(value: object) -> str:
+    """Text from outside put into a line that has markup of its own."""
+    return escape(printable(str(value)))
+
+
+def cell(value: object) -> Text:
+    """Text from outside as a table cell: one line, never markup."""
+    return Text(printable(str(value)))
+
 
 PROJECT = typer.Argument(..., help="Project folder (projects/NAME) or its project.yaml.")
 RUN = typer.Option(None, "--run", help="Run id under runs/NAME/ (default: the latest run).")

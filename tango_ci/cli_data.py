@@ -8,14 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from typer.core import TyperGroup
 
 from tango_ci import api
-from tango_ci.cli_common import PROJECT, display, err, progress_bar, run_pipeline
+from tango_ci.cli_common import PROJECT, display, err, progress_bar, quoted, run_pipeline
 from tango_ci.data.synth import DEFAULT_KIND, KINDS
 from tango_ci.plugins import TASKS
-from tango_ci.printable import printable
 
 
 class _DataGroup(TyperGroup):
@@ -146,7 +144,7 @@ def data_check(
     for problem in problems:
         print(problem.format())
     for warning in stats.get("warnings", []):
-        err.print(f"[yellow]warning[/yellow]: {escape(printable(warning))}")
+        err.print(f"[yellow]warning[/yellow]: {quoted(warning)}")
     if problems:
         raise typer.Exit(1)
     images, boxes = stats["images"], stats["boxes"]

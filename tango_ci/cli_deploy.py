@@ -10,12 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from tango_ci import api
-from tango_ci.cli_common import display, err
+from tango_ci.cli_common import display, say
 from tango_ci.exceptions import TangoError
-from tango_ci.printable import printable
 
 logs_app = typer.Typer(
     no_args_is_help=True,
@@ -26,12 +24,6 @@ label_app = typer.Typer(
     help="Labelling: a queue of logged images for Label Studio or CVAT, and their import.",
 )
 commands = typer.Typer()  # merged into the main app: `tango deploy`, `tango monitor`
-
-
-def _say(line: str) -> None:
-    """One line on stderr; versions, labels and file names come from outside, so never
-    markup, and control characters shown as escapes (no forged workflow command)."""
-    err.print(escape(printable(line)), highlight=False, soft_wrap=True)
 
 
 @commands.command("deploy")
@@ -67,7 +59,7 @@ def deploy_command(
         if not target:
             raise TangoError("with a project folder, name the target: --target NAME")
         manifest = api.deploy_run(Path(source), target, to, run_id)
-    _say(
+    say(
         f"bundle of {manifest['project']}/{manifest['target']} ({manifest['version']}, "
         f"{manifest['engine']} {manifest['precision']}): {len(manifest['files'])} files in {to}"
     )
@@ -88,7 +80,7 @@ def logs_export(
 
     done = export_logs(log, out, since)
     per_version = ", ".join(f"{v}: {n}" for v, n in done["versions"].items()) or "none"
-    _say(f"{done['records']} records from {len(done['files'])} file(s) in {out} ({per_version})")
+    say(f"{done['records']} records from {len(done['files'])} file(s) in {out} ({per_version})")
 
 
 @commands.command("monitor")
@@ -115,11 +107,11 @@ def monitor_command(
 
     result = monitor(source, bundle, out, window=window, alpha=alpha, version=version)
     for name, check in result["checks"].items():
-        _say(
+        say(
             f"{name}: p {check['p_value_corrected']:.4g} "
             f"{'DRIFT' if check['drift'] else 'ok'} (threshold {result['threshold']:.4g})"
         )
-    _say(f"{'drift' if result['drift'] else 'no drift'}: report in {out / 'drift.md'}")
+    say(f"{'drift' if result['drift'] else 'no drift'}: report in {out / 'drift.md'}")
     if result["drift"]:
         raise typer.Exit(3)
 
@@ -203,7 +195,7 @@ def label_queue(
             load_network(model), files, info.image_size, samples=samples, p=dropout, seed=seed
         )
     done = write_queue(records, images, out, budget, strategy, loaded.labels, seed, scores)
-    _say(f"{done['queued']} of {done['pool']} images queued by {strategy} in {out}")
+    say(f"{done['queued']} of {done['pool']} images queued by {strategy} in {out}")
 
 
 @label_app.command("import")
@@ -240,9 +232,9 @@ def label_import(
     held = challenger.new_resolved if challenger is not None else None
     done = import_labels(export, data, labels, boxes, held=held, fraction=eval_fraction)
     for line in done["rejected"]:
-        _say(f"rejected: {line}")
+        say(f"rejected: {line}")
     kept = f" ({done['held_out']} of them into {display(str(held))} for the gate)" if held else ""
-    _say(
+    say(
         f"{done['imported']} imported into {display(str(data))}{kept}, "
         f"{len(done['rejected'])} rejected"
     )

@@ -12,14 +12,11 @@ import json
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
 from tango_ci import api
-from tango_ci.cli_common import JSON, PUSH, err, out
+from tango_ci.cli_common import JSON, PUSH, cell, err, out, quoted, say
 from tango_ci.exceptions import TangoError
-from tango_ci.printable import printable
 
 ci_app = typer.Typer(
     no_args_is_help=True,
@@ -34,21 +31,6 @@ gitops_app = typer.Typer(
     help="GitOps on one machine without a forge: a bare repository whose pushes run work.",
 )
 commands = typer.Typer()  # merged into the main app: `tango promote`, `tango rollback`, ...
-
-
-def _cell(value: object) -> Text:
-    """Text from a record, a report or a job as a table cell: one line, never markup."""
-    return Text(printable(str(value)))
-
-
-def _plain(value: object) -> str:
-    """Text from outside put into a line that has markup of its own."""
-    return escape(printable(str(value)))
-
-
-def _say(line: str) -> None:
-    """A line made of text from outside, printed as it is (no markup, no highlighting)."""
-    err.print(printable(line), markup=False, highlight=False)
 
 
 # ----------------------------------------------------------------------------- ci
@@ -83,14 +65,14 @@ def ci_plan(
         err.print("nothing to run: no project file, data pointer or used runner file changed")
     for entry in plan.projects:
         err.print(
-            f"[bold]{_plain(entry['project'])}[/]: "
-            f"{_plain('; '.join(plan.reasons[entry['project']]))}; "
-            f"train on {_plain(entry['runner'])} {_plain(entry['runs-on'])}"
+            f"[bold]{quoted(entry['project'])}[/]: "
+            f"{quoted('; '.join(plan.reasons[entry['project']]))}; "
+            f"train on {quoted(entry['runner'])} {quoted(entry['runs-on'])}"
         )
         for target in (t for t in plan.targets if t["project"] == entry["project"]):
-            _say(f"  target {target['target']} on {target['runner']} {target['runs-on']}")
+            say(f"  target {target['target']} on {target['runner']} {target['runs-on']}")
     if written:
-        _say(f"matrices written to {written}")
+        say(f"matrices written to {written}")
 
 
 @ci_app.command("publish")
@@ -107,7 +89,7 @@ def ci_publish(
     between reports. Promotion reads it.
     """
     published = api.publish_run(project, run_id=run_id, source=source, push=push)
-    _say(
+    say(
         f"report {published.commit[:10]} on {published.branch}; gate "
         f"{'pass' if published.passed else 'fail'}"
     )
@@ -129,7 +111,7 @@ def ci_promote(
     that failed is made by the next push, and running it twice promotes nothing more.
     """
     for line in api.promotion_lines(api.promote_merged(head=head, base=base, push=push)):
-        _say(line)
+        say(line)
 
 
 # ----------------------------------------------------------------------------- registry
@@ -143,9 +125,9 @@ def registry_ls(as_json: bool = JSON) -> None:
     table = Table("name", "latest", "stages", title_justify="left")
     for row in rows:
         table.add_row(
-            _cell(row["name"]),
-            _cell(row["latest"] or "-"),
-            _cell(", ".join(f"{s}: {v}" for s, v in row["stages"].items()) or "-"),
+            cell(row["name"]),
+            cell(row["latest"] or "-"),
+            cell(", ".join(f"{s}: {v}" for s, v in row["stages"].items()) or "-"),
         )
     out.print(table)
 
@@ -167,7 +149,7 @@ def registry_show(
         "metrics",
         "run",
         "dvc md5",
-        title=_cell(name),
+        title=cell(name),
         title_justify="left",
     )
     for v in versions:
@@ -179,13 +161,13 @@ def registry_show(
             if isinstance(val, (int, float)) and not isinstance(val, bool)
         )
         table.add_row(
-            _cell(v["version"]),
-            _cell(", ".join(v["stages"]) or "-"),
-            _cell(record.get("architecture", "-")),
-            _cell(f"{record.get('engine', '-')} {record.get('precision', '')}"),
-            _cell(shown),
-            _cell(record.get("run", "-")),
-            _cell(artifact.get("md5", "-")),
+            cell(v["version"]),
+            cell(", ".join(v["stages"]) or "-"),
+            cell(record.get("architecture", "-")),
+            cell(f"{record.get('engine', '-')} {record.get('precision', '')}"),
+            cell(shown),
+            cell(record.get("run", "-")),
+            cell(artifact.get("md5", "-")),
         )
     out.print(table)
 
@@ -205,12 +187,12 @@ def registry_history(
         out.print_json(json.dumps(events))
         return
     table = Table(
-        "when", "event", "version", "stage", "tag", "by", title=_cell(name), title_justify="left"
+        "when", "event", "version", "stage", "tag", "by", title=cell(name), title_justify="left"
     )
     for e in events:
         table.add_row(
             *(
-                _cell(e[key] or "-")
+                cell(e[key] or "-")
                 for key in ("created_at", "event", "version", "stage", "tag", "author")
             )
         )
@@ -229,7 +211,7 @@ def promote_command(
     A promotion pushed by someone else meanwhile makes this one fail, with nothing changed.
     """
     tag = api.promote(name, version, stage, push=push)
-    _say(f"{name}@{version} -> {stage} ({tag})")
+    say(f"{name}@{version} -> {stage} ({tag})")
 
 
 @commands.command("rollback")
@@ -243,7 +225,7 @@ def rollback_command(
     Recorded as a new tag; no tag is deleted or moved.
     """
     current, previous, tag = api.rollback(name, stage, push=push)
-    _say(f"{name}: {stage} {current} -> {previous} ({tag})")
+    say(f"{name}: {stage} {current} -> {previous} ({tag})")
 
 
 @commands.command("pull")
@@ -259,7 +241,7 @@ def pull_command(
     """
     pulled = api.pull_artifact(reference, to)
     record, files = pulled["record"], pulled["files"]
-    _say(
+    say(
         f"{pulled['name']}@{pulled['version']} ({record.get('engine', '?')} "
         f"{record.get('precision', '?')}, run {record.get('run', '?')}): {len(files)} "
         f"file(s) in {to}, sha256 verified"
@@ -317,6 +299,6 @@ def gitops_status(
             or (job["log"][-1].split(" ", 1)[1] if job["log"] else "")
         )
         cells = (job["id"], job["branch"], job["state"], job.get("finished_at", "-"), outcome)
-        table.add_row(*(_cell(cell) for cell in cells))
+        table.add_row(*(cell(value) for value in cells))
     out.print(table)
-    _say(f"log: {Path(path) / 'tango' / 'worker.log'}")
+    say(f"log: {Path(path) / 'tango' / 'worker.log'}")
