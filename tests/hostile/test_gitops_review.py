@@ -226,30 +226,6 @@ def test_a_data_pointer_may_hold_only_outputs_and_hashes(
     assert str(caught.value) == f"projects/p/data.dvc: {message}; it was not pulled"
 
 
-def test_a_pointer_dvc_add_writes_for_an_executable_file_is_read(tmp_path: Path) -> None:
-    """`dvc add` writes `isexec: true` for an executable file (data copied from FAT or SMB
-    mounts often is one): a plain pointer, never refused."""
-    import subprocess
-    import sys
-
-    from tango_ci.dvcstore._data import _pointer_outputs
-
-    dvc = [sys.executable, "-m", "dvc"]
-    git(tmp_path, "init", "-q")
-    subprocess.run([*dvc, "init", "-q"], cwd=tmp_path, check=True)
-    script = tmp_path / "data" / "run.sh"
-    script.parent.mkdir()
-    script.write_text("x")
-    script.chmod(0o755)
-    subprocess.run([*dvc, "add", "-q", "data/run.sh"], cwd=tmp_path, check=True)
-    pointer = tmp_path / "data" / "run.sh.dvc"
-    assert "isexec: true" in pointer.read_text()
-    root = tmp_path.resolve()
-    assert _pointer_outputs(root, root / "data" / "run.sh.dvc") == [
-        (root / "data" / "run.sh", "9dd4e461268c8034f5c8564e155c67a6")
-    ]
-
-
 def test_data_is_not_pulled_through_a_linked_dvc_folder(tmp_path: Path, outside: Path) -> None:
     (tmp_path / "repo").mkdir()
     (tmp_path / "repo" / ".dvc").symlink_to(outside)
