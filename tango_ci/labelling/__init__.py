@@ -246,7 +246,7 @@ def write_queue(
     (out / "images").mkdir(parents=True)
     tasks, cvat = [], []
     for rank, record in enumerate(picked):
-        name = f"{record['input_hash'][:16]}.png"
+        name = f"{record['input_hash']}.png"  # the whole hash: a prefix could be made to collide
         source = kept_image(images, record)
         from PIL import Image
 

@@ -98,6 +98,20 @@ def test_a_window_spanning_a_retraining_to_more_classes_is_ranked(kept, tmp_path
     assert done["pool"] == 2
 
 
+def test_queued_images_are_named_by_their_whole_hash(tmp_path: Path) -> None:
+    """Two kept images whose hashes share their first 16 hex digits (a prefix can be made to
+    collide) are two queued files, never one overwriting the other."""
+    folder = tmp_path / "kept"
+    folder.mkdir()
+    twins = ["ab" * 8 + "0" * 48, "ab" * 8 + "1" * 48]
+    for shade, name in enumerate(twins):
+        Image.new("RGB", (8, 8), (shade * 200,) * 3).save(folder / f"{name}.img", format="PNG")
+    records = [RECORD | {"input_hash": name} for name in twins]
+    done = write_queue(records, folder, tmp_path / "out", 5, "entropy", ["a", "b"])
+    queued = sorted(p.name for p in (tmp_path / "out" / "images").iterdir())
+    assert done["queued"] == 2 and queued == [f"{name}.png" for name in twins]
+
+
 def test_coreset_refuses_input_statistics_of_different_lengths() -> None:
     short = RECORD | {"input_summary": {"shape": [8, 8, 1], "mean": [1], "std": [1]}}
     with pytest.raises(TangoError, match="coreset compares answers and input statistics of one"):
