@@ -11,6 +11,7 @@ file was read, so a malformed export changes nothing in the data folder.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
@@ -148,15 +149,36 @@ def import_labels(
             relative = source.relative_to(staged)
             folder = held if held is not None and relative in moved else data
             plan.append((source, folder / relative))
-        clash = next((target for _, target in plan if target.exists()), None)
-        if clash is not None:  # written there while this import ran: never overwrite it
-            raise TangoError(f"{display(clash)} appeared during the import; nothing was imported")
-        for source, target in plan:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(source), target)
+        place_all(plan)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     return {"imported": len(accepted), "rejected": rejected, "held_out": len(moved)}
+
+
+def place_all(plan: list[tuple[Path, Path]]) -> None:
+    """Move each staged file to its target, never over a file: one written there while the
+    import ran (by hand, by another import) stops it, and the files already placed are taken
+    back, so nothing is imported. The check is the link or the exclusive create itself, not
+    a look before it."""
+    placed: list[Path] = []
+    try:
+        for source, target in plan:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source, target)  # fails on an existing target, never replaces it
+            except FileExistsError:
+                raise
+            except OSError:  # no hard links here (another file system): an exclusive create
+                with open(source, "rb") as read, open(target, "xb") as write:
+                    shutil.copyfileobj(read, write)
+            placed.append(target)
+    except FileExistsError as exc:
+        for target in placed:
+            target.unlink(missing_ok=True)
+        raise TangoError(
+            f"{display(Path(str(exc.filename2 or exc.filename)))} appeared during the import; "
+            "nothing was imported"
+        ) from None
 
 
 def _taken_stems(data: Path) -> set[str]:

@@ -283,3 +283,21 @@ def test_label_import_prints_rejected_names_as_text(spec_repo: Path) -> None:
     assert done.code == 0, done.stderr
     _printed_as_text(done.stderr)
     assert "0 imported" in done.stderr and "1 rejected" in done.stderr
+
+
+def test_an_import_never_overwrites_a_file_written_while_it_ran(tmp_path: Path) -> None:
+    """The files are placed by hard link or exclusive create: a target that exists by then
+    stops the import, keeps its bytes, and the files already placed are taken back."""
+    from tango_ci.labelling.importing import place_all
+
+    staged, data = tmp_path / "staged", tmp_path / "data"
+    (staged / "a").mkdir(parents=True)
+    (data / "a").mkdir(parents=True)
+    for name in ("1.png", "2.png"):
+        (staged / "a" / name).write_bytes(b"new " + name.encode())
+    (data / "a" / "2.png").write_bytes(b"written meanwhile")
+    plan = [(staged / "a" / n, data / "a" / n) for n in ("1.png", "2.png")]
+    with pytest.raises(TangoError, match=r"2\.png appeared during the import; nothing was"):
+        place_all(plan)
+    assert (data / "a" / "2.png").read_bytes() == b"written meanwhile"
+    assert not (data / "a" / "1.png").exists()
