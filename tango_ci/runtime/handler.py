@@ -117,6 +117,13 @@ def make_handler(
 
         def handle_one_request(self) -> None:
             self.arrived = threading.Event()  # set once the line, headers and body are read
+            # a kept-alive connection may sit idle (up to the read timeout) before its next
+            # request: the request's own clock starts at its first byte
+            try:
+                self.rfile.peek(1)
+            except (ConnectionError, TimeoutError):
+                self.close_connection = True
+                return
             timer = threading.Timer(REQUEST_TIMEOUTS * read_timeout, self._hang_up_if_slow)
             timer.daemon = True
             timer.start()

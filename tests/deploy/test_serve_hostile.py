@@ -212,6 +212,29 @@ def test_a_request_trickled_a_byte_at_a_time_is_hung_up_on(address) -> None:
     assert closed and time.monotonic() - began < 4.0
 
 
+def test_idle_keep_alive_time_is_not_taken_from_the_next_request(service: Service) -> None:
+    """Read timeout 1 s: a kept-alive connection idle for 0.8 s, then a request that takes
+    3.6 s to arrive (under four read timeouts of its own, over four since the previous
+    answer) is answered, not hung up on."""
+    running = serve(service, port=0, timeout=1.0)
+    try:
+        with socket.create_connection(running.server_address[:2], timeout=5) as connection:
+            connection.sendall(LIVE.replace(b"Connection: close\r\n", b""))
+            assert connection.recv(1 << 16).startswith(b"HTTP/1.1 200")
+            time.sleep(0.8)
+            pieces = [LIVE[i : i + 8] for i in range(0, len(LIVE), 8)]
+            for piece in pieces[:-1]:
+                connection.sendall(piece)
+                time.sleep(3.6 / (len(pieces) - 1))
+            connection.sendall(pieces[-1])
+            received = b""
+            while chunk := connection.recv(1 << 16):
+                received += chunk
+    finally:
+        running.shutdown()
+    assert answers(received) == [(200, {"live": True})]
+
+
 def test_one_address_cannot_take_every_connection(service: Service) -> None:
     running = serve(service, port=0, timeout=5, max_connections=8, max_per_client=2)
     address = running.server_address[:2]
