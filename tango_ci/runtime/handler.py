@@ -120,7 +120,7 @@ def make_handler(
             # a kept-alive connection may sit idle (up to the read timeout) before its next
             # request: the request's own clock starts at its first byte
             try:
-                self.rfile.peek(1)
+                self.rfile.peek(1)  # type: ignore[attr-defined]  # a BufferedReader
             except (ConnectionError, TimeoutError):
                 self.close_connection = True
                 return
