@@ -296,11 +296,13 @@ def cli(monkeypatch: pytest.MonkeyPatch, *args: str, **api_calls) -> str:
     it must end well, with no control character and no line a text from outside began."""
     from typer.testing import CliRunner
 
-    from tango_ci import api
+    from tango_ci import api, cli_common
     from tango_ci.cli import app
 
     for name, answer in api_calls.items():
         monkeypatch.setattr(api, name, lambda *a, answer=answer, **k: answer)
+    # the console took its width when first made, whichever test made it
+    monkeypatch.setattr(cli_common.out, "_width", 400)
     result = CliRunner().invoke(app, list(args), env={"COLUMNS": "400", "NO_COLOR": "1"})
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(
         result.exception

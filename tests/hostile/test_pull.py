@@ -156,10 +156,11 @@ def test_an_absolute_relpath_in_the_listing_is_refused(promoted: Promoted) -> No
     entries[0]["relpath"] = str(target)
     overwrite(promoted.listing, json.dumps(entries).encode())
     tree = Tree(promoted.root)
+    shown = str(target) if len(str(target)) <= 80 else str(target)[:77] + "..."  # any tmp
     refused(
         pull(promoted),
         f"demo-cpu@v1.0.0: the DVC remote's listing "
-        f"{promoted.stored['md5']}: unsafe path '{target}' (absolute, '..' "
+        f"{promoted.stored['md5']}: unsafe path '{shown}' (absolute, '..' "
         "or not normalised); nothing is written outside its folder",
     )
     tree.assert_unchanged()
