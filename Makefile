@@ -23,8 +23,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tango demo projects/example-shapes
 
+# Two pytest-xdist workers, one thread each (two torch thread pools on two cores would fight
+# over them); TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
