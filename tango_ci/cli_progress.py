@@ -82,5 +82,6 @@ class RichReporter(Reporter):
         return _RichTask(self.progress, self.progress.add_task(description, total=total, info=""))
 
     def log(self, message: str) -> None:
-        # messages quote names from outside: one line, never read as markup
-        self.console.print(f"  {escape(printable(message))}", highlight=False)
+        # messages quote names from outside: one line however long (CI logs are not a
+        # terminal), never read as markup
+        self.console.print(f"  {escape(printable(message))}", highlight=False, soft_wrap=True)

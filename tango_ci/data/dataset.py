@@ -17,13 +17,16 @@ import numpy as np
 from tango_ci.data.files import MAX_IMAGE_BYTES, FileRefused, regular_size, sha256
 from tango_ci.data.images import read_image
 from tango_ci.data.layout import (
+    IMAGE_SUFFIXES,
     class_folders,
     confined,
     has_split_folders,
     is_image,
+    not_utf8,
     unread_folders,
 )
 from tango_ci.exceptions import TangoError
+from tango_ci.printable import printable
 
 SPLITS = ("train", "val", "test")
 MEAN = 0.5
@@ -31,10 +34,25 @@ STD = 0.5
 
 
 class TooManyBadImages(TangoError):
+    """More unreadable images than data.max_bad_fraction allows; ``bad`` lists them all (the
+    data stage logs each before it stops)."""
+
     _template = (
         "{bad} of {total} images cannot be read ({fraction:.1%} > the allowed "
         "{limit:.1%} of data.max_bad_fraction); first: {first}"
     )
+
+    def __init__(self, bad_files: list[dict], total: int, limit: float) -> None:
+        first = "; ".join(f"{b['path']} ({b['reason']})" for b in bad_files[:3])
+        more = len(bad_files) - 3
+        super().__init__(
+            bad=len(bad_files),
+            total=total,
+            fraction=len(bad_files) / total,
+            limit=limit,
+            first=first + (f"; and {more} more, listed above" if more > 0 else ""),
+        )
+        self.bad_files = bad_files
 
 
 @dataclass(frozen=True)
@@ -65,7 +83,7 @@ def scan_imagefolder(
         given = [split for split in SPLITS if (root / split).is_dir()]
         for split in given:
             confined(root / split, limit)
-        classes = [d.name for d in class_folders(root / "train")]
+        classes = _class_names(class_folders(root / "train"))
         for split in given:  # split by split, so the fingerprint's order stays as it was
             for label, name in enumerate(classes):
                 folder = root / split / name
@@ -81,7 +99,7 @@ def scan_imagefolder(
                 else:
                     items += [Item(f, label, split) for f in files]
         return classes, items
-    classes = [d.name for d in class_folders(root)]
+    classes = _class_names(class_folders(root))
     for label, name in enumerate(classes):
         files = [confined(p, limit) for p in _images(root / name, limit)]
         order = rng.permutation(len(files)).tolist()
@@ -93,6 +111,16 @@ def scan_imagefolder(
     return classes, items
 
 
+def _class_names(folders: list[Path]) -> list[str]:
+    for folder in folders:
+        if not_utf8(folder.name):
+            raise TangoError(
+                f"{printable(str(folder))}: a class folder whose name is not UTF-8; rename it "
+                "(a class name goes into labels and reports)"
+            )
+    return [folder.name for folder in folders]
+
+
 def held_out(images: int, fraction: float) -> int:
     """How many of a class's ``images`` a seeded ``fraction`` holds out: at least one when the
     fraction is above 0, and never all of them (every class keeps a training image)."""
@@ -102,11 +130,13 @@ def held_out(images: int, fraction: float) -> int:
 
 
 def _images(folder: Path, limit: Path | None) -> list[Path]:
-    """The images of a class folder, sorted; links that lead out or loop are refused."""
+    """The images of a class folder, sorted; links to be read as images that lead out, loop or
+    are broken are refused (others, such as an editor's lock link, are not read at all)."""
     confined(folder, limit)
     entries = sorted(folder.iterdir())
     for entry in entries:
-        if entry.is_symlink():
+        read = entry.suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith(".")
+        if read and entry.is_symlink():
             confined(entry, limit)
     return [entry for entry in entries if is_image(entry)]
 
@@ -123,7 +153,8 @@ def _read(path: Path, size: int) -> tuple[str, np.ndarray | None, str]:
     """An image's digest, pixels (None when unreadable) and why not. A file that is too large
     or not a regular file is refused before it is read, even to hash it."""
     try:
-        regular_size(path, MAX_IMAGE_BYTES)
+        if regular_size(path, MAX_IMAGE_BYTES) == 0:
+            return "empty", None, "an empty file (0 bytes)"
     except (FileRefused, OSError) as exc:
         reason = exc.message if isinstance(exc, FileRefused) else str(exc)
         return "refused", None, f"image file refused: {reason}"[:200]
@@ -134,24 +165,53 @@ def _read(path: Path, size: int) -> tuple[str, np.ndarray | None, str]:
     try:
         return digest, decode(path, size), ""
     except Exception as exc:  # any decoder failure means an unreadable image
-        return digest, None, f"{type(exc).__name__}: {exc}"[:200]
+        # a decoder's message may quote the whole path: the host's folders stay out of it
+        return digest, None, f"{type(exc).__name__}: {exc}".replace(str(path), path.name)[:200]
 
 
 def duplicates(files: list[dict]) -> list[str]:
-    """A warning when identical images sit in different splits (a test image the model trained
-    on scores too well): how many, and the first pair."""
+    """Warnings when identical images sit in different splits (a test image the model trained
+    on scores too well) or under different labels (the same photo in two class folders): how
+    many, and the first pair."""
     first: dict[str, dict] = {}
-    pairs = []
+    pairs, conflicts = [], []
     for entry in files:
         seen = first.setdefault(entry["sha256"], entry)
         if seen["split"] != entry["split"]:
             pairs.append((seen["path"], entry["path"]))
-    if not pairs:
-        return []
-    return [
-        f"{len(pairs)} image(s) are identical to one in another split (leakage between "
-        f"splits); first: {pairs[0][0]} and {pairs[0][1]}"
-    ]
+        if seen.get("label") != entry.get("label"):
+            conflicts.append((seen["path"], entry["path"]))
+    found = []
+    if pairs:
+        found.append(
+            f"{len(pairs)} image(s) are identical to one in another split (leakage between "
+            f"splits); first: {pairs[0][0]} and {pairs[0][1]}"
+        )
+    if conflicts:
+        found.append(
+            f"{len(conflicts)} image(s) are identical to one of another class (conflicting "
+            f"labels); first: {conflicts[0][0]} and {conflicts[0][1]}"
+        )
+    return found
+
+
+def _every_class_trains(
+    root: Path, classes: list[str], train: list[int], items: list[Item], bad: list[dict]
+) -> None:
+    """Refuse a class none of whose training images could be read: the network would learn a
+    class it has never seen, and the report would show it only as a zero."""
+    empty = sorted(set(range(len(classes))) - set(train))
+    if not empty:
+        return
+    name = classes[empty[0]]
+    unreadable = sum(1 for i in items if i.label == empty[0] and i.split == "train")
+    first = next((b for b in bad if b["path"].split("/")[-2:-1] == [name]), None)
+    said = f"; first: {first['path']} ({first['reason']})" if first else ""
+    raise TangoError(
+        f"{root}: the class {name} has no readable training image ({unreadable} unreadable"
+        f"{said}); fix its images or remove the folder"
+        + (f" (and {len(empty) - 1} more such classes)" if len(empty) > 1 else "")
+    )
 
 
 def preprocess(images: np.ndarray) -> np.ndarray:
@@ -195,7 +255,11 @@ def build_arrays(
     files: list[dict] = []
     for index, item in enumerate(items, 1):
         relative = item.path.relative_to(root).as_posix()
-        digest, pixels, reason = _read(item.path, image_size)
+        if not_utf8(relative):  # kept out of files.json and the arrays, shown escaped
+            digest, pixels, reason = "unnamed", None, "its file name is not UTF-8; rename it"
+            relative = printable(relative)
+        else:
+            digest, pixels, reason = _read(item.path, image_size)
         fingerprint.update(f"{relative}\0{digest}\n".encode())
         if pixels is None:
             bad.append({"path": relative, "reason": reason})
@@ -209,13 +273,7 @@ def build_arrays(
             progress(index, len(items))
     total = len(items)
     if total and len(bad) / total > max_bad_fraction:
-        raise TooManyBadImages(
-            bad=len(bad),
-            total=total,
-            fraction=len(bad) / total,
-            limit=max_bad_fraction,
-            first=bad[0]["path"],
-        )
+        raise TooManyBadImages(bad, total, max_bad_fraction)
     # split problems after the images are read: unreadable images are the first thing to fix
     if "test" not in splits and has_split_folders(root) and (root / "test").is_dir():
         raise TangoError(f"{root}: test/ holds no image of the classes train/ has")
@@ -227,6 +285,7 @@ def build_arrays(
     for split in splits:
         if not arrays[split]:
             raise TangoError(f"{root}: the {split} split has no readable images")
+    _every_class_trains(root, classes, labels["train"], items, bad)
     return {
         "warnings": unread_folders(root) + duplicates(files),
         "classes": classes,

@@ -7,6 +7,7 @@ refuses one that leads out (or loops), so a class folder linked to ``/home`` is 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 from tango_ci.exceptions import TangoError
@@ -34,26 +35,93 @@ def class_folders(root: Path) -> list[Path]:
 
 
 def unread_folders(root: Path) -> list[str]:
-    """Warnings for folders the data stage leaves out: folders of class folders without an
-    image directly inside (empty, or images only in subfolders), and val/ classes train/ lacks."""
+    """Warnings for what the data stage leaves out: folders of class folders without an image
+    directly inside (empty, images only in subfolders, or only files of other types), val/
+    classes train/ lacks, and in class folders files of no accepted type and images in
+    subfolders (one line each, with the first)."""
     parents = [root / s for s in ("train", "val", "test")] if has_split_folders(root) else [root]
     found = []
     train = {d.name for d in class_folders(root / "train")}
+    skipped: Counter[str] = Counter()
+    nested: list[Path] = []
+    first_skipped = ""
     for parent in (p for p in parents if p.is_dir()):
         for folder in sorted(d for d in parent.iterdir() if d.is_dir()):
             shown = folder.relative_to(root).as_posix()
             if folder.name.startswith(".") or folder.is_symlink():  # a link is refused elsewhere
                 continue
-            if not any(map(is_image, folder.iterdir())):
-                # os.walk does not follow links: a link to / inside is not walked
-                deeper = any(
-                    is_image(Path(d) / f) for d, _, files in os.walk(folder) for f in files
-                )
-                reason = "its images are in subfolders, which are not read" if deeper else "empty"
+            entries = sorted(folder.iterdir())
+            others = [e for e in entries if _other_file(e)]
+            # os.walk does not follow links: a link to / inside is not walked
+            deeper = [
+                Path(d) / f
+                for d, _, files in os.walk(folder)
+                if Path(d) != folder
+                for f in sorted(files)
+                if is_image(Path(d) / f)
+            ]
+            if not any(map(is_image, entries)):
+                if deeper:
+                    reason = "its images are in subfolders, which are not read"
+                elif others:
+                    reason = (
+                        f"no image of an accepted type ({_kinds(Counter(map(_suffix, others)))})"
+                    )
+                else:
+                    reason = "empty"
                 found.append(f"{shown}: {reason}; not a class")
             elif parent.name == "val" and parent != root and folder.name not in train:
                 found.append(f"{shown}: a class train/ lacks; its images are not read")
+            else:
+                skipped.update(map(_suffix, others))
+                if others and not first_skipped:
+                    first_skipped = others[0].relative_to(root).as_posix()
+                nested += deeper
+    if skipped:
+        found.append(
+            f"{sum(skipped.values())} file(s) in class folders skipped, of no accepted image "
+            f"type ({_kinds(skipped)}; first: {first_skipped}); accepted: "
+            + " ".join(sorted(IMAGE_SUFFIXES))
+        )
+    if nested:
+        found.append(
+            f"{len(nested)} image(s) in subfolders of class folders are not read (first: "
+            f"{nested[0].relative_to(root).as_posix()}); a class is the images directly in it"
+        )
     return found
+
+
+#: files a class folder may hold that are not worth a word
+_JUNK = frozenset({"thumbs.db", "desktop.ini"})
+
+
+def _other_file(path: Path) -> bool:
+    """A file the data stage skips because of its type (hidden files and junk aside)."""
+    return (
+        path.suffix.lower() not in IMAGE_SUFFIXES
+        and not path.name.startswith(".")
+        and path.name.lower() not in _JUNK
+        and path.is_file()
+    )
+
+
+def _suffix(path: Path) -> str:
+    return path.suffix.lower() or "no suffix"
+
+
+def _kinds(counts: Counter[str]) -> str:
+    shown = ", ".join(f"{kind}: {n}" for kind, n in counts.most_common(4))
+    return shown + (", ..." if len(counts) > 4 else "")
+
+
+def not_utf8(name: str) -> bool:
+    """A file name whose bytes are not UTF-8 (Python holds them as lone surrogates): it cannot
+    be written to JSON, a label or a log line as it is."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def has_split_folders(root: Path) -> bool:
@@ -70,6 +138,8 @@ def imagefolder_problem(root: Path) -> str | None:
             return "train/ has no class folders with images"
         if not val:
             return "val/ has no class folders with images"
+        if (problem := _names_problem(train + val)) is not None:
+            return problem
         missing = sorted({d.name for d in train} - {d.name for d in val})
         if missing:
             return f"val/ lacks the classes {', '.join(missing)} that train/ has"
@@ -87,6 +157,19 @@ def imagefolder_problem(root: Path) -> str | None:
             "needs at least two class folders with images (or train/ and val/ folders "
             f"of them); found {len(classes)}"
         )
+    return _names_problem(classes)
+
+
+def _names_problem(folders: list[Path]) -> str | None:
+    """Why a class folder's name cannot be a class (its bytes are not UTF-8), or None."""
+    from tango_ci.printable import printable
+
+    for folder in folders:
+        if not_utf8(folder.name):
+            return (
+                f"has a class folder whose name is not UTF-8 ({printable(folder.name)}); "
+                "rename it (a class name goes into labels and reports)"
+            )
     return None
 
 

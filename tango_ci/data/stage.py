@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from tango_ci.context import StageContext
-from tango_ci.data.dataset import build_arrays
+from tango_ci.data.dataset import TooManyBadImages, build_arrays
 from tango_ci.data.layout import has_split_folders
 from tango_ci.exceptions import TangoError
 from tango_ci.rundir import write_json
@@ -38,6 +38,7 @@ def run(ctx: StageContext) -> None:
     spec = ctx.spec
     root = ensure_data(ctx)
     bar = ctx.reporter.task("reading images")
+    failed = None
     try:
         built = build_arrays(
             root,
@@ -49,8 +50,14 @@ def run(ctx: StageContext) -> None:
             limit=find_repo_root(spec.folder),
             progress=lambda done, total: bar.update(completed=done, total=total),
         )
+    except TooManyBadImages as exc:
+        failed = exc
     finally:
         bar.close()
+    if failed is not None:  # every file to fix at once, not one per run
+        for bad in failed.bad_files:
+            ctx.reporter.log(f"unreadable image: {bad['path']} ({bad['reason']})")
+        raise failed
     folder = ctx.folder
     for split, (images, labels) in built["arrays"].items():
         path = folder / f"{split}.npz"

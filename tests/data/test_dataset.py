@@ -51,8 +51,12 @@ def test_too_many_corrupt_images_fail_the_stage(folder: Path) -> None:
         _build(folder, max_bad_fraction=0.05)
     assert info.value.message == (
         "3 of 30 images cannot be read (10.0% > the allowed 5.0% of data.max_bad_fraction); "
-        "first: square/square_00000.png"
+        "first: square/square_00000.png (an empty file (0 bytes)); square/square_00001.png "
+        "(an empty file (0 bytes)); square/square_00002.png (an empty file (0 bytes))"
     )
+    assert [b["path"] for b in info.value.bad_files] == [
+        f"square/square_{i:05d}.png" for i in range(3)
+    ]
 
 
 def test_preprocess_is_nchw_float_in_minus_one_one() -> None:
