@@ -25,6 +25,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from .multipart import MultipartError, file_part, is_multipart
+
 if TYPE_CHECKING:
     from .server import Service
 
@@ -201,6 +203,16 @@ def make_handler(
             self.arrived.set()
             return content
 
+        def _image(self, content: bytes) -> bytes:
+            """The image of a raw body, or of a ``multipart/form-data`` one's file part."""
+            content_type = self.headers.get("Content-Type")
+            if content_type is None or not is_multipart(content_type):
+                return content
+            try:
+                return file_part(content, content_type)
+            except MultipartError as exc:
+                raise RequestError(400, str(exc)) from None
+
         def _model(self, parts: list[str]) -> None:
             if parts[2] != service.name:
                 raise RequestError(
@@ -240,7 +252,7 @@ def make_handler(
                     if parts[3] == "infer":
                         return self._send(200, service.infer(_json(content)))
                     if parts[3] == "image":
-                        return self._send(200, service.image(content))
+                        return self._send(200, service.image(self._image(content)))
                 raise RequestError(404, "no such endpoint")
             except RequestError as exc:
                 self._send(exc.status, {"error": str(exc)})

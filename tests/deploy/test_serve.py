@@ -3,6 +3,8 @@ keeps serving, every acknowledged request logged durably, shadow and canary rout
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tango_ci.runtime import Bundle
 from tango_ci.runtime.logs import PredictionLog, read_records
@@ -93,6 +96,37 @@ def test_hostile_requests_get_a_4xx_json_error_and_the_server_keeps_serving(serv
     metadata = _call(model, headers=auth)[1]
     size = champion.preprocess["size"]
     assert metadata["inputs"][0]["shape"] == [-1, 3, size, size]
+
+
+def test_an_image_posted_as_a_form_file_is_answered_as_the_raw_image(server) -> None:
+    url, _, service = server
+    auth = {"Authorization": "Bearer s3cret"}
+    pixels = np.random.default_rng(1).integers(0, 255, (20, 20, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    image = buffer.getvalue()
+    raw = _call(f"{url}/models/{service.name}/image", image, auth)
+    boundary = "----form7MA4YWxkTrZu0gW"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="upload"; filename="x.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + image
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    form = {**auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    posted = _call(f"{url}/models/{service.name}/image", body, form)
+    assert raw[0] == posted[0] == 200
+    assert {k: v for k, v in posted[1].items() if k != "id"} == {
+        k: v for k, v in raw[1].items() if k != "id"
+    }
+    hashes = [r["input_hash"] for r in read_records(service.log.path)][-2:]
+    assert hashes == [hashlib.sha256(image).hexdigest()] * 2  # the image's, not the form's
+    no_file = body.replace(b'name="upload"; filename="x.png"', b'name="other"')
+    code, answer = _call(f"{url}/models/{service.name}/image", no_file, form)
+    assert code == 400 and "no part of the multipart body is a file" in answer["error"]
 
 
 def test_the_rate_limit_answers_429(bundle: Path) -> None:
