@@ -15,6 +15,9 @@ from tango_ci.cli_common import PROJECT, display, err, progress_bar, quoted, run
 from tango_ci.data.synth import DEFAULT_KIND, KINDS
 from tango_ci.plugins import TASKS
 
+MAX_PRINTED_PROBLEMS = 200
+MAX_PRINTED_CLASSES = 50
+
 
 class _DataGroup(TyperGroup):
     """`tango data PROJECT` is short for `tango data prepare PROJECT`."""
@@ -137,19 +140,29 @@ def data_check(
     """Check a YOLO dataset: data.yaml, every image and every label line.
 
     Prints one `file:line:col: message` line per problem (missing label files, boxes out of
-    range, unknown class ids, unreadable images, ...) and exits 1 if there are any; warns of
-    images identical across splits (a test image the model trained on scores too well).
+    range, unknown class ids, unreadable images, ...; the first 200, then how many more) and
+    exits 1 if there are any; warns of images identical across splits (a test image the model
+    trained on scores too well).
     """
     stats, problems = api.check_yolo_dataset(path)
-    for problem in problems:
+    for problem in problems[:MAX_PRINTED_PROBLEMS]:
         print(problem.format())
+    if len(problems) > MAX_PRINTED_PROBLEMS:
+        print(f"... and {len(problems) - MAX_PRINTED_PROBLEMS} more problems")
     for warning in stats.get("warnings", []):
         err.print(f"[yellow]warning[/yellow]: {quoted(warning)}")
     if problems:
         raise typer.Exit(1)
     images, boxes = stats["images"], stats["boxes"]
+    per_class = list(stats["per_class"].items())
+    # class names come from data.yaml: never markup, never a control character, never all
+    # ten thousand on one line
+    shown = ", ".join(f"{quoted(name)} {count}" for name, count in per_class[:MAX_PRINTED_CLASSES])
+    if len(per_class) > MAX_PRINTED_CLASSES:
+        shown += f", ... and {len(per_class) - MAX_PRINTED_CLASSES} more classes"
     err.print(
         f"[green]valid[/green]: {sum(images.values())} images "
         f"({', '.join(f'{k} {v}' for k, v in images.items())}), {sum(boxes.values())} boxes "
-        f"({', '.join(f'{k} {v}' for k, v in stats['per_class'].items())})"
+        f"({shown})",
+        soft_wrap=True,  # a name's spaces never start a line of their own (a forged ::error)
     )

@@ -1,12 +1,17 @@
 """A YOLO dataset's ``data.yaml``, read with bounds: it comes with the data, from anyone.
 
-The file is size-limited and aliases are refused (a data.yaml never needs them, and a few
-hundred bytes of nested aliases expand to gigabytes), so parsing is bounded by the file's size.
-Fields are checked for their types, and values echoed in messages are cut short.
+The file is size-limited, aliases are refused (a data.yaml never needs them, and a few
+hundred bytes of nested aliases expand to gigabytes) and so is nesting deeper than
+:data:`MAX_DEPTH` (PyYAML's scanner slows down with every open bracket: a few hundred kilobytes of
+``[`` took minutes), all while reading PyYAML's event stream, which stops at the first of them.
+A key written twice is refused rather than silently the last one. Fields are checked for their
+types, class names for their length and number, ``nc`` against ``names`` (as ultralytics does),
+and values echoed in messages are cut short.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +23,9 @@ from tango_ci.spec.problems import Position, Problem
 
 MAX_YAML_BYTES = 1024 * 1024
 MAX_EVENTS = 100_000
+MAX_DEPTH = 40  # as project.yaml (tango_ci/spec/_yaml.py)
+MAX_CLASSES = 10_000  # LVIS has 1203; every name is printed and kept with the model
+MAX_NAME_CHARS = 200
 SPLIT_FIELDS = ("train", "val", "test")
 
 
@@ -58,6 +66,9 @@ def load_data_yaml(path: Path, display: str) -> tuple[DataYaml | None, list[Prob
         if refusal is not None:
             return None, problem(*refusal)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        duplicate = _duplicate(node) if node is not None else None
+        if duplicate is not None:
+            return None, problem(*duplicate)
         content = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -70,27 +81,77 @@ def load_data_yaml(path: Path, display: str) -> tuple[DataYaml | None, list[Prob
     if not isinstance(content, dict) or not isinstance(node, yaml.MappingNode):
         return None, problem(Position(1, 1), "", "data.yaml must be a mapping")
     positions = {
-        str(key.value): Position(value.start_mark.line + 1, value.start_mark.column + 1)
+        str(key.value): _start(value)
         for key, value in node.value
         if isinstance(key, yaml.ScalarNode)
     }
-    return _fields(content, positions, display)
+    names_node = next((v for k, v in node.value if k.value == "names"), None)
+    return _fields(content, positions, _item_positions(names_node), display)
+
+
+def _start(node: yaml.Node) -> Position:
+    return Position(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _item_positions(node: yaml.Node | None) -> dict[int, Position]:
+    """Where each class's name is written, by class: items of a list, values of a mapping."""
+    if isinstance(node, yaml.SequenceNode):
+        return {index: _start(item) for index, item in enumerate(node.value)}
+    if isinstance(node, yaml.MappingNode):
+        return {
+            int(key.value): _start(value)
+            for key, value in node.value
+            if isinstance(key, yaml.ScalarNode) and key.value.isascii() and key.value.isdigit()
+        }
+    return {}
 
 
 def _refusal(text: str) -> tuple[Position, str, str] | None:
-    """The first alias, or the point where the document has too many parts; None if fine."""
+    """The first alias, the point where the document nests too deep or has too many parts;
+    None if fine. Events come one at a time, so a refusal costs only what precedes it."""
+    depth = 0
     for count, event in enumerate(yaml.parse(text, Loader=yaml.SafeLoader)):
         mark = event.start_mark
         where = Position(mark.line + 1, mark.column + 1)
         if isinstance(event, yaml.AliasEvent):
             return where, "", "YAML aliases (*name) are not supported in data.yaml; write it out"
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return where, "", f"nested deeper than {MAX_DEPTH} levels"
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
         if count > MAX_EVENTS:
             return where, "", f"more than {MAX_EVENTS} YAML values; refusing to read it"
     return None
 
 
+def _duplicate(node: yaml.Node) -> tuple[Position, str, str] | None:
+    """The second writing of the first key written twice in any mapping; None if none.
+    (yaml.safe_load keeps the last one silently.) The tree is small: :func:`_refusal` ran."""
+    if isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        seen: set[tuple[str, str]] = set()
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if (key.tag, key.value) in seen:
+                    mark = key.start_mark
+                    where = Position(mark.line + 1, mark.column + 1)
+                    return where, "", f"key {quoted(key.value, 60)} is written twice"
+                seen.add((key.tag, key.value))
+        children = [part for pair in node.value for part in pair]
+    else:
+        return None
+    for child in children:
+        found = _duplicate(child)
+        if found is not None:
+            return found
+    return None
+
+
 def _fields(
-    content: dict, positions: dict[str, Position], display: str
+    content: dict, positions: dict[str, Position], name_positions: dict[int, Position], display: str
 ) -> tuple[DataYaml | None, list[Problem]]:
     def at(key: str, message: str) -> Problem:
         where = positions.get(key, Position(1, 1))
@@ -123,31 +184,69 @@ def _fields(
             splits[key] = value
     names, problem = _names(content["names"])
     if problem:
-        problems.append(at("names", problem))
+        index, message = problem
+        where = positions.get("names", Position(1, 1))
+        if index is not None:
+            where = name_positions.get(index, where)
+        problems.append(Problem(display, where.line, where.col, "names", message))
+    elif "nc" in content:
+        mismatch = _nc_problem(content["nc"], len(names))
+        if mismatch:
+            problems.append(at("nc", mismatch))
     if problems:
         return None, problems
     return DataYaml(str(root), splits, names, positions), []
 
 
-def _names(raw: Any) -> tuple[tuple[str, ...], str | None]:
-    """Class names from a list, or a mapping 0: name, 1: name, ...; or why not."""
+def _names(raw: Any) -> tuple[tuple[str, ...], tuple[int | None, str] | None]:
+    """Class names from a list, or a mapping 0: name, 1: name, ...; or the class at fault
+    (None: the whole field) and why not."""
     if isinstance(raw, dict) and all(isinstance(k, int) for k in raw):
         if sorted(raw) != list(range(len(raw))):
-            return (), "mapping keys must be 0, 1, 2, ... without gaps"
+            return (), (None, "mapping keys must be 0, 1, 2, ... without gaps")
         raw = [raw[i] for i in range(len(raw))]
     if not isinstance(raw, list) or not raw:
-        return (), "must be a list of class names, or a mapping 0: name, 1: name, ... without gaps"
+        return (), (
+            None,
+            "must be a list of class names, or a mapping 0: name, 1: name, ... without gaps",
+        )
+    if len(raw) > MAX_CLASSES:
+        return (), (None, f"{len(raw)} classes, more than the {MAX_CLASSES} allowed")
     for index, name in enumerate(raw):
         # names like 0, 1, 2 (digits) are fine; yes/no read as booleans are not meant as names
         if isinstance(name, bool) or not isinstance(name, str | int) or str(name) == "":
-            return (), f"class {index} must be a name (text), got {_kind(name)}; quote it"
+            return (), (index, f"class {index} must be a name (text), got {_kind(name)}; quote it")
+        if len(str(name)) > MAX_NAME_CHARS:
+            return (), (
+                index,
+                f"class {index}'s name has {len(str(name))} characters, more than the "
+                f"{MAX_NAME_CHARS} allowed",
+            )
     names = tuple(str(name) for name in raw)
     first: dict[str, int] = {}
     for index, name in enumerate(names):
         if name in first:
-            return (), f"{quoted(name, 60)} is named twice (classes {first[name]} and {index})"
+            return (), (
+                None,
+                f"{quoted(name, 60)} is named twice (classes {first[name]} and {index})",
+            )
         first[name] = index
     return names, None
+
+
+def _nc_problem(nc: Any, count: int) -> str | None:
+    """Why ``nc`` disagrees with the names (ultralytics refuses the dataset then); None if not.
+    A whole number written as text or a float (``'3'``, ``3.0``) is one, as for ultralytics."""
+    try:
+        number = float(nc) if not isinstance(nc, bool) else math.nan
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if not math.isfinite(number) or number != int(number):
+        shown = quoted(nc, 60) if isinstance(nc, str) else _kind(nc)
+        return f"must be a whole number (the number of classes), got {shown}"
+    if int(number) != count:
+        return f"says {int(number)} classes but names has {count}"
+    return None
 
 
 def _kind(value: Any) -> str:

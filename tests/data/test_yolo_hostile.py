@@ -159,7 +159,7 @@ def test_exif_rotated_image_keeps_boxes_on_the_upright_image(root: Path) -> None
         ),
         (
             DATA_YAML.replace("[a, b]", "[a, yes]"),
-            "data.yaml:4:8: names: class 1 must be a name (text), got the bool 'True'; quote it",
+            "data.yaml:4:12: names: class 1 must be a name (text), got the bool 'True'; quote it",
         ),
         (  # PyYAML parses a date it cannot build: a ValueError, not a YAMLError
             DATA_YAML + "date: 2024-13-45\n",
