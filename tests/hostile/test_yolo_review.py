@@ -1,7 +1,7 @@
 """A YOLO dataset from a stranger, found by a probe: a data.yaml nested deep enough to stall the
 YAML parser for minutes, class names that are markup, escapes or a forged workflow command,
-so many problems that the check floods the terminal, ``nc`` or a key that contradicts the
-rest."""
+label files of nothing but problems, ``nc`` or a key that contradicts the rest; and labels
+ultralytics trains on (polygons, coordinates a hair past 1) that must not be refused."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from tango_ci.data.layout import yolo_problem
-from tango_ci.data.yolo import check_dataset
+from tango_ci.data.yolo import check_dataset, load_split, read_dataset
+from tango_ci.data.yolo_labels import MAX_PROBLEMS_PER_FILE
 from tango_ci.data.yolo_yaml import MAX_CLASSES, MAX_DEPTH, MAX_NAME_CHARS
 from tests.hostile.conftest import tango
 
@@ -122,6 +123,19 @@ def test_class_names_are_printed_as_text_on_one_line(root: Path) -> None:
     ]
 
 
+def test_a_label_file_of_garbage_is_one_bounded_report(root: Path) -> None:
+    bad = 3000
+    _label(root, "val", "x\n" * bad)
+    problems = _problems(root)
+    assert len(problems) == MAX_PROBLEMS_PER_FILE + 1
+    assert problems[0] == "labels/val/0.txt:1:1: expected 5 values (class cx cy w h), got 1"
+    first_left = MAX_PROBLEMS_PER_FILE + 1
+    assert problems[-1] == (
+        f"labels/val/0.txt:{first_left}:1: ... and {bad - MAX_PROBLEMS_PER_FILE} more problems "
+        "in this file"
+    )
+
+
 def test_the_check_prints_at_most_two_hundred_problems(root: Path) -> None:
     for index in range(300):  # one problem each, in 300 label files
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / f"images/val/{index}x.png")
@@ -131,3 +145,59 @@ def test_the_check_prints_at_most_two_hundred_problems(root: Path) -> None:
     assert result.code == 1 and "Traceback" not in result.stderr
     assert len(lines) == 201 and lines[-1] == "... and 100 more problems"
     assert all("class 7 is not a class id" in line for line in lines[:-1])
+
+
+def test_polygon_rows_are_read_as_the_box_around_them(root: Path) -> None:
+    """ultralytics reads a file whose rows are polygons as their boxes (segments2boxes)."""
+    _label(root, "val", "1 0.1 0.2 0.5 0.2 0.3 0.6\n2 0.4 0.4 0.6 0.4 0.6 0.8 0.4 0.8\n")
+    dataset, problems = read_dataset(root, root.parent)
+    assert dataset is not None and problems == [] and _problems(root) == []
+    boxes = load_split(dataset, "val", 8)["boxes"][0]  # pixels of the 8x8 image
+    assert boxes.ravel().tolist() == pytest.approx([1, 0.8, 1.6, 4, 4.8, 2, 3.2, 3.2, 4.8, 6.4])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (  # ultralytics refuses the whole file: a 5-value row among polygons is not a box
+            "0 0.1 0.1 0.4 0.1 0.4 0.4\n0 0.5 0.5 0.2 0.2\n",
+            "2:1: a box among polygons: ultralytics refuses a file that mixes them; write this "
+            "object as a polygon too (or every object as a box)",
+        ),
+        (
+            "0 0.1 0.1 0.4 0.1 0.4 0.4\n0 0.1 0.1 0.4 0.1 0.4 0.4 0.9\n",
+            "2:1: expected a polygon (class x1 y1 x2 y2 x3 y3 ...: x y pairs, at least 3 "
+            "points), got 7 values after the class",
+        ),
+        (
+            "0 0.1 0.1 0.4 1.5 0.4 0.4\n",
+            "1:15: y2 1.5 is outside 0..1 (coordinates are normalised)",
+        ),
+        ("0 1.02 0.5 0.01 0.2\n", "1:3: cx 1.02 is outside 0..1 (coordinates are normalised)"),
+        ("0 0.5 0.5 -0.1 0.2\n", "1:11: w -0.1 is outside 0..1 (coordinates are normalised)"),
+        ("0_1 0.5 0.5 0.2 0.2\n", "1:1: '0_1' is not a number"),  # float() read it as 1
+        ("\u0661 0.5 0.5 0.2 0.2\n", "1:1: '\u0661' is not a number"),  # and this as 1
+        ("1e0 0.5 0.5 0.2 0.2\n", "1:1: class 1e0 is not a class id of data.yaml (0..2)"),
+        ("0 0.5 0.5 0.2 0_2\n", "1:15: '0_2' is not a number"),
+        ("0 0.5 0.5 0.2 \u0660.\u0662\n", "1:15: '\u0660.\u0662' is not a number"),
+    ],
+)
+def test_label_rows_ultralytics_refuses_are_refused_at_their_column(
+    root: Path, text: str, expected: str
+) -> None:
+    _label(root, "val", text)
+    assert _problems(root) == [f"labels/val/0.txt:{expected}"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0 1.0000001 0.5 0.01 0.2\n",  # float noise of an exporter: ultralytics allows 1.01
+        "0 0.5 0.5 1.005 0.2\n",
+        "0 0.995 0.5 0.02 0.2\n",  # the box's edge at 1.005
+        "1.0 0.5 0.5 0.2 0.2\n2 0.5 0.5 0.2 0.2\n",  # a whole class written as a float
+    ],
+)
+def test_labels_ultralytics_accepts_are_accepted(root: Path, text: str) -> None:
+    _label(root, "val", text)
+    assert _problems(root) == []
