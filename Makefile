@@ -24,11 +24,13 @@ demo: $(STAMP)
 	$(BIN)/tango demo projects/example-shapes
 
 # Two pytest-xdist workers, one thread each (two torch thread pools on two cores would fight
-# over them); TEST_WORKERS=0 runs the suite in this process.
+# over them), given whole files, slow files first (tests/conftest.py orders them); a file's
+# module fixtures are then built once. TEST_WORKERS=0 runs the suite in this process.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) \
+		--dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

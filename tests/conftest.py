@@ -53,3 +53,13 @@ def write_project(root: Path, name: str, text: str = MINIMAL_PROJECT) -> Path:
     path = folder / "project.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with end-to-end (slow) tests first, each file kept whole. `make test` hands whole
+    files to its two pytest-xdist workers (``--dist loadfile``: a module's expensive fixture,
+    such as a pipeline run, is built once, not on both workers), in this order
+    (``--no-loadscope-reorder``), so the minutes-long files overlap each other and short ones
+    fill the end, instead of one long file running alone at the end."""
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)

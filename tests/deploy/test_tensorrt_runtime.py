@@ -26,6 +26,9 @@ def _cuda_devices() -> int:
     return int(count) if error == runtime.cudaError_t.cudaSuccess else 0
 
 
+#: the refusal test reads the package's bundle, a pipeline run
+pytestmark = pytest.mark.slow
+
 HAS_CUDA = _cuda_devices() > 0
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 NO_CUDA = "cuda-python sees no CUDA device here (it runs on the device machine)"
