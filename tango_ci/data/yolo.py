@@ -1,13 +1,21 @@
 """YOLO datasets (ultralytics layout): read data.yaml, check every label line, load splits.
 
 Problems are reported as ``file:line:col: message`` with paths relative to the dataset folder,
-like spec problems, so a broken label is found as easily as a broken project file.
+like spec problems, so a broken label is found as easily as a broken project file. At most
+:data:`MAX_PROBLEMS` are kept (a caller may ask for fewer), then one line with the total: a
+million bad label lines must not flood the terminal or the memory.
+
+Identical lines of a label file are one box: ultralytics removes them when it trains and
+validates, so the checked statistics and the saved ground truth leave them out too (counted and
+warned of).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +37,8 @@ from tango_ci.runtime.images import ImageTooLarge
 from tango_ci.spec.problems import Problem
 
 __all__ = [
+    "MAX_PROBLEMS",
+    "ProblemList",
     "YoloDataset",
     "check_dataset",
     "label_path",
@@ -37,7 +47,11 @@ __all__ = [
     "load_split",
     "parse_labels",
     "read_dataset",
+    "relative_name",
+    "unique_boxes",
 ]
+
+MAX_PROBLEMS = 1000
 
 
 @dataclass(frozen=True)
@@ -52,24 +66,65 @@ class YoloDataset:
 
 
 _STAY = "data must stay inside it"
+_LINKED_OUT = f"a symbolic link out of the repository (or a link loop); {_STAY}"
 
 
-def _display(path: Path, base: Path) -> str:
+def relative_name(path: Path, base: Path) -> str:
+    """``path`` relative to the folder ``base``, with ``..`` for a file beside it (a split
+    folder outside the dataset's ``path:`` but inside the repository)."""
     try:
-        return str(path.relative_to(base))
-    except ValueError:
+        return Path(os.path.relpath(path, base)).as_posix()
+    except ValueError:  # another drive
         return str(path)
 
 
-def read_dataset(path: Path, limit: Path | None = None) -> tuple[YoloDataset | None, list[Problem]]:
-    """Parse data.yaml and list the split images; problems instead of exceptions.
+def _file_and_line(problem: Problem) -> tuple[str, int]:
+    return problem.file, problem.line
+
+
+@dataclass
+class ProblemList:
+    """The first ``limit`` problems (in the order found, or by file and line when ``ordered``)
+    and how many there were in all, in memory that does not grow with their number."""
+
+    ordered: bool = False
+    limit: int = MAX_PROBLEMS
+    kept: list[Problem] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, problems: Iterable[Problem]) -> None:
+        for problem in problems:
+            self.total += 1
+            if self.ordered or len(self.kept) < self.limit:
+                self.kept.append(problem)
+            if len(self.kept) > 2 * self.limit:  # sorting is stable: ties keep their order
+                self.kept = sorted(self.kept, key=_file_and_line)[: self.limit]
+
+    def result(self, where: str) -> list[Problem]:
+        """The kept problems and a last one at ``where`` saying how many more there were."""
+        found = sorted(self.kept, key=_file_and_line) if self.ordered else self.kept
+        found = found[: self.limit]
+        if self.total > len(found):
+            more = self.total - len(found)
+            found = [
+                *found,
+                Problem(where, 0, 0, "", f"... and {more} more problem(s), {self.total} in all"),
+            ]
+        return found
+
+
+def read_dataset(
+    path: Path, limit: Path | None = None, *, max_problems: int = MAX_PROBLEMS
+) -> tuple[YoloDataset | None, list[Problem]]:
+    """Parse data.yaml and list the split images; problems instead of exceptions (the first
+    ``max_problems``, then one saying how many in all).
 
     With ``limit`` (the repository), ``path:`` and every split folder and image must stay
     inside it, through any symbolic link.
     """
     data_yaml = path / "data.yaml" if path.is_dir() else path
     base = data_yaml.parent
-    name = _display(data_yaml, base)
+    name = relative_name(data_yaml, base)
     if not data_yaml.is_file():
         return None, [Problem(str(data_yaml), 0, 0, "", "no data.yaml found")]
     fields, problems = load_data_yaml(data_yaml, name)
@@ -83,44 +138,44 @@ def read_dataset(path: Path, limit: Path | None = None) -> tuple[YoloDataset | N
     root = inside(base / fields.path, limit)
     if root is None:
         return None, [at("path", f"{quoted(fields.path)} leads out of the repository; {_STAY}")]
+    shown_base = base.resolve()  # image paths are resolved ones
+    found_problems = ProblemList(limit=max_problems)
+    found_problems.add(problems)
     images: dict[str, tuple[Path, ...]] = {}
     for split, value in fields.splits.items():
         folder = inside(root / value, limit)
         if folder is None:
-            problems.append(at(split, f"{quoted(value)} leads out of the repository; {_STAY}"))
+            found_problems.add([at(split, f"{quoted(value)} leads out of the repository; {_STAY}")])
             continue
         kind = _kind(folder)
         if kind == "file" and folder.suffix == ".txt":
-            found, listing = _listed(folder, base)
+            found, listing = _listed(folder, shown_base)
             if listing:
-                problems += listing
+                found_problems.add(listing)
                 continue
-            problems += [
-                Problem(_display(p, base), 0, 0, "", f"listed in {quoted(value)} but missing")
+            found_problems.add(
+                Problem(
+                    relative_name(p, shown_base), 0, 0, "", f"listed in {quoted(value)} but missing"
+                )
                 for p in found
                 if not p.exists()
-            ]
+            )
         elif kind != "folder":
-            problems.append(at(split, f"folder {quoted(value)} does not exist"))
+            found_problems.add([at(split, f"folder {quoted(value)} does not exist")])
             continue
         else:
             found = _images(folder)
-        outside = [p for p in found if inside(p, limit) is None]
-        problems += [
-            Problem(
-                _display(p, base),
-                0,
-                0,
-                "",
-                f"a symbolic link out of the repository (or a link loop); {_STAY}",
-            )
-            for p in outside
-        ]
+        outside = {p for p in found if inside(p, limit) is None}
+        found_problems.add(
+            Problem(relative_name(p, shown_base), 0, 0, "", _LINKED_OUT)
+            for p in found
+            if p in outside
+        )
         images[split] = tuple(p for p in found if p not in outside and p.is_file())
         if not images[split]:
-            problems.append(at(split, f"folder {quoted(value)} has no images"))
-    if problems:
-        return None, problems
+            found_problems.add([at(split, f"folder {quoted(value)} has no images")])
+    if found_problems.total:
+        return None, found_problems.result(name)
     return YoloDataset(root=root, data_yaml=data_yaml, names=fields.names, images=images), []
 
 
@@ -153,7 +208,7 @@ def listed_images(path: Path) -> list[Path]:
 
 def _listed(path: Path, base: Path) -> tuple[list[Path], list[Problem]]:
     """:func:`listed_images`, or the problem of the list file."""
-    shown = _display(path, base)
+    shown = relative_name(path, base)
     try:
         return listed_images(path), []
     except FileRefused as exc:
@@ -164,74 +219,91 @@ def _listed(path: Path, base: Path) -> tuple[list[Path], list[Problem]]:
 
 
 def check_dataset(
-    path: Path, limit: Path | None = None
+    path: Path, limit: Path | None = None, *, max_problems: int = MAX_PROBLEMS
 ) -> tuple[YoloDataset | None, dict, list[Problem]]:
-    """Every problem of a YOLO dataset; statistics and a fingerprint when it can be read."""
-    dataset, problems = read_dataset(path, limit)
+    """Every problem of a YOLO dataset (the first ``max_problems`` by file and line, then one
+    saying how many in all); statistics and a fingerprint when it can be read."""
+    dataset, unread = read_dataset(path, limit, max_problems=max_problems)
     if dataset is None:
-        return None, {}, problems
+        return None, {}, unread
     base = dataset.data_yaml.parent.resolve()  # image paths are resolved ones
+    problems = ProblemList(ordered=True, limit=max_problems)
     fingerprint = hashlib.sha256()
     stats: dict[str, Any] = {
         "images": {},
         "boxes": {},
         "per_class": {n: 0 for n in dataset.names},
         "background_images": 0,
+        "duplicate_boxes": 0,
     }
     hashed: list[dict] = []  # for images identical across splits
+    repeated: list[str] = []  # label files with identical lines
     for split, images in dataset.images.items():
         boxes = 0
         for image in images:
-            shown = _display(image, base)
+            shown = relative_name(image, base)
             problem = _image_problem(image, shown)
             if problem is not None:
                 fingerprint.update(f"{shown}\0unreadable\n".encode())
-                problems.append(problem)
+                problems.add([problem])
                 continue
             digest = sha256(image)
             hashed.append({"path": shown, "sha256": digest, "split": split})
             fingerprint.update(f"{shown}\0{digest}\n".encode())
             labels = label_path(image)
-            label_shown = _display(labels, base)
+            label_shown = relative_name(labels, base)
             if labels.is_symlink() and inside(labels, limit) is None:
-                problems.append(
-                    Problem(
-                        label_shown,
-                        0,
-                        0,
-                        "",
-                        f"a symbolic link out of the repository (or a link loop); {_STAY}",
-                    )
-                )
+                problems.add([Problem(label_shown, 0, 0, "", _LINKED_OUT)])
                 continue
             if not labels.exists():
-                problems.append(
-                    Problem(
-                        shown,
-                        0,
-                        0,
-                        "",
-                        f"no label file {label_shown} (write an empty one for an image without "
-                        "objects)",
-                    )
+                problems.add(
+                    [
+                        Problem(
+                            shown,
+                            0,
+                            0,
+                            "",
+                            f"no label file {label_shown} (write an empty one for an image "
+                            "without objects)",
+                        )
+                    ]
                 )
                 continue
             raw, found = read_label_file(labels, label_shown)
             if raw is not None:
                 fingerprint.update(f"{label_shown}\0{hashlib.sha256(raw).hexdigest()}\n".encode())
                 rows, found = parse_label_bytes(raw, len(dataset.names), label_shown)
-            problems += found
+            problems.add(found)
             if raw is None or found:
                 continue
-            boxes += len(rows)
-            stats["background_images"] += int(len(rows) == 0)
-            for cls in rows[:, 0].astype(int):
+            kept = unique_boxes(rows)
+            if len(kept) < len(rows):
+                stats["duplicate_boxes"] += len(rows) - len(kept)
+                repeated.append(label_shown)
+            boxes += len(kept)
+            stats["background_images"] += int(len(kept) == 0)
+            for cls in kept[:, 0].astype(int):
                 stats["per_class"][dataset.names[cls]] += 1
         stats["images"][split] = len(images)
         stats["boxes"][split] = boxes
     stats["fingerprint"] = fingerprint.hexdigest()
     stats["warnings"] = duplicates(hashed)
-    return dataset, stats, sorted(problems, key=lambda p: (p.file, p.line))
+    if repeated:
+        stats["warnings"].append(
+            f"{stats['duplicate_boxes']} duplicate box(es) removed, identical lines of a label "
+            f"file (ultralytics removes them too), in {len(repeated)} file(s); first: "
+            f"{repeated[0]}"
+        )
+    return dataset, stats, problems.result(relative_name(dataset.data_yaml, base))
+
+
+def unique_boxes(rows: np.ndarray) -> np.ndarray:
+    """``rows`` without exact repeats, in their order: ultralytics' rule (``np.unique`` of the
+    float32 rows), which it applies to training and validation labels alike."""
+    if len(rows) < 2:
+        return rows
+    _, first = np.unique(rows, axis=0, return_index=True)
+    return rows[np.sort(first)]
 
 
 def _image_problem(image: Path, shown: str) -> Problem | None:
@@ -266,7 +338,7 @@ def load_split(dataset: YoloDataset, split: str, size: int) -> dict:
                 f"{path}: image cannot be read ({type(exc).__name__}: {exc})"
             ) from None
         boxed, scale, (left, top) = letterbox(pixels, size)
-        rows, _ = parse_labels(label_path(path), len(dataset.names), "")
+        rows = unique_boxes(parse_labels(label_path(path), len(dataset.names), "")[0])
         h, w = pixels.shape[:2]
         xyxy = (
             np.stack(
@@ -288,5 +360,5 @@ def load_split(dataset: YoloDataset, split: str, size: int) -> dict:
     return {
         "images": np.stack(images),
         "boxes": boxes,
-        "files": [str(p.relative_to(dataset.root)) for p in dataset.images[split]],
+        "files": [relative_name(p, dataset.root) for p in dataset.images[split]],
     }

@@ -1,10 +1,15 @@
 """The data stage for YOLO datasets: check every label line, fingerprint, save the validation
-and test splits (letterboxed) for the bench stage, and write a data.yaml with absolute paths for
-ultralytics.
+and test splits (letterboxed) for the bench stage, and write a data.yaml for ultralytics.
 
 The test split is data.yaml's ``test:`` entry when it has one; otherwise a seeded fraction
 (``data.split.test``) of the training images, which the data.yaml written for training then
-leaves out (its ``train:`` is a list file of the rest). Search and training never see it.
+leaves out. Search and training never see it.
+
+The written data.yaml's ``train:`` and ``val:`` are list files of the absolute paths of exactly
+the images this stage checked, never folders: a folder would be read again by ultralytics'
+own rules (every image below it), which differ from a list file's or a nested layout's split.
+ultralytics finds each label by swapping the last ``images`` folder of the listed path for
+``labels``, the rule the check used on the same path.
 """
 
 from __future__ import annotations
@@ -17,12 +22,18 @@ import yaml
 
 from tango_ci.context import StageContext
 from tango_ci.data.dataset import held_out
-from tango_ci.data.yolo import YoloDataset, check_dataset, load_split
+from tango_ci.data.yolo import YoloDataset, check_dataset, load_split, relative_name
 from tango_ci.exceptions import SpecError, TangoError
 from tango_ci.rundir import write_json
 from tango_ci.spec import find_repo_root
 
 TRAIN_LIST = "train.txt"
+# problems the stage's error lists, then one line with the total (tango data check prints as
+# many); the check keeps no more in memory
+MAX_SHOWN_PROBLEMS = 200
+VAL_LIST = "val.txt"
+# str.splitlines() splits at these, and ultralytics reads a list file with it
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 class DatasetError(SpecError):
@@ -52,22 +63,28 @@ def draw_test(dataset: YoloDataset, fraction: float, seed: int) -> YoloDataset:
     return dataclasses.replace(dataset, images=images)
 
 
-def _training_yaml(folder: Path, dataset: YoloDataset, drawn: bool) -> dict:
-    """data.yaml for ultralytics: train and val only; a list file of the training images
-    when the test split was drawn from them."""
-    if drawn:
-        (folder / TRAIN_LIST).write_text(
-            "".join(f"{p}\n" for p in dataset.images["train"]), encoding="utf-8"
-        )
-        train = str(folder.resolve() / TRAIN_LIST)
-    else:
-        train = str(dataset.images["train"][0].parent.relative_to(dataset.root))
+def _training_yaml(folder: Path, dataset: YoloDataset) -> dict:
+    """data.yaml for ultralytics: train and val only, each a list file of its images."""
+    lists = {}
+    for split, name in (("train", TRAIN_LIST), ("val", VAL_LIST)):
+        _write_list(folder / name, dataset.images[split], dataset.root)
+        lists[split] = str(folder.resolve() / name)
     return {
         "path": str(dataset.root),
-        "train": train,
-        "val": str(dataset.images["val"][0].parent.relative_to(dataset.root)),
+        **lists,
         "names": {i: n for i, n in enumerate(dataset.names)},
     }
+
+
+def _write_list(path: Path, images: tuple[Path, ...], root: Path) -> None:
+    """A list file ultralytics reads back as ``images``: one absolute path a line."""
+    for image in images:
+        if not image.is_absolute() or _LINE_BREAKS & set(str(image)):
+            raise TangoError(
+                f"{relative_name(image, root)!r}: a file name with a line break cannot be "
+                "handed to ultralytics (it reads a list file one path a line); rename it"
+            )
+    path.write_text("".join(f"{image}\n" for image in images), encoding="utf-8")
 
 
 def _save(path: Path, split: dict) -> None:
@@ -85,7 +102,9 @@ def run(ctx: StageContext) -> None:
 
     spec = ctx.spec
     root = ensure_data(ctx)
-    given, stats, problems = check_dataset(root, find_repo_root(spec.folder))
+    given, stats, problems = check_dataset(
+        root, find_repo_root(spec.folder), max_problems=MAX_SHOWN_PROBLEMS
+    )
     if problems or given is None:  # check_dataset gives no dataset without problems
         raise DatasetError(problems)
     for warning in stats.pop("warnings", []):
@@ -94,16 +113,16 @@ def run(ctx: StageContext) -> None:
     drawn = dataset is not given
     folder = ctx.folder
     data_yaml = folder / "data.yaml"
-    data_yaml.write_text(yaml.safe_dump(_training_yaml(folder, dataset, drawn), sort_keys=False))
-    files = {"train": [_relative(p, dataset.root) for p in dataset.images["train"]]}
-    outputs = ["data.yaml", TRAIN_LIST] if drawn else ["data.yaml"]
+    data_yaml.write_text(yaml.safe_dump(_training_yaml(folder, dataset), sort_keys=False))
+    files = {"train": [relative_name(p, dataset.root) for p in dataset.images["train"]]}
+    outputs = {"data": "data.yaml", "train-list": TRAIN_LIST, "val-list": VAL_LIST}
     for split in ("val", "test"):
         if split not in dataset.images:
             continue
         loaded = load_split(dataset, split, spec.data.image_size)
         _save(folder / f"{split}.npz", loaded)
         files[split] = loaded["files"]
-        outputs.append(f"{split}.npz")
+        outputs[split] = f"{split}.npz"
         if drawn and split == "test":  # check_dataset counted them as training images
             boxes = sum(len(b) for b in loaded["boxes"])
             stats["images"] |= {"train": len(dataset.images["train"]), "test": len(files[split])}
@@ -111,8 +130,10 @@ def run(ctx: StageContext) -> None:
     write_json(folder / "classes.json", list(dataset.names))
     write_json(folder / "files.json", files)
     write_json(folder / "stats.json", stats)
-    for name in (*outputs, "classes.json", "files.json", "stats.json"):
-        ctx.recorder.output_file(name.split(".")[0], folder / name)
+    for name in ("classes.json", "files.json", "stats.json"):
+        outputs[name.split(".")[0]] = name
+    for key, name in outputs.items():
+        ctx.recorder.output_file(key, folder / name)
     ctx.recorder.inputs["dataset"] = {"path": str(root), "fingerprint": stats["fingerprint"]}
     ctx.recorder.summary.update(
         {
@@ -133,13 +154,6 @@ def _test_source(given: YoloDataset, fraction: float, drawn: bool) -> str:
     if drawn:
         return f"{fraction * 100:g}% of the training images, drawn with data.split.seed"
     return "none (data.split.test is 0)"
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:  # a split folder beside the dataset's path
-        return str(path)
 
 
 def load_images(run, split: str) -> tuple[np.ndarray, list[np.ndarray], list[str]]:

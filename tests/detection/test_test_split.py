@@ -80,14 +80,15 @@ def test_a_test_entry_of_data_yaml_is_used_as_given(spec_repo: Path) -> None:
         "val": 2,
         "test": 3,
     }
-    assert all(p.startswith("images/test/") for p in read_json(data / "files.json")["test"])
-    assert yaml.safe_load((data / "data.yaml").read_text())["train"] == "images/train"
-    assert not (data / "train.txt").exists() and len(load_test(run)[0]) == 3
+    files = read_json(data / "files.json")
+    assert all(p.startswith("images/test/") for p in files["test"])
+    assert _training_images(run) == set(files["train"]) and len(files["train"]) == 7
+    assert len(load_test(run)[0]) == 3
 
 
 def test_test_zero_gives_no_test_split(spec_repo: Path) -> None:
     run = _data_stage(_project(spec_repo, "  split: {test: 0}\n"))
     data = run.stage_dir("data")
     assert read_json(data / "manifest.json")["summary"]["images"] == {"train": 10, "val": 2}
-    assert not (data / "test.npz").exists() and not (data / "train.txt").exists()
+    assert not (data / "test.npz").exists()
     assert len(_training_images(run)) == 10
