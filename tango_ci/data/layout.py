@@ -179,9 +179,11 @@ def yolo_problem(path: Path) -> str | None:
     if not data_yaml.is_file():
         return "is not a YOLO data.yaml file (nor a folder with one)"
     from tango_ci.data.yolo_yaml import load_data_yaml
+    from tango_ci.printable import printable
 
-    _, problems = load_data_yaml(data_yaml, "data.yaml")
-    return f"has a broken data.yaml ({problems[0].format()})" if problems else None
+    shown = printable(data_yaml.name)  # data.path may name any file
+    _, problems = load_data_yaml(data_yaml, shown)
+    return f"has a broken {shown} ({problems[0].format()})" if problems else None
 
 
 FORMAT_CHECKS = {"imagefolder": imagefolder_problem, "yolo": yolo_problem}

@@ -197,6 +197,14 @@ def test_validation_reads_data_yaml_with_the_same_bounds(root: Path) -> None:
     )
 
 
+def test_validation_names_the_data_file_data_path_gives(root: Path) -> None:
+    (root / "other.yaml").write_text("a: &a [x, x]\nb: [*a, *a]\n" + DATA_YAML)
+    assert yolo_problem(root / "other.yaml") == (
+        "has a broken other.yaml (other.yaml:2:5: YAML aliases (*name) are not supported in "
+        "data.yaml; write it out)"
+    )
+
+
 def test_an_image_over_the_pixel_limit_is_named_as_refused(root: Path, monkeypatch) -> None:
     import tango_ci.runtime.images
 
