@@ -144,11 +144,9 @@ def data_check(
     exits 1 if there are any; warns of images identical across splits (a test image the model
     trained on scores too well).
     """
-    stats, problems = api.check_yolo_dataset(path)
-    for problem in problems[:MAX_PRINTED_PROBLEMS]:
+    stats, problems = api.check_yolo_dataset(path, MAX_PRINTED_PROBLEMS)
+    for problem in problems:  # the last says how many in all, when there were more
         print(problem.format())
-    if len(problems) > MAX_PRINTED_PROBLEMS:
-        print(f"... and {len(problems) - MAX_PRINTED_PROBLEMS} more problems")
     for warning in stats.get("warnings", []):
         err.print(f"[yellow]warning[/yellow]: {quoted(warning)}")
     if problems:

@@ -115,8 +115,9 @@ def probe_runner(name: str, out: Path | None, *, force: bool = False) -> tuple[d
     return runner, missing, text
 
 
-def check_yolo_dataset(path: Path) -> tuple[dict, list[Problem]]:
-    """Statistics and every problem of a YOLO dataset (problems as file:line:col)."""
+def check_yolo_dataset(path: Path, max_problems: int = 200) -> tuple[dict, list[Problem]]:
+    """Statistics and the problems of a YOLO dataset (as file:line:col): the first
+    ``max_problems``, then one saying how many there were in all."""
     from tango_ci.data.yolo import check_dataset
 
     path = Path(path)
@@ -127,7 +128,7 @@ def check_yolo_dataset(path: Path) -> tuple[dict, list[Problem]]:
         if path.resolve().is_relative_to(repo)
         else (path if path.is_dir() else path.parent).resolve()
     )
-    _, stats, problems = check_dataset(path, limit)
+    _, stats, problems = check_dataset(path, limit, max_problems=max_problems)
     return stats, problems
 
 
