@@ -143,7 +143,7 @@ def read_dataset(
     found_problems.add(problems)
     images: dict[str, tuple[Path, ...]] = {}
     for split, value in fields.splits.items():
-        folder = inside(root / value, limit)
+        folder = _split_folder(root, value, limit)
         if folder is None:
             found_problems.add([at(split, f"{quoted(value)} leads out of the repository; {_STAY}")])
             continue
@@ -177,6 +177,18 @@ def read_dataset(
     if found_problems.total:
         return None, found_problems.result(name)
     return YoloDataset(root=root, data_yaml=data_yaml, names=fields.names, images=images), []
+
+
+def _split_folder(root: Path, value: str, limit: Path | None) -> Path | None:
+    """Where a split entry leads (None: out of ``limit``). Roboflow's YOLO export writes
+    ``train: ../train/images`` beside its data.yaml; like ultralytics, an entry starting with
+    ``../`` that does not exist is tried again without it."""
+    folder = inside(root / value, limit)
+    if (folder is None or _kind(folder) is None) and value.startswith("../"):
+        retried = inside(root / value[3:], limit)
+        if retried is not None and _kind(retried) is not None:
+            return retried
+    return folder
 
 
 def _images(folder: Path) -> list[Path]:

@@ -127,3 +127,24 @@ def test_a_problem_list_stays_small_however_many_are_added(ordered: bool) -> Non
     shown = [p.file for p in found.result("data.yaml")]
     assert shown[:3] == (["f0000", "f0001", "f0002"] if ordered else ["f9999", "f9998", "f9997"])
     assert found.result("data.yaml")[-1].message == "... and 9997 more problem(s), 10000 in all"
+
+
+def test_a_roboflow_export_is_read_as_ultralytics_reads_it(tmp_path: Path) -> None:
+    """Roboflow writes ``train: ../train/images`` beside its data.yaml and its folders; the
+    entry does not exist as written, and (as ultralytics does) is read without the ``../``."""
+    root = tmp_path / "repo" / "export"
+    for split, folder in (("train", "train"), ("val", "valid"), ("test", "test")):
+        _image(root / folder, "", f"{split}0", seed=len(split))
+    (root / "data.yaml").write_text(
+        "train: ../train/images\nval: ../valid/images\ntest: ../test/images\n"
+        "nc: 1\nnames: ['a']\nroboflow:\n  workspace: w\n  version: 1\n"
+    )
+    dataset, problems = read_dataset(root, tmp_path / "repo")
+    assert problems == [] and dataset is not None
+    assert {s: [p.relative_to(root).as_posix() for p in v] for s, v in dataset.images.items()} == {
+        "train": ["train/images/train0.png"],
+        "val": ["valid/images/val0.png"],
+        "test": ["test/images/test0.png"],
+    }
+    (root / "data.yaml").write_text("train: ../nowhere/images\nval: ../valid/images\nnames: [a]\n")
+    assert "'../nowhere/images'" in read_dataset(root, tmp_path / "repo")[1][0].format()
