@@ -6,7 +6,8 @@ ultralytics load goes through :func:`restricted_load` instead: torch's restricte
 with an allow-list of exactly the globals a checkpoint may name (the torch and ultralytics
 layer classes, a few data classes), checked against the file before anything is unpickled.
 Official checkpoints keep working as ``train.pretrained``; a global outside the list is
-refused by name. ``install()`` swaps ultralytics' loader for ours once per process;
+refused by name. ``install()`` swaps ultralytics' loader for ours once per process (and its
+label caches, pickles beside the data, for a rescan that writes nothing);
 ``ULTRALYTICS_SAFE_LOAD`` (set by ``prepare_environment``) turns on ultralytics' own restricted
 model building where it has it (no ``eval`` of a checkpoint's YAML).
 """
@@ -133,7 +134,26 @@ def install() -> None:
         module = importlib.import_module(module_name)
         if hasattr(module, "torch_load"):
             module.torch_load = restricted_load  # type: ignore[attr-defined]  # checked above
+    for module_name in ("ultralytics.data.utils", "ultralytics.data.dataset"):
+        module = importlib.import_module(module_name)
+        if hasattr(module, "load_dataset_cache_file"):
+            module.load_dataset_cache_file = _no_label_cache  # type: ignore[attr-defined]
+            module.save_dataset_cache_file = _keep_no_label_cache  # type: ignore[attr-defined]
     _installed = True
+
+
+def _no_label_cache(path: Path) -> dict:
+    """ultralytics keeps the labels it scanned in ``labels/<split>.cache`` beside the data and
+    loads that file with ``np.load(allow_pickle=True)``: a ``.cache`` pushed with a dataset
+    would run code. It is never read; ultralytics scans the labels again (as when its cache
+    is stale)."""
+    raise FileNotFoundError(f"{path}: ultralytics' label caches are not read (pickles)")
+
+
+def _keep_no_label_cache(prefix: str, path: Path, x: dict, version: str) -> None:
+    """Nor written: the dataset (under DVC, in the repository) is not changed by training.
+    The version goes into ``x`` as ultralytics' own function puts it (its caller reads it)."""
+    x["version"] = version
 
 
 def ultralytics_module(name: str = "ultralytics") -> Any:
