@@ -25,3 +25,11 @@ def _escape(match: re.Match) -> str:
     if "\udc80" <= char <= "\udcff":  # a byte of a name that is not UTF-8, as the byte
         return f"\\x{ord(char) - 0xDC00:02x}"
     return char.encode("unicode_escape").decode("ascii")
+
+
+def markdown_cell(text: object, limit: int = 200) -> str:
+    """``text`` as one cell of a Markdown table: one line, no column break, no HTML (a class
+    folder named ``<img src=x onerror=...>`` is shown, not rendered), at most ``limit``
+    characters."""
+    flat = " ".join(printable(str(text)).split())[:limit]
+    return flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")

@@ -195,6 +195,24 @@ def duplicates(files: list[dict]) -> list[str]:
     return found
 
 
+def _unmeasured(classes: list[str], labels: dict[str, list]) -> list[str]:
+    """A warning per held-out split that has no image of some class: its recall there cannot
+    be measured (the report shows a dash, the gate's accuracy does not see the class)."""
+    found = []
+    for split in ("val", "test"):
+        if split not in labels:
+            continue
+        missing = [c for i, c in enumerate(classes) if i not in set(labels[split])]
+        if missing:
+            shown = ", ".join(printable(c) for c in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            found.append(
+                f"the {split} split has no image of the class(es) {shown}{more}: how well "
+                "they are recognised cannot be measured there; add images of them"
+            )
+    return found
+
+
 def _every_class_trains(
     root: Path, classes: list[str], train: list[int], items: list[Item], bad: list[dict]
 ) -> None:
@@ -287,7 +305,7 @@ def build_arrays(
             raise TangoError(f"{root}: the {split} split has no readable images")
     _every_class_trains(root, classes, labels["train"], items, bad)
     return {
-        "warnings": unread_folders(root) + duplicates(files),
+        "warnings": unread_folders(root) + duplicates(files) + _unmeasured(classes, labels),
         "classes": classes,
         "arrays": {s: (np.stack(arrays[s]), np.asarray(labels[s], dtype=np.int64)) for s in arrays},
         "bad": bad,

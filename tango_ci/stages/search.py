@@ -35,7 +35,7 @@ from tango_ci.train.trainer import set_threads
 class NoFeasibleCandidate(TangoError):
     _template = (
         "no candidate meets the budgets of every target after {trials} trial(s); "
-        "closest: {closest}. Relax the budgets or allow smaller levels (xs, s)"
+        "closest: {closest}. Relax the budgets{hint}"
     )
 
 
@@ -262,7 +262,12 @@ def _write_results(
             if closest
             else "no trial finished"
         )
-        raise NoFeasibleCandidate(trials=len(records), closest=text)
+        from tango_ci.models import LEVELS
+
+        least = min((LEVELS.index(lv) for lv in spec.search.levels if lv in LEVELS), default=0)
+        smaller = LEVELS[:least]  # a hint only where there is a smaller level to allow
+        hint = f" or allow smaller levels (search.levels: {', '.join(smaller)})" if smaller else ""
+        raise NoFeasibleCandidate(trials=len(records), closest=text, hint=hint)
     best = max(feasible, key=lambda r: (r["score"], -r["latency_ms"][first.name]))
     rounds: list[dict] = []
     if samples and best["score"] is not None and not multi:  # a tie: train longer (finals.py)

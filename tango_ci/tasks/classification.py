@@ -102,13 +102,25 @@ class ClassificationTask(BaseTask):
     def report_details(
         self, ctx: StageContext, target: str, metrics: Mapping[str, Any], title: str, folder: Path
     ) -> tuple[list[str], dict[str, str]]:
+        from tango_ci.printable import markdown_cell
         from tango_ci.report import plots
 
         scores = metrics["task_metrics"]
-        lines = ["| class | precision | recall | images |", "|---|---|---|---|"] + [
-            f"| {c} | {v['precision']:.3f} | {v['recall']:.3f} | {v['support']} |"
-            for c, v in scores["per_class"].items()
-        ]
+        confusion = scores["confusion"]
+        predicted = [sum(row[i] for row in confusion) for i in range(len(confusion))]
+        lines = ["| class | precision | recall | images |", "|---|---|---|---|"]
+        undefined = False
+        for index, (name, v) in enumerate(scores["per_class"].items()):
+            # undefined, not 0: no image of the class, or none predicted as it
+            precision = f"{v['precision']:.3f}" if predicted[index] else "–"
+            recall = f"{v['recall']:.3f}" if v["support"] else "–"
+            undefined = undefined or not (predicted[index] and v["support"])
+            lines.append(f"| {markdown_cell(name)} | {precision} | {recall} | {v['support']} |")
+        if undefined:
+            lines += [
+                "",
+                "–: no image of the class here (recall), or none predicted as it (precision)",
+            ]
         image = f"confusion-{target}.png"
         plots.confusion_matrix(
             scores["confusion"], scores["classes"], f"{target}: confusion", folder / image

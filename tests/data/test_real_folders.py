@@ -144,3 +144,14 @@ def test_the_data_stage_lists_every_bad_file_on_its_own_unwrapped_line(spec_repo
     assert f"  unreadable image: red/{long}.png (an empty file (0 bytes))" in lines  # unwrapped
     assert sum(line.startswith("  unreadable image: red/") for line in lines) == 4
     assert "Traceback" not in said
+
+
+def test_a_held_out_split_without_an_image_of_a_class_is_said(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "d", {"big": 20, "few": 3, "one": 1})
+    warnings = _build(root, test_fraction=0.2)["warnings"]
+    assert [w for w in warnings if "cannot be measured" in w] == [
+        "the val split has no image of the class(es) one: how well they are recognised "
+        "cannot be measured there; add images of them",
+        "the test split has no image of the class(es) one: how well they are recognised "
+        "cannot be measured there; add images of them",
+    ]
