@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -18,9 +20,13 @@ def _save(figure: Figure, path: Path, footer: float = 0.0) -> Figure:
 
     ``footer`` is the fraction of the height kept free below the axes for notes.
     """
-    if figure.get_layout_engine() is None:
-        figure.tight_layout(rect=(0, footer, 1, 1))
-    figure.savefig(path, dpi=110)
+    with warnings.catch_warnings():
+        # a class name in a script DejaVu Sans lacks (CJK) is drawn as boxes; matplotlib's
+        # warning per glyph would leak into the command's output, once per character
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
+        if figure.get_layout_engine() is None:
+            figure.tight_layout(rect=(0, footer, 1, 1))
+        figure.savefig(path, dpi=110)
     plt.close(figure)
     return figure
 
@@ -151,25 +157,50 @@ def latency_histogram(
     return _save(figure, path, footer=0.055 * len(notes) + 0.01 if notes else 0.0)
 
 
+# Past these the confusion matrix would be unreadable or huge (it grew with the square of
+# the class count: 150 classes were a 10000 px PNG, 1000 beyond matplotlib's size limit).
+MATRIX_MAX_INCHES = 14.0
+MATRIX_MAX_CELL_NUMBERS = 30  # classes up to which every cell shows its count
+MATRIX_MAX_TICK_LABELS = 50  # class names per axis; beyond, every k-th class is named
+MATRIX_LABEL_CHARS = 24
+
+
+def short_label(name: str, limit: int = MATRIX_LABEL_CHARS) -> str:
+    """``name`` cut to ``limit`` characters, the last an ellipsis when it was cut."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 def confusion_matrix(matrix: list[list[int]], classes: list[str], title: str, path: Path) -> Figure:
+    """True against predicted class counts; bounded in size at any class count.
+
+    Cell counts are written up to ``MATRIX_MAX_CELL_NUMBERS`` classes; beyond
+    ``MATRIX_MAX_TICK_LABELS`` only every k-th class is named, and the axis labels say so.
+    """
     values = np.asarray(matrix)
-    figure, axis = plt.subplots(figsize=(1.2 + 0.6 * len(classes), 1.0 + 0.6 * len(classes)))
-    axis.imshow(values, cmap="Blues")
-    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    axis.set_yticks(range(len(classes)), classes)
-    threshold = values.max() / 2 if values.size else 0
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            axis.text(
-                j,
-                i,
-                str(int(values[i, j])),
-                ha="center",
-                va="center",
-                color="white" if values[i, j] > threshold else "black",
-                fontsize=8,
-            )
-    axis.set(xlabel="predicted", ylabel="true", title=title)
+    count = len(classes)
+    side = min(MATRIX_MAX_INCHES, 1.2 + 0.6 * count)
+    figure, axis = plt.subplots(figsize=(side, min(MATRIX_MAX_INCHES, 1.0 + 0.6 * count)))
+    axis.imshow(values, cmap="Blues", interpolation="nearest")
+    step = max(1, math.ceil(count / MATRIX_MAX_TICK_LABELS))
+    shown = range(0, count, step)
+    labels = [short_label(classes[index]) for index in shown]
+    axis.set_xticks(shown, labels, rotation=45, ha="right", fontsize=8)
+    axis.set_yticks(shown, labels, fontsize=8)
+    if count <= MATRIX_MAX_CELL_NUMBERS:
+        threshold = values.max() / 2 if values.size else 0
+        for i in range(count):
+            for j in range(count):
+                axis.text(
+                    j,
+                    i,
+                    str(int(values[i, j])),
+                    ha="center",
+                    va="center",
+                    color="white" if values[i, j] > threshold else "black",
+                    fontsize=8,
+                )
+    every = f" (1 in {step} of {count} classes named)" if step > 1 else ""
+    axis.set(xlabel=f"predicted{every}", ylabel=f"true{every}", title=title)
     return _save(figure, path)
 
 
