@@ -89,7 +89,9 @@ def test_a_pushed_branch_never_runs_its_own_code(tmp_path: Path, outside: Path) 
     assert jobs[1]["error"] == (
         "TangoError: demo: the pipeline stopped before the gate: error: "
         "2 of 2 images cannot be read (100.0% > the allowed 1.0% of "
-        "data.max_bad_fraction); first: a/1.png"
+        "data.max_bad_fraction); first: a/1.png (UnidentifiedImageError: cannot identify "
+        "image file '1.png'); b/1.png (UnidentifiedImageError: cannot identify image file "
+        "'1.png')"
     )
     log = bare / "tango" / "runs" / jobs[1]["id"] / "run-demo.log"
     assert "cannot be read" in log.read_text()  # the installed tool ran, on the clone's data
