@@ -4,6 +4,8 @@ so every cell is made one line and bounded."""
 
 from __future__ import annotations
 
+from tango_ci.printable import markdown_cell
+
 
 def auto_table(metrics: dict) -> list[str]:
     """For engine: auto, every candidate measured, so the choice can be checked."""
@@ -22,9 +24,10 @@ def auto_table(metrics: dict) -> list[str]:
         name = f"{row['engine']} {row['precision']}" + (" (tuned)" if row["tuned"] else "")
         if isinstance(row.get("modes_timed_ms"), dict):  # PyTorch: its modes, timed here
             name += (
-                f" ({_cell(row.get('mode'))}, the faster of "
+                f" ({markdown_cell(row.get('mode'))}, the faster of "
                 + ", ".join(
-                    f"{_cell(mode)} {_num(ms)} ms" for mode, ms in row["modes_timed_ms"].items()
+                    f"{markdown_cell(mode)} {_num(ms)} ms"
+                    for mode, ms in row["modes_timed_ms"].items()
                 )
                 + ")"
             )
@@ -72,10 +75,10 @@ def _recipe_table(recipes: dict | None) -> list[str]:
     for row in rows[:RECIPE_ROWS]:
         mark = "**" if row.get("chosen") else ""
         lines.append(
-            f"| {mark}{_cell(row['recipe'])}{mark} | {_num(row.get('p50_ms'))} | "
+            f"| {mark}{markdown_cell(row['recipe'])}{mark} | {_num(row.get('p50_ms'))} | "
             f"{_num(row.get('quality'), '.4f')} | {_num(row.get('drop'), '+.4f')} | "
             f"{_num(row.get('size_mb'))} | {row['status']}"
-            + (f": {_cell(row['reason'])}" if row.get("reason") else "")
+            + (f": {markdown_cell(row['reason'])}" if row.get("reason") else "")
             + " |"
         )
     if len(rows) > RECIPE_ROWS:
@@ -89,11 +92,6 @@ def _num(value, spec: str = ".3g") -> str:
     return format(value, spec) if isinstance(value, int | float) else ""
 
 
-def _cell(text) -> str:
-    """A table cell from a run file's text: one line, no column breaks, bounded."""
-    return " ".join(str(text).split()).replace("|", "/")[:200]
-
-
 def end_to_end_lines(e2e: dict | None) -> list[str]:
     """Pre-processing, network and post-processing per image, as a device runs them."""
     if not isinstance(e2e, dict) or not isinstance(e2e.get("p95_ms"), int | float):
@@ -102,7 +100,7 @@ def end_to_end_lines(e2e: dict | None) -> list[str]:
     thresholds = settings.get("thresholds") if isinstance(settings, dict) else None
     at = (
         " at the deployment thresholds "
-        + ", ".join(f"{_cell(k)} {_num(v, 'g')}" for k, v in thresholds.items())
+        + ", ".join(f"{markdown_cell(k)} {_num(v, 'g')}" for k, v in thresholds.items())
         if isinstance(thresholds, dict)
         else ""
     )
