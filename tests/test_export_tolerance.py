@@ -73,3 +73,15 @@ def test_large_outputs_are_compared_to_their_scale() -> None:
     different[0, 1] += 100.0  # small next to 1.3e5 in absolute terms, but 1e-4 x 1.3e5 is 13
     with pytest.raises(ParityError):
         compare_outputs(expected, different, 1e-4)
+
+
+def test_an_output_that_is_not_a_number_fails() -> None:
+    from tango_ci.export.onnx_export import compare_outputs
+
+    expected = np.array([[0.5, -0.25, 0.0]], dtype=np.float32)
+    broken = expected.copy()
+    broken[0, 2] = np.nan  # NaN > tolerance is False: a comparison that way round passed it
+    with pytest.raises(ParityError):
+        compare_outputs(expected, broken, 1e-4)
+    with pytest.raises(ParityError):
+        compare_outputs(broken, expected, 1e-4)

@@ -32,6 +32,13 @@ def test_score_difference_beyond_tolerance_is_refused() -> None:
     assert "more than the tolerance 0.0001 of export.tolerance" in caught.value.message
 
 
+def test_a_score_that_is_not_a_number_is_refused() -> None:
+    actual = _dense()
+    actual[0, 5, 3] = np.nan  # NaN > tolerance is False: that comparison let it through
+    with pytest.raises(ParityError):
+        parity_check(_dense(), actual, SIZE, SIZE, 1e-4)
+
+
 def test_box_difference_is_measured_as_a_fraction_of_the_input() -> None:
     expected = _dense()
     actual = expected.copy()
