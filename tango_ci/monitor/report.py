@@ -55,6 +55,8 @@ def _plots(ref_out, cur_out, ref_classes, cur_classes, labels, kind: str, out: P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    matplotlib.rcParams["text.parse_math"] = False  # names are text, never TeX
+
     figure, axis = plt.subplots(figsize=(5, 3.2))
     if kind == "probabilities":
         values = (ref_out.max(1), cur_out.max(1))

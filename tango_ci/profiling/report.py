@@ -33,6 +33,8 @@ def scatter(fitted: FittedPair, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    matplotlib.rcParams["text.parse_math"] = False  # names are text, never TeX
+
     measured = [r["measured"] for r in fitted.heldout]
     figure, axis = plt.subplots(figsize=(5, 5))
     low, high = min(measured) * 0.8, max(measured) * 1.25

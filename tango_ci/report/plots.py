@@ -14,6 +14,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+# class names and labels are text, never TeX: "a$x^$b" made mathtext raise and the stage fail
+matplotlib.rcParams["text.parse_math"] = False
+
 
 def _save(figure: Figure, path: Path, footer: float = 0.0) -> Figure:
     """Write ``figure`` and close it; returns it, so tests can read its texts and limits.
