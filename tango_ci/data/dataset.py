@@ -17,10 +17,10 @@ import numpy as np
 from tango_ci.data.files import MAX_IMAGE_BYTES, FileRefused, regular_size, sha256
 from tango_ci.data.images import read_image
 from tango_ci.data.layout import (
-    IMAGE_SUFFIXES,
     class_folders,
     confined,
     has_split_folders,
+    image_name,
     is_image,
     not_utf8,
     unread_folders,
@@ -135,8 +135,7 @@ def _images(folder: Path, limit: Path | None) -> list[Path]:
     confined(folder, limit)
     entries = sorted(folder.iterdir())
     for entry in entries:
-        read = entry.suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith(".")
-        if read and entry.is_symlink():
+        if image_name(entry) and entry.is_symlink():
             confined(entry, limit)
     return [entry for entry in entries if is_image(entry)]
 

@@ -15,12 +15,15 @@ from tango_ci.exceptions import TangoError
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 
 
+def image_name(path: Path) -> bool:
+    """A name the data stage reads as an image: an image's suffix, not hidden (macOS's
+    ``._name`` AppleDouble files carry an image's suffix but no image)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
 def is_image(path: Path) -> bool:
-    """An image by its suffix; hidden files (macOS's ``._name`` AppleDouble files, which carry
-    an image's suffix but no image) are not."""
-    return (
-        path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
-    )
+    """An image by its name (:func:`image_name`) that is a file."""
+    return image_name(path) and path.is_file()
 
 
 def class_folders(root: Path) -> list[Path]:
