@@ -166,13 +166,18 @@ def measure_latency(
 
 
 def measure_repeated(artifact_dir: Path, *, repeat: int, **kwargs) -> dict:
-    """``repeat`` runs of :func:`measure_latency`, each in a fresh process.
+    """``repeat`` runs of :func:`measure_latency`, each in a fresh process, combined by
+    :func:`combine_runs`."""
+    return combine_runs([measure_latency(artifact_dir, **kwargs) for _ in range(max(1, repeat))])
 
-    Returns the run with the median p50, and under ``runs`` what varies from run to run:
-    every run's p50, the median p50, the spread (max - min over the median), the CV of the
-    p50s and the median of the runs' own CVs.
+
+def combine_runs(measured: list[dict]) -> dict:
+    """Measurements of one artifact in separate processes, as one.
+
+    Returns the run with the median p50 (its samples too), and under ``runs`` what varies from
+    run to run: every run's p50, the median p50, the spread (max - min over the median), the
+    CV of the p50s and the median of the runs' own CVs.
     """
-    measured = [measure_latency(artifact_dir, **kwargs) for _ in range(max(1, repeat))]
     p50s = [m["p50_ms"] for m in measured]
     median = statistics.median(p50s)
     chosen = min(measured, key=lambda m: abs(m["p50_ms"] - median))

@@ -14,7 +14,9 @@ def auto_table(metrics: dict) -> list[str]:
         return []
     lines = [
         "",
-        f"`engine: auto` chose **{auto['chosen']}**: {auto['reason']}.",
+        f"`engine: auto` chose **{markdown_cell(auto['chosen'])}**: "
+        f"{markdown_cell(auto['reason'], 600)}.",
+        *_remeasured(auto.get("remeasured")),
         "",
         f"| candidate | p50 ms | p95 ms | CV | {metrics['quality']['label']} | drop | "
         "peak MiB | size MiB |",
@@ -42,6 +44,25 @@ def auto_table(metrics: dict) -> list[str]:
     for advice in dict.fromkeys(r["advice"] for r in auto["candidates"] if r.get("advice")):
         lines += ["", advice]
     return lines + _recipe_table(auto.get("recipes"))
+
+
+def _remeasured(again: dict | None) -> list[str]:
+    """Why some candidates were timed in more processes, and what their first timing said."""
+    if not again:
+        return []
+    first = ", ".join(
+        f"{markdown_cell(name)} {_num(ms)} ms" for name, ms in again["first_ms"].items()
+    )
+    why = "; ".join(
+        f"{markdown_cell(name)}: {markdown_cell(reason)}"
+        for name, reason in again["unstable_first"].items()
+    )
+    return [
+        "",
+        f"A first timing was unstable ({why}), so the close candidates were timed in "
+        f"{again['rounds']} more processes each, taking turns; the table shows each one's "
+        f"median process. First {markdown_cell(again['percentile'])}: {first}.",
+    ]
 
 
 #: how many recipe rows a report shows (the full table stays in metrics.json)
