@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from tango_ci.rundir import (
     file_sha256,
     find_run,
     fork_run,
+    point_latest,
     runs_root,
 )
 from tango_ci.spec import ProjectSpec, display_path, find_repo_root, load_project, to_dict
@@ -94,6 +96,24 @@ def open_run(
     return run
 
 
+def _latest_id(runs: Path, project: str) -> str | None:
+    link = runs / project / "latest"
+    return os.readlink(link) if link.is_symlink() else None
+
+
+def _hand_back_latest(run: RunDir, previous: str | None) -> bool:
+    """Point ``latest`` at ``previous`` again (remove it when there was none), unless another
+    process has moved it on from ``run`` since; returns whether it was moved."""
+    link = run.project_runs / "latest"
+    if not link.is_symlink() or os.readlink(link) != run.id:
+        return False
+    if previous is not None and (run.project_runs / previous / "spec.json").is_file():
+        point_latest(run.project_runs / previous)
+    else:
+        link.unlink()
+    return True
+
+
 def run_stages(
     project: Path | ProjectSpec,
     *,
@@ -115,14 +135,29 @@ def run_stages(
     if {"search", "train"} & set(stages):
         device_for(spec)  # a GPU this host lacks is refused before any work
     runs = runs_root(find_repo_root(spec.folder))
+    previous = _latest_id(runs, spec.name)
     run = open_run(spec, stages, run_id=run_id, resume=resume, runs=runs)
-    with run.lock():
-        _run_locked(run, spec, stages, options or {}, reporter)
+    new = run.id != previous and _latest_id(runs, spec.name) == run.id  # made just now
+    completed: list[str] = []
+    try:
+        with run.lock():
+            _run_locked(run, spec, stages, options or {}, reporter, completed)
+    except Exception:
+        # a new run that made nothing must not become the one later commands pick
+        if new and not completed and _hand_back_latest(run, previous):
+            back = f"run {previous}" if previous else "no run"
+            reporter.log(f"run {run.id} made nothing; latest points at {back} again")
+        raise
     return run
 
 
 def _run_locked(
-    run: RunDir, spec: ProjectSpec, stages: list[str], options: dict[str, Any], reporter: Reporter
+    run: RunDir,
+    spec: ProjectSpec,
+    stages: list[str],
+    options: dict[str, Any],
+    reporter: Reporter,
+    completed: list[str],
 ) -> None:
     task = get_task(spec.task)
     verified: set[str] = set()  # stages whose files this process wrote or checked
@@ -147,4 +182,5 @@ def _run_locked(
         task.prepare(context)
         stage_function(stage, task)(context)
         reporter.stage_finished(stage, recorder.finish())
+        completed.append(stage)
         verified.add(stage)

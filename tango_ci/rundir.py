@@ -6,6 +6,8 @@ Rules that keep results safe:
 - a stage whose folder has a complete manifest is never run again in that run: re-running it
   forks a new run (earlier stages' folders are copied), and ``latest`` points at the new one;
 - a stage folder without a complete manifest was interrupted: running it again resumes there;
+- a new run whose first stage fails with an error hands ``latest`` back to the run before it
+  (a run killed part way keeps ``latest``, so that ``--resume`` continues it);
 - one process at a time works in a run: ``lock()`` refuses a second with the holder's PID;
 - run folders travel between CI jobs and machines, so they are data: JSON is size-limited and
   must be strict JSON (no NaN), run ids are plain names inside ``runs/<project>/``, and a stage
@@ -222,7 +224,7 @@ def create_run(runs: Path, project: str, spec: dict) -> RunDir:
     root = runs / project / new_run_id()
     root.mkdir(parents=True)
     write_json(root / "spec.json", spec)
-    _point_latest(root)
+    point_latest(root)
     return RunDir(root)
 
 
@@ -235,11 +237,12 @@ def fork_run(run: RunDir, keep: Iterable[str]) -> RunDir:
         if run.stage_dir(stage).exists():
             shutil.copytree(run.stage_dir(stage), root / stage, symlinks=True)
     write_json(root / "forked-from.json", {"run": run.id})
-    _point_latest(root)
+    point_latest(root)
     return RunDir(root)
 
 
-def _point_latest(root: Path) -> None:
+def point_latest(root: Path) -> None:
+    """Point ``runs/<project>/latest`` at the run folder ``root`` (an atomic swap)."""
     temporary = root.parent / f".latest-{secrets.token_hex(4)}"
     temporary.symlink_to(root.name)
     os.replace(temporary, root.parent / "latest")
@@ -383,6 +386,7 @@ __all__ = [
     "latest_run",
     "new_run_id",
     "one_line_reason",
+    "point_latest",
     "read_json",
     "read_record",
     "runs_root",
