@@ -23,11 +23,15 @@ from tango_ci.cli_gitops import ci_app, commands, gitops_app, registry_app
 from tango_ci.cli_runner import runner_app
 from tango_ci.exceptions import TangoError
 from tango_ci.printable import printable
+from tango_ci.rundir import STAGES
+
+STAGE_NAMES = ", ".join(STAGES)
 
 app = typer.Typer(
     name="tango",
     help="TANGO-CI: a network for each of your devices, from a project file in git.\n\n"
-    "Typical use: `tango validate`, then `tango run projects/NAME`.",
+    "Typical use: `tango validate`, then `tango run projects/NAME`; the report is "
+    "runs/NAME/latest/report/report.md. `tango demo` runs the example end to end.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
@@ -108,9 +112,14 @@ def validate(
 @app.command("run")
 def run_command(
     project: Path = PROJECT,
-    until: str | None = typer.Option(None, "--until", help="Stop after this stage."),
+    until: str | None = typer.Option(
+        None, "--until", help=f"Stop after this stage: {STAGE_NAMES}."
+    ),
     from_stage: str | None = typer.Option(
-        None, "--from", help="Start at this stage, on the latest run (earlier results are kept)."
+        None,
+        "--from",
+        help="Start at this stage, on the latest run (earlier results are kept; "
+        "a new run holding copies of them when this stage is done there).",
     ),
     resume: bool = typer.Option(
         False,
@@ -124,13 +133,21 @@ def run_command(
         help="Optuna storage URL for the search (default: SQLite in the run folder).",
     ),
     bench_seconds: float | None = typer.Option(
-        None, "--bench-seconds", min=1, help="Time cap of each latency measurement."
+        None,
+        "--bench-seconds",
+        min=1,
+        help="Time cap of each latency measurement, in seconds (default: 20).",
     ),
 ) -> None:
     """Run the whole pipeline: data, search, train, export, compile, bench, gate, report.
 
-    Each run gets a new folder runs/NAME/RUN-ID (runs/NAME/latest points at it); nothing of an
-    earlier run is overwritten. Exits 1 when a target fails its gate.
+    Each run gets a new folder runs/NAME/RUN-ID (runs/NAME/latest points at it) with one
+    folder per stage; nothing of an earlier run is overwritten. Prints a table of each
+    target's result and the report's path (report/report.md). Exits 1 when a target fails
+    its gate.
+
+    Examples: `tango run projects/example-shapes`; `tango run projects/NAME --until search`;
+    `tango run projects/NAME --resume` after `tango data projects/NAME`.
     """
     run_pipeline(
         project,
@@ -155,19 +172,30 @@ def search_command(
     without training. Every architecture is first tried at the project's train settings;
     architectures whose validation accuracy the search cannot tell apart are trained again,
     longer, until one is clear. An interrupted search resumes where it stopped.
+
+    Works on the latest run (after `tango data PROJECT`); writes search/ there (best.json,
+    trials.json, pareto.json, the Optuna study). Next: `tango train PROJECT`.
     """
     run_pipeline(project, from_stage="search", until="search", run_id=run_id, storage=storage)
 
 
 @app.command("train")
 def train_command(project: Path = PROJECT, run_id: str | None = RUN) -> None:
-    """Train the search's choice fully, with checkpoints; an interrupted run resumes."""
+    """Train the search's choice fully, with checkpoints; an interrupted run resumes.
+
+    Works on the latest run; writes train/ there (model.json, best.pt, metrics.json, the
+    training curves). Next: `tango export PROJECT`.
+    """
     run_pipeline(project, from_stage="train", until="train", run_id=run_id)
 
 
 @app.command("export")
 def export_command(project: Path = PROJECT, run_id: str | None = RUN) -> None:
-    """Export the trained network to ONNX and check it against PyTorch on real images."""
+    """Export the trained network to ONNX and check it against PyTorch on real images.
+
+    Works on the latest run; writes export/model.onnx and export/parity.json there. Next:
+    `tango compile PROJECT`.
+    """
     run_pipeline(project, from_stage="export", until="export", run_id=run_id)
 
 
@@ -202,6 +230,9 @@ def compile_command(
     by the fastest quantisation recipe found here within max_accuracy_drop on the validation
     split (optimise_seconds: the search's time budget; every recipe tried is in
     compile/TARGET/recipes.json and the report). Run it on the target's device runner.
+
+    Works on the latest run; writes compile/TARGET/ there (the artifact and artifact.json).
+    Next: `tango bench PROJECT`.
     """
     run_pipeline(
         project, from_stage="compile", until="compile", run_id=run_id, targets=target or []
@@ -214,7 +245,7 @@ def bench_command(
     run_id: str | None = RUN,
     target: list[str] | None = TARGET,
     seconds: float | None = typer.Option(
-        None, "--seconds", min=1, help="Time cap per measurement."
+        None, "--seconds", min=1, help="Time cap per measurement, in seconds (default: 20)."
     ),
     repeat: int = typer.Option(
         1,
@@ -226,7 +257,12 @@ def bench_command(
         "with the run-to-run variation.",
     ),
 ) -> None:
-    """Measure latency, memory, size and accuracy of each artifact on this host."""
+    """Measure latency, memory, size and accuracy of each artifact on this host.
+
+    Latency in a fresh process per artifact; accuracy on the test split the data stage held
+    out. Works on the latest run; writes bench/TARGET/metrics.json there and prints a table.
+    Next: `tango gate PROJECT`.
+    """
     run_pipeline(
         project,
         from_stage="bench",
@@ -242,13 +278,19 @@ def bench_command(
 def gate_command(
     project: Path = PROJECT, run_id: str | None = RUN, target: list[str] | None = TARGET
 ) -> None:
-    """Check every target against its budgets; writes gate/decision.json. Exits 1 on a fail."""
+    """Check every target against its budgets; writes gate/decision.json. Exits 1 on a fail.
+
+    Works on the latest run. Next: `tango report PROJECT`.
+    """
     run_pipeline(project, from_stage="gate", until="gate", run_id=run_id, targets=target or [])
 
 
 @app.command("report")
 def report_command(project: Path = PROJECT, run_id: str | None = RUN) -> None:
-    """Write report.md (for the pull request), report.json and the plots."""
+    """Write report.md (for the pull request), report.json and the plots.
+
+    Works on the latest run; writes them to report/ there and prints the report's path.
+    """
     run_pipeline(project, from_stage="report", until="report", run_id=run_id)
 
 
@@ -261,7 +303,9 @@ def demo(
 ) -> None:
     """Run the example end to end and say where the report is.
 
-    Synthesises its data, validates every spec file, then runs the whole pipeline.
+    Synthesises its data (data.synth of its project.yaml), validates every spec file, then
+    runs the whole pipeline as `tango run` does (a few minutes on a 2-core CPU). `make demo`
+    runs it.
     """
     with progress_bar("synthesising") as bar:
         task_id = bar.add_task("synthesising images", total=None)
