@@ -31,7 +31,8 @@ class _DataGroup(TyperGroup):
 data_app = typer.Typer(
     cls=_DataGroup,
     no_args_is_help=True,
-    help="The data stage (`tango data PROJECT`) and synthetic datasets.",
+    help="The data stage (`tango data PROJECT`, short for `tango data prepare PROJECT`), "
+    "synthetic datasets, DVC tracking, and a YOLO dataset check.",
 )
 
 
@@ -67,6 +68,9 @@ def data_synth(
 
     With PROJECT, the project's data.synth section gives the parameters and data.path the
     folder. A folder made earlier with the same parameters is left untouched.
+
+    Examples: tango data synth projects/example-shapes;
+    tango data synth --out /tmp/shapes --per-class 20 --size 32
     """
     if (project is None) == (output is None):
         raise typer.BadParameter("give a PROJECT or --out, not both", param_hint="PROJECT")
@@ -96,7 +100,13 @@ def data_prepare(project: Path = PROJECT) -> None:
     """The data stage: start a new run, read and split the images, fingerprint the dataset.
 
     Synthesises the data first when the project has a data.synth section and the folder is
-    missing.
+    missing. Unreadable images are listed with the reason (an error when more than
+    data.max_bad_fraction); other files, images in subfolders of a class folder and the same
+    image in two classes are warned of. Writes data/ in the new run (train.npz, val.npz,
+    test.npz, classes.json, files.json, bad.json).
+
+    Example: tango data projects/NAME, then `tango run projects/NAME --resume` (or
+    `tango search projects/NAME`).
     """
     run_pipeline(project, from_stage="data", until="data")
 
@@ -138,6 +148,9 @@ def data_check(
     ),
 ) -> None:
     """Check a YOLO dataset: data.yaml, every image and every label line.
+
+    For detection datasets only; an image-folder (classification) project is checked by its
+    data stage, `tango data PROJECT`.
 
     Prints one `file:line:col: message` line per problem (missing label files, boxes out of
     range, unknown class ids, unreadable images, ...; the first 200, then how many more) and

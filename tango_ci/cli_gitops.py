@@ -50,7 +50,7 @@ def ci_plan(
 ) -> None:
     """Which projects and targets a change needs to run.
 
-    A project is planned when its project.yaml, a DVC pointer (*.dvc) of its data, or a
+    Give --base REV, --all or --project NAME. A project is planned when its project.yaml, a DVC pointer (*.dvc) of its data, or a
     runner file it uses changed between BASE and HEAD. Writes the matrices to
     $GITHUB_OUTPUT (projects, targets, any) when that is set.
     """
@@ -80,7 +80,11 @@ def ci_publish(
     project: Path = typer.Argument(..., help="The project folder."),
     run_id: str | None = typer.Option(None, "--run", help="Run id (default: latest)."),
     source: str = typer.Option("HEAD", "--source", help="The commit the run was made from."),
-    push: bool = PUSH,
+    push: bool = typer.Option(
+        True,
+        "--push/--no-push",
+        help="Push the reports/<project> branch to origin (when the repository has one).",
+    ),
 ) -> None:
     """Store a run's artifacts in DVC and commit its report to reports/<project>.
 
@@ -98,7 +102,10 @@ def ci_publish(
 @ci_app.command("promote")
 def ci_promote(
     base: str | None = typer.Option(
-        None, "--base", help="main before the push (its reports' failed gates are told)."
+        None,
+        "--base",
+        help="main before the push: reports of earlier pushes are then listed only when "
+        "something of them is promoted now (default: every merged report, failed gates too).",
     ),
     head: str = typer.Option("HEAD", "--head", help="main after the push."),
     push: bool = PUSH,

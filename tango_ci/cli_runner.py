@@ -34,7 +34,11 @@ def runner_probe(
 ) -> None:
     """Inspect this host and write a runner file for it.
 
-    Reads the CPU, memory, engines that import, the TVM target and any NVIDIA GPU."""
+    Reads the CPU, memory, engines that import, the TVM target and any NVIDIA GPU. An existing
+    file is kept unless --force. A project's target then names it as its runner.
+
+    Example: tango runner probe --name lab-pc   (writes runners/lab-pc.yaml)
+    """
     target = None if output == Path("-") else (output or Path("runners") / f"{name}.yaml")
     runner, missing, text = api.probe_runner(name, target, force=force)
     if target is None:
