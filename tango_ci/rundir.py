@@ -231,12 +231,14 @@ def create_run(runs: Path, project: str, spec: dict) -> RunDir:
 def fork_run(run: RunDir, keep: Iterable[str]) -> RunDir:
     """A new run holding copies of ``keep`` stage folders of ``run`` (its earlier results)."""
     root = run.project_runs / new_run_id()
-    root.mkdir()
-    shutil.copy2(run.root / "spec.json", root / "spec.json")
+    staging = root.with_name(f".{root.name}.partial")  # not a run until renamed, whole
+    staging.mkdir()
+    shutil.copy2(run.root / "spec.json", staging / "spec.json")
     for stage in keep:
         if run.stage_dir(stage).exists():
-            shutil.copytree(run.stage_dir(stage), root / stage, symlinks=True)
-    write_json(root / "forked-from.json", {"run": run.id})
+            shutil.copytree(run.stage_dir(stage), staging / stage, symlinks=True)
+    write_json(staging / "forked-from.json", {"run": run.id})
+    staging.rename(root)
     point_latest(root)
     return RunDir(root)
 

@@ -27,7 +27,8 @@ def _latest(root: Path) -> str | None:
 
 
 def _runs(root: Path) -> list[str]:
-    return sorted(p.name for p in (root / "runs" / "tiny").iterdir() if p.name != "latest")
+    folder = root / "runs" / "tiny"
+    return sorted(p.name for p in folder.iterdir() if p.name != "latest" and p.name[0] != ".")
 
 
 def _break_images(project: Path) -> None:
@@ -92,3 +93,34 @@ def test_a_run_killed_in_its_first_stage_stays_latest_and_resumes(tmp_path: Path
     assert tango("run", "projects/tiny", "--until", "data", "--resume", cwd=root).code == 0
     assert _latest(root) == killed
     assert (root / "runs" / "tiny" / killed / "data" / "manifest.json").is_file()
+
+
+def test_a_fork_killed_while_copying_leaves_no_half_run(tmp_path: Path) -> None:
+    """`tango search` on a run whose search is complete copies the earlier stages into a new
+    run; killed part way, the half copy was a run folder (complete manifests, files missing)."""
+    project = make_repo(tmp_path / "repo", per_class=4, trials=1, epochs=1, extra_targets="")
+    root = project.parent.parent
+    assert tango("run", "projects/tiny", "--until", "search", cwd=root).code == 0
+    good = _latest(root)
+    assert good is not None
+    many = root / "runs" / "tiny" / good / "data" / "many"  # a long copy, to be killed in
+    many.mkdir()
+    for index in range(30000):
+        (many / f"{index}.txt").write_text("x")
+    fork = subprocess.Popen(
+        [sys.executable, "-m", "tango_ci", "search", "projects/tiny"],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    folder = root / "runs" / "tiny"
+    deadline = time.time() + 120
+    while len(os.listdir(folder)) < 3 and time.time() < deadline and fork.poll() is None:
+        time.sleep(0.005)
+    time.sleep(0.2)
+    fork.send_signal(signal.SIGKILL)
+    fork.wait()
+    assert _latest(root) == good
+    assert _runs(root) == [good]  # no half-copied run beside the good one
+    # (the kill did come mid-copy: the unfinished copy is left under a name that is no run id)
+    assert any(p.name.endswith(".partial") for p in folder.iterdir())
