@@ -71,11 +71,28 @@ def budget_violations(
         ("model_size_mb", artifact_bytes / 2**20, limits.model_size_mb),
         ("memory_mb", peak_rss_mb, limits.memory_mb),
     ]
-    return [
+    found = [
         {"budget": name, "value": value, "limit": limit, "excess": (value - limit) / limit}
         for name, value, limit in checks
         if limit is not None and value is not None and value > limit
     ]
+    for violation in found:  # a busy host, not the network, may have broken it
+        if violation["budget"] == "latency_ms" and latency.get("unstable"):
+            violation["unstable_reason"] = latency.get("unstable_reason")
+            violation["p50_ms"] = latency.get("p50_ms")
+    return found
+
+
+def busy_host_note(violation: dict) -> str | None:
+    """What to add to a latency violation that comes from the tail of an unstable timing
+    whose p50 is within the budget (the host was busy, not the network slow); else None."""
+    p50, reason = violation.get("p50_ms"), violation.get("unstable_reason")
+    if not (reason and isinstance(p50, int | float) and p50 <= violation["limit"]):
+        return None
+    return (
+        f", but its p50 was {p50:.3g} ms: the tail comes from a timing made while this host "
+        f"was busy ({reason})"
+    )
 
 
 def _concrete(target: TargetSpec, runner) -> list[TargetSpec]:

@@ -21,7 +21,12 @@ from tango_ci.exceptions import TangoError
 from tango_ci.plugins import get_task
 from tango_ci.rundir import read_json, write_json
 from tango_ci.search import finals
-from tango_ci.search.feasibility import describe_sources, latency_sources, measure_candidate
+from tango_ci.search.feasibility import (
+    busy_host_note,
+    describe_sources,
+    latency_sources,
+    measure_candidate,
+)
 from tango_ci.search.study import (
     DUPLICATE_OF,
     create_study,
@@ -35,7 +40,25 @@ from tango_ci.train.trainer import set_threads
 class NoFeasibleCandidate(TangoError):
     _template = (
         "no candidate meets the budgets of every target after {trials} trial(s); "
-        "closest: {closest}. Relax the budgets{hint}"
+        "closest: {closest}. {advice}"
+    )
+
+
+def no_feasible_advice(closest: dict | None, hint: str) -> tuple[str, str]:
+    """The closest violation as text, and what to do: relax the budgets; or, when that
+    violation is a latency tail of a busy host's timing, time it on an idle host."""
+    if closest is None:
+        return "no trial finished", f"Relax the budgets{hint}"
+    text = (
+        f"{closest['budget']} {closest['value']:.3g} > {closest['limit']:.3g} on "
+        f"target {closest['target']}"
+    )
+    busy = busy_host_note(closest)
+    if busy is None:
+        return text, f"Relax the budgets{hint}"
+    return (
+        text + busy,
+        f"Rerun on an idle host (or one whose runner has fewer threads), or relax the budgets{hint}",
     )
 
 
@@ -256,18 +279,13 @@ def _write_results(
         closest = min(
             (v for r in records for v in r["violations"]), key=lambda v: v["excess"], default=None
         )
-        text = (
-            f"{closest['budget']} {closest['value']:.3g} > {closest['limit']:.3g} on "
-            f"target {closest['target']}"
-            if closest
-            else "no trial finished"
-        )
         from tango_ci.models import LEVELS
 
         least = min((LEVELS.index(lv) for lv in spec.search.levels if lv in LEVELS), default=0)
         smaller = LEVELS[:least]  # a hint only where there is a smaller level to allow
         hint = f" or allow smaller levels (search.levels: {', '.join(smaller)})" if smaller else ""
-        raise NoFeasibleCandidate(trials=len(records), closest=text, hint=hint)
+        text, advice = no_feasible_advice(closest, hint)
+        raise NoFeasibleCandidate(trials=len(records), closest=text, advice=advice)
     best = max(feasible, key=lambda r: (r["score"], -r["latency_ms"][first.name]))
     rounds: list[dict] = []
     if samples and best["score"] is not None and not multi:  # a tie: train longer (finals.py)

@@ -31,7 +31,7 @@ from tango_ci.export.onnx_export import parity
 from tango_ci.models import SubnetSpace, recalibrate_batchnorm, trained_subnet
 from tango_ci.rundir import read_record, write_json, write_record
 from tango_ci.runners.latency_source import latency_source
-from tango_ci.search.feasibility import GATE, measure_candidate
+from tango_ci.search.feasibility import GATE, busy_host_note, measure_candidate
 from tango_ci.spec import TargetSpec
 from tango_ci.supernet.plots import specialise_scatter
 from tango_ci.supernet.refine import climb
@@ -249,7 +249,8 @@ def _most_accurate(specialiser: Specialiser) -> dict:
         raise NoFittingSubnet(
             target=specialiser.target.name,
             count=len(samples),
-            closest=f"{closest['budget']} {closest['value']:.3g} > {closest['limit']:.3g}",
+            closest=f"{closest['budget']} {closest['value']:.3g} > {closest['limit']:.3g}"
+            + (busy_host_note(closest) or ""),
         )
     return max(feasible, key=lambda s: (s["accuracy"], -s["latency_ms"]))
 
