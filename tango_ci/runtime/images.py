@@ -10,8 +10,11 @@ Ghostscript on it), the image is turned upright by its EXIF orientation (phone p
 data stage and the trainers read them so), an image whose header declares more than ``MAX_PIXELS``
 pixels is refused before it is decoded (a 17 KB PNG can declare 144 million), and any file
 Pillow cannot decode is an ``ImageError`` with one line saying why. 16-bit grey images are
-brought to 8 bits by their top byte and float images (0..1, else 0..255) are scaled, instead of
-Pillow's ``convert("RGB")``, which clips them to white or black.
+brought to 8 bits by their top byte (as OpenCV reads them), 32-bit integer images (mode ``I``,
+whose bit depth Pillow does not keep) by their range (0..255 as they are, up to 65535 by the
+top byte of 16 bits, beyond by that of 31), and float images (finite values within 0..1 are
+scaled by 255, else clipped to 0..255), instead of Pillow's ``convert("RGB")``, which clips
+them to white or black.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def open_image(source: Any) -> Image.Image:
     return image
 
 
-SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
 class ImageError(ValueError):
@@ -96,14 +99,22 @@ def upright(image: Image.Image) -> Image.Image:
 
 
 def _rgb(image: Image.Image) -> np.ndarray:
-    """uint8 HWC RGB of any mode: 16-bit grey by its top byte, float scaled, the rest by
-    Pillow's conversion."""
+    """uint8 HWC RGB of any mode: 16-bit grey by its top byte, 32-bit integers and floats
+    by their range, the rest by Pillow's conversion."""
     if image.mode in SIXTEEN_BIT_MODES:
         grey = (np.clip(np.asarray(image).astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
+    elif image.mode == "I":
+        # a 32-bit TIFF saved from numpy holding 0..255 would otherwise read black
+        integers = np.clip(np.asarray(image).astype(np.int64), 0, 2**31 - 1)
+        top = int(integers.max()) if integers.size else 0
+        grey = (integers >> (0 if top <= 255 else 8 if top <= 65535 else 23)).astype(np.uint8)
     elif image.mode == "F":
-        values = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0)
-        if values.size and values.max() <= 1.0:
+        values = np.asarray(image, dtype=np.float32)
+        finite = values[np.isfinite(values)]
+        # one infinite pixel must not decide the range of the others
+        if finite.size and finite.max() <= 1.0:
             values = values * 255.0
+        values = np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0)
         grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
     else:
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
