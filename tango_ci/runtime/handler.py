@@ -3,12 +3,15 @@ connections. The routes and what they answer are in server.py.
 
 Every answer is JSON, errors included (also those http.server makes itself: a malformed
 request line, over-long headers, an unknown method); every error closes the connection, so a
-body left unread can never be parsed as the next request. A client that sends nothing for
-``timeout`` seconds (headers or body) is answered 408, or hung up on; a request whose line,
-headers and body have not all arrived within ``REQUEST_TIMEOUTS`` times that is hung up on
-(a byte now and then would otherwise hold a connection for ever); a client that goes away is
-forgotten quietly. Over ``max_connections`` open connections, or ``max_per_client`` from one
-address, a new one is answered 503 and closed before any thread starts for it.
+body left unread can never be parsed as the next request. A body comes with one
+Content-Length and no Transfer-Encoding, and a GET with none: a proxy in front that framed it
+the other way would take what this server reads as a body, or as the next request, for the
+other (request smuggling). A client that sends nothing for ``timeout`` seconds (headers or
+body) is answered 408, or hung up on; a request whose line, headers and body have not all
+arrived within ``REQUEST_TIMEOUTS`` times that is hung up on (a byte now and then would
+otherwise hold a connection for ever); a client that goes away is forgotten quietly. Over
+``max_connections`` open connections, or ``max_per_client`` from one address, a new one is
+answered 503 and closed before any thread starts for it.
 """
 
 from __future__ import annotations
@@ -183,6 +186,15 @@ def make_handler(
                 pass
 
         def _body(self) -> bytes:
+            # a body framed two ways is read one way here and maybe the other by a proxy in
+            # front: what one takes for the body the other would serve as a request
+            if "Transfer-Encoding" in self.headers:
+                raise RequestError(
+                    400 if "Content-Length" in self.headers else 411,
+                    "Transfer-Encoding is not accepted; send the body with a Content-Length",
+                )
+            if len(self.headers.get_all("Content-Length", [])) > 1:
+                raise RequestError(400, "Content-Length is given more than once")
             try:
                 length = content_length(self.headers.get("Content-Length"), max_bytes)
             except RequestError as exc:
@@ -223,6 +235,10 @@ def make_handler(
             self.arrived.set()  # a GET's body is never read (an error closes the connection)
             try:
                 self._guard()
+                if "Transfer-Encoding" in self.headers or any(
+                    length.strip() != "0" for length in self.headers.get_all("Content-Length", [])
+                ):  # on a kept-alive connection its body would be read as the next request
+                    raise RequestError(400, "a GET request has no body")
                 parts = self.path.split("?")[0].strip("/").split("/")
                 if parts == ["v2", "health", "live"]:
                     return self._send(200, {"live": True})

@@ -130,7 +130,7 @@ class Service:
             raise RequestError(400, "'inputs' must be a list of one tensor")
         tensor = inputs[0]
         datatype = tensor.get("datatype")
-        if datatype not in DATATYPES:
+        if not isinstance(datatype, str) or datatype not in DATATYPES:
             raise RequestError(
                 400, f"datatype '{str(datatype)[:20]}' is not one of {', '.join(DATATYPES)}"
             )
@@ -148,10 +148,13 @@ class Service:
         if count > MAX_ELEMENTS:
             raise RequestError(413, "tensor too large")
         data = tensor.get("data")
-        try:
-            array = np.asarray(data, dtype=DATATYPES[datatype])
+        try:  # without a dtype first: numpy would parse "1.5" and take true for 1
+            values = np.asarray(data)
         except (TypeError, ValueError, OverflowError, RecursionError):
-            raise RequestError(400, "'data' is not a list of numbers") from None
+            values = np.asarray(None)
+        if values.dtype.kind not in "iuf":
+            raise RequestError(400, "'data' is not a list of numbers")
+        array = values.astype(DATATYPES[datatype])
         if array.size != count:
             raise RequestError(400, f"'data' holds {array.size} values, the shape {count}")
         array = array.reshape(shape).astype(np.float32)

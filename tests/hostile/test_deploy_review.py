@@ -6,12 +6,19 @@ Content-Lengths) or tensors whose fields are of the wrong kind. The bundle is ma
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import socket
+from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from tango_ci.runtime import Bundle
 from tango_ci.runtime.images import read_rgb
+from tango_ci.runtime.server import Service, serve
 
 SIZE = 8
 GRADIENT = np.arange(256, dtype=np.uint8).reshape(16, 16)
@@ -52,3 +59,153 @@ def test_one_infinite_pixel_does_not_turn_a_0_1_float_image_black() -> None:
     read = read_rgb(_saved(Image.fromarray(values)))[:, :, 0]
     assert read[0, :3].tolist() == [255, 0, 0]
     np.testing.assert_array_equal(read.ravel()[3:], GRADIENT.ravel()[3:])
+
+
+# ---------------------------------------------------------------------------- serve
+def _tiny_bundle(folder: Path) -> Path:
+    """A bundle of an (N, 3, 8, 8) -> (N, 3) average-pooling network, hashed."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["images"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["output0"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (folder / "model").mkdir(parents=True)
+    onnx.save(model, folder / "model" / "model.onnx")
+    documents = {
+        "preprocess.json": {"kind": "resize", "size": SIZE, "mean": 0.5, "std": 0.5},
+        "postprocess.json": {"task": "classification"},
+        "labels.json": ["red", "green", "blue"],
+    }
+    for name, document in documents.items():
+        (folder / name).write_text(json.dumps(document))
+    files = {
+        name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        for name in [*documents, "model/model.onnx"]
+    }
+    manifest = {
+        "schema": "tango-bundle/1",
+        "target": "tiny",
+        "version": "tiny@v0.0.1",
+        "engine": "onnxruntime",
+        "model": "model/model.onnx",
+        "files": files,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def address(tmp_path_factory):
+    service = Service(Bundle(_tiny_bundle(tmp_path_factory.mktemp("bundle") / "b")))
+    running = serve(service, port=0, rate=0, timeout=0.5)
+    yield running.server_address[:2]
+    running.shutdown()
+
+
+def _exchange(address, data: bytes) -> bytes:
+    """``data`` sent, and all the server answers until it closes."""
+    with socket.create_connection(address, timeout=5) as connection:
+        connection.sendall(data)
+        received = b""
+        while chunk := connection.recv(1 << 16):
+            received += chunk
+        return received
+
+
+def _statuses(received: bytes) -> list[int]:
+    return [int(line.split()[1]) for line in received.split(b"\r\n") if line[:7] == b"HTTP/1."]
+
+
+def _infer(tensor: dict) -> bytes:
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+GOOD = _infer({"datatype": "FP32", "shape": [1, 3, SIZE, SIZE], "data": [0.5] * 3 * SIZE * SIZE})
+SMUGGLED = b"GET /v2/models/smuggled HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def _post(headers: str, body: bytes) -> bytes:
+    return f"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode() + body
+
+
+def test_the_tiny_bundle_answers(address) -> None:
+    assert _statuses(
+        _exchange(address, _post(f"Content-Length: {len(GOOD)}\r\nConnection: close\r\n", GOOD))
+    ) == [200]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # a proxy that reads the chunks sees one request, this server two
+        f"Transfer-Encoding: chunked\r\nContent-Length: {len(GOOD)}\r\n",
+        # a proxy that takes the last length sees one request, this server two
+        f"Content-Length: {len(GOOD)}\r\nContent-Length: {len(GOOD) + len(SMUGGLED)}\r\n",
+    ],
+    ids=["transfer-encoding", "two-lengths"],
+)
+def test_a_body_framed_two_ways_is_400_and_nothing_after_it_is_served(address, headers) -> None:
+    received = _exchange(address, _post(headers, GOOD + SMUGGLED))
+    assert _statuses(received) == [400], received[:400]
+    assert b"smuggled" not in received
+
+
+def test_chunked_transfer_encoding_alone_is_refused_in_one_json_line(address) -> None:
+    received = _exchange(address, _post("Transfer-Encoding: chunked\r\n", b"2\r\n{}\r\n0\r\n\r\n"))
+    assert _statuses(received) == [411]
+    assert "Content-Length" in json.loads(received.partition(b"\r\n\r\n")[2])["error"]
+
+
+@pytest.mark.parametrize("datatype", [["FP32"], {"FP32": 1}])
+def test_a_datatype_that_is_not_a_string_is_400_not_500(address, datatype) -> None:
+    body = _infer({"datatype": datatype, "shape": [1, 3, SIZE, SIZE], "data": [0]})
+    received = _exchange(address, _post(f"Content-Length: {len(body)}\r\n", body))
+    assert _statuses(received) == [400], received[:400]
+    assert "datatype" in json.loads(received.partition(b"\r\n\r\n")[2])["error"]
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        f"Content-Length: {len(SMUGGLED)}\r\n\r\n".encode() + SMUGGLED,
+        f"Transfer-Encoding: chunked\r\n\r\n{len(SMUGGLED):x}\r\n".encode()
+        + SMUGGLED
+        + b"\r\n0\r\n\r\n",
+    ],
+    ids=["content-length", "chunked"],
+)
+def test_a_get_with_a_body_is_400_and_its_body_is_never_served(address, framing) -> None:
+    received = _exchange(address, b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n" + framing)
+    assert _statuses(received) == [400], received[:400]
+    assert b"smuggled" not in received and b"Bad request syntax" not in received
+
+
+def test_a_get_with_an_empty_body_is_answered(address) -> None:
+    request = (
+        b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    assert _statuses(_exchange(address, request)) == [200]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [["0.5"] * 3 * SIZE * SIZE, [True] * 3 * SIZE * SIZE, [0.5] * (3 * SIZE * SIZE - 1) + ["1"]],
+    ids=["strings", "booleans", "one-string"],
+)
+def test_data_that_is_not_numbers_is_400(address, data) -> None:
+    """numpy turned "0.5" into 0.5 and true into 1.0: such a tensor was answered."""
+    body = _infer({"datatype": "FP32", "shape": [1, 3, SIZE, SIZE], "data": data})
+    received = _exchange(address, _post(f"Content-Length: {len(body)}\r\n", body))
+    assert _statuses(received) == [400], received[:400]
+    assert json.loads(received.partition(b"\r\n\r\n")[2]) == {
+        "error": "'data' is not a list of numbers"
+    }
