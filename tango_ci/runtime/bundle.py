@@ -120,7 +120,14 @@ def verify(folder: Path, manifest: dict, copy_to: Path | None = None) -> dict[st
     root = folder.resolve()
     for relative, expected in files.items():
         parts = PurePosixPath(relative).parts if isinstance(relative, str) else ()
-        if not parts or relative.startswith("/") or ".." in parts or "\\" in relative:
+        # written as PurePosixPath writes it: ./a, a//b and a/./b would be a second name of a
+        if (
+            not parts
+            or relative.startswith("/")
+            or str(PurePosixPath(relative)) != relative
+            or ".." in parts
+            or "\\" in relative
+        ):
             raise BundleError(f"{MANIFEST}: '{str(relative)[:80]}' is not a path inside the bundle")
         path = folder / relative
         if path.is_symlink() or not path.is_file():

@@ -196,6 +196,20 @@ def test_a_get_with_an_empty_body_is_answered(address) -> None:
     assert _statuses(_exchange(address, request)) == [200]
 
 
+# ---------------------------------------------------------------------------- bundles
+@pytest.mark.parametrize("alias", ["./model/model.onnx", "model//model.onnx", "model/./model.onnx"])
+def test_a_manifest_listing_one_file_under_two_names_is_one_bundle_error(tmp_path, alias) -> None:
+    """Both names were copied to one private path: a FileExistsError naming a temporary file."""
+    from tango_ci.runtime import BundleError
+
+    folder = _tiny_bundle(tmp_path / "b")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"][alias] = manifest["files"]["model/model.onnx"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=f"^manifest.json: '{alias}' is not a path inside"):
+        Bundle(folder)
+
+
 @pytest.mark.parametrize(
     "data",
     [["0.5"] * 3 * SIZE * SIZE, [True] * 3 * SIZE * SIZE, [0.5] * (3 * SIZE * SIZE - 1) + ["1"]],
