@@ -18,7 +18,7 @@ from tango_ci.contracts import TrainedModel
 from tango_ci.exceptions import TangoError
 from tango_ci.plugins import get_task
 from tango_ci.rundir import RunDir, display, file_sha256, read_json, read_record, write_json
-from tango_ci.runtime.bundle import MANIFEST, SCHEMA
+from tango_ci.runtime.bundle import MANIFEST, SCHEMA, BundleError
 
 RUNTIME_SOURCE = Path(__file__).resolve().parents[1] / "runtime"
 #: the engines a bundle can be built for, and the Python distributions their runtime needs on
@@ -84,8 +84,8 @@ def bundle_from_artifact(spec, artifact: Path, record: dict, out: Path, version:
     """Write the bundle of a registry version whose artifact was pulled into ``artifact``
     (``tango pull``): classes from its record, the input size from the network itself, the
     monitoring reference from the project's validation images where they are here."""
-    built = read_json(artifact / "artifact.json")
-    model_file = artifact / str(built.get("file", ""))
+    built = _artifact_record(artifact)
+    model_file = artifact / built["file"]
     size = _input_size(model_file) if model_file.suffix == ".onnx" else spec.data.image_size
     classes = record.get("classes")
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
@@ -97,6 +97,20 @@ def bundle_from_artifact(spec, artifact: Path, record: dict, out: Path, version:
     bench["runner"] = record.get("runner")
     reference = get_task(spec.task).reference_from_data(spec)
     return _assemble(spec, artifact, model, identity, bench, out, version, reference)
+
+
+def _artifact_record(artifact: Path) -> dict:
+    """``artifact.json`` of ``artifact``, checked against its schema: a run folder or a pulled
+    artifact may come from elsewhere, and its ``file`` names what is copied into the bundle
+    (``../../x`` would be read from, and written to, beside the bundle)."""
+    from tango_ci.contracts import schema_problem
+
+    path = artifact / "artifact.json"
+    built = read_json(path)
+    problem = schema_problem("artifact", built)
+    if problem is not None:
+        raise TangoError(f"{display(path)}: {problem}; nothing was written")
+    return built
 
 
 def _input_size(model_file: Path) -> int:
@@ -123,7 +137,7 @@ def _assemble(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TangoError(f"{display(out)} exists and is not empty; nothing was written")
-    built = read_json(artifact / "artifact.json")
+    built = _artifact_record(artifact)
     engine = built.get("engine")
     if engine not in ENGINE_PACKAGES:
         raise TangoError(
@@ -177,7 +191,11 @@ def _assemble(
             from tango_ci.monitor import REFERENCE, write_reference
 
             images, split = reference
-            write_json(work / REFERENCE, write_reference(work, images, split))
+            try:  # the bundle's first load: a model the runtime refuses is refused here
+                answers = write_reference(work, images, split)
+            except BundleError as exc:
+                raise TangoError(f"the bundle does not load: {exc}; nothing was written") from None
+            write_json(work / REFERENCE, answers)
             manifest["files"][REFERENCE] = file_sha256(work / REFERENCE)
             (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
