@@ -90,7 +90,11 @@ def ci_publish(
 
     The report commit holds report.md, the plots, results.json (per target: verdict, metrics,
     DVC hash of the artifact) and metrics.json with a dvc.yaml, so `dvc metrics diff` works
-    between reports. Promotion reads it.
+    between reports. Promotion reads it, and takes only a report whose --source commit holds
+    the project folder as main has it: commit the project before you publish.
+
+    Example without a forge: tango ci publish projects/NAME --no-push, then
+    tango ci promote --no-push.
     """
     published = api.publish_run(project, run_id=run_id, source=source, push=push)
     say(
