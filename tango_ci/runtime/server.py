@@ -8,16 +8,19 @@
   for people and curl.
 
 Limits: request bodies over ``max_bytes`` and images declaring over 40 million pixels get 413,
-clients over ``rate`` requests a second 429, a missing or wrong bearer token 401, anything
-malformed a 4xx JSON ``{"error": ...}``; the server keeps serving (handler.py: the HTTP side,
-with its timeout and connection cap). It binds to 127.0.0.1 unless told otherwise. With a
-challenger it runs ``shadow`` (both answer, the champion's answer is returned, both are
-logged) or ``canary`` (a ``weight`` share of requests is answered by the challenger); every
-answer names the version that gave it. Every answered request is logged (logs.py) before the answer is sent.
+at most ``pixel_budget`` pixels (80 million) are decoded at once over all requests (the others
+wait their turn), clients over ``rate`` requests a second 429, a missing or wrong bearer token
+401, anything malformed a 4xx JSON ``{"error": ...}``; the server keeps serving (handler.py:
+the HTTP side, with its timeout and connection cap). It binds to 127.0.0.1 unless told
+otherwise. With a challenger it runs ``shadow`` (both answer, the champion's answer is
+returned, both are logged) or ``canary`` (a ``weight`` share of requests is answered by the
+challenger); every answer names the version that gave it. Every answered request is logged
+(logs.py) before the answer is sent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import random
@@ -31,13 +34,48 @@ import numpy as np
 
 from .bundle import Bundle
 from .handler import CappedServer, RateLimiter, RequestError, make_handler
-from .images import ImageError, ImageTooLarge, fit, read_rgb
+from .images import MAX_PIXELS, ImageError, ImageTooLarge, fit, open_image, read_rgb
 from .logs import PredictionLog, input_summary
 
 __all__ = ["RateLimiter", "RequestError", "Service", "serve"]
 
 DATATYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64}
 MAX_ELEMENTS = 64 * 2**20
+
+
+class PixelBudget:
+    """At most ``limit`` pixels decoded and answered at once, over all requests: a 130 KB PNG
+    may declare 40 million pixels, about 700 MB while it is decoded, resized and run, and one
+    client may hold many connections. A request over what is left waits; one over the whole
+    budget waits to run alone."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int):
+        pixels = min(max(pixels, 0), self.limit)
+        with self._changed:
+            self._changed.wait_for(lambda: self.used + pixels <= self.limit)
+            self.used += pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.used -= pixels
+                self._changed.notify_all()
+
+
+def declared_pixels(content: bytes) -> int:
+    """The pixels ``content``'s header declares, without decoding it (0 where it has no
+    header Pillow reads: read_rgb refuses it)."""
+    try:
+        with open_image(io.BytesIO(content)) as header:
+            width, height = header.size
+            return width * height
+    except Exception:  # not an image, or one over MAX_PIXELS: read_rgb says which
+        return 0
 
 
 class Service:
@@ -53,6 +91,7 @@ class Service:
         seed: int | None = None,
         keep_images: Path | None = None,
         max_kept: int = 100_000,
+        pixel_budget: int = 2 * MAX_PIXELS,
     ) -> None:
         if mode not in ("shadow", "canary"):
             raise ValueError(f"mode '{mode}' is not shadow or canary")
@@ -65,6 +104,7 @@ class Service:
             keep_images.mkdir(parents=True, exist_ok=True)
             self._kept = sum(1 for _ in keep_images.glob("*.img"))
         self.name = str(champion.manifest.get("target", "model"))
+        self.pixels = PixelBudget(pixel_budget)
         self._random = random.Random(seed)
         self._lock = threading.Lock()
 
@@ -178,6 +218,10 @@ class Service:
         }
 
     def image(self, content: bytes) -> dict:
+        with self.pixels.hold(declared_pixels(content)):
+            return self._image(content)
+
+    def _image(self, content: bytes) -> dict:
         try:
             image = read_rgb(io.BytesIO(content))
         except ImageTooLarge as exc:

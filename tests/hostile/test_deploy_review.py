@@ -223,3 +223,75 @@ def test_data_that_is_not_numbers_is_400(address, data) -> None:
     assert json.loads(received.partition(b"\r\n\r\n")[2]) == {
         "error": "'data' is not a list of numbers"
     }
+
+
+# ---------------------------------------------------------------------------- memory
+def test_a_pixel_budget_lets_in_what_fits_and_holds_the_rest() -> None:
+    import threading
+
+    from tango_ci.runtime.server import PixelBudget
+
+    budget, entered = PixelBudget(100), threading.Event()
+
+    def late() -> None:
+        with budget.hold(60):
+            entered.set()
+
+    with budget.hold(60), budget.hold(40):  # together they fit
+        waiting = threading.Thread(target=late)
+        waiting.start()
+        assert not entered.wait(0.2) and budget.used == 100
+    assert entered.wait(5)
+    waiting.join()
+    with budget.hold(10**9):  # over the whole budget: alone
+        assert budget.used == 100
+    assert budget.used == 0
+
+
+SERVE_AND_MEASURE = """
+import resource, sys
+from tango_ci.runtime import Bundle
+from tango_ci.runtime.server import Service, serve
+running = serve(Service(Bundle(sys.argv[1]), pixel_budget=40_000_000), port=0, rate=0)
+print(running.server_address[1], flush=True)
+sys.stdin.read()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_requests_of_40_million_pixels_are_decoded_one_at_a_time(tmp_path) -> None:
+    """A 130 KB PNG of 8000 x 5000 pixels took ~700 MB to answer; four at once, 2.5 GB."""
+    import subprocess
+    import sys
+    import threading
+    import urllib.request
+
+    folder = _tiny_bundle(tmp_path / "b")
+    big = io.BytesIO()
+    Image.new("RGB", (8000, 5000), (10, 200, 30)).save(big, "PNG")
+    child = subprocess.Popen(
+        [sys.executable, "-c", SERVE_AND_MEASURE, str(folder)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    url = f"http://127.0.0.1:{child.stdout.readline().strip()}/v2/models/tiny/image"
+    statuses: list[int] = []
+
+    def post() -> None:
+        request = urllib.request.Request(url, big.getvalue(), method="POST")
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            statuses.append(answer.status)
+
+    clients = [threading.Thread(target=post) for _ in range(4)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+    child.stdin.close()
+    peak_mb = int(child.stdout.readline())
+    child.wait(10)
+    assert statuses == [200] * 4
+    assert peak_mb < 1200, f"{peak_mb} MB"
