@@ -128,15 +128,26 @@ def verify(folder: Path, manifest: dict, copy_to: Path | None = None) -> dict[st
             or ".." in parts
             or "\\" in relative
         ):
-            raise BundleError(f"{MANIFEST}: '{str(relative)[:80]}' is not a path inside the bundle")
+            raise BundleError(f"{MANIFEST}: '{_shown(relative)}' is not a path inside the bundle")
         path = folder / relative
-        if path.is_symlink() or not path.is_file():
-            raise BundleError(f"{relative}: missing or not a regular file")
-        if not path.resolve().is_relative_to(root):
-            raise BundleError(f"{relative}: leads out of the bundle")
+        try:  # a name too long for the file system, or holding a NUL, is no file either
+            if path.is_symlink() or not path.is_file():
+                raise BundleError(f"{_shown(relative)}: missing or not a regular file")
+            inside = path.resolve().is_relative_to(root)
+        except (OSError, ValueError):
+            raise BundleError(f"{_shown(relative)}: missing or not a regular file") from None
+        if not inside:
+            raise BundleError(f"{_shown(relative)}: leads out of the bundle")
         if sha256(path, None if copy_to is None else copy_to / relative) != expected:
-            raise BundleError(f"{relative}: sha256 differs from {MANIFEST} (tampered or damaged)")
+            raise BundleError(
+                f"{_shown(relative)}: sha256 differs from {MANIFEST} (tampered or damaged)"
+            )
     return files
+
+
+def _shown(relative: object) -> str:
+    """A name from the manifest (untrusted text) as one short line."""
+    return ascii(str(relative))[1:-1][:80]
 
 
 class Bundle:

@@ -261,7 +261,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, flush=True)
 
 @pytest.mark.slow
 def test_concurrent_requests_of_40_million_pixels_are_decoded_one_at_a_time(tmp_path) -> None:
-    """A 130 KB PNG of 8000 x 5000 pixels took ~700 MB to answer; four at once, 2.5 GB."""
+    """A 130 KB PNG of 8000 x 5000 pixels took ~700 MB to answer, and five sent at once 3.4 GB;
+    one at a time, the server stays under 2 GB (allocators keep some of what was freed)."""
     import subprocess
     import sys
     import threading
@@ -285,7 +286,7 @@ def test_concurrent_requests_of_40_million_pixels_are_decoded_one_at_a_time(tmp_
         with urllib.request.urlopen(request, timeout=120) as answer:
             statuses.append(answer.status)
 
-    clients = [threading.Thread(target=post) for _ in range(4)]
+    clients = [threading.Thread(target=post) for _ in range(5)]
     for client in clients:
         client.start()
     for client in clients:
@@ -293,5 +294,23 @@ def test_concurrent_requests_of_40_million_pixels_are_decoded_one_at_a_time(tmp_
     child.stdin.close()
     peak_mb = int(child.stdout.readline())
     child.wait(10)
-    assert statuses == [200] * 4
-    assert peak_mb < 1200, f"{peak_mb} MB"
+    assert statuses == [200] * 5
+    assert peak_mb < 2000, f"{peak_mb} MB"
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("x" * 5000, "x" * 80), ("a\x00b", "a\\x00b"), ("a\nb", "a\\nb")],
+    ids=["too-long", "nul", "newline"],
+)
+def test_a_listed_name_no_file_can_have_is_one_short_bundle_error(tmp_path, name, shown) -> None:
+    """A 5,000-character name was an OSError quoting the whole path, a NUL a ValueError."""
+    from tango_ci.runtime import BundleError
+
+    folder = _tiny_bundle(tmp_path / "b")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"][name] = "0" * 64
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError) as raised:
+        Bundle(folder)
+    assert str(raised.value) == f"{shown}: missing or not a regular file"
