@@ -39,7 +39,9 @@ def validate(paths: Iterable[Path] = (), repo_root: Path | None = None) -> list[
     problems: list[Problem] = []
     named: dict[str, Path] = {}
     for path in files:
-        found = check_file(path, root if path.resolve().is_relative_to(root) else None)
+        # a file named on the command line belongs to its own repository, wherever tango runs
+        own_root = repo_root or (find_repo_root(path.parent) if paths else root)
+        found = check_file(path, own_root)
         problems.extend(found)
         if path.parent.name == "runners" and path.suffix in (".yaml", ".yml"):
             problems.extend(latency_model_problems(path))
