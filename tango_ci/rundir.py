@@ -279,7 +279,7 @@ def find_run(runs: Path, project: str, run_id: str | None) -> RunDir:
             known = sorted(
                 p.parent.name
                 for p in (runs / project).glob("*/spec.json")
-                if not p.parent.is_symlink()
+                if not p.parent.is_symlink() and RUN_ID.fullmatch(p.parent.name)
             )
             raise TangoError(
                 f"no run '{run_id}' of project {project}; runs: {', '.join(known) or 'none'}"

@@ -124,3 +124,7 @@ def test_a_fork_killed_while_copying_leaves_no_half_run(tmp_path: Path) -> None:
     assert _runs(root) == [good]  # no half-copied run beside the good one
     # (the kill did come mid-copy: the unfinished copy is left under a name that is no run id)
     assert any(p.name.endswith(".partial") for p in folder.iterdir())
+    refused(
+        tango("gate", "projects/tiny", "--run", "nope", cwd=root),
+        f"no run 'nope' of project tiny; runs: {good}",
+    )
