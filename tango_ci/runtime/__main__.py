@@ -29,7 +29,10 @@ def _images(inputs: list[Path]) -> list[Path]:
     found: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            found += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            # regular files only: a FIFO named x.png would block the read for ever
+            found += sorted(
+                p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            )
         else:
             found.append(item)
     return found

@@ -314,3 +314,27 @@ def test_a_listed_name_no_file_can_have_is_one_short_bundle_error(tmp_path, name
     with pytest.raises(BundleError) as raised:
         Bundle(folder)
     assert str(raised.value) == f"{shown}: missing or not a regular file"
+
+
+def test_predict_on_a_folder_skips_what_is_not_a_regular_file(tmp_path) -> None:
+    """A FIFO named x.png in the folder blocked predict for ever on opening it."""
+    import os
+    import subprocess
+    import sys
+
+    folder = _tiny_bundle(tmp_path / "b")
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (12, 9), (200, 10, 10)).save(images / "red.png")
+    os.mkfifo(images / "pipe.png")
+    (images / "folder.png").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "tango_ci.runtime", "predict", str(images), "--bundle", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["image"] for line in done.stdout.splitlines()] == [
+        str(images / "red.png")
+    ]
