@@ -207,6 +207,8 @@ def main() -> None:
     records = run_profile(runner, options, _Printer())
     host = host_facts(runner.threads)
     pairs = [evaluate(runner, pair, records[pair], host) for pair in pairs_wanted]
+    for pair in pairs:  # the JSON says what the Markdown says: met, missed, or not judged
+        pair["verdict"] = _verdict(pair)
     result = {
         "host": host,
         "threads": args.threads,
