@@ -19,19 +19,46 @@ from tango_ci.spec import find_repo_root
 
 
 def ensure_data(ctx: StageContext) -> Path:
-    """The project's data folder; synthesised first when the spec says how and it is missing."""
+    """The project's data folder; when the spec has ``data.synth``, synthesised first if it is
+    missing, and made again if synth made it with other settings."""
     spec = ctx.spec
     root = spec.data.resolved
     if root is None:
         raise RuntimeError("data.resolved is not set; load the project with load_project")
-    if not root.exists() and spec.data.synth is not None:
-        from tango_ci.data.synth import synthesize_project
-
-        ctx.reporter.log(f"data folder {spec.data.path} is missing; synthesising it")
-        synthesize_project(spec)
+    if spec.data.synth is not None:
+        _follow_synth(ctx, root)
     if not root.exists():
         raise TangoError(f"data folder {root} is missing; fetch it (`dvc pull`) or make it")
     return root
+
+
+def _follow_synth(ctx: StageContext, root: Path) -> None:
+    """Make ``root`` what ``data.synth`` says, unless it holds data synth did not make."""
+    from tango_ci.data.synth import (
+        STAMP,
+        SynthFolderNotOurs,
+        project_request,
+        read_stamp,
+        synthesize,
+    )
+
+    spec = ctx.spec
+    request = project_request(spec)
+    existed = root.exists()
+    if existed and read_stamp(root / STAMP) == request.stamp():
+        return  # up to date: no lock taken, nothing read
+    if not existed:
+        ctx.reporter.log(f"data folder {spec.data.path} is missing; synthesising it")
+    try:
+        made = synthesize(request, replace_own=True)
+    except SynthFolderNotOurs as exc:
+        ctx.reporter.log(f"warning: {exc}")
+        return
+    if existed and made["created"]:
+        ctx.reporter.log(
+            f"data folder {spec.data.path} was made with other data.synth settings; "
+            f"synthesised it again ({sum(made['images'].values())} images)"
+        )
 
 
 def run(ctx: StageContext) -> None:

@@ -9,6 +9,7 @@ ImageFolder classification.
 from __future__ import annotations
 
 import fcntl
+import filecmp
 import json
 import math
 import shutil
@@ -57,6 +58,16 @@ class SynthRequest:
 class SynthOutputExists(TangoError):
     _template = (
         "{out} already holds other data; pass --force to replace it, or choose another folder"
+    )
+
+
+class SynthFolderNotOurs(TangoError):
+    """A folder data.synth would replace holds data it cannot prove it made: left alone."""
+
+    _template = (
+        "data folder {out} exists and is not the one data.synth made ({reason}), so it is "
+        "used as it is; to have data.synth make it again, move it away or run "
+        "`tango data synth --force` (which deletes it)"
     )
 
 
@@ -124,12 +135,15 @@ def synthesize(
     request: SynthRequest,
     *,
     force: bool = False,
+    replace_own: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Write the request's synthetic dataset to ``request.out``; returns a summary.
 
     A folder already made with the same request is left as it is; a folder holding anything
-    else is refused unless ``force``.
+    else is refused unless ``force``. With ``replace_own``, a folder made with another request
+    is made again when its stamp and files show synth made it (:class:`SynthFolderNotOurs`
+    otherwise). The new folder is made beside the old one and swapped in whole.
     """
     task = get_task(request.task)  # an unknown task is refused with the valid names
     kind = synth_kind(request.kind)
@@ -151,37 +165,112 @@ def synthesize(
     # two runs may synthesise the same folder at once: one makes it, the other then finds it
     with open(out.with_name(f".{out.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _stamp(out / STAMP) == request.stamp():
+        found = read_stamp(out / STAMP)
+        if found == request.stamp():
             return {
                 "path": str(out),
                 "created": False,
                 "images": task.count_synthetic(out, request),
             }
-        if out.exists() and any(out.iterdir()):
-            if not force:
+        if out.exists() and any(out.iterdir()) and not force:
+            if not replace_own:
                 raise SynthOutputExists(out=out)
-            shutil.rmtree(out)
+            reason = _not_made_by_synth(out, found)
+            if reason is not None:
+                raise SynthFolderNotOurs(out=display(out), reason=reason)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
         try:
             task.synthesize(staging, request, progress)
             (staging / STAMP).write_text(json.dumps(request.stamp(), indent=2))
-            if out.exists():
-                out.rmdir()  # empty (checked above)
-            staging.rename(out)  # appears whole or not at all
+            _swap_in(staging, out)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return {"path": str(out), "created": True, "images": task.count_synthetic(out, request)}
 
 
+def _swap_in(staging: Path, out: Path) -> None:
+    """Put ``staging`` at ``out``; an old ``out`` is moved aside first and then deleted, so
+    ``out`` holds the old files or the new ones, never a mixture."""
+    if not out.exists():
+        staging.rename(out)  # appears whole or not at all
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    out.rename(old / out.name)
+    staging.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _not_made_by_synth(out: Path, found: dict | None) -> str | None:
+    """Why ``out`` may not be replaced, in words; None when its stamp is synth's and its files
+    are, byte for byte, those that stamp's request makes (made again aside to compare)."""
+    if found is None:
+        return f"it has no {STAMP} stamp"
+    try:
+        made = SynthRequest(
+            out=out,
+            task=found["task"],
+            images_per_class=found["images_per_class"],
+            size=found["size"],
+            seed=found["seed"],
+            classes=tuple(found["classes"]),
+            kind=found.get("kind", DEFAULT_KIND),
+        )
+        readable = made.stamp() == found
+    except (KeyError, TypeError, ValueError, TangoError):
+        readable = False
+    if not readable:
+        return f"its {STAMP} stamp is not one this version of tango writes"
+    check = Path(tempfile.mkdtemp(prefix=f".{out.name}.check-", dir=out.parent))
+    try:
+        get_task(made.task).synthesize(check, made, None)
+        same = _same_files(check, out)
+    finally:
+        shutil.rmtree(check, ignore_errors=True)
+    return None if same else "its files differ from those data.synth made"
+
+
+def _same_files(made: Path, out: Path) -> bool:
+    """Whether ``out`` (but its stamp) holds the entries of ``made``, files byte for byte;
+    names are compared first so that a large folder of other data is not read."""
+    entries = _entries(made)
+    if _entries(out, skip=STAMP) != entries:
+        return False
+    return all(
+        not is_file or filecmp.cmp(made / name, out / name, shallow=False)
+        for name, is_file in entries.items()
+    )
+
+
+def _entries(folder: Path, skip: str = "") -> dict[str, bool]:
+    """Every entry under ``folder`` (links not followed) by relative path: is it a file."""
+    entries = {}
+    for path in folder.rglob("*"):
+        name = path.relative_to(folder).as_posix()
+        if name != skip:
+            entries[name] = path.is_file() and not path.is_symlink()
+    return entries
+
+
 def synthesize_project(
-    spec, *, force: bool = False, progress: Callable[[int, int], None] | None = None
+    spec,
+    *,
+    force: bool = False,
+    replace_own: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Generate a project's data from its ``data.synth`` section into its ``data.path``."""
+    return synthesize(
+        project_request(spec), force=force, replace_own=replace_own, progress=progress
+    )
+
+
+def project_request(spec) -> SynthRequest:
+    """The request a project's ``data.synth`` section makes."""
     synth = spec.data.synth
     if synth is None:
         where = display(spec.path) if spec.path else spec.name
         raise TangoError(f"{where}: data.synth is not set; this project's data is not synthetic")
-    request = SynthRequest(
+    return SynthRequest(
         out=spec.data.resolved,
         task=spec.task,
         images_per_class=synth.images_per_class,
@@ -189,10 +278,9 @@ def synthesize_project(
         seed=synth.seed,
         kind=synth.kind,
     )
-    return synthesize(request, force=force, progress=progress)
 
 
-def _stamp(path: Path) -> dict | None:
+def read_stamp(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text()) if path.is_file() else None
     except (OSError, ValueError):
