@@ -42,7 +42,20 @@ class MissingDependencyError(TangoError):
 
 
 class StageInputError(TangoError):
+    """A stage run before the one it needs; with ``project`` (its folder as the user would
+    type it) the hint names it and the one command that runs every stage still missing."""
+
     _template = "stage '{stage}' needs {what}; run `tango {previous}` first"
+
+    def __init__(self, project: str | None = None, **fields: Any) -> None:
+        super().__init__(**fields)
+        if project:
+            self.message = (
+                f"stage '{fields['stage']}' needs {fields['what']}; run `tango "
+                f"{fields['previous']} {project}` first, or `tango run {project} --resume` "
+                "for every stage still missing"
+            )
+            self.args = (self.message,)
 
 
 class UnsupportedRequestError(TangoError):

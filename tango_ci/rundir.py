@@ -191,11 +191,10 @@ class RunDir:
         """The manifest of ``needed``; a clear error naming the stage to run when missing."""
         manifest = self.manifest(needed)
         if manifest is None:
-            raise StageInputError(
-                stage=stage,
-                what=f"{what} from the {needed} stage (not found in {self.root})",
-                previous=needed,
-            )
+            file = self.spec.get("project_file") if (self.root / "spec.json").is_file() else None
+            folder = display(Path(file).parent) if isinstance(file, str) else None
+            what = f"{what} from the {needed} stage (not found in {self.root})"
+            raise StageInputError(stage=stage, what=what, previous=needed, project=folder)
         return manifest
 
     @property

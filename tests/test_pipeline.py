@@ -244,11 +244,13 @@ def test_a_stage_without_its_inputs_names_the_stage_to_run(finished) -> None:
     api.run(project, until="data")
     with pytest.raises(StageInputError) as info:
         api.run(project, from_stage="train", until="train")
-    assert re.fullmatch(
+    found = re.fullmatch(
         r"stage 'train' needs the chosen candidate from the search stage "
-        r"\(not found in .*\); run `tango search` first",
+        r"\(not found in .*\); run `tango search (\S+)` first, or `tango run \1 --resume` "
+        r"for every stage still missing",
         info.value.message,
     )
+    assert found and Path(found.group(1)).resolve() == project.resolve()
 
 
 def test_a_changed_project_file_refuses_to_continue_a_run(finished) -> None:
