@@ -111,6 +111,8 @@ def monitor_command(
             f"{name}: p {check['p_value_corrected']:.4g} "
             f"{'DRIFT' if check['drift'] else 'ok'} (threshold {result['threshold']:.4g})"
         )
+    for reason in result["skipped"].values():
+        say(reason)
     say(f"{'drift' if result['drift'] else 'no drift'}: report in {out / 'drift.md'}")
     if result["drift"]:
         raise typer.Exit(3)

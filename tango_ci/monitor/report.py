@@ -37,6 +37,10 @@ def write_report(
     for name, check in result["checks"].items():
         verdict = "**drift**" if check["drift"] else "no drift"
         lines.append(f"| {NAMES.get(name, name)} | {check['p_value_corrected']:.4g} | {verdict} |")
+    for name in result["skipped"]:
+        lines.append(f"| {NAMES.get(name, name)} | – | not tested (below) |")
+    if result["skipped"]:
+        lines += ["", *(f"- {reason}" for reason in result["skipped"].values())]
     confidence = result["mean_confidence"]
     if confidence["reference"] is not None:
         lines += [
