@@ -11,7 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from tango_ci import api
-from tango_ci.cli_common import PROJECT, display, err, progress_bar, quoted, run_pipeline
+from tango_ci.cli_common import PROJECT, display, err, progress_bar, quoted, run_pipeline, say
 from tango_ci.data.synth import DEFAULT_KIND, KINDS
 from tango_ci.plugins import TASKS
 
@@ -120,11 +120,15 @@ def data_track(project: Path = PROJECT) -> None:
     Commit the pointer file it writes (e.g. projects/NAME/data.dvc): a change of it is what
     makes `tango ci plan` retrain the project, and the pipeline pulls the data from it.
     """
-    for data, pointer in api.track_data(project):
-        err.print(
-            f"tracked {display(str(data))}; commit {display(str(pointer))} "
-            "(and the .gitignore next to it)"
-        )
+    for tracked in api.track_data(project):
+        if tracked.changed:
+            written = " and ".join(display(str(path)) for path in tracked.changed)
+            say(f"tracked {display(str(tracked.data))}; commit {written}")
+        else:
+            say(
+                f"tracked {display(str(tracked.data))}: unchanged, its pointer "
+                f"{display(str(tracked.pointer))} is as before (nothing new to commit)"
+            )
 
 
 @data_app.command("pull")

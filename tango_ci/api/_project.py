@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -263,11 +264,22 @@ def check_runner(path: Path) -> list[Finding]:
     return compare(load_runner(path))
 
 
-def track_data(project: Path | ProjectSpec) -> list[tuple[Path, Path]]:
+@dataclass(frozen=True)
+class TrackedData:
+    """A folder put under DVC by :func:`track_data`."""
+
+    data: Path
+    pointer: Path
+    #: the files `dvc add` created or changed, to commit: the pointer (unless the data was
+    #: tracked as it is before) and the .gitignore beside the folder (unless one ignored it)
+    changed: tuple[Path, ...]
+
+
+def track_data(project: Path | ProjectSpec) -> list[TrackedData]:
     """Track the project's data with DVC and push it to the DVC remote: the data folder, and
     ``gate.challenger``'s new-data and holdout folders when they exist.
 
-    Returns each folder and the pointer file written next to it, to be committed.
+    Returns each folder, its pointer file and the files written, to be committed.
     """
     from tango_ci.dvcstore import track
 
@@ -281,7 +293,11 @@ def track_data(project: Path | ProjectSpec) -> list[tuple[Path, Path]]:
             if p is not None and p.is_dir()
         ]
     root = find_repo_root(spec.folder)
-    return [(folder, track(root, folder)) for folder in folders]
+    tracked = []
+    for folder in folders:
+        pointer, changed = track(root, folder)
+        tracked.append(TrackedData(folder, pointer, tuple(changed)))
+    return tracked
 
 
 def pull_data(project: Path | ProjectSpec) -> list[Path]:

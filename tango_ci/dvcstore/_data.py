@@ -39,16 +39,29 @@ OUTPUT_KEYS = (
 )
 
 
-def track(repo_root: Path, data: Path) -> Path:
-    """`dvc add` a project's data folder and push it; returns the pointer file to commit."""
+def track(repo_root: Path, data: Path) -> tuple[Path, list[Path]]:
+    """`dvc add` a project's data folder and push it; returns its pointer file and the files
+    `dvc add` created or changed (the pointer, and the ``.gitignore`` beside the folder unless
+    it ignored the folder already), which are the ones to commit."""
     data = Path(data).resolve()
     if not data.exists():
         raise TangoError(f"{data} does not exist; nothing to track")
     remote_url(repo_root)  # a clear error when no remote is configured
-    run_dvc(repo_root, "add", "-q", str(data))
     pointer = data.with_name(data.name + ".dvc")
+    # the files dvc add may write: what they held before tells what it wrote
+    written = [pointer, data.with_name(".gitignore")]
+    before = [_content(path) for path in written]
+    run_dvc(repo_root, "add", "-q", str(data))
     run_dvc(repo_root, "push", "-q", str(pointer))
-    return pointer
+    changed = [path for path, old in zip(written, before, strict=True) if _content(path) != old]
+    return pointer, changed
+
+
+def _content(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:  # missing: written if it is there after `dvc add`
+        return None
 
 
 def _pointer_outputs(root: Path, pointer: Path) -> list[tuple[Path, str]]:
