@@ -15,12 +15,20 @@ as every architecture it was given has been tried once and the best is tied: mor
 the same short length would only repeat a comparison the proxy cannot make, so the time left
 goes to the finals.
 
+A tie at chance level is not played: when the best tied score is no better than guessing (for
+an accuracy over classes, one over their number), the candidates learned nothing in the
+search's epochs, and training them again from scratch does not tell them apart either (three
+trials at 0.333 on 3 classes were retrained for 6 then 10 epochs and were still tied). The
+search's best (by score, then latency) is kept, and the log says that more ``search.epochs``
+or more data is needed.
+
 A killed search reruns its finals from the start: they are deterministic (same seed, same
 params) and short, and the study's trials are kept either way.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +52,25 @@ def tied_records(best: dict, feasible: list[dict], samples: int) -> tuple[list[d
         if key not in per_key or score > per_key[key]["score"]:
             per_key[key] = record
     return sorted(per_key.values(), key=lambda r: -r["score"]), margin
+
+
+def chance_score(space: Any) -> float | None:
+    """The accuracy a network that learned nothing reaches on ``space``'s task: one over the
+    number of classes when its score is an accuracy over classes (``accuracy_samples`` and
+    ``classes``), else None (no chance level is known)."""
+    classes = getattr(space, "classes", None)
+    if not getattr(space, "accuracy_samples", None) or not isinstance(classes, list) or not classes:
+        return None
+    return 1 / len(classes)
+
+
+def at_chance(score: float | None, chance: float | None, samples: int) -> bool:
+    """Whether ``score``, an accuracy on ``samples`` images, is at or below ``chance`` to the
+    image: no more images right than the whole number chance rounds up to (100 of 299 on 3
+    classes is chance; 3 of 6 is not)."""
+    if score is None or chance is None or not samples:
+        return False
+    return round(score * samples) <= math.ceil(chance * samples - 1e-9)
 
 
 def label(record: dict) -> str:
@@ -92,6 +119,8 @@ def settle(
     epochs: tuple[int, int],
     deadline: float | None,
     log: Callable[[str], None],
+    *,
+    chance: float | None = None,
 ) -> tuple[dict, list[dict]]:
     """The winner of the finals among ``best`` and its tied rivals, and the rounds played.
 
@@ -99,10 +128,20 @@ def settle(
     validation accuracy; ``epochs`` is (the search's epochs, the most the finals may use);
     ``deadline`` a ``time.monotonic()`` after which no further training starts. A round cut
     short by the deadline does not count. The winner is ``best``'s record (or a rival's) with
-    ``final_score`` and ``final_epochs`` added when a round was played.
+    ``final_score`` and ``final_epochs`` added when a round was played. ``chance``: the score
+    of a network that learned nothing; a tie at it plays no round (``best`` is kept).
     """
     finalists = [best, *rivals(best, feasible, samples)[: FINALISTS - 1]]
     search_epochs, most = epochs
+    if len(finalists) > 1 and at_chance(best["score"], chance, samples):
+        log(
+            f"no finals for the tie of {', '.join(map(label, finalists))}: the best scores "
+            f"{best['score']:.3f}, at chance ({chance:.3f}), so the candidates learned nothing in "
+            f"the search's {search_epochs} epoch(s) and training them again from scratch would "
+            f"not tell them apart; more search.epochs or more data is needed. Kept "
+            f"{label(best)} (by score, then latency)"
+        )
+        return best, []
     rounds: list[dict] = []
     current = search_epochs
     while len(finalists) > 1 and current < most:
@@ -158,6 +197,8 @@ __all__ = [
     "CAP",
     "FINALISTS",
     "STUDY_SHARE",
+    "at_chance",
+    "chance_score",
     "first_pass_tied",
     "label",
     "rivals",

@@ -185,7 +185,7 @@ def run(ctx: StageContext) -> None:
             record["params"], record["number"], lambda *_: None, ctx.reporter, epochs=epochs
         )
 
-    _write_results(ctx, study, multi, samples, (train_longer, deadline))
+    _write_results(ctx, study, multi, samples, (train_longer, deadline, finals.chance_score(space)))
 
 
 def _stop_for_finals(study, samples: int, reporter) -> None:
@@ -256,7 +256,8 @@ def pareto_front(records: list[dict]) -> list[dict]:
 def _write_results(
     ctx: StageContext, study, multi: bool, samples: int | None, settle: tuple
 ) -> None:
-    """``settle``: how to train a record longer and the search's deadline, for the finals."""
+    """``settle``: how to train a record longer, the search's deadline and the chance score,
+    for the finals."""
     spec, folder = ctx.spec, ctx.folder
     first = spec.targets[0]
     quality = get_task(spec.task).quality
@@ -288,18 +289,26 @@ def _write_results(
         raise NoFeasibleCandidate(trials=len(records), closest=text, advice=advice)
     best = max(feasible, key=lambda r: (r["score"], -r["latency_ms"][first.name]))
     rounds: list[dict] = []
+    chance = None if multi else settle[2]  # the finals judge a tie at chance (not for nsga2)
     if samples and best["score"] is not None and not multi:  # a tie: train longer (finals.py)
         search = spec.search
         most = max(search.epochs, min(spec.train.epochs, finals.CAP * search.epochs))
         best, rounds = finals.settle(
-            best, feasible, samples, settle[0], (search.epochs, most), settle[1], ctx.reporter.log
+            best,
+            feasible,
+            samples,
+            settle[0],
+            (search.epochs, most),
+            settle[1],
+            ctx.reporter.log,
+            chance=chance,
         )
     write_json(folder / "best.json", best)
     ctx.recorder.output_file("best", folder / "best.json")
     tied = finals.still_tied(best, rounds, samples or 0) or (
         None if rounds else tied_with(best, feasible, samples)
     )
-    if tied:
+    if tied and not finals.at_chance(best["score"], chance, samples or 0):  # the finals said so
         ctx.reporter.log(
             f"the search could not tell {finals.label(best) if rounds else best['architecture_key']} "
             f"from {', '.join(tied['keys'])}: "
