@@ -11,6 +11,7 @@ from tango_ci.contracts import GateDecision, TrainedModel
 from tango_ci.plugins import get_task
 from tango_ci.report import plots
 from tango_ci.report.baselines import baselines_markdown
+from tango_ci.report.busy_rejections import busy_rejection_lines, busy_rejections
 from tango_ci.rundir import read_json, read_record, write_json
 from tango_ci.stages.compile import selected_targets
 from tango_ci.stages.report_tables import auto_table, end_to_end_lines
@@ -60,6 +61,8 @@ def build_report(ctx: StageContext) -> dict:
             "metrics": metrics,
             "split": split_words(metrics, ctx.spec.data.split.test),
         }
+    trials_path = run.stage_dir("search") / "trials.json"
+    percentiles = {t.name: t.constraints.latency_percentile for t in ctx.spec.targets}
     return {
         "project": ctx.spec.name,
         "run": run.id,
@@ -67,6 +70,9 @@ def build_report(ctx: StageContext) -> dict:
         "model": model,
         "training": train_metrics,
         "search": search.get("summary", {}),
+        "busy_rejections": busy_rejections(
+            read_json(trials_path) if trials_path.is_file() else [], percentiles
+        ),
         "export": (run.manifest("export") or {}).get("summary", {}),
         "targets": targets,
         "commit": _git_commit(ctx.spec.folder),
@@ -144,6 +150,14 @@ def _finals_line(rounds: object) -> list[str]:
         f"again for longer: {'; '.join(parts)}.",
         "",
     ]
+
+
+def _busy_count(rejections: object) -> str:
+    """How many of the rejected trials were timed while the host was busy, for the summary."""
+    if not isinstance(rejections, list):
+        return ""
+    trials = {str(n) for row in rejections if isinstance(row, dict) for n in row.get("trials", [])}
+    return f" ({len(trials)} on a latency timed while the host was busy)" if trials else ""
 
 
 def _numeric_value(item: tuple) -> float:
@@ -265,16 +279,19 @@ def render_markdown(report: dict, images: dict[str, str], details: dict[str, dic
         lines += supernet_lines(search, report["training"])
     elif search:
         best = search.get("best", {})
+        busy = report.get("busy_rejections")
         lines += [
             "### Search",
             "",
             f"{search.get('trials')} trials ({search.get('sampler')} sampler, "
             f"{search.get('pruner')} pruner): {search.get('feasible')} trained within "
-            f"budget, {search.get('infeasible')} rejected over budget without training, "
+            f"budget, {search.get('infeasible')} rejected over budget without training"
+            f"{_busy_count(busy)}, "
             f"{search.get('pruned')} pruned. Chosen: trial {best.get('number')}, "
             f"{best.get('architecture')}, search {best.get('score_label', 'score')} "
             f"{_format(best.get('score'))}.",
             "",
+            *busy_rejection_lines(busy),
             *_finals_line(search.get("finals")),
             *_tied_line(search.get("tied"), best),
             *_source_line(search.get("latency_sources", {})),
