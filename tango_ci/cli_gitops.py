@@ -101,6 +101,12 @@ def ci_publish(
         f"report {published.commit[:10]} on {published.branch}; gate "
         f"{'pass' if published.passed else 'fail'}"
     )
+    if not published.source_has_project:
+        folder = published.results.get("path") or f"projects/{published.results['project']}"
+        say(
+            f"warning: commit {source} holds no {folder}/project.yaml, so this report can never be "
+            "promoted: commit the project, then publish with --source at that commit"
+        )
 
 
 @ci_app.command("promote")
@@ -121,7 +127,8 @@ def ci_promote(
     and is not registered yet gets a new version (at HEAD) assigned to prod. So a promotion
     that failed is made by the next push, and running it twice promotes nothing more.
     """
-    for line in api.promotion_lines(api.promote_merged(head=head, base=base, push=push)):
+    outcome = api.promote_merged(head=head, base=base, push=push)
+    for line in api.promotion_lines(outcome, head=head):
         say(line)
 
 

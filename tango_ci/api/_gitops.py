@@ -88,11 +88,20 @@ def promote_merged(
     return promote_pending(_repo(repo_root), head, base=base, stage=stage, push=push)
 
 
-def promotion_lines(outcome: list[dict], stage: str = "prod") -> list[str]:
-    """What :func:`promote_merged` did, one line per target (and per failed gate)."""
+def promotion_lines(
+    outcome: list[dict],
+    stage: str = "prod",
+    head: str = "HEAD",
+    repo_root: Path | None = None,
+) -> list[str]:
+    """What :func:`promote_merged` did, one line per target (and per failed gate); when it
+    did nothing, also the projects whose reports do not count as merged into ``head``, and
+    why (made from another version of the project, or not merged)."""
     from tango_ci.gitops.promote import promotion_lines as lines
+    from tango_ci.gitops.reports import unmerged_reports
 
-    return lines(outcome, stage)
+    unmerged = [] if outcome else unmerged_reports(_repo(repo_root), head)
+    return lines(outcome, stage, unmerged)
 
 
 def registry_overview(repo_root: Path | None = None) -> list[dict]:

@@ -13,6 +13,7 @@ in the DVC remote that main configures is never registered: a device would pull 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from tango_ci.exceptions import TangoError
@@ -190,12 +191,25 @@ def promote_pending(
     return outcome
 
 
-def promotion_lines(outcome: list[dict], stage: str = "prod") -> list[str]:
+def promotion_lines(
+    outcome: list[dict], stage: str = "prod", unmerged: Sequence[tuple[str, dict, str]] = ()
+) -> list[str]:
     """What :func:`promote_pending` did, one line per target, as the CLI prints it and the
     local forge logs it. A report whose gate failed is said so before its targets, so the
-    failure is told even when another target of it is promoted."""
+    failure is told even when another target of it is promoted. When nothing was promoted,
+    ``unmerged`` (:func:`~tango_ci.gitops.reports.unmerged_reports`) says which projects have
+    only reports that do not count, and why."""
     if not outcome:
-        return ["nothing to promote: every merged report is registered already"]
+        return [
+            "nothing to promote: every merged report is registered already"
+            if not unmerged
+            else "nothing to promote",
+            *(
+                f"{project}: no report counts as merged; the newest (run "
+                f"{printable(str(results.get('run')))}) does not: {why}"
+                for project, results, why in unmerged
+            ),
+        ]
     lines = []
     for entry in outcome:
         if not entry["passed"]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from tango_ci.exceptions import TangoError
 from tango_ci.gitops.reports import REPORT_BRANCH
 from tango_ci.gitops.runfolder import ArtifactMismatch, collect, report_files
-from tango_ci.gitrepo import commit_files, git, has_remote, rev_parse
+from tango_ci.gitrepo import commit_files, git, has_remote, rev_parse, tree_id
 from tango_ci.registry import Registry, artifact_name
 from tango_ci.rundir import RunDir
 
@@ -29,6 +29,8 @@ class Publication:
     branch: str
     pushed: bool  # to origin; else committed to the local branch only
     results: dict
+
+    source_has_project: bool = True  # False: the report can never be promoted
 
     @property
     def passed(self) -> bool:
@@ -52,11 +54,13 @@ def publish_run(
     pushed = push and has_remote(repo)
     write = push_report if pushed else publish_report
     commit = write(repo, results, run_dir, source_commit)
+    folder = results.get("path") or f"projects/{results['project']}"
     return Publication(
         commit=commit,
         branch=REPORT_BRANCH.format(project=results["project"]),
         pushed=pushed,
         results=results,
+        source_has_project=bool(tree_id(repo, source_commit, f"{folder}/project.yaml")),
     )
 
 

@@ -97,3 +97,37 @@ def report_projects(repo: Path) -> list[str]:
         if NAME.match(project):
             names.add(project)
     return sorted(names)
+
+
+def why_not_merged(repo: Path, results: dict, head: str) -> str:
+    """Why a report does not count as merged into ``head`` (see :func:`is_merged`)."""
+    source = str(results.get("source_commit") or "")
+    folder = results.get("path") or f"projects/{results['project']}"
+    if not source or not rev_parse(repo, source):
+        return f"its source commit {source[:12]} is not in this repository"
+    if tree_id(repo, source, folder) != tree_id(repo, head, folder):
+        return (
+            f"it was made from commit {source[:10]}, where {folder} is not as {head} has it; "
+            "publish a run of the project as merged"
+        )
+    return f"its source commit {source[:10]} is not merged into {head}"
+
+
+def unmerged_reports(repo: Path, head: str) -> list[tuple[str, dict, str]]:
+    """Projects of ``head`` with reports of which none counts as merged: (project, newest
+    report's results, why it does not count). What `tango ci promote` tells when it promotes
+    nothing, so "nothing to promote" is not taken for "registered already"."""
+    trees = first_parent_trees(repo, head)
+    found = []
+    for project in report_projects(repo):
+        newest = next(reports(repo, project), None)
+        if newest is None:
+            continue
+        results = newest[1]
+        folder = results.get("path") or f"projects/{project}"
+        if not tree_id(repo, head, f"{folder}/project.yaml"):
+            continue  # not a project of main (removed, or never merged)
+        if any(is_merged(repo, other, head, trees) for _, other in reports(repo, project)):
+            continue
+        found.append((project, results, why_not_merged(repo, results, head)))
+    return found

@@ -197,3 +197,24 @@ def test_tango_ci_promote_twice(repo: Path, stored: dict) -> None:
     second = subprocess.run(command, cwd=repo, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
     assert "nothing to promote: every merged report is registered already" in second.stderr
+
+
+def test_a_report_of_another_version_of_the_project_is_told_not_registered(
+    repo: Path, stored: dict
+) -> None:
+    """A report made from a commit without the project as main has it never counts; `tango
+    ci promote` says so instead of "every merged report is registered already"."""
+    before = git(repo, "rev-parse", "main").strip()  # no projects/a here
+    report(repo, "a", before, "run-early", stored)
+    branch_with_project(repo, "add-a", "a")
+    merge(repo, "add-a")
+    command = [sys.executable, "-m", "tango_ci", "ci", "promote", "--no-push"]
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "registered already" not in result.stderr
+    assert "nothing to promote" in result.stderr
+    assert (
+        f"a: no report counts as merged; the newest (run run-early) does not: it was made "
+        f"from commit {before[:10]}, where projects/a is not as HEAD has it" in result.stderr
+    )
+    assert "a-cpu" not in Registry(repo).names()

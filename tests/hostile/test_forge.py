@@ -373,3 +373,22 @@ def test_a_malformed_report_is_never_promoted(ci_repo: Path, content: bytes) -> 
     assert "nothing to promote" in result.stderr
     assert not git(ci_repo, "tag", "--list").strip()
     tree.assert_unchanged(allowed=("repo/.git",))
+
+
+def test_a_run_published_from_a_commit_without_its_project_is_warned_about(
+    ci_repo: Path,
+) -> None:
+    """Promotion takes only a report whose source commit holds the project as main has it;
+    publishing one from a commit without the project says that it can never be promoted."""
+    empty = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree
+    first = git(ci_repo, *IDENTITY, "commit-tree", empty, "-m", "before the project").strip()
+    result = tango(
+        "ci", "publish", "projects/demo", "--run", RUN, "--no-push", "--source", first, cwd=ci_repo
+    )
+    assert result.code == 0, result.stderr
+    assert (
+        f"warning: commit {first} holds no projects/demo/project.yaml, so this report can "
+        "never be promoted" in " ".join(result.stderr.split())
+    )
+    again = publish(ci_repo)  # from HEAD, which holds it: no warning
+    assert again.code == 0 and "warning" not in again.stderr
