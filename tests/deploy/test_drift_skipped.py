@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from pathlib import Path
@@ -17,8 +16,8 @@ from tango_ci.monitor import MIN_RECORDS, REFERENCE, monitor, write_reference
 from tango_ci.runtime import Bundle
 from tango_ci.runtime.logs import PredictionLog
 from tango_ci.runtime.server import Service
+from tests.deploy.tiny_bundle import SIZE, tiny_bundle, write_manifest
 
-SIZE = 8
 SKIPPED = "input drift not tested: the bundle's reference has 18 image records, 20 needed"
 
 
@@ -27,53 +26,11 @@ def _images(count: int, seed: int) -> np.ndarray:
 
 
 def _bundle(folder: Path, references: int) -> Path:
-    """A real bundle of an (N, 3, 8, 8) -> (N, 3) average-pooling network, with a reference of
-    ``references`` images, every file hashed in its manifest."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [
-            helper.make_node("GlobalAveragePool", ["images"], ["pooled"]),
-            helper.make_node("Flatten", ["pooled"], ["output0"]),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", 3])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    (folder / "model").mkdir(parents=True)
-    onnx.save(model, folder / "model" / "model.onnx")
-    documents = {
-        "preprocess.json": {"kind": "resize", "size": SIZE, "mean": 0.5, "std": 0.5},
-        "postprocess.json": {"task": "classification"},
-        "labels.json": ["red", "green", "blue"],
-    }
-    for name, document in documents.items():
-        (folder / name).write_text(json.dumps(document))
-
-    def write_manifest() -> None:
-        names = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
-        files = {
-            name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
-            for name in names
-            if name != "manifest.json"
-        }
-        manifest = {
-            "schema": "tango-bundle/1",
-            "target": "tiny",
-            "version": "tiny@v0.0.1",
-            "engine": "onnxruntime",
-            "model": "model/model.onnx",
-            "files": files,
-        }
-        (folder / "manifest.json").write_text(json.dumps(manifest))
-
-    write_manifest()
+    """The tiny bundle with a reference of ``references`` images, hashed in its manifest."""
+    tiny_bundle(folder)
     reference = write_reference(folder, _images(references, 1), "test")
     (folder / REFERENCE).write_text(json.dumps(reference))
-    write_manifest()
+    write_manifest(folder)
     return folder
 
 

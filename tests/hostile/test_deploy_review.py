@@ -6,11 +6,9 @@ Content-Lengths) or tensors whose fields are of the wrong kind. The bundle is ma
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import socket
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +17,8 @@ from PIL import Image
 from tango_ci.runtime import Bundle
 from tango_ci.runtime.images import read_rgb
 from tango_ci.runtime.server import Service, serve
+from tests.deploy.tiny_bundle import SIZE, tiny_bundle
 
-SIZE = 8
 GRADIENT = np.arange(256, dtype=np.uint8).reshape(16, 16)
 
 
@@ -62,50 +60,9 @@ def test_one_infinite_pixel_does_not_turn_a_0_1_float_image_black() -> None:
 
 
 # ---------------------------------------------------------------------------- serve
-def _tiny_bundle(folder: Path) -> Path:
-    """A bundle of an (N, 3, 8, 8) -> (N, 3) average-pooling network, hashed."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [
-            helper.make_node("GlobalAveragePool", ["images"], ["pooled"]),
-            helper.make_node("Flatten", ["pooled"], ["output0"]),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", 3])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    (folder / "model").mkdir(parents=True)
-    onnx.save(model, folder / "model" / "model.onnx")
-    documents = {
-        "preprocess.json": {"kind": "resize", "size": SIZE, "mean": 0.5, "std": 0.5},
-        "postprocess.json": {"task": "classification"},
-        "labels.json": ["red", "green", "blue"],
-    }
-    for name, document in documents.items():
-        (folder / name).write_text(json.dumps(document))
-    files = {
-        name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
-        for name in [*documents, "model/model.onnx"]
-    }
-    manifest = {
-        "schema": "tango-bundle/1",
-        "target": "tiny",
-        "version": "tiny@v0.0.1",
-        "engine": "onnxruntime",
-        "model": "model/model.onnx",
-        "files": files,
-    }
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder
-
-
 @pytest.fixture(scope="module")
 def address(tmp_path_factory):
-    service = Service(Bundle(_tiny_bundle(tmp_path_factory.mktemp("bundle") / "b")))
+    service = Service(Bundle(tiny_bundle(tmp_path_factory.mktemp("bundle") / "b")))
     running = serve(service, port=0, rate=0, timeout=0.5)
     yield running.server_address[:2]
     running.shutdown()
@@ -202,7 +159,7 @@ def test_a_manifest_listing_one_file_under_two_names_is_one_bundle_error(tmp_pat
     """Both names were copied to one private path: a FileExistsError naming a temporary file."""
     from tango_ci.runtime import BundleError
 
-    folder = _tiny_bundle(tmp_path / "b")
+    folder = tiny_bundle(tmp_path / "b")
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"][alias] = manifest["files"]["model/model.onnx"]
     (folder / "manifest.json").write_text(json.dumps(manifest))
@@ -268,7 +225,7 @@ def test_concurrent_requests_of_40_million_pixels_are_decoded_one_at_a_time(tmp_
     import threading
     import urllib.request
 
-    folder = _tiny_bundle(tmp_path / "b")
+    folder = tiny_bundle(tmp_path / "b")
     big = io.BytesIO()
     Image.new("RGB", (8000, 5000), (10, 200, 30)).save(big, "PNG")
     child = subprocess.Popen(
@@ -307,7 +264,7 @@ def test_a_listed_name_no_file_can_have_is_one_short_bundle_error(tmp_path, name
     """A 5,000-character name was an OSError quoting the whole path, a NUL a ValueError."""
     from tango_ci.runtime import BundleError
 
-    folder = _tiny_bundle(tmp_path / "b")
+    folder = tiny_bundle(tmp_path / "b")
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"][name] = "0" * 64
     (folder / "manifest.json").write_text(json.dumps(manifest))
@@ -322,7 +279,7 @@ def test_predict_on_a_folder_skips_what_is_not_a_regular_file(tmp_path) -> None:
     import subprocess
     import sys
 
-    folder = _tiny_bundle(tmp_path / "b")
+    folder = tiny_bundle(tmp_path / "b")
     images = tmp_path / "images"
     images.mkdir()
     Image.new("RGB", (12, 9), (200, 10, 10)).save(images / "red.png")
