@@ -205,6 +205,8 @@ def _not_made_by_synth(out: Path, found: dict | None) -> str | None:
     are, byte for byte, those that stamp's request makes (made again aside to compare)."""
     if found is None:
         return f"it has no {STAMP} stamp"
+    if not _within_schema(found):  # a pushed stamp must not make the check synthesise 10^9
+        return f"its {STAMP} stamp asks for more than a project file may"
     try:
         made = SynthRequest(
             out=out,
@@ -227,6 +229,25 @@ def _not_made_by_synth(out: Path, found: dict | None) -> str | None:
     finally:
         shutil.rmtree(check, ignore_errors=True)
     return None if same else "its files differ from those data.synth made"
+
+
+def _within_schema(found: dict) -> bool:
+    """Whether a stamp's settings are ones a project file may ask for (the schema's bounds)."""
+    from tango_ci.spec._schema import load_schema
+
+    limits = load_schema("project")["$defs"]["data"]["properties"]["synth"]["properties"]
+    for key in ("images_per_class", "size", "seed"):
+        value, bound = found.get(key), limits[key]
+        if not isinstance(value, int) or isinstance(value, bool):
+            return False
+        if not bound["minimum"] <= value <= bound["maximum"]:
+            return False
+    kind, classes = found.get("kind", DEFAULT_KIND), found.get("classes")
+    if kind not in limits["kind"]["enum"] or not isinstance(classes, list):
+        return False
+    return all(isinstance(c, str) for c in classes) and set(classes) <= set(
+        synth_kind(kind).classes
+    )
 
 
 def _same_files(made: Path, out: Path) -> bool:

@@ -75,3 +75,22 @@ def test_a_folder_without_stamp_is_used_as_before(tmp_path: Path) -> None:
     read, lines = _data(project, 9)
     assert read == 18 and _pngs(project / "data") == 18
     assert any(f"it has no {STAMP} stamp" in line for line in lines), lines
+
+
+def test_a_pushed_stamp_asking_for_too_much_is_not_made_to_compare(tmp_path: Path) -> None:
+    """The stamp is a file of the (untrusted) data folder: one asking for 10^9 images a class
+    is refused as not synth's, in a moment, instead of synthesised to compare files."""
+    import json
+    import time
+
+    project = make_repo(tmp_path / "repo", per_class=6, extra_targets="")
+    _data(project, 6)
+    stamp = project / "data" / STAMP
+    found = json.loads(stamp.read_text())
+    for key, value in (("images_per_class", 10**9), ("size", 10**6), ("classes", ["x"])):
+        stamp.write_text(json.dumps(found | {key: value}))
+        began = time.monotonic()
+        read, lines = _data(project, 9)
+        assert time.monotonic() - began < 60 and read == 18
+        warnings = [line for line in lines if "not the one data.synth made" in line]
+        assert len(warnings) == 1 and "asks for more than a project file may" in warnings[0]
