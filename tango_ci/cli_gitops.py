@@ -16,7 +16,6 @@ from rich.table import Table
 
 from tango_ci import api
 from tango_ci.cli_common import JSON, PUSH, cell, err, out, quoted, say
-from tango_ci.exceptions import TangoError
 
 ci_app = typer.Typer(
     no_args_is_help=True,
@@ -50,12 +49,12 @@ def ci_plan(
 ) -> None:
     """Which projects and targets a change needs to run.
 
-    Give --base REV, --all or --project NAME. A project is planned when its project.yaml, a DVC pointer (*.dvc) of its data, or a
-    runner file it uses changed between BASE and HEAD. Writes the matrices to
+    Give --base REV, --all or --project NAME. A project is planned when its project.yaml, a
+    DVC pointer (*.dvc) of its data, or a runner file it uses changed between BASE and HEAD. Writes the matrices to
     $GITHUB_OUTPUT (projects, targets, any) when that is set.
     """
     if base is None and not everything and not project:
-        raise TangoError("give --base REV, --all or --project NAME")
+        raise typer.BadParameter("give --base REV, --all or --project NAME", param_hint="--base")
     plan = api.plan_change(base, head, everything=everything, only=project or ())
     written = api.write_github_output(plan)
     if as_json:

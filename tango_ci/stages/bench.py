@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tango_ci.bench.latency import combine_runs, host_facts, measure_latency
+from tango_ci.bench.latency import GATE, combine_runs, host_facts, measure_latency
 from tango_ci.bench.prediction import prediction_check
 from tango_ci.compile import AUTO, load_artifact
 from tango_ci.context import StageContext
@@ -47,7 +47,7 @@ def _timing(ctx: StageContext, target) -> dict:
         "batch": target.batch,
         "size": ctx.spec.data.image_size,
         "threads": runner.threads,
-        "max_seconds": float(ctx.options.get("bench_seconds", 20.0)),
+        "max_seconds": float(ctx.options.get("bench_seconds") or GATE["max_seconds"]),
     }
 
 

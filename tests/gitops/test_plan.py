@@ -112,3 +112,12 @@ def test_all_and_named_projects(repo: Path) -> None:
     assert [p["project"] for p in make_plan(repo, None, only=("pi",)).projects] == ["pi"]
     with pytest.raises(TangoError, match="no project named nope; projects: demo, pi"):
         make_plan(repo, None, only=("nope",))
+
+
+def test_plan_without_what_to_plan_is_a_usage_error(repo: Path) -> None:
+    """Nothing to compare or name is a mistake in the command line: exit 2, as click's."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tango_ci", "ci", "plan"], cwd=repo, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "give --base REV, --all or --project NAME" in result.stderr
