@@ -139,6 +139,13 @@ def registry_ls(as_json: bool = JSON) -> None:
     if as_json:
         out.print_json(json.dumps(rows))
         return
+    if not rows:
+        err.print(
+            "the registry is empty: `tango ci promote` registers the targets of merged "
+            "reports that passed their gate (without a forge: `tango ci publish PROJECT "
+            "--no-push`, then `tango ci promote --no-push`)"
+        )
+        return
     table = Table("name", "latest", "stages", title_justify="left")
     for row in rows:
         table.add_row(

@@ -200,3 +200,16 @@ def test_rolling_back_twice_goes_two_versions_back(origin) -> None:
     with pytest.raises(TangoError, match="nothing to roll back to"):
         registry.rollback(NAME, push=False)
     assert registry.stage_version(NAME, "prod") == "v1.0.0"
+
+
+def test_an_empty_registry_says_how_versions_get_there(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    result = subprocess.run(
+        [sys.executable, "-m", "tango_ci", "registry", "ls"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "the registry is empty: `tango ci promote` registers" in " ".join(result.stderr.split())
+    assert "name" not in result.stdout  # no empty table
