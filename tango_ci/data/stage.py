@@ -14,7 +14,7 @@ from tango_ci.context import StageContext
 from tango_ci.data.dataset import TooManyBadImages, build_arrays
 from tango_ci.data.layout import has_split_folders
 from tango_ci.exceptions import TangoError
-from tango_ci.rundir import write_json
+from tango_ci.rundir import display, write_json
 from tango_ci.spec import find_repo_root
 
 
@@ -33,32 +33,30 @@ def ensure_data(ctx: StageContext) -> Path:
 
 
 def _follow_synth(ctx: StageContext, root: Path) -> None:
-    """Make ``root`` what ``data.synth`` says, unless it holds data synth did not make."""
-    from tango_ci.data.synth import (
-        STAMP,
-        SynthFolderNotOurs,
-        project_request,
-        read_stamp,
-        synthesize,
-    )
+    """Synthesise ``root`` when it is missing; when it is there but ``data.synth`` did not
+    make it as the spec now says, use it as it is and say so: it is never deleted here (it may
+    hold the user's own images, or be read by another run at this moment)."""
+    from tango_ci.data.synth import STAMP, project_request, read_stamp, stamp_changes, synthesize
 
     spec = ctx.spec
     request = project_request(spec)
-    existed = root.exists()
-    if existed and read_stamp(root / STAMP) == request.stamp():
-        return  # up to date: no lock taken, nothing read
-    if not existed:
+    if not root.exists():
         ctx.reporter.log(f"data folder {spec.data.path} is missing; synthesising it")
-    try:
-        made = synthesize(request, replace_own=True)
-    except SynthFolderNotOurs as exc:
-        ctx.reporter.log(f"warning: {exc}")
+        synthesize(request)
         return
-    if existed and made["created"]:
-        ctx.reporter.log(
-            f"data folder {spec.data.path} was made with other data.synth settings; "
-            f"synthesised it again ({sum(made['images'].values())} images)"
-        )
+    found = read_stamp(root / STAMP)
+    wanted = request.stamp()
+    if found == wanted:
+        return
+    why = (
+        f"data.synth made it with other settings ({stamp_changes(found, wanted)})"
+        if found is not None
+        else f"it has no readable {STAMP} stamp, so data.synth did not make it"
+    )
+    ctx.reporter.log(
+        f"warning: data folder {spec.data.path} is used as it is: {why}; "
+        f"`tango data synth {display(spec.folder)} --force` makes it again (deleting it)"
+    )
 
 
 def run(ctx: StageContext) -> None:

@@ -9,7 +9,6 @@ ImageFolder classification.
 from __future__ import annotations
 
 import fcntl
-import filecmp
 import json
 import math
 import shutil
@@ -24,6 +23,7 @@ from PIL import Image, ImageDraw
 from tango_ci.data.synth_glyphs import GLYPHS, glyph_image
 from tango_ci.exceptions import TangoError, UnknownNameError, UnsupportedRequestError
 from tango_ci.plugins import TASKS, get_task
+from tango_ci.printable import printable
 from tango_ci.rundir import display
 
 SHAPES = ("circle", "square", "triangle")
@@ -58,16 +58,6 @@ class SynthRequest:
 class SynthOutputExists(TangoError):
     _template = (
         "{out} already holds other data; pass --force to replace it, or choose another folder"
-    )
-
-
-class SynthFolderNotOurs(TangoError):
-    """A folder data.synth would replace holds data it cannot prove it made: left alone."""
-
-    _template = (
-        "data folder {out} exists and is not the one data.synth made ({reason}), so it is "
-        "used as it is; to have data.synth make it again, move it away or run "
-        "`tango data synth --force` (which deletes it)"
     )
 
 
@@ -135,15 +125,13 @@ def synthesize(
     request: SynthRequest,
     *,
     force: bool = False,
-    replace_own: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Write the request's synthetic dataset to ``request.out``; returns a summary.
 
     A folder already made with the same request is left as it is; a folder holding anything
-    else is refused unless ``force``. With ``replace_own``, a folder made with another request
-    is made again when its stamp and files show synth made it (:class:`SynthFolderNotOurs`
-    otherwise). The new folder is made beside the old one and swapped in whole.
+    else is refused unless ``force``. The new folder is made beside the old one and swapped in
+    whole.
     """
     task = get_task(request.task)  # an unknown task is refused with the valid names
     kind = synth_kind(request.kind)
@@ -165,19 +153,14 @@ def synthesize(
     # two runs may synthesise the same folder at once: one makes it, the other then finds it
     with open(out.with_name(f".{out.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        found = read_stamp(out / STAMP)
-        if found == request.stamp():
+        if read_stamp(out / STAMP) == request.stamp():
             return {
                 "path": str(out),
                 "created": False,
                 "images": task.count_synthetic(out, request),
             }
         if out.exists() and any(out.iterdir()) and not force:
-            if not replace_own:
-                raise SynthOutputExists(out=out)
-            reason = _not_made_by_synth(out, found)
-            if reason is not None:
-                raise SynthFolderNotOurs(out=display(out), reason=reason)
+            raise SynthOutputExists(out=out)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
         try:
             task.synthesize(staging, request, progress)
@@ -200,89 +183,14 @@ def _swap_in(staging: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _not_made_by_synth(out: Path, found: dict | None) -> str | None:
-    """Why ``out`` may not be replaced, in words; None when its stamp is synth's and its files
-    are, byte for byte, those that stamp's request makes (made again aside to compare)."""
-    if found is None:
-        return f"it has no {STAMP} stamp"
-    if not _within_schema(found):  # a pushed stamp must not make the check synthesise 10^9
-        return f"its {STAMP} stamp asks for more than a project file may"
-    try:
-        made = SynthRequest(
-            out=out,
-            task=found["task"],
-            images_per_class=found["images_per_class"],
-            size=found["size"],
-            seed=found["seed"],
-            classes=tuple(found["classes"]),
-            kind=found.get("kind", DEFAULT_KIND),
-        )
-        readable = made.stamp() == found
-    except (KeyError, TypeError, ValueError, TangoError):
-        readable = False
-    if not readable:
-        return f"its {STAMP} stamp is not one this version of tango writes"
-    check = Path(tempfile.mkdtemp(prefix=f".{out.name}.check-", dir=out.parent))
-    try:
-        get_task(made.task).synthesize(check, made, None)
-        same = _same_files(check, out)
-    finally:
-        shutil.rmtree(check, ignore_errors=True)
-    return None if same else "its files differ from those data.synth made"
-
-
-def _within_schema(found: dict) -> bool:
-    """Whether a stamp's settings are ones a project file may ask for (the schema's bounds)."""
-    from tango_ci.spec._schema import load_schema
-
-    limits = load_schema("project")["$defs"]["data"]["properties"]["synth"]["properties"]
-    for key in ("images_per_class", "size", "seed"):
-        value, bound = found.get(key), limits[key]
-        if not isinstance(value, int) or isinstance(value, bool):
-            return False
-        if not bound["minimum"] <= value <= bound["maximum"]:
-            return False
-    kind, classes = found.get("kind", DEFAULT_KIND), found.get("classes")
-    if kind not in limits["kind"]["enum"] or not isinstance(classes, list):
-        return False
-    return all(isinstance(c, str) for c in classes) and set(classes) <= set(
-        synth_kind(kind).classes
-    )
-
-
-def _same_files(made: Path, out: Path) -> bool:
-    """Whether ``out`` (but its stamp) holds the entries of ``made``, files byte for byte;
-    names are compared first so that a large folder of other data is not read."""
-    entries = _entries(made)
-    if _entries(out, skip=STAMP) != entries:
-        return False
-    return all(
-        not is_file or filecmp.cmp(made / name, out / name, shallow=False)
-        for name, is_file in entries.items()
-    )
-
-
-def _entries(folder: Path, skip: str = "") -> dict[str, bool]:
-    """Every entry under ``folder`` (links not followed) by relative path: is it a file."""
-    entries = {}
-    for path in folder.rglob("*"):
-        name = path.relative_to(folder).as_posix()
-        if name != skip:
-            entries[name] = path.is_file() and not path.is_symlink()
-    return entries
-
-
 def synthesize_project(
     spec,
     *,
     force: bool = False,
-    replace_own: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Generate a project's data from its ``data.synth`` section into its ``data.path``."""
-    return synthesize(
-        project_request(spec), force=force, replace_own=replace_own, progress=progress
-    )
+    return synthesize(project_request(spec), force=force, progress=progress)
 
 
 def project_request(spec) -> SynthRequest:
@@ -301,11 +209,38 @@ def project_request(spec) -> SynthRequest:
     )
 
 
+#: a stamp is a few hundred bytes; a longer file is not one synth wrote
+MAX_STAMP_BYTES = 16_384
+
+
 def read_stamp(path: Path) -> dict | None:
+    """The stamp at ``path`` (a file of the data folder, which may have been pushed: read as
+    data), or None when there is none or it is not a JSON object of at most
+    :data:`MAX_STAMP_BYTES`."""
     try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError):
+        if path.is_symlink() or not path.is_file():
+            return None
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_STAMP_BYTES + 1)
+        found = json.loads(raw) if len(raw) <= MAX_STAMP_BYTES else None
+    except (OSError, ValueError, RecursionError):
         return None
+    return found if isinstance(found, dict) else None
+
+
+def stamp_changes(found: dict, wanted: dict) -> str:
+    """The settings ``found`` (a folder's stamp) has other than ``wanted``, as ``key old ->
+    new`` (at most 3, values cut to 40 characters)."""
+    keys = [k for k in wanted if found.get(k) != wanted[k]]
+    keys += [k for k in found if k not in wanted]
+
+    def shown(value: object) -> str:
+        return printable(json.dumps(value))[:40]
+
+    return ", ".join(
+        f"{printable(str(k))[:40]} {shown(found.get(k))} -> {shown(wanted.get(k))}"
+        for k in keys[:3]
+    ) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
 
 
 def write_shapes(
