@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tango_ci.bench.latency import GATE, combine_runs, host_facts, measure_latency
-from tango_ci.bench.prediction import prediction_check
+from tango_ci.bench.prediction import against_measurement, prediction_check
 from tango_ci.compile import AUTO, load_artifact
 from tango_ci.context import StageContext
 from tango_ci.contracts import Quality
@@ -185,6 +185,10 @@ def confirm(ctx: StageContext, target, measured: list[Measured], percentile: str
             "peak_rss_mb": latency["peak_rss_mb"],
             "rss_before_load_mb": latency["rss_before_load_mb"],
         }
+        prediction = candidate.row.get("prediction")
+        if prediction and "predicted_p50_ms" in prediction:  # its error against this timing
+            candidate.row["prediction"] = against_measurement(prediction, latency)
+            candidate.row["prediction_error"] = candidate.row["prediction"]["relative_error"]
     return {
         "candidates": names,
         "rounds": CONFIRM_ROUNDS,

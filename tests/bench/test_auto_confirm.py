@@ -91,6 +91,8 @@ def test_rivals_are_timed_in_more_processes_and_chosen_on_their_median(artifacts
         first |= {"unstable": name == "resnet", "unstable_reason": "a burst (made for the test)"}
         row = _row_of(f"{name}-fp32", first["p50_ms"], first["p95_ms"], 0.0)
         row |= {"artifact": str(artifact), "latency": first}
+        stale = {"predicted_p50_ms": 1.0, "measured_p50_ms": first["p50_ms"], "relative_error": 9}
+        row |= {"prediction": stale, "prediction_error": 9}
         measured.append(Measured(row, [first]))
     first_p95 = {m.row["engine"]: m.row["latency"]["p95_ms"] for m in measured}
 
@@ -107,6 +109,11 @@ def test_rivals_are_timed_in_more_processes_and_chosen_on_their_median(artifacts
         assert candidate.row["latency"]["p95_ms"] == latency["p95_ms"]
         assert statistics.median(samples) == pytest.approx(latency["p50_ms"])
         assert candidate.row["memory"]["peak_rss_mb"] == latency["peak_rss_mb"]
+        # the latency model's error is judged against the timing kept, not the unstable one
+        prediction = candidate.row["prediction"]
+        assert prediction["measured_p50_ms"] == latency["p50_ms"]
+        error = (1.0 - latency["p50_ms"]) / latency["p50_ms"]
+        assert prediction["relative_error"] == candidate.row["prediction_error"] == error
     assert "measuring resnet-fp32, mobilenetv3-fp32 again" in log.lines[0]
     assert "resnet-fp32: a burst (made for the test)" in log.lines[0]
     # the choice is made on the combined timings
