@@ -6,13 +6,12 @@ after :func:`check_request` has refused what the backend or the runner cannot se
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
 from tango_ci.compile._base import ARTIFACT, BaseCompiler, BuildRequest, Capabilities, Predictor
 from tango_ci.compile._pytorch import PyTorchPredictor
-from tango_ci.exceptions import UnsupportedRequestError
+from tango_ci.exceptions import TangoError, UnsupportedRequestError
 from tango_ci.plugins import ENGINES
 
 
@@ -68,9 +67,24 @@ def check_request(target, runner) -> None:
         )
 
 
+def read_artifact(artifact_dir: Path) -> dict:
+    """``artifact.json`` of ``artifact_dir``, checked against its schema (a compile folder may
+    come from another job or machine: its ``file`` names what is hashed, copied and loaded,
+    and ``../../x`` would be read from outside the folder)."""
+    from tango_ci.contracts import schema_problem
+    from tango_ci.rundir import display, read_json
+
+    path = Path(artifact_dir) / ARTIFACT
+    built = read_json(path)
+    problem = schema_problem("artifact", built)
+    if problem is not None:
+        raise TangoError(f"{display(path)}: {problem}; nothing was written")
+    return built
+
+
 def load_artifact(artifact_dir: Path, threads: int | None = None) -> Predictor:
-    """Load any built artifact, whichever backend made it."""
-    engine = json.loads((Path(artifact_dir) / ARTIFACT).read_text())["engine"]
+    """Load any built artifact, whichever backend made it (its record checked first)."""
+    engine = read_artifact(artifact_dir)["engine"]
     return get_compiler(engine).load(Path(artifact_dir), threads)
 
 
@@ -87,4 +101,5 @@ __all__ = [
     "check_request",
     "get_compiler",
     "load_artifact",
+    "read_artifact",
 ]

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
+from tango_ci.compile import read_artifact
 from tango_ci.contracts import TrainedModel
 from tango_ci.exceptions import TangoError
 from tango_ci.plugins import get_task
@@ -84,7 +85,7 @@ def bundle_from_artifact(spec, artifact: Path, record: dict, out: Path, version:
     """Write the bundle of a registry version whose artifact was pulled into ``artifact``
     (``tango pull``): classes from its record, the input size from the network itself, the
     monitoring reference from the project's validation images where they are here."""
-    built = _artifact_record(artifact)
+    built = read_artifact(artifact)
     model_file = artifact / built["file"]
     size = _input_size(model_file) if model_file.suffix == ".onnx" else spec.data.image_size
     classes = record.get("classes")
@@ -97,20 +98,6 @@ def bundle_from_artifact(spec, artifact: Path, record: dict, out: Path, version:
     bench["runner"] = record.get("runner")
     reference = get_task(spec.task).reference_from_data(spec)
     return _assemble(spec, artifact, model, identity, bench, out, version, reference)
-
-
-def _artifact_record(artifact: Path) -> dict:
-    """``artifact.json`` of ``artifact``, checked against its schema: a run folder or a pulled
-    artifact may come from elsewhere, and its ``file`` names what is copied into the bundle
-    (``../../x`` would be read from, and written to, beside the bundle)."""
-    from tango_ci.contracts import schema_problem
-
-    path = artifact / "artifact.json"
-    built = read_json(path)
-    problem = schema_problem("artifact", built)
-    if problem is not None:
-        raise TangoError(f"{display(path)}: {problem}; nothing was written")
-    return built
 
 
 def _input_size(model_file: Path) -> int:
@@ -137,7 +124,7 @@ def _assemble(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TangoError(f"{display(out)} exists and is not empty; nothing was written")
-    built = _artifact_record(artifact)
+    built = read_artifact(artifact)
     engine = built.get("engine")
     if engine not in ENGINE_PACKAGES:
         raise TangoError(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tango_ci.bench.latency import GATE, combine_runs, host_facts, measure_latency
 from tango_ci.bench.prediction import against_measurement, prediction_check
-from tango_ci.compile import AUTO, load_artifact
+from tango_ci.compile import AUTO, load_artifact, read_artifact
 from tango_ci.context import StageContext
 from tango_ci.contracts import Quality
 from tango_ci.exceptions import StageInputError
@@ -60,7 +60,7 @@ def _measure(ctx: StageContext, target, artifact: Path, evaluator: Evaluator) ->
             what=f"the artifact of target {target.name}",
             previous=f"compile projects/{spec.name} --target {target.name}",
         )
-    built = read_json(artifact / "artifact.json")
+    built = read_artifact(artifact)
     ctx.reporter.log(
         f"timing {target.name}: {built['engine']} {built['precision']}, "
         f"batch {target.batch}, {runner.threads} threads"
