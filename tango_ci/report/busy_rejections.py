@@ -10,6 +10,8 @@ shape is left out, and every text from it goes through :func:`markdown_cell`.
 
 from __future__ import annotations
 
+import math
+
 from tango_ci.bench.feasibility import busy_host_note
 from tango_ci.printable import markdown_cell
 
@@ -18,7 +20,13 @@ ROWS = 12
 
 
 def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite number that ``format`` can show (an int of 400 digits cannot be a float)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _busy(violation: object) -> bool:

@@ -46,9 +46,14 @@ def auto_table(metrics: dict) -> list[str]:
     return lines + _recipe_table(auto.get("recipes"))
 
 
-def _remeasured(again: dict | None) -> list[str]:
-    """Why some candidates were timed in more processes, and what their first timing said."""
-    if not again:
+def _remeasured(again: object) -> list[str]:
+    """Why some candidates were timed in more processes, and what their first timing said
+    (read from a metrics file that may come from elsewhere: another shape says nothing)."""
+    if not (
+        isinstance(again, dict)
+        and isinstance(again.get("first_ms"), dict)
+        and isinstance(again.get("unstable_first"), dict)
+    ):
         return []
     first = ", ".join(
         f"{markdown_cell(name)} {_num(ms)} ms" for name, ms in again["first_ms"].items()
@@ -110,7 +115,13 @@ def _recipe_table(recipes: dict | None) -> list[str]:
 
 
 def _num(value, spec: str = ".3g") -> str:
-    return format(value, spec) if isinstance(value, int | float) else ""
+    """``value`` formatted; empty for what is not a number a float can hold (10**400)."""
+    if not isinstance(value, int | float):
+        return ""
+    try:
+        return format(value, spec)
+    except OverflowError:
+        return ""
 
 
 def end_to_end_lines(e2e: dict | None) -> list[str]:

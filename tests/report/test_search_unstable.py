@@ -114,3 +114,19 @@ def test_text_from_the_run_folder_is_escaped_and_odd_shapes_are_left_out() -> No
     assert "<img" not in section and "&lt;img src=x onerror=alert(1)&gt;\\|" in section
     assert "\n::error" not in section and "\n## heading" not in section
     assert busy_rejections("x", PERCENTILES) == busy_rejections(None, PERCENTILES) == []
+
+
+def test_numbers_no_float_can_hold_are_left_out() -> None:
+    """Strict JSON allows an int of 400 digits; formatting it as a float would raise."""
+    huge = _rejected(4, "hugenet", BUSY)
+    huge["violations"][0] |= {"value": 10**400, "limit": 10**401, "p50_ms": 10**300}
+    assert busy_rejections([huge], PERCENTILES) == []
+    assert "hugenet" not in _search_section([huge])
+
+
+def test_a_remeasured_entry_of_another_shape_says_nothing() -> None:
+    from tango_ci.stages.report_tables import _num, _remeasured
+
+    assert _remeasured({"first_ms": [], "unstable_first": {}}) == []
+    assert _remeasured("x") == _remeasured(None) == []
+    assert _num(10**400) == "" and _num(1.5) == "1.5"
