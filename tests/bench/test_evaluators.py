@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+from tango_ci.bench.latency import latency_stats
 from tango_ci.rundir import RunDir, StageRecorder, read_json, write_json
 from tango_ci.spec.models import TargetSpec
 from tango_ci.stages import bench
@@ -35,7 +36,8 @@ def test_one_evaluator_per_deployed_network(tmp_path: Path, monkeypatch) -> None
 
     def measure(ctx, target, artifact, evaluator):
         scored[target.name] = evaluator
-        return _row(target), [1.0]
+        timing = latency_stats([1.0] * 5, batch=1) | {"samples_ms": [1.0] * 5}
+        return bench.Measured(_row(target), [timing])
 
     monkeypatch.setattr(bench, "get_task", lambda name: Task())
     monkeypatch.setattr(bench, "_measure", measure)
