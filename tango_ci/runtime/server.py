@@ -20,6 +20,7 @@ challenger); every answer names the version that gave it. Every answered request
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import io
@@ -46,19 +47,30 @@ MAX_ELEMENTS = 64 * 2**20
 class PixelBudget:
     """At most ``limit`` pixels decoded and answered at once, over all requests: a 130 KB PNG
     may declare 40 million pixels, about 700 MB while it is decoded, resized and run, and one
-    client may hold many connections. A request over what is left waits; one over the whole
-    budget waits to run alone."""
+    client may hold many connections. Requests go in the order they came (a large one is not
+    passed for ever by a stream of small ones); one over what is left waits, one over the whole
+    budget waits to run alone, and one that waited ``wait_s`` seconds gets 503."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit, self.used = limit, 0
+    def __init__(self, limit: int, wait_s: float = 30.0) -> None:
+        self.limit, self.used, self.wait_s = limit, 0, wait_s
         self._changed = threading.Condition()
+        self._queue: collections.deque[object] = collections.deque()
 
     @contextlib.contextmanager
     def hold(self, pixels: int):
-        pixels = min(max(pixels, 0), self.limit)
+        pixels, ticket = min(max(pixels, 0), self.limit), object()
         with self._changed:
-            self._changed.wait_for(lambda: self.used + pixels <= self.limit)
+            self._queue.append(ticket)
+            if not self._changed.wait_for(
+                lambda: self._queue[0] is ticket and self.used + pixels <= self.limit,
+                timeout=self.wait_s,
+            ):
+                self._queue.remove(ticket)
+                self._changed.notify_all()  # the one behind may be the head now
+                raise RequestError(503, "busy decoding other images; retry later")
+            self._queue.popleft()
             self.used += pixels
+            self._changed.notify_all()
         try:
             yield
         finally:

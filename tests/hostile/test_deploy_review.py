@@ -205,6 +205,38 @@ def test_a_pixel_budget_lets_in_what_fits_and_holds_the_rest() -> None:
     assert budget.used == 0
 
 
+def test_the_pixel_budget_serves_in_order_and_gives_up_after_its_wait() -> None:
+    """A large image waiting is not passed by smaller ones that came after it (a stream of
+    them would starve it), and a request that waited ``wait_s`` is a 503, not a hung thread."""
+    import threading
+
+    from tango_ci.runtime.server import PixelBudget, RequestError
+
+    budget, order = PixelBudget(100, wait_s=5), []
+
+    def ask(name: str, pixels: int) -> None:
+        with budget.hold(pixels):
+            order.append(name)
+
+    with budget.hold(50):
+        large = threading.Thread(target=ask, args=("large", 100))
+        large.start()
+        while not budget._queue:  # the large one is waiting
+            pass
+        small = threading.Thread(target=ask, args=("small", 10))  # fits now, but came later
+        small.start()
+        assert not order and small.is_alive()
+    large.join(5)
+    small.join(5)
+    assert order == ["large", "small"]
+    impatient = PixelBudget(100, wait_s=0.2)
+    with impatient.hold(100), pytest.raises(RequestError) as caught, impatient.hold(1):
+        pass
+    assert caught.value.status == 503 and not impatient._queue
+    with impatient.hold(100):  # nothing left behind by the one that gave up
+        assert impatient.used == 100
+
+
 SERVE_AND_MEASURE = """
 import resource, sys
 from tango_ci.runtime import Bundle
