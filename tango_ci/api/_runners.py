@@ -127,6 +127,8 @@ def _run_observations(root: Path, runner: str) -> list[dict]:
     for path in sorted((root / "runs").glob("*/*/bench/*/metrics.json")):
         if path.parents[2].is_symlink():  # runs/<project>/latest: the same run again
             continue
+        if path.parents[2].name.startswith("."):  # a fork's copy a kill left half made
+            continue
         try:
             metrics = check_metrics(read_json_file(path, str(path)), str(path))
         except TangoError:

@@ -259,7 +259,7 @@ def _write_new(path: Path, text: str) -> None:
 def run_job(bare: Path, job: dict, log) -> list[dict]:
     from tango_ci.gitops.plan import make_plan
     from tango_ci.gitops.promote import promote_pending, promotion_lines
-    from tango_ci.gitops.reports import find_report
+    from tango_ci.gitops.reports import find_report, unmerged_reports
 
     folder = _checkout(bare, job)
     base = rev_parse(folder, f"origin/{MAIN}") if job["kind"] == "report" else job["before"]
@@ -287,7 +287,8 @@ def run_job(bare: Path, job: dict, log) -> list[dict]:
             )
     if job["kind"] == "promote":
         results = promote_pending(folder, job["after"], base=job["before"])
-        for line in promotion_lines(results):
+        unmerged = [] if results else unmerged_reports(folder, job["after"])
+        for line in promotion_lines(results, unmerged=unmerged):
             log(line)
     return results
 
