@@ -6,6 +6,8 @@ this one and never each other, except that :mod:`tango_ci.cli` assembles them in
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import typer
@@ -17,9 +19,20 @@ from rich.text import Text
 from tango_ci import api
 from tango_ci.printable import printable
 
+#: the width of tables written to a log (CI) rather than a terminal: Rich would cut them at 80
+#: columns ("onnxrunti…"), and a log has no right edge
+LOG_WIDTH = 160
+
+
+def _width(stream) -> int | None:
+    """None (Rich's own choice) on a terminal or with COLUMNS set; else :data:`LOG_WIDTH`."""
+    terminal = stream is not None and stream.isatty()
+    return None if terminal or os.environ.get("COLUMNS") else LOG_WIDTH
+
+
 # no emoji codes: ":x:" in a quoted file name or value stays ":x:"
-out = Console(emoji=False)
-err = Console(stderr=True, emoji=False)
+out = Console(emoji=False, width=_width(sys.stdout))
+err = Console(stderr=True, emoji=False, width=_width(sys.stderr))
 
 
 def say(line: str) -> None:
