@@ -251,7 +251,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, flush=True)
 @pytest.mark.slow
 def test_concurrent_requests_of_40_million_pixels_are_decoded_one_at_a_time(tmp_path) -> None:
     """A 130 KB PNG of 8000 x 5000 pixels took ~700 MB to answer, and five sent at once 3.4 GB;
-    one at a time, the server stays under 2 GB (allocators keep some of what was freed)."""
+    one at a time, the server stays under 2.7 GB (allocators keep some of what was freed, each
+    thread's arena its own: 1.3 GB on a quiet host, 2.1 GB in a loaded CI run)."""
     import subprocess
     import sys
     import threading
@@ -284,7 +285,7 @@ def test_concurrent_requests_of_40_million_pixels_are_decoded_one_at_a_time(tmp_
     peak_mb = int(child.stdout.readline())
     child.wait(10)
     assert statuses == [200] * 5
-    assert peak_mb < 2000, f"{peak_mb} MB"
+    assert peak_mb < 2700, f"{peak_mb} MB"
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ data: strict JSON, no links out of their folder, schema-checked, refused in one 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -65,10 +66,18 @@ def test_a_pulled_pytorch_artifact_with_a_hostile_old_model_record_is_refused(
 ) -> None:
     """Artifacts built before records had a version are upgraded, then checked like any."""
     (tmp_path / "model.json").write_text(json.dumps(legacy))
-    (tmp_path / "best.pt").write_bytes(b"never read")
+    weights = b"never read"
+    (tmp_path / "best.pt").write_bytes(weights)
     write_json(
         tmp_path / "artifact.json",
-        {"engine": "pytorch", "precision": "fp32", "mode": "eager", "file": "best.pt"},
+        {
+            "engine": "pytorch",
+            "precision": "fp32",
+            "mode": "eager",
+            "file": "best.pt",
+            "sha256": hashlib.sha256(weights).hexdigest(),
+            "bytes": len(weights),
+        },
     )
     with pytest.raises(TangoError, match=f"model.json: {where}"):
         load_artifact(tmp_path, threads=1)
