@@ -25,12 +25,13 @@ demo: $(STAMP)
 
 # Two pytest-xdist workers, one thread each (two torch thread pools on two cores would fight
 # over them), given whole files, slow files first (tests/conftest.py orders them); a file's
-# module fixtures are then built once. TEST_WORKERS=0 runs the suite in this process.
+# module fixtures are then built once. The log ends with the 30 slowest tests.
+# TEST_WORKERS=0 runs the suite in this process.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) \
-		--dist loadfile --no-loadscope-reorder
+		--dist loadfile --no-loadscope-reorder --durations=30
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
