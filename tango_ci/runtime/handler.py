@@ -266,7 +266,7 @@ def make_handler(
                 if len(parts) == 4 and parts[:2] == ["v2", "models"]:
                     self._model(parts)
                     if parts[3] == "infer":
-                        return self._send(200, service.infer(_json(content)))
+                        return self._send(200, service.infer_json(content))
                     if parts[3] == "image":
                         return self._send(200, service.image(self._image(content)))
                 raise RequestError(404, "no such endpoint")
@@ -286,7 +286,7 @@ def make_handler(
     return Handler
 
 
-def _json(content: bytes) -> Any:
+def parse_json(content: bytes) -> Any:
     try:
         return json.loads(content)
     except (ValueError, UnicodeDecodeError):

@@ -8,8 +8,8 @@
   for people and curl.
 
 Limits: request bodies over ``max_bytes`` and images declaring over 40 million pixels get 413,
-at most ``pixel_budget`` pixels (80 million) are decoded at once over all requests (the others
-wait their turn), clients over ``rate`` requests a second 429, a missing or wrong bearer token
+at most ``pixel_budget`` pixels (80 million) are decoded at once over all requests (a JSON
+body counts two pixels a byte while it is parsed; the others wait their turn), clients over ``rate`` requests a second 429, a missing or wrong bearer token
 401, anything malformed a 4xx JSON ``{"error": ...}``; the server keeps serving (handler.py:
 the HTTP side, with its timeout and connection cap). It binds to 127.0.0.1 unless told
 otherwise. With a challenger it runs ``shadow`` (both answer, the champion's answer is
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import Bundle
-from .handler import CappedServer, RateLimiter, RequestError, make_handler
+from .handler import CappedServer, RateLimiter, RequestError, make_handler, parse_json
 from .images import MAX_PIXELS, ImageError, ImageTooLarge, fit, open_image, read_rgb
 from .logs import PredictionLog, input_summary
 
@@ -42,6 +42,10 @@ __all__ = ["RateLimiter", "RequestError", "Service", "serve"]
 
 DATATYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64}
 MAX_ELEMENTS = 64 * 2**20
+MAX_BATCH = 1024
+#: what parsing a JSON body costs, in decoded pixels per byte of it: an 8 MiB body of empty
+#: lists took 280 MB to parse (36 bytes a byte); a decoded, resized and run pixel about 17
+JSON_PIXELS_PER_BYTE = 2
 
 
 class PixelBudget:
@@ -176,6 +180,19 @@ class Service:
                 answer, version = result, bundle.version
         return answer, version
 
+    def infer_json(self, content: bytes) -> dict:
+        """:meth:`infer` of a JSON body, parsed and answered inside the pixel budget (what
+        parsing costs grows with the body, as decoding does with an image's pixels)."""
+        size = int(self.champion.preprocess["size"])
+        # lists and objects cost the most to parse (64 bytes for the 3 of "[],"): no more than
+        # a batch nested by its shape, counted before parsing
+        if content.count(b"[") + content.count(b"{") > 64 + MAX_BATCH * (4 + 3 * size):
+            raise RequestError(
+                400, f"the body holds more lists than an [N, 3, {size}, {size}] tensor"
+            )
+        with self.pixels.hold(JSON_PIXELS_PER_BYTE * len(content)):
+            return self.infer(parse_json(content))
+
     def infer(self, body: dict) -> dict:
         inputs = body.get("inputs") if isinstance(body, dict) else None
         if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
@@ -193,13 +210,17 @@ class Service:
             or len(shape) != 4
             or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
             or shape[1:] != [3, size, size]
-            or not 1 <= shape[0] <= 1024
+            or not 1 <= shape[0] <= MAX_BATCH
         ):
-            raise RequestError(400, f"shape must be [N, 3, {size}, {size}] with N 1-1024")
+            raise RequestError(400, f"shape must be [N, 3, {size}, {size}] with N 1-{MAX_BATCH}")
         count = int(np.prod(shape))
         if count > MAX_ELEMENTS:
             raise RequestError(413, "tensor too large")
         data = tensor.get("data")
+        if not isinstance(data, list):
+            raise RequestError(400, "'data' is not a list of numbers")
+        if len(data) not in (count, shape[0]):  # flat, or nested by the shape: before numpy
+            raise RequestError(400, f"'data' holds {len(data)} values, the shape {count}")
         try:  # without a dtype first: numpy would parse "1.5" and take true for 1
             values = np.asarray(data)
         except (TypeError, ValueError, OverflowError, RecursionError):

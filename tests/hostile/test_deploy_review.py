@@ -237,6 +237,19 @@ def test_the_pixel_budget_serves_in_order_and_gives_up_after_its_wait() -> None:
         assert impatient.used == 100
 
 
+def test_a_json_body_is_parsed_inside_the_pixel_budget(tmp_path) -> None:
+    """/infer bodies were parsed outside any budget: a JSON body now holds two pixels a byte
+    while it is parsed and answered, so one arriving while the budget is spent waits (503)."""
+    from tango_ci.runtime.server import PixelBudget, RequestError
+
+    service = Service(Bundle(tiny_bundle(tmp_path / "b")))
+    service.pixels = PixelBudget(2 * len(GOOD), wait_s=0.2)
+    assert service.infer_json(GOOD)["outputs"][0]["shape"] == [1, 3]
+    with service.pixels.hold(1), pytest.raises(RequestError) as caught:
+        service.infer_json(GOOD)
+    assert caught.value.status == 503
+
+
 SERVE_AND_MEASURE = """
 import resource, sys
 from tango_ci.runtime import Bundle
@@ -328,3 +341,52 @@ def test_predict_on_a_folder_skips_what_is_not_a_regular_file(tmp_path) -> None:
     assert [json.loads(line)["image"] for line in done.stdout.splitlines()] == [
         str(images / "red.png")
     ]
+
+
+@pytest.mark.slow
+def test_a_body_of_empty_lists_is_refused_before_it_is_parsed(tmp_path) -> None:
+    """An 8 MiB body of "[]," took 280 MB and 2 s to parse and answer 400; 16 sent at once
+    held the server at 963 MB. Lists are counted first: more than a batch nested by its shape
+    is a 400 unparsed."""
+    import subprocess
+    import sys
+    import threading
+    import urllib.error
+    import urllib.request
+
+    tensor = {"datatype": "FP32", "shape": [1, 3, SIZE, SIZE], "data": [[]] * 2_700_000}
+    body = json.dumps({"inputs": [tensor]}, separators=(",", ":")).encode()  # 7.7 MiB
+    nested = _infer({"datatype": "FP32", "shape": [1, 3, SIZE, SIZE],
+                     "data": [[[[0.5] * SIZE] * SIZE] * 3]})  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-c", SERVE_AND_MEASURE, str(tiny_bundle(tmp_path / "b"))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    url = f"http://127.0.0.1:{child.stdout.readline().strip()}/v2/models/tiny/infer"
+    answers: list[tuple[int, str]] = []
+
+    def post(data: bytes) -> None:
+        request = urllib.request.Request(url, data, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=120) as answer:
+                answers.append((answer.status, ""))
+        except urllib.error.HTTPError as refused:
+            answers.append((refused.code, json.loads(refused.read())["error"]))
+
+    post(nested)  # a tensor nested by its shape is answered
+    assert answers.pop() == (200, "")
+    clients = [threading.Thread(target=post, args=(body,)) for _ in range(3)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+    child.stdin.close()
+    peak_mb = int(child.stdout.readline())
+    child.wait(10)
+    assert (
+        answers == [(400, f"the body holds more lists than an [N, 3, {SIZE}, {SIZE}] tensor")] * 3
+    )
+    assert peak_mb < 400, f"{peak_mb} MB"
