@@ -132,8 +132,6 @@ def _assemble(
             f"{', '.join(ENGINE_PACKAGES)} artifacts (set engine: onnxruntime, tvm, tensorrt or auto)"
         )
     model_file = artifact / built["file"]
-    if file_sha256(model_file) != built["sha256"]:
-        raise TangoError(f"{display(model_file)}: sha256 differs from its artifact.json")
     specs = get_task(spec.task).bundle_specs(spec, model)
     if specs is None:
         raise TangoError(f"the {spec.task} task cannot be bundled")
@@ -142,7 +140,10 @@ def _assemble(
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         (work / "model").mkdir()
-        shutil.copyfile(model_file, work / "model" / built["file"])
+        copied = work / "model" / built["file"]
+        shutil.copyfile(model_file, copied)
+        if file_sha256(copied) != built["sha256"]:  # the copy: the file may change after a check
+            raise TangoError(f"{display(model_file)}: sha256 differs from its artifact.json")
         runtime = work / "tango_runtime"
         runtime.mkdir()
         for source in sorted(RUNTIME_SOURCE.glob("*.py")):

@@ -83,6 +83,37 @@ def test_files_swapped_after_their_check_are_never_the_ones_loaded(
     assert loaded.answer([image])[0] == expected
 
 
+def test_a_model_swapped_after_its_check_is_never_bundled(
+    measured, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The artifact's model was hashed, then copied: one swapped in between went into the
+    bundle, listed under its own hash. The copy is what is checked now; nothing is written."""
+    import shutil
+
+    from tango_ci import deploy
+
+    project, run = measured
+    target = api.load_project(project).targets[0].name
+    folder = run.stage_dir("compile") / target
+    model = folder / json.loads((folder / "artifact.json").read_text())["file"]
+    original, copy = model.read_bytes(), shutil.copyfile
+
+    def swap_then_copy(source, destination, **kwargs):
+        if Path(source) == model:
+            # an attacker's write after any check: still a valid network (a doc_string added)
+            model.write_bytes(original + b"\x32\x04evil")
+        return copy(source, destination, **kwargs)
+
+    monkeypatch.setattr(deploy.shutil, "copyfile", swap_then_copy)
+    out = tmp_path / "bundle"
+    try:
+        with pytest.raises(TangoError, match=r"sha256 differs from its artifact\.json"):
+            api.deploy_run(project, target, out, run.id)
+    finally:
+        model.write_bytes(original)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_manifest_pointing_outside_the_bundle_is_refused(bundle: Path, tmp_path: Path) -> None:
     import shutil
 
