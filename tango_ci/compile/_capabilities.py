@@ -41,7 +41,7 @@ PYTORCH = Capabilities(
     distributions=("torch",),
     install_hint="pip install torch",
     needs_network=True,
-    timed_modes=("eager", "torchscript"),
+    timed_modes=("eager", "torchscript", "compile"),
 )
 
 CAPABILITIES: dict[str, Capabilities] = {c.engine: c for c in (ONNXRUNTIME, TVM, TENSORRT, PYTORCH)}

@@ -23,6 +23,24 @@ from tango_ci.exceptions import TangoError
 from tango_ci.rundir import display, file_sha256, read_json, write_json
 
 MODES = ("eager", "torchscript", "compile")
+#: where torch.compile's CPU code generator (Inductor) finds a C++ compiler
+_COMPILERS = ("g++", "c++", "clang++")
+
+
+def compile_refusal(device: str = "cpu") -> str | None:
+    """Why ``torch.compile`` cannot build here, or None: on a CPU, Inductor writes C++ and
+    needs a compiler (``CXX`` or one of g++, c++, clang++ on PATH)."""
+    import os
+
+    if device != "cpu":
+        return None
+    chosen = os.environ.get("CXX")
+    if chosen and shutil.which(chosen.split()[0]):
+        return None
+    if not chosen and any(shutil.which(name) for name in _COMPILERS):
+        return None
+    named = f"CXX={chosen} is not on PATH" if chosen else "no g++, c++ or clang++ on PATH"
+    return f"pytorch mode compile needs a C++ compiler for torch.compile on a CPU; {named}"
 
 
 def _rebuild(folder: Path):
@@ -74,6 +92,9 @@ class PyTorchCompiler(BaseCompiler):
                 f"pytorch torchscript artifacts are fp32 (frozen weights); use mode "
                 f"eager for {request.target.precision}"
             )
+        device = "cuda" if request.runner.hardware.accelerator.kind == "nvidia-gpu" else "cpu"
+        if mode == "compile" and (refusal := compile_refusal(device)):
+            raise TangoError(refusal)
         source = request.options.get("model_dir")
         if source is None:
             raise TangoError(
@@ -94,7 +115,6 @@ class PyTorchCompiler(BaseCompiler):
         else:
             shutil.copy2(Path(source) / "best.pt", out / "best.pt")
             weights = out / "best.pt"
-        device = "cuda" if request.runner.hardware.accelerator.kind == "nvidia-gpu" else "cpu"
         manifest = {
             "engine": "pytorch",
             "precision": request.target.precision,
@@ -124,6 +144,8 @@ class PyTorchCompiler(BaseCompiler):
                 module = torch.jit.load(str(artifact_dir / manifest["file"]), map_location=device)
         else:
             module, _ = _rebuild(artifact_dir)
-            if manifest["mode"] == "compile":
-                module = torch.compile(module)
+            if manifest["mode"] == "compile":  # compiled at its first call, for this shape
+                if refusal := compile_refusal(device):
+                    raise TangoError(f"{artifact_dir}: {refusal}")
+                module = torch.compile(module, dynamic=False)
         return PyTorchPredictor(module, threads, manifest["precision"], device)

@@ -284,6 +284,8 @@ def candidate_row(metrics: dict) -> dict:
         "tuned": bool(metrics["build"].get("tuning", {}).get("trials")),
         "mode": metrics["build"].get("mode"),
         "modes_timed_ms": metrics["build"].get("modes_timed_ms"),
+        "modes_ready_s": metrics["build"].get("modes_ready_s"),
+        "modes_skipped": metrics["build"].get("modes_skipped"),
         "prediction_error": metrics.get("prediction_error"),
         "advice": metrics["build"].get("advice"),
     }

@@ -25,14 +25,7 @@ def auto_table(metrics: dict) -> list[str]:
     for row in auto["candidates"]:
         name = f"{row['engine']} {row['precision']}" + (" (tuned)" if row["tuned"] else "")
         if isinstance(row.get("modes_timed_ms"), dict):  # PyTorch: its modes, timed here
-            name += (
-                f" ({markdown_cell(row.get('mode'))}, the faster of "
-                + ", ".join(
-                    f"{markdown_cell(mode)} {_num(ms)} ms"
-                    for mode, ms in row["modes_timed_ms"].items()
-                )
-                + ")"
-            )
+            name += f" ({markdown_cell(row.get('mode'))}, the fastest of {_modes(row)})"
         mark = "**" if f"{row['engine']}-{row['precision']}" == auto["chosen"] else ""
         lines.append(
             f"| {mark}{name}{mark} | {row['p50_ms']:.3g} | {row['p95_ms']:.3g} | "
@@ -143,3 +136,22 @@ def end_to_end_lines(e2e: dict | None) -> list[str]:
         f"total p50 {_num(e2e.get('p50_ms'))} ms, p95 {_num(e2e['p95_ms'])} ms "
         f"({_num(e2e.get('images'), 'g')} images timed in the bench process).",
     ]
+
+
+def _modes(row: dict) -> str:
+    """``eager 1.2 ms, compile 0.9 ms (ready in 31 s); torchscript skipped: why``."""
+    ready = _mapping(row.get("modes_ready_s"))
+    timed = [
+        f"{markdown_cell(mode)} {_num(ms)} ms"
+        + (f" (ready in {_num(ready[mode])} s)" if mode == "compile" and mode in ready else "")
+        for mode, ms in row["modes_timed_ms"].items()
+    ]
+    skipped = _mapping(row.get("modes_skipped"))
+    return ", ".join(
+        timed
+        + [f"{markdown_cell(m)} skipped: {markdown_cell(why, 200)}" for m, why in skipped.items()]
+    )
+
+
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}

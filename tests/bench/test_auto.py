@@ -66,6 +66,16 @@ def test_auto_target_end_to_end(tmp_path: Path) -> None:
     report = (run / "report" / "report.md").read_text()
     assert f"`engine: auto` chose **{metrics['auto']['chosen']}**" in report
     assert "| candidate | p50 ms |" in report and "TVM ran untuned" in report
+    # PyTorch's modes are timed here, torch.compile among them where a C++ compiler is
+    from tango_ci.compile._pytorch import compile_refusal
+
+    torch_built = read_json(run / "compile" / "cpu-auto" / "pytorch-fp32" / "artifact.json")
+    timed = torch_built["modes_timed_ms"]
+    assert torch_built["mode"] == min(timed, key=timed.get)
+    if compile_refusal() is None:
+        assert set(timed) == {"eager", "torchscript", "compile"}
+        ready = torch_built["modes_ready_s"]["compile"]
+        assert f"compile {timed['compile']:.3g} ms (ready in {ready:.3g} s)" in report
     # the int8 candidate is the recipe searched on the validation split, recorded exactly
     recipes = read_json(run / "compile" / "cpu-auto" / "recipes.json")
     assert recipes["split"] == "val" and recipes["chosen"] is not None

@@ -23,10 +23,69 @@ class TestOnnxRuntimeInt8(BackendTestSuite):
 class TestPyTorchEager(BackendTestSuite):
     engine, precision, tolerance = "pytorch", "fp32", 1e-4
 
+    def test_auto_times_each_mode_and_skips_compile_without_a_compiler(
+        self, model_dir, runner, tmp_path, monkeypatch
+    ) -> None:
+        """engine: auto keeps the fastest mode timed here; torch.compile, which this device
+        cannot build without a C++ compiler, is skipped with the reason, not a failure."""
+        from types import SimpleNamespace
+
+        from tango_ci.progress import Reporter
+        from tango_ci.spec import TargetSpec
+        from tango_ci.stages.compile_auto import build_fastest_mode
+
+        monkeypatch.setenv("CXX", "no-such-cxx")
+        ctx = SimpleNamespace(
+            spec=SimpleNamespace(data=SimpleNamespace(image_size=self.image_size)),
+            reporter=Reporter(),
+        )
+        candidate = TargetSpec(name="t", runner=runner.name, engine="pytorch")
+        built = build_fastest_mode(ctx, candidate, runner, tmp_path / "out", model_dir)
+        assert (
+            set(built["modes_timed_ms"]) == set(built["modes_ready_s"]) == {"eager", "torchscript"}
+        )
+        assert built["modes_skipped"] == {
+            "compile": "pytorch mode compile needs a C++ compiler for torch.compile on a CPU; "
+            "CXX=no-such-cxx is not on PATH"
+        }
+        assert built["mode"] == min(built["modes_timed_ms"], key=built["modes_timed_ms"].get)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
 
 class TestPyTorchTorchScript(BackendTestSuite):
     engine, precision, tolerance = "pytorch", "fp32", 1e-4
     options: ClassVar[dict[str, Any]] = {"mode": "torchscript"}
+
+
+def _no_compiler() -> str | None:
+    from tango_ci.compile._pytorch import compile_refusal
+
+    return compile_refusal()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_no_compiler() is not None, reason=str(_no_compiler()))
+class TestPyTorchCompile(BackendTestSuite):
+    """torch.compile (Inductor's C++ on a CPU): compiled when loaded, in every process."""
+
+    engine, precision, tolerance = "pytorch", "fp32", 1e-4
+    options: ClassVar[dict[str, Any]] = {"mode": "compile"}
+
+
+def test_torch_compile_without_a_cpp_compiler_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tango_ci.compile._pytorch import compile_refusal
+
+    monkeypatch.setenv("CXX", "no-such-cxx -O2")
+    assert compile_refusal() == (
+        "pytorch mode compile needs a C++ compiler for torch.compile on a CPU; "
+        "CXX=no-such-cxx -O2 is not on PATH"
+    )
+    assert compile_refusal("cuda") is None  # Triton, not a C++ compiler
+    monkeypatch.delenv("CXX")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert compile_refusal().endswith("; no g++, c++ or clang++ on PATH")
 
 
 class TestTvmUntuned(BackendTestSuite):
