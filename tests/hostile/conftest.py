@@ -58,6 +58,40 @@ def tango(
     return result
 
 
+def tango_here(*args: str, cwd: Path, env: dict | None = None) -> Result:
+    """:func:`tango` through the same entry point (``tango_ci.cli.main``) in this process: a
+    fresh `tango` process spends most of its seconds importing torch. For cases about what a
+    command reads and refuses; a case where the code could run what it reads (a pickle), or
+    that needs another process (a lock's holder), runs :func:`tango`. An exception escaping
+    ``main`` is written out as the traceback a process would print."""
+    import contextlib
+    import io
+    import traceback
+
+    from tango_ci.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    before, saved = Path.cwd(), dict(os.environ)
+    os.environ.update({"COLUMNS": "400", "NO_COLOR": "1", **(env or {})})
+    os.chdir(cwd)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main(list(args))
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    except Exception as exc:  # what a process would print as a traceback
+        code = 1
+        err.write("Traceback\n" + "".join(traceback.format_exception(exc)))
+    finally:
+        os.chdir(before)
+        os.environ.clear()
+        os.environ.update(saved)
+    result = Result(code, out.getvalue(), err.getvalue())
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    return result
+
+
 def refused(result: Result, message: str, *, code: int = 1) -> None:
     """Exit ``code`` and exactly one stderr line ``error: <message>``."""
     assert result.code == code, (result.code, result.stdout, result.stderr)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.hostile.conftest import Tree, refused, tango
+from tests.hostile.conftest import Tree, refused, tango_here
 from tests.pipeline_helpers import make_repo
 
 
@@ -35,7 +35,7 @@ def test_class_folder_linked_out_of_the_repository_is_refused(repo: Path, outsid
     _image(outside / "secrets" / "b.png")
     (repo / "projects/tiny/data/secrets").symlink_to(outside / "secrets")
     tree = Tree(repo.parent)
-    result = tango("data", "projects/tiny", cwd=repo)
+    result = tango_here("data", "projects/tiny", cwd=repo)
     refused(
         result,
         f"projects/tiny/data/secrets: a symbolic link out of the repository (to "
@@ -48,7 +48,7 @@ def test_image_linked_out_of_the_repository_is_refused(repo: Path, outside: Path
     target = _image(outside / "private.png")
     link = repo / "projects/tiny/data/circle/zz.png"
     link.symlink_to(target)
-    result = tango("data", "projects/tiny", cwd=repo)
+    result = tango_here("data", "projects/tiny", cwd=repo)
     refused(
         result,
         f"projects/tiny/data/circle/zz.png: a symbolic link out of the repository "
@@ -60,7 +60,7 @@ def test_image_link_loop_is_refused(repo: Path) -> None:
     """issue 10: a symlink loop in data gave a traceback."""
     link = repo / "projects/tiny/data/circle/loop.png"
     link.symlink_to(link)
-    result = tango("data", "projects/tiny", cwd=repo)
+    result = tango_here("data", "projects/tiny", cwd=repo)
     refused(
         result,
         "projects/tiny/data/circle/loop.png: a broken symbolic link or a link loop; "
@@ -71,7 +71,7 @@ def test_image_link_loop_is_refused(repo: Path) -> None:
 def test_link_inside_the_repository_is_fine(repo: Path) -> None:
     inside = _image(repo / "shared-images" / "c.png")
     (repo / "projects/tiny/data/circle/linked.png").symlink_to(inside)
-    result = tango("data", "projects/tiny", cwd=repo)
+    result = tango_here("data", "projects/tiny", cwd=repo)
     assert result.code == 0, result.stderr
 
 
@@ -91,7 +91,7 @@ def test_yolo_path_elsewhere_is_refused(repo: Path, outside: Path) -> None:
         repo / "yolo",
         f"path: {outside / 'yolo'}\ntrain: images/train\nval: images/val\nnames: [a]\n",
     )
-    result = tango("data", "check", str(dataset.relative_to(repo)), cwd=repo)
+    result = tango_here("data", "check", str(dataset.relative_to(repo)), cwd=repo)
     assert result.code == 1
     assert result.stdout.splitlines() == [
         f"data.yaml:1:7: path: '{outside / 'yolo'}' leads out of the repository; data must stay "
@@ -101,7 +101,7 @@ def test_yolo_path_elsewhere_is_refused(repo: Path, outside: Path) -> None:
 
 def test_yolo_split_escaping_is_refused(repo: Path) -> None:
     dataset = _yolo(repo / "yolo", "train: ../../../../etc\nval: images/val\nnames: [a]\n")
-    result = tango("data", "check", "yolo", cwd=repo)
+    result = tango_here("data", "check", "yolo", cwd=repo)
     assert result.code == 1
     assert result.stdout.splitlines() == [
         "data.yaml:1:8: train: '../../../../etc' leads out of the repository; data must stay "
@@ -117,7 +117,7 @@ def test_yolo_label_linked_out_is_refused_without_echoing_it(repo: Path, outside
     label = dataset / "labels" / "val" / "a.txt"
     label.unlink()
     label.symlink_to(secret)
-    result = tango("data", "check", "yolo", cwd=repo)
+    result = tango_here("data", "check", "yolo", cwd=repo)
     assert result.code == 1
     assert result.stdout.splitlines() == [
         "labels/val/a.txt: a symbolic link out of the repository (or a link loop); data must "

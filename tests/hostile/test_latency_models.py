@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tango_ci import api
+from tests.hostile.conftest import tango_here
 from tests.latency.helpers import write_latency_model
 from tests.pipeline_helpers import make_repo
 from tests.supernet.helpers import FOREIGN_TARGET, foreign_runner
@@ -65,44 +66,23 @@ def _tango(root: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def _tango_here(root: Path, *args: str) -> subprocess.CompletedProcess:
-    """The same command through the same entry point, in this process (a fresh `tango`
-    process spends most of its time importing torch); an exception that escapes it shows as a
-    traceback, as it would."""
-    import contextlib
-    import io
-    import traceback
-
-    from tango_ci.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    before = Path.cwd()
-    os.chdir(root)
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main(list(args))
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    except Exception as exc:  # what a process would print as a traceback
-        code = 1
-        err.write("Traceback\n" + "".join(traceback.format_exception(exc)))
-    finally:
-        os.chdir(before)
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
-
-
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_a_hostile_latency_model_is_refused_in_one_line(repo: Path, case: str) -> None:
     path = write_latency_model(repo / "runners" / "arm-board.yaml", overhead_ms=400.0)
     path.write_bytes(HOSTILE[case](json.loads(path.read_text())))
+
     # the pickle goes through real `tango` processes; the other cases run the same commands here
-    tango = _tango if case == "pickle" else _tango_here
-    checked = tango(repo, "validate", "runners/arm-board.yaml")
+    def tango(*args: str) -> subprocess.CompletedProcess:
+        if case == "pickle":  # it could run what it reads: a process of its own
+            return _tango(repo, *args)
+        done = tango_here(*args, cwd=repo)
+        return subprocess.CompletedProcess(args, done.code, done.stdout, done.stderr)
+
+    checked = tango("validate", "runners/arm-board.yaml")
     assert checked.returncode == 1, case
     lines = [line for line in checked.stdout.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("runners/arm-board/latency/onnxruntime-fp32")
-    searched = tango(repo, "search", "projects/tiny")
+    searched = tango("search", "projects/tiny")
     assert searched.returncode == 1 and "Traceback" not in searched.stderr, case
     errors = [line for line in searched.stderr.splitlines() if line.startswith("error")]
     assert len(errors) == 1 and "onnxruntime-fp32.json" in errors[0], case

@@ -19,7 +19,7 @@ import pytest
 from tango_ci.dvcstore import push_dir
 from tango_ci.registry import Registry
 from tests.conftest import git
-from tests.hostile.conftest import Tree, refused, tango
+from tests.hostile.conftest import Tree, refused, tango_here
 
 NAME = "demo-cpu"
 
@@ -107,7 +107,7 @@ def promoted(tmp_path: Path, pushed: tuple[Path, dict]) -> Promoted:
 
 
 def pull(promoted: Promoted, reference: str = f"{NAME}#prod", to: str = "got"):
-    return tango("pull", reference, "--to", str(promoted.root / to), cwd=promoted.repo)
+    return tango_here("pull", reference, "--to", str(promoted.root / to), cwd=promoted.repo)
 
 
 def test_a_clean_pull_writes_the_destination_only(promoted: Promoted) -> None:

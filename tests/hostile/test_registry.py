@@ -13,7 +13,7 @@ import pytest
 
 from tango_ci.registry import RECORD_HEADER
 from tests.conftest import git
-from tests.hostile.conftest import Tree, refused, tango
+from tests.hostile.conftest import Tree, refused, tango_here
 from tests.hostile.test_pull import (  # fixtures are used by name
     NAME,
     Promoted,
@@ -46,7 +46,7 @@ def hand_made_tag(promoted: Promoted, message: str, version: str = "v1.0.1") -> 
 )
 def test_an_unknown_artifact_is_refused_with_the_known_names(promoted: Promoted, command) -> None:
     tree = Tree(promoted.root)
-    refused(tango(*command, cwd=promoted.repo), UNKNOWN)
+    refused(tango_here(*command, cwd=promoted.repo), UNKNOWN)
     tree.assert_unchanged()
 
 
@@ -134,10 +134,10 @@ def test_show_and_history_survive_a_malformed_record(promoted: Promoted) -> None
     }
     hand_made_tag(promoted, f"{RECORD_HEADER}\n{json.dumps(body)}")
     tree = Tree(promoted.root)
-    shown = tango("registry", "show", NAME, cwd=promoted.repo)
+    shown = tango_here("registry", "show", NAME, cwd=promoted.repo)
     assert shown.code == 0, shown.stderr
     assert "v1.0.1" in shown.stdout and "v1.0.0" in shown.stdout
-    history = tango("registry", "history", NAME, "--json", cwd=promoted.repo)
+    history = tango_here("registry", "history", NAME, "--json", cwd=promoted.repo)
     assert history.code == 0, history.stderr
     assert sorted(e["version"] for e in json.loads(history.stdout)) == [
         "v1.0.0",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.hostile.conftest import Tree, refused, tango
+from tests.hostile.conftest import Tree, refused, tango, tango_here
 from tests.pipeline_helpers import make_repo
 
 MARKER = "PWNED"
@@ -66,7 +66,7 @@ def test_swapped_onnx_is_refused_naming_both_hashes(repo: Path) -> None:
     onnx.write_bytes(os.urandom(2000))
     actual = _sha(onnx)
     tree = Tree(repo)
-    result = tango("compile", "projects/tiny", cwd=repo)
+    result = tango_here("compile", "projects/tiny", cwd=repo)
     refused(
         result,
         f"{_shown(onnx, repo)}: sha256 {actual[:16]}… differs from {recorded[:16]}… "
@@ -80,7 +80,7 @@ def test_swapped_onnx_is_refused_naming_both_hashes(repo: Path) -> None:
 def test_truncated_manifest_is_one_line(repo: Path) -> None:
     manifest = _run(repo) / "search" / "manifest.json"
     manifest.write_text(manifest.read_text()[:40])
-    result = tango("train", "projects/tiny", cwd=repo)
+    result = tango_here("train", "projects/tiny", cwd=repo)
     assert result.code == 1
     assert result.error_line.startswith(f"{_shown(manifest, repo)}: not valid JSON (")
 
@@ -90,7 +90,7 @@ def test_manifest_output_outside_the_run_is_refused(repo: Path, outside: Path) -
     data = json.loads(manifest.read_text())
     data["outputs"]["best"]["path"] = "../../../../outside/keep.txt"
     manifest.write_text(json.dumps(data))
-    result = tango("export", "projects/tiny", cwd=repo)
+    result = tango_here("export", "projects/tiny", cwd=repo)
     refused(
         result,
         f"{_shown(manifest, repo)}: output '../../../../outside/keep.txt' is outside "
@@ -102,7 +102,7 @@ def test_oversized_run_file_is_refused_unread(repo: Path) -> None:
     manifest = _run(repo) / "data" / "manifest.json"
     with open(manifest, "r+b") as handle:
         handle.truncate(80 * 1024 * 1024)  # sparse: no disk used, still 80 MiB to a reader
-    result = tango("search", "projects/tiny", cwd=repo)
+    result = tango_here("search", "projects/tiny", cwd=repo)
     refused(
         result,
         f"{_shown(manifest, repo)}: 83886080 bytes, more than the 67108864 a run file may have",
@@ -113,7 +113,7 @@ def test_nan_in_a_run_file_is_not_json(repo: Path) -> None:
     """issue 10: decision.json could hold NaN; strict JSON readers refuse it."""
     spec = _run(repo) / "spec.json"
     spec.write_text(spec.read_text().replace('"sha256"', '"weird": NaN, "sha256"', 1))
-    result = tango("compile", "projects/tiny", cwd=repo)
+    result = tango_here("compile", "projects/tiny", cwd=repo)
     refused(
         result, f"{_shown(spec, repo)}: not valid JSON (NaN at weird is not a number JSON allows)"
     )
@@ -123,7 +123,7 @@ def test_nan_in_a_run_file_is_not_json(repo: Path) -> None:
 def test_run_option_stays_inside_runs(repo: Path, run_id: str) -> None:
     """issue 10: `--run ../../../dir` made `tango gate` write outside runs/."""
     tree = Tree(repo.parent)
-    result = tango("gate", "projects/tiny", "--run", run_id, cwd=repo)
+    result = tango_here("gate", "projects/tiny", "--run", run_id, cwd=repo)
     refused(
         result,
         f"--run {run_id!r} is not a run id (letters, digits, dots, dashes and "
@@ -136,7 +136,7 @@ def test_linked_run_folder_is_not_a_run(repo: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     shutil.copytree(_run(repo), elsewhere)
     (repo / "runs" / "tiny" / "linked").symlink_to(elsewhere, target_is_directory=True)
-    result = tango("gate", "projects/tiny", "--run", "linked", cwd=repo)
+    result = tango_here("gate", "projects/tiny", "--run", "linked", cwd=repo)
     assert result.code == 1
     assert result.error_line.startswith("no run 'linked' of project tiny; runs: ")
 
@@ -148,7 +148,7 @@ def test_latest_link_pointing_outside_is_refused(repo: Path, tmp_path: Path) -> 
     link.unlink()
     link.symlink_to(elsewhere, target_is_directory=True)
     tree = Tree(tmp_path)
-    result = tango("compile", "projects/tiny", cwd=repo)
+    result = tango_here("compile", "projects/tiny", cwd=repo)
     refused(result, "runs/tiny/latest: points outside runs/tiny; remove the link and pass --run")
     tree.assert_unchanged()
 
@@ -227,7 +227,7 @@ def test_runs_folder_that_is_a_file_is_one_line(repo: Path) -> None:
     """issue 10: an unwritable runs/ gave a traceback."""
     shutil.rmtree(repo / "runs")
     (repo / "runs").write_text("not a folder\n")
-    result = tango("data", "projects/tiny", cwd=repo)
+    result = tango_here("data", "projects/tiny", cwd=repo)
     assert result.code == 1
     assert result.error_line.startswith("Not a directory: ")
 
@@ -235,7 +235,7 @@ def test_runs_folder_that_is_a_file_is_one_line(repo: Path) -> None:
 def test_stage_without_a_run_names_the_command(repo: Path) -> None:
     """issue 10: the message said "stage 'this stage' needs a run"."""
     shutil.rmtree(repo / "runs")
-    result = tango("train", "projects/tiny", cwd=repo)
+    result = tango_here("train", "projects/tiny", cwd=repo)
     refused(result, "project tiny has no run yet; start one with `tango run projects/tiny`")
 
 
@@ -248,7 +248,7 @@ def test_garbage_onnx_with_a_matching_manifest_is_one_line(repo: Path) -> None:
     data = json.loads(manifest.read_text())
     data["outputs"]["onnx"]["sha256"] = _sha(onnx)
     manifest.write_text(json.dumps(data))
-    result = tango("compile", "projects/tiny", cwd=repo)
+    result = tango_here("compile", "projects/tiny", cwd=repo)
     assert result.code == 1
     assert result.error_line.startswith(f"{_shown(onnx, repo)}: not a readable ONNX model (")
 
