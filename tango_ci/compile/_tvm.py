@@ -122,7 +122,13 @@ class TvmCompiler(BaseCompiler):
                 mod, tuning = tune(mod, target, database, trials)
             executable = tvm.compile(mod, target=target)
         library = out / LIBRARY
-        executable.export_library(str(library))
+        try:  # TVM links the module with the host's C++ compiler (CXX, else g++)
+            executable.export_library(str(library))
+        except FileNotFoundError as exc:
+            raise TangoError(
+                f"TVM links its module with a C++ compiler and '{exc.filename}' is not on PATH "
+                "(install g++, or set CXX to one)"
+            ) from None
         manifest = {
             "engine": "tvm",
             "precision": request.target.precision,

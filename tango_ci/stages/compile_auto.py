@@ -62,7 +62,8 @@ def build_fastest_mode(ctx: StageContext, candidate, runner, out: Path, model_di
     timings: dict[str, float] = {}
     ready: dict[str, float] = {}
     skipped: dict[str, str] = {}
-    data = np.zeros((candidate.batch, 3, ctx.spec.data.image_size, ctx.spec.data.image_size))
+    size = ctx.spec.data.image_size
+    data = np.zeros((candidate.batch, 3, size, size), np.float32)
     began = time.monotonic()
     for mode in modes:
         folder = out.parent / f"{out.name}-{mode}"
@@ -80,18 +81,24 @@ def build_fastest_mode(ctx: StageContext, candidate, runner, out: Path, model_di
                     options={"model_dir": model_dir, "mode": mode},
                 )
             )
-        except TangoError as exc:
+            loading = time.perf_counter()
+            predictor = load_artifact(folder, threads=runner.threads)
+            try:
+                predictor.run(data)  # torch.compile compiles here
+                ready[mode] = round(time.perf_counter() - loading, 2)
+                timings[mode] = time_predictor(
+                    predictor, candidate.batch, ctx.spec.data.image_size, 1.0
+                )
+            finally:
+                predictor.close()
+        except Exception as exc:  # a mode this device cannot build or run is a row, not a stop
+            why = exc.message if isinstance(exc, TangoError) else _one_line(exc)
             if not timings and mode == modes[-1]:
-                raise
-            skipped[mode] = exc.message
-            ctx.reporter.log(f"  {candidate.engine} {mode} skipped: {exc.message}")
-            continue
-        loading = time.perf_counter()
-        predictor = load_artifact(folder, threads=runner.threads)
-        predictor.run(data.astype(np.float32))
-        ready[mode] = round(time.perf_counter() - loading, 2)
-        timings[mode] = time_predictor(predictor, candidate.batch, ctx.spec.data.image_size, 1.0)
-        predictor.close()
+                raise TangoError(f"no {candidate.engine} mode could be built here: {why}") from exc
+            skipped[mode] = why
+            ready.pop(mode, None)
+            shutil.rmtree(folder, ignore_errors=True)
+            ctx.reporter.log(f"  {candidate.engine} {mode} skipped: {why}")
     best = min(timings, key=timings.__getitem__)
     ctx.reporter.log(
         f"  {candidate.engine} modes: "
@@ -193,3 +200,9 @@ def recipe_table(problem: SearchProblem, result: SearchResult, evaluator) -> dic
         "chosen": result.best.to_json() if result.best else None,
         "rows": rows,
     }
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line`` of an error from an engine (a compiler's log can be pages long)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
