@@ -227,8 +227,21 @@ def create_run(runs: Path, project: str, spec: dict) -> RunDir:
     return RunDir(root)
 
 
+#: an unfinished fork copy untouched this long was left by a killed process, not one at work
+STALE_PARTIAL_S = 24 * 3600
+
+
 def fork_run(run: RunDir, keep: Iterable[str]) -> RunDir:
-    """A new run holding copies of ``keep`` stage folders of ``run`` (its earlier results)."""
+    """A new run holding copies of ``keep`` stage folders of ``run`` (its earlier results).
+    Copies a killed fork left behind (``.<id>.partial``, a day old) are removed first."""
+    now = time.time()
+    for stale in run.project_runs.glob(".*.partial"):
+        if (
+            stale.is_dir()
+            and not stale.is_symlink()
+            and now - stale.stat().st_mtime > STALE_PARTIAL_S
+        ):
+            shutil.rmtree(stale, ignore_errors=True)
     root = run.project_runs / new_run_id()
     staging = root.with_name(f".{root.name}.partial")  # not a run until renamed, whole
     staging.mkdir()
