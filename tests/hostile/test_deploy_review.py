@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -261,19 +262,13 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, flush=True)
 """
 
 
-@pytest.mark.slow
-def test_concurrent_requests_of_40_million_pixels_are_decoded_one_at_a_time(tmp_path) -> None:
-    """A 130 KB PNG of 8000 x 5000 pixels took ~700 MB to answer, and five sent at once 3.4 GB;
-    one at a time, the server stays under 2.7 GB (allocators keep some of what was freed, each
-    thread's arena its own: 1.3 GB on a quiet host, 2.1 GB in a loaded CI run)."""
+def _peak_mb_while(folder: Path, send, clients: int) -> int:
+    """Serve ``folder`` in a child process, call ``send(model_url)`` from ``clients`` threads
+    at once, and return the child's peak memory in MB."""
     import subprocess
     import sys
     import threading
-    import urllib.request
 
-    folder = tiny_bundle(tmp_path / "b")
-    big = io.BytesIO()
-    Image.new("RGB", (8000, 5000), (10, 200, 30)).save(big, "PNG")
     child = subprocess.Popen(
         [sys.executable, "-c", SERVE_AND_MEASURE, str(folder)],
         stdin=subprocess.PIPE,
@@ -281,22 +276,35 @@ def test_concurrent_requests_of_40_million_pixels_are_decoded_one_at_a_time(tmp_
         text=True,
     )
     assert child.stdin is not None and child.stdout is not None
-    url = f"http://127.0.0.1:{child.stdout.readline().strip()}/v2/models/tiny/image"
-    statuses: list[int] = []
-
-    def post() -> None:
-        request = urllib.request.Request(url, big.getvalue(), method="POST")
-        with urllib.request.urlopen(request, timeout=120) as answer:
-            statuses.append(answer.status)
-
-    clients = [threading.Thread(target=post) for _ in range(5)]
-    for client in clients:
-        client.start()
-    for client in clients:
-        client.join()
+    url = f"http://127.0.0.1:{child.stdout.readline().strip()}/v2/models/tiny"
+    threads = [threading.Thread(target=send, args=(url,)) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     child.stdin.close()
     peak_mb = int(child.stdout.readline())
     child.wait(10)
+    return peak_mb
+
+
+@pytest.mark.slow
+def test_concurrent_requests_of_40_million_pixels_are_decoded_one_at_a_time(tmp_path) -> None:
+    """A 130 KB PNG of 8000 x 5000 pixels took ~700 MB to answer, and five sent at once 3.4 GB;
+    one at a time, the server stays under 2.7 GB (allocators keep some of what was freed, each
+    thread's arena its own: 1.3 GB on a quiet host, 2.1 GB in a loaded CI run)."""
+    import urllib.request
+
+    big = io.BytesIO()
+    Image.new("RGB", (8000, 5000), (10, 200, 30)).save(big, "PNG")
+    statuses: list[int] = []
+
+    def post(url: str) -> None:
+        request = urllib.request.Request(f"{url}/image", big.getvalue(), method="POST")
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            statuses.append(answer.status)
+
+    peak_mb = _peak_mb_while(tiny_bundle(tmp_path / "b"), post, clients=5)
     assert statuses == [200] * 5
     assert peak_mb < 2700, f"{peak_mb} MB"
 
@@ -347,10 +355,7 @@ def test_predict_on_a_folder_skips_what_is_not_a_regular_file(tmp_path) -> None:
 def test_a_body_of_empty_lists_is_refused_before_it_is_parsed(tmp_path) -> None:
     """An 8 MiB body of "[]," took 280 MB and 2 s to parse and answer 400; 16 sent at once
     held the server at 963 MB. Lists are counted first: more than a batch nested by its shape
-    is a 400 unparsed."""
-    import subprocess
-    import sys
-    import threading
+    is a 400 unparsed, while a tensor nested by its shape is answered."""
     import urllib.error
     import urllib.request
 
@@ -358,35 +363,18 @@ def test_a_body_of_empty_lists_is_refused_before_it_is_parsed(tmp_path) -> None:
     body = json.dumps({"inputs": [tensor]}, separators=(",", ":")).encode()  # 7.7 MiB
     nested = _infer({"datatype": "FP32", "shape": [1, 3, SIZE, SIZE],
                      "data": [[[[0.5] * SIZE] * SIZE] * 3]})  # fmt: skip
-    child = subprocess.Popen(
-        [sys.executable, "-c", SERVE_AND_MEASURE, str(tiny_bundle(tmp_path / "b"))],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdin is not None and child.stdout is not None
-    url = f"http://127.0.0.1:{child.stdout.readline().strip()}/v2/models/tiny/infer"
     answers: list[tuple[int, str]] = []
 
-    def post(data: bytes) -> None:
-        request = urllib.request.Request(url, data, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=120) as answer:
-                answers.append((answer.status, ""))
-        except urllib.error.HTTPError as refused:
-            answers.append((refused.code, json.loads(refused.read())["error"]))
+    def post(url: str) -> None:
+        for data in (nested, body):
+            request = urllib.request.Request(f"{url}/infer", data, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=120) as answer:
+                    answers.append((answer.status, ""))
+            except urllib.error.HTTPError as refused:
+                answers.append((refused.code, json.loads(refused.read())["error"]))
 
-    post(nested)  # a tensor nested by its shape is answered
-    assert answers.pop() == (200, "")
-    clients = [threading.Thread(target=post, args=(body,)) for _ in range(3)]
-    for client in clients:
-        client.start()
-    for client in clients:
-        client.join()
-    child.stdin.close()
-    peak_mb = int(child.stdout.readline())
-    child.wait(10)
-    assert (
-        answers == [(400, f"the body holds more lists than an [N, 3, {SIZE}, {SIZE}] tensor")] * 3
-    )
+    peak_mb = _peak_mb_while(tiny_bundle(tmp_path / "b"), post, clients=3)
+    message = f"the body holds more lists than an [N, 3, {SIZE}, {SIZE}] tensor"
+    assert sorted(answers) == [(200, "")] * 3 + [(400, message)] * 3
     assert peak_mb < 400, f"{peak_mb} MB"
