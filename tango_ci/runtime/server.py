@@ -9,7 +9,9 @@
 
 Limits: request bodies over ``max_bytes`` and images declaring over 40 million pixels get 413,
 at most ``pixel_budget`` pixels (80 million) are decoded at once over all requests (a JSON
-body counts two pixels a byte while it is parsed; the others wait their turn), clients over ``rate`` requests a second 429, a missing or wrong bearer token
+body counts two pixels a byte while it is parsed; the others wait their turn), a JSON body
+with more lists than a batch of 1024 nested by its shape is 400 unparsed, clients over
+``rate`` requests a second 429, a missing or wrong bearer token
 401, anything malformed a 4xx JSON ``{"error": ...}``; the server keeps serving (handler.py:
 the HTTP side, with its timeout and connection cap). It binds to 127.0.0.1 unless told
 otherwise. With a challenger it runs ``shadow`` (both answer, the champion's answer is
