@@ -7,7 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from tests.hostile.conftest import Tree, refused, tango
+from tests.hostile.conftest import Tree, refused, tango_here
 from tests.hostile.test_forge import ci_repo  # noqa: F401 (a fixture)
 
 
@@ -22,7 +22,7 @@ def test_a_data_pointer_outside_the_work_tree_is_refused(ci_repo: Path, outside:
     pointer(ci_repo, "extra", "../../../outside/pwned")
     tree = Tree(ci_repo.parent)
     refused(
-        tango("data", "pull", "projects/demo", cwd=ci_repo),
+        tango_here("data", "pull", "projects/demo", cwd=ci_repo),
         "projects/demo/extra.dvc: output '../../../outside/pwned' is outside the "
         "repository's work tree; it was not pulled",
     )
@@ -34,7 +34,7 @@ def test_a_data_pointer_through_a_link_is_refused(ci_repo: Path, outside: Path) 
     pointer(ci_repo, "extra", "extra")
     tree = Tree(ci_repo.parent)
     refused(
-        tango("data", "pull", "projects/demo", cwd=ci_repo),
+        tango_here("data", "pull", "projects/demo", cwd=ci_repo),
         "projects/demo/extra.dvc: projects/demo/extra is or holds a symbolic link; DVC "
         "would write through it, so it was not pulled",
     )
@@ -45,7 +45,7 @@ def test_a_data_pointer_that_is_not_a_mapping_is_refused(ci_repo: Path) -> None:
     (ci_repo / "projects" / "demo" / "extra.dvc").write_text("- just\n- a list\n")
     tree = Tree(ci_repo.parent)
     refused(
-        tango("data", "pull", "projects/demo", cwd=ci_repo),
+        tango_here("data", "pull", "projects/demo", cwd=ci_repo),
         "projects/demo/extra.dvc: the document must be an object, not a list",
     )
     tree.assert_unchanged()
@@ -64,7 +64,7 @@ def test_a_data_listing_whose_relpaths_climb_out_is_refused(ci_repo: Path, outsi
     pointer(ci_repo, "extra", "extra", listing_md5 + ".dir")
     tree = Tree(outside)
     refused(
-        tango("data", "pull", "projects/demo", cwd=ci_repo),
+        tango_here("data", "pull", "projects/demo", cwd=ci_repo),
         f"projects/demo/extra.dvc: the DVC remote's listing {listing_md5}.dir: unsafe path "
         "'../../../../outside/pwned' (absolute, '..' or not normalised); nothing is "
         "written outside its folder",

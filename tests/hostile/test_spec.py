@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MINIMAL_PROJECT as BASE
-from tests.hostile.conftest import Tree, tango
+from tests.hostile.conftest import Tree, tango_here
 
 STORAGE_ONLY = (
     "a project file names only an SQLite file inside the repository "
@@ -147,7 +147,7 @@ CASES = {
 
 
 def _validate(root: Path, path: Path):
-    result = tango("validate", str(path), cwd=root)
+    result = tango_here("validate", str(path), cwd=root)
     return result
 
 
@@ -171,7 +171,7 @@ def test_run_refuses_with_one_error_line(spec_repo: Path) -> None:
     folder = spec_repo / "projects" / "demo"
     folder.mkdir()
     (folder / "project.yaml").write_text(CASES["nan-split"][0])
-    result = tango("run", "projects/demo", cwd=spec_repo)
+    result = tango_here("run", "projects/demo", cwd=spec_repo)
     assert result.code == 1
     assert result.error_line == "projects/demo/project.yaml:6:16: '.nan' is not a finite number"
     assert not (spec_repo / "runs").exists()
@@ -211,7 +211,7 @@ def test_linked_project_folder_is_refused(spec_repo: Path, tmp_path: Path) -> No
     real.mkdir()
     (real / "project.yaml").write_text(BASE)
     (spec_repo / "projects" / "demo").symlink_to(real, target_is_directory=True)
-    result = tango("run", "projects/demo", cwd=spec_repo)
+    result = tango_here("run", "projects/demo", cwd=spec_repo)
     assert result.code == 1
     assert result.error_line == (
         "projects/demo/project.yaml: its folder is a symbolic link; "
