@@ -53,6 +53,62 @@ class ProjectChanged(TangoError):
     )
 
 
+class RunnerChanged(TangoError):
+    _template = (
+        "{file} changed since the {stage} stage of run {run} used it; start a new run with "
+        "`tango run {folder}`"
+    )
+
+
+#: stages whose results depend on the targets' runner files (threads, engines) and latency
+#: models; a supernet's search trains without them, so they may change (a device profiled)
+#: before its subnets are specialised
+RUNNER_STAGES = ("search", "specialise", "compile", "bench", "gate")
+
+
+def runner_files(spec: ProjectSpec) -> dict[str, str]:
+    """sha256 of the runner files of the project's targets and of their latency models, by
+    path in the repository."""
+    from tango_ci.latency.records import models_folder
+
+    root = find_repo_root(spec.folder)
+    files: dict[str, str] = {}
+    for name in sorted({target.runner for target in spec.targets}):
+        path = spec.runners[name].path
+        if path is None:
+            continue
+        folder = models_folder(path)
+        for file in [path, *(sorted(folder.glob("*.json")) if folder.is_dir() else [])]:
+            if file.is_file():
+                shown = file.relative_to(root) if file.is_relative_to(root) else file
+                files[shown.as_posix()] = file_sha256(file)
+    return files
+
+
+def _uses_runners(stage: str, spec: ProjectSpec) -> bool:
+    return stage in RUNNER_STAGES and not (stage == "search" and spec.search.strategy == "supernet")
+
+
+def _check_runner_files(run: RunDir, spec: ProjectSpec, before: str) -> None:
+    """Refuse to go on with ``run`` when a runner file or latency model that a stage before
+    ``before`` recorded has changed since: the run would mix two set-ups."""
+    now: dict[str, str] | None = None
+    for stage in STAGES[: STAGES.index(before)]:
+        manifest = run.manifest(stage)
+        recorded = manifest.get("runner_files") if manifest else None
+        if not isinstance(recorded, dict):
+            continue
+        now = runner_files(spec) if now is None else now
+        for name, digest in recorded.items():
+            if now.get(name) != digest:
+                raise RunnerChanged(
+                    file=str(name)[:200],
+                    stage=stage,
+                    run=run.id,
+                    folder=display_path(spec.folder),
+                )
+
+
 def select_stages(from_stage: str | None, until: str | None) -> list[str]:
     for name in (from_stage, until):
         if name is not None and name not in STAGES:
@@ -173,8 +229,11 @@ def _run_locked(
         verified.update(STAGES[: STAGES.index(stage)])
         if checked:
             reporter.log(f"checked the files of {', '.join(checked)} against their manifests")
+        _check_runner_files(run, spec, stage)
         recorder = StageRecorder(run, stage)
         recorder.folder.mkdir(parents=True, exist_ok=True)
+        if _uses_runners(stage, spec):
+            recorder.runner_files = runner_files(spec)
         context = StageContext(
             run=run, spec=spec, recorder=recorder, reporter=reporter, options=dict(options)
         )

@@ -315,6 +315,8 @@ class StageRecorder:
         self.inputs: dict[str, Any] = {}
         self.outputs: dict[str, Any] = {}
         self.summary: dict[str, Any] = {}
+        #: sha256 of the runner files and latency models the stage's results depend on
+        self.runner_files: dict[str, str] = {}
         self.started = time.time()
 
     def input_file(self, name: str, path: Path) -> None:
@@ -345,6 +347,7 @@ class StageRecorder:
             "inputs": self.inputs,
             "outputs": self.outputs,
             "summary": self.summary,
+            **({"runner_files": self.runner_files} if self.runner_files else {}),
             "tools": tool_versions(),
             "host": {
                 "node": platform.node(),

@@ -15,7 +15,7 @@ import torch
 
 from tango_ci import api
 from tango_ci.exceptions import StageInputError
-from tango_ci.pipeline import ProjectChanged
+from tango_ci.pipeline import RUNNER_STAGES, ProjectChanged, RunnerChanged
 from tango_ci.rundir import STAGES, file_sha256, read_json
 from tests.latency.helpers import write_latency_model
 from tests.pipeline_helpers import make_repo
@@ -268,6 +268,35 @@ def test_a_changed_project_file_refuses_to_continue_a_run(finished) -> None:
             api.run(project, from_stage="gate", until="gate")
     finally:
         path.write_text(original)
+
+
+@pytest.mark.parametrize("changed", ["runner", "latency model"])
+def test_a_changed_runner_file_refuses_to_continue_a_run(finished, changed) -> None:
+    """Runner files (threads, engines) and latency models were not part of a run: a run
+    continued after they changed mixed two set-ups. The stages that used them record them."""
+    project, run = finished
+    root = project.parent.parent
+    runner = root / "runners" / "local-cpu.yaml"
+    model = root / "runners" / "local-cpu" / "latency" / "onnxruntime-fp32.json"
+    files = {"runners/local-cpu.yaml", model.relative_to(root).as_posix()}
+    for stage in STAGES:
+        recorded = read_json(run / stage / "manifest.json").get("runner_files", {})
+        assert set(recorded) == (files if stage in RUNNER_STAGES else set()), stage
+    path = runner if changed == "runner" else model
+    original = path.read_bytes()
+    try:
+        if changed == "runner":
+            runner.write_text(original.decode() + "# threads were changed here\n")
+        else:
+            write_latency_model(runner, overhead_ms=1.0)
+        shown = path.relative_to(root).as_posix()
+        # gate again: a new run holding copies of the stages before it, which used the old one
+        message = rf"^{shown} changed since the search stage of run \S+ used it; start a new run"
+        with pytest.raises(RunnerChanged, match=message):
+            api.run(project, from_stage="gate", until="gate", run_id=run.name)
+    finally:
+        path.write_bytes(original)
+    api.run(project, from_stage="gate", until="gate", run_id=run.name)  # as it was: goes on
 
 
 def test_training_can_start_from_local_pretrained_weights(tmp_path) -> None:
