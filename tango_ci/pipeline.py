@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +134,20 @@ def _spec_record(spec: ProjectSpec) -> dict:
     return {"project_file": str(path), "sha256": file_sha256(path), "spec": to_dict(spec)}
 
 
+#: an unfinished fork copy untouched this long was left by a killed process, not one at work
+STALE_PARTIAL_S = 24 * 3600
+
+
+def remove_stale_partials(project_runs: Path) -> None:
+    """Remove the copies killed forks left (``.<id>.partial``, a day or more old): they are
+    never runs, and nothing else would ever clean them up. Links are not followed."""
+    now = time.time()
+    for stale in project_runs.glob(".*.partial"):
+        old = stale.is_dir() and now - stale.stat().st_mtime > STALE_PARTIAL_S
+        if old and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def open_run(
     spec: ProjectSpec, stages: list[str], *, run_id: str | None, resume: bool, runs: Path
 ) -> RunDir:
@@ -148,6 +164,7 @@ def open_run(
         keep = STAGES[: STAGES.index(stages[0])]
         for stage in keep:  # never copy a tampered file into a new run
             run.verify(stage)
+        remove_stale_partials(run.project_runs)
         return fork_run(run, keep)
     return run
 

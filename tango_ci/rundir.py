@@ -227,21 +227,8 @@ def create_run(runs: Path, project: str, spec: dict) -> RunDir:
     return RunDir(root)
 
 
-#: an unfinished fork copy untouched this long was left by a killed process, not one at work
-STALE_PARTIAL_S = 24 * 3600
-
-
 def fork_run(run: RunDir, keep: Iterable[str]) -> RunDir:
-    """A new run holding copies of ``keep`` stage folders of ``run`` (its earlier results).
-    Copies a killed fork left behind (``.<id>.partial``, a day old) are removed first."""
-    now = time.time()
-    for stale in run.project_runs.glob(".*.partial"):
-        if (
-            stale.is_dir()
-            and not stale.is_symlink()
-            and now - stale.stat().st_mtime > STALE_PARTIAL_S
-        ):
-            shutil.rmtree(stale, ignore_errors=True)
+    """A new run holding copies of ``keep`` stage folders of ``run`` (its earlier results)."""
     root = run.project_runs / new_run_id()
     staging = root.with_name(f".{root.name}.partial")  # not a run until renamed, whole
     staging.mkdir()
@@ -315,8 +302,7 @@ class StageRecorder:
         self.inputs: dict[str, Any] = {}
         self.outputs: dict[str, Any] = {}
         self.summary: dict[str, Any] = {}
-        #: sha256 of the runner files and latency models the stage's results depend on
-        self.runner_files: dict[str, str] = {}
+        self.runner_files: dict[str, str] = {}  # sha256 of those the results depend on
         self.started = time.time()
 
     def input_file(self, name: str, path: Path) -> None:

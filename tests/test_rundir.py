@@ -1,4 +1,4 @@
-"""Run folders: what a killed fork leaves behind is cleaned up by a later one."""
+"""Run folders: what a killed fork leaves behind is cleaned up by a later fork."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import os
 import time
 from pathlib import Path
 
-from tango_ci.rundir import STALE_PARTIAL_S, RunDir, fork_run, write_json
+from tango_ci.pipeline import STALE_PARTIAL_S, remove_stale_partials
+from tango_ci.rundir import RunDir, fork_run, write_json
 
 
 def test_a_fork_removes_the_copies_killed_forks_left_a_day_ago(tmp_path: Path) -> None:
@@ -25,6 +26,7 @@ def test_a_fork_removes_the_copies_killed_forks_left_a_day_ago(tmp_path: Path) -
     os.utime(elsewhere, (stale, stale))
     (project_runs / ".link.partial").symlink_to(elsewhere, target_is_directory=True)
 
+    remove_stale_partials(project_runs)  # what open_run does before it forks
     forked = fork_run(RunDir(run), ["data"])
 
     assert (forked.root / "data").is_dir() and forked.root.parent == project_runs
