@@ -109,6 +109,30 @@ def test_oversized_run_file_is_refused_unread(repo: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        {"../../../outside/keep.txt\x1b[2J": "0" * 64},
+        {"runners/local-cpu.yaml": ["not", "a", "hash"]},
+    ],
+    ids=["odd name", "odd value"],
+)
+def test_recorded_runner_files_are_compared_never_read(repo: Path, outside: Path, recorded) -> None:
+    """A run's manifests name the runner files a stage used: the names are only compared with
+    the repository's own runner files (never opened) and shown as text."""
+    manifest = _run(repo) / "search" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["runner_files"] = recorded
+    manifest.write_text(json.dumps(data))
+    tree = Tree(outside)
+    result = tango_here("compile", "projects/tiny", cwd=repo)
+    name = next(iter(recorded))
+    assert result.code == 1 and "\x1b" not in result.stderr
+    assert result.error_line.startswith(name.replace("\x1b", "\\x1b"))
+    assert "changed since the search stage of run" in result.error_line
+    tree.assert_unchanged()
+
+
 def test_nan_in_a_run_file_is_not_json(repo: Path) -> None:
     """issue 10: decision.json could hold NaN; strict JSON readers refuse it."""
     spec = _run(repo) / "spec.json"
