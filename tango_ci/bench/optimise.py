@@ -134,7 +134,7 @@ class _Search:
             artifact, manifest = self.build(recipe)
             latency = self.time(artifact)
         except Exception as exc:  # a recipe this onnxruntime cannot build or run: a row
-            return self.row(recipe, status="failed", reason=_one_line(exc))
+            return self.row(recipe, status="failed", reason=one_line(exc))
         return self.row(
             recipe,
             status="timed",
@@ -326,9 +326,17 @@ def time_predictor(predictor, batch: int, size: int, seconds: float, min_runs: i
     return float(np.median(samples))
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """``Type: first line`` of an engine's error (a compiler's log can be pages long)."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-__all__ = ["SearchProblem", "SearchResult", "build_recipe", "search_recipes", "time_predictor"]
+__all__ = [
+    "SearchProblem",
+    "SearchResult",
+    "build_recipe",
+    "one_line",
+    "search_recipes",
+    "time_predictor",
+]

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tango_ci.bench.optimise import SearchProblem, SearchResult, build_recipe, search_recipes
+from tango_ci.bench.optimise import (
+    SearchProblem,
+    SearchResult,
+    build_recipe,
+    one_line,
+    search_recipes,
+)
 from tango_ci.compile import BuildRequest, capabilities, get_compiler
 from tango_ci.compile.recipes import cpu_features
 from tango_ci.context import StageContext
@@ -92,7 +98,7 @@ def build_fastest_mode(ctx: StageContext, candidate, runner, out: Path, model_di
             finally:
                 predictor.close()
         except Exception as exc:  # a mode this device cannot build or run is a row, not a stop
-            why = exc.message if isinstance(exc, TangoError) else _one_line(exc)
+            why = exc.message if isinstance(exc, TangoError) else one_line(exc)
             if not timings and mode == modes[-1]:
                 raise TangoError(f"no {candidate.engine} mode could be built here: {why}") from exc
             skipped[mode] = why
@@ -200,9 +206,3 @@ def recipe_table(problem: SearchProblem, result: SearchResult, evaluator) -> dic
         "chosen": result.best.to_json() if result.best else None,
         "rows": rows,
     }
-
-
-def _one_line(exc: BaseException) -> str:
-    """``Type: first line`` of an error from an engine (a compiler's log can be pages long)."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
