@@ -12,7 +12,8 @@ from pathlib import Path
 
 from tango_ci.exceptions import TangoError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+# .mpo: a camera's JPEG with more pictures after the first, read by the JPEG decoder
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".mpo", ".bmp", ".webp", ".tif", ".tiff"})
 
 
 def image_name(path: Path) -> bool:

@@ -5,32 +5,30 @@ like spec problems, so a broken label is found as easily as a broken project fil
 :data:`MAX_PROBLEMS` are kept (a caller may ask for fewer), then one line with the total: a
 million bad label lines must not flood the terminal or the memory.
 
-Identical lines of a label file are one box: ultralytics removes them when it trains and
-validates, so the checked statistics and the saved ground truth leave them out too (counted and
-warned of).
+What ultralytics accepts and mends when it trains is accepted and mended the same way, so the
+checked statistics and the saved ground truth are what training sees, each counted and warned
+of: identical lines of a label file are one box, boxes reaching past the image's edge are cut
+at it, boxes of no area are dropped, an image without a label file has no objects, and a
+``test:`` entry that does not exist (as Roboflow writes it) leaves the test split to be drawn
+from the training images.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tango_ci.data.dataset import duplicates
-from tango_ci.data.files import FileRefused, decode_text, read_bytes, sha256, undecodable_line
+from tango_ci.data.files import FileRefused, sha256
 from tango_ci.data.images import check_image, read_image
-from tango_ci.data.layout import IMAGE_SUFFIXES, inside
-from tango_ci.data.yolo_labels import (
-    label_path,
-    parse_label_bytes,
-    parse_labels,
-    read_label_file,
-)
+from tango_ci.data.layout import inside
+from tango_ci.data.problem_list import MAX_PROBLEMS, ProblemList
+from tango_ci.data.yolo_labels import label_path, parse_labels, read_label_file, read_labels
+from tango_ci.data.yolo_splits import STAY, listed_images, relative_name, split_images, under
 from tango_ci.data.yolo_yaml import load_data_yaml, quoted
 from tango_ci.exceptions import TangoError
 from tango_ci.runtime.images import ImageTooLarge
@@ -48,10 +46,7 @@ __all__ = [
     "parse_labels",
     "read_dataset",
     "relative_name",
-    "unique_boxes",
 ]
-
-MAX_PROBLEMS = 1000
 
 
 @dataclass(frozen=True)
@@ -60,57 +55,14 @@ class YoloDataset:
     data_yaml: Path
     names: tuple[str, ...]
     images: dict[str, tuple[Path, ...]]
+    keypoints: tuple[int, int] | None = None  # data.yaml's kpt_shape: pose rows are boxes too
+    warnings: tuple[str, ...] = ()  # what was read differently from what data.yaml says
 
     def label_path(self, image: Path) -> Path:
         return label_path(image)
 
 
-_STAY = "data must stay inside it"
-_LINKED_OUT = f"a symbolic link out of the repository (or a link loop); {_STAY}"
-
-
-def relative_name(path: Path, base: Path) -> str:
-    """``path`` relative to the folder ``base``, with ``..`` for a file beside it (a split
-    folder outside the dataset's ``path:`` but inside the repository)."""
-    try:
-        return Path(os.path.relpath(path, base)).as_posix()
-    except ValueError:  # another drive
-        return str(path)
-
-
-def _file_and_line(problem: Problem) -> tuple[str, int]:
-    return problem.file, problem.line
-
-
-@dataclass
-class ProblemList:
-    """The first ``limit`` problems (in the order found, or by file and line when ``ordered``)
-    and how many there were in all, in memory that does not grow with their number."""
-
-    ordered: bool = False
-    limit: int = MAX_PROBLEMS
-    kept: list[Problem] = field(default_factory=list)
-    total: int = 0
-
-    def add(self, problems: Iterable[Problem]) -> None:
-        for problem in problems:
-            self.total += 1
-            if self.ordered or len(self.kept) < self.limit:
-                self.kept.append(problem)
-            if len(self.kept) > 2 * self.limit:  # sorting is stable: ties keep their order
-                self.kept = sorted(self.kept, key=_file_and_line)[: self.limit]
-
-    def result(self, where: str) -> list[Problem]:
-        """The kept problems and a last one at ``where`` saying how many more there were."""
-        found = sorted(self.kept, key=_file_and_line) if self.ordered else self.kept
-        found = found[: self.limit]
-        if self.total > len(found):
-            more = self.total - len(found)
-            found = [
-                *found,
-                Problem(where, 0, 0, "", f"... and {more} more problem(s), {self.total} in all"),
-            ]
-        return found
+_LINKED_OUT = f"a symbolic link out of the repository (or a link loop); {STAY}"
 
 
 def read_dataset(
@@ -137,34 +89,31 @@ def read_dataset(
 
     root = inside(base / fields.path, limit)
     if root is None:
-        return None, [at("path", f"{quoted(fields.path)} leads out of the repository; {_STAY}")]
+        return None, [at("path", f"{quoted(fields.path)} leads out of the repository; {STAY}")]
     shown_base = base.resolve()  # image paths are resolved ones
     found_problems = ProblemList(limit=max_problems)
     found_problems.add(problems)
     images: dict[str, tuple[Path, ...]] = {}
-    for split, value in fields.splits.items():
-        folder = _split_folder(root, value, limit)
-        if folder is None:
-            found_problems.add([at(split, f"{quoted(value)} leads out of the repository; {_STAY}")])
-            continue
-        kind = _kind(folder)
-        if kind == "file" and folder.suffix == ".txt":
-            found, listing = _listed(folder, shown_base)
-            if listing:
-                found_problems.add(listing)
-                continue
-            found_problems.add(
-                Problem(
-                    relative_name(p, shown_base), 0, 0, "", f"listed in {quoted(value)} but missing"
-                )
-                for p in found
-                if not p.exists()
+    warnings: list[str] = []
+    undecoded: list[Path] = []
+    for split, entries in fields.splits.items():
+        found, unread, missing = split_images(
+            root, entries, limit, shown_base, lambda m, k=split: at(k, m), undecoded
+        )
+        if split == "test" and not unread and not any(p.is_file() for p in found):
+            # Roboflow writes test: without a test folder; ultralytics trains all the same
+            why = f"{quoted(missing[0])} does not exist" if missing else "has no images"
+            where = fields.where("test")
+            warnings.append(
+                f"{name}:{where.line}:{where.col}: test: {why}; the test split is drawn from "
+                "the training images instead (data.split.test)"
             )
-        elif kind != "folder":
-            found_problems.add([at(split, f"folder {quoted(value)} does not exist")])
             continue
-        else:
-            found = _images(folder)
+        unread.extend(
+            at(split, f"folder {quoted(value)} does not exist{under(root, shown_base)}")
+            for value in missing
+        )
+        found_problems.add(unread)
         outside = {p for p in found if inside(p, limit) is None}
         found_problems.add(
             Problem(relative_name(p, shown_base), 0, 0, "", _LINKED_OUT)
@@ -172,62 +121,29 @@ def read_dataset(
             if p in outside
         )
         images[split] = tuple(p for p in found if p not in outside and p.is_file())
-        if not images[split]:
-            found_problems.add([at(split, f"folder {quoted(value)} has no images")])
+        if not images[split] and not unread and not missing:
+            shown = f"folder {quoted(entries[0])}" if len(entries) == 1 else quoted(list(entries))
+            found_problems.add([at(split, f"{shown} has no images")])
     if found_problems.total:
         return None, found_problems.result(name)
-    return YoloDataset(root=root, data_yaml=data_yaml, names=fields.names, images=images), []
-
-
-def _split_folder(root: Path, value: str, limit: Path | None) -> Path | None:
-    """Where a split entry leads (None: out of ``limit``). Roboflow's YOLO export writes
-    ``train: ../train/images`` beside its data.yaml; like ultralytics, an entry starting with
-    ``../`` that does not exist is tried again without it."""
-    folder = inside(root / value, limit)
-    if (folder is None or _kind(folder) is None) and value.startswith("../"):
-        retried = inside(root / value[3:], limit)
-        if retried is not None and _kind(retried) is not None:
-            return retried
-    return folder
-
-
-def _images(folder: Path) -> list[Path]:
-    """Images under ``folder`` by suffix, sorted; hidden files and folders (``._name``
-    AppleDouble files, ``.git``) left out."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    if undecoded:
+        kinds = " ".join(sorted({p.suffix.lower() for p in undecoded}))
+        warnings.append(
+            f"{len(undecoded)} image(s) of types ultralytics reads but this data stage does not "
+            f"decode ({kinds}) left out; first: {relative_name(undecoded[0], shown_base)}; "
+            "convert them to PNG or JPEG to use them"
+        )
+    return (
+        YoloDataset(
+            root=root,
+            data_yaml=data_yaml,
+            names=fields.names,
+            images=images,
+            keypoints=fields.keypoints,
+            warnings=tuple(warnings),
+        ),
+        [],
     )
-
-
-def _kind(path: Path) -> str | None:
-    """ "file", "folder" or None (missing, or a name the system refuses, such as one too long)."""
-    try:
-        return "file" if path.is_file() else "folder" if path.is_dir() else None
-    except OSError:
-        return None
-
-
-def listed_images(path: Path) -> list[Path]:
-    """The images a list file names, one a line (ultralytics' other form of a split):
-    relative lines are relative to the file's folder. Raises :class:`FileRefused` for a list
-    that is not a regular file or too large, ``UnicodeDecodeError`` for one not UTF-8."""
-    lines = decode_text(read_bytes(path)).splitlines()
-    return [path.parent / line.strip() for line in lines if line.strip()]
-
-
-def _listed(path: Path, base: Path) -> tuple[list[Path], list[Problem]]:
-    """:func:`listed_images`, or the problem of the list file."""
-    shown = relative_name(path, base)
-    try:
-        return listed_images(path), []
-    except FileRefused as exc:
-        return [], [Problem(shown, 0, 0, "", f"list file refused: {exc.message}")]
-    except UnicodeDecodeError as exc:
-        line, col = undecodable_line(exc)
-        return [], [Problem(shown, line, col, "", "not UTF-8 text")]
 
 
 def check_dataset(
@@ -246,10 +162,10 @@ def check_dataset(
         "boxes": {},
         "per_class": {n: 0 for n in dataset.names},
         "background_images": 0,
-        "duplicate_boxes": 0,
     }
     hashed: list[dict] = []  # for images identical across splits
-    repeated: list[str] = []  # label files with identical lines
+    mended = {key: _Mended() for key in _MENDED}  # boxes read differently, as ultralytics does
+    missing: list[str] = []  # images without a label file
     for split, images in dataset.images.items():
         boxes = 0
         for image in images:
@@ -267,55 +183,62 @@ def check_dataset(
             if labels.is_symlink() and inside(labels, limit) is None:
                 problems.add([Problem(label_shown, 0, 0, "", _LINKED_OUT)])
                 continue
-            if not labels.exists():
-                problems.add(
-                    [
-                        Problem(
-                            shown,
-                            0,
-                            0,
-                            "",
-                            f"no label file {label_shown} (write an empty one for an image "
-                            "without objects)",
-                        )
-                    ]
-                )
+            if not labels.exists():  # ultralytics trains on it as an image without objects
+                missing.append(label_shown)
+                stats["background_images"] += 1
                 continue
             raw, found = read_label_file(labels, label_shown)
             if raw is not None:
                 fingerprint.update(f"{label_shown}\0{hashlib.sha256(raw).hexdigest()}\n".encode())
-                rows, found = parse_label_bytes(raw, len(dataset.names), label_shown)
+                read = read_labels(raw, len(dataset.names), label_shown, dataset.keypoints)
+                found = read.problems
             problems.add(found)
             if raw is None or found:
                 continue
-            kept = unique_boxes(rows)
-            if len(kept) < len(rows):
-                stats["duplicate_boxes"] += len(rows) - len(kept)
-                repeated.append(label_shown)
-            boxes += len(kept)
-            stats["background_images"] += int(len(kept) == 0)
-            for cls in kept[:, 0].astype(int):
+            for key, tally in mended.items():
+                if getattr(read, key):
+                    tally.count += getattr(read, key)
+                    tally.files += 1
+                    tally.first = tally.first or label_shown
+            boxes += len(read.rows)
+            stats["background_images"] += int(len(read.rows) == 0)
+            for cls in read.rows[:, 0].astype(int):
                 stats["per_class"][dataset.names[cls]] += 1
         stats["images"][split] = len(images)
         stats["boxes"][split] = boxes
     stats["fingerprint"] = fingerprint.hexdigest()
-    stats["warnings"] = duplicates(hashed)
-    if repeated:
+    stats["duplicate_boxes"] = mended["duplicates"].count
+    stats["clipped_boxes"] = mended["clipped"].count
+    stats["empty_boxes"] = mended["degenerate"].count
+    stats["unlabelled_images"] = len(missing)
+    stats["warnings"] = [*dataset.warnings, *duplicates(hashed)]
+    for key, what in _MENDED.items():
+        if mended[key].count:
+            stats["warnings"].append(
+                f"{mended[key].count} {what}, in {mended[key].files} file(s); first: "
+                f"{mended[key].first}"
+            )
+    if missing:
         stats["warnings"].append(
-            f"{stats['duplicate_boxes']} duplicate box(es) removed, identical lines of a label "
-            f"file (ultralytics removes them too), in {len(repeated)} file(s); first: "
-            f"{repeated[0]}"
+            f"{len(missing)} image(s) without a label file, taken as images without objects "
+            f"(as ultralytics takes them); first: {missing[0]}"
         )
     return dataset, stats, problems.result(relative_name(dataset.data_yaml, base))
 
 
-def unique_boxes(rows: np.ndarray) -> np.ndarray:
-    """``rows`` without exact repeats, in their order: ultralytics' rule (``np.unique`` of the
-    float32 rows), which it applies to training and validation labels alike."""
-    if len(rows) < 2:
-        return rows
-    _, first = np.unique(rows, axis=0, return_index=True)
-    return rows[np.sort(first)]
+_MENDED = {
+    "duplicates": "duplicate box(es) removed, identical lines of a label file (ultralytics "
+    "removes them too)",
+    "clipped": "box(es) reaching past the image's edge cut at it (as ultralytics cuts them)",
+    "degenerate": "box(es) of no width or height dropped (ultralytics drops them when it trains)",
+}
+
+
+@dataclass
+class _Mended:
+    count: int = 0
+    files: int = 0
+    first: str = ""
 
 
 def _image_problem(image: Path, shown: str) -> Problem | None:
@@ -350,7 +273,7 @@ def load_split(dataset: YoloDataset, split: str, size: int) -> dict:
                 f"{path}: image cannot be read ({type(exc).__name__}: {exc})"
             ) from None
         boxed, scale, (left, top) = letterbox(pixels, size)
-        rows = unique_boxes(parse_labels(label_path(path), len(dataset.names), "")[0])
+        rows = parse_labels(label_path(path), len(dataset.names), "", dataset.keypoints)[0]
         h, w = pixels.shape[:2]
         xyxy = (
             np.stack(

@@ -26,17 +26,22 @@ MAX_EVENTS = 100_000
 MAX_DEPTH = 40  # as project.yaml (tango_ci/spec/_yaml.py)
 MAX_CLASSES = 10_000  # LVIS has 1203; every name is printed and kept with the model
 MAX_NAME_CHARS = 200
+MAX_SPLIT_ENTRIES = 100  # folders or list files of one split
+MAX_KEYPOINTS = 1000
 SPLIT_FIELDS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
 class DataYaml:
-    """data.yaml's checked fields: the split paths (``test`` only when given) and the names."""
+    """data.yaml's checked fields: the split paths (each a folder, a list file, or several;
+    ``test`` only when given), the names, and ``kpt_shape`` (pose labels: keypoints and values
+    per keypoint) when given."""
 
     path: str
-    splits: dict[str, str]
+    splits: dict[str, tuple[str, ...]]
     names: tuple[str, ...]
     positions: dict[str, Position] = field(default_factory=dict)
+    keypoints: tuple[int, int] | None = None
 
     def where(self, key: str) -> Position:
         """Where ``key``'s value is written (1:1 when unknown)."""
@@ -174,14 +179,21 @@ def _fields(
         value = content.get(key)
         if key == "test" and value in (None, "", []):
             continue
-        if isinstance(value, list):
+        entries = value if isinstance(value, list) else [value]
+        if len(entries) > MAX_SPLIT_ENTRIES:
+            problems.append(at(key, f"{len(entries)} entries, more than {MAX_SPLIT_ENTRIES}"))
+        elif not entries or not all(isinstance(e, str) and e for e in entries):
+            wrong = next((e for e in entries if not isinstance(e, str) or not e), value)
             problems.append(
-                at(key, "a list of folders is not supported; give one folder or a .txt list file")
+                at(key, f"must be a folder or a list file (or a list of them), got {_kind(wrong)}")
             )
-        elif not isinstance(value, str) or not value:
-            problems.append(at(key, f"must be a folder or a .txt list file, got {_kind(value)}"))
         else:
-            splits[key] = value
+            splits[key] = tuple(entries)
+    keypoints = None
+    if content.get("kpt_shape") is not None:
+        keypoints, shape_problem = _keypoints(content["kpt_shape"])
+        if shape_problem:
+            problems.append(at("kpt_shape", shape_problem))
     names, problem = _names(content["names"])
     if problem:
         index, message = problem
@@ -195,12 +207,33 @@ def _fields(
             problems.append(at("nc", mismatch))
     if problems:
         return None, problems
-    return DataYaml(str(root), splits, names, positions), []
+    return DataYaml(str(root), splits, names, positions, keypoints), []
+
+
+def _keypoints(raw: Any) -> tuple[tuple[int, int] | None, str | None]:
+    """``kpt_shape: [keypoints, values per keypoint]`` (2: x y, 3: x y visibility)."""
+    if (
+        isinstance(raw, list)
+        and len(raw) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in raw)
+        and 1 <= raw[0] <= MAX_KEYPOINTS
+        and raw[1] in (2, 3)
+    ):
+        return (raw[0], raw[1]), None
+    return None, (
+        f"must be [keypoints, values per keypoint] (1..{MAX_KEYPOINTS}, and 2 or 3), "
+        f"got {quoted(raw, 60)}"
+    )
 
 
 def _names(raw: Any) -> tuple[tuple[str, ...], tuple[int | None, str] | None]:
     """Class names from a list, or a mapping 0: name, 1: name, ...; or the class at fault
     (None: the whole field) and why not."""
+    if isinstance(raw, dict) and all(_index(k) is not None for k in raw):
+        indexed = {_index(k): v for k, v in raw.items()}  # '0': name, as ultralytics reads it
+        if len(indexed) < len(raw):
+            return (), (None, "a class index is written twice (as 0 and as '0')")
+        raw = indexed
     if isinstance(raw, dict) and all(isinstance(k, int) for k in raw):
         if sorted(raw) != list(range(len(raw))):
             return (), (None, "mapping keys must be 0, 1, 2, ... without gaps")
@@ -232,6 +265,15 @@ def _names(raw: Any) -> tuple[tuple[str, ...], tuple[int | None, str] | None]:
             )
         first[name] = index
     return names, None
+
+
+def _index(key: Any) -> int | None:
+    """A class index written as a mapping key: 0, or '0' quoted."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return key
+    if isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 6:
+        return int(key)
+    return None
 
 
 def _nc_problem(nc: Any, count: int) -> str | None:

@@ -69,11 +69,14 @@ def _training_yaml(folder: Path, dataset: YoloDataset) -> dict:
     for split, name in (("train", TRAIN_LIST), ("val", VAL_LIST)):
         _write_list(folder / name, dataset.images[split], dataset.root)
         lists[split] = str(folder.resolve() / name)
-    return {
+    written = {
         "path": str(dataset.root),
         **lists,
         "names": {i: n for i, n in enumerate(dataset.names)},
     }
+    if dataset.keypoints:  # ultralytics then reads a pose row's box, as the check did
+        written["kpt_shape"] = list(dataset.keypoints)
+    return written
 
 
 def _write_list(path: Path, images: tuple[Path, ...], root: Path) -> None:

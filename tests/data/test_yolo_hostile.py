@@ -146,12 +146,22 @@ def test_exif_rotated_image_keeps_boxes_on_the_upright_image(root: Path) -> None
         ),
         (
             DATA_YAML.replace("images/train", "5"),
-            "data.yaml:2:8: train: must be a folder or a .txt list file, got the int '5'",
+            "data.yaml:2:8: train: must be a folder or a list file (or a list of them), got the "
+            "int '5'",
         ),
         (
-            DATA_YAML.replace("images/val", "[images/val, more]"),
-            "data.yaml:3:6: val: a list of folders is not supported; give one folder or a .txt "
-            "list file",
+            DATA_YAML.replace("images/val", "[images/val, 7]"),
+            "data.yaml:3:6: val: must be a folder or a list file (or a list of them), got the "
+            "int '7'",
+        ),
+        (
+            DATA_YAML.replace("images/val", "[" + "images/val, " * 101 + "]"),
+            "data.yaml:3:6: val: 101 entries, more than 100",
+        ),
+        (
+            DATA_YAML + "kpt_shape: [17, 4]\n",
+            "data.yaml:5:12: kpt_shape: must be [keypoints, values per keypoint] (1..1000, and 2 "
+            "or 3), got '[17, 4]'",
         ),
         (
             DATA_YAML.replace("[a, b]", "[cat, cat]"),

@@ -41,9 +41,7 @@ def _break(root: Path, case: str) -> None:
     elif case == "out-of-range":
         (labels / "00005.txt").write_text("0 0.5 0.5 0.2 0.2\n2 1.5 0.5 0.2 0.2\n")
     elif case == "zero-size":
-        (labels / "00006.txt").write_text("0 0.5 0.5 0.0 0.2\n")
-    elif case == "outside-image":
-        (labels / "00006.txt").write_text("0 0.95 0.5 0.3 0.2\n")
+        (labels / "00006.txt").write_text("0 0.5 0.5 -0.1 0.2\n")
     elif case == "empty-image":
         (root / "images" / "train" / "00007.png").write_bytes(b"")
     elif case == "yaml-no-names":
@@ -57,8 +55,6 @@ def _break(root: Path, case: str) -> None:
 
 
 CASES = {
-    "missing-label": "images/train/00003.png: no label file labels/train/00003.txt (write an "
-    "empty one for an image without objects)",
     "field-count": "labels/train/00004.txt:2:1: expected 5 values (class cx cy w h), got 4",
     "not-a-number": "labels/train/00004.txt:1:3: 'abc' is not a number",
     "unknown-class": "labels/val/00000.txt:1:1: class 7 is not a class id of data.yaml (0..2)",
@@ -66,8 +62,8 @@ CASES = {
     "(0..2)",
     "out-of-range": "labels/train/00005.txt:2:3: cx 1.5 is outside 0..1 (coordinates are "
     "normalised)",
-    "zero-size": "labels/train/00006.txt:1:1: box has zero width or height",
-    "outside-image": "labels/train/00006.txt:1:1: box reaches outside the image",
+    "zero-size": "labels/train/00006.txt:1:11: w -0.1 is outside 0..1 (coordinates are "
+    "normalised)",
     "empty-image": "images/train/00007.png: image cannot be read (empty or corrupt)",
     "yaml-no-names": "data.yaml:1:1: missing required field 'names'",
     "yaml-missing-split": "data.yaml:2:6: val: folder 'images/val2' does not exist",
@@ -103,6 +99,60 @@ def test_cli_prints_the_lines_and_exits_one(clean: Path, tmp_path: Path) -> None
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stdout.splitlines() == [CASES["zero-size"], CASES["unknown-class"]]
+
+
+MENDED = {
+    "missing-label": (
+        "images/train/00003.png",
+        None,
+        "1 image(s) without a label file, taken as images without objects (as ultralytics "
+        "takes them); first: labels/train/00003.txt",
+    ),
+    "zero-size": (
+        "labels/train/00006.txt",
+        "0 0.5 0.5 0.0 0.2\n1 0.5 0.5 0.3 0.2\n",
+        "1 box(es) of no width or height dropped (ultralytics drops them when it trains), in 1 "
+        "file(s); first: labels/train/00006.txt",
+    ),
+    "outside-image": (
+        "labels/train/00006.txt",
+        "0 0.95 0.5 0.3 0.2\n1 0.5 0.5 0.3 0.2\n",
+        "1 box(es) reaching past the image's edge cut at it (as ultralytics cuts them), in 1 "
+        "file(s); first: labels/train/00006.txt",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MENDED))
+def test_what_ultralytics_mends_is_mended_and_warned_of(
+    clean: Path, tmp_path: Path, case: str
+) -> None:
+    """A missing label file, a box of no area and a box past the image's edge: ultralytics
+    trains on them (no objects; dropped; cut at the edge), so the check takes them the same
+    way, counts them and says so, rather than refusing the whole dataset."""
+    root = tmp_path / "data"
+    shutil.copytree(clean, root)
+    file, content, warning = MENDED[case]
+    before = api.check_yolo_dataset(root)[0]
+    if content is None:
+        (root / "labels" / "train" / "00003.txt").unlink()
+    else:
+        (root / file).write_text(content)
+    stats, problems = api.check_yolo_dataset(root)
+    assert problems == [] and stats["warnings"] == [warning]
+    if case == "missing-label":
+        assert stats["unlabelled_images"] == 1
+        assert stats["background_images"] == before["background_images"] + 1
+    else:
+        assert stats["clipped_boxes" if case == "outside-image" else "empty_boxes"] == 1
+    from tango_ci.data.yolo import read_dataset
+    from tango_ci.data.yolo_labels import parse_labels
+
+    dataset, _ = read_dataset(root)
+    assert dataset is not None
+    if case == "outside-image":  # cut at the right edge: 0.8..1.0
+        rows = parse_labels(root / file, 3, file)[0]
+        assert rows[0].tolist() == pytest.approx([0, 0.9, 0.5, 0.2, 0.2])
 
 
 def test_an_image_in_two_splits_is_warned_of_not_refused(clean: Path, tmp_path: Path) -> None:
