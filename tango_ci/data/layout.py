@@ -7,6 +7,7 @@ refuses one that leads out (or loops), so a class folder linked to ``/home`` is 
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -43,8 +44,9 @@ def unread_folders(root: Path) -> list[str]:
     directly inside (empty, images only in subfolders, or only files of other types), val/
     classes train/ lacks, and in class folders files of no accepted type and images in
     subfolders (one line each, with the first)."""
-    parents = [root / s for s in ("train", "val", "test")] if has_split_folders(root) else [root]
-    found = []
+    split = has_split_folders(root)
+    parents = [root / s for s in ("train", "val", "test")] if split else [root]
+    found = _beside_splits(root) if split else []
     train = {d.name for d in class_folders(root / "train")}
     skipped: Counter[str] = Counter()
     nested: list[Path] = []
@@ -52,8 +54,8 @@ def unread_folders(root: Path) -> list[str]:
     for parent in (p for p in parents if p.is_dir()):
         for folder in sorted(d for d in parent.iterdir() if d.is_dir()):
             shown = folder.relative_to(root).as_posix()
-            if folder.name.startswith(".") or folder.is_symlink():  # a link is refused elsewhere
-                continue
+            if folder.name.startswith(".") or folder.name in _IGNORED or folder.is_symlink():
+                continue  # a link is refused elsewhere
             entries = sorted(folder.iterdir())
             others = [e for e in entries if _other_file(e)]
             # os.walk does not follow links: a link to / inside is not walked
@@ -97,6 +99,26 @@ def unread_folders(root: Path) -> list[str]:
 
 #: files a class folder may hold that are not worth a word
 _JUNK = frozenset({"thumbs.db", "desktop.ini"})
+#: folders an archive tool leaves (macOS's zip: AppleDouble files only)
+_IGNORED = frozenset({"__MACOSX"})
+
+
+def _beside_splits(root: Path) -> list[str]:
+    """Warnings for what lies beside train/ and val/ (not read when they are there): other
+    folders holding images, and images at the top."""
+    found = []
+    for entry in sorted(root.iterdir()):
+        name = entry.name
+        if name in ("train", "val", "test") or name.startswith(".") or name in _IGNORED:
+            continue
+        if entry.is_dir() and not entry.is_symlink() and any(map(is_image, entry.iterdir())):
+            found.append(f"{name}: a folder beside train/ and val/ is not read; move it into them")
+    loose = [e for e in sorted(root.iterdir()) if is_image(e)]
+    if loose:
+        found.append(
+            f"{len(loose)} image(s) beside train/ and val/ are not read (first: {loose[0].name})"
+        )
+    return found
 
 
 def _other_file(path: Path) -> bool:
@@ -146,7 +168,9 @@ def imagefolder_problem(root: Path) -> str | None:
             return problem
         missing = sorted({d.name for d in train} - {d.name for d in val})
         if missing:
-            return f"val/ lacks the classes {', '.join(missing)} that train/ has"
+            return f"val/ lacks the classes {', '.join(missing)} that train/ has" + _unicode_form(
+                missing, [d.name for d in val]
+            )
         if (root / "test").is_dir():
             test = class_folders(root / "test")
             if not test:
@@ -156,12 +180,36 @@ def imagefolder_problem(root: Path) -> str | None:
                 return f"test/ has the classes {', '.join(unknown)} that train/ lacks"
         return None
     classes = class_folders(root)
+    if len(classes) < 2 and class_folders(root / "train"):
+        other = next((n for n in _VAL_NAMES if class_folders(root / n)), None)
+        if other is not None:
+            return f"has train/ and {other}/: rename {other}/ to val/ (the validation split's name)"
+        return (
+            "has train/ without val/ beside it: add val/ (class folders of validation images), "
+            "or move the class folders to the top to have val/ and test/ drawn from them"
+        )
     if len(classes) < 2:
         return (
             "needs at least two class folders with images (or train/ and val/ folders "
             f"of them); found {len(classes)}"
         )
     return _names_problem(classes)
+
+
+#: names other tools give the validation split (Roboflow: valid/)
+_VAL_NAMES = ("valid", "validation", "Val", "Valid", "Validation", "VAL")
+
+
+def _unicode_form(missing: list[str], present: list[str]) -> str:
+    """When the missing names differ from present ones only in their Unicode form (macOS
+    writes names decomposed, NFD), say so: the names look the same."""
+    forms = {unicodedata.normalize("NFC", name) for name in present}
+    if any(unicodedata.normalize("NFC", name) in forms for name in missing):
+        return (
+            " (the names look the same but differ in their Unicode form, as macOS writes them "
+            "decomposed; rename one of the two folders)"
+        )
+    return ""
 
 
 def _names_problem(folders: list[Path]) -> str | None:

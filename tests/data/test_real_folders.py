@@ -98,7 +98,7 @@ def test_files_of_other_types_and_images_in_subfolders_are_said(tmp_path: Path) 
     assert unread_folders(root) == [
         "yellow: no image of an accepted type (.gif: 3); not a class",
         "1 file(s) in class folders skipped, of no accepted image type (.jfif: 1; first: "
-        "red/photo.jfif); accepted: .bmp .jpeg .jpg .png .tif .tiff .webp",
+        "red/photo.jfif); accepted: .bmp .jpeg .jpg .mpo .png .tif .tiff .webp",
         "1 image(s) in subfolders of class folders are not read (first: "
         "green/more/deeper/g.png); a class is the images directly in it",
     ]
