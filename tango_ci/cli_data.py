@@ -150,18 +150,28 @@ def data_check(
     path: Path = typer.Argument(
         ..., help="A YOLO dataset: its data.yaml or the folder holding it."
     ),
+    max_bad_fraction: float = typer.Option(
+        0.0,
+        "--max-bad-fraction",
+        min=0.0,
+        max=1.0,
+        help="Share of images that may be unreadable and are left out with a warning "
+        "instead of refused (the data stage allows "
+        "data.max_bad_fraction, 0.01 unless the project says).",
+    ),
 ) -> None:
     """Check a YOLO dataset: data.yaml, every image and every label line.
 
     For detection datasets only; an image-folder (classification) project is checked by its
     data stage, `tango data PROJECT`.
 
-    Prints one `file:line:col: message` line per problem (missing label files, boxes out of
-    range, unknown class ids, unreadable images, ...; the first 200, then how many more) and
-    exits 1 if there are any; warns of images identical across splits (a test image the model
-    trained on scores too well).
+    Prints one `file:line:col: message` line per problem (boxes out of range, unknown class
+    ids, unreadable images, ...; the first 200, then how many more) and exits 1 if there are
+    any. Warns of what ultralytics mends when it trains and is mended the same way here
+    (images without a label file, boxes past the image's edge or of no area, repeated lines)
+    and of images identical across splits (a test image the model trained on scores too well).
     """
-    stats, problems = api.check_yolo_dataset(path, MAX_PRINTED_PROBLEMS)
+    stats, problems = api.check_yolo_dataset(path, MAX_PRINTED_PROBLEMS, max_bad_fraction)
     for problem in problems:  # the last says how many in all, when there were more
         print(problem.format())
     for warning in stats.get("warnings", []):

@@ -118,9 +118,12 @@ def probe_runner(name: str, out: Path | None, *, force: bool = False) -> tuple[d
     return runner, missing, text
 
 
-def check_yolo_dataset(path: Path, max_problems: int = 200) -> tuple[dict, list[Problem]]:
+def check_yolo_dataset(
+    path: Path, max_problems: int = 200, max_bad_fraction: float = 0.0
+) -> tuple[dict, list[Problem]]:
     """Statistics and the problems of a YOLO dataset (as file:line:col): the first
-    ``max_problems``, then one saying how many there were in all."""
+    ``max_problems``, then one saying how many there were in all; unusable images within
+    ``max_bad_fraction`` are warned of instead."""
     from tango_ci.data.yolo import check_dataset
 
     path = Path(path)
@@ -131,7 +134,9 @@ def check_yolo_dataset(path: Path, max_problems: int = 200) -> tuple[dict, list[
         if path.resolve().is_relative_to(repo)
         else (path if path.is_dir() else path.parent).resolve()
     )
-    _, stats, problems = check_dataset(path, limit, max_problems=max_problems)
+    _, stats, problems = check_dataset(
+        path, limit, max_problems=max_problems, max_bad_fraction=max_bad_fraction
+    )
     return stats, problems
 
 

@@ -15,6 +15,7 @@ from the training images.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,10 +148,17 @@ def read_dataset(
 
 
 def check_dataset(
-    path: Path, limit: Path | None = None, *, max_problems: int = MAX_PROBLEMS
+    path: Path,
+    limit: Path | None = None,
+    *,
+    max_problems: int = MAX_PROBLEMS,
+    max_bad_fraction: float = 0.0,
 ) -> tuple[YoloDataset | None, dict, list[Problem]]:
     """Every problem of a YOLO dataset (the first ``max_problems`` by file and line, then one
-    saying how many in all); statistics and a fingerprint when it can be read."""
+    saying how many in all); statistics and a fingerprint when it can be read. Unreadable
+    images are left out of the dataset given back, with a warning, while they are at most
+    ``max_bad_fraction`` of the images (ultralytics leaves out any number); past it each is a
+    problem."""
     dataset, unread = read_dataset(path, limit, max_problems=max_problems)
     if dataset is None:
         return None, {}, unread
@@ -164,6 +172,7 @@ def check_dataset(
         "background_images": 0,
     }
     hashed: list[dict] = []  # for images identical across splits
+    bad: dict[Path, Problem] = {}  # images that cannot be used
     mended = {key: _Mended() for key in _MENDED}  # boxes read differently, as ultralytics does
     missing: list[str] = []  # images without a label file
     for split, images in dataset.images.items():
@@ -173,7 +182,7 @@ def check_dataset(
             problem = _image_problem(image, shown)
             if problem is not None:
                 fingerprint.update(f"{shown}\0unreadable\n".encode())
-                problems.add([problem])
+                bad[image] = problem
                 continue
             digest = sha256(image)
             hashed.append({"path": shown, "sha256": digest, "split": split})
@@ -204,8 +213,20 @@ def check_dataset(
             stats["background_images"] += int(len(read.rows) == 0)
             for cls in read.rows[:, 0].astype(int):
                 stats["per_class"][dataset.names[cls]] += 1
-        stats["images"][split] = len(images)
+        stats["images"][split] = len(images) - sum(p in bad for p in images)
         stats["boxes"][split] = boxes
+    total = sum(map(len, dataset.images.values()))
+    if len(bad) > max_bad_fraction * total:  # ultralytics leaves out any; the project says
+        problems.add(bad.values())
+    elif bad:
+        kept = {s: tuple(p for p in found if p not in bad) for s, found in dataset.images.items()}
+        dataset = dataclasses.replace(dataset, images=kept)
+        problems.add(
+            Problem(relative_name(dataset.data_yaml, base), 0, 0, "", f"{s}: no usable image")
+            for s, found in kept.items()
+            if not found
+        )
+    stats["unreadable_images"] = len(bad)
     stats["fingerprint"] = fingerprint.hexdigest()
     stats["duplicate_boxes"] = mended["duplicates"].count
     stats["clipped_boxes"] = mended["clipped"].count
@@ -218,6 +239,12 @@ def check_dataset(
                 f"{mended[key].count} {what}, in {mended[key].files} file(s); first: "
                 f"{mended[key].first}"
             )
+    if bad:
+        stats["warnings"].append(
+            f"{len(bad)} of {total} image(s) left out, unreadable "
+            f"(within data.max_bad_fraction {max_bad_fraction:g}); first: "
+            f"{next(iter(bad.values())).format()}"
+        )
     if missing:
         stats["warnings"].append(
             f"{len(missing)} image(s) without a label file, taken as images without objects "

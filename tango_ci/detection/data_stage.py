@@ -106,7 +106,10 @@ def run(ctx: StageContext) -> None:
     spec = ctx.spec
     root = ensure_data(ctx)
     given, stats, problems = check_dataset(
-        root, find_repo_root(spec.folder), max_problems=MAX_SHOWN_PROBLEMS
+        root,
+        find_repo_root(spec.folder),
+        max_problems=MAX_SHOWN_PROBLEMS,
+        max_bad_fraction=spec.data.max_bad_fraction,
     )
     if problems or given is None:  # check_dataset gives no dataset without problems
         raise DatasetError(problems)

@@ -161,3 +161,27 @@ def test_the_written_training_yaml_has_no_kpt_shape_without_pose_rows(tmp_path: 
     assert dataset is not None
     written = _training_yaml(tmp_path, dataset)
     assert "kpt_shape" not in written and yaml.safe_dump(written)
+
+
+def test_unusable_images_within_the_allowed_share_are_left_out(tmp_path: Path) -> None:
+    """ultralytics leaves out a corrupt image and trains on the rest; the check does too while
+    they are within max_bad_fraction, and refuses past it."""
+    root = _dataset(tmp_path, YAML)
+    for index in range(2, 9):
+        _image(root, "train", f"t{index}")
+    (root / "images/train/t2.png").write_bytes(b"")
+    cut = root / "images/train/t3.png"
+    cut.write_bytes(cut.read_bytes()[:200])  # truncated
+    dataset, stats, problems = check_dataset(root, root.parent, max_bad_fraction=0.2)
+    assert problems == [] and dataset is not None
+    assert [p.name for p in dataset.images["train"]] == [f"t{i}.png" for i in (0, 1, 4, 5, 6, 7, 8)]
+    assert stats["images"] == {"train": 7, "val": 2} and stats["unreadable_images"] == 2
+    assert stats["warnings"] == [
+        "2 of 11 image(s) left out, unreadable (within data.max_bad_fraction 0.2); first: "
+        "images/train/t2.png: image cannot be read (empty or corrupt)"
+    ]
+    _, _, problems = check_dataset(root, root.parent, max_bad_fraction=0.1)
+    assert [p.format() for p in problems] == [
+        "images/train/t2.png: image cannot be read (empty or corrupt)",
+        "images/train/t3.png: image cannot be read (empty or corrupt)",
+    ]
