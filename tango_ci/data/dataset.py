@@ -3,13 +3,15 @@
 Images are decoded once here and saved as uint8 arrays (``train.npz``, ``val.npz`` and
 ``test.npz``) in the run folder, so later stages (on other machines, too) use exactly the same
 pixels. The test split is only for the gate and the report: search and training never read it.
+Each image's split follows from its content (:func:`assign_splits`), not from the other files.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,45 +72,113 @@ def scan_imagefolder(
     *,
     test_fraction: float = 0.0,
 ) -> tuple[list[str], list[Item]]:
-    """Classes and items. Given ``train/`` and ``val/`` folders (and ``test/``, used as it is),
-    the test split is otherwise drawn per class from the training images; one folder is split
-    per class by seeded ratios, validation first and the test split from what remains.
+    """Classes and items, each in its split (:func:`assign_splits`). Files that cannot be
+    hashed stay in training; undecodable ones count here, not in :func:`build_arrays`, so in a
+    class whose minimums need a move the two can differ.
 
     With ``limit``, every folder and image must stay inside it through any symbolic link.
     """
+    classes, items = list_imagefolder(root, limit)
+    val, test = drawn_fractions(root, val_fraction, test_fraction)
+    digests: list[str | None] = [None] * len(items)
+    if val > 0 or test > 0:
+        for index, item in enumerate(items):
+            if item.split == "train" and not not_utf8(item.path.relative_to(root).as_posix()):
+                digest, reason = _hashed(item.path)
+                digests[index] = None if reason else digest
+    return classes, assign_splits(items, digests, val, test, seed)
+
+
+def list_imagefolder(root: Path, limit: Path | None = None) -> tuple[list[str], list[Item]]:
+    """Classes and items, each in the split of its folder: ``train`` for every image of one
+    folder without ``train/`` and ``val/`` (then :func:`assign_splits` draws the others)."""
     confined(root, limit)
-    rng = np.random.default_rng(seed)
-    items: list[Item] = []
-    if has_split_folders(root):
-        given = [split for split in SPLITS if (root / split).is_dir()]
-        for split in given:
-            confined(root / split, limit)
-        classes = _class_names(class_folders(root / "train"))
-        for split in given:  # split by split, so the fingerprint's order stays as it was
-            for label, name in enumerate(classes):
-                folder = root / split / name
-                files = _images(folder, limit) if folder.is_dir() else []
-                files = [confined(p, limit) for p in files]
-                if split == "train" and "test" not in given:
-                    order = rng.permutation(len(files))
-                    test = set(order[: held_out(len(files), test_fraction)].tolist())
-                    items += [
-                        Item(f, label, "test" if i in test else "train")
-                        for i, f in enumerate(files)
-                    ]
-                else:
-                    items += [Item(f, label, split) for f in files]
-        return classes, items
-    classes = _class_names(class_folders(root))
-    for label, name in enumerate(classes):
-        files = [confined(p, limit) for p in _images(root / name, limit)]
-        order = rng.permutation(len(files)).tolist()
-        n_val = held_out(len(files), val_fraction)
-        n_test = held_out(len(files) - n_val, test_fraction)
-        split_of = {i: "val" for i in order[:n_val]}
-        split_of.update({i: "test" for i in order[n_val : n_val + n_test]})
-        items += [Item(f, label, split_of.get(i, "train")) for i, f in enumerate(files)]
+    if not has_split_folders(root):
+        classes = _class_names(class_folders(root))
+        return classes, [
+            Item(confined(p, limit), label, "train")
+            for label, name in enumerate(classes)
+            for p in _images(root / name, limit)
+        ]
+    given = [split for split in SPLITS if (root / split).is_dir()]
+    for split in given:
+        confined(root / split, limit)
+    classes = _class_names(class_folders(root / "train"))
+    items = []
+    for split in given:  # split by split, so the fingerprint's order stays as it was
+        for label, name in enumerate(classes):
+            folder = root / split / name
+            files = _images(folder, limit) if folder.is_dir() else []
+            items += [Item(confined(p, limit), label, split) for p in files]
     return classes, items
+
+
+def drawn_fractions(root: Path, val_fraction: float, test_fraction: float) -> tuple[float, float]:
+    """The fractions drawn from the training images: validation only from one folder, test
+    unless a ``test/`` folder is given (used as it is)."""
+    if not has_split_folders(root):
+        return val_fraction, test_fraction
+    return 0.0, 0.0 if (root / "test").is_dir() else test_fraction
+
+
+def assign_splits(
+    items: list[Item], digests: list[str | None], val: float, test: float, seed: int
+) -> list[Item]:
+    """``items`` with their training images (``digests[i]``: the SHA-256 of item i's bytes,
+    None when unreadable) split by content, so an image's split never depends on the others:
+    adding or removing images moves no other image, and identical images share a split.
+
+    Hashing the seed with the digest places an image at u in [0, 1): validation below
+    ``val``, test below ``val + test * (1 - val)`` (``test`` is a fraction of what validation
+    leaves, and validation is the same with or without a test split), training above. Then
+    each class, counting identical images as one and unreadable ones not at all, keeps what
+    it always had: a training image; a validation image when it has two images and ``val`` >
+    0; a test image when it has two images beyond the validation one and ``test`` > 0. A class
+    short of one moves, with its copies, the image whose u lies nearest that split's range
+    from a split holding more than its own minimum (the test split takes from validation only
+    when training has none to spare): one move per missing split, only in classes that need
+    it. Unreadable images stay in training (out of every array).
+    """
+    if val <= 0 and test <= 0:
+        return items
+    classes: dict[int, dict[str, list[int]]] = {}
+    for index, (item, digest) in enumerate(zip(items, digests, strict=True)):
+        if item.split == "train" and digest is not None:
+            classes.setdefault(item.label, {}).setdefault(digest, []).append(index)
+    top = val + test * (1 - val)
+    ranges = {"val": (0.0, val), "test": (val, top), "train": (top, 1.0)}
+    assigned = list(items)
+    for groups in classes.values():
+        place = _kept({digest: _position(digest, seed) for digest in groups}, ranges)
+        for digest, indices in groups.items():
+            for index in indices:
+                assigned[index] = replace(items[index], split=place[digest])
+    return assigned
+
+
+def _position(digest: str, seed: int) -> float:
+    """Where an image's content and the seed place it in [0, 1)."""
+    mixed = hashlib.sha256(f"{seed}\0{digest}".encode()).digest()
+    return int.from_bytes(mixed[:8], "big") / 2**64
+
+
+def _kept(position: dict[str, float], ranges: dict[str, tuple[float, float]]) -> dict[str, str]:
+    """The split of each distinct image of one class, its minimums kept (see
+    :func:`assign_splits`); ties in distance go to the smaller digest."""
+    place = {d: next(s for s in ranges if u < ranges[s][1]) for d, u in position.items()}
+    empty = {s for s, (low, high) in ranges.items() if high <= low}
+    need = {"train": 1, "val": int("val" not in empty and len(place) >= 2)}
+    need["test"] = int("test" not in empty and len(place) - need["val"] >= 2)
+    for split in SPLITS:
+        count = Counter(place.values())
+        if count[split] >= need[split]:
+            continue
+        low, high = ranges[split]
+        spare = [d for d, s in place.items() if count[s] > need[s]]
+        if split == "test" and count["train"] > need["train"]:
+            spare = [d for d in spare if place[d] == "train"]
+        place[min(spare, key=lambda d: (max(low - position[d], position[d] - high), d))] = split
+    return place
 
 
 def _class_names(folders: list[Path]) -> list[str]:
@@ -148,19 +218,26 @@ def decode(path: Path, size: int) -> np.ndarray:
     return resize_square(read_image(path), size)
 
 
-def _read(path: Path, size: int) -> tuple[str, np.ndarray | None, str]:
-    """An image's digest, pixels (None when unreadable) and why not. A file that is too large
-    or not a regular file is refused before it is read, even to hash it."""
+def _hashed(path: Path) -> tuple[str, str]:
+    """An image file's SHA-256, or a stand-in and why it cannot be read. A file that is too
+    large or not a regular file is refused before it is read, even to hash it."""
     try:
         if regular_size(path, MAX_IMAGE_BYTES) == 0:
-            return "empty", None, "an empty file (0 bytes)"
+            return "empty", "an empty file (0 bytes)"
     except (FileRefused, OSError) as exc:
         reason = exc.message if isinstance(exc, FileRefused) else str(exc)
-        return "refused", None, f"image file refused: {reason}"[:200]
+        return "refused", f"image file refused: {reason}"[:200]
     try:
-        digest = sha256(path)
+        return sha256(path), ""
     except OSError as exc:
-        return "unreadable", None, f"{type(exc).__name__}: {exc}"[:200]
+        return "unreadable", f"{type(exc).__name__}: {exc}"[:200]
+
+
+def read_checked(path: Path, size: int) -> tuple[str, np.ndarray | None, str]:
+    """An image's digest, pixels (None when unreadable) and why not."""
+    digest, reason = _hashed(path)
+    if reason:
+        return digest, None, reason
     try:
         return digest, decode(path, size), ""
     except Exception as exc:  # any decoder failure means an unreadable image
@@ -213,20 +290,23 @@ def _unmeasured(classes: list[str], labels: dict[str, list]) -> list[str]:
 
 
 def _every_class_trains(
-    root: Path, classes: list[str], train: list[int], items: list[Item], bad: list[dict]
+    root: Path, classes: list[str], train: list[int], items: list[Item], bad: dict[int, dict]
 ) -> None:
-    """Refuse a class none of whose training images could be read: the network would learn a
-    class it has never seen, and the report would show it only as a zero."""
+    """Refuse a class none of whose training images could be read (``bad``: by item index):
+    the network would learn a class it has never seen, and the report would show it only as
+    a zero. Its training images are then all unreadable: the first is named."""
     empty = sorted(set(range(len(classes))) - set(train))
     if not empty:
         return
-    name = classes[empty[0]]
-    unreadable = sum(1 for i in items if i.label == empty[0] and i.split == "train")
-    first = next((b for b in bad if b["path"].split("/")[-2:-1] == [name]), None)
-    said = f"; first: {first['path']} ({first['reason']})" if first else ""
+    unreadable = [
+        bad[i]
+        for i, item in enumerate(items)
+        if i in bad and item.label == empty[0] and item.split == "train"
+    ]
+    said = f"; first: {unreadable[0]['path']} ({unreadable[0]['reason']})" if unreadable else ""
     raise TangoError(
-        f"{root}: the class {name} has no readable training image ({unreadable} unreadable"
-        f"{said}); fix its images or remove the folder"
+        f"{root}: the class {classes[empty[0]]} has no readable training image "
+        f"({len(unreadable)} unreadable{said}); fix its images or remove the folder"
         + (f" (and {len(empty) - 1} more such classes)" if len(empty) > 1 else "")
     )
 
@@ -261,36 +341,42 @@ def build_arrays(
     ``test_fraction`` is above 0. ``limit`` (the repository) is the folder no image may lead
     out of.
     """
-    classes, items = scan_imagefolder(root, val_fraction, seed, limit, test_fraction=test_fraction)
+    classes, items = list_imagefolder(root, limit)
     if len(classes) < 2:
         raise TangoError(f"{root}: need at least two classes with images, found {len(classes)}")
-    splits = [s for s in SPLITS if s != "test" or any(i.split == "test" for i in items)]
-    arrays: dict[str, list] = {s: [] for s in splits}
-    labels: dict[str, list] = {s: [] for s in splits}
-    bad: list[dict] = []
+    bad: dict[int, dict] = {}
     fingerprint = hashlib.sha256()
-    files: list[dict] = []
-    for index, item in enumerate(items, 1):
+    read: list[tuple[str, str, np.ndarray | None]] = []
+    for index, item in enumerate(items):
         relative = item.path.relative_to(root).as_posix()
         if not_utf8(relative):  # kept out of files.json and the arrays, shown escaped
             digest, pixels, reason = "unnamed", None, "its file name is not UTF-8; rename it"
             relative = printable(relative)
         else:
-            digest, pixels, reason = _read(item.path, image_size)
+            digest, pixels, reason = read_checked(item.path, image_size)
         fingerprint.update(f"{relative}\0{digest}\n".encode())
+        read.append((relative, digest, pixels))
         if pixels is None:
-            bad.append({"path": relative, "reason": reason})
-        else:
+            bad[index] = {"path": relative, "reason": reason}
+        if progress:
+            progress(index + 1, len(items))
+    # split once every image is read, so unreadable ones count for no split's minimum
+    digests = [None if pixels is None else digest for _, digest, pixels in read]
+    items = assign_splits(items, digests, *drawn_fractions(root, val_fraction, test_fraction), seed)
+    splits = [s for s in SPLITS if s != "test" or any(i.split == "test" for i in items)]
+    arrays: dict[str, list] = {s: [] for s in splits}
+    labels: dict[str, list] = {s: [] for s in splits}
+    files: list[dict] = []
+    for item, (relative, digest, pixels) in zip(items, read, strict=True):
+        if pixels is not None:
             arrays[item.split].append(pixels)
             labels[item.split].append(item.label)
             files.append(
                 {"path": relative, "sha256": digest, "label": item.label, "split": item.split}
             )
-        if progress:
-            progress(index, len(items))
     total = len(items)
     if total and len(bad) / total > max_bad_fraction:
-        raise TooManyBadImages(bad, total, max_bad_fraction)
+        raise TooManyBadImages(list(bad.values()), total, max_bad_fraction)
     # split problems after the images are read: unreadable images are the first thing to fix
     if "test" not in splits and has_split_folders(root) and (root / "test").is_dir():
         raise TangoError(f"{root}: test/ holds no image of the classes train/ has")
@@ -307,7 +393,7 @@ def build_arrays(
         "warnings": unread_folders(root) + duplicates(files) + _unmeasured(classes, labels),
         "classes": classes,
         "arrays": {s: (np.stack(arrays[s]), np.asarray(labels[s], dtype=np.int64)) for s in arrays},
-        "bad": bad,
+        "bad": list(bad.values()),
         "files": files,
         "fingerprint": fingerprint.hexdigest(),
     }

@@ -144,4 +144,7 @@ def test_source(root: Path, fraction: float, made: bool) -> str:
         return "none (data.split.test is 0)"
     if has_split_folders(root) and (root / "test").is_dir():
         return "the dataset's test/ folder"
-    return f"{fraction * 100:g}% of each class's training images, drawn with data.split.seed"
+    return (
+        f"about {fraction * 100:g}% of each class's training images, chosen by their content "
+        "and data.split.seed"
+    )

@@ -26,7 +26,9 @@ def test_split_is_seeded_and_stratified(folder: Path) -> None:
     a, b, c = _build(folder), _build(folder), _build(folder, seed=1)
     assert np.array_equal(a["arrays"]["val"][0], b["arrays"]["val"][0])
     assert not np.array_equal(a["arrays"]["val"][0], c["arrays"]["val"][0])
-    assert np.bincount(a["arrays"]["val"][1]).tolist() == [2, 2, 2]
+    # about 20% of each class by content hash, at least one image of each
+    assert min(np.bincount(a["arrays"]["val"][1], minlength=3)) >= 1
+    assert len(a["arrays"]["val"][1]) + len(a["arrays"]["train"][1]) == 30
     assert a["fingerprint"] == c["fingerprint"]  # same files, same fingerprint
 
 

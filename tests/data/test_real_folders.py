@@ -68,7 +68,7 @@ def test_a_class_without_one_readable_training_image_is_refused(tmp_path: Path) 
     with pytest.raises(TangoError) as info:
         _build(root, max_bad_fraction=0.5)
     assert info.value.message.endswith(
-        "the class yellow has no readable training image (3 unreadable; first: yellow/y0.jpg "
+        "the class yellow has no readable training image (4 unreadable; first: yellow/y0.jpg "
         "(an empty file (0 bytes))); fix its images or remove the folder"
     )
 

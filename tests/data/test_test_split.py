@@ -62,10 +62,12 @@ def _to_split_folders(folder: Path, *, test: bool) -> None:
 
 def test_one_folder_draws_the_test_split_from_what_is_not_validation(folder: Path) -> None:
     built, without = _build(folder, test_fraction=0.15), _build(folder)
-    # 10 a class: 2 validation, then 15% of the other 8 (1.2, so 1) for the test split
-    assert _counts(built, "val") == [2, 2, 2]
-    assert _counts(built, "test") == [1, 1, 1]
-    assert _counts(built, "train") == [7, 7, 7]
+    # 10 a class, each image placed by its content: about 2 validation, then about 15% of the
+    # other 8 for the test split; at least one of each class in each split
+    for split in ("val", "test", "train"):
+        assert min(_counts(built, split)) >= 1
+    per_class = np.sum([_counts(built, split) for split in built["arrays"]], axis=0)
+    assert per_class.tolist() == [10, 10, 10]
     splits = _paths(built["files"])
     assert _disjoint(splits) and sum(map(len, splits.values())) == 30
     # the validation split is the one a run without a test split has
@@ -78,7 +80,8 @@ def test_split_folders_draw_the_test_split_from_train(folder: Path) -> None:
     _to_split_folders(folder, test=False)
     built = _build(folder, test_fraction=0.25)
     assert _counts(built, "val") == [2, 2, 2]  # val/ as it is
-    assert _counts(built, "test") == [2, 2, 2] and _counts(built, "train") == [6, 6, 6]
+    test, train = _counts(built, "test"), _counts(built, "train")  # about 25% of 8, by content
+    assert min(test) >= 1 and min(train) >= 1 and np.add(test, train).tolist() == [8] * 3
     splits = _paths(built["files"])
     assert _disjoint(splits)
     assert all(p.startswith("train/") for p in splits["test"] | splits["train"])
@@ -132,19 +135,20 @@ def _data_stage(root: Path, split: str) -> Path:
 def test_the_data_stage_saves_and_counts_the_test_split(spec_repo: Path) -> None:
     data = _data_stage(spec_repo, "")  # data.split.test defaults to 0.15
     summary = read_json(data / "manifest.json")["summary"]
-    assert summary["images"] == {"train": 21, "val": 6, "test": 3}
-    assert summary["test_split"].startswith("15% of each class's training images")
+    # 10 a class, placed by content: about 2 validate, and 15% of the other 8 are tested
+    assert sum(summary["images"].values()) == 30 and min(summary["images"].values()) >= 3
+    assert summary["test_split"].startswith("about 15% of each class's training images")
     splits = _paths(read_json(data / "files.json"))
     assert _disjoint(splits) and {k: len(v) for k, v in splits.items()} == summary["images"]
     with np.load(data / "test.npz") as test:
-        assert sorted(test["labels"].tolist()) == [0, 1, 2]
+        assert sorted(set(test["labels"].tolist())) == [0, 1, 2]
     assert "test" in read_json(data / "manifest.json")["outputs"]
 
 
 def test_test_zero_gives_no_test_split(spec_repo: Path) -> None:
     data = _data_stage(spec_repo, "  split: {test: 0}\n")
     summary = read_json(data / "manifest.json")["summary"]
-    assert summary["images"] == {"train": 24, "val": 6}
+    assert set(summary["images"]) == {"train", "val"} and sum(summary["images"].values()) == 30
     assert summary["test_split"] == "none (data.split.test is 0)"
     assert not (data / "test.npz").exists()
     assert {e["split"] for e in read_json(data / "files.json")} == {"train", "val"}

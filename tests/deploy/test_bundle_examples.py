@@ -185,7 +185,7 @@ def test_a_classification_example_labels_the_validation_split_as_bench(
     data = example.run.stage_dir("data")
     listed = [f for f in read_json(data / "files.json") if f["split"] == "val"]
     images, truth = load_split(data, "val")
-    assert len(listed) == len(images) >= 9  # every validation image, in the data stage's order
+    assert len(listed) == len(images) >= 6  # every validation image, in the data stage's order
     assert [f["label"] for f in listed] == truth.tolist()
     answers = runtime.predict(
         example.bundle, [example.project / "data" / f["path"] for f in listed]

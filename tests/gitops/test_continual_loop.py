@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import urllib.request
@@ -158,7 +159,9 @@ def test_drift_labels_retrain_and_only_a_winning_challenger_is_promoted(tmp_path
     imported = tango(work, "label", "import", str(queue / "export.json"), "--project",
                      "projects/shapes")  # fmt: skip
     said = " ".join(imported.stderr.split())
-    assert "60 imported" in said and "(18 of them into projects/shapes/new-labels" in said
+    # about 30% (--eval-fraction) of the 60, chosen by content, go to the new-data folder
+    held = re.search(r"\((\d+) of them into projects/shapes/new-labels", said)
+    assert "60 imported" in said and held is not None and 9 <= int(held[1]) <= 27, said
     tango(work, "data", "track", "projects/shapes")
     assert (project / "new-labels.dvc").is_file()
 
@@ -168,12 +171,12 @@ def test_drift_labels_retrain_and_only_a_winning_challenger_is_promoted(tmp_path
     assert report["results"][0]["passed"] is False
     git(work, "fetch", "-q", "origin")
     decision = git(work, "show", "origin/reports/shapes:report.md")
-    assert "on new data (18 images) vs production shapes-cpu-fp32@v1.0.0" in decision
+    assert f"on new data ({held[1]} images) vs production shapes-cpu-fp32@v1.0.0" in decision
     merge(work, bare, "retrain-strict")
     assert stages(work)[NAME] == ("v1.0.0", {"prod": "v1.0.0"})
 
     # the same data with margin 0: promoted exactly when it scores at least production's on
-    # the new images and the holdout (here it does: 0.50 against 0.33 on 18 dim images)
+    # the new images and the holdout
     git(work, "checkout", "-qb", "retrain", "main")
     spec.write_text(PROJECT.replace("MARGIN", "0.0"))
     report = push_branch(work, bare, "retrain", "Retrain on labelled drift")[-1]
