@@ -9,8 +9,10 @@ from pathlib import Path
 
 from tango_ci.exceptions import TangoError
 
-#: the largest image the data stage reads (larger ones are unreadable images)
-MAX_IMAGE_BYTES = 64 * 1024 * 1024
+#: the largest image file the data stage reads (larger ones are unreadable images): room for
+#: an uncompressed 8-bit RGBA TIFF at the runtime's ``MAX_FILE_PIXELS`` (480 MB; a 108 MP
+#: phone photograph), never held whole in memory (hashed in chunks, decoded by Pillow)
+MAX_IMAGE_BYTES = 512 * 1024 * 1024
 #: the largest label file or split list file
 MAX_TEXT_BYTES = 16 * 1024 * 1024
 _CHUNK = 1024 * 1024

@@ -2,10 +2,12 @@
 
 Only the formats the data stage accepts by suffix are opened: Pillow otherwise picks a decoder
 from the file's content, and a ``.jpg`` that is really PostScript would run Ghostscript on
-untrusted data. Images over :data:`MAX_IMAGE_BYTES` bytes or the runtime's ``MAX_PIXELS`` are
-refused before decoding. Pixels come out as ultralytics and OpenCV read them: rotated by the
+untrusted data; a file of another format is named as such (``a GIF file named .jpg``). Images
+over :data:`MAX_IMAGE_BYTES` bytes or the runtime's ``MAX_FILE_PIXELS`` (a 108 MP photograph
+is read) are refused before decoding. Pixels come out as ultralytics and OpenCV read them: rotated by the
 EXIF orientation (phone photos), and 16-bit or float images scaled to 8 bits by the
-deployment runtime's conversion.
+deployment runtime's conversion (a rule of their type, never of their range; a TIFF of 32-bit
+integers is refused, saying to save 8 or 16 bits a sample).
 """
 
 from __future__ import annotations

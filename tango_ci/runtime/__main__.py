@@ -236,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--threads", type=int, default=None, help="intra-op threads")
     up.set_defaults(handler=serve_command)
     args = parser.parse_args(argv)
-    # read_rgb refuses images over MAX_PIXELS with one line; Pillow's own warning for those
-    # over 89 million pixels would be a second one
+    # read_rgb refuses images over its limit (MAX_FILE_PIXELS for a file, MAX_PIXELS for a
+    # request) with one line; Pillow's own warning for those over 89 million pixels would be a
+    # second one
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     try:
         return args.handler(args)

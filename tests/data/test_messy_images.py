@@ -11,6 +11,7 @@ from PIL import EpsImagePlugin, Image
 
 from tango_ci.data.dataset import build_arrays
 from tango_ci.data.files import MAX_IMAGE_BYTES
+from tango_ci.runtime.images import MAX_FILE_PIXELS
 
 
 def _image(path: Path, pixels: np.ndarray, **save) -> Path:
@@ -131,3 +132,34 @@ def test_identical_images_across_splits_are_counted(tmp_path: Path) -> None:
         "4 image(s) are identical to one in another split (leakage between splits); "
         "first: train/a/0.png and val/a/0.png"
     ]
+
+
+def test_a_gif_named_jpg_is_said_to_be_one(tmp_path: Path) -> None:
+    """It read 'UnidentifiedImageError: cannot identify image file', which says nothing of
+    what the file is or what would be read."""
+    folder = _folder(tmp_path / "d")
+    Image.new("RGB", (8, 8)).save(folder / "a" / "really_gif.jpg", "GIF")
+    assert _build(folder)["bad"] == [
+        {
+            "path": "a/really_gif.jpg",
+            "reason": "FormatRefused: a GIF file named .jpg, not one of the accepted formats "
+            "(PNG, JPEG, BMP, WEBP, TIFF)",
+        }
+    ]
+
+
+def test_a_50_megapixel_phone_photo_is_read(tmp_path: Path) -> None:
+    """An ordinary 8160 x 6120 JPEG (0.8 MB) was refused as over 40 million pixels."""
+    folder = _folder(tmp_path / "d")
+    Image.new("RGB", (8160, 6120), (200, 10, 10)).save(folder / "a" / "phone.jpg", quality=50)
+    built = _build(folder)
+    assert built["bad"] == []
+    colour = _pixels(built, "a/phone.jpg")[4, 4].astype(int)
+    assert np.abs(colour - [200, 10, 10]).max() <= 4  # JPEG's rounding
+
+
+def test_an_uncompressed_photo_at_the_pixel_limit_is_within_the_byte_limit() -> None:
+    """A 70 MB uncompressed 4700 x 5000 TIFF was refused as over 64 MiB: the byte limit takes
+    an 8-bit RGBA image at the pixel limit (a 108 MP phone photograph) without compression."""
+    assert MAX_FILE_PIXELS >= 108_000_000
+    assert MAX_IMAGE_BYTES >= 4 * MAX_FILE_PIXELS + 64 * 1024

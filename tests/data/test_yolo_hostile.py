@@ -218,7 +218,7 @@ def test_validation_names_the_data_file_data_path_gives(root: Path) -> None:
 def test_an_image_over_the_pixel_limit_is_named_as_refused(root: Path, monkeypatch) -> None:
     import tango_ci.runtime.images
 
-    monkeypatch.setattr(tango_ci.runtime.images, "MAX_PIXELS", 1)
+    monkeypatch.setattr(tango_ci.runtime.images, "MAX_FILE_PIXELS", 1)
     found = _problems(root)
     assert found and all(
         "image refused: " in p and "over the limit of 1 pixels" in p for p in found

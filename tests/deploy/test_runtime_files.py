@@ -127,7 +127,7 @@ def test_predict_answers_every_good_image_and_names_each_bad_one(
     assert "Traceback" not in err and len(errors) == 3, err
     assert errors[0].startswith(f"error: {folder / 'b.png'}: not an image Pillow can read")
     assert errors[1] == (
-        f"error: {folder / 'd.png'}: 12000x12000 pixels is over the limit of 40000000 pixels"
+        f"error: {folder / 'd.png'}: 12000x12000 pixels is over the limit of 120000000 pixels"
     )
     assert errors[2].startswith(f"error: {folder / 'e.png'}: Image size (3600000000 pixels)")
 

@@ -5,12 +5,24 @@ before it is decoded, and a letterbox of any aspect ratio."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, UnidentifiedImageError, features
 
-from tango_ci.runtime.images import ImageError, ImageTooLarge, fit, read_rgb, to_input
+from tango_ci.runtime.images import (
+    MAX_FILE_PIXELS,
+    MAX_PIXELS,
+    FormatRefused,
+    ImageError,
+    ImageTooLarge,
+    fit,
+    open_image,
+    pixel_limit,
+    read_rgb,
+    to_input,
+)
 
 RESIZE = {"kind": "resize", "size": 8, "mean": 0.5, "std": 0.5}
 LETTERBOX = {"kind": "letterbox", "size": 16}
@@ -44,16 +56,78 @@ def test_a_16_bit_gradient_gives_the_input_of_its_8_bit_version(kind: str) -> No
     np.testing.assert_array_equal(read_rgb(as_int32)[:, :, 0], GRADIENT)
 
 
-def test_a_float_image_is_scaled_from_0_1_or_clipped_to_0_255() -> None:
+def test_a_float_image_is_scaled_from_0_1_and_clipped() -> None:
     unit = Image.fromarray(GRADIENT.astype(np.float32) / 255)
     assert unit.mode == "F"
     np.testing.assert_array_equal(
         read_rgb(_saved(unit, "TIFF")), read_rgb(Image.fromarray(GRADIENT).convert("RGB"))
     )
-    wide = Image.fromarray(GRADIENT.astype(np.float32) * 2 - 100)
+    wide = Image.fromarray(GRADIENT.astype(np.float32) / 100 - 1)  # -1..1.55: 0..1 still scaled
     np.testing.assert_array_equal(
-        read_rgb(_saved(wide, "TIFF"))[:, :, 1], np.clip(GRADIENT.astype(int) * 2 - 100, 0, 255)
+        read_rgb(_saved(wide, "TIFF"))[:, :, 1],
+        np.clip(np.rint((GRADIENT.astype(np.float32) / 100 - 1) * 255), 0, 255),
     )
+
+
+def test_one_pixel_out_of_range_does_not_change_how_the_others_read() -> None:
+    """Images of one dataset are scaled by a rule of their type, never by their own range:
+    one float pixel above 1 turned a 0..0.9 image black (mean 0.5), one 16-bit pixel of 256
+    in a 0..255 image of 32-bit integers did the same."""
+    floats = (np.arange(150, dtype=np.float32).reshape(10, 15) + 100) / 249 * 0.9
+    bright = floats.copy()
+    bright[0, 0] = 1.001
+    read = read_rgb(_saved(Image.fromarray(bright), "TIFF"))[:, :, 0]
+    assert read[0, 0] == 255
+    np.testing.assert_array_equal(read.ravel()[1:], np.rint(floats.ravel()[1:] * 255))
+    sixteen = np.arange(150, dtype=np.int32).reshape(10, 15) * 400  # in memory: mode "I"
+    brighter = sixteen.copy()
+    brighter[0, 0] = 2**20  # above 16 bits: white, the rest as they were
+    np.testing.assert_array_equal(
+        read_rgb(Image.fromarray(brighter))[:, :, 0].ravel()[1:],
+        (sixteen.ravel()[1:] >> 8).astype(np.uint8),
+    )
+    assert read_rgb(Image.fromarray(brighter))[0, 0, 0] == 255
+
+
+def test_a_tiff_of_32_bit_integers_is_refused_whatever_its_values() -> None:
+    """No fixed scale fits what such files hold (Pillow saves every signed numpy array so):
+    8-bit values read black by a 16-bit rule, 16-bit ones white by an 8-bit one."""
+    for top in (249, 256, 65535, 2**31 - 1):
+        values = np.linspace(0, top, 150).astype(np.int32).reshape(10, 15)
+        with pytest.raises(FormatRefused, match=r"^a TIFF of 32-bit integers, .* 8 or 16 bits"):
+            read_rgb(_saved(Image.fromarray(values), "TIFF"))
+
+
+def test_a_phone_photo_of_50_megapixels_is_read_from_a_file_not_from_a_request(
+    tmp_path: Path,
+) -> None:
+    """An ordinary 50 MP photograph (8160 x 6120) was refused by the data stage; a served
+    request keeps the server's own bound."""
+    photo = tmp_path / "phone.jpg"
+    Image.new("RGB", (8160, 6120), (90, 120, 150)).save(photo, quality=50)
+    assert pixel_limit(photo) == MAX_FILE_PIXELS >= 108_000_000  # a 108 MP photograph too
+    assert read_rgb(photo).shape == (6120, 8160, 3)
+    assert pixel_limit(io.BytesIO()) == MAX_PIXELS == 40_000_000
+    with pytest.raises(ImageTooLarge, match=r"^8160x6120 pixels is over the limit of 40000000"):
+        read_rgb(io.BytesIO(photo.read_bytes()))
+
+
+@pytest.mark.parametrize(("kind", "what"), [("GIF", "a GIF"), ("AVIF", "an AVIF")])
+def test_another_format_named_jpg_is_named_as_what_it_is(
+    tmp_path: Path, kind: str, what: str
+) -> None:
+    if kind == "AVIF" and not features.check("avif"):
+        pytest.skip("this Pillow cannot write AVIF")
+    path = tmp_path / f"really_{kind.lower()}.jpg"
+    Image.new("RGB", (8, 8)).save(path, kind)
+    accepted = r"not one of the accepted formats \(PNG, JPEG, BMP, WEBP, TIFF\)$"
+    with pytest.raises(FormatRefused, match=rf"^{what} file named \.jpg, {accepted}"):
+        open_image(path)
+    with pytest.raises(FormatRefused, match=rf"^{what} image, {accepted}"):
+        read_rgb(io.BytesIO(path.read_bytes()))
+    path.write_bytes(b"nothing anyone knows")
+    with pytest.raises(UnidentifiedImageError):  # not a format by its first bytes: as it was
+        open_image(path)
 
 
 def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(monkeypatch) -> None:
