@@ -25,6 +25,8 @@ label_app = typer.Typer(
 )
 commands = typer.Typer()  # merged into the main app: `tango deploy`, `tango monitor`
 
+SHOWN_REJECTED = 200  # a large export's rejected entries: the first ones, then a count
+
 
 @commands.command("deploy")
 def deploy_command(
@@ -202,7 +204,11 @@ def label_queue(
 
 @label_app.command("import")
 def label_import(
-    export: Path = typer.Argument(..., help="A Label Studio JSON export or a CVAT XML file."),
+    export: Path = typer.Argument(
+        ...,
+        help="A Label Studio JSON export, a CVAT for images 1.1 XML file, or a .zip of one "
+        "with its images (CVAT's download).",
+    ),
     project: Path = typer.Option(..., "--project", help="The project whose data gets them."),
     eval_fraction: float = typer.Option(
         0.3,
@@ -214,7 +220,11 @@ def label_import(
 ) -> None:
     """Add labelled images to the project's data folder, every entry checked.
 
-    Class folders, or YOLO images/train and labels/train; rejected entries are named.
+    Class folders, or YOLO images/train and labels/train; rejected entries are named (the
+    first 200). Images are found beside the export or in images/ beside it. Detection takes
+    rectangles only: rotated ones become the upright box around them. An image already in
+    the data under another class is rejected (an import never relabels). Exit code 1 when
+    nothing was imported.
 
     When the project sets gate.challenger, --eval-fraction of each class's images (0.3) go to
     its new_data folder instead: the next model must beat production on them, so they are
@@ -233,10 +243,18 @@ def label_import(
     challenger = spec.gate.challenger
     held = challenger.new_resolved if challenger is not None else None
     done = import_labels(export, data, labels, boxes, held=held, fraction=eval_fraction)
-    for line in done["rejected"]:
+    rejected = done["rejected"]
+    for line in rejected[:SHOWN_REJECTED]:
         say(f"rejected: {line}")
+    if len(rejected) > SHOWN_REJECTED:
+        say(f"... and {len(rejected) - SHOWN_REJECTED} more rejected")
     kept = f" ({done['held_out']} of them into {display(str(held))} for the gate)" if held else ""
-    say(
-        f"{done['imported']} imported into {display(str(data))}{kept}, "
-        f"{len(done['rejected'])} rejected"
-    )
+    say(f"{done['imported']} imported into {display(str(data))}{kept}, {len(rejected)} rejected")
+    if done["rotated"]:
+        say(f"{done['rotated']} rotated boxes were imported as the upright boxes around them")
+    if not done["imported"]:
+        raise TangoError(
+            f"nothing was imported: all {len(rejected)} entries were rejected"
+            if rejected
+            else f"nothing was imported: {display(str(export))} has no entries"
+        )

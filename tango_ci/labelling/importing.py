@@ -1,12 +1,17 @@
-"""``tango label import``: a Label Studio JSON export or a CVAT-for-images 1.1 XML file into the
-project's data folder: class folders (classification) or YOLO ``images/train`` and
-``labels/train`` (detection).
+"""``tango label import``: a Label Studio JSON export, a CVAT-for-images 1.1 XML file, or a
+``.zip`` of either with its images, into the project's data folder: class folders
+(classification) or YOLO ``images/train`` and ``labels/train`` (detection).
 
-Every entry is checked (an image inside the export's folder, a known label, boxes inside the
-image, no file of that name already in the data or this import; for detection no image or
-labels of that stem either, as YOLO pairs them by stem); a rejected entry is named with its
-reason and skipped. Accepted files are staged in a temporary folder first and moved in only when the whole
-file was read, so a malformed export changes nothing in the data folder.
+Every entry is checked, and a rejected one is named with its reason and skipped: its image
+is a file inside the export's folder (:mod:`.sources`) that the data stage reads (an image's
+suffix, not hidden) and that decodes; for classification a known class, and an image whose
+content is not already in the data or the new-data folder (an import never relabels: it says
+where the image is) nor given two classes in this export; for detection rectangles only
+(:mod:`.boxes`: rotated ones as the upright box around them), known labels, and no image or
+labels of that stem already in the data or this import, as YOLO pairs them by stem.
+
+Accepted files are staged in a temporary folder first and moved in only when the whole file
+was read, so a malformed export changes nothing in the data folder.
 """
 
 from __future__ import annotations
@@ -14,99 +19,34 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tango_ci.data.images import read_image
 from tango_ci.exceptions import TangoError
+from tango_ci.labelling._base import BaseExportFormat, Entry, Staged
+from tango_ci.labelling._classes import stage_classes
+from tango_ci.labelling._cvat import CvatFormat
+from tango_ci.labelling._label_studio import LabelStudioFormat
+from tango_ci.labelling.boxes import is_rotated, upright_box, yolo_row
+from tango_ci.labelling.sources import MAX_ZIP_BYTES, archived_export, image_source
+from tango_ci.labelling.sources import unpack as unpack_zip
 from tango_ci.rundir import display
 
 MAX_EXPORT_BYTES = 64 * 2**20
 
-
-class _Entry:
-    def __init__(
-        self, where: str, image: str, label: str | None, boxes: list, problem: str | None = None
-    ) -> None:
-        self.where, self.image, self.label, self.boxes = where, image, label, boxes
-        self.problem = problem  # why the export's entry itself is unusable, or None
+#: the export formats read, by name
+FORMATS: dict[str, BaseExportFormat] = {
+    "label-studio": LabelStudioFormat(),
+    "cvat": CvatFormat(),
+}
 
 
-def _label_studio(path: Path) -> list[_Entry]:
-    from tango_ci.jsonfiles import strict_json
-
-    try:
-        tasks = strict_json(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        reason = str(exc)[:120]
-        raise TangoError(f"{display(path)}: not a Label Studio JSON export ({reason})") from None
-    if not isinstance(tasks, list):
-        raise TangoError(f"{display(path)}: a Label Studio export is a list of tasks")
-    entries = []
-    for number, task in enumerate(tasks):
-        where = f"{display(path)}: task {number}"
-        try:
-            image, label, boxes = _task(task)
-        except ValueError as exc:
-            entries.append(_Entry(where, "", None, [], str(exc)))
-        else:
-            entries.append(_Entry(where, image, label, boxes))
-    return entries
-
-
-def _task(task: object) -> tuple[str, str | None, list]:
-    """(image, class label, rectangle values) of one task; ``ValueError`` says what is off."""
-    data = task.get("data") if isinstance(task, dict) else None
-    image = data.get("image") if isinstance(data, dict) else None
-    annotations = task.get("annotations") if isinstance(task, dict) else None
-    if not isinstance(image, str) or not isinstance(annotations, list):
-        raise ValueError("no image or no annotation")
-    kept = [a for a in annotations if isinstance(a, dict) and not a.get("was_cancelled")]
-    if not kept:
-        raise ValueError("no image or no annotation")
-    results = kept[-1].get("result") or []
-    if not isinstance(results, list):
-        raise ValueError("the annotation's 'result' is not a list")
-    label, boxes = None, []
-    for item in results:
-        if not isinstance(item, dict):
-            raise ValueError("a result is not an object")
-        kind = item.get("type")
-        if kind not in ("choices", "rectanglelabels"):
-            continue  # another kind of result (text, a relation): not imported
-        value = item.get("value")
-        if not isinstance(value, dict):
-            raise ValueError(f"a '{kind}' result has no 'value' object")
-        names = value.get(kind)
-        if not names:
-            continue
-        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-            raise ValueError(f"a result's '{kind}' is not a list of label names")
-        if kind == "choices":
-            label = names[0]
-        else:
-            boxes.append(("percent", value))
-    return image, label, boxes
-
-
-def _cvat(path: Path) -> list[_Entry]:
-    try:
-        root = ET.fromstring(path.read_bytes())
-    except ET.ParseError as exc:
-        raise TangoError(f"{display(path)}: not CVAT XML ({exc})") from None
-    if root.tag != "annotations":
-        raise TangoError(f"{display(path)}: CVAT for images 1.1 starts with <annotations>")
-    entries = []
-    for number, image in enumerate(root.iter("image")):
-        where = f"{display(path)}: image {number} ({image.get('name', '?')[:80]})"
-        tag = image.find("tag")
-        boxes = [("pixels", dict(box.attrib)) for box in image.iter("box")]
-        entries.append(
-            _Entry(
-                where, image.get("name") or "", tag.get("label") if tag is not None else None, boxes
-            )
-        )
-    return entries
+def export_format(path: Path) -> BaseExportFormat:
+    """The format of ``path``, by its suffix; an unknown one is refused listing the valid."""
+    for kind in FORMATS.values():
+        if path.suffix.lower() in kind.suffixes:
+            return kind
+    known = ", ".join(f"{k.name} ({' '.join(k.suffixes)})" for k in FORMATS.values())
+    raise TangoError(f"{display(path)}: not an export this reads: {known}, or a .zip of one")
 
 
 def import_labels(
@@ -118,8 +58,8 @@ def import_labels(
     held: Path | None = None,
     fraction: float = 0.0,
 ) -> dict:
-    """Import ``export`` into the data folder ``data``; returns what was imported and every
-    rejected entry with its reason.
+    """Import ``export`` into the data folder ``data``; returns what was imported, every
+    rejected entry with its reason, and how many rotated boxes were imported upright.
 
     With ``held`` (``gate.challenger.new_data``), ``fraction`` of each class's accepted images
     (the first by content hash, so the same export splits the same way) go there instead: the
@@ -129,20 +69,17 @@ def import_labels(
         raise TangoError("new data for the champion/challenger gate is for classification only")
     if export.is_symlink() or not export.is_file():
         raise TangoError(f"{display(export)}: not a regular file")
-    if export.stat().st_size > MAX_EXPORT_BYTES:
-        raise TangoError(f"{display(export)}: larger than {MAX_EXPORT_BYTES >> 20} MiB")
-    entries = _cvat(export) if export.suffix.lower() == ".xml" else _label_studio(export)
-    root = export.parent.resolve()
-    staged = Path(tempfile.mkdtemp(prefix=".label-import-", dir=data.parent))
-    accepted: list[str] = []
-    rejected: list[str] = []
-    taken = _taken_stems(data) if detection else set()
+    work = Path(tempfile.mkdtemp(prefix=".label-import-", dir=data.parent))
     try:
-        for entry in entries:
-            problem = _stage(entry, root, staged, data, labels, detection, held, taken)
-            (rejected if problem else accepted).append(
-                f"{entry.where}: {problem}" if problem else entry.image
-            )
+        path, shown = _export_file(export, work / "export")
+        entries = export_format(path).read(path, shown)
+        staged = work / "staged"
+        staged.mkdir()
+        root = path.parent.resolve()
+        if detection:
+            found = _stage_boxes(entries, root, staged, data, labels)
+        else:
+            found = stage_classes(entries, root, staged, data, labels, held)
         moved = _held_out(staged, held, fraction) if held is not None else set()
         plan = []
         for source in sorted(p for p in staged.rglob("*") if p.is_file()):
@@ -151,8 +88,85 @@ def import_labels(
             plan.append((source, folder / relative))
         place_all(plan)
     finally:
-        shutil.rmtree(staged, ignore_errors=True)
-    return {"imported": len(accepted), "rejected": rejected, "held_out": len(moved)}
+        shutil.rmtree(work, ignore_errors=True)
+    rejected = [f"{entries[i].where}: {found.problems[i]}" for i in sorted(found.problems)]
+    return {
+        "imported": len(entries) - len(rejected),
+        "rejected": rejected,
+        "held_out": len(moved),
+        "rotated": found.rotated,
+        "entries": len(entries),
+    }
+
+
+def _export_file(export: Path, folder: Path) -> tuple[Path, str]:
+    """The export file to read (unpacked into ``folder`` from a zip) and how to name it."""
+    shown = display(export)
+    if export.suffix.lower() == ".zip":
+        if export.stat().st_size > MAX_ZIP_BYTES:
+            raise TangoError(f"{shown}: larger than {MAX_ZIP_BYTES >> 30} GiB")
+        folder.mkdir()
+        unpack_zip(export, folder)
+        inner = archived_export(export, folder)
+        export, shown = inner, f"{shown}/{inner.name}"
+    if export.stat().st_size > MAX_EXPORT_BYTES:
+        raise TangoError(f"{shown}: larger than {MAX_EXPORT_BYTES >> 20} MiB")
+    return export, shown
+
+
+def _stage_boxes(
+    entries: list[Entry], root: Path, staged: Path, data: Path, labels: list[str]
+) -> Staged:
+    """Stage each entry as a YOLO image and label file. ``taken``: the stems of the training
+    images and labels in the data and staged so far."""
+    found = Staged()
+    taken = _taken_stems(data)
+    for index, entry in enumerate(entries):
+        problem = entry.problem or entry.box_problem
+        if problem is None:
+            problem = _stage_one(entry, root, staged, labels, taken, found)
+        if problem is not None:
+            found.problems[index] = problem
+    return found
+
+
+def _stage_one(
+    entry: Entry, root: Path, staged: Path, labels: list[str], taken: set[str], found: Staged
+) -> str | None:
+    got = image_source(entry, root)
+    if isinstance(got, str):
+        return got
+    source, width, height = got
+    if entry.size is not None and entry.size != (width, height):
+        return (
+            f"the export gives its size as {entry.size[0]}x{entry.size[1]}, "
+            f"the image is {width}x{height}"
+        )
+    rows, rotated = [], 0
+    for box in entry.boxes:
+        label = box.labels[0]
+        if label not in labels:
+            return f"box label '{label[:40]}' is not one of {', '.join(labels)}"
+        try:
+            corners = upright_box(box, width, height)
+        except ValueError as exc:
+            return str(exc)
+        rotated += is_rotated(box)
+        rows.append(yolo_row(labels.index(label), corners))
+    # YOLO pairs an image with labels/train/<stem>.txt: a second image of that stem (x.jpg
+    # beside x.png, or a/y.png and b/y.png in one export) would take the other's labels
+    if source.stem in taken:
+        return (
+            f"an image or labels named '{source.stem}' are already in the data "
+            "(images/train, labels/train) or in this import"
+        )
+    taken.add(source.stem)
+    found.rotated += rotated
+    (staged / "images" / "train").mkdir(parents=True, exist_ok=True)
+    (staged / "labels" / "train").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, staged / "images" / "train" / source.name)
+    (staged / "labels" / "train" / f"{source.stem}.txt").write_text("".join(r + "\n" for r in rows))
+    return None
 
 
 def place_all(plan: list[tuple[Path, Path]]) -> None:
@@ -200,73 +214,3 @@ def _held_out(staged: Path, held: Path, fraction: float) -> set[Path]:
     if clash is not None:
         raise TangoError(f"{clash.as_posix()} is already in {display(held)}; nothing was imported")
     return chosen
-
-
-def _stage(
-    entry: _Entry,
-    root: Path,
-    staged: Path,
-    data: Path,
-    labels: list[str],
-    detection: bool,
-    held: Path | None = None,
-    taken: set[str] | None = None,
-) -> str | None:
-    """Stage one entry; the reason it is rejected, or None. ``taken``: the stems of the
-    training images and labels in the data and staged so far (detection)."""
-    taken = set() if taken is None else taken
-    if entry.problem is not None:
-        return entry.problem
-    source = (root / entry.image).resolve()
-    if not source.is_relative_to(root) or not source.is_file():
-        return f"image '{entry.image[:80]}' is not a file beside the export"
-    try:  # allowed decoders only, bounded, upright as the labelling tool showed it
-        height, width = read_image(source).shape[:2]
-    except Exception:  # Pillow's decoders raise many kinds; all mean "not an image"
-        return f"image '{entry.image[:80]}' is not an image"
-    name = source.name
-    if not detection:
-        if entry.label not in labels:
-            return f"label '{str(entry.label)[:40]}' is not one of {', '.join(labels)}"
-        if (data / entry.label / name).exists():
-            return f"{entry.label}/{name} is already in the data"
-        if (staged / entry.label / name).exists():
-            return f"{entry.label}/{name} comes twice in this import"
-        if held is not None and (held / entry.label / name).exists():
-            return f"{entry.label}/{name} is already in the new data ({display(held)})"
-        (staged / entry.label).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, staged / entry.label / name)
-        return None
-    rows = []
-    for unit, value in entry.boxes:
-        label = (
-            (value.get("rectanglelabels") or [None])[0] if unit == "percent" else value.get("label")
-        )
-        if label not in labels:
-            return f"box label '{str(label)[:40]}' is not one of {', '.join(labels)}"
-        try:
-            if unit == "percent":
-                x, y = float(value["x"]) / 100, float(value["y"]) / 100
-                w, h = float(value["width"]) / 100, float(value["height"]) / 100
-            else:
-                x1, y1 = float(value["xtl"]) / width, float(value["ytl"]) / height
-                x, y = x1, y1
-                w, h = float(value["xbr"]) / width - x1, float(value["ybr"]) / height - y1
-        except (KeyError, TypeError, ValueError, OverflowError):
-            return "a box lacks its coordinates"
-        if not (x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= 1.0001 and y + h <= 1.0001):
-            return "a box lies outside the image"
-        rows.append(f"{labels.index(label)} {x + w / 2:.6f} {y + h / 2:.6f} {w:.6f} {h:.6f}")
-    # YOLO pairs an image with labels/train/<stem>.txt: a second image of that stem (x.jpg
-    # beside x.png, or a/y.png and b/y.png in one export) would take the other's labels
-    if source.stem in taken:
-        return (
-            f"an image or labels named '{source.stem}' are already in the data "
-            "(images/train, labels/train) or in this import"
-        )
-    taken.add(source.stem)
-    (staged / "images" / "train").mkdir(parents=True, exist_ok=True)
-    (staged / "labels" / "train").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, staged / "images" / "train" / name)
-    (staged / "labels" / "train" / f"{source.stem}.txt").write_text("".join(r + "\n" for r in rows))
-    return None

@@ -280,7 +280,7 @@ def test_label_import_prints_rejected_names_as_text(spec_repo: Path) -> None:
     result = [{"type": "choices", "value": {"choices": ["circle"]}}]
     _export(spec_repo, [_task(result, {"image": OUTSIDE_TEXT})])
     done = tango("label", "import", "export.json", "--project", "projects/demo", cwd=spec_repo)
-    assert done.code == 0, done.stderr
+    assert done.code == 1, done.stderr  # nothing imported
     _printed_as_text(done.stderr)
     assert "0 imported" in done.stderr and "1 rejected" in done.stderr
 
