@@ -62,8 +62,7 @@ CASES = {
     "(0..2)",
     "out-of-range": "labels/train/00005.txt:2:3: cx 1.5 is outside 0..1 (coordinates are "
     "normalised)",
-    "zero-size": "labels/train/00006.txt:1:11: w -0.1 is outside 0..1 (coordinates are "
-    "normalised)",
+    "zero-size": "labels/train/00006.txt:1:11: w -0.1 is outside 0..1 (coordinates are normalised)",
     "empty-image": "images/train/00007.png: image cannot be read (empty or corrupt)",
     "yaml-no-names": "data.yaml:1:1: missing required field 'names'",
     "yaml-missing-split": "data.yaml:2:6: val: folder 'images/val2' does not exist",
