@@ -25,6 +25,7 @@ from tango_ci.data.layout import (
     image_name,
     is_image,
     not_utf8,
+    split_folder,
     unread_folders,
 )
 from tango_ci.exceptions import TangoError
@@ -100,14 +101,14 @@ def list_imagefolder(root: Path, limit: Path | None = None) -> tuple[list[str], 
             for label, name in enumerate(classes)
             for p in _images(root / name, limit)
         ]
-    given = [split for split in SPLITS if (root / split).is_dir()]
-    for split in given:
-        confined(root / split, limit)
+    given = {s: split_folder(root, s) for s in SPLITS if split_folder(root, s).is_dir()}
+    for folder in given.values():
+        confined(folder, limit)
     classes = _class_names(class_folders(root / "train"))
     items = []
     for split in given:  # split by split, so the fingerprint's order stays as it was
         for label, name in enumerate(classes):
-            folder = root / split / name
+            folder = given[split] / name
             files = _images(folder, limit) if folder.is_dir() else []
             items += [Item(confined(p, limit), label, split) for p in files]
     return classes, items

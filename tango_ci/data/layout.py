@@ -45,7 +45,8 @@ def unread_folders(root: Path) -> list[str]:
     classes train/ lacks, and in class folders files of no accepted type and images in
     subfolders (one line each, with the first)."""
     split = has_split_folders(root)
-    parents = [root / s for s in ("train", "val", "test")] if split else [root]
+    parents = [split_folder(root, s) for s in ("train", "val", "test")] if split else [root]
+    val = split_folder(root, "val")
     found = _beside_splits(root) if split else []
     train = {d.name for d in class_folders(root / "train")}
     skipped: Counter[str] = Counter()
@@ -76,7 +77,7 @@ def unread_folders(root: Path) -> list[str]:
                 else:
                     reason = "empty"
                 found.append(f"{shown}: {reason}; not a class")
-            elif parent.name == "val" and parent != root and folder.name not in train:
+            elif parent == val and parent != root and folder.name not in train:
                 found.append(f"{shown}: a class train/ lacks; its images are not read")
             else:
                 skipped.update(map(_suffix, others))
@@ -109,7 +110,7 @@ def _beside_splits(root: Path) -> list[str]:
     found = []
     for entry in sorted(root.iterdir()):
         name = entry.name
-        if name in ("train", "val", "test") or name.startswith(".") or name in _IGNORED:
+        if name in ("train", "test", *VAL_NAMES) or name.startswith(".") or name in _IGNORED:
             continue
         if entry.is_dir() and not entry.is_symlink() and any(map(is_image, entry.iterdir())):
             found.append(f"{name}: a folder beside train/ and val/ is not read; move it into them")
@@ -150,8 +151,20 @@ def not_utf8(name: str) -> bool:
     return False
 
 
+#: the validation split's folder, by the names tools give it (Roboflow: valid/), as
+#: ultralytics' classification datasets accept them; the first found is read
+VAL_NAMES = ("val", "valid", "validation")
+
+
+def split_folder(root: Path, split: str) -> Path:
+    """The folder of ``split`` under ``root`` (``val`` under any of :data:`VAL_NAMES`)."""
+    if split == "val":
+        return next((root / n for n in VAL_NAMES if (root / n).is_dir()), root / "val")
+    return root / split
+
+
 def has_split_folders(root: Path) -> bool:
-    return (root / "train").is_dir() and (root / "val").is_dir()
+    return (root / "train").is_dir() and split_folder(root, "val").is_dir()
 
 
 def imagefolder_problem(root: Path) -> str | None:
@@ -159,17 +172,19 @@ def imagefolder_problem(root: Path) -> str | None:
     if not root.is_dir():
         return "is not a folder (imagefolder data is a folder of class folders)"
     if has_split_folders(root):
-        train, val = class_folders(root / "train"), class_folders(root / "val")
+        named = split_folder(root, "val").name
+        train, val = class_folders(root / "train"), class_folders(root / named)
         if not train:
             return "train/ has no class folders with images"
         if not val:
-            return "val/ has no class folders with images"
+            return f"{named}/ has no class folders with images"
         if (problem := _names_problem(train + val)) is not None:
             return problem
         missing = sorted({d.name for d in train} - {d.name for d in val})
         if missing:
-            return f"val/ lacks the classes {', '.join(missing)} that train/ has" + _unicode_form(
-                missing, [d.name for d in val]
+            return (
+                f"{named}/ lacks the classes {', '.join(missing)} that train/ has"
+                + _unicode_form(missing, [d.name for d in val])
             )
         if (root / "test").is_dir():
             test = class_folders(root / "test")
@@ -196,8 +211,8 @@ def imagefolder_problem(root: Path) -> str | None:
     return _names_problem(classes)
 
 
-#: names other tools give the validation split (Roboflow: valid/)
-_VAL_NAMES = ("valid", "validation", "Val", "Valid", "Validation", "VAL")
+#: the validation split's folder written in capitals: not read (names are case-sensitive)
+_VAL_NAMES = ("Val", "Valid", "Validation", "VAL", "VALID")
 
 
 def _unicode_form(missing: list[str], present: list[str]) -> str:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
+from tango_ci.data.dataset import list_imagefolder
 from tango_ci.data.layout import imagefolder_problem, unread_folders
 
 
@@ -17,12 +19,28 @@ def _images(folder: Path, count: int = 2) -> None:
         Image.new("RGB", (8, 8), (index * 40, 0, 0)).save(folder / f"{index}.png")
 
 
-def test_roboflow_valid_folder_is_named_in_the_refusal(tmp_path: Path) -> None:
-    for split in ("train", "valid", "test"):
+@pytest.mark.parametrize("name", ["valid", "validation"])
+def test_roboflow_valid_folder_is_the_validation_split(tmp_path: Path, name: str) -> None:
+    """Roboflow exports train/ valid/ test/; ultralytics reads valid/ and validation/ too."""
+    for split in ("train", name, "test"):
+        for cls in ("cat", "dog"):
+            _images(tmp_path / split / cls)
+    assert imagefolder_problem(tmp_path) is None and unread_folders(tmp_path) == []
+    classes, items = list_imagefolder(tmp_path)
+    assert classes == ["cat", "dog"]
+    assert {(i.split, i.path.parent.parent.name) for i in items} == {
+        ("train", "train"),
+        ("val", name),
+        ("test", "test"),
+    }
+
+
+def test_a_validation_folder_in_capitals_is_named_in_the_refusal(tmp_path: Path) -> None:
+    for split in ("train", "Val"):
         for cls in ("cat", "dog"):
             _images(tmp_path / split / cls)
     assert imagefolder_problem(tmp_path) == (
-        "has train/ and valid/: rename valid/ to val/ (the validation split's name)"
+        "has train/ and Val/: rename Val/ to val/ (the validation split's name)"
     )
 
 
