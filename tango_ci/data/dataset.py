@@ -21,6 +21,7 @@ from tango_ci.data.images import read_image
 from tango_ci.data.layout import (
     class_folders,
     confined,
+    confined_image,
     has_split_folders,
     image_name,
     is_image,
@@ -97,7 +98,7 @@ def list_imagefolder(root: Path, limit: Path | None = None) -> tuple[list[str], 
     if not has_split_folders(root):
         classes = _class_names(class_folders(root))
         return classes, [
-            Item(confined(p, limit), label, "train")
+            Item(confined_image(p, limit), label, "train")
             for label, name in enumerate(classes)
             for p in _images(root / name, limit)
         ]
@@ -110,7 +111,7 @@ def list_imagefolder(root: Path, limit: Path | None = None) -> tuple[list[str], 
         for label, name in enumerate(classes):
             folder = given[split] / name
             files = _images(folder, limit) if folder.is_dir() else []
-            items += [Item(confined(p, limit), label, split) for p in files]
+            items += [Item(confined_image(p, limit), label, split) for p in files]
     return classes, items
 
 
@@ -201,14 +202,12 @@ def held_out(images: int, fraction: float) -> int:
 
 
 def _images(folder: Path, limit: Path | None) -> list[Path]:
-    """The images of a class folder, sorted; links to be read as images that lead out, loop or
-    are broken are refused (others, such as an editor's lock link, are not read at all)."""
+    """The images of a class folder, sorted; links with an image's name that lead out or loop
+    are refused, broken ones kept to be found unreadable (:func:`confined_image`)."""
     confined(folder, limit)
     entries = sorted(folder.iterdir())
-    for entry in entries:
-        if image_name(entry) and entry.is_symlink():
-            confined(entry, limit)
-    return [entry for entry in entries if is_image(entry)]
+    links = {e for e in entries if image_name(e) and e.is_symlink() and confined_image(e, limit)}
+    return [entry for entry in entries if is_image(entry) or entry in links]
 
 
 def decode(path: Path, size: int) -> np.ndarray:

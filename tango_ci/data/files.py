@@ -26,7 +26,8 @@ def regular_size(path: Path, limit: int) -> int:
     """``path``'s size; raises :class:`FileRefused` for anything but a regular file of at most
     ``limit`` bytes (following links, which the layout checks keep inside the repository)."""
     if not path.is_file():
-        raise FileRefused("not a regular file")
+        broken = path.is_symlink() and not path.exists()
+        raise FileRefused("a broken symbolic link" if broken else "not a regular file")
     size = path.stat().st_size
     if size > limit:
         raise FileRefused(f"{size} bytes, larger than the {limit} allowed")

@@ -272,6 +272,15 @@ def inside(path: Path, limit: Path | None, *, strict: bool = False) -> Path | No
     return real
 
 
+def confined_image(path: Path, limit: Path | None) -> Path:
+    """As :func:`confined`, but a broken link whose target would lie inside ``limit`` is
+    given back: reading it fails, an unreadable image like a truncated file (counted against
+    ``data.max_bad_fraction``), not a reason to refuse the whole dataset."""
+    if path.is_symlink() and not path.exists() and inside(path, limit) is not None:
+        return path
+    return confined(path, limit)
+
+
 def confined(path: Path, limit: Path | None) -> Path:
     """``path`` when it stays inside ``limit`` through every link; raises otherwise."""
     if limit is None or inside(path, limit, strict=True) is not None:

@@ -121,7 +121,9 @@ def read_dataset(
             for p in found
             if p in outside
         )
-        images[split] = tuple(p for p in found if p not in outside and p.is_file())
+        images[split] = tuple(
+            p for p in found if p not in outside and (p.is_file() or p.is_symlink())
+        )
         if not images[split] and not unread and not missing:
             shown = f"folder {quoted(entries[0])}" if len(entries) == 1 else quoted(list(entries))
             found_problems.add([at(split, f"{shown} has no images")])

@@ -109,8 +109,16 @@ def test_a_link_that_is_read_must_be_inside_and_other_links_are_ignored(tmp_path
     (root / "red" / ".#red0.png").symlink_to("root@host.1234:1700000000")  # an editor's lock
     (root / "red" / "notes.txt").symlink_to("/etc/hostname")
     assert len(_build(root)["files"]) == 8
-    (root / "red" / "broken.png").symlink_to("nowhere.png")
-    with pytest.raises(DataOutside, match=r"broken\.png: a broken symbolic link"):
+    (root / "red" / "broken.png").symlink_to("nowhere.png")  # an unreadable image, counted
+    built = _build(root)
+    assert len(built["files"]) == 8
+    assert [(b["path"], b["reason"]) for b in built["bad"]] == [
+        ("red/broken.png", "image file refused: a broken symbolic link")
+    ]
+    with pytest.raises(TooManyBadImages, match=r"red/broken\.png \(image file refused: a bro"):
+        _build(root, max_bad_fraction=0.05)
+    (root / "red" / "out.png").symlink_to("/nonexistent/x.png")  # broken, and outside
+    with pytest.raises(DataOutside, match=r"out\.png: a broken symbolic link or a link loop"):
         _build(root)
 
 

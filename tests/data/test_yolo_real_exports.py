@@ -185,3 +185,12 @@ def test_unusable_images_within_the_allowed_share_are_left_out(tmp_path: Path) -
         "images/train/t2.png: image cannot be read (empty or corrupt)",
         "images/train/t3.png: image cannot be read (empty or corrupt)",
     ]
+
+
+def test_a_broken_link_is_an_unreadable_image_not_lost(tmp_path: Path) -> None:
+    root = _dataset(tmp_path, YAML)
+    (root / "images/train/gone.png").symlink_to("nowhere.png")
+    _, _, problems = check_dataset(root, root.parent)
+    assert [p.format() for p in problems] == [
+        "images/train/gone.png: image file refused: a broken symbolic link"
+    ]
