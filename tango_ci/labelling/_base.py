@@ -42,6 +42,7 @@ class Entry:
     boxes: list[Box] = field(default_factory=list)
     problem: str | None = None
     box_problem: str | None = None
+    label_problem: str | None = None  # makes it unusable to a classification import only
     size: tuple[int, int] | None = None  # (width, height) the export gives, if any
 
     @property

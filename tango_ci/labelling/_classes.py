@@ -44,7 +44,9 @@ def stage_classes(
             found.problems[index] = got
             continue
         source = got[0]
-        problem = _name_problem(entry.label, source.name, labels, data, held, names)
+        problem = entry.label_problem or _name_problem(
+            entry.label, source.name, labels, data, held, names
+        )
         if problem is not None:
             found.problems[index] = problem
             continue
@@ -75,6 +77,8 @@ def _name_problem(
     held: Path | None,
     names: set[tuple[str, str]],
 ) -> str | None:
+    if label is None:
+        return "has no class (no choice, or no tag)"
     if label not in labels:
         return f"label '{str(label)[:40]}' is not one of {', '.join(labels)}"
     if (data / label / name).exists():

@@ -56,8 +56,11 @@ def _entry(shown: str, number: int, image: ET.Element) -> Entry:
     subset = image.get("subset")
     names = [name, *([f"images/{subset}/{name}"] if subset and "/" not in subset else [])]
     entry.candidates = with_images_folder(names)
-    tag = image.find("tag")
-    entry.label = tag.get("label") if tag is not None else None
+    tags = sorted({t.get("label") or "" for t in image.findall("tag")})
+    entry.label = tags[0] if tags else None
+    if len(tags) > 1:
+        shown = ", ".join(f"'{t[:40]}'" for t in tags[:5])
+        entry.label_problem = f"has {len(tags)} tags ({shown}); an image gets one class"
     entry.size = _declared_size(image)
     shapes = []
     for element in image:

@@ -66,6 +66,10 @@ class LabelStudioFormat(BaseExportFormat):
         return entries
 
 
+#: the name of the class's <Choices> control in the tasks the queue writes
+QUEUE_CONTROL = "label"
+
+
 def _read_task(task: object, entry: Entry) -> None:
     data = task.get("data") if isinstance(task, dict) else None
     image = data.get("image") if isinstance(data, dict) else None
@@ -123,6 +127,7 @@ def _moment(text: object) -> float:
 def _read_results(results: list, entry: Entry) -> None:
     drawn: list[tuple[object, str, dict, tuple[str, ...]]] = []  # (id, shape, value, labels)
     named: dict[object, tuple[dict, tuple[str, ...]]] = {}  # a ``labels`` result's, by id
+    chosen: dict[str, tuple[str, ...]] = {}  # the choices of each <Choices> control
     for item in results:
         if not isinstance(item, dict):
             raise ValueError("a result is not an object")
@@ -145,12 +150,14 @@ def _read_results(results: list, entry: Entry) -> None:
         ):
             raise ValueError(f"a result's '{kind}' is not a list of label names")
         if kind == "choices":
-            if names:
-                entry.label = names[0]
+            control = item.get("from_name")
+            chosen[control if isinstance(control, str) else ""] = tuple(names or ())
         elif kind == "labels":
             named[identity if identity is not None else object()] = (value, tuple(names or ()))
         else:
             drawn.append((identity, base, value, tuple(names or ())))
+    if chosen:
+        _choose(entry, chosen)
     # a <Rectangle> (or <Polygon> ...) beside a <Labels> writes two results of one id
     shapes = []
     for identity, shape, value, labels in drawn:
@@ -168,6 +175,26 @@ def _read_results(results: list, entry: Entry) -> None:
             shapes.append(SHAPES[inferred])
     if shapes and entry.box_problem is None:
         entry.box_problem = shape_problem(shapes)
+
+
+def _choose(entry: Entry, chosen: dict[str, tuple[str, ...]]) -> None:
+    """The class of a classification task: the queue's ``label`` control, else the only one
+    (another control, such as an image-quality choice, is not a class); exactly one choice."""
+    if QUEUE_CONTROL in chosen:
+        names = chosen[QUEUE_CONTROL]
+    elif len(chosen) == 1:
+        names = next(iter(chosen.values()))
+    else:
+        controls = ", ".join(sorted(f"'{c[:40]}'" for c in chosen))
+        entry.label_problem = (
+            f"has choices of {len(chosen)} controls ({controls}) and none is named "
+            f"'{QUEUE_CONTROL}' (the class's control in the queue's tasks)"
+        )
+        return
+    if len(names) > 1:
+        shown = ", ".join(f"'{n[:40]}'" for n in names[:5])
+        entry.label_problem = f"has {len(names)} choices ({shown}); an image gets one class"
+    entry.label = names[0] if names else None
 
 
 def _drawn(value: dict) -> str | None:

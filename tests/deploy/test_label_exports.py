@@ -284,3 +284,39 @@ def test_a_flipped_rectangle_and_one_a_hair_past_the_edge_are_imported(queue, tm
     _image(queue / "images" / "c.png", 3)
     done = import_labels(_ls(queue, far), data, LABELS, detection=True)
     assert done["rejected"][0].endswith("a box lies outside the image")
+
+
+def _choices(control: str, *names: str) -> dict:
+    return {"type": "choices", "from_name": control, "value": {"choices": list(names)}}
+
+
+def test_a_class_is_one_choice_of_the_class_control(queue, tmp_path) -> None:
+    """Label Studio lets a <Choices> control take several values and a task carry other
+    controls (an image-quality choice): the class is the queue's 'label' control, else the
+    only control, with exactly one choice; anything else rejects the task (the first value
+    or the last control was taken silently)."""
+    _image(queue / "images" / "c.png", 9)
+    tasks = [
+        _task("a.png", [_choices("label", "square"), _choices("quality", "blurry")]),
+        _task("b.png", [_choices("label", "circle", "square")]),
+        _task("c.png", [_choices("class", "circle"), _choices("quality", "sharp")]),
+    ]
+    data = tmp_path / "data"
+    done = import_labels(_ls(queue, tasks), data, LABELS, detection=False)
+    assert done["imported"] == 1 and (data / "square" / "a.png").is_file()
+    assert [line.split("export.json: ")[1] for line in done["rejected"]] == [
+        "task 1: has 2 choices ('circle', 'square'); an image gets one class",
+        "task 2: has choices of 2 controls ('class', 'quality') and none is named 'label' (the "
+        "class's control in the queue's tasks)",
+    ]
+
+
+def test_two_cvat_tags_reject_a_class_but_not_boxes(queue, tmp_path) -> None:
+    box = '<box label="square" xtl="10" ytl="10" xbr="30" ybr="30"/>'
+    tags = '<tag label="circle"/><tag label="square"/>'
+    xml = _cvat(queue, f'<image id="0" name="a.png" width="{W}" height="{H}">{tags}{box}</image>')
+    done = import_labels(xml, tmp_path / "classes", LABELS, detection=False)
+    assert done["imported"] == 0
+    assert done["rejected"][0].endswith("has 2 tags ('circle', 'square'); an image gets one class")
+    done = import_labels(xml, tmp_path / "boxes", LABELS, detection=True)  # tags are no boxes
+    assert (done["imported"], done["rejected"]) == (1, [])
