@@ -95,7 +95,7 @@ def read_dataset(
     found_problems = ProblemList(limit=max_problems)
     found_problems.add(problems)
     images: dict[str, tuple[Path, ...]] = {}
-    warnings: list[str] = []
+    warnings = list(fields.warnings)
     undecoded: list[Path] = []
     for split, entries in fields.splits.items():
         found, unread, missing = split_images(

@@ -42,6 +42,7 @@ class DataYaml:
     names: tuple[str, ...]
     positions: dict[str, Position] = field(default_factory=dict)
     keypoints: tuple[int, int] | None = None
+    warnings: tuple[str, ...] = ()
 
     def where(self, key: str) -> Position:
         """Where ``key``'s value is written (1:1 when unknown)."""
@@ -162,6 +163,11 @@ def _fields(
         where = positions.get(key, Position(1, 1))
         return Problem(display, where.line, where.col, key, message)
 
+    warnings = []
+    if "val" not in content and "validation" in content:  # as ultralytics renames it
+        content = {("val" if k == "validation" else k): v for k, v in content.items()}
+        positions = positions | {"val": positions.get("validation", Position(1, 1))}
+        warnings.append(f"{display}: 'validation:' read as 'val:', as ultralytics reads it")
     problems = [
         Problem(display, 1, 1, "", f"missing required field '{key}'")
         for key in ("train", "val", "names")
@@ -207,7 +213,7 @@ def _fields(
             problems.append(at("nc", mismatch))
     if problems:
         return None, problems
-    return DataYaml(str(root), splits, names, positions, keypoints), []
+    return DataYaml(str(root), splits, names, positions, keypoints, tuple(warnings)), []
 
 
 def _keypoints(raw: Any) -> tuple[tuple[int, int] | None, str | None]:

@@ -194,3 +194,10 @@ def test_a_broken_link_is_an_unreadable_image_not_lost(tmp_path: Path) -> None:
     assert [p.format() for p in problems] == [
         "images/train/gone.png: image file refused: a broken symbolic link"
     ]
+
+
+def test_a_validation_key_is_read_as_val(tmp_path: Path) -> None:
+    root = _dataset(tmp_path, YAML.replace("val:", "validation:"))
+    dataset, stats, problems = check_dataset(root, root.parent)
+    assert problems == [] and dataset is not None and stats["images"]["val"] == 2
+    assert stats["warnings"] == ["data.yaml: 'validation:' read as 'val:', as ultralytics reads it"]
