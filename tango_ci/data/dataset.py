@@ -9,7 +9,6 @@ Each image's split follows from its content (:func:`assign_splits`), not from th
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -127,19 +126,17 @@ def assign_splits(
     items: list[Item], digests: list[str | None], val: float, test: float, seed: int
 ) -> list[Item]:
     """``items`` with their training images (``digests[i]``: the SHA-256 of item i's bytes,
-    None when unreadable) split by content, so an image's split never depends on the others:
-    adding or removing images moves no other image, and identical images share a split.
+    None when unreadable) split by content; identical images share a split.
 
-    Hashing the seed with the digest places an image at u in [0, 1): validation below
-    ``val``, test below ``val + test * (1 - val)`` (``test`` is a fraction of what validation
-    leaves, and validation is the same with or without a test split), training above. Then
-    each class, counting identical images as one and unreadable ones not at all, keeps what
-    it always had: a training image; a validation image when it has two images and ``val`` >
-    0; a test image when it has two images beyond the validation one and ``test`` > 0. A class
-    short of one moves, with its copies, the image whose u lies nearest that split's range
-    from a split holding more than its own minimum (the test split takes from validation only
-    when training has none to spare): one move per missing split, only in classes that need
-    it. Unreadable images stay in training (out of every array).
+    Hashing the seed with the digest places an image at u in [0, 1). The test split (the
+    gate's, kept apart across runs) is the images with u at or above ``1 - test * (1 -
+    val)``: whether an image is in it never depends on the other images, so adding images
+    never moves a training image into it nor one out of it. Validation is the images of
+    lowest u among the rest, :func:`held_out` of the class (its exact share, as a small
+    class needs); training the others. Each class, counting identical images once and
+    unreadable ones not at all, keeps a training image, and a test image when two images are
+    left beyond validation (the one of highest u, only when none reached the threshold).
+    Unreadable images stay in training (out of every array).
     """
     if val <= 0 and test <= 0:
         return items
@@ -147,11 +144,9 @@ def assign_splits(
     for index, (item, digest) in enumerate(zip(items, digests, strict=True)):
         if item.split == "train" and digest is not None:
             classes.setdefault(item.label, {}).setdefault(digest, []).append(index)
-    top = val + test * (1 - val)
-    ranges = {"val": (0.0, val), "test": (val, top), "train": (top, 1.0)}
     assigned = list(items)
     for groups in classes.values():
-        place = _kept({digest: _position(digest, seed) for digest in groups}, ranges)
+        place = _kept({digest: _position(digest, seed) for digest in groups}, val, test)
         for digest, indices in groups.items():
             for index in indices:
                 assigned[index] = replace(items[index], split=place[digest])
@@ -164,23 +159,18 @@ def _position(digest: str, seed: int) -> float:
     return int.from_bytes(mixed[:8], "big") / 2**64
 
 
-def _kept(position: dict[str, float], ranges: dict[str, tuple[float, float]]) -> dict[str, str]:
-    """The split of each distinct image of one class, its minimums kept (see
-    :func:`assign_splits`); ties in distance go to the smaller digest."""
-    place = {d: next(s for s in ranges if u < ranges[s][1]) for d, u in position.items()}
-    empty = {s for s, (low, high) in ranges.items() if high <= low}
-    need = {"train": 1, "val": int("val" not in empty and len(place) >= 2)}
-    need["test"] = int("test" not in empty and len(place) - need["val"] >= 2)
-    for split in SPLITS:
-        count = Counter(place.values())
-        if count[split] >= need[split]:
-            continue
-        low, high = ranges[split]
-        spare = [d for d, s in place.items() if count[s] > need[s]]
-        if split == "test" and count["train"] > need["train"]:
-            spare = [d for d in spare if place[d] == "train"]
-        place[min(spare, key=lambda d: (max(low - position[d], position[d] - high), d))] = split
-    return place
+def _kept(position: dict[str, float], val: float, test: float) -> dict[str, str]:
+    """The split of each distinct image of one class (see :func:`assign_splits`)."""
+    order = sorted(position, key=lambda d: (position[d], d))
+    count = held_out(len(order), val)
+    room = len(order) - count - 1  # images the test split may take: one stays to train
+    top = 1 - test * (1 - val)
+    tested = [d for d in reversed(order) if test > 0 and position[d] >= top][: max(room, 0)]
+    if test > 0 and not tested and room >= 1:
+        tested = [order[-1]]
+    rest = [d for d in order if d not in tested]
+    place = {d: "val" for d in rest[:count]} | {d: "train" for d in rest[count:]}
+    return place | {d: "test" for d in tested}
 
 
 def _class_names(folders: list[Path]) -> list[str]:

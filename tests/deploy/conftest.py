@@ -13,9 +13,8 @@ from tests.pipeline_helpers import make_repo
 @pytest.fixture(scope="package")
 def measured(tmp_path_factory):
     """A tiny classification project run through bench, and its project folder."""
-    # 40 images a class: validation and test hold enough for monitoring's reference (20; the
-    # content-hash split gives about 35% of them)
-    project = make_repo(tmp_path_factory.mktemp("deploy") / "repo", trials=1, per_class=40)
+    # 30 images a class: validation and test hold enough for monitoring's reference
+    project = make_repo(tmp_path_factory.mktemp("deploy") / "repo", trials=1, per_class=30)
     run = api.run(project, bench_seconds=1, until="bench")
     return project, run
 
