@@ -360,5 +360,36 @@ def main(argv: list[str] | None = None) -> None:
         )
         sys.exit(1)
     except KeyboardInterrupt:
-        err.print("[red]interrupted[/red]")
+        _interrupted(args)
         sys.exit(130)
+    except SystemExit as exc:  # typer turns Ctrl-C into exit code 130, silently
+        if exc.code == 130:
+            _interrupted(args)
+        raise
+
+
+def _interrupted(args: list[str]) -> None:
+    """One line for Ctrl-C: for a pipeline command, how to go on from what was kept."""
+    words = [a for a in args if not a.startswith("-")]
+    if words[:2] == ["data", "prepare"]:
+        words = words[1:]
+    if (
+        len(words) >= 2
+        and (words[0] == "run" or words[0] in STAGES)
+        and words[1]
+        not in (
+            "synth",
+            "track",
+            "pull",
+            "check",
+        )
+    ):
+        project = escape(printable(words[1]))
+        err.print(
+            "[red]interrupted[/red]: finished stages, trials and checkpoints are kept; "
+            f"continue with: tango run {project} --resume",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        err.print("[red]interrupted[/red]")

@@ -65,6 +65,15 @@ def deploy_command(
         f"bundle of {manifest['project']}/{manifest['target']} ({manifest['version']}, "
         f"{manifest['engine']} {manifest['precision']}): {len(manifest['files'])} files in {to}"
     )
+    gate = manifest.get("gate") or {}
+    if gate.get("passed") is False:
+        say(
+            f"warning: target {manifest['target']} failed its gate in run {manifest['run']} "
+            f"({', '.join(gate['failed']) or 'see gate/decision.json'}); the bundle records it "
+            "(manifest.json 'gate'): deploy it for testing, not to serve"
+        )
+    elif gate and gate.get("passed") is None:
+        say(f"warning: run {manifest['run']} has no gate decision yet: the bundle is unchecked")
 
 
 @logs_app.command("export")

@@ -132,3 +132,22 @@ def test_killed_search_and_training_resume(tmp_path: Path) -> None:
     assert [h["epoch"] for h in history] == list(range(30))
     assert history[: len(kept)] == kept  # finished epochs kept exactly
     assert read_json(run / "train" / "metrics.json")["resumed_from_epoch"] == len(kept)
+
+
+def test_ctrl_c_is_one_line_saying_how_to_go_on(tmp_path: Path) -> None:
+    """Ctrl-C in a search: no traceback (Optuna logged one for the interrupted trial), exit
+    code 130, and the command that continues the run."""
+    project = make_repo(tmp_path / "repo", per_class=20, trials=4, search_epochs=50)
+    root = project.parent.parent
+    api.run(project, until="data")
+    db = (root / "runs" / "tiny" / "latest").resolve() / "search" / "study.db"
+    search = _start(["search", "projects/tiny"], root)
+    _wait_for(db.exists, search)
+    time.sleep(1)  # into the first trial's training
+    search.send_signal(signal.SIGINT)
+    _out, err = search.communicate(timeout=120)
+    assert search.returncode == 130 and "Traceback" not in err, err
+    assert err.rstrip().splitlines()[-1] == (
+        "interrupted: finished stages, trials and checkpoints are kept; continue with: tango "
+        "run projects/tiny --resume"
+    )

@@ -105,6 +105,11 @@ def run(ctx: StageContext) -> None:
         "fingerprint": built["fingerprint"],
         "files": len(built["files"]) + len(built["bad"]),
     }
+    ctx.reporter.log(
+        f"{len(built['classes'])} classes; images: "
+        + ", ".join(f"{split} {count}" for split, count in counts.items())
+        + (f" ({len(built['bad'])} unreadable left out)" if built["bad"] else "")
+    )
     ctx.recorder.summary.update(
         {
             "classes": built["classes"],

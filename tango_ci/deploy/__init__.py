@@ -66,6 +66,7 @@ def build_bundle(spec, run: RunDir, target: str, out: Path, version: str | None 
         raise TangoError(f"run {run.id}: the artifact of target {target} is not in compile/")
     model = read_record(TrainedModel, run.model_dir(target))
     identity = {"project": spec.name, "target": target, "run": run.id}
+    identity["gate"] = gate_verdict(run, target)
     bench = {
         "p50_ms": metrics["latency"]["p50_ms"],
         "p95_ms": metrics["latency"]["p95_ms"],
@@ -79,6 +80,18 @@ def build_bundle(spec, run: RunDir, target: str, out: Path, version: str | None 
     return _assemble(
         spec, artifact, model, identity, bench, out, version or f"run {run.id}", reference
     )
+
+
+def gate_verdict(run: RunDir, target: str) -> dict:
+    """The gate's verdict on ``target`` in ``run``: ``passed`` (None: the gate did not run)
+    and the checks it failed; a bundle records it, so a failed model is never mistaken."""
+    path = run.stage_dir("gate") / "decision.json"
+    if not path.is_file():
+        return {"passed": None, "failed": []}
+    found = read_json(path).get("targets", {}).get(target, {})
+    checks = found.get("checks", []) if isinstance(found, dict) else []
+    failed = [str(c.get("check")) for c in checks if c.get("status") == "fail"]
+    return {"passed": found.get("passed") if isinstance(found, dict) else None, "failed": failed}
 
 
 def bundle_from_artifact(spec, artifact: Path, record: dict, out: Path, version: str) -> dict:

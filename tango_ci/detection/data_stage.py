@@ -141,6 +141,10 @@ def run(ctx: StageContext) -> None:
     for key, name in outputs.items():
         ctx.recorder.output_file(key, folder / name)
     ctx.recorder.inputs["dataset"] = {"path": str(root), "fingerprint": stats["fingerprint"]}
+    ctx.reporter.log(
+        f"{len(dataset.names)} classes; images (boxes): "
+        + ", ".join(f"{s} {n} ({stats['boxes'].get(s, 0)})" for s, n in stats["images"].items())
+    )
     ctx.recorder.summary.update(
         {
             "classes": list(dataset.names),

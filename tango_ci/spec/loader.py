@@ -16,7 +16,13 @@ from tango_ci.spec._yaml import LocatedDocument, YamlProblem, load_located
 from tango_ci.spec.enums import AUTO_ENGINE, LATENCY_METRIC
 from tango_ci.spec.gate_checks import check_challenger
 from tango_ci.spec.models import ProjectSpec, RunnerSpec, from_dict
-from tango_ci.spec.paths import SQLITE, escape_problem, resolve_inside, storage_problem
+from tango_ci.spec.paths import (
+    SQLITE,
+    escape_problem,
+    missing_project,
+    resolve_inside,
+    storage_problem,
+)
 from tango_ci.spec.problems import Problem, format_field
 from tango_ci.spec.search_checks import check_search
 
@@ -161,6 +167,8 @@ def load_project(path: Path, repo_root: Path | None = None) -> ProjectSpec:
     if path.is_dir() and (path / "project.yaml").exists():
         path = path / "project.yaml"
     repo_root = (repo_root or find_repo_root(path.parent)).resolve()
+    if missing := missing_project(path, repo_root):
+        raise SpecError([missing])
     checker = _Checker(path, "project")
     if problem := _linked_out_problem(path, repo_root):
         checker.problems.append(problem)

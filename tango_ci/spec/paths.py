@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tango_ci.printable import printable
+from tango_ci.spec.problems import Problem
 
 NAME_BYTES = 255  # the longest file name Linux, macOS and Windows file systems take
 PATH_BYTES = 4096
@@ -87,3 +88,18 @@ def storage_problem(url: str, project_dir: Path, repo_root: Path) -> str | None:
     if "?" in relative or not relative:
         return "name the SQLite file only (sqlite:///relative/path.db), without options"
     return escape_problem(relative, resolve_inside(relative, project_dir, repo_root), repo_root)
+
+
+def missing_project(path: Path, repo_root: Path) -> Problem | None:
+    """The problem of a project path that does not exist, with what to do about it (the
+    likely mistake: running from inside the project's folder, or from another folder of the
+    repository); None when it exists."""
+    if path.exists() or path.is_symlink():
+        return None
+    here, root = Path.cwd().resolve(), printable(str(repo_root))
+    hint = ""
+    if (here / "project.yaml").is_file():
+        hint = f" (this folder holds a project.yaml: give '.', or run from {root})"
+    elif not path.is_absolute() and (repo_root / path).exists() and repo_root.resolve() != here:
+        hint = f" (from here; run from the repository root, {root})"
+    return Problem(str(path), 0, 0, "", f"file not found{hint}")

@@ -152,6 +152,15 @@ def _finals_line(rounds: object) -> list[str]:
     ]
 
 
+def _failed_count(failed: object) -> str:
+    """Trials cut short (an interrupted run; a resumed search tries again), for the summary."""
+    return (
+        f", {failed} interrupted or failed (not counted)"
+        if isinstance(failed, int) and failed
+        else ""
+    )
+
+
 def _busy_count(rejections: object) -> str:
     """How many of the rejected trials were timed while the host was busy, for the summary."""
     if not isinstance(rejections, list):
@@ -287,7 +296,8 @@ def render_markdown(report: dict, images: dict[str, str], details: dict[str, dic
             f"{search.get('pruner')} pruner): {search.get('feasible')} trained within "
             f"budget, {search.get('infeasible')} rejected over budget without training"
             f"{_busy_count(busy)}, "
-            f"{search.get('pruned')} pruned. Chosen: trial {best.get('number')}, "
+            f"{search.get('pruned')} pruned{_failed_count(search.get('failed'))}. "
+            f"Chosen: trial {best.get('number')}, "
             f"{best.get('architecture')}, search {best.get('score_label', 'score')} "
             f"{_format(best.get('score'))}.",
             "",

@@ -78,7 +78,7 @@ def run(ctx: StageContext) -> None:
         return
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial raises here
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     spec, folder = ctx.spec, ctx.folder
     sources = latency_sources(spec)  # refuses before anything is built or any trial exists
@@ -315,7 +315,12 @@ def _write_results(
             f"their {best['score_label']} lies within {tied['margin']:.3f} (two standard errors "
             f"on {samples} validation images) of the best"
             + (f" after {tied['epochs']} epochs each" if "epochs" in tied else "")
-            + "; the choice among them is a guess that more search.epochs would settle"
+            + "; the choice among them is a guess that "
+            + (
+                "only more validation images can settle (all score the most there is)"
+                if best["score"] >= 1
+                else "more search.epochs would settle"
+            )
         )
     ctx.recorder.summary.update(
         {
@@ -323,6 +328,7 @@ def _write_results(
             "feasible": len(feasible),
             "infeasible": sum(1 for r in records if r["feasible"] is False),
             "pruned": sum(1 for r in records if r["state"] == "PRUNED"),
+            "failed": sum(1 for r in records if r["state"] == "FAIL"),
             "best": {
                 k: best[k]
                 for k in (

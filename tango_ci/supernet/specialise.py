@@ -180,7 +180,7 @@ def search_subnets(specialiser: Specialiser, budget_s: float) -> dict | None:
     space = specialiser.space
     for config in (space.smallest(), space.largest()):
         specialiser.score(config)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial raises here
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.NSGAIISampler(

@@ -28,7 +28,11 @@ def _data(project: Path, per_class: int) -> tuple[int, list[str]]:
     path.write_text(text.replace(text.split("images_per_class: ")[1].split(",")[0], str(per_class)))
     lines = Lines()
     run = api.run(project, until="data", reporter=lines)
-    return len(read_json(run.stage_dir("data") / "files.json")), lines.lines
+    counts = read_json(run.stage_dir("data") / "manifest.json")["summary"]["images"]
+    said = ", ".join(f"{split} {count}" for split, count in counts.items())
+    assert f"3 classes; images: {said}" in lines.lines  # what was read, said once
+    others = [line for line in lines.lines if not line.startswith("3 classes; images:")]
+    return len(read_json(run.stage_dir("data") / "files.json")), others
 
 
 def _pngs(folder: Path) -> int:

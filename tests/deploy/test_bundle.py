@@ -155,3 +155,24 @@ def test_a_pulled_registry_artifact_bundles_like_its_run(measured, bundle, tmp_p
         np.random.default_rng(i).integers(0, 255, (20, 24, 3), dtype=np.uint8) for i in range(4)
     ]
     assert ours.answer(images) == theirs.answer(images)
+
+
+def test_the_bundle_records_the_gate_verdict(bundle: Path, tmp_path: Path) -> None:
+    """A bundle says whether its model passed the gate, so a model that failed is never
+    mistaken for one to serve (`tango deploy` warns of both cases)."""
+    from types import SimpleNamespace
+
+    from tango_ci.deploy import gate_verdict
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["gate"] == {"passed": None, "failed": []}  # measured, not gated yet
+    (tmp_path / "gate").mkdir()
+    checks = [
+        {"check": "latency p95", "status": "pass"},
+        {"check": "accuracy on the test split", "status": "fail"},
+    ]
+    decision = {"passed": False, "targets": {"cpu": {"passed": False, "checks": checks}}}
+    (tmp_path / "gate" / "decision.json").write_text(json.dumps(decision))
+    run = SimpleNamespace(stage_dir=lambda stage: tmp_path / stage)
+    assert gate_verdict(run, "cpu") == {"passed": False, "failed": ["accuracy on the test split"]}
+    assert gate_verdict(run, "other") == {"passed": None, "failed": []}

@@ -38,7 +38,7 @@ BUSY = [0.61] * 82 + [9.2, 9.5] * 9
 SLOW = [7.0 + 0.01 * i for i in range(100)]  # a steady network over the budget
 
 
-def _search_section(trials: list[dict]) -> str:
+def _search_section(rejected: list[dict], **search: object) -> str:
     report = {
         "project": "p",
         "run": "r",
@@ -47,15 +47,16 @@ def _search_section(trials: list[dict]) -> str:
         "targets": {},
         "model": {},
         "search": {
-            "trials": len(trials) + 1,
+            "trials": len(rejected) + 1,
             "sampler": "tpe",
             "pruner": "median",
             "feasible": 1,
-            "infeasible": len(trials),
+            "infeasible": len(rejected),
             "pruned": 0,
             "best": {"number": 9, "architecture": "resnet-xs", "score": 0.9},
-        },
-        "busy_rejections": busy_rejections(trials, PERCENTILES),
+        }
+        | search,
+        "busy_rejections": busy_rejections(rejected, PERCENTILES),
         "training": {"epochs_run": 2, "best_epoch": 1, "stopped_early": False},
         "training_summary": "validation accuracy 0.9",
         "export": {},
@@ -130,3 +131,12 @@ def test_a_remeasured_entry_of_another_shape_says_nothing() -> None:
     assert _remeasured({"first_ms": [], "unstable_first": {}}) == []
     assert _remeasured("x") == _remeasured(None) == []
     assert _num(10**400) == "" and _num(1.5) == "1.5"
+
+
+def test_trials_cut_short_are_counted_so_the_numbers_add_up() -> None:
+    """An interrupted trial (state FAIL) was in the total and in no count."""
+    section = _search_section([_rejected(4, "resnet-m", SLOW)])
+    assert "2 trials (tpe sampler, median pruner): 1 trained within budget, 1 rejected" in section
+    assert "interrupted" not in section
+    section = _search_section([_rejected(4, "resnet-m", SLOW)], trials=3, failed=1)
+    assert "0 pruned, 1 interrupted or failed (not counted). Chosen: trial 9" in section

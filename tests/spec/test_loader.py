@@ -127,3 +127,24 @@ def _without_synth() -> str:
     from tests.conftest import MINIMAL_PROJECT
 
     return MINIMAL_PROJECT.replace("  synth: {images_per_class: 10, size: 16}\n", "")
+
+
+def test_a_project_path_not_found_says_where_to_run_from(
+    spec_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usual mistake: `tango run projects/NAME` from inside the project's folder."""
+    project = write_project(spec_repo, "mine").parent
+    monkeypatch.chdir(project)
+    with pytest.raises(SpecError) as found:
+        load_project(Path("projects/mine"))
+    assert found.value.message == (
+        f"projects/mine: file not found (this folder holds a project.yaml: give '.', or run "
+        f"from {spec_repo.resolve()})"
+    )
+    monkeypatch.chdir(spec_repo / "projects")
+    with pytest.raises(SpecError, match=r"not found \(from here; run from the repository root"):
+        load_project(Path("projects/mine"))
+    monkeypatch.chdir(spec_repo)
+    with pytest.raises(SpecError) as found:
+        load_project(Path("projects/nothere"))
+    assert found.value.message == "projects/nothere: file not found"
