@@ -17,6 +17,15 @@ import pytest
 from tests.conftest import REPO, git, spec_repo, write_project  # noqa: F401  (fixtures)
 
 
+def write_export(folder: Path, tasks: object, name: str = "export.json") -> Path:
+    """A Label Studio export of ``tasks`` in ``folder``."""
+    import json
+
+    path = folder / name
+    path.write_text(json.dumps(tasks))
+    return path
+
+
 @dataclass
 class Result:
     code: int

@@ -6,7 +6,6 @@ anything is written."""
 
 from __future__ import annotations
 
-import json
 import stat
 import zipfile
 from pathlib import Path
@@ -17,7 +16,7 @@ from PIL import Image
 from tango_ci.exceptions import TangoError
 from tango_ci.labelling.importing import import_labels
 from tests.conftest import spec_repo, write_project  # noqa: F401  (fixture)
-from tests.hostile.conftest import Tree, tango_here
+from tests.hostile.conftest import Tree, tango_here, write_export
 
 LABELS = ["circle", "square"]
 
@@ -25,12 +24,6 @@ LABELS = ["circle", "square"]
 def _choice(image: str, label: str = "circle") -> dict:
     result = [{"type": "choices", "value": {"choices": [label]}}]
     return {"data": {"image": image}, "annotations": [{"result": result}]}
-
-
-def _export(folder: Path, tasks: list, name: str = "export.json") -> Path:
-    path = folder / name
-    path.write_text(json.dumps(tasks))
-    return path
 
 
 @pytest.fixture
@@ -61,7 +54,7 @@ def data(tmp_path: Path) -> Path:
 def test_an_image_name_that_cannot_be_a_file_name_rejects_its_entry(queue, data, name, reason):
     """They raised out of the import (embedded null byte, UnicodeEncodeError, File name too
     long), importing nothing."""
-    export = _export(queue, [_choice(name), _choice("images/b.png")])
+    export = write_export(queue, [_choice(name), _choice("images/b.png")])
     done = import_labels(export, data, LABELS, detection=False)
     assert done["imported"] == 1 and done["rejected"] == [f"{export}: task 0: {reason}"]
     assert [p.name for p in (data / "circle").iterdir()] == ["b.png"]
@@ -77,7 +70,7 @@ def test_an_image_name_that_cannot_be_a_file_name_rejects_its_entry(queue, data,
 )
 def test_a_file_the_data_stage_would_not_read_is_rejected(queue, data, name, reason) -> None:
     Image.new("RGB", (12, 12)).save(queue / "images" / name, format="PNG")
-    export = _export(queue, [_choice(f"images/{name}"), _choice("images/a.png")])
+    export = write_export(queue, [_choice(f"images/{name}"), _choice("images/a.png")])
     done = import_labels(export, data, LABELS, detection=False)
     assert (
         done["imported"] == 1 and f"task 0: image 'images/{name}' {reason}" in done["rejected"][0]
@@ -134,9 +127,9 @@ def test_a_zip_over_its_bounds_is_refused(tmp_path, data, monkeypatch) -> None:
 
 def test_an_image_already_imported_under_another_class_is_not_relabelled(queue, data) -> None:
     """It landed in both class folders, under the same name or another: trained as both."""
-    import_labels(_export(queue, [_choice("images/a.png", "circle")]), data, LABELS, False)
+    import_labels(write_export(queue, [_choice("images/a.png", "circle")]), data, LABELS, False)
     (queue / "images" / "copy.png").write_bytes((queue / "images" / "a.png").read_bytes())
-    export = _export(
+    export = write_export(
         queue, [_choice("images/a.png", "square"), _choice("images/copy.png", "square")]
     )
     done = import_labels(export, data, LABELS, detection=False)
@@ -155,7 +148,7 @@ def test_one_image_given_two_classes_in_one_export_is_rejected_in_both(queue, da
         _choice("images/b.png", "circle"),
         _choice("images/a.png", "square"),
     ]
-    done = import_labels(_export(queue, tasks), data, LABELS, detection=False)
+    done = import_labels(write_export(queue, tasks), data, LABELS, detection=False)
     assert done["imported"] == 1
     assert [line.split(": ", 2)[2] for line in done["rejected"]] == [
         "the same image is labelled circle and square in this export (also task 2); "
@@ -171,10 +164,10 @@ def test_an_image_in_the_new_data_is_not_imported_again_for_training(queue, data
     """With gate.challenger, an image held out under one class and labelled again under
     another landed in both the new data and the training data."""
     held = tmp_path / "new-labels"
-    export = _export(queue, [_choice("images/a.png", "circle")])
+    export = write_export(queue, [_choice("images/a.png", "circle")])
     first = import_labels(export, data, LABELS, detection=False, held=held, fraction=1.0)
     assert first["held_out"] == 1 and (held / "circle" / "a.png").is_file()
-    again = _export(queue, [_choice("images/a.png", "square")], "export2.json")
+    again = write_export(queue, [_choice("images/a.png", "square")], "export2.json")
     done = import_labels(again, data, LABELS, detection=False, held=held, fraction=0.0)
     assert done["imported"] == 0
     assert f"already in the new data ({held}) as circle/a.png" in done["rejected"][0]
@@ -194,7 +187,7 @@ def test_an_import_that_imports_nothing_exits_1_and_caps_its_lines(spec_repo: Pa
     """491,520 rejected lines were printed for a 60 MB export, and the exit code said it
     worked."""
     _project(spec_repo)
-    _export(spec_repo, [{"data": {"image": "x.png"}, "annotations": []}] * 250)
+    write_export(spec_repo, [{"data": {"image": "x.png"}, "annotations": []}] * 250)
     done = tango_here("label", "import", "export.json", "--project", "projects/demo", cwd=spec_repo)
     lines = done.stderr.splitlines()
     assert done.code == 1, done.stderr

@@ -6,7 +6,6 @@ written outside where the command may write, and nothing already there is lost."
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from tango_ci.labelling import choose, kept_image, write_queue
 from tango_ci.labelling.importing import import_labels
 from tango_ci.runtime.logs import PredictionLog
 from tests.conftest import spec_repo, write_project  # noqa: F401  (fixture)
-from tests.hostile.conftest import Tree, tango
+from tests.hostile.conftest import Tree, tango, write_export
 from tests.hostile.test_operation import GOOD
 
 HASH, OTHER = "ab" * 32, "cd" * 32
@@ -136,12 +135,6 @@ def test_label_queue_refuses_an_empty_window(tmp_path: Path) -> None:
     assert done.code == 2 and "--window" in done.stderr and not (tmp_path / "o").exists()
 
 
-def _export(folder: Path, tasks: object) -> Path:
-    path = folder / "export.json"
-    path.write_text(json.dumps(tasks))
-    return path
-
-
 @pytest.fixture
 def queue(tmp_path: Path) -> Path:
     folder = tmp_path / "queue"
@@ -189,7 +182,7 @@ def test_a_label_studio_task_of_the_wrong_shape_is_rejected_with_its_reason(
     data = tmp_path / "data"
     (data / "circle").mkdir(parents=True)
     for detection in (False, True):
-        done = import_labels(_export(queue, [task]), data, ["circle"], detection=detection)
+        done = import_labels(write_export(queue, [task]), data, ["circle"], detection=detection)
         assert done["imported"] == 0 and done["rejected"] == [f"{_shown(queue)}: task 0: {reason}"]
     assert list((data / "circle").iterdir()) == [] and not (data / "images").exists()
 
@@ -246,7 +239,7 @@ def test_one_image_name_twice_in_a_class_is_rejected_as_twice(queue: Path, tmp_p
         Image.new("RGB", (8, 8)).save(queue / "images" / folder / "y.png")
     result = [{"type": "choices", "value": {"choices": ["circle"]}}]
     tasks = [_task(result, {"image": f"images/{f}/y.png"}) for f in ("a", "b")]
-    done = import_labels(_export(queue, tasks), data, ["circle"], detection=False)
+    done = import_labels(write_export(queue, tasks), data, ["circle"], detection=False)
     assert done["imported"] == 1 and done["rejected"][0].endswith(
         "circle/y.png comes twice in this import"
     )
@@ -278,7 +271,7 @@ def test_label_import_prints_rejected_names_as_text(spec_repo: Path) -> None:
         folder.mkdir(parents=True)
         Image.new("RGB", (8, 8)).save(folder / "0.png")
     result = [{"type": "choices", "value": {"choices": ["circle"]}}]
-    _export(spec_repo, [_task(result, {"image": OUTSIDE_TEXT})])
+    write_export(spec_repo, [_task(result, {"image": OUTSIDE_TEXT})])
     done = tango("label", "import", "export.json", "--project", "projects/demo", cwd=spec_repo)
     assert done.code == 1, done.stderr  # nothing imported
     _printed_as_text(done.stderr)
