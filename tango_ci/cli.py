@@ -371,18 +371,12 @@ def main(argv: list[str] | None = None) -> None:
 def _interrupted(args: list[str]) -> None:
     """One line for Ctrl-C: for a pipeline command, how to go on from what was kept."""
     words = [a for a in args if not a.startswith("-")]
-    if words[:2] == ["data", "prepare"]:
-        words = words[1:]
+    if words[:2] == ["data", "prepare"]:  # `tango data PROJECT` written out
+        words = ["data", *words[2:]]
     if (
         len(words) >= 2
         and (words[0] == "run" or words[0] in STAGES)
-        and words[1]
-        not in (
-            "synth",
-            "track",
-            "pull",
-            "check",
-        )
+        and words[1] not in {c.name for c in data_app.registered_commands}  # not a project
     ):
         project = escape(printable(words[1]))
         err.print(

@@ -142,3 +142,31 @@ def test_synth_needs_project_or_out(args: list[str], spec_repo: Path) -> None:
     result = _tango(*args, cwd=spec_repo)
     assert result.returncode == 2
     assert "give a PROJECT or --out" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "project"),
+    [
+        (["data", "prepare", "projects/x"], "projects/x"),
+        (["data", "projects/x"], "projects/x"),
+        (["train", "projects/y", "--run", "r1"], "projects/y"),
+        (["data", "check", "some/data"], None),
+        (["registry", "list"], None),
+    ],
+)
+def test_ctrl_c_names_the_project_to_resume_only_for_pipeline_commands(args, project) -> None:
+    import io
+
+    from tango_ci import cli
+
+    saved = cli.err.file
+    cli.err.file = io.StringIO()
+    try:
+        cli._interrupted(args)
+        said = cli.err.file.getvalue().strip()
+    finally:
+        cli.err.file = saved
+    if project is None:
+        assert said == "interrupted"
+    else:
+        assert said.endswith(f"continue with: tango run {project} --resume")

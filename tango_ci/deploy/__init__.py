@@ -18,6 +18,7 @@ from tango_ci.compile import read_artifact
 from tango_ci.contracts import TrainedModel
 from tango_ci.exceptions import TangoError
 from tango_ci.plugins import get_task
+from tango_ci.printable import printable
 from tango_ci.rundir import RunDir, display, file_sha256, read_json, read_record, write_json
 from tango_ci.runtime.bundle import MANIFEST, SCHEMA, BundleError
 
@@ -83,15 +84,24 @@ def build_bundle(spec, run: RunDir, target: str, out: Path, version: str | None 
 
 
 def gate_verdict(run: RunDir, target: str) -> dict:
-    """The gate's verdict on ``target`` in ``run``: ``passed`` (None: the gate did not run)
-    and the checks it failed; a bundle records it, so a failed model is never mistaken."""
+    """The gate's verdict on ``target`` in ``run``: ``passed`` (None: the gate did not run, or
+    its file does not say) and the names of the checks it failed (the first 20, cut short); a
+    bundle records it, so a failed model is never mistaken. A run folder may come as an
+    artifact: anything but the decision's own shape counts as no verdict."""
     path = run.stage_dir("gate") / "decision.json"
-    if not path.is_file():
+    decision = read_json(path) if path.is_file() else None
+    targets = decision.get("targets") if isinstance(decision, dict) else None
+    found = targets.get(target) if isinstance(targets, dict) else None
+    if not isinstance(found, dict) or not isinstance(found.get("passed"), bool):
         return {"passed": None, "failed": []}
-    found = read_json(path).get("targets", {}).get(target, {})
-    checks = found.get("checks", []) if isinstance(found, dict) else []
-    failed = [str(c.get("check")) for c in checks if c.get("status") == "fail"]
-    return {"passed": found.get("passed") if isinstance(found, dict) else None, "failed": failed}
+    checks = found.get("checks")
+    checks = checks if isinstance(checks, list) else []
+    failed = [
+        printable(str(c.get("check")))[:100]
+        for c in checks
+        if isinstance(c, dict) and c.get("status") == "fail"
+    ]
+    return {"passed": found["passed"], "failed": failed[:20]}
 
 
 def bundle_from_artifact(spec, artifact: Path, record: dict, out: Path, version: str) -> dict:
