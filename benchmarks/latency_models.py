@@ -81,7 +81,7 @@ def runner_file(work: Path, threads: int) -> Path:
 
 
 def evaluate(runner, pair, records: list[dict], host: dict) -> dict:
-    networks, blocks, counts = usable(records, host["cpu"], pair[0])
+    networks, blocks, counts = usable(records, host["cpu"], pair[0], runner.threads)
     train = [r for r in networks if not is_held_out(r["id"])]
     held = [r for r in networks if is_held_out(r["id"])]
     fitted = fit_pair(runner, *pair, records, host)

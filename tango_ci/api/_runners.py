@@ -44,7 +44,7 @@ def profile_runner(
     host = host_facts(runner.threads)
     fitted = []
     for (engine, precision), found in records.items():
-        networks, _, _ = usable(found, host["cpu"], engine)
+        networks, _, _ = usable(found, host["cpu"], engine, runner.threads)
         held = [r for r in networks if is_held_out(r["id"])]
         spread = floor(remeasure(runner, engine, precision, held, options.noise_networks, reporter))
         if (warning := verdict(engine, precision, spread)) is not None:

@@ -13,9 +13,13 @@ PyTorch eager runs what the ONNX graph no longer shows, so its kernels are read 
 into (a convolution with a bias whose output is more than one pixel; squeeze-excitation and
 detection-head convolutions with a bias of their own are the rare exception), keyed like the
 BatchNorms the graph still shows; dense convolutions keyed ``convbig`` where PyTorch hands them
-to oneDNN (an input over 20480 elements or a batch over one, ``ConvParams::use_mkldnn``);
-weights counted as elements read, since oneDNN reorders them on every eager call; and no
-activation counted as fused into its convolution.
+to oneDNN rather than its own im2col and GEMM; weights counted as elements read, since oneDNN
+reorders them on every eager call; and no activation counted as fused into its convolution.
+PyTorch's choice (``ConvParams::use_mkldnn``) depends on the thread count, so the set is named
+for it: ``pytorch-eager-1t`` (one thread: a 1x1 stride-1 convolution of a batch under 16 stays
+on PyTorch's GEMM however large) and ``pytorch-eager-mt``; ``pytorch-eager`` is the first
+approximation (an input over 20480 elements or a batch over one), kept so that models fitted
+on it predict as they were fitted.
 
 The file is untrusted (a pull request's network): it is parsed as data, with a size limit, and
 nothing in it is run.
@@ -31,9 +35,10 @@ from pathlib import Path
 from tango_ci.exceptions import TangoError
 
 MAX_ONNX_BYTES = 2 * 2**30
-# what a kernel list is read as, per engine; a model remembers the set it was fitted on
-FEATURE_SETS = {"pytorch": "pytorch-eager"}
+# what a kernel list is read as; a model remembers the set it was fitted on
 DEFAULT_FEATURE_SET = "onnx"
+EAGER_SETS = ("pytorch-eager-1t", "pytorch-eager-mt", "pytorch-eager")
+FEATURE_SETS = (DEFAULT_FEATURE_SET, *EAGER_SETS)
 ONEDNN_INPUT = 20480  # PyTorch's threshold for a dense convolution on oneDNN (fp32 CPU)
 # count, multiply-accumulates (millions), activation elements read + written (millions)
 FEATURES = ("count", "mmacs", "melems")
@@ -132,9 +137,25 @@ def _load(path: Path, batch: int, size: int | None):
         raise FeatureError(source=str(path), reason=f"shape inference failed ({exc})") from None
 
 
-def feature_set(engine: str) -> str:
-    """The name of the kernel reading an engine's model is fitted on."""
-    return FEATURE_SETS.get(engine, DEFAULT_FEATURE_SET)
+def feature_set(engine: str, threads: int) -> str:
+    """The name of the kernel reading a model of ``engine`` on ``threads`` is fitted on."""
+    if engine == "pytorch":
+        return "pytorch-eager-1t" if threads <= 1 else "pytorch-eager-mt"
+    return DEFAULT_FEATURE_SET
+
+
+def on_onednn(features: str, batch: int, inputs: float, kernel: tuple[int, int], node) -> bool:
+    """Whether PyTorch eager hands a dense convolution (``node``, with an input of ``inputs``
+    elements and a ``kernel`` of height and width) to oneDNN, as ``ConvParams::use_mkldnn``
+    decides for float32 on a CPU under the feature set ``features``."""
+    if features == "pytorch-eager":  # the first approximation, for the models fitted on it
+        return batch > 1 or inputs > ONEDNN_INPUT
+    strided = max(_attribute(node, "strides", [1]) or [1]) > 1
+    dilated = max(_attribute(node, "dilations", [1]) or [1]) > 1
+    # a 1x1 convolution is faster on PyTorch's GEMM when single-threaded
+    worth = strided or dilated or batch >= 16 or kernel != (1, 1) or features == "pytorch-eager-mt"
+    # groups > 1 never reaches here: keyed dwconv or gconv, whatever runs them
+    return worth and (min(kernel) > 3 or batch > 1 or inputs > ONEDNN_INPUT)
 
 
 def kernels(
@@ -142,9 +163,9 @@ def kernels(
 ) -> list[Kernel]:
     """The kernels of the ONNX network at ``path`` run at ``batch`` (and images of ``size``
     where the graph leaves the image size open), read as the feature set ``features`` says."""
-    if features not in (DEFAULT_FEATURE_SET, *FEATURE_SETS.values()):
+    if features not in FEATURE_SETS:
         raise FeatureError(source=str(path), reason=f"unknown feature set '{features}'")
-    eager = features == "pytorch-eager"
+    eager = features in EAGER_SETS
     model = _load(path, batch, size)
     graph = model.graph
     shapes: dict[str, tuple[int, ...]] = {}
@@ -194,7 +215,10 @@ def kernels(
             channels = min(in_channels, out_channels) if kind == "conv" else out_channels
             if eager:
                 moved += elements(inputs[1])  # oneDNN reorders the weights on every call
-                if kind == "conv" and (batch > 1 or elements(inputs[0]) > ONEDNN_INPUT):
+                kernel = tuple(int(d) for d in (1, 1, *kernel_shape[2:])[-2:])
+                if kind == "conv" and on_onednn(
+                    features, batch, elements(inputs[0]), (kernel[0], kernel[1]), node
+                ):
                     kind = "convbig"
             key = f"{kind}-k{size}-s{stride}-c{_bucket(channels)}-h{_bucket(out_shape[-1])}"
             found.append(Kernel(key, out * per_output, moved))

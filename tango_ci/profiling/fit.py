@@ -39,17 +39,17 @@ def _samples(records: list[dict]) -> list[Sample]:
 
 
 def usable(
-    records: list[dict], cpu: str, engine: str
+    records: list[dict], cpu: str, engine: str, threads: int
 ) -> tuple[list[dict], list[dict], dict[str, int]]:
     """(networks, blocks, counts) of the measured records of ``engine`` taken on ``cpu`` and
-    read with the engine's feature set."""
+    read with the engine's feature set for ``threads``."""
     measured = [r for r in records if "failed" not in r]
-    good = [r for r in measured if r.get("cpu") == cpu and not stale(r, engine)]
+    good = [r for r in measured if r.get("cpu") == cpu and not stale(r, engine, threads)]
     counts = {
         "records": len(records),
         "failed": len(records) - len(measured),
         "other_host": sum(r.get("cpu") != cpu for r in measured),
-        "stale_features": sum(r.get("cpu") == cpu and stale(r, engine) for r in measured),
+        "stale_features": sum(r.get("cpu") == cpu and stale(r, engine, threads) for r in measured),
     }
     networks = [r for r in good if r["kind"] == "network"]
     blocks = [r for r in good if r["kind"] == "block"]
@@ -68,7 +68,7 @@ def fit_pair(
     """Fit, judge on the held-out networks and write the model of one engine and precision;
     ``noise`` is the device's own re-measurement spread (see :mod:`.noise`), kept beside the
     model's error."""
-    networks, blocks, counts = usable(records, host["cpu"], engine)
+    networks, blocks, counts = usable(records, host["cpu"], engine, runner.threads)
     train = [r for r in networks if not is_held_out(r["id"])]
     held = [r for r in networks if is_held_out(r["id"])]
     if len(train) < MIN_NETWORKS or not held:
@@ -84,7 +84,7 @@ def fit_pair(
     predicted = predictor.predict_many(_samples(held))
     baseline = flops.predict_many(_samples(held))
     metadata = {
-        "feature_set": feature_set(engine),
+        "feature_set": feature_set(engine, runner.threads),
         "host": host,
         "samples": {
             "networks_fitted": len(train),

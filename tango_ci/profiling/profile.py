@@ -151,7 +151,7 @@ def run_profile(
     by_id = {sample.id: sample for sample in samples}
     for (engine, precision), found in records.items():
         path = measurements_path(runner, engine, precision)
-        refresh_features(path, engine, found, by_id, reporter)
+        refresh_features(path, engine, runner.threads, found, by_id, reporter)
     done = {pair: {r["id"] for r in found} for pair, found in records.items()}
     deadline = time.monotonic() + options.time_budget_s
     cpu = host_facts(runner.threads)["cpu"]
@@ -181,7 +181,7 @@ def run_profile(
                 onnx_path, model_dir = write_sample(sample, folder)
                 features = {
                     name: network_features(onnx_path, sample.batch, sample.size, name)
-                    for name in {feature_set(e) for e, _ in missing}
+                    for name in {feature_set(e, runner.threads) for e, _ in missing}
                 }
             except Exception as exc:  # a sample that cannot be built is skipped, and said
                 reporter.log(f"{sample.describe()}: not built ({one_line_reason(exc)})")
@@ -194,8 +194,8 @@ def run_profile(
                     "sample": sample.spec,
                     "describe": sample.describe(),
                     "cpu": cpu,
-                    "features": features[feature_set(engine)],
-                    "feature_set": feature_set(engine),
+                    "features": features[feature_set(engine, runner.threads)],
+                    "feature_set": feature_set(engine, runner.threads),
                     "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 }
                 try:

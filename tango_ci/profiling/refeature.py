@@ -2,7 +2,7 @@
 
 A record keeps the features of its network as they were read when it was measured, under the
 name of the set (``feature_set``; records from before the sets were read from the ONNX graph).
-When an engine's set changes (PyTorch eager's now counts the BatchNorm the export folds away),
+When an engine's set changes (PyTorch eager's now says which convolutions oneDNN runs at the runner's thread count),
 each such record's network is built again from its sample, read with the engine's set, and the
 file is rewritten whole, so a device's hour of measurements stays usable after an upgrade.
 
@@ -22,16 +22,18 @@ from tango_ci.profiling.sample import ProfileSample
 from tango_ci.progress import SILENT, Reporter
 
 
-def stale(record: dict, engine: str) -> bool:
-    """Whether ``record`` (a measurement of ``engine``) holds another feature set's features."""
+def stale(record: dict, engine: str, threads: int) -> bool:
+    """Whether ``record`` (a measurement of ``engine`` on ``threads``) holds another feature
+    set's features."""
     return "failed" not in record and (
-        record.get("feature_set", DEFAULT_FEATURE_SET) != feature_set(engine)
+        record.get("feature_set", DEFAULT_FEATURE_SET) != feature_set(engine, threads)
     )
 
 
 def refresh_features(
     path: Path,
     engine: str,
+    threads: int,
     records: list[dict],
     design: dict[str, ProfileSample],
     reporter: Reporter = SILENT,
@@ -42,10 +44,10 @@ def refresh_features(
     out of the fit by :func:`stale`."""
     from tango_ci.profiling.networks import write_sample  # torch: only when there is work
 
-    todo = [r for r in records if stale(r, engine) and r["id"] in design]
+    todo = [r for r in records if stale(r, engine, threads) and r["id"] in design]
     if not todo:
         return 0
-    wanted = feature_set(engine)
+    wanted = feature_set(engine, threads)
     reporter.log(
         f"{path.name}: reading {len(todo)} earlier measurements with the {wanted} features "
         "(nothing is timed again)"

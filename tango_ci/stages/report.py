@@ -292,7 +292,8 @@ def render_markdown(report: dict, images: dict[str, str], details: dict[str, dic
         lines += [
             "### Search",
             "",
-            f"{search.get('trials')} trials ({search.get('sampler')} sampler, "
+            f"{search.get('trials')} trial{'' if search.get('trials') == 1 else 's'} "
+            f"({search.get('sampler')} sampler, "
             f"{search.get('pruner')} pruner): {search.get('feasible')} trained within "
             f"budget, {search.get('infeasible')} rejected over budget without training"
             f"{_busy_count(busy)}, "

@@ -130,7 +130,9 @@ def test_hostile_measurements_are_refused_with_their_line(
     ("inputs", "shape"),
     [(["x"], [1, 3, 8, 8]), (["x", ""], [1, 3, 8, 8]), (["x", "w"], [5]), (["x", "w"], [])],
 )
-@pytest.mark.parametrize("features", ["onnx", "pytorch-eager"])
+@pytest.mark.parametrize(
+    "features", ["onnx", "pytorch-eager-1t", "pytorch-eager-mt", "pytorch-eager"]
+)
 def test_a_malformed_network_is_refused_or_read_never_a_traceback(
     tmp_path: Path, inputs: list[str], shape: list[int], features: str
 ) -> None:

@@ -16,7 +16,13 @@ from torch import nn
 from tango_ci.export import export_onnx
 from tango_ci.latency import LatencyModel, LatencyModelError, Sample, load_model, write_model
 from tango_ci.latency._boosted import EAGER_SUMMARY, SUMMARY, BoostedKernels
-from tango_ci.latency.features import ONEDNN_INPUT, FeatureError, kernels, network_features
+from tango_ci.latency.features import (
+    ONEDNN_INPUT,
+    FeatureError,
+    feature_set,
+    kernels,
+    network_features,
+)
 from tango_ci.latency.model import fit
 from tests.latency.helpers import TAILS
 
@@ -54,7 +60,7 @@ def eager_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_batchnorm_is_counted_after_each_folded_convolution_only(eager_onnx: Path) -> None:
     onnx_set = kernels(eager_onnx)
-    eager = kernels(eager_onnx, features="pytorch-eager")
+    eager = kernels(eager_onnx, features="pytorch-eager-1t")
     assert not [k for k in onnx_set if k.key == "batchnormalization"]
     norms = [k for k in eager if k.key == "batchnormalization"]
     # the stem's (16 x 32 x 32 read and written) and the head's, whose own bias looks the same;
@@ -67,7 +73,7 @@ def test_batchnorm_is_counted_after_each_folded_convolution_only(eager_onnx: Pat
 
 def test_eager_convolutions_count_the_weights_they_reorder(eager_onnx: Path) -> None:
     onnx_stem = kernels(eager_onnx)[0]
-    eager_stem = kernels(eager_onnx, features="pytorch-eager")[0]
+    eager_stem = kernels(eager_onnx, features="pytorch-eager-1t")[0]
     assert eager_stem.macs == onnx_stem.macs
     assert eager_stem.elems == onnx_stem.elems + 16 * 3 * 3 * 3
 
@@ -80,33 +86,49 @@ def _onednn(conv: nn.Conv2d, shape: tuple[int, ...]) -> bool:
     return any("mkldnn" in event.name for event in profile.events())
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(
-    ("channels", "kernel", "stride", "size", "batch"),
+    ("channels", "kernel", "stride", "dilation", "size", "batch"),
     [
-        (8, 3, 1, 50, 1),  # 20000 input elements: PyTorch's own im2col
-        (8, 3, 1, 51, 1),  # 20808: oneDNN
-        (8, 3, 2, 60, 1),
-        (4, 3, 1, 20, 2),  # a batch of two: oneDNN however small
-        (8, 1, 2, 60, 1),
+        (8, 3, 1, 1, 50, 1),  # 20000 input elements: PyTorch's own im2col
+        (8, 3, 1, 1, 51, 1),  # 20808: oneDNN
+        (8, 3, 2, 1, 60, 1),
+        (4, 3, 1, 1, 20, 2),  # a batch of two: oneDNN however small
+        (8, 1, 2, 1, 60, 1),  # strided 1x1: oneDNN
+        (64, 1, 1, 1, 64, 1),  # 1x1 stride 1, 262144 elements: GEMM on one thread only
+        (8, 1, 1, 1, 8, 2),  # a batch of two 1x1: GEMM on one thread only
+        (16, 5, 1, 1, 8, 1),  # 5x5: oneDNN however small
+        (8, (1, 5), 1, 1, 8, 1),  # 1x5 is not over 3 both ways: GEMM
+        (8, 3, 1, 2, 16, 1),  # dilated but small: GEMM
+        (8, 3, 1, 2, 60, 1),
     ],
 )
 def test_convbig_is_exactly_where_pytorch_runs_onednn(
-    channels: int, kernel: int, stride: int, size: int, batch: int, tmp_path: Path
+    channels: int,
+    kernel: int | tuple[int, int],
+    stride: int,
+    dilation: int,
+    size: int,
+    batch: int,
+    threads: int,
+    tmp_path: Path,
 ) -> None:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a 1x1 stride-1 convolution differs by threads, so not tried
+    conv = nn.Conv2d(channels, 16, kernel, stride, 0, dilation, bias=False).eval()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        conv = nn.Conv2d(channels, 16, kernel, stride, kernel // 2, bias=False).eval()
         ran = _onednn(conv, (batch, channels, size, size))
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
     path = tmp_path / "conv.onnx"
     export_onnx(conv, path, (1, channels, size, size))
-    [found] = kernels(path, batch, features="pytorch-eager")
+    [found] = kernels(path, batch, features=feature_set("pytorch", threads))
     assert found.kind == ("convbig" if ran else "conv")
-    assert (batch > 1 or channels * size * size > ONEDNN_INPUT) == ran
-    [plain] = kernels(path, batch)
+    [plain] = kernels(path, batch, features=feature_set("onnxruntime", threads))
     assert plain.kind == "conv"  # other engines' keys are unchanged
+    # the first approximation stays as models fitted on it were
+    [first] = kernels(path, batch, features="pytorch-eager")
+    assert (first.kind == "convbig") == (batch > 1 or channels * size * size > ONEDNN_INPUT)
 
 
 def test_an_unknown_feature_set_is_refused(eager_onnx: Path) -> None:

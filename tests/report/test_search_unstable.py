@@ -140,3 +140,4 @@ def test_trials_cut_short_are_counted_so_the_numbers_add_up() -> None:
     assert "interrupted" not in section
     section = _search_section([_rejected(4, "resnet-m", SLOW)], trials=3, failed=1)
     assert "0 pruned, 1 interrupted or failed (not counted). Chosen: trial 9" in section
+    assert "1 trial (tpe" in _search_section([_rejected(4, "resnet-m", SLOW)], trials=1)

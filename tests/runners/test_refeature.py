@@ -29,21 +29,21 @@ def test_old_pytorch_records_are_read_again_with_the_eager_set(tmp_path: Path) -
     append_record(path, {"id": sample.id, **common, "p50_ms": 3.25})
     append_record(path, {"id": "f" * 16, "failed": "did not build", **common})
     records = read_measurements(path)
-    assert [stale(r, "pytorch") for r in records] == [True, False]  # a failure stays one
-    assert not stale(records[0], "onnxruntime")
-    networks, _, counts = usable(records, "x", "pytorch")
+    assert [stale(r, "pytorch", 1) for r in records] == [True, False]  # a failure stays one
+    assert not stale(records[0], "onnxruntime", 1)
+    networks, _, counts = usable(records, "x", "pytorch", 1)
     assert networks == [] and counts["stale_features"] == 1
 
-    assert refresh_features(path, "pytorch", records, {}) == 0  # not of this design: not built
-    assert refresh_features(path, "pytorch", records, {sample.id: sample}) == 1
+    assert refresh_features(path, "pytorch", 1, records, {}) == 0  # not of this design: not built
+    assert refresh_features(path, "pytorch", 1, records, {sample.id: sample}) == 1
     again = read_measurements(path)
     assert again == records  # the file holds what the caller now holds
     first = again[0]
-    assert first["feature_set"] == "pytorch-eager" and first["p50_ms"] == 3.25
+    assert first["feature_set"] == "pytorch-eager-1t" and first["p50_ms"] == 3.25
     assert first["features"]["batchnormalization"][0] > old.get("batchnormalization", [0])[0]
     assert again[1]["features"] == old  # the failed record untouched
-    assert usable(again, "x", "pytorch")[0] == [first]
-    assert refresh_features(path, "pytorch", again, {sample.id: sample}) == 0  # none left
+    assert usable(again, "x", "pytorch", 1)[0] == [first]
+    assert refresh_features(path, "pytorch", 1, again, {sample.id: sample}) == 0  # none left
     assert not list(tmp_path.glob("*.partial"))
 
 
@@ -62,6 +62,6 @@ def test_a_record_whose_network_no_longer_builds_stays_out_of_the_fit(tmp_path: 
     }
     path.write_text(json.dumps(record) + "\n")
     records = read_measurements(path)
-    assert refresh_features(path, "pytorch", records, {broken.id: broken}) == 0
-    assert stale(read_measurements(path)[0], "pytorch")
-    assert usable(records, "x", "pytorch")[0] == []
+    assert refresh_features(path, "pytorch", 1, records, {broken.id: broken}) == 0
+    assert stale(read_measurements(path)[0], "pytorch", 1)
+    assert usable(records, "x", "pytorch", 1)[0] == []
