@@ -25,11 +25,12 @@ from tango_ci.runtime.images import (
 )
 
 
-def check_image(path: Path) -> None:
-    """Decode ``path`` fully (a truncated file fails here, not in a later stage); raises
-    for anything unreadable or refused."""
+def check_image(path: Path) -> tuple[int, int]:
+    """Decode ``path`` fully (a truncated file fails here, not in a later stage) and return
+    its width and height; raises for anything unreadable or refused."""
     with _opened(path) as image:
         image.load()
+        return image.size
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -63,6 +63,7 @@ class YoloDataset:
         return label_path(image)
 
 
+MIN_SIDE = 10  # ultralytics leaves out a smaller image (check_image: "<10 pixels")
 _LINKED_OUT = f"a symbolic link out of the repository (or a link loop); {STAY}"
 
 
@@ -243,7 +244,7 @@ def check_dataset(
             )
     if bad:
         stats["warnings"].append(
-            f"{len(bad)} of {total} image(s) left out, unreadable "
+            f"{len(bad)} of {total} image(s) left out, unreadable or under {MIN_SIDE} pixels a side "
             f"(within data.max_bad_fraction {max_bad_fraction:g}); first: "
             f"{next(iter(bad.values())).format()}"
         )
@@ -273,13 +274,22 @@ class _Mended:
 def _image_problem(image: Path, shown: str) -> Problem | None:
     """Why ``image`` cannot be used, decoded in full (a truncated file fails here); or None."""
     try:
-        check_image(image)
+        width, height = check_image(image)
     except FileRefused as exc:
         return Problem(shown, 0, 0, "", f"image file refused: {exc.message}")
     except ImageTooLarge as exc:
         return Problem(shown, 0, 0, "", f"image refused: {exc}")
     except Exception:  # any other failure means unreadable
         return Problem(shown, 0, 0, "", "image cannot be read (empty or corrupt)")
+    if min(width, height) < MIN_SIDE:
+        return Problem(
+            shown,
+            0,
+            0,
+            "",
+            f"image of {width}x{height} pixels: ultralytics leaves out images under "
+            f"{MIN_SIDE} pixels a side",
+        )
     return None
 
 

@@ -168,6 +168,15 @@ def _fields(
         content = {("val" if k == "validation" else k): v for k, v in content.items()}
         positions = positions | {"val": positions.get("validation", Position(1, 1))}
         warnings.append(f"{display}: 'validation:' read as 'val:', as ultralytics reads it")
+    if content.get("names") is None and "nc" in content:  # ultralytics names them class_0 ..
+        count, nc_problem = _nc_count(content["nc"])
+        if nc_problem:
+            return None, [at("nc", nc_problem)]
+        content = content | {"names": [f"class_{i}" for i in range(count)]}
+        warnings.append(
+            f"{display}: no names, so the {count} classes are named class_0 .. "
+            f"class_{count - 1}, as ultralytics names them; add names: for readable reports"
+        )
     problems = [
         Problem(display, 1, 1, "", f"missing required field '{key}'")
         for key in ("train", "val", "names")
@@ -282,7 +291,18 @@ def _index(key: Any) -> int | None:
     return None
 
 
-def _nc_problem(nc: Any, count: int) -> str | None:
+def _nc_count(nc: Any) -> tuple[int, str | None]:
+    """The number of classes ``nc`` gives when there are no names, or why it gives none."""
+    problem = _nc_problem(nc, None)
+    if problem:
+        return 0, problem
+    count = int(float(nc))
+    if not 1 <= count <= MAX_CLASSES:
+        return 0, f"must be 1 to {MAX_CLASSES} classes, got {count}"
+    return count, None
+
+
+def _nc_problem(nc: Any, count: int | None) -> str | None:
     """Why ``nc`` disagrees with the names (ultralytics refuses the dataset then); None if not.
     A whole number written as text or a float (``'3'``, ``3.0``) is one, as for ultralytics."""
     try:
@@ -292,7 +312,7 @@ def _nc_problem(nc: Any, count: int) -> str | None:
     if not math.isfinite(number) or number != int(number):
         shown = quoted(nc, 60) if isinstance(nc, str) else _kind(nc)
         return f"must be a whole number (the number of classes), got {shown}"
-    if int(number) != count:
+    if count is not None and int(number) != count:
         return f"says {int(number)} classes but names has {count}"
     return None
 

@@ -20,7 +20,7 @@ DATA_YAML = "path: .\ntrain: images/train\nval: images/val\nnames: [a, b]\n"
 
 def _image(path: Path, pixels: np.ndarray | None = None, **save) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((8, 8, 3), 90, np.uint8) if pixels is None else pixels).save(
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8) if pixels is None else pixels).save(
         path, **save
     )
     return path

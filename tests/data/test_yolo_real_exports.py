@@ -177,7 +177,7 @@ def test_unusable_images_within_the_allowed_share_are_left_out(tmp_path: Path) -
     assert [p.name for p in dataset.images["train"]] == [f"t{i}.png" for i in (0, 1, 4, 5, 6, 7, 8)]
     assert stats["images"] == {"train": 7, "val": 2} and stats["unreadable_images"] == 2
     assert stats["warnings"] == [
-        "2 of 11 image(s) left out, unreadable (within data.max_bad_fraction 0.2); first: "
+        "2 of 11 image(s) left out, unreadable or under 10 pixels a side (within data.max_bad_fraction 0.2); first: "
         "images/train/t2.png: image cannot be read (empty or corrupt)"
     ]
     _, _, problems = check_dataset(root, root.parent, max_bad_fraction=0.1)
@@ -201,3 +201,58 @@ def test_a_validation_key_is_read_as_val(tmp_path: Path) -> None:
     dataset, stats, problems = check_dataset(root, root.parent)
     assert problems == [] and dataset is not None and stats["images"]["val"] == 2
     assert stats["warnings"] == ["data.yaml: 'validation:' read as 'val:', as ultralytics reads it"]
+
+
+def test_images_under_ten_pixels_a_side_are_left_out_as_ultralytics_leaves_them(
+    tmp_path: Path,
+) -> None:
+    root = _dataset(tmp_path, YAML)
+    for index in range(2, 9):
+        _image(root, "train", f"t{index}")
+    Image.new("RGB", (9, 40)).save(root / "images/train/thin.png")
+    Image.new("RGB", (10, 10)).save(root / "images/train/small.png")  # kept: 10 is enough
+    dataset, stats, problems = check_dataset(root, root.parent, max_bad_fraction=0.1)
+    assert problems == [] and dataset is not None
+    assert "thin.png" not in [p.name for p in dataset.images["train"]]
+    assert "small.png" in [p.name for p in dataset.images["train"]]
+    assert stats["unreadable_images"] == 1
+    assert stats["warnings"][-2].endswith(
+        "images/train/thin.png: image of 9x40 pixels: ultralytics leaves out images under 10 "
+        "pixels a side"
+    )
+    _, _, problems = check_dataset(root, root.parent)
+    assert [p.format() for p in problems] == [
+        "images/train/thin.png: image of 9x40 pixels: ultralytics leaves out images under 10 "
+        "pixels a side"
+    ]
+
+
+@pytest.mark.parametrize("nc", ["3", "'3'", "3.0"])
+def test_nc_without_names_names_the_classes_as_ultralytics_does(tmp_path: Path, nc: str) -> None:
+    root = _dataset(tmp_path, YAML.replace("names: [a, b]", f"nc: {nc}"))
+    dataset, stats, problems = check_dataset(root, root.parent)
+    assert problems == [] and dataset is not None
+    assert dataset.names == ("class_0", "class_1", "class_2")
+    assert stats["warnings"] == [
+        "data.yaml: no names, so the 3 classes are named class_0 .. class_2, as ultralytics "
+        "names them; add names: for readable reports"
+    ]
+    (root / "data.yaml").write_text(YAML.replace("names: [a, b]", f"names:\nnc: {nc}"))
+    assert read_dataset(root, root.parent)[0] is not None  # an empty names: too
+
+
+@pytest.mark.parametrize(
+    ("nc", "problem"),
+    [
+        (
+            "1.5",
+            "data.yaml:4:5: nc: must be a whole number (the number of classes), got the float '1.5'",
+        ),
+        ("0", "data.yaml:4:5: nc: must be 1 to"),
+        ("many", "data.yaml:4:5: nc: must be a whole number (the number of classes), got 'many'"),
+    ],
+)
+def test_nc_without_names_must_be_a_count(tmp_path: Path, nc: str, problem: str) -> None:
+    root = _dataset(tmp_path, YAML.replace("names: [a, b]", f"nc: {nc}"))
+    dataset, problems = read_dataset(root, root.parent)
+    assert dataset is None and problems[0].format().startswith(problem)

@@ -26,7 +26,7 @@ def repo(tmp_path: Path) -> Path:
 
 def _image(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(path)
+    Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(path)
     return path
 
 

@@ -27,7 +27,7 @@ def root(tmp_path: Path) -> Path:
     root = tmp_path / "yolo"
     for split, shade in (("train", 60), ("val", 120)):  # different images: no leakage warning
         (root / "images" / split).mkdir(parents=True)
-        Image.fromarray(np.full((8, 8, 3), shade, np.uint8)).save(root / f"images/{split}/0.png")
+        Image.fromarray(np.full((16, 16, 3), shade, np.uint8)).save(root / f"images/{split}/0.png")
         _label(root, split, "0 0.5 0.5 0.2 0.2\n")
     (root / "data.yaml").write_text(DATA_YAML)
     return root
@@ -138,7 +138,7 @@ def test_a_label_file_of_garbage_is_one_bounded_report(root: Path) -> None:
 
 def test_the_check_prints_at_most_two_hundred_problems(root: Path) -> None:
     for index in range(300):  # one problem each, in 300 label files
-        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / f"images/val/{index}x.png")
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(root / f"images/val/{index}x.png")
         (root / f"labels/val/{index}x.txt").write_text("7 0.5 0.5 0.2 0.2\n")
     result = tango("data", "check", str(root), cwd=root.parent)
     lines = result.stdout.splitlines()
