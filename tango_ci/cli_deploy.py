@@ -215,7 +215,7 @@ def label_queue(
 def label_import(
     export: Path = typer.Argument(
         ...,
-        help="A Label Studio JSON export, a CVAT for images 1.1 XML file, or a .zip of one "
+        help="A Label Studio JSON (or JSON-MIN) export, a CVAT for images 1.1 XML file, or a .zip of one "
         "with its images (CVAT's download).",
     ),
     project: Path = typer.Option(..., "--project", help="The project whose data gets them."),

@@ -6,6 +6,9 @@ give the class; its rectangles (``rectanglelabels``, or a ``rectangle`` with a `
 result of the same id) the boxes; any other region (a polygon, keypoint, brush mask, ellipse)
 rejects the task for detection, as it has no box to give.
 
+Its JSON-MIN export (one flat record per annotation) is read as the full one
+(:mod:`._label_studio_min`).
+
 ``data.image`` is found among the files beside the export under the names Label Studio
 writes: ``/data/upload/<project>/<8 hex digits>-<name>`` (an upload: the name with and without
 its prefix), ``/data/local-files/?d=<path>`` (a local storage: the path, then its last part),
@@ -24,6 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from tango_ci.exceptions import TangoError
 from tango_ci.labelling._base import BaseExportFormat, Box, Entry, labels_problem, shape_problem
+from tango_ci.labelling._label_studio_min import as_tasks, is_min
 from tango_ci.labelling.sources import with_images_folder
 
 #: image regions other than rectangles, by the result type without its ``labels`` suffix
@@ -56,8 +60,13 @@ class LabelStudioFormat(BaseExportFormat):
         if not isinstance(tasks, list):
             raise TangoError(f"{shown}: a Label Studio export is a list of tasks")
         entries = []
-        for number, task in enumerate(tasks):
-            entry = Entry(shown, f"task {number}")
+        numbered = (
+            as_tasks(tasks)
+            if any(map(is_min, tasks))
+            else [(f"task {number}", task) for number, task in enumerate(tasks)]
+        )
+        for tag, task in numbered:
+            entry = Entry(shown, tag)
             try:
                 _read_task(task, entry)
             except ValueError as exc:
