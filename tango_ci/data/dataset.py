@@ -28,6 +28,7 @@ from tango_ci.data.layout import (
     split_folder,
     unread_folders,
 )
+from tango_ci.data.rows import split_slices
 from tango_ci.exceptions import TangoError
 from tango_ci.printable import printable
 
@@ -336,7 +337,8 @@ def build_arrays(
         raise TangoError(f"{root}: need at least two classes with images, found {len(classes)}")
     bad: dict[int, dict] = {}
     fingerprint = hashlib.sha256()
-    read: list[tuple[str, str, np.ndarray | None]] = []
+    read: list[tuple[str, str, bool]] = []  # each image's name, digest and readability
+    pixels_of = np.empty((len(items), image_size, image_size, 3), np.uint8)  # see rows.py
     for index, item in enumerate(items):
         relative = item.path.relative_to(root).as_posix()
         if not_utf8(relative):  # kept out of files.json and the arrays, shown escaped
@@ -345,21 +347,23 @@ def build_arrays(
         else:
             digest, pixels, reason = read_checked(item.path, image_size)
         fingerprint.update(f"{relative}\0{digest}\n".encode())
-        read.append((relative, digest, pixels))
+        read.append((relative, digest, pixels is not None))
         if pixels is None:
             bad[index] = {"path": relative, "reason": reason}
+        else:
+            pixels_of[index] = pixels
         if progress:
             progress(index + 1, len(items))
     # split once every image is read, so unreadable ones count for no split's minimum
-    digests = [None if pixels is None else digest for _, digest, pixels in read]
+    digests = [digest if readable else None for _, digest, readable in read]
     items = assign_splits(items, digests, *drawn_fractions(root, val_fraction, test_fraction), seed)
     splits = [s for s in SPLITS if s != "test" or any(i.split == "test" for i in items)]
-    arrays: dict[str, list] = {s: [] for s in splits}
+    rows_of: dict[str, list[int]] = {s: [] for s in splits}
     labels: dict[str, list] = {s: [] for s in splits}
     files: list[dict] = []
-    for item, (relative, digest, pixels) in zip(items, read, strict=True):
-        if pixels is not None:
-            arrays[item.split].append(pixels)
+    for row, (item, (relative, digest, readable)) in enumerate(zip(items, read, strict=True)):
+        if readable:
+            rows_of[item.split].append(row)
             labels[item.split].append(item.label)
             files.append(
                 {"path": relative, "sha256": digest, "label": item.label, "split": item.split}
@@ -376,13 +380,16 @@ def build_arrays(
             "small (each keeps a training image); add images or set data.split.test to 0"
         )
     for split in splits:
-        if not arrays[split]:
+        if not rows_of[split]:
             raise TangoError(f"{root}: the {split} split has no readable images")
     _every_class_trains(root, classes, labels["train"], items, bad)
     return {
         "warnings": unread_folders(root) + duplicates(files) + _unmeasured(classes, labels),
         "classes": classes,
-        "arrays": {s: (np.stack(arrays[s]), np.asarray(labels[s], dtype=np.int64)) for s in arrays},
+        "arrays": {
+            s: (pixels, np.asarray(labels[s], dtype=np.int64))
+            for s, pixels in split_slices(pixels_of, rows_of).items()
+        },
         "bad": list(bad.values()),
         "files": files,
         "fingerprint": fingerprint.hexdigest(),

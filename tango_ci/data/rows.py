@@ -1,0 +1,49 @@
+"""A dataset's decoded images in one array, grouped into splits in place.
+
+Each image is decoded straight into its row of one array made for all of them (a row never
+written, an unreadable image's, never takes memory), and once the splits are known the rows
+are reordered in place so that each split is one slice of it. Stacking per-image arrays held
+every image twice at the peak, and the small arrays freed after it stay with the process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def permute_rows(array: np.ndarray, order: list[int]) -> None:
+    """Reorder ``array``'s rows in place so that row ``k`` becomes the former row
+    ``order[k]`` (``order`` a permutation of its rows), holding one row aside at a time."""
+    if sorted(order) != list(range(len(array))):
+        raise ValueError("order is not a permutation of the rows")
+    if not len(array):
+        return
+    done = [False] * len(order)
+    aside = np.empty_like(array[0])
+    for start in range(len(order)):
+        if done[start] or order[start] == start:
+            done[start] = True
+            continue
+        aside[...] = array[start]
+        row = start
+        while True:
+            done[row] = True
+            source = order[row]
+            if source == start:
+                array[row] = aside
+                break
+            array[row] = array[source]
+            row = source
+
+
+def split_slices(array: np.ndarray, rows_of: dict[str, list[int]]) -> dict[str, np.ndarray]:
+    """Each split's rows (``rows_of``: the row indices of each split, in order) as one slice
+    of ``array``, reordered in place; rows of no split end up after them all."""
+    kept = [row for rows in rows_of.values() for row in rows]
+    chosen = set(kept)
+    permute_rows(array, kept + [row for row in range(len(array)) if row not in chosen])
+    slices, start = {}, 0
+    for split, rows in rows_of.items():
+        slices[split] = array[start : start + len(rows)]
+        start += len(rows)
+    return slices
