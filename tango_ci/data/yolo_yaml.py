@@ -168,20 +168,21 @@ def _fields(
         content = {("val" if k == "validation" else k): v for k, v in content.items()}
         positions = positions | {"val": positions.get("validation", Position(1, 1))}
         warnings.append(f"{display}: 'validation:' read as 'val:', as ultralytics reads it")
+    counted: list[Problem] = []
     if content.get("names") is None and "nc" in content:  # ultralytics names them class_0 ..
         count, nc_problem = _nc_count(content["nc"])
-        if nc_problem:
-            return None, [at("nc", nc_problem)]
+        counted = [at("nc", nc_problem)] if nc_problem else []
         content = content | {"names": [f"class_{i}" for i in range(count)]}
-        warnings.append(
-            f"{display}: no names, so the {count} classes are named class_0 .. "
-            f"class_{count - 1}, as ultralytics names them; add names: for readable reports"
-        )
+        if count:
+            warnings.append(
+                f"{display}: no names, so the {count} classes are named class_0 .. "
+                f"class_{count - 1}, as ultralytics names them; add names: for readable reports"
+            )
     problems = [
         Problem(display, 1, 1, "", f"missing required field '{key}'")
         for key in ("train", "val", "names")
         if key not in content
-    ]
+    ] + counted
     if problems:
         return None, problems
     root = content.get("path")

@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from tango_ci.exceptions import TangoError
 from tango_ci.labelling._base import BaseExportFormat, Box, Entry, labels_problem, shape_problem
-from tango_ci.labelling._label_studio_min import as_tasks, is_min
+from tango_ci.labelling._label_studio_min import as_tasks, drawn_region, is_min
 from tango_ci.labelling.sources import with_images_folder
 
 #: image regions other than rectangles, by the result type without its ``labels`` suffix
@@ -177,7 +177,7 @@ def _read_results(results: list, entry: Entry) -> None:
         else:
             shapes.append(SHAPES[shape])
     for value, labels in named.values():
-        inferred = _drawn(value)
+        inferred = drawn_region(value)
         if inferred == "rectangle":
             _add_box(entry, value, labels)
         elif inferred is not None:
@@ -204,21 +204,6 @@ def _choose(entry: Entry, chosen: dict[str, tuple[str, ...]]) -> None:
         shown = ", ".join(f"'{n[:40]}'" for n in names[:5])
         entry.label_problem = f"has {len(names)} choices ({shown}); an image gets one class"
     entry.label = names[0] if names else None
-
-
-def _drawn(value: dict) -> str | None:
-    """The region a lone ``labels`` result holds, from its value's keys."""
-    if "points" in value:
-        return "polygon"
-    if "rle" in value:
-        return "brush"
-    if "radiusX" in value:
-        return "ellipse"
-    if "width" in value and "height" in value:
-        return "rectangle"
-    if "x" in value and "y" in value:
-        return "keypoint"
-    return None
 
 
 def _add_box(entry: Entry, value: dict, labels: tuple[str, ...]) -> None:

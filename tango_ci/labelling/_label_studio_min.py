@@ -51,7 +51,8 @@ def as_tasks(records: list) -> list[tuple[str, object]]:
             task = by_task[key] = {"data": data, "annotations": []}
             tasks.append((f"record {index}", task))
         results = _results(record)
-        if record.keys() - FACTS:  # a task never annotated has no result field at all
+        # a task never annotated has no annotation_id (a text field of its data is no result)
+        if record.get("annotation_id") is not None or ("annotation_id" not in record and results):
             annotation = {"result": results}
             for fact, name in (("annotation_id", "id"), ("created_at",) * 2, ("updated_at",) * 2):
                 if fact in record:
@@ -61,7 +62,9 @@ def as_tasks(records: list) -> list[tuple[str, object]]:
 
 
 def _results(record: dict) -> list[dict]:
-    """The results of a record, as the full export writes them."""
+    """The results of a record, as the full export writes them. A ``<Rectangle>`` beside a
+    ``<Labels>`` writes each region twice (the labels' copy has its geometry too) and JSON-MIN
+    keeps no region id to pair them: the unlabelled copy of a labelled region is dropped."""
     results = []
     for control, value in record.items():
         if control in FACTS:
@@ -70,7 +73,19 @@ def _results(record: dict) -> list[dict]:
             result = _result(control, item)
             if result is not None:
                 results.append(result)
-    return results
+    labelled = {_where(r["value"]) for r in results if r["type"] == "labels"}
+    return [
+        r
+        for r in results
+        if r["type"] == "choices"
+        or r["type"].endswith("labels")
+        or _where(r["value"]) not in labelled
+    ]
+
+
+def _where(value: dict) -> tuple:
+    """A region's geometry, to find its two copies."""
+    return tuple(repr(value.get(k)) for k in ("x", "y", "width", "height", "points", "rotation"))
 
 
 def _result(control: str, item: Any) -> dict | None:
@@ -82,10 +97,23 @@ def _result(control: str, item: Any) -> dict | None:
         return {"from_name": control, "type": "choices", "value": item}
     kind = next((k for k in item if isinstance(k, str) and k.endswith("labels")), None)
     if kind is None:  # a region drawn without a label control: its keys say which
-        if {"x", "y", "width", "height"} <= item.keys():
-            kind = "rectangle"
-        elif "points" in item:
-            kind = "polygon"
-        else:
+        kind = drawn_region(item)
+        if kind is None:
             return None  # a text area, a rating, ...
     return {"from_name": control, "type": kind, "value": item}
+
+
+def drawn_region(value: dict) -> str | None:
+    """The region a result's value holds, from its keys: ``rectangle``, ``polygon``,
+    ``ellipse``, ``brush``, ``keypoint``, or None for no region."""
+    if "points" in value:
+        return "polygon"
+    if "rle" in value:
+        return "brush"
+    if "radiusX" in value:
+        return "ellipse"
+    if "width" in value and "height" in value:
+        return "rectangle"
+    if "x" in value and "y" in value:
+        return "keypoint"
+    return None

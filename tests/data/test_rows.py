@@ -44,3 +44,34 @@ def test_an_order_that_is_not_a_permutation_moves_nothing() -> None:
         permute_rows(array, [0, 0, 1])
     assert np.array_equal(array, before)
     permute_rows(_rows(0), [])  # an empty dataset: nothing to move
+
+
+def test_every_image_keeps_its_label_in_every_split(tmp_path) -> None:
+    """One solid colour per class, unreadable files among them and a drawn test split: each
+    row of each split's array has its label's colour."""
+    from PIL import Image
+
+    from tango_ci.data.dataset import build_arrays
+
+    colours = {"blue": (0, 0, 250), "green": (0, 250, 0), "red": (250, 0, 0)}
+    for name, colour in colours.items():
+        folder = tmp_path / "data" / name
+        folder.mkdir(parents=True)
+        for index in range(14):
+            Image.new("RGB", (12 + index, 9), colour).save(folder / f"{index}.png")
+        (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    built = build_arrays(
+        tmp_path / "data",
+        image_size=8,
+        val_fraction=0.2,
+        seed=3,
+        max_bad_fraction=0.2,
+        test_fraction=0.2,
+    )
+    assert len(built["bad"]) == 3 and set(built["arrays"]) == {"train", "val", "test"}
+    for images, labels in built["arrays"].values():
+        assert len(images) == len(labels) > 0
+        for pixels, label in zip(images, labels, strict=True):
+            expected = colours[built["classes"][label]]
+            assert (pixels == np.array(expected, np.uint8)).all()
+    assert sum(len(labels) for _, labels in built["arrays"].values()) == 42

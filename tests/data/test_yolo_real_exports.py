@@ -256,3 +256,13 @@ def test_nc_without_names_must_be_a_count(tmp_path: Path, nc: str, problem: str)
     root = _dataset(tmp_path, YAML.replace("names: [a, b]", f"nc: {nc}"))
     dataset, problems = read_dataset(root, root.parent)
     assert dataset is None and problems[0].format().startswith(problem)
+
+
+def test_a_bad_nc_is_said_beside_a_missing_split(tmp_path: Path) -> None:
+    root = _dataset(tmp_path, "path: .\ntrain: images/train\nnc: 0\n")
+    dataset, problems = read_dataset(root, root.parent)
+    assert dataset is None
+    assert [p.format() for p in problems] == [
+        "data.yaml:1:1: missing required field 'val'",
+        "data.yaml:3:5: nc: must be 1 to 10000 classes, got 0",
+    ]

@@ -113,3 +113,35 @@ def test_a_text_field_beside_the_choice_is_said_not_guessed(queue, tmp_path) -> 
         "record 1: has choices of 2 controls ('camera', 'species') and none is named 'label' "
         "(the class's control in the queue's tasks)"
     )
+
+
+def test_a_record_of_a_task_never_annotated_gives_no_class(queue, tmp_path) -> None:
+    """Label Studio writes a record for a task without annotations, its data's text fields
+    beside an empty annotation_id: a field naming a class is no choice."""
+    never = {"image": "images/b.png", "id": 2, "caption": "circle", "annotation_id": None}
+    records = [_record("images/a.png", 1, choice="square"), never | dict.fromkeys(FACTS)]
+    data = tmp_path / "data"
+    done = import_labels(_min(queue, records), data, LABELS, detection=False)
+    assert done["imported"] == 1 and not (data / "circle").exists()
+    assert done["rejected"][0].endswith("record 1: no image or no annotation")
+
+
+def test_a_rectangle_beside_its_labels_is_one_labelled_box(queue, tmp_path) -> None:
+    """<Rectangle> and <Labels> controls write each region under both, without an id to pair
+    them: the full export pairs them by id, JSON-MIN by geometry."""
+    where = {"x": 10, "y": 20, "width": 30, "height": 40, "rotation": 0}
+    records = [_record("images/a.png", 1, box=[where], lbl=[where | {"labels": ["circle"]}])]
+    data = tmp_path / "data"
+    done = import_labels(_min(queue, records), data, LABELS, detection=True)
+    assert (done["imported"], done["rejected"]) == (1, [])
+    assert _labels(data, "a") == "0 0.250000 0.400000 0.300000 0.400000\n"
+
+
+def test_an_unlabelled_ellipse_rejects_its_record_as_in_the_full_export(queue, tmp_path):
+    ellipse = {"x": 50, "y": 50, "radiusX": 5, "radiusY": 5, "rotation": 0}
+    records = [_record("images/a.png", 1, shape=[ellipse])]
+    done = import_labels(_min(queue, records), tmp_path / "data", LABELS, detection=True)
+    assert done["imported"] == 0
+    assert done["rejected"][0].endswith(
+        "record 0: has an ellipse; only rectangles are imported as boxes"
+    )
