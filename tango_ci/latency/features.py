@@ -8,18 +8,20 @@ size, elementwise operations after a convolution keyed apart from free-standing 
 fuse them, and the fitted cost shows whether this one does), everything else by operator. Its work is
 multiply-accumulates, activation elements read and written, and weights.
 
-PyTorch eager runs what the ONNX graph no longer shows, so its kernels are read apart
-(``feature_set`` "pytorch-eager"): a BatchNorm after every convolution the export folded one
-into (a convolution with a bias whose output is more than one pixel; squeeze-excitation and
-detection-head convolutions with a bias of their own are the rare exception), keyed like the
-BatchNorms the graph still shows; dense convolutions keyed ``convbig`` where PyTorch hands them
-to oneDNN rather than its own im2col and GEMM; weights counted as elements read, since oneDNN
-reorders them on every eager call; and no activation counted as fused into its convolution.
-PyTorch's choice (``ConvParams::use_mkldnn``) depends on the thread count, so the set is named
-for it: ``pytorch-eager-1t`` (one thread: a 1x1 stride-1 convolution of a batch under 16 stays
-on PyTorch's GEMM however large) and ``pytorch-eager-mt``; ``pytorch-eager`` is the first
-approximation (an input over 20480 elements or a batch over one), kept so that models fitted
-on it predict as they were fitted.
+PyTorch eager runs what the ONNX graph no longer shows, so its kernels are read apart, one a
+PyTorch operator (checked against its profiler in the tests): a BatchNorm after every
+convolution the export folded one into (one with a bias, but not a squeeze-excitation's
+convolution of pooled features nor a detection head's, which have biases of their own), keyed
+like the BatchNorms the graph still shows; one ``silu`` for the graph's x * sigmoid(x); the
+arithmetic of dynamic-batch reshapes, done on the host, as ``shape``; dense convolutions keyed
+``convbig`` where PyTorch hands them to oneDNN rather than its own im2col and GEMM, weights
+counted as elements read (oneDNN reorders them on every eager call); and no activation fused
+into its convolution. PyTorch's choice of oneDNN (``ConvParams::use_mkldnn``) depends on the
+thread count, so the set is named for it: ``pytorch-eager-1t`` (one thread: a 1x1 stride-1
+convolution of a batch under 16 stays on PyTorch's GEMM however large) and
+``pytorch-eager-mt``. ``pytorch-eager`` is the first reading (oneDNN for an input over 20480
+elements or a batch over one; a BatchNorm after any convolution with a bias and an output over
+one pixel; SiLU as two kernels), kept so that models fitted on it predict as they were fitted.
 
 The file is untrusted (a pull request's network): it is parsed as data, with a size limit, and
 nothing in it is run.
@@ -47,6 +49,9 @@ _UNARY = frozenset(
 )
 _BINARY = frozenset({"Add", "Mul", "Sub", "Div"})
 _POOLS = frozenset({"MaxPool", "AveragePool"})
+_POOLED = frozenset({"GlobalAveragePool", "GlobalMaxPool", "ReduceMean"})
+#: operators whose output is computed from shapes alone
+_SHAPE_SOURCES = frozenset({"Shape", "Constant", "ConstantOfShape", "Range", "Size"})
 _SHAPE_ONLY = frozenset(
     {"Shape", "Constant", "Unsqueeze", "Squeeze", "Cast", "Gather", "Range", "ConstantOfShape"}
 )
@@ -94,12 +99,24 @@ def _dims(value_info) -> tuple[int, ...] | None:
     return tuple(dims)
 
 
+class _Malformed(ValueError):
+    """An attribute of another type than the operator's (a hostile or broken file)."""
+
+
 def _attribute(node, name: str, default):
+    """An integer attribute (``group``) or a list of them (``strides``, ``dilations``,
+    ``kernel_shape``) of ``node``, or ``default``; :class:`_Malformed` for another type."""
     import onnx
 
     for attribute in node.attribute:
         if attribute.name == name:
-            return onnx.helper.get_attribute_value(attribute)
+            value = onnx.helper.get_attribute_value(attribute)
+            whole = isinstance(value, int) or (
+                isinstance(value, list) and all(isinstance(v, int) for v in value)
+            )
+            if not whole or isinstance(default, int) != isinstance(value, int):
+                raise _Malformed(f"a {_key(node.op_type)} node's {name} is not whole numbers")
+            return value
     return default
 
 
@@ -166,8 +183,14 @@ def kernels(
     if features not in FEATURE_SETS:
         raise FeatureError(source=str(path), reason=f"unknown feature set '{features}'")
     eager = features in EAGER_SETS
-    model = _load(path, batch, size)
-    graph = model.graph
+    graph = _load(path, batch, size).graph
+    try:
+        return _read(path, graph, batch, features, eager)
+    except _Malformed as exc:
+        raise FeatureError(source=str(path), reason=str(exc)) from None
+
+
+def _read(path: Path, graph, batch: int, features: str, eager: bool) -> list[Kernel]:
     shapes: dict[str, tuple[int, ...]] = {}
     for info in [*graph.value_info, *graph.input, *graph.output]:
         dims = _dims(info)
@@ -177,6 +200,14 @@ def kernels(
     constants = set(weights) | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     producers = {o: n for n in graph.node for o in n.output}
     consumers = Counter(i for n in graph.node for i in n.input)
+    read_as_eager = eager and features != "pytorch-eager"  # the first reading stays as it was
+    users: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    silu = _silu_pairs(graph, users) if read_as_eager else {}
+    shape_like: set[str] = set()  # tensors computed from shapes only (dynamic-batch reshapes)
+    pooled: set[str] = set()  # a squeeze-excitation's: globally pooled, then convolved
 
     def elements(name: str) -> float:
         dims = shapes.get(name) or weights.get(name)
@@ -186,6 +217,18 @@ def kernels(
     for node in graph.node:
         op = node.op_type
         inputs = [i for i in node.input if i]
+        dynamic = [i for i in inputs if i not in constants]
+        if op in _SHAPE_SOURCES or (dynamic and all(i in shape_like for i in dynamic)):
+            shape_like.update(node.output)
+            if read_as_eager and op not in _SHAPE_ONLY:
+                found.append(Kernel("shape", 0.0, 0.0))  # PyTorch computes it on the host
+                continue
+        if op in _POOLED or (inputs and inputs[0] in pooled and (op == "Conv" or op in _UNARY)):
+            pooled.update(node.output)
+        if id(node) in silu:
+            if silu[id(node)]:  # the Sigmoid of x * sigmoid(x): one in-place SiLU in PyTorch
+                found.append(Kernel("silu", 0.0, 2 * elements(node.output[0])))
+            continue  # its Mul is that SiLU
         need = 2 if op in ("Conv", "Gemm", "MatMul") else int(op in _UNARY or op in _BINARY)
         if len(inputs) < need or (need and not node.output):
             raise FeatureError(
@@ -222,7 +265,7 @@ def kernels(
                     kind = "convbig"
             key = f"{kind}-k{size}-s{stride}-c{_bucket(channels)}-h{_bucket(out_shape[-1])}"
             found.append(Kernel(key, out * per_output, moved))
-            if eager and len(inputs) > 2 and math.prod(out_shape[2:]) > 1:
+            if eager and len(inputs) > 2 and _folded(read_as_eager, node, out_shape, users, pooled):
                 # folded by the export only: keyed as the BatchNorm the graph still shows
                 found.append(Kernel("batchnormalization", 0.0, 2 * out))
         elif op in ("Gemm", "MatMul"):
@@ -248,6 +291,51 @@ def kernels(
     if not found:
         raise FeatureError(source=str(path), reason="the graph has no nodes")
     return found
+
+
+def _folded(modern: bool, node, out_shape: tuple, users: dict[str, list], pooled: set) -> bool:
+    """Whether the convolution ``node`` (with a bias) had a BatchNorm the export folded into
+    it: not a squeeze-excitation's convolution of pooled features, nor a detection head's,
+    which have biases of their own (the first eager reading: an output over one pixel)."""
+    if not modern:
+        return math.prod(out_shape[2:]) > 1
+    return node.input[0] not in pooled and not _detection_head(users, node)
+
+
+def _detection_head(users: dict[str, list], node) -> bool:
+    """Whether the convolution ``node`` ends a detection head: its output goes only into a
+    Concat, or only into a Reshape that goes only into one (an attention block's convolution
+    is reshaped and split)."""
+
+    def only(name: str, op: str) -> list:
+        found = users.get(name, [])
+        return found if found and all(user.op_type == op for user in found) else []
+
+    if not node.output:
+        return False
+    reshaped = only(node.output[0], "Reshape")
+    return bool(only(node.output[0], "Concat")) or (
+        len(reshaped) == 1
+        and bool(reshaped[0].output)
+        and bool(only(reshaped[0].output[0], "Concat"))
+    )
+
+
+def _silu_pairs(graph, users: dict[str, list]) -> dict[int, bool]:
+    """The nodes of each ``x * sigmoid(x)`` (SiLU, exported as two nodes): True for its
+    Sigmoid, False for its Mul, by ``id``."""
+    pairs: dict[int, bool] = {}
+    for node in graph.node:
+        if node.op_type != "Sigmoid" or len(node.input) != 1 or len(node.output) != 1:
+            continue
+        found = users.get(node.output[0], [])
+        if (
+            len(found) == 1
+            and found[0].op_type == "Mul"
+            and sorted(found[0].input) == sorted([node.input[0], node.output[0]])
+        ):
+            pairs[id(node)], pairs[id(found[0])] = True, False
+    return pairs
 
 
 def aggregate(found: list[Kernel], keys: dict[str, str] | None = None) -> dict[str, list[float]]:

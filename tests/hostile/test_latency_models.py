@@ -161,3 +161,43 @@ def test_a_malformed_network_is_refused_or_read_never_a_traceback(
         assert "a conv node with 1 inputs and 1 outputs is not a network" in str(refused)
     else:
         assert all(inputs) and len(inputs) == 2 and kernel.kind == "conv"
+
+
+@pytest.mark.parametrize(
+    ("op", "attribute", "value"),
+    [
+        ("Conv", "dilations", 2.0),
+        ("Conv", "strides", ["a", "b"]),
+        ("Conv", "group", [1, 2]),
+        ("MaxPool", "kernel_shape", 3.5),
+    ],
+)
+@pytest.mark.parametrize("features", ["onnx", "pytorch-eager-1t", "pytorch-eager"])
+def test_an_attribute_of_another_type_is_one_line_never_a_traceback(
+    tmp_path: Path, op: str, attribute: str, value: object, features: str
+) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from tango_ci.latency import FeatureError, kernels
+
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], [0.0] * 108)
+    inputs = ["x", "w"] if op == "Conv" else ["x"]
+    node = helper.make_node(op, inputs, ["y"], **{attribute: value})
+    if op == "MaxPool" and attribute != "kernel_shape":
+        node.attribute.append(helper.make_attribute("kernel_shape", [3, 3]))
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[weights],
+    )
+    path = tmp_path / "net.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    if attribute == "dilations" and features != "pytorch-eager-1t":
+        assert kernels(path, features=features)  # only PyTorch's oneDNN choice reads it
+        return
+    with pytest.raises(FeatureError, match=f"{attribute} is not whole numbers") as refused:
+        kernels(path, features=features)
+    assert "\n" not in str(refused.value)

@@ -193,3 +193,65 @@ def test_boosted_trees_of_eager_networks_read_the_longer_summary(tmp_path: Path)
         for sample in data[:5]:
             features = sample.features if predictor is eager else {"conv-k3-s1": [1.0, 2.0, 0.1]}
             assert loaded.predictor.predict(features) == predictor.predict(features)
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"), [("yolo", "yolov8"), ("yolo", "yolo11"), ("family", "mobilenet"),
+                       ("family", "resnet"), ("subnet", "")]
+)  # fmt: skip
+def test_the_eager_reading_has_a_kernel_for_each_operator_pytorch_runs(
+    kind: str, name: str, tmp_path: Path
+) -> None:
+    """What PyTorch's profiler says eager ran, operator by operator: one SiLU where the graph
+    has x * sigmoid(x), a BatchNorm after each convolution but a detection head's, one concat
+    per torch.cat (not the dynamic-batch reshapes' shape arithmetic). DenseNet is left out:
+    its torch.cat of a single tensor leaves no node in the graph."""
+    from collections import Counter
+
+    from tango_ci.detection.stages import load_yolo_module
+    from tango_ci.plugins import get_task
+    from tango_ci.profiling.networks import write_sample
+    from tango_ci.profiling.sample import design
+
+    sample = min(
+        (
+            s
+            for s in design(blocks=0, networks=120, with_yolo=True)
+            if s.spec["kind"] == kind and s.describe().startswith(name)
+        ),
+        key=lambda s: s.size,
+    )
+    onnx_path, folder = write_sample(sample, tmp_path)
+    assert folder is not None
+    module = (
+        load_yolo_module(folder)
+        if kind == "yolo"
+        else get_task("classification").load_trained(folder)
+    ).eval()
+    image = torch.zeros(1, 3, sample.size, sample.size)
+    with torch.inference_mode():
+        module(image)  # a detection head makes its anchors once per image size
+        with torch.profiler.profile() as profile:
+            module(image)
+    ran = Counter(
+        e.name.removeprefix("aten::").rstrip("_")
+        for e in profile.events()
+        if e.cpu_parent is None and e.name.startswith("aten::")
+    )
+    read = Counter(k.kind for k in kernels(onnx_path, 1, sample.size, "pytorch-eager-1t"))
+    assert read["conv"] + read["convbig"] + read["dwconv"] + read["gconv"] == ran["conv2d"]
+    assert read["batchnormalization"] == ran["batch_norm"]
+    assert read["silu"] == ran["silu"]
+    assert read["concat"] == ran["cat"]
+    assert read["sigmoid"] == ran["sigmoid"] and read["mul"] == ran["mul"]
+    assert read["add"] == ran["add"]
+
+
+def test_the_schema_knows_every_feature_set() -> None:
+    from tango_ci.contracts import schema_file
+    from tango_ci.latency.features import FEATURE_SETS
+
+    schema = json.loads(schema_file("latency-model.schema.json").read_text())
+    assert schema["properties"]["metadata"]["properties"]["feature_set"]["enum"] == list(
+        FEATURE_SETS
+    )
