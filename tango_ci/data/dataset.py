@@ -28,7 +28,7 @@ from tango_ci.data.layout import (
     split_folder,
     unread_folders,
 )
-from tango_ci.data.rows import split_slices
+from tango_ci.data.rows import pixels_for, split_slices
 from tango_ci.exceptions import TangoError
 from tango_ci.printable import printable
 
@@ -338,7 +338,7 @@ def build_arrays(
     bad: dict[int, dict] = {}
     fingerprint = hashlib.sha256()
     read: list[tuple[str, str, bool]] = []  # each image's name, digest and readability
-    pixels_of = np.empty((len(items), image_size, image_size, 3), np.uint8)  # see rows.py
+    pixels_of = pixels_for(root, len(items), image_size)
     for index, item in enumerate(items):
         relative = item.path.relative_to(root).as_posix()
         if not_utf8(relative):  # kept out of files.json and the arrays, shown escaped

@@ -8,7 +8,24 @@ every image twice at the peak, and the small arrays freed after it stay with the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+from tango_ci.exceptions import TangoError
+
+
+def pixels_for(root: Path, count: int, size: int) -> np.ndarray:
+    """The one array the images are decoded into, or one line saying how much
+    memory they need when the machine cannot give it."""
+    try:
+        return np.empty((count, size, size, 3), np.uint8)
+    except MemoryError:
+        need = count * size * size * 3 / 2**30
+        raise TangoError(
+            f"{root}: {count} images at {size} px need {need:.1f} GiB of memory, more than "
+            "this machine gives; lower data.image_size or train on a larger runner"
+        ) from None
 
 
 def permute_rows(array: np.ndarray, order: list[int]) -> None:

@@ -75,3 +75,17 @@ def test_every_image_keeps_its_label_in_every_split(tmp_path) -> None:
             expected = colours[built["classes"][label]]
             assert (pixels == np.array(expected, np.uint8)).all()
     assert sum(len(labels) for _, labels in built["arrays"].values()) == 42
+
+
+def test_images_the_machine_has_no_memory_for_are_one_line(tmp_path, monkeypatch) -> None:
+    """The operating system refusing the pixels' array (here made to) is a TangoError naming
+    what they need, not a MemoryError traceback."""
+    from tango_ci.data import rows
+    from tango_ci.exceptions import TangoError
+
+    def refuse(shape, dtype):
+        raise MemoryError(f"Unable to allocate array with shape {shape}")
+
+    monkeypatch.setattr(rows.np, "empty", refuse)
+    with pytest.raises(TangoError, match=r"data: 100000 images at 4096 px need 4687\.5 GiB"):
+        rows.pixels_for(tmp_path / "data", 100_000, 4096)
