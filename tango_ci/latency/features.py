@@ -41,6 +41,8 @@ MAX_ONNX_BYTES = 2 * 2**30
 DEFAULT_FEATURE_SET = "onnx"
 EAGER_SETS = ("pytorch-eager-1t", "pytorch-eager-mt", "pytorch-eager")
 FEATURE_SETS = (DEFAULT_FEATURE_SET, *EAGER_SETS)
+#: the sets an engine's models are fitted on, on one thread and on several (others: the graph's)
+_ENGINE_SETS = {"pytorch": ("pytorch-eager-1t", "pytorch-eager-mt")}
 ONEDNN_INPUT = 20480  # PyTorch's threshold for a dense convolution on oneDNN (fp32 CPU)
 # count, multiply-accumulates (millions), activation elements read + written (millions)
 FEATURES = ("count", "mmacs", "melems")
@@ -156,9 +158,8 @@ def _load(path: Path, batch: int, size: int | None):
 
 def feature_set(engine: str, threads: int) -> str:
     """The name of the kernel reading a model of ``engine`` on ``threads`` is fitted on."""
-    if engine == "pytorch":
-        return "pytorch-eager-1t" if threads <= 1 else "pytorch-eager-mt"
-    return DEFAULT_FEATURE_SET
+    one, several = _ENGINE_SETS.get(engine, (DEFAULT_FEATURE_SET, DEFAULT_FEATURE_SET))
+    return one if threads <= 1 else several
 
 
 def on_onednn(features: str, batch: int, inputs: float, kernel: tuple[int, int], node) -> bool:
