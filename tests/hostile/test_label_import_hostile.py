@@ -196,3 +196,29 @@ def test_an_import_that_imports_nothing_exits_1_and_caps_its_lines(spec_repo: Pa
     assert "0 imported into projects/demo/data, 250 rejected" in lines
     assert lines[-1].endswith("nothing was imported: all 250 entries were rejected")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("detection", [False, True])
+def test_json_min_records_of_odd_shapes_are_rejected_one_line_each(queue, tmp_path, detection):
+    """Label Studio's JSON-MIN export is outside content: values of any type under any key,
+    ids that are not numbers, regions without numbers; each record is rejected with its
+    reason (or read), never a traceback, and the sound record still comes in."""
+    import json
+
+    records = [
+        {"image": "images/a.png", "id": 1, "annotation_id": 5, "label": "circle",
+         "box": [{"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["circle"]}]},
+        {"image": "images/b.png", "id": True, "annotation_id": 6, "label": [1, None, "x" * 5000]},
+        {"image": "images/c.png", "id": [], "annotation_id": 7,
+         "box": [{"x": "nan", "y": None, "width": {}, "height": -1, "rectanglelabels": ["circle"]}],
+         "choice": {"choices": "circle"}},
+        {"image": "images/c.png", "annotation_id": 8, "created_at": {"not": "a date"}},
+        {"image": 7}, [], "text", None,
+    ]  # fmt: skip
+    path = queue / "min.json"
+    path.write_text(json.dumps(records))
+    done = import_labels(path, tmp_path / "out", LABELS, detection=detection)
+    # classes: record 0 only; boxes: b and c too, as images without objects (b's choices are
+    # no boxes; c's newest record, the last of a tie, has none), as the full export reads them
+    assert (done["imported"], len(done["rejected"])) == ((3, 4) if detection else (1, 6))
+    assert all("\n" not in line and "Traceback" not in line for line in done["rejected"])
